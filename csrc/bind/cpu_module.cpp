@@ -1,0 +1,314 @@
+// pybind11 module fusednn._cpu: the only place the CPU kernels meet Python.
+// Every argument is checked here (type, dtype, rank, shape, contiguity,
+// writeability, aliasing) so a kernel never sees a buffer of the wrong type
+// or size; the GIL is released while a kernel runs. Conversion of other
+// dtypes and layouts happens one level up, in fusednn.ops.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+
+#include "fusednn/cpu.h"
+
+namespace py = pybind11;
+using fusednn::Act;
+namespace cpu = fusednn::cpu;
+
+namespace {
+
+std::string shape_of(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) {
+    if (i) s += ", ";
+    s += std::to_string(a.shape(i));
+  }
+  if (a.ndim() == 1) s += ",";
+  return s + ")";
+}
+
+// A float32, C-contiguous NumPy array, or a TypeError/ValueError naming `name`.
+py::array as_f32(const py::object& obj, const char* name, bool writeable = false) {
+  if (!py::isinstance<py::array>(obj))
+    throw py::type_error(std::string(name) + " must be a numpy.ndarray, got " +
+                         std::string(py::str(py::type::of(obj).attr("__name__"))));
+  py::array a = py::reinterpret_borrow<py::array>(obj);
+  if (!a.dtype().is(py::dtype::of<float>()))
+    throw py::type_error(std::string(name) + " must have dtype float32, got " +
+                         std::string(py::str(a.dtype())));
+  if (!(a.flags() & py::array::c_style))
+    throw py::value_error(std::string(name) + " must be C-contiguous (shape " + shape_of(a) + ")");
+  if (writeable && !a.writeable())
+    throw py::value_error(std::string(name) + " is read-only");
+  return a;
+}
+
+void check_ndim(const py::array& a, const char* name, py::ssize_t nd) {
+  if (a.ndim() != nd)
+    throw py::value_error(std::string(name) + " must be " + std::to_string(nd) + "-D, got shape " +
+                          shape_of(a));
+}
+
+void check_same_shape(const py::array& a, const char* an, const py::array& b, const char* bn) {
+  bool same = a.ndim() == b.ndim();
+  for (py::ssize_t i = 0; same && i < a.ndim(); ++i) same = a.shape(i) == b.shape(i);
+  if (!same)
+    throw py::value_error(std::string(an) + " and " + bn + " must have the same shape, got " +
+                          shape_of(a) + " and " + shape_of(b));
+}
+
+bool overlaps(const py::array& a, const py::array& b) {
+  const char* a0 = static_cast<const char*>(a.data());
+  const char* b0 = static_cast<const char*>(b.data());
+  return a0 < b0 + b.nbytes() && b0 < a0 + a.nbytes() && a.nbytes() && b.nbytes();
+}
+
+void check_no_overlap(const py::array& out, const py::array& in, const char* in_name) {
+  if (overlaps(out, in))
+    throw py::value_error(std::string("out must not share memory with ") + in_name);
+}
+
+Act to_act(int a) {
+  if (!fusednn::act_is_valid(a))
+    throw py::value_error("unknown activation code " + std::to_string(a) +
+                          " (0=linear, 1=relu, 2=sigmoid, 3=tanh)");
+  return static_cast<Act>(a);
+}
+
+int to_int_dim(py::ssize_t d, const char* what) {
+  if (d > py::ssize_t(INT32_MAX))
+    throw py::value_error(std::string(what) + " is too large for the kernel (> 2^31 - 1)");
+  return int(d);
+}
+
+float* fptr(py::array& a) { return static_cast<float*>(a.mutable_data()); }
+const float* cfptr(const py::array& a) { return static_cast<const float*>(a.data()); }
+
+using MatmulFn = void (*)(float*, const float*, const float*, int, int, int, bool, bool,
+                          const float*, Act);
+
+void matmul_checked(MatmulFn fn, const py::object& a_, const py::object& b_, const py::object& out_,
+                    bool ta, bool tb, const py::object& bias_, int act) {
+  py::array a = as_f32(a_, "a"), b = as_f32(b_, "b"), out = as_f32(out_, "out", true);
+  check_ndim(a, "a", 2);
+  check_ndim(b, "b", 2);
+  check_ndim(out, "out", 2);
+  const py::ssize_t M = ta ? a.shape(1) : a.shape(0), K = ta ? a.shape(0) : a.shape(1);
+  const py::ssize_t Kb = tb ? b.shape(1) : b.shape(0), N = tb ? b.shape(0) : b.shape(1);
+  if (K != Kb)
+    throw py::value_error("matmul: inner dimensions differ: a" + std::string(ta ? ".T" : "") +
+                          " has shape " + shape_of(a) + ", b" + (tb ? ".T" : "") +
+                          " has shape " + shape_of(b));
+  if (out.shape(0) != M || out.shape(1) != N)
+    throw py::value_error("matmul: out has shape " + shape_of(out) + ", expected (" +
+                          std::to_string(M) + ", " + std::to_string(N) + ")");
+  check_no_overlap(out, a, "a");
+  check_no_overlap(out, b, "b");
+  const float* bias = nullptr;
+  py::array bias_arr;
+  if (!bias_.is_none()) {
+    bias_arr = as_f32(bias_, "bias");
+    check_ndim(bias_arr, "bias", 1);
+    if (bias_arr.shape(0) != N)
+      throw py::value_error("matmul: bias has shape " + shape_of(bias_arr) + ", expected (" +
+                            std::to_string(N) + ",)");
+    check_no_overlap(out, bias_arr, "bias");
+    bias = cfptr(bias_arr);
+  }
+  const Act ac = to_act(act);
+  const int m = to_int_dim(M, "M"), n = to_int_dim(N, "N"), k = to_int_dim(K, "K");
+  float* c = fptr(out);
+  const float *pa = cfptr(a), *pb = cfptr(b);
+  py::gil_scoped_release nogil;
+  fn(c, pa, pb, m, n, k, ta, tb, bias, ac);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_cpu, m) {
+  m.doc() = "fusednn CPU kernels (float32, C-contiguous NumPy arrays)";
+
+  m.def(
+      "matmul",
+      [](const py::object& a, const py::object& b, const py::object& out, bool ta, bool tb,
+         const py::object& bias, int act) { matmul_checked(cpu::matmul, a, b, out, ta, tb, bias, act); },
+      py::arg("a"), py::arg("b"), py::arg("out"), py::arg("transpose_a") = false,
+      py::arg("transpose_b") = false, py::arg("bias") = py::none(), py::arg("activation") = 0,
+      "out = act(op(a) @ op(b) + bias), packed-panel GEMM.");
+  m.def(
+      "matmul_reference",
+      [](const py::object& a, const py::object& b, const py::object& out, bool ta, bool tb,
+         const py::object& bias, int act) {
+        matmul_checked(cpu::matmul_reference, a, b, out, ta, tb, bias, act);
+      },
+      py::arg("a"), py::arg("b"), py::arg("out"), py::arg("transpose_a") = false,
+      py::arg("transpose_b") = false, py::arg("bias") = py::none(), py::arg("activation") = 0,
+      "The simple triple-loop GEMM (double accumulation), kept as an oracle.");
+
+  m.def(
+      "act_forward",
+      [](const py::object& x_, const py::object& out_, int act) {
+        py::array x = as_f32(x_, "x"), out = as_f32(out_, "out", true);
+        check_same_shape(x, "x", out, "out");
+        const Act ac = to_act(act);
+        float* y = fptr(out);
+        const float* px = cfptr(x);
+        const std::size_t n = std::size_t(x.size());
+        py::gil_scoped_release nogil;
+        cpu::act_forward(y, px, n, ac);
+      },
+      py::arg("x"), py::arg("out"), py::arg("activation"));
+  m.def(
+      "act_backward",
+      [](const py::object& dy_, const py::object& y_, const py::object& out_, int act) {
+        py::array dy = as_f32(dy_, "dy"), y = as_f32(y_, "y"), out = as_f32(out_, "out", true);
+        check_same_shape(dy, "dy", y, "y");
+        check_same_shape(dy, "dy", out, "out");
+        const Act ac = to_act(act);
+        float* dx = fptr(out);
+        const float *pdy = cfptr(dy), *py_ = cfptr(y);
+        const std::size_t n = std::size_t(dy.size());
+        py::gil_scoped_release nogil;
+        cpu::act_backward(dx, pdy, py_, n, ac);
+      },
+      py::arg("dy"), py::arg("y"), py::arg("out"), py::arg("activation"));
+  m.def(
+      "bias_act",
+      [](const py::object& x_, const py::object& b_, const py::object& out_, int act) {
+        py::array x = as_f32(x_, "x"), b = as_f32(b_, "bias"), out = as_f32(out_, "out", true);
+        check_ndim(x, "x", 2);
+        check_ndim(b, "bias", 1);
+        check_same_shape(x, "x", out, "out");
+        if (b.shape(0) != x.shape(1))
+          throw py::value_error("bias has shape " + shape_of(b) + " but x has shape " + shape_of(x));
+        check_no_overlap(out, b, "bias");
+        const Act ac = to_act(act);
+        float* y = fptr(out);
+        const float *px = cfptr(x), *pb = cfptr(b);
+        const std::size_t rows = std::size_t(x.shape(0)), cols = std::size_t(x.shape(1));
+        py::gil_scoped_release nogil;
+        cpu::bias_act(y, px, pb, rows, cols, ac);
+      },
+      py::arg("x"), py::arg("bias"), py::arg("out"), py::arg("activation"));
+
+  m.def(
+      "mse",
+      [](const py::object& p_, const py::object& t_, const py::object& out_) {
+        py::array p = as_f32(p_, "pred"), t = as_f32(t_, "target");
+        check_same_shape(p, "pred", t, "target");
+        float* o = nullptr;
+        py::array out;
+        if (!out_.is_none()) {
+          out = as_f32(out_, "out", true);
+          if (out.size() != 1)
+            throw py::value_error("mse: out must hold exactly one element, got shape " + shape_of(out));
+          o = fptr(out);
+        }
+        const float *pp = cfptr(p), *pt = cfptr(t);
+        const std::size_t n = std::size_t(p.size());
+        py::gil_scoped_release nogil;
+        const double r = cpu::mse(pp, pt, n);
+        if (o) *o = float(r);
+        return r;
+      },
+      py::arg("pred"), py::arg("target"), py::arg("out") = py::none(),
+      "mean((pred - target)**2), accumulated in float64; also stored in out[0] when given.");
+  m.def(
+      "mse_grad",
+      [](const py::object& p_, const py::object& t_, const py::object& out_, float scale) {
+        py::array p = as_f32(p_, "pred"), t = as_f32(t_, "target"), out = as_f32(out_, "out", true);
+        check_same_shape(p, "pred", t, "target");
+        check_same_shape(p, "pred", out, "out");
+        float* g = fptr(out);
+        const float *pp = cfptr(p), *pt = cfptr(t);
+        const std::size_t n = std::size_t(p.size());
+        py::gil_scoped_release nogil;
+        cpu::mse_grad(g, pp, pt, n, scale);
+      },
+      py::arg("pred"), py::arg("target"), py::arg("out"), py::arg("scale"),
+      "out = scale * (pred - target); scale = 2/N gives d mse / d pred.");
+
+  m.def(
+      "sum_rows",
+      [](const py::object& x_, const py::object& out_) {
+        py::array x = as_f32(x_, "x"), out = as_f32(out_, "out", true);
+        check_ndim(x, "x", 2);
+        check_ndim(out, "out", 1);
+        if (out.shape(0) != x.shape(1))
+          throw py::value_error("sum_rows: out has shape " + shape_of(out) + ", expected (" +
+                                std::to_string(x.shape(1)) + ",)");
+        check_no_overlap(out, x, "x");
+        float* o = fptr(out);
+        const float* px = cfptr(x);
+        const std::size_t rows = std::size_t(x.shape(0)), cols = std::size_t(x.shape(1));
+        py::gil_scoped_release nogil;
+        cpu::sum_rows(o, px, rows, cols);
+      },
+      py::arg("x"), py::arg("out"), "out[c] = sum_r x[r, c] (the bias gradient).");
+
+  m.def(
+      "sgd_update",
+      [](const py::object& w_, const py::object& g_, const py::object& v_, float lr, float momentum,
+         bool nesterov) {
+        py::array w = as_f32(w_, "param", true), g = as_f32(g_, "grad");
+        check_same_shape(w, "param", g, "grad");
+        check_no_overlap(w, g, "grad");
+        float* pv = nullptr;
+        py::array v;
+        if (!v_.is_none()) {
+          v = as_f32(v_, "velocity", true);
+          check_same_shape(w, "param", v, "velocity");
+          check_no_overlap(w, v, "velocity");
+          pv = fptr(v);
+        } else if (momentum != 0.f) {
+          throw py::value_error("sgd_update: momentum != 0 needs a velocity array");
+        }
+        float* pw = fptr(w);
+        const float* pg = cfptr(g);
+        const std::size_t n = std::size_t(w.size());
+        py::gil_scoped_release nogil;
+        cpu::sgd_update(pw, pg, pv, n, lr, momentum, nesterov);
+      },
+      py::arg("param"), py::arg("grad"), py::arg("velocity"), py::arg("learning_rate"),
+      py::arg("momentum"), py::arg("nesterov"));
+  m.def(
+      "adam_update",
+      [](const py::object& w_, const py::object& g_, const py::object& m_, const py::object& v_,
+         float lr, float b1, float b2, float eps, std::int64_t step) {
+        py::array w = as_f32(w_, "param", true), g = as_f32(g_, "grad");
+        py::array mm = as_f32(m_, "m", true), v = as_f32(v_, "v", true);
+        check_same_shape(w, "param", g, "grad");
+        check_same_shape(w, "param", mm, "m");
+        check_same_shape(w, "param", v, "v");
+        check_no_overlap(w, g, "grad");
+        check_no_overlap(w, mm, "m");
+        check_no_overlap(w, v, "v");
+        check_no_overlap(mm, v, "v");
+        if (step < 1) throw py::value_error("adam_update: step must be >= 1, got " + std::to_string(step));
+        float *pw = fptr(w), *pm = fptr(mm), *pv = fptr(v);
+        const float* pg = cfptr(g);
+        const std::size_t n = std::size_t(w.size());
+        py::gil_scoped_release nogil;
+        cpu::adam_update(pw, pg, pm, pv, n, lr, b1, b2, eps, step);
+      },
+      py::arg("param"), py::arg("grad"), py::arg("m"), py::arg("v"), py::arg("learning_rate"),
+      py::arg("beta_1"), py::arg("beta_2"), py::arg("epsilon"), py::arg("step"));
+
+  m.def("num_threads", &cpu::num_threads);
+  m.def("set_num_threads", &cpu::set_num_threads, py::arg("n"));
+  m.def("simd_path", &cpu::simd_path);
+  m.def("force_portable", &cpu::force_portable, py::arg("on"),
+        "Use the portable (non-AVX2) kernels even where AVX2 is available (for tests).");
+  m.def("cpu_features", []() {
+    const cpu::Features& f = cpu::features();
+    py::dict d;
+    d["avx2"] = f.avx2;
+    d["fma"] = f.fma;
+    return d;
+  });
+#ifdef _OPENMP
+  m.attr("openmp") = true;
+#else
+  m.attr("openmp") = false;
+#endif
+}

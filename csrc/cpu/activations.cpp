@@ -1,0 +1,94 @@
+// Elementwise activations: dispatch to the AVX2 versions when the CPU has
+// them, else portable loops that use the C library's exp/tanh.
+#include <cmath>
+
+#include "avx2.h"
+#include "fusednn/cpu.h"
+#include "parallel.h"
+
+namespace fusednn {
+namespace cpu {
+
+namespace {
+
+inline float sigmoid1(float v) {
+  // e^x / (1 + e^x) for negative x keeps precision and never overflows.
+  if (v < 0.f) {
+    const float e = std::exp(v);
+    return e / (1.f + e);
+  }
+  return 1.f / (1.f + std::exp(-v));
+}
+
+void forward_portable(float* y, const float* x, std::size_t n, Act act) {
+  switch (act) {
+    case Act::relu:
+      for (std::size_t i = 0; i < n; ++i) y[i] = x[i] < 0.f ? 0.f : x[i];
+      break;
+    case Act::sigmoid:
+      for (std::size_t i = 0; i < n; ++i) y[i] = sigmoid1(x[i]);
+      break;
+    case Act::tanh:
+      for (std::size_t i = 0; i < n; ++i) y[i] = std::tanh(x[i]);
+      break;
+    default:
+      if (y != x)
+        for (std::size_t i = 0; i < n; ++i) y[i] = x[i];
+  }
+}
+
+void backward_portable(float* dx, const float* dy, const float* y, std::size_t n, Act act) {
+  switch (act) {
+    case Act::relu:
+      for (std::size_t i = 0; i < n; ++i) dx[i] = y[i] > 0.f ? dy[i] : 0.f;
+      break;
+    case Act::sigmoid:
+      for (std::size_t i = 0; i < n; ++i) dx[i] = dy[i] * (y[i] * (1.f - y[i]));
+      break;
+    case Act::tanh:
+      for (std::size_t i = 0; i < n; ++i) dx[i] = dy[i] * (1.f - y[i] * y[i]);
+      break;
+    default:
+      if (dx != dy)
+        for (std::size_t i = 0; i < n; ++i) dx[i] = dy[i];
+  }
+}
+
+}  // namespace
+
+void act_forward(float* y, const float* x, std::size_t n, Act act) {
+  parallel_chunks(n, [&](std::size_t b, std::size_t e) {
+#ifdef FUSEDNN_HAVE_AVX2_TU
+    if (use_avx2()) return avx2::act_forward(y + b, x + b, e - b, act);
+#endif
+    forward_portable(y + b, x + b, e - b, act);
+  });
+}
+
+void act_backward(float* dx, const float* dy, const float* y, std::size_t n, Act act) {
+  parallel_chunks(n, [&](std::size_t b, std::size_t e) {
+#ifdef FUSEDNN_HAVE_AVX2_TU
+    if (use_avx2()) return avx2::act_backward(dx + b, dy + b, y + b, e - b, act);
+#endif
+    backward_portable(dx + b, dy + b, y + b, e - b, act);
+  });
+}
+
+void bias_act(float* y, const float* x, const float* b, std::size_t rows, std::size_t cols,
+              Act act) {
+#ifdef FUSEDNN_HAVE_AVX2_TU
+  if (use_avx2()) {
+    for (std::size_t r = 0; r < rows; ++r) avx2::bias_act_row(y + r * cols, x + r * cols, b, cols, act);
+    return;
+  }
+#endif
+  for (std::size_t r = 0; r < rows; ++r) {
+    float* yr = y + r * cols;
+    const float* xr = x + r * cols;
+    for (std::size_t c = 0; c < cols; ++c) yr[c] = xr[c] + b[c];
+    forward_portable(yr, yr, cols, act);
+  }
+}
+
+}  // namespace cpu
+}  // namespace fusednn

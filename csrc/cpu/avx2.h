@@ -1,0 +1,26 @@
+// Kernels compiled for AVX2+FMA (the *_avx2.cpp files, built with -mavx2 -mfma).
+// Only call them when cpu::use_avx2() is true. The portable files must never
+// include <immintrin.h> AVX code of their own: that is what keeps the module
+// importable on CPUs without AVX2.
+#pragma once
+#include <cstddef>
+
+#include "fusednn/activation.h"
+
+namespace fusednn {
+namespace cpu {
+namespace avx2 {
+
+// C (mr×nr valid, row stride ldc) = epilogue(Ap·Bp) for one MR×NR tile of packed
+// panels: Ap is kc×6 (k-major), Bp is kc×16. With accumulate, C's old values
+// are added; with final, bias (nr values, may be null) is added and act applied.
+void gemm_ukernel_6x16(int kc, const float* Ap, const float* Bp, float* C, long ldc,
+                       int mr, int nr, bool accumulate, bool final, const float* bias, Act act);
+
+void act_forward(float* y, const float* x, std::size_t n, Act act);
+void act_backward(float* dx, const float* dy, const float* y, std::size_t n, Act act);
+void bias_act_row(float* y, const float* x, const float* b, std::size_t cols, Act act);
+
+}  // namespace avx2
+}  // namespace cpu
+}  // namespace fusednn

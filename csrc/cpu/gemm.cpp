@@ -1,0 +1,248 @@
+// CPU GEMM in the BLIS shape: the K×N block of op(B) is packed into NR-wide
+// slivers, the M×K block of op(A) into MR-tall slivers, and a register-tiled
+// MR×NR micro-kernel (AVX2+FMA when the CPU has it) runs over the packed data.
+// Transposes are absorbed by the packing routines (strided reads), so all four
+// combinations run the same micro-kernel. Bias and activation are applied in
+// the micro-kernel's store after the last K block (the fused epilogue).
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "avx2.h"
+#include "fusednn/cpu.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace fusednn {
+namespace cpu {
+
+namespace {
+
+constexpr int MR = 6;
+constexpr int NR = 16;
+// Sized for Zen 3 (32 KiB L1d, 512 KiB L2 per core): a KC×NR sliver of B
+// (16 KiB) stays in L1 while the MC×KC block of A (144 KiB) streams from L2.
+constexpr int KC = 256;
+constexpr int MC = 144;
+constexpr int NC = 3072;
+// Below this many multiply-adds a product runs on one thread: forking costs
+// more than it saves (measured in benchmarks/bench_gemm.py).
+constexpr double kParallelMinFlops = 1 << 21;
+
+// A strided view of a matrix: element (i, j) is p[i*rs + j*cs].
+struct View {
+  const float* p;
+  long rs, cs;
+  const float* at(long i, long j) const { return p + i * rs + j * cs; }
+};
+
+float* aligned_floats(std::size_t n) {
+  void* q = std::aligned_alloc(64, ((n * sizeof(float) + 63) / 64) * 64);
+  if (!q) throw std::bad_alloc();
+  return static_cast<float*>(q);
+}
+
+// Per-thread packing buffers, allocated once and reused by every call.
+struct PackBuffers {
+  float* a = nullptr;
+  float* b = nullptr;
+  PackBuffers() : a(aligned_floats(std::size_t(MC) * KC)), b(aligned_floats(std::size_t(KC) * (NC + NR))) {}
+  ~PackBuffers() {
+    std::free(a);
+    std::free(b);
+  }
+};
+PackBuffers& buffers() {
+  static thread_local PackBuffers buf;
+  return buf;
+}
+
+// Pack rows [0, mc) × cols [0, kc) of op(A) into MR-tall slivers, each stored
+// k-major (MR consecutive floats per k), zero-padding the last sliver.
+void pack_a(float* dst, View a, int mc, int kc) {
+  for (int i0 = 0; i0 < mc; i0 += MR) {
+    const int mr = std::min(MR, mc - i0);
+    if (a.rs == 1) {  // op(A) columns are contiguous (A stored transposed)
+      for (int k = 0; k < kc; ++k) {
+        const float* src = a.at(i0, k);
+        int i = 0;
+        for (; i < mr; ++i) dst[i] = src[i];
+        for (; i < MR; ++i) dst[i] = 0.f;
+        dst += MR;
+      }
+    } else {
+      const float* rows[MR];
+      for (int i = 0; i < MR; ++i) rows[i] = a.at(i0 + std::min(i, mr - 1), 0);
+      for (int k = 0; k < kc; ++k) {
+        for (int i = 0; i < MR; ++i) dst[i] = i < mr ? rows[i][k * a.cs] : 0.f;
+        dst += MR;
+      }
+    }
+  }
+}
+
+// Pack rows [0, kc) × cols [0, nc) of op(B) into NR-wide slivers, each stored
+// k-major (NR consecutive floats per k), zero-padding the last sliver.
+void pack_b(float* dst, View b, int kc, int nc) {
+  for (int j0 = 0; j0 < nc; j0 += NR) {
+    const int nr = std::min(NR, nc - j0);
+    if (b.cs == 1) {  // rows of op(B) are contiguous
+      for (int k = 0; k < kc; ++k) {
+        const float* src = b.at(k, j0);
+        int j = 0;
+        for (; j < nr; ++j) dst[j] = src[j];
+        for (; j < NR; ++j) dst[j] = 0.f;
+        dst += NR;
+      }
+    } else {  // B stored transposed: each column of op(B) is contiguous in k
+      for (int j = 0; j < nr; ++j) {
+        const float* src = b.at(0, j0 + j);
+        for (int k = 0; k < kc; ++k) dst[k * NR + j] = src[k * b.rs];
+      }
+      for (int j = nr; j < NR; ++j)
+        for (int k = 0; k < kc; ++k) dst[k * NR + j] = 0.f;
+      dst += std::size_t(kc) * NR;
+    }
+  }
+}
+
+float apply_act(float v, Act act) {
+  switch (act) {
+    case Act::relu: return v < 0.f ? 0.f : v;  // NaN propagates, as np.maximum
+    case Act::sigmoid: return 1.f / (1.f + std::exp(-v));
+    case Act::tanh: return std::tanh(v);
+    default: return v;
+  }
+}
+
+// Portable micro-kernel with the same contract as avx2::gemm_ukernel_6x16.
+void ukernel_portable(int kc, const float* Ap, const float* Bp, float* C, long ldc, int mr,
+                      int nr, bool accumulate, bool final, const float* bias, Act act) {
+  float acc[MR][NR] = {};
+  for (int k = 0; k < kc; ++k) {
+    const float* a = Ap + k * MR;
+    const float* b = Bp + k * NR;
+    for (int i = 0; i < MR; ++i)
+      for (int j = 0; j < NR; ++j) acc[i][j] += a[i] * b[j];
+  }
+  for (int i = 0; i < mr; ++i) {
+    float* c = C + i * ldc;
+    for (int j = 0; j < nr; ++j) {
+      float v = acc[i][j];
+      if (accumulate) v += c[j];
+      if (final) {
+        if (bias) v += bias[j];
+        v = apply_act(v, act);
+      }
+      c[j] = v;
+    }
+  }
+}
+
+using Ukernel = void (*)(int, const float*, const float*, float*, long, int, int, bool, bool,
+                         const float*, Act);
+
+Ukernel select_ukernel() {
+#ifdef FUSEDNN_HAVE_AVX2_TU
+  if (use_avx2()) return avx2::gemm_ukernel_6x16;
+#endif
+  return ukernel_portable;
+}
+
+// C[M,N] = epilogue(op(A)·op(B)) on one thread.
+void gemm_serial(float* C, long ldc, View a, View b, int M, int N, int K, const float* bias,
+                 Act act) {
+  const Ukernel uk = select_ukernel();
+  PackBuffers& buf = buffers();
+  for (int jc = 0; jc < N; jc += NC) {
+    const int nc = std::min(NC, N - jc);
+    for (int pc = 0; pc < K; pc += KC) {
+      const int kc = std::min(KC, K - pc);
+      const bool first = pc == 0, final = pc + kc == K;
+      pack_b(buf.b, View{b.at(pc, jc), b.rs, b.cs}, kc, nc);
+      for (int ic = 0; ic < M; ic += MC) {
+        const int mc = std::min(MC, M - ic);
+        pack_a(buf.a, View{a.at(ic, pc), a.rs, a.cs}, mc, kc);
+        for (int jr = 0; jr < nc; jr += NR) {
+          const int nr = std::min(NR, nc - jr);
+          const float* bp = buf.b + std::size_t(jr) * kc;
+          const float* bias_j = bias ? bias + jc + jr : nullptr;
+          for (int ir = 0; ir < mc; ir += MR) {
+            const int mr = std::min(MR, mc - ir);
+            uk(kc, buf.a + std::size_t(ir) * kc, bp, C + long(ic + ir) * ldc + jc + jr, ldc, mr,
+               nr, !first, final, bias_j, act);
+          }
+        }
+      }
+    }
+  }
+}
+
+// K == 0: the product is zero, so C is the epilogue of zero.
+void fill_epilogue(float* C, int M, int N, const float* bias, Act act) {
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j) C[long(i) * N + j] = apply_act(bias ? bias[j] : 0.f, act);
+}
+
+}  // namespace
+
+void matmul(float* C, const float* A, const float* B, int M, int N, int K, bool ta, bool tb,
+            const float* bias, Act act) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    fill_epilogue(C, M, N, bias, act);
+    return;
+  }
+  const View a = ta ? View{A, 1, M} : View{A, K, 1};
+  const View b = tb ? View{B, 1, K} : View{B, N, 1};
+  int nt = num_threads();
+  if (double(M) * N * K < kParallelMinFlops) nt = 1;
+  // Split the larger of M and N into one contiguous range per thread; each
+  // thread runs the whole blocked algorithm on its range with its own packed
+  // panels, so no barrier is needed inside the product.
+  const bool split_m = M >= N;
+  const int units = split_m ? (M + MR - 1) / MR : (N + NR - 1) / NR;
+  nt = std::max(1, std::min(nt, units));
+  if (nt == 1) {
+    gemm_serial(C, N, a, b, M, N, K, bias, act);
+    return;
+  }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+  {
+    const int t = omp_get_thread_num();
+    const int u0 = int(long(units) * t / nt), u1 = int(long(units) * (t + 1) / nt);
+    if (split_m) {
+      const int m0 = u0 * MR, m1 = std::min(M, u1 * MR);
+      if (m1 > m0)
+        gemm_serial(C + long(m0) * N, N, View{a.at(m0, 0), a.rs, a.cs}, b, m1 - m0, N, K, bias,
+                    act);
+    } else {
+      const int n0 = u0 * NR, n1 = std::min(N, u1 * NR);
+      if (n1 > n0)
+        gemm_serial(C + n0, N, a, View{b.at(0, n0), b.rs, b.cs}, M, n1 - n0, K,
+                    bias ? bias + n0 : nullptr, act);
+    }
+  }
+#else
+  gemm_serial(C, N, a, b, M, N, K, bias, act);
+#endif
+}
+
+void matmul_reference(float* C, const float* A, const float* B, int M, int N, int K, bool ta,
+                      bool tb, const float* bias, Act act) {
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j) {
+      double s = bias ? bias[j] : 0.0;
+      for (int k = 0; k < K; ++k)
+        s += double(ta ? A[long(k) * M + i] : A[long(i) * K + k]) *
+             double(tb ? B[long(j) * K + k] : B[long(k) * N + j]);
+      C[long(i) * N + j] = apply_act(float(s), act);
+    }
+}
+
+}  // namespace cpu
+}  // namespace fusednn

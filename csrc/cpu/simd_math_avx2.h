@@ -1,0 +1,88 @@
+// Vectorized exp / sigmoid / tanh for AVX2+FMA. Include only from *_avx2.cpp
+// files. Everything here is `static inline` (internal linkage) so that no
+// AVX2-compiled copy of a function can be picked by the linker for portable code.
+#pragma once
+#include <immintrin.h>
+
+#include "fusednn/activation.h"
+
+namespace fusednn {
+namespace cpu {
+namespace avx2 {
+
+// e^x to about 1 ulp: Cody-Waite reduction, a degree-6 polynomial on
+// [-ln2/2, ln2/2] evaluated with FMA, and 2^n applied in two halves so that
+// results in the denormal range (x down to -103.9) round correctly instead of
+// flushing. x is clamped to [-104, 88.37]; NaN is the caller's business.
+static inline __m256 exp_ps(__m256 x) {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-104.f)), _mm256_set1_ps(88.3762626647949f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.f)));
+  const __m256i ni = _mm256_cvtps_epi32(n);  // in [-150, 127]
+  const __m256i n1 = _mm256_srai_epi32(ni, 1);
+  const __m256i n2 = _mm256_sub_epi32(ni, n1);
+  const __m256i bias = _mm256_set1_epi32(127);
+  const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
+  const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
+  return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+}
+
+static inline __m256 keep_nan(__m256 r, __m256 x) {
+  return _mm256_blendv_ps(r, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+}
+
+// 1 / (1 + e^-x), written so that neither branch overflows: for x < 0 it is
+// e^x / (1 + e^x), which keeps full relative precision for very negative x.
+static inline __m256 sigmoid_ps(__m256 x) {
+  const __m256 one = _mm256_set1_ps(1.f);
+  const __m256 neg = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ);
+  const __m256 ax = _mm256_andnot_ps(_mm256_set1_ps(-0.f), x);
+  const __m256 e = exp_ps(_mm256_sub_ps(_mm256_setzero_ps(), ax));  // e^-|x| in [0, 1]
+  const __m256 d = _mm256_add_ps(one, e);
+  const __m256 r = _mm256_div_ps(_mm256_blendv_ps(one, e, neg), d);
+  return keep_nan(r, x);
+}
+
+// tanh: an odd polynomial near 0 (no cancellation), 1 - 2/(e^{2|x|} + 1) beyond,
+// and exactly ±1 once e^{2|x|} would overflow.
+static inline __m256 tanh_ps(__m256 x) {
+  const __m256 sign = _mm256_and_ps(x, _mm256_set1_ps(-0.f));
+  const __m256 ax = _mm256_andnot_ps(_mm256_set1_ps(-0.f), x);
+  const __m256 one = _mm256_set1_ps(1.f);
+  // |x| < 0.625: x + x^3 P(x^2)
+  const __m256 z = _mm256_mul_ps(ax, ax);
+  __m256 p = _mm256_set1_ps(-5.70498872745e-3f);
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(2.06390887954e-2f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-5.37397155531e-2f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.33314422036e-1f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-3.33332819422e-1f));
+  const __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), ax, ax);
+  // |x| >= 0.625
+  const __m256 e = exp_ps(_mm256_min_ps(_mm256_add_ps(ax, ax), _mm256_set1_ps(88.f)));
+  const __m256 large = _mm256_sub_ps(one, _mm256_div_ps(_mm256_set1_ps(2.f), _mm256_add_ps(e, one)));
+  __m256 r = _mm256_blendv_ps(large, small, _mm256_cmp_ps(ax, _mm256_set1_ps(0.625f), _CMP_LT_OQ));
+  r = _mm256_blendv_ps(r, one, _mm256_cmp_ps(ax, _mm256_set1_ps(9.5f), _CMP_GT_OQ));
+  return keep_nan(_mm256_or_ps(r, sign), x);
+}
+
+static inline __m256 act_ps(__m256 v, Act act) {
+  switch (act) {
+    case Act::relu: return _mm256_max_ps(_mm256_setzero_ps(), v);  // NaN propagates
+    case Act::sigmoid: return sigmoid_ps(v);
+    case Act::tanh: return tanh_ps(v);
+    default: return v;
+  }
+}
+
+}  // namespace avx2
+}  // namespace cpu
+}  // namespace fusednn

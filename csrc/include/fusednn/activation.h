@@ -1,0 +1,11 @@
+// Activation kinds shared by the CPU and CUDA kernels and the bindings.
+#pragma once
+
+namespace fusednn {
+
+// The integer values are part of the binding ABI (Python passes them).
+enum class Act : int { linear = 0, relu = 1, sigmoid = 2, tanh = 3 };
+
+inline bool act_is_valid(int a) { return a >= 0 && a <= 3; }
+
+}  // namespace fusednn

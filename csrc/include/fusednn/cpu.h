@@ -1,0 +1,66 @@
+// CPU kernels: plain functions on raw float32 pointers with explicit sizes.
+// All matrices are row-major and contiguous. They know nothing about Python;
+// csrc/bind/cpu_module.cpp validates arguments before calling them.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "fusednn/activation.h"
+
+namespace fusednn {
+namespace cpu {
+
+// ---- gemm.cpp
+// C[M,N] = act(op(A)·op(B) + bias), op(A) is M×K (A stored K×M when ta),
+// op(B) is K×N (B stored N×K when tb); bias is a length-N row or null.
+// Packed panels + register-tiled micro-kernel, threaded for large products.
+void matmul(float* C, const float* A, const float* B, int M, int N, int K,
+            bool ta, bool tb, const float* bias, Act act);
+// The same contract, triple loop in double precision: the oracle for tests.
+void matmul_reference(float* C, const float* A, const float* B, int M, int N, int K,
+                      bool ta, bool tb, const float* bias, Act act);
+
+// ---- activations.cpp
+void act_forward(float* y, const float* x, std::size_t n, Act act);
+// dx = dy * act'(x), written in terms of the forward output y.
+void act_backward(float* dx, const float* dy, const float* y, std::size_t n, Act act);
+// y[r, c] = act(x[r, c] + b[c]); x may alias y.
+void bias_act(float* y, const float* x, const float* b, std::size_t rows, std::size_t cols, Act act);
+
+// ---- loss.cpp
+// mean((p - t)^2) over n elements, accumulated in double.
+double mse(const float* p, const float* t, std::size_t n);
+// g = scale * (p - t); the MSE gradient uses scale = 2 / n.
+void mse_grad(float* g, const float* p, const float* t, std::size_t n, float scale);
+
+// ---- reduce.cpp
+// out[c] = sum over rows of x[r, c] (the bias gradient).
+void sum_rows(float* out, const float* x, std::size_t rows, std::size_t cols);
+
+// ---- optim.cpp (in place, Keras semantics)
+// momentum == 0: w -= lr*g. Otherwise v = momentum*v - lr*g and
+// w += v (or, with nesterov, w += momentum*v - lr*g).
+void sgd_update(float* w, const float* g, float* v, std::size_t n, float lr,
+                float momentum, bool nesterov);
+// step is the 1-based count of updates including this one.
+void adam_update(float* w, const float* g, float* m, float* v, std::size_t n, float lr,
+                 float beta1, float beta2, float eps, std::int64_t step);
+
+// ---- cpu_features.cpp
+struct Features {
+  bool avx2 = false;
+  bool fma = false;
+};
+const Features& features();
+// The SIMD path the kernels use now ("avx2+fma" or "portable"); tests can
+// force the portable path to check both on one machine.
+const char* simd_path();
+void force_portable(bool on);
+bool use_avx2();
+
+// ---- threads.cpp
+int num_threads();
+void set_num_threads(int n);
+
+}  // namespace cpu
+}  // namespace fusednn

@@ -1,0 +1,23 @@
+"""fusednn: Keras-style neural networks on hand-written C++ and CUDA kernels.
+
+``fusednn.ops`` holds the NumPy-style compute functions; the backend that runs
+them is chosen by :func:`set_backend` / ``FUSEDNN_BACKEND`` (default: cuda if
+usable, else cpu, else numpy).
+"""
+__version__ = "0.1.0"
+
+from . import backends, ops
+from .backends import available as available_backends
+from .backends import get_backend, set_backend
+from .threads import get_num_threads, set_num_threads
+
+__all__ = [
+    "__version__",
+    "available_backends",
+    "backends",
+    "get_backend",
+    "get_num_threads",
+    "ops",
+    "set_backend",
+    "set_num_threads",
+]

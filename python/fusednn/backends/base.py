@@ -1,0 +1,89 @@
+"""The contract every backend implements.
+
+A backend is a thin adapter from fusednn's ops to one device's kernels. Its
+methods receive arrays that fusednn.ops (or a model) already validated:
+float32, C-contiguous, on the backend's device, shapes agreeing. Outputs are
+allocated by the caller and passed as ``out`` so that a training loop can
+reuse its buffers and no kernel ever allocates behind the array library.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+#: activation name -> integer code shared with the C++/CUDA kernels (fusednn/activation.h)
+ACTIVATIONS = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3}
+
+
+def activation_code(name: str | None) -> int:
+    """Map an activation name (None means linear) to its kernel code."""
+    if name is None:
+        return 0
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown activation {name!r}; valid: {', '.join(sorted(ACTIVATIONS))}"
+        ) from None
+
+
+class Backend:
+    """Base class: name, array module and the kernel entry points."""
+
+    name: str = "?"
+    #: the array module of this backend's arrays (numpy or cupy)
+    xp: Any = np
+
+    # ---- arrays -----------------------------------------------------------
+    def asarray(self, x: Any) -> Any:
+        """Return ``x`` as a float32 C-contiguous array on this backend's device."""
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        """Return a NumPy copy (or view, on the host) of a backend array."""
+        return np.asarray(x)
+
+    def empty(self, shape: tuple[int, ...]) -> Any:
+        return self.xp.empty(shape, dtype=np.float32)
+
+    def zeros(self, shape: tuple[int, ...]) -> Any:
+        return self.xp.zeros(shape, dtype=np.float32)
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (no-op on the host)."""
+
+    # ---- kernels ----------------------------------------------------------
+    def matmul(self, a, b, out, transpose_a=False, transpose_b=False, bias=None, activation="linear"):
+        raise NotImplementedError
+
+    def act_forward(self, x, out, activation):
+        raise NotImplementedError
+
+    def act_backward(self, dy, y, out, activation):
+        raise NotImplementedError
+
+    def bias_act(self, x, bias, out, activation):
+        raise NotImplementedError
+
+    def mse(self, pred, target, out=None):
+        """Mean squared error. Without ``out``: a Python float (on a device this waits
+        for the result). With ``out`` (a one-element float32 array): the value is
+        written to ``out[0]`` and nothing waits, so a loop can collect per-step
+        losses on the device and read them back once per epoch."""
+        raise NotImplementedError
+
+    def mse_grad(self, pred, target, out, scale):
+        raise NotImplementedError
+
+    def sum_rows(self, x, out):
+        raise NotImplementedError
+
+    def sgd_update(self, param, grad, velocity, learning_rate, momentum, nesterov):
+        raise NotImplementedError
+
+    def adam_update(self, param, grad, m, v, learning_rate, beta_1, beta_2, epsilon, step):
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<fusednn backend {self.name!r}>"

@@ -1,0 +1,64 @@
+"""The native CPU backend: fusednn._cpu's hand-written C++ kernels."""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Backend, activation_code
+
+try:
+    from .. import _cpu
+except ImportError as e:  # not compiled, or built for another Python
+    _cpu = None
+    IMPORT_ERROR: str | None = f"fusednn._cpu is not built ({e})"
+else:
+    IMPORT_ERROR = None
+
+
+def unavailable_reason() -> str | None:
+    """None when the backend is usable, else a sentence saying why not."""
+    return IMPORT_ERROR
+
+
+class CpuBackend(Backend):
+    """C++ kernels (AVX2+FMA where the CPU has it, portable otherwise), OpenMP threads."""
+
+    name = "cpu"
+    xp = np
+
+    def __init__(self) -> None:
+        if _cpu is None:
+            raise RuntimeError(IMPORT_ERROR)
+        self._k = _cpu
+
+    def matmul(self, a, b, out, transpose_a=False, transpose_b=False, bias=None, activation="linear"):
+        self._k.matmul(a, b, out, transpose_a, transpose_b, bias, activation_code(activation))
+        return out
+
+    def act_forward(self, x, out, activation):
+        self._k.act_forward(x, out, activation_code(activation))
+        return out
+
+    def act_backward(self, dy, y, out, activation):
+        self._k.act_backward(dy, y, out, activation_code(activation))
+        return out
+
+    def bias_act(self, x, bias, out, activation):
+        self._k.bias_act(x, bias, out, activation_code(activation))
+        return out
+
+    def mse(self, pred, target, out=None):
+        return self._k.mse(pred, target, out)
+
+    def mse_grad(self, pred, target, out, scale):
+        self._k.mse_grad(pred, target, out, scale)
+        return out
+
+    def sum_rows(self, x, out):
+        self._k.sum_rows(x, out)
+        return out
+
+    def sgd_update(self, param, grad, velocity, learning_rate, momentum, nesterov):
+        self._k.sgd_update(param, grad, velocity, learning_rate, momentum, nesterov)
+
+    def adam_update(self, param, grad, m, v, learning_rate, beta_1, beta_2, epsilon, step):
+        self._k.adam_update(param, grad, m, v, learning_rate, beta_1, beta_2, epsilon, step)

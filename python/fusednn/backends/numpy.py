@@ -1,0 +1,114 @@
+"""The NumPy reference backend: every op in plain float32 NumPy.
+
+It is what runs where the compiled extension could not be built, and the
+reference the native backends are tested against, so it favours the obvious
+formula over speed (but stays numerically stable).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Backend
+
+
+def _sigmoid(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    # e^-|x| never overflows; the two branches are 1/(1+e) and e/(1+e).
+    e = np.exp(-np.abs(x))
+    np.divide(np.where(x >= 0, np.float32(1), e), np.float32(1) + e, out=out)
+    return out
+
+
+def act_forward_np(x: np.ndarray, out: np.ndarray, activation: str) -> np.ndarray:
+    if activation == "relu":
+        np.maximum(x, np.float32(0), out=out)
+    elif activation == "sigmoid":
+        _sigmoid(x, out)
+    elif activation == "tanh":
+        np.tanh(x, out=out)
+    elif activation in ("linear", None):
+        if out is not x:
+            np.copyto(out, x)
+    else:
+        raise ValueError(f"unknown activation {activation!r}")
+    return out
+
+
+def act_backward_np(dy: np.ndarray, y: np.ndarray, out: np.ndarray, activation: str) -> np.ndarray:
+    if activation == "relu":
+        np.copyto(out, np.where(y > 0, dy, np.float32(0)))
+    elif activation == "sigmoid":
+        np.multiply(dy, y * (np.float32(1) - y), out=out)
+    elif activation == "tanh":
+        np.multiply(dy, np.float32(1) - y * y, out=out)
+    elif activation in ("linear", None):
+        if out is not dy:
+            np.copyto(out, dy)
+    else:
+        raise ValueError(f"unknown activation {activation!r}")
+    return out
+
+
+def adam_alpha(learning_rate: float, beta_1: float, beta_2: float, step: int) -> np.float32:
+    """Keras' bias-corrected step size lr*sqrt(1-b2^t)/(1-b1^t).
+
+    The kernels receive the hyperparameters as float32 and compute this in
+    float64 before rounding to float32; doing the same here keeps the backends
+    bit-compatible."""
+    lr, b1, b2 = (float(np.float32(h)) for h in (learning_rate, beta_1, beta_2))
+    return np.float32(lr * np.sqrt(1.0 - b2**step) / (1.0 - b1**step))
+
+
+class NumpyBackend(Backend):
+    """Pure NumPy, float32."""
+
+    name = "numpy"
+    xp = np
+
+    def matmul(self, a, b, out, transpose_a=False, transpose_b=False, bias=None, activation="linear"):
+        np.matmul(a.T if transpose_a else a, b.T if transpose_b else b, out=out)
+        if bias is not None:
+            out += bias
+        return act_forward_np(out, out, activation)
+
+    def act_forward(self, x, out, activation):
+        return act_forward_np(x, out, activation)
+
+    def act_backward(self, dy, y, out, activation):
+        return act_backward_np(dy, y, out, activation)
+
+    def bias_act(self, x, bias, out, activation):
+        np.add(x, bias, out=out)
+        return act_forward_np(out, out, activation)
+
+    def mse(self, pred, target, out=None):
+        d = pred.astype(np.float64) - target
+        r = float(np.mean(d * d)) if d.size else 0.0
+        if out is not None:
+            out.reshape(-1)[0] = r
+        return r
+
+    def mse_grad(self, pred, target, out, scale):
+        np.subtract(pred, target, out=out)
+        out *= np.float32(scale)
+        return out
+
+    def sum_rows(self, x, out):
+        np.copyto(out, x.sum(axis=0, dtype=np.float64))
+        return out
+
+    def sgd_update(self, param, grad, velocity, learning_rate, momentum, nesterov):
+        lr, mu = np.float32(learning_rate), np.float32(momentum)
+        if momentum == 0 or velocity is None:
+            param -= lr * grad
+            return
+        velocity[...] = mu * velocity - lr * grad
+        if nesterov:
+            param += mu * velocity - lr * grad
+        else:
+            param += velocity
+
+    def adam_update(self, param, grad, m, v, learning_rate, beta_1, beta_2, epsilon, step):
+        alpha = adam_alpha(learning_rate, beta_1, beta_2, step)
+        m += (grad - m) * np.float32(1 - np.float32(beta_1))
+        v += (grad * grad - v) * np.float32(1 - np.float32(beta_2))
+        param -= (m * alpha) / (np.sqrt(v) + np.float32(epsilon))

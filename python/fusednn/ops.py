@@ -1,0 +1,321 @@
+"""Drop-in compute functions with NumPy-style signatures.
+
+NumPy arrays in, NumPy arrays out (on the cpu backend, or numpy where the
+extension is absent); CuPy arrays in, CuPy arrays out (on the cuda backend);
+mixing the two raises :class:`TypeError`. Everything computes in float32:
+other real dtypes (float64, float16, ints, bools) and non-contiguous layouts
+are converted once here, at the boundary; complex, object and string inputs
+raise :class:`TypeError`; shapes that do not agree raise :class:`ValueError`
+naming both shapes. Arrays with a zero-length axis give empty (or, for a
+zero inner dimension of ``matmul``, zero) results, as NumPy does.
+
+Functions that take ``out=`` write into that array (float32, C-contiguous, the
+result's shape) and return it, so a loop can avoid allocating.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .backends import Backend, activation_code, backend, host_backend
+
+__all__ = [
+    "matmul",
+    "linear",
+    "relu",
+    "sigmoid",
+    "tanh",
+    "activation",
+    "relu_grad",
+    "sigmoid_grad",
+    "tanh_grad",
+    "activation_grad",
+    "mse",
+    "mse_grad",
+    "sum_rows",
+    "bias_grad",
+    "sgd_update",
+    "adam_update",
+]
+
+_REAL_KINDS = "fiub"
+
+
+def _is_device_array(x: Any) -> bool:
+    return hasattr(x, "__cuda_array_interface__") and not isinstance(x, np.ndarray)
+
+
+def _pick(*arrays: Any) -> tuple[Backend, bool]:
+    """The backend for these inputs and whether they are device arrays."""
+    kinds = {_is_device_array(a) for a in arrays if a is not None}
+    if len(kinds) > 1:
+        raise TypeError(
+            "cannot mix NumPy (host) and CUDA (device) arrays in one call; "
+            "move them to one device first (cupy.asarray / cupy.asnumpy)"
+        )
+    if kinds == {True}:
+        return backend("cuda"), True
+    return host_backend(), False
+
+
+def _f32(x: Any, name: str, be: Backend) -> Any:
+    """``x`` as a float32 C-contiguous array of ``be``'s kind, converted at most once."""
+    xp = be.xp
+    if not isinstance(x, xp.ndarray):
+        if _is_device_array(x):  # e.g. a torch CUDA tensor: wrap without copying
+            x = xp.asarray(x)
+        else:
+            try:
+                x = np.asarray(x)
+            except (ValueError, TypeError) as e:
+                raise TypeError(f"{name}: cannot be read as a numeric array ({e})") from None
+    if x.dtype.kind not in _REAL_KINDS:
+        raise TypeError(f"{name}: dtype {x.dtype} is not a real number type (float32 expected)")
+    if x.dtype != np.float32 or not x.flags.c_contiguous:
+        x = xp.ascontiguousarray(x, dtype=np.float32)
+    return x
+
+
+def _out(out: Any, shape: tuple[int, ...], be: Backend, name: str = "out") -> Any:
+    """Check a caller-provided output array, or allocate one."""
+    if out is None:
+        return be.empty(shape)
+    if not isinstance(out, be.xp.ndarray):
+        raise TypeError(f"{name} must be a {be.xp.__name__}.ndarray, got {type(out).__name__}")
+    if out.dtype != np.float32:
+        raise TypeError(f"{name} must have dtype float32, got {out.dtype}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous")
+    if tuple(out.shape) != tuple(shape):
+        raise ValueError(f"{name} has shape {tuple(out.shape)}, expected {tuple(shape)}")
+    return out
+
+
+def _inplace(x: Any, name: str, be: Backend) -> Any:
+    """An array updated in place must already be float32, C-contiguous and writeable."""
+    if not isinstance(x, be.xp.ndarray):
+        raise TypeError(f"{name} must be a {be.xp.__name__}.ndarray (it is updated in place)")
+    if x.dtype != np.float32:
+        raise TypeError(f"{name} must have dtype float32 to be updated in place, got {x.dtype}")
+    if not x.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous to be updated in place")
+    if not x.flags.writeable:
+        raise ValueError(f"{name} is read-only")
+    return x
+
+
+def _same_shape(a: Any, an: str, b: Any, bn: str) -> None:
+    if a.shape != b.shape:
+        raise ValueError(f"{an} and {bn} must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+
+
+def _mat(x: Any, name: str, be: Backend, transposed: bool) -> tuple[Any, bool]:
+    """A 2-D float32 operand; an F-contiguous float32 view is passed as its C-contiguous
+    transpose with the flag flipped instead of being copied."""
+    if isinstance(x, be.xp.ndarray) and x.ndim == 2 and x.dtype == np.float32 \
+            and not x.flags.c_contiguous and x.flags.f_contiguous:
+        return x.T, not transposed
+    x = _f32(x, name, be)
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be 2-D, got shape {tuple(x.shape)}")
+    return x, transposed
+
+
+def _shares(be: Backend, a: Any, b: Any) -> bool:
+    return bool(be.xp.may_share_memory(a, b))
+
+
+# ----------------------------------------------------------------- products
+def matmul(a: Any, b: Any, *, transpose_a: bool = False, transpose_b: bool = False, out: Any = None) -> Any:
+    """``op(a) @ op(b)`` for 2-D arrays, where op transposes when the flag is set
+    (as in ``tf.linalg.matmul``): ``a`` is (M, K) or, with ``transpose_a``, (K, M)."""
+    be, _ = _pick(a, b, out)
+    a, ta = _mat(a, "a", be, transpose_a)
+    b, tb = _mat(b, "b", be, transpose_b)
+    return _matmul(be, a, b, ta, tb, None, "linear", out)
+
+
+def _matmul(be, a, b, ta, tb, bias, act, out):
+    M, K = (a.shape[1], a.shape[0]) if ta else a.shape
+    Kb, N = (b.shape[1], b.shape[0]) if tb else b.shape
+    if K != Kb:
+        raise ValueError(
+            f"matmul: inner dimensions differ: a{'.T' if ta else ''} has shape {tuple(a.shape)}, "
+            f"b{'.T' if tb else ''} has shape {tuple(b.shape)}"
+        )
+    out = _out(out, (M, N), be)
+    if out.size and (_shares(be, out, a) or _shares(be, out, b) or (bias is not None and _shares(be, out, bias))):
+        raise ValueError("out must not share memory with the inputs of matmul")
+    if out.size == 0:
+        return out
+    if K == 0:  # an empty sum: the epilogue of zero
+        out.fill(0)
+        if bias is not None:
+            out += bias
+        return be.act_forward(out, out, act)
+    return be.matmul(a, b, out, ta, tb, bias, act)
+
+
+def linear(x: Any, w: Any, b: Any = None, *, activation: str | None = None, out: Any = None) -> Any:
+    """``activation(x @ w + b)``, the Dense layer's forward, fused into one kernel call
+    on the native backends. ``x`` is (N, in), ``w`` (in, units), ``b`` (units,) or None."""
+    be, _ = _pick(x, w, b, out)
+    act = _act_name(activation)
+    x, tx = _mat(x, "x", be, False)
+    w, tw = _mat(w, "w", be, False)
+    units = w.shape[0] if tw else w.shape[1]
+    if b is not None:
+        b = _f32(b, "b", be)
+        if b.shape != (units,):
+            raise ValueError(f"b has shape {tuple(b.shape)}, expected ({units},) to match w")
+    return _matmul(be, x, w, tx, tw, b, act, out)
+
+
+# -------------------------------------------------------------- activations
+def _act_name(name: str | None) -> str:
+    name = "linear" if name is None else name
+    activation_code(name)  # raises ValueError listing the valid names
+    return name
+
+
+def activation(x: Any, name: str | None, *, out: Any = None) -> Any:
+    """Apply the activation ``name`` (linear, relu, sigmoid, tanh) elementwise."""
+    name = _act_name(name)
+    be, _ = _pick(x, out)
+    x = _f32(x, "x", be)
+    out = _out(out, x.shape, be)
+    if x.size == 0:
+        return out
+    return be.act_forward(x, out, name)
+
+
+def activation_grad(dy: Any, y: Any, name: str | None, *, out: Any = None) -> Any:
+    """Gradient through an activation given the upstream gradient ``dy`` and the
+    forward *output* ``y``: relu -> dy*(y>0), sigmoid -> dy*y*(1-y), tanh -> dy*(1-y^2)."""
+    name = _act_name(name)
+    be, _ = _pick(dy, y, out)
+    dy = _f32(dy, "dy", be)
+    y = _f32(y, "y", be)
+    _same_shape(dy, "dy", y, "y")
+    out = _out(out, dy.shape, be)
+    if dy.size == 0:
+        return out
+    return be.act_backward(dy, y, out, name)
+
+
+def relu(x: Any, *, out: Any = None) -> Any:
+    """max(x, 0) elementwise (NaN propagates)."""
+    return activation(x, "relu", out=out)
+
+
+def sigmoid(x: Any, *, out: Any = None) -> Any:
+    """1 / (1 + exp(-x)) elementwise, without overflow for large |x|."""
+    return activation(x, "sigmoid", out=out)
+
+
+def tanh(x: Any, *, out: Any = None) -> Any:
+    """tanh(x) elementwise."""
+    return activation(x, "tanh", out=out)
+
+
+def relu_grad(dy: Any, y: Any, *, out: Any = None) -> Any:
+    """dy where y > 0, else 0 (y is relu's output, or its input: same sign)."""
+    return activation_grad(dy, y, "relu", out=out)
+
+
+def sigmoid_grad(dy: Any, y: Any, *, out: Any = None) -> Any:
+    """dy * y * (1 - y), with y = sigmoid(x)."""
+    return activation_grad(dy, y, "sigmoid", out=out)
+
+
+def tanh_grad(dy: Any, y: Any, *, out: Any = None) -> Any:
+    """dy * (1 - y**2), with y = tanh(x)."""
+    return activation_grad(dy, y, "tanh", out=out)
+
+
+# -------------------------------------------------------------------- loss
+def mse(pred: Any, target: Any) -> float:
+    """Mean squared error over all elements (Keras' value for 2-D targets), as a
+    Python float accumulated in float64. Shapes must match exactly (no broadcasting)."""
+    be, _ = _pick(pred, target)
+    pred = _f32(pred, "pred", be)
+    target = _f32(target, "target", be)
+    _same_shape(pred, "pred", target, "target")
+    if pred.size == 0:
+        raise ValueError("mse of empty arrays is undefined")
+    return float(be.mse(pred, target))
+
+
+def mse_grad(pred: Any, target: Any, *, out: Any = None) -> Any:
+    """d mse / d pred = 2 (pred - target) / pred.size."""
+    be, _ = _pick(pred, target, out)
+    pred = _f32(pred, "pred", be)
+    target = _f32(target, "target", be)
+    _same_shape(pred, "pred", target, "target")
+    out = _out(out, pred.shape, be)
+    if pred.size == 0:
+        return out
+    return be.mse_grad(pred, target, out, 2.0 / pred.size)
+
+
+# ------------------------------------------------------------------ reduce
+def sum_rows(x: Any, *, out: Any = None) -> Any:
+    """``x.sum(axis=0)`` of a 2-D array (accumulated in float64): the bias gradient."""
+    be, _ = _pick(x, out)
+    x = _f32(x, "x", be)
+    if x.ndim != 2:
+        raise ValueError(f"x must be 2-D, got shape {tuple(x.shape)}")
+    out = _out(out, (x.shape[1],), be)
+    if out.size and _shares(be, out, x):
+        raise ValueError("out must not share memory with x")
+    if x.shape[0] == 0:
+        out.fill(0)
+        return out
+    if out.size == 0:
+        return out
+    return be.sum_rows(x, out)
+
+
+bias_grad = sum_rows
+
+
+# --------------------------------------------------------------- optimizers
+def _update_args(param, grad, be, *state):
+    param = _inplace(param, "param", be)
+    grad = _f32(grad, "grad", be)
+    _same_shape(param, "param", grad, "grad")
+    for name, s in state:
+        _inplace(s, name, be)
+        _same_shape(param, "param", s, name)
+    return param, grad
+
+
+def sgd_update(param: Any, grad: Any, velocity: Any = None, *, learning_rate: float = 0.01,
+               momentum: float = 0.0, nesterov: bool = False) -> None:
+    """In-place SGD step with Keras semantics. With ``momentum`` > 0 ``velocity`` (same
+    shape, float32, initially zero) is required and updated:
+    ``v = momentum*v - lr*g``; ``param += v`` (Nesterov: ``param += momentum*v - lr*g``)."""
+    be, _ = _pick(param, grad, velocity)
+    if not 0.0 <= momentum:
+        raise ValueError(f"momentum must be >= 0, got {momentum}")
+    if momentum != 0.0 and velocity is None:
+        raise ValueError("sgd_update with momentum needs a velocity array")
+    state = [("velocity", velocity)] if velocity is not None else []
+    param, grad = _update_args(param, grad, be, *state)
+    if param.size:
+        be.sgd_update(param, grad, velocity, float(learning_rate), float(momentum), bool(nesterov))
+
+
+def adam_update(param: Any, grad: Any, m: Any, v: Any, *, step: int, learning_rate: float = 1e-3,
+                beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7) -> None:
+    """In-place Adam step with Keras semantics; ``step`` counts updates from 1
+    (this one included). ``m`` and ``v`` are the moment arrays (float32, start at zero)."""
+    be, _ = _pick(param, grad, m, v)
+    step = int(step)
+    if step < 1:
+        raise ValueError(f"step must be >= 1 (it counts this update), got {step}")
+    param, grad = _update_args(param, grad, be, ("m", m), ("v", v))
+    if param.size:
+        be.adam_update(param, grad, m, v, float(learning_rate), float(beta_1), float(beta_2),
+                       float(epsilon), step)
