@@ -53,6 +53,12 @@ class Backend:
     def synchronize(self) -> None:
         """Wait for queued device work (no-op on the host)."""
 
+    def can_hold(self, nbytes: int) -> bool:
+        """Whether ``nbytes`` more of data may be placed on this backend's device at once
+        (a model copies its whole training set there when this is true, else per batch).
+        Host memory is the user's own: always true."""
+        return True
+
     # ---- kernels ----------------------------------------------------------
     def matmul(self, a, b, out, transpose_a=False, transpose_b=False, bias=None, activation="linear"):
         raise NotImplementedError
