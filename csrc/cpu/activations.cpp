@@ -46,7 +46,8 @@ void backward_portable(float* dx, const float* dy, const float* y, std::size_t n
       for (std::size_t i = 0; i < n; ++i) dx[i] = dy[i] * (y[i] * (1.f - y[i]));
       break;
     case Act::tanh:
-      for (std::size_t i = 0; i < n; ++i) dx[i] = dy[i] * (1.f - y[i] * y[i]);
+      // (1-y)(1+y) rather than 1-y*y: no cancellation when |y| is close to 1
+      for (std::size_t i = 0; i < n; ++i) dx[i] = dy[i] * ((1.f - y[i]) * (1.f + y[i]));
       break;
     default:
       if (dx != dy)

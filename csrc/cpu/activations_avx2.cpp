@@ -66,7 +66,7 @@ void act_backward(float* dx, const float* dy, const float* y, std::size_t n, Act
       });
     case Act::tanh:
       return map2(dx, dy, y, n, [one](__m256 g, __m256 v) {
-        return _mm256_mul_ps(g, _mm256_fnmadd_ps(v, v, one));
+        return _mm256_mul_ps(g, _mm256_mul_ps(_mm256_sub_ps(one, v), _mm256_add_ps(one, v)));
       });
     default:
       if (dx != dy) map1(dx, dy, n, [](__m256 v) { return v; });

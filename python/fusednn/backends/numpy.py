@@ -39,7 +39,8 @@ def act_backward_np(dy: np.ndarray, y: np.ndarray, out: np.ndarray, activation: 
     elif activation == "sigmoid":
         np.multiply(dy, y * (np.float32(1) - y), out=out)
     elif activation == "tanh":
-        np.multiply(dy, np.float32(1) - y * y, out=out)
+        # (1-y)(1+y) rather than 1-y*y: no cancellation when |y| is close to 1
+        np.multiply(dy, (np.float32(1) - y) * (np.float32(1) + y), out=out)
     elif activation in ("linear", None):
         if out is not dy:
             np.copyto(out, dy)
