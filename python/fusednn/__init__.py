@@ -11,8 +11,38 @@ from .backends import available as available_backends
 from .backends import get_backend, set_backend
 from .threads import get_num_threads, set_num_threads
 
+from . import callbacks, initializers, keras, layers, losses, models, optimizers, utils
+from .callbacks import Callback, EarlyStopping, History, ProgbarLogger, TerminateOnNaN
+from .layers import Activation, Dense, Input, InputLayer
+from .losses import MeanSquaredError
+from .models import Sequential
+from .optimizers import SGD, Adam
+from .utils import set_random_seed
+
 __all__ = [
     "__version__",
+    "Activation",
+    "Adam",
+    "Callback",
+    "Dense",
+    "EarlyStopping",
+    "History",
+    "Input",
+    "InputLayer",
+    "MeanSquaredError",
+    "ProgbarLogger",
+    "SGD",
+    "Sequential",
+    "TerminateOnNaN",
+    "callbacks",
+    "initializers",
+    "keras",
+    "layers",
+    "losses",
+    "models",
+    "optimizers",
+    "set_random_seed",
+    "utils",
     "available_backends",
     "backends",
     "get_backend",

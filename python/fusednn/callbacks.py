@@ -1,0 +1,306 @@
+"""Callbacks with Keras' names and hooks, and the tqdm progress display.
+
+``fit`` calls ``on_train_begin``, ``on_epoch_begin``, ``on_train_batch_end``,
+``on_epoch_end`` and ``on_train_end``; ``evaluate`` and ``predict`` call the
+``on_test_*`` and ``on_predict_*`` hooks. Losses stay on the device during an
+epoch: the ``logs`` a batch hook receives read the running loss only when a
+callback asks for ``logs['loss']`` (one device read), and the batch hook is
+only wired up at all when some callback overrides it.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+
+class Callback:
+    """Base class: override the hooks you need. ``self.model`` is the model being
+    trained and ``self.params`` holds 'epochs', 'steps' and 'verbose'."""
+
+    def __init__(self) -> None:
+        self.model: Any = None
+        self.params: dict[str, Any] = {}
+
+    def set_model(self, model: Any) -> None:
+        self.model = model
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        self.params = params
+
+    def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
+        """Called once before the first epoch of ``fit``."""
+
+    def on_train_end(self, logs: Mapping[str, float] | None = None) -> None:
+        """Called once when ``fit`` ends, with the last epoch's logs."""
+
+    def on_epoch_begin(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+        """Called before epoch ``epoch`` (counted from 0)."""
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+        """Called after each epoch with 'loss' (and 'val_loss' when validating)."""
+
+    def on_train_batch_end(self, batch: int, logs: Mapping[str, float] | None = None) -> None:
+        """Called after each training step; ``logs['loss']`` is the epoch's running loss."""
+
+    def on_test_begin(self, logs: Mapping[str, float] | None = None) -> None:
+        """Called when ``evaluate`` starts."""
+
+    def on_test_batch_end(self, batch: int, logs: Mapping[str, float] | None = None) -> None:
+        """Called after each batch of ``evaluate``."""
+
+    def on_test_end(self, logs: Mapping[str, float] | None = None) -> None:
+        """Called when ``evaluate`` ends, with its 'loss'."""
+
+    def on_predict_begin(self, logs: Mapping[str, float] | None = None) -> None:
+        """Called when ``predict`` starts."""
+
+    def on_predict_batch_end(self, batch: int, logs: Mapping[str, float] | None = None) -> None:
+        """Called after each batch of ``predict``."""
+
+    def on_predict_end(self, logs: Mapping[str, float] | None = None) -> None:
+        """Called when ``predict`` ends."""
+
+
+class BatchLogs(Mapping):
+    """The logs of a batch hook: ``{'loss': running loss}``, read from the device
+    only when (and the first time) a callback looks at it."""
+
+    def __init__(self, read_loss: Callable[[], float]) -> None:
+        self._read, self._loss = read_loss, None
+
+    def __getitem__(self, key: str) -> float:
+        if key != "loss":
+            raise KeyError(key)
+        if self._loss is None:
+            self._loss = self._read()
+        return self._loss
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(("loss",))
+
+    def __len__(self) -> int:
+        return 1
+
+
+class CallbackList:
+    """Calls a hook on every callback in order; knows whether any overrides a hook,
+    so that the model wires per-batch work only where it is wanted."""
+
+    def __init__(self, callbacks: list[Callback], model: Any, params: dict[str, Any]) -> None:
+        self.callbacks = list(callbacks)
+        for cb in self.callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"callbacks must be Callback instances, got {type(cb).__name__}")
+            cb.set_model(model)
+            cb.set_params(params)
+
+    def wants(self, hook: str) -> bool:
+        return any(getattr(type(cb), hook) is not getattr(Callback, hook) for cb in self.callbacks)
+
+    def call(self, hook: str, *args: Any) -> None:
+        for cb in self.callbacks:
+            getattr(cb, hook)(*args)
+
+
+class History(Callback):
+    """Records the logs of every epoch: ``history['loss']``, ``history['val_loss']``;
+    ``epoch`` lists the epoch numbers. ``fit`` returns it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.history: dict[str, list[float]] = {}
+        self.epoch: list[int] = []
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+        self.epoch.append(epoch)
+        for k, v in (logs or {}).items():
+            self.history.setdefault(k, []).append(v)
+
+
+class EarlyStopping(Callback):
+    """Stop training when ``monitor`` has not improved by more than ``min_delta`` for
+    ``patience`` epochs (Keras' rule and defaults). ``mode`` 'min', 'max' or 'auto'
+    (max for accuracy-like names); with ``baseline``, the wait is only reset by
+    values better than it; with ``restore_best_weights``, the weights of the best
+    epoch are put back when training ends. Epochs before ``start_from_epoch`` are ignored."""
+
+    def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0, verbose: int = 0,
+                 mode: str = "auto", baseline: float | None = None, restore_best_weights: bool = False,
+                 start_from_epoch: int = 0) -> None:
+        super().__init__()
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"EarlyStopping mode must be 'auto', 'min' or 'max', got {mode!r}")
+        if patience < 0:
+            raise ValueError(f"patience must be >= 0, got {patience}")
+        self.monitor, self.patience, self.verbose = monitor, int(patience), verbose
+        self.baseline, self.restore_best_weights = baseline, bool(restore_best_weights)
+        self.start_from_epoch = int(start_from_epoch)
+        if mode == "auto":
+            mode = "max" if "acc" in monitor or monitor.endswith("auc") else "min"
+        self._sign = 1.0 if mode == "max" else -1.0  # compare sign*value: bigger is better
+        self.min_delta = abs(float(min_delta))
+        self.wait = self.stopped_epoch = self.best_epoch = 0
+        self.best: float | None = None
+        self.best_weights: list[np.ndarray] | None = None
+
+    def _improves(self, value: float, reference: float | None) -> bool:
+        return reference is None or self._sign * (value - reference) > self.min_delta
+
+    def on_train_begin(self, logs: Mapping[str, float] | None = None) -> None:
+        self.wait = self.stopped_epoch = self.best_epoch = 0
+        self.best, self.best_weights = None, None
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+        current = (logs or {}).get(self.monitor)
+        if current is None:
+            warnings.warn(f"EarlyStopping monitors {self.monitor!r}, which is not in the logs "
+                          f"(available: {', '.join(logs or {}) or 'none'}); pass validation data "
+                          "or monitor 'loss'", RuntimeWarning, stacklevel=2)
+            return
+        if epoch < self.start_from_epoch:
+            return
+        if self.restore_best_weights and self.best_weights is None:
+            self.best_weights, self.best_epoch = self.model.get_weights(), epoch
+        self.wait += 1
+        if self._improves(current, self.best):
+            self.best, self.best_epoch = current, epoch
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            if self.baseline is None or self._improves(current, self.baseline):
+                self.wait = 0
+            return
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs: Mapping[str, float] | None = None) -> None:
+        if self.stopped_epoch > 0 and self.verbose > 0:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+        if self.restore_best_weights and self.best_weights is not None:
+            if self.verbose > 0:
+                print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
+            self.model.set_weights(self.best_weights)
+
+
+class TerminateOnNaN(Callback):
+    """Stop training, with a RuntimeWarning naming the epoch and step, once the loss
+    becomes NaN or infinite. Checked at the end of each epoch from the per-step
+    losses (read back once per epoch), so training never waits on the device per
+    step; the weights are already non-finite from the reported step on."""
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is None or math.isfinite(loss):
+            return
+        steps = self.model.last_step_losses
+        step = int(np.argmax(~np.isfinite(steps)))
+        warnings.warn(f"loss became {steps[step]} at epoch {epoch + 1}, step {step + 1} of "
+                      f"{len(steps)}; terminating training", RuntimeWarning, stacklevel=2)
+        self.model.stop_training = True
+
+
+def format_value(v: float) -> str:
+    """Keras' number format in progress lines: 4 decimals, or 4-digit mantissa when tiny."""
+    return f"{v:.4f}" if abs(v) >= 1e-3 or v == 0 or not math.isfinite(v) else f"{v:.4e}"
+
+
+def format_logs(logs: Mapping[str, float]) -> str:
+    return " - ".join(f"{k}: {format_value(v)}" for k, v in logs.items())
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f}s" if seconds >= 1 else f"{seconds * 1e3:.0f}ms"
+
+
+def _per_step(seconds: float, steps: int) -> str:
+    t = seconds / max(steps, 1)
+    return f"{t:.2f}s/step" if t >= 1 else f"{t * 1e3:.2f}ms/step" if t >= 1e-3 else f"{t * 1e6:.0f}us/step"
+
+
+def resolve_verbose(verbose: int | str) -> int:
+    """Keras' verbosity: 0 silent, 1 live progress bar, 2 one line per epoch;
+    'auto' is 1 on a terminal and 2 otherwise (logs, notebooks piped to files)."""
+    if verbose == "auto":
+        return 1 if sys.stdout.isatty() else 2
+    if verbose in (0, 1, 2) and not isinstance(verbose, bool):
+        return int(verbose)
+    raise ValueError(f"verbose must be 0, 1, 2 or 'auto', got {verbose!r}")
+
+
+class ProgbarLogger(Callback):
+    """Progress display on stdout. ``verbose=1``: a live tqdm bar per epoch with
+    steps, elapsed time, time per step and the running loss (refreshed at most
+    ten times a second, so reading the loss never slows training down);
+    ``verbose=2``: one line per epoch, e.g.
+    ``Epoch 3/100 - 32/32 - 41ms - 1.28ms/step - loss: 0.0812 - val_loss: 0.0901``."""
+
+    _REFRESH_S = 0.1
+
+    def __init__(self, verbose: int = 1) -> None:
+        super().__init__()
+        self.verbose = verbose
+        self._bar = None
+        self._t0 = self._last = 0.0
+
+    # ---- shared by training, evaluate and predict ------------------------------
+    def _begin(self, desc: str, total: int) -> None:
+        self._t0 = self._last = time.perf_counter()
+        if self.verbose == 1:
+            self._bar = tqdm(total=total, desc=desc, unit="step", file=sys.stdout, leave=True,
+                             bar_format="{desc}: {n_fmt}/{total_fmt} |{bar:20}| {elapsed}{postfix}")
+
+    def _step(self, logs: Mapping[str, float] | None) -> None:
+        if self._bar is None:
+            return
+        self._bar.update(1)
+        now = time.perf_counter()
+        if logs is not None and (now - self._last >= self._REFRESH_S or self._bar.n == self._bar.total):
+            self._last = now
+            self._bar.set_postfix_str(f"{_per_step(now - self._t0, self._bar.n)}, {format_logs(logs)}",
+                                      refresh=False)
+
+    def _end(self, desc: str, steps: int, logs: Mapping[str, float]) -> None:
+        elapsed = time.perf_counter() - self._t0
+        tail = " - ".join(s for s in (_per_step(elapsed, steps), format_logs(logs)) if s)
+        if self._bar is not None:
+            self._bar.set_postfix_str(tail, refresh=False)
+            self._bar.close()
+            self._bar = None
+        elif self.verbose == 2:
+            prefix = f"{desc} - " if desc else ""
+            print(f"{prefix}{steps}/{steps} - {_duration(elapsed)} - {tail}", flush=True)
+
+    # ---- hooks -----------------------------------------------------------------
+    def on_epoch_begin(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+        self._begin(f"Epoch {epoch + 1}/{self.params['epochs']}", self.params["steps"])
+
+    def on_train_batch_end(self, batch: int, logs: Mapping[str, float] | None = None) -> None:
+        self._step(logs)
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+        self._end(f"Epoch {epoch + 1}/{self.params['epochs']}", self.params["steps"], logs or {})
+
+    def on_test_begin(self, logs: Mapping[str, float] | None = None) -> None:
+        self._begin("evaluate", self.params["steps"])
+
+    def on_test_batch_end(self, batch: int, logs: Mapping[str, float] | None = None) -> None:
+        self._step(logs)
+
+    def on_test_end(self, logs: Mapping[str, float] | None = None) -> None:
+        self._end("", self.params["steps"], logs or {})
+
+    def on_predict_begin(self, logs: Mapping[str, float] | None = None) -> None:
+        self._begin("predict", self.params["steps"])
+
+    def on_predict_batch_end(self, batch: int, logs: Mapping[str, float] | None = None) -> None:
+        self._step(logs)
+
+    def on_predict_end(self, logs: Mapping[str, float] | None = None) -> None:
+        self._end("", self.params["steps"], {})

@@ -1,0 +1,245 @@
+"""Layers: Dense, Activation and the Input marker, with Keras' names and defaults.
+
+Each layer implements its own forward and backward pass on the backend it was
+built on, and nothing else: it never allocates while running. The caller (a
+model) owns one :class:`Buffers` per layer and batch size, and the layer writes
+its output, and in training its gradients, into them. A layer keeps references
+to what its backward pass needs (its input and output of the last forward).
+Weights and gradients are backend arrays (NumPy or CuPy); initial values are
+drawn on the host so that a seed gives the same model on every backend.
+"""
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from . import initializers
+from .backends import Backend, activation_code, get_backend
+
+_name_counts: defaultdict[str, int] = defaultdict(int)
+
+
+def unique_name(prefix: str) -> str:
+    """Keras-style automatic names: 'dense', then 'dense_1', 'dense_2', ..."""
+    n = _name_counts[prefix]
+    _name_counts[prefix] += 1
+    return prefix if n == 0 else f"{prefix}_{n}"
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _activation_name(activation: str | None) -> str:
+    name = "linear" if activation is None else activation
+    if not isinstance(name, str):
+        raise TypeError(f"activation must be a name (str) or None, got {type(activation).__name__}")
+    activation_code(name)  # raises ValueError listing the valid names
+    return name
+
+
+def _feature_dim(input_shape: Any, input_dim: Any, where: str) -> int | None:
+    """The per-sample feature count given by Keras' ``input_shape`` / ``input_dim`` / ``shape``."""
+    if input_shape is None and input_dim is None:
+        return None
+    if input_dim is not None:
+        shape = (input_dim,)
+    elif isinstance(input_shape, (int, np.integer)):
+        shape = (input_shape,)
+    else:
+        shape = tuple(input_shape)
+    if len(shape) != 1 or shape[0] is None or int(shape[0]) < 1:
+        raise ValueError(f"{where}: input shape must be (features,) with features >= 1 "
+                         f"(dense layers take 2-D input (batch, features)), got {shape}")
+    return int(shape[0])
+
+
+class Buffers:
+    """Per-layer arrays for one batch size: the output ``y`` and, allocated on the
+    first backward pass, the activation gradient ``dz`` and input gradient ``dx``."""
+
+    __slots__ = ("batch", "y", "dz", "dx")
+
+    def __init__(self, batch: int, y: Any) -> None:
+        self.batch, self.y, self.dz, self.dx = batch, y, None, None
+
+
+class Layer:
+    """Base class. A layer maps (batch, input_dim) to (batch, output_dim), is built
+    for a given ``input_dim`` on the backend active at that moment, and owns its
+    ``weights`` and matching ``grads`` (backend arrays, Keras order)."""
+
+    def __init__(self, name: str | None = None, input_shape: Any = None, input_dim: int | None = None) -> None:
+        self.name = name or unique_name(_snake(type(self).__name__))
+        self.input_dim = _feature_dim(input_shape, input_dim, self.name)
+        self.backend: Backend | None = None
+        self.built = False
+        self.weights: list[Any] = []
+        self.grads: list[Any] = []
+
+    # ---- shape and construction --------------------------------------------
+    def output_dim(self, input_dim: int) -> int:
+        """Features per sample of the output for ``input_dim`` input features."""
+        return input_dim
+
+    def build(self, input_dim: int) -> None:
+        """Create the weights for ``input_dim`` input features on the active backend."""
+        if self.input_dim is not None and self.input_dim != input_dim:
+            raise ValueError(f"layer {self.name!r} expects {self.input_dim} input features, got {input_dim}")
+        self.input_dim = int(input_dim)
+        self.backend = get_backend()
+        self.built = True
+
+    def count_params(self) -> int:
+        """Number of weights (all trainable)."""
+        return sum(int(w.size) for w in self.weights)
+
+    def get_weights(self) -> list[np.ndarray]:
+        """NumPy copies of the weights, in Keras order."""
+        return [np.array(self.backend.to_numpy(w), dtype=np.float32) for w in self.weights]
+
+    def set_weights(self, weights: list[Any]) -> None:
+        """Copy values into the weights, checking their number and shapes."""
+        if len(weights) != len(self.weights):
+            raise ValueError(f"layer {self.name!r} has {len(self.weights)} weight arrays, got {len(weights)}")
+        values = [np.asarray(v, dtype=np.float32) for v in weights]
+        for w, v in zip(self.weights, values):
+            if tuple(v.shape) != tuple(w.shape):
+                raise ValueError(f"layer {self.name!r}: weight of shape {tuple(w.shape)} cannot take "
+                                 f"a value of shape {tuple(v.shape)}")
+        for w, v in zip(self.weights, values):
+            w[...] = self.backend.asarray(v)
+
+    # ---- compute -------------------------------------------------------------
+    def make_buffers(self, batch: int) -> Buffers:
+        """Output buffer for ``batch`` samples (training buffers come on first use)."""
+        return Buffers(batch, self.backend.empty((batch, self.output_dim(self.input_dim))))
+
+    def forward(self, x: Any, buf: Buffers) -> Any:
+        """Compute the output of ``x`` into ``buf.y``, keep what backward needs, return it."""
+        raise NotImplementedError
+
+    def backward(self, dy: Any, buf: Buffers, need_dx: bool) -> Any:
+        """Given the loss gradient ``dy`` w.r.t. the last forward output, write the
+        weight gradients into ``grads`` and return the input gradient (None unless
+        ``need_dx``: the first layer's is never used)."""
+        raise NotImplementedError
+
+    def __call__(self, x: Any) -> Any:
+        """Apply the layer to a 2-D array (building it on first use); returns a new
+        array of the layer's backend (NumPy, or CuPy on the GPU)."""
+        if not self.built:
+            self.build(int(np.shape(x)[1]))
+        x = self.backend.asarray(x)
+        if x.ndim != 2 or x.shape[1] != self.input_dim:
+            raise ValueError(f"layer {self.name!r} expects input of shape (batch, {self.input_dim}), "
+                             f"got {tuple(x.shape)}")
+        return self.forward(x, self.make_buffers(x.shape[0]))
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name!r}>"
+
+
+class Dense(Layer):
+    """Fully connected layer ``activation(x @ kernel + bias)``, Keras' Dense: kernel
+    (input_dim, units) initialised with glorot_uniform, bias (units,) with zeros.
+    Its forward pass is one fused matmul+bias+activation kernel call."""
+
+    def __init__(self, units: int, activation: str | None = None, use_bias: bool = True,
+                 kernel_initializer: str | initializers.Initializer = "glorot_uniform",
+                 bias_initializer: str | initializers.Initializer = "zeros",
+                 input_shape: Any = None, input_dim: int | None = None, name: str | None = None) -> None:
+        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
+            raise ValueError(f"Dense units must be a positive integer, got {units!r}")
+        self.units = int(units)
+        self.activation = _activation_name(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        super().__init__(name, input_shape, input_dim)
+        self.kernel: Any = None
+        self.bias: Any = None
+        self._x = self._y = None
+
+    def output_dim(self, input_dim: int) -> int:
+        return self.units
+
+    def build(self, input_dim: int) -> None:
+        super().build(input_dim)
+        be = self.backend
+        self.kernel = be.asarray(self.kernel_initializer((self.input_dim, self.units)))
+        self.weights = [self.kernel]
+        if self.use_bias:
+            self.bias = be.asarray(self.bias_initializer((self.units,)))
+            self.weights.append(self.bias)
+        self.grads = [be.zeros(w.shape) for w in self.weights]
+
+    def forward(self, x: Any, buf: Buffers) -> Any:
+        self._x = x
+        self._y = self.backend.matmul(x, self.kernel, out=buf.y, bias=self.bias, activation=self.activation)
+        return self._y
+
+    def backward(self, dy: Any, buf: Buffers, need_dx: bool) -> Any:
+        be = self.backend
+        if self.activation == "linear":
+            dz = dy
+        else:
+            if buf.dz is None:
+                buf.dz = be.empty(buf.y.shape)
+            dz = be.act_backward(dy, self._y, buf.dz, self.activation)
+        be.matmul(self._x, dz, out=self.grads[0], transpose_a=True)
+        if self.use_bias:
+            be.sum_rows(dz, self.grads[1])
+        if not need_dx:
+            return None
+        if buf.dx is None:
+            buf.dx = be.empty((buf.batch, self.input_dim))
+        return be.matmul(dz, self.kernel, out=buf.dx, transpose_b=True)
+
+    def __repr__(self) -> str:
+        return f"<Dense name={self.name!r} units={self.units} activation={self.activation!r}>"
+
+
+class Activation(Layer):
+    """Applies an activation ('linear', 'relu', 'sigmoid', 'tanh') elementwise."""
+
+    def __init__(self, activation: str | None, input_shape: Any = None, input_dim: int | None = None,
+                 name: str | None = None) -> None:
+        self.activation = _activation_name(activation)
+        super().__init__(name, input_shape, input_dim)
+        self._y = None
+
+    def forward(self, x: Any, buf: Buffers) -> Any:
+        self._y = self.backend.act_forward(x, buf.y, self.activation)
+        return self._y
+
+    def backward(self, dy: Any, buf: Buffers, need_dx: bool) -> Any:
+        if not need_dx:
+            return None
+        if buf.dx is None:
+            buf.dx = self.backend.empty(buf.y.shape)
+        return self.backend.act_backward(dy, self._y, buf.dx, self.activation)
+
+
+class InputLayer:
+    """Declares the per-sample input shape ``(features,)`` of a Sequential model when
+    placed first in it, as ``keras.Input(shape=...)`` does; it computes nothing."""
+
+    def __init__(self, shape: Any = None, batch_size: int | None = None, name: str | None = None,
+                 input_shape: Any = None) -> None:
+        self.name = name or unique_name("input_layer")
+        self.batch_size = batch_size
+        self.input_dim = _feature_dim(shape if shape is not None else input_shape, None, self.name)
+        if self.input_dim is None:
+            raise ValueError("Input needs a shape, e.g. Input(shape=(10,))")
+
+    def __repr__(self) -> str:
+        return f"<InputLayer name={self.name!r} shape=({self.input_dim},)>"
+
+
+def Input(shape: Any, batch_size: int | None = None, name: str | None = None) -> InputLayer:
+    """``keras.Input``: the input declaration to put first in a Sequential model."""
+    return InputLayer(shape=shape, batch_size=batch_size, name=name)

@@ -1,0 +1,419 @@
+"""The Sequential model: Keras' compile / fit / evaluate / predict over fusednn layers.
+
+A model is bound to the backend that is active when it is built (when its
+input size becomes known) and does all its arithmetic there, through the
+layers, loss and optimizer; the same code runs on numpy, cpu and cuda.
+Training data goes to the device once per ``fit`` when it fits there (else one
+batch at a time); each step then reuses buffers made for its batch size, so
+nothing is allocated after the first batch; the per-step losses are written to
+a device buffer and read back once per epoch, so the host never waits per step.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import inputs, losses, optimizers
+from .backends import Backend, get_backend
+from .callbacks import BatchLogs, Callback, CallbackList, History, ProgbarLogger, resolve_verbose
+from .layers import Buffers, InputLayer, Layer, unique_name
+from .utils import rng
+
+# Buffer sets kept per model: the training batch size, its remainder, and a few
+# for evaluate/predict; beyond that the oldest ones are dropped.
+_MAX_WORKSPACES = 6
+
+
+def _weighted_mean(step_losses: np.ndarray, batch_size: int, n: int) -> float:
+    """Keras' epoch loss: the mean of batch losses weighted by batch size, where the
+    batches cover ``n`` samples and only the last may be smaller."""
+    k = len(step_losses)
+    sizes = np.full(k, batch_size, dtype=np.float64)
+    sizes[-1] = n - (k - 1) * batch_size
+    return float(np.dot(np.asarray(step_losses, dtype=np.float64), sizes) / n)
+
+
+class _Workspace:
+    """The buffers of one batch size: each layer's :class:`Buffers` and the loss gradient."""
+
+    __slots__ = ("layers", "dpred")
+
+    def __init__(self, layers: list[Layer], batch: int) -> None:
+        self.layers: list[Buffers] = [layer.make_buffers(batch) for layer in layers]
+        self.dpred: Any = None
+
+
+class Sequential:
+    """A linear stack of layers, Keras' ``Sequential``: ``add`` layers (an ``Input`` or
+    the first layer's ``input_shape`` fixes the input size, else the first data does),
+    ``compile`` with an optimizer and a loss, then ``fit``, ``evaluate``, ``predict``.
+    Optimizer state persists across ``fit`` calls until the next ``compile``."""
+
+    def __init__(self, layers: Sequence[Layer | InputLayer] | None = None, name: str | None = None) -> None:
+        self.name = name or unique_name("sequential")
+        self.layers: list[Layer] = []
+        self.built = False
+        self.optimizer: optimizers.Optimizer | None = None
+        self.loss: losses.Loss | None = None
+        self.stop_training = False
+        self.history: History | None = None
+        #: per-step losses of the last training epoch (host array), e.g. for TerminateOnNaN
+        self.last_step_losses: np.ndarray | None = None
+        self._input_dim: int | None = None
+        self._output_dim: int | None = None
+        self._backend: Backend | None = None
+        self._params: list[Any] = []
+        self._grads: list[Any] = []
+        self._workspaces: dict[int, _Workspace] = {}
+        self._loss_buffers: dict[tuple[str, int], Any] = {}
+        for layer in layers or []:
+            self.add(layer)
+
+    # ------------------------------------------------------------ construction
+    def add(self, layer: Layer | InputLayer) -> None:
+        """Append a layer (or, first of all, an ``Input``); builds it as soon as the
+        model's input size is known."""
+        if isinstance(layer, InputLayer):
+            if self.layers or self._input_dim is not None:
+                raise ValueError("an Input must be the first thing added to a Sequential model")
+            self._input_dim = layer.input_dim
+            return
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add takes a Layer, got {type(layer).__name__}")
+        if not self.layers and self._input_dim is None:
+            self._input_dim = layer.input_dim
+        self.layers.append(layer)
+        if self._input_dim is not None:
+            self._build(self._input_dim)
+
+    def build(self, input_shape: Sequence[int | None]) -> None:
+        """Build for inputs of ``input_shape``: (batch, features) as in Keras, batch may be None."""
+        shape = tuple(input_shape)
+        if len(shape) not in (1, 2) or shape[-1] is None:
+            raise ValueError(f"input_shape must be (batch, features) or (features,), got {shape}")
+        self._build(int(shape[-1]))
+
+    def _build(self, input_dim: int) -> None:
+        if self.built and input_dim != self._input_dim:
+            raise ValueError(f"model {self.name!r} is built for {self._input_dim} input features, got {input_dim}")
+        be = self._backend or get_backend()
+        dim = input_dim
+        for layer in self.layers:
+            if not layer.built:
+                layer.build(dim)
+            elif layer.backend is not be:
+                raise RuntimeError(f"layer {layer.name!r} was built on backend {layer.backend.name!r} but the "
+                                   f"model is on {be.name!r}; build a new layer")
+            elif layer.input_dim != dim:
+                raise ValueError(f"layer {layer.name!r} takes {layer.input_dim} features but gets {dim}")
+            dim = layer.output_dim(dim)
+        self._backend, self._input_dim, self._output_dim = be, input_dim, dim
+        self._params = [w for layer in self.layers for w in layer.weights]
+        self._grads = [g for layer in self.layers for g in layer.grads]
+        self._workspaces.clear()
+        self.built = bool(self.layers)
+
+    def _be(self) -> Backend:
+        return self._backend or get_backend()
+
+    # ----------------------------------------------------------------- compile
+    def compile(self, optimizer: str | optimizers.Optimizer, loss: str | losses.Loss,
+                metrics: Sequence[Any] | None = None) -> None:
+        """Choose the optimizer ('adam', 'sgd' or an instance) and loss ('mse',
+        'mean_squared_error' or an instance). Any previous optimizer state is reset."""
+        if metrics:
+            raise NotImplementedError("compile(metrics=...) is not supported yet; compute metrics on "
+                                      "the output of predict()")
+        self.optimizer = optimizers.get(optimizer)
+        self.loss = losses.get(loss)
+        if self.built:
+            self.optimizer.build(self._backend, self._params)
+
+    def _require_compiled(self, what: str) -> None:
+        if self.optimizer is None or self.loss is None:
+            raise RuntimeError(f"call compile(optimizer=..., loss=...) before {what}()")
+
+    def _ready_optimizer(self) -> None:
+        # Built at compile time unless the model was not built yet (or gained layers since).
+        if not self.optimizer.is_built_for(self._backend, self._params):
+            self.optimizer.build(self._backend, self._params)
+
+    # -------------------------------------------------------------- data entry
+    def _xy(self, x: Any, y: Any, xname: str = "x", yname: str = "y") -> tuple[Any, Any]:
+        """Checked float32 (x, y); builds the model from x's feature count if needed."""
+        if not self.layers:
+            raise ValueError(f"model {self.name!r} has no layers; add some first")
+        be = self._be()
+        x = inputs.samples(x, xname, be, self._input_dim)
+        if not self.built:
+            self._build(x.shape[1])
+        y = inputs.targets(y, yname, be, x.shape[0], self._output_dim)
+        inputs.check_finite(x, xname, be)
+        inputs.check_finite(y, yname, be)
+        return x, y
+
+    def _x(self, x: Any) -> Any:
+        if not self.layers:
+            raise ValueError(f"model {self.name!r} has no layers; add some first")
+        x = inputs.samples(x, "x", self._be(), self._input_dim)
+        if not self.built:
+            self._build(x.shape[1])
+        return x
+
+    def _place(self, *arrays: Any, copies: int = 1) -> list[Any]:
+        """Move arrays to the device when ``copies`` of them fit there at once, else keep
+        them where they are (batches are then copied one at a time)."""
+        be = self._backend
+        if be.can_hold(copies * sum(int(a.nbytes) for a in arrays)):
+            return [be.asarray(a) for a in arrays]
+        return list(arrays)
+
+    # ---------------------------------------------------------------- compute
+    def _workspace(self, batch: int) -> _Workspace:
+        ws = self._workspaces.get(batch)
+        if ws is None:
+            if len(self._workspaces) >= _MAX_WORKSPACES:
+                del self._workspaces[next(iter(self._workspaces))]
+            ws = self._workspaces[batch] = _Workspace(self.layers, batch)
+        return ws
+
+    def _loss_buffer(self, kind: str, steps: int) -> Any:
+        buf = self._loss_buffers.get((kind, steps))
+        if buf is None:
+            self._loss_buffers = {k: v for k, v in self._loss_buffers.items() if k[0] != kind}
+            buf = self._loss_buffers[(kind, steps)] = self._backend.zeros((steps,))
+        return buf
+
+    def _forward(self, x: Any, ws: _Workspace) -> Any:
+        """Run every layer on a device batch ``x`` into ``ws``; returns the output buffer."""
+        for layer, buf in zip(self.layers, ws.layers):
+            x = layer.forward(x, buf)
+        return x
+
+    def _compute_gradients(self, x: Any, y: Any, ws: _Workspace, loss_out: Any) -> None:
+        """Forward, loss (written to ``loss_out[0]``) and backward for one batch: leaves
+        every layer's weight gradients in its ``grads``."""
+        be = self._backend
+        pred = self._forward(x, ws)
+        self.loss.value(be, pred, y, loss_out)
+        if ws.dpred is None:
+            ws.dpred = be.empty(pred.shape)
+        dy = self.loss.gradient(be, pred, y, ws.dpred)
+        for i in range(len(self.layers) - 1, -1, -1):
+            dy = self.layers[i].backward(dy, ws.layers[i], i > 0)
+
+    def _train_epoch(self, x: Any, y: Any, order: np.ndarray, batch_size: int,
+                     on_step: Callable[[int, Any], None] | None = None) -> float:
+        """Train one epoch over the samples in ``order`` (a host permutation) in batches
+        of ``batch_size``; returns the epoch loss (batch losses weighted by batch size)
+        and leaves the per-step losses in ``last_step_losses``. ``x``/``y`` are on the
+        device, or on the host to be copied a batch at a time. ``on_step(step, losses)``,
+        if given, runs after each step with the device array of this epoch's step losses."""
+        be = self._backend
+        n = len(order)
+        steps = -(-n // batch_size)
+        xp = be.xp if isinstance(x, be.xp.ndarray) else np
+        # One gather per epoch makes every batch a contiguous slice: no per-step copies.
+        idx = xp.asarray(order)
+        xs, ys = xp.take(x, idx, axis=0), xp.take(y, idx, axis=0)
+        step_losses = self._loss_buffer("train", steps)
+        for s in range(steps):
+            lo, hi = s * batch_size, min(n, (s + 1) * batch_size)
+            ws = self._workspace(hi - lo)
+            self._compute_gradients(be.asarray(xs[lo:hi]), be.asarray(ys[lo:hi]), ws, step_losses[s:s + 1])
+            self.optimizer.apply(self._grads)
+            if on_step is not None:
+                on_step(s, step_losses)
+        self.last_step_losses = np.array(be.to_numpy(step_losses), dtype=np.float64)
+        return _weighted_mean(self.last_step_losses, batch_size, n)
+
+    def _evaluate(self, x: Any, y: Any, batch_size: int, cbs: CallbackList | None = None) -> float:
+        """The loss over (x, y) in batches, read back from the device once."""
+        be = self._backend
+        n = x.shape[0]
+        steps = -(-n // batch_size)
+        step_losses = self._loss_buffer("eval", steps)
+        for s in range(steps):
+            lo, hi = s * batch_size, min(n, (s + 1) * batch_size)
+            pred = self._forward(be.asarray(x[lo:hi]), self._workspace(hi - lo))
+            self.loss.value(be, pred, be.asarray(y[lo:hi]), step_losses[s:s + 1])
+            if cbs is not None:
+                covered = hi
+                cbs.call("on_test_batch_end", s, BatchLogs(
+                    lambda s=s, covered=covered: _weighted_mean(be.to_numpy(step_losses[:s + 1]), batch_size,
+                                                                covered)))
+        return _weighted_mean(be.to_numpy(step_losses), batch_size, n)
+
+    # --------------------------------------------------------------------- fit
+    def fit(self, x: Any, y: Any, batch_size: int | None = 32, epochs: int = 1, verbose: int | str = "auto",
+            validation_split: float = 0.0, validation_data: tuple[Any, Any] | None = None,
+            shuffle: bool = True, callbacks: Sequence[Callback] | None = None,
+            initial_epoch: int = 0) -> History:
+        """Train for ``epochs`` epochs (counting from ``initial_epoch``) on (x, y) in
+        mini-batches, with Keras' semantics: ``shuffle`` reorders samples every epoch,
+        ``validation_split`` holds out the *last* fraction of the data (before
+        shuffling) unless ``validation_data=(x_val, y_val)`` is given, and the returned
+        :class:`History` holds per-epoch 'loss' (and 'val_loss')."""
+        self._require_compiled("fit")
+        batch_size = inputs.batch_size(batch_size)
+        verbose = resolve_verbose(verbose)
+        epochs, initial_epoch = int(epochs), int(initial_epoch)
+        if initial_epoch < 0:
+            raise ValueError(f"initial_epoch must be >= 0, got {initial_epoch}")
+        if not 0.0 <= validation_split < 1.0:
+            raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
+        x, y = self._xy(x, y)
+        val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("validation_data must be a pair (x_val, y_val)")
+            val = self._xy(*validation_data, xname="validation_data x", yname="validation_data y")
+        elif validation_split:
+            split = int(math.floor(x.shape[0] * (1.0 - validation_split)))
+            if split in (0, x.shape[0]):
+                raise ValueError(f"{x.shape[0]} samples cannot be split into training and validation "
+                                 f"sets with validation_split={validation_split}")
+            x, y, val = x[:split], y[:split], (x[split:], y[split:])
+        # The training arrays need room for a shuffled copy too (see _train_epoch).
+        x, y = self._place(x, y, copies=2)
+        if val is not None:
+            val = self._place(*val)
+        self._ready_optimizer()
+
+        n = x.shape[0]
+        steps = -(-n // batch_size)
+        history = History()
+        cbs = CallbackList([*(callbacks or []), history] + ([ProgbarLogger(verbose)] if verbose else []),
+                           model=self, params={"epochs": epochs, "steps": steps, "verbose": verbose})
+        on_step = None
+        if cbs.wants("on_train_batch_end"):
+            be = self._backend
+
+            def on_step(step: int, step_losses: Any) -> None:
+                covered = min(n, (step + 1) * batch_size)
+                cbs.call("on_train_batch_end", step, BatchLogs(
+                    lambda: _weighted_mean(be.to_numpy(step_losses[:step + 1]), batch_size, covered)))
+
+        self.stop_training = False
+        self.history = history
+        logs: dict[str, float] | None = None
+        cbs.call("on_train_begin", None)
+        for epoch in range(initial_epoch, epochs):
+            cbs.call("on_epoch_begin", epoch, None)
+            order = rng().permutation(n) if shuffle else np.arange(n)
+            logs = {"loss": self._train_epoch(x, y, order, batch_size, on_step)}
+            if val is not None:
+                logs["val_loss"] = self._evaluate(val[0], val[1], batch_size)
+            cbs.call("on_epoch_end", epoch, logs)
+            if self.stop_training:
+                break
+        cbs.call("on_train_end", logs)
+        return history
+
+    # ---------------------------------------------------------- evaluate, predict
+    def evaluate(self, x: Any, y: Any, batch_size: int | None = 32, verbose: int | str = "auto") -> float:
+        """The loss on (x, y), averaged over samples as in Keras (batches weighted by size)."""
+        self._require_compiled("evaluate")
+        batch_size = inputs.batch_size(batch_size)
+        verbose = resolve_verbose(verbose)
+        x, y = self._place(*self._xy(x, y))
+        steps = -(-x.shape[0] // batch_size)
+        cbs = None
+        if verbose:
+            cbs = CallbackList([ProgbarLogger(verbose)], model=self, params={"steps": steps, "verbose": verbose})
+            cbs.call("on_test_begin", None)
+        loss = self._evaluate(x, y, batch_size, cbs)
+        if cbs is not None:
+            cbs.call("on_test_end", {"loss": loss})
+        return loss
+
+    def predict(self, x: Any, batch_size: int | None = 32, verbose: int | str = "auto") -> np.ndarray:
+        """Model outputs for ``x`` as a NumPy array (n, units), computed in batches.
+        Non-finite inputs are not rejected here: they give non-finite outputs."""
+        batch_size = inputs.batch_size(batch_size)
+        verbose = resolve_verbose(verbose)
+        (x,) = self._place(self._x(x))
+        be = self._backend
+        n = x.shape[0]
+        steps = -(-n // batch_size)
+        cbs = None
+        if verbose:
+            cbs = CallbackList([ProgbarLogger(verbose)], model=self, params={"steps": steps, "verbose": verbose})
+            cbs.call("on_predict_begin", None)
+        # Collect on the device and copy back once, so the host waits once, not per batch.
+        out = be.empty((n, self._output_dim))
+        for s in range(steps):
+            lo, hi = s * batch_size, min(n, (s + 1) * batch_size)
+            out[lo:hi] = self._forward(be.asarray(x[lo:hi]), self._workspace(hi - lo))
+            if cbs is not None:
+                cbs.call("on_predict_batch_end", s, None)
+        if cbs is not None:
+            cbs.call("on_predict_end", None)
+        return np.array(be.to_numpy(out), dtype=np.float32)
+
+    def __call__(self, x: Any) -> Any:
+        """The model's output for ``x`` in one batch, as an array of the model's backend
+        (NumPy, or CuPy on the GPU), as calling a Keras model gives a tensor."""
+        x = self._be().asarray(self._x(x))
+        return self._forward(x, _Workspace(self.layers, x.shape[0]))
+
+    # ------------------------------------------------------------------ weights
+    def get_weights(self) -> list[np.ndarray]:
+        """NumPy copies of all weights in Keras order: each Dense's kernel
+        (inputs, units), then its bias (units,)."""
+        return [w for layer in self.layers if layer.built for w in layer.get_weights()]
+
+    def set_weights(self, weights: Sequence[Any]) -> None:
+        """Set all weights from arrays in :meth:`get_weights` order; their number and
+        shapes are checked before anything is written."""
+        if not self.built:
+            raise ValueError(f"model {self.name!r} is not built yet; call build() or fit it first")
+        weights = list(weights)
+        if len(weights) != len(self._params):
+            raise ValueError(f"set_weights: the model has {len(self._params)} weight arrays, got {len(weights)}")
+        i = 0
+        for layer in self.layers:
+            for w in layer.weights:
+                shape = tuple(np.shape(weights[i]))
+                if shape != tuple(w.shape):
+                    raise ValueError(f"set_weights: array {i} (layer {layer.name!r}) must have shape "
+                                     f"{tuple(w.shape)}, got {shape}")
+                i += 1
+        i = 0
+        for layer in self.layers:
+            k = len(layer.weights)
+            layer.set_weights(weights[i:i + k])
+            i += k
+
+    def count_params(self) -> int:
+        """Total number of weights."""
+        if not self.built:
+            raise ValueError(f"model {self.name!r} is not built yet, so it has no parameters")
+        return sum(layer.count_params() for layer in self.layers)
+
+    def summary(self, print_fn: Callable[[str], Any] | None = None) -> None:
+        """Print a table of layers (name and type), output shapes and parameter counts."""
+        if not self.built:
+            raise ValueError(f"model {self.name!r} is not built yet: give the first layer an input_shape, "
+                             "start with an Input, call build(), or fit it first")
+        print_fn = print_fn or print
+        widths = (33, 25, 12)
+
+        def row(*cells: str) -> str:
+            return "".join(c.ljust(w) for c, w in zip(cells[:2], widths)) + cells[2].rjust(widths[2])
+
+        total = self.count_params()
+        lines = [f'Model: "{self.name}"', "_" * sum(widths), row("Layer (type)", "Output Shape", "Param #"),
+                 "=" * sum(widths)]
+        dim = self._input_dim
+        for layer in self.layers:
+            dim = layer.output_dim(dim)
+            lines.append(row(f"{layer.name} ({type(layer).__name__})", f"(None, {dim})",
+                             f"{layer.count_params():,}"))
+        lines += ["=" * sum(widths), f"Total params: {total:,} ({total * 4 / 1024:.2f} KB)",
+                  f"Trainable params: {total:,}", "Non-trainable params: 0", "_" * sum(widths)]
+        for line in lines:
+            print_fn(line)
