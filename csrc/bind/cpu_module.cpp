@@ -306,9 +306,4 @@ PYBIND11_MODULE(_cpu, m) {
     d["fma"] = f.fma;
     return d;
   });
-#ifdef _OPENMP
-  m.attr("openmp") = true;
-#else
-  m.attr("openmp") = false;
-#endif
 }

@@ -4,7 +4,7 @@
 
 #include "avx2.h"
 #include "fusednn/cpu.h"
-#include "parallel.h"
+#include "threads.h"
 
 namespace fusednn {
 namespace cpu {

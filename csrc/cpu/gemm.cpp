@@ -12,9 +12,7 @@
 
 #include "avx2.h"
 #include "fusednn/cpu.h"
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "threads.h"
 
 namespace fusednn {
 namespace cpu {
@@ -201,8 +199,8 @@ void matmul(float* C, const float* A, const float* B, int M, int N, int K, bool 
   int nt = num_threads();
   if (double(M) * N * K < kParallelMinFlops) nt = 1;
   // Split the larger of M and N into one contiguous range per thread; each
-  // thread runs the whole blocked algorithm on its range with its own packed
-  // panels, so no barrier is needed inside the product.
+  // range runs the whole blocked algorithm with its own packed panels, so no
+  // barrier is needed inside the product.
   const bool split_m = M >= N;
   const int units = split_m ? (M + MR - 1) / MR : (N + NR - 1) / NR;
   nt = std::max(1, std::min(nt, units));
@@ -210,10 +208,7 @@ void matmul(float* C, const float* A, const float* B, int M, int N, int K, bool 
     gemm_serial(C, N, a, b, M, N, K, bias, act);
     return;
   }
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt)
-  {
-    const int t = omp_get_thread_num();
+  parallel_for(nt, [&](int t) {
     const int u0 = int(long(units) * t / nt), u1 = int(long(units) * (t + 1) / nt);
     if (split_m) {
       const int m0 = u0 * MR, m1 = std::min(M, u1 * MR);
@@ -226,10 +221,7 @@ void matmul(float* C, const float* A, const float* B, int M, int N, int K, bool 
         gemm_serial(C + n0, N, a, View{b.at(0, n0), b.rs, b.cs}, M, n1 - n0, K,
                     bias ? bias + n0 : nullptr, act);
     }
-  }
-#else
-  gemm_serial(C, N, a, b, M, N, K, bias, act);
-#endif
+  });
 }
 
 void matmul_reference(float* C, const float* A, const float* B, int M, int N, int K, bool ta,

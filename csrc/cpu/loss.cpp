@@ -2,7 +2,7 @@
 #include <vector>
 
 #include "fusednn/cpu.h"
-#include "parallel.h"
+#include "threads.h"
 
 namespace fusednn {
 namespace cpu {
@@ -32,9 +32,9 @@ double mse(const float* p, const float* t, std::size_t n) {
   };
   if (nblocks == 1) return block_sum(0) / double(n);
   std::vector<double> partial(nblocks);
-  const int nt = n >= kParallelMinElems ? num_threads() : 1;
-#pragma omp parallel for num_threads(nt) schedule(static)
-  for (long blk = 0; blk < long(nblocks); ++blk) partial[blk] = block_sum(std::size_t(blk));
+  parallel_chunks(nblocks, [&](std::size_t b, std::size_t e) {
+    for (std::size_t blk = b; blk < e; ++blk) partial[blk] = block_sum(blk);
+  });
   for (double s : partial) total += s;
   return total / double(n);
 }

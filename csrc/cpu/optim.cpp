@@ -3,7 +3,7 @@
 #include <cmath>
 
 #include "fusednn/cpu.h"
-#include "parallel.h"
+#include "threads.h"
 
 namespace fusednn {
 namespace cpu {

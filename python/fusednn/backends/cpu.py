@@ -20,7 +20,7 @@ def unavailable_reason() -> str | None:
 
 
 class CpuBackend(Backend):
-    """C++ kernels (AVX2+FMA where the CPU has it, portable otherwise), OpenMP threads."""
+    """C++ kernels (AVX2+FMA where the CPU has it, portable otherwise) on fusednn's thread pool."""
 
     name = "cpu"
     xp = np
