@@ -26,7 +26,8 @@ def float32_array(a: Any, name: str, be: Backend) -> Any:
             raise TypeError(f"{name} cannot be read as a numeric array ({e})") from None
     if a.dtype.kind not in _REAL_KINDS:
         raise TypeError(f"{name} has dtype {a.dtype}; expected numbers (converted to float32)")
-    return xp.ascontiguousarray(a, dtype=np.float32)
+    with np.errstate(over="ignore"):  # values beyond float32 become inf: check_finite reports them
+        return xp.ascontiguousarray(a, dtype=np.float32)
 
 
 def check_finite(a: Any, name: str, be: Backend) -> None:

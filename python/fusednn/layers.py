@@ -178,9 +178,9 @@ class Dense(Layer):
         self.grads = [be.zeros(w.shape) for w in self.weights]
 
     def forward(self, x: Any, buf: Buffers) -> Any:
-        self._x = x
-        self._y = self.backend.matmul(x, self.kernel, out=buf.y, bias=self.bias, activation=self.activation)
-        return self._y
+        self.backend.matmul(x, self.kernel, out=buf.y, bias=self.bias, activation=self.activation)
+        self._x, self._y = x, buf.y
+        return buf.y
 
     def backward(self, dy: Any, buf: Buffers, need_dx: bool) -> Any:
         be = self.backend
@@ -189,7 +189,8 @@ class Dense(Layer):
         else:
             if buf.dz is None:
                 buf.dz = be.empty(buf.y.shape)
-            dz = be.act_backward(dy, self._y, buf.dz, self.activation)
+            be.act_backward(dy, self._y, buf.dz, self.activation)
+            dz = buf.dz
         be.matmul(self._x, dz, out=self.grads[0], transpose_a=True)
         if self.use_bias:
             be.sum_rows(dz, self.grads[1])
@@ -197,7 +198,8 @@ class Dense(Layer):
             return None
         if buf.dx is None:
             buf.dx = be.empty((buf.batch, self.input_dim))
-        return be.matmul(dz, self.kernel, out=buf.dx, transpose_b=True)
+        be.matmul(dz, self.kernel, out=buf.dx, transpose_b=True)
+        return buf.dx
 
     def __repr__(self) -> str:
         return f"<Dense name={self.name!r} units={self.units} activation={self.activation!r}>"
@@ -213,15 +215,17 @@ class Activation(Layer):
         self._y = None
 
     def forward(self, x: Any, buf: Buffers) -> Any:
-        self._y = self.backend.act_forward(x, buf.y, self.activation)
-        return self._y
+        self.backend.act_forward(x, buf.y, self.activation)
+        self._y = buf.y
+        return buf.y
 
     def backward(self, dy: Any, buf: Buffers, need_dx: bool) -> Any:
         if not need_dx:
             return None
         if buf.dx is None:
             buf.dx = self.backend.empty(buf.y.shape)
-        return self.backend.act_backward(dy, self._y, buf.dx, self.activation)
+        self.backend.act_backward(dy, self._y, buf.dx, self.activation)
+        return buf.dx
 
 
 class InputLayer:
