@@ -141,7 +141,7 @@ def test_portable_and_avx2_paths_agree():
         k.force_portable(portable)
         try:
             y = np.empty_like(x)
-            k.act_forward(x, y, 2)
+            k.act_forward(x, 2, y)
             outs.append(y)
         finally:
             k.force_portable(False)

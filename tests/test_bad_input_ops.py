@@ -67,26 +67,28 @@ def test_binding_rejects_instead_of_converting(k):
     f32 = np.ones((2, 2), np.float32)
     out = np.empty((2, 2), np.float32)
     with pytest.raises(TypeError, match="a must have dtype float32, got float64"):
-        k.matmul(np.ones((2, 2)), f32, out)
+        k.matmul(np.ones((2, 2)), f32, out=out)
     with pytest.raises(TypeError, match="numpy.ndarray"):
-        k.matmul([[1.0, 2.0], [3.0, 4.0]], f32, out)
+        k.matmul([[1.0, 2.0], [3.0, 4.0]], f32, out=out)
     with pytest.raises(ValueError, match="b must be C-contiguous"):
-        k.matmul(f32, np.ones((2, 4), np.float32)[:, ::2], out)
+        k.matmul(f32, np.ones((2, 4), np.float32)[:, ::2], out=out)
     with pytest.raises(ValueError, match="inner dimensions"):
-        k.matmul(f32, np.ones((3, 2), np.float32), out)
+        k.matmul(f32, np.ones((3, 2), np.float32), out=out)
     ro = np.empty((2, 2), np.float32)
     ro.flags.writeable = False
     with pytest.raises(ValueError, match="read-only"):
-        k.matmul(f32, f32, ro)
+        k.matmul(f32, f32, out=ro)
     with pytest.raises(ValueError, match="bias has shape"):
-        k.matmul(f32, f32, out, False, False, np.ones(3, np.float32))
+        k.matmul(f32, f32, False, False, np.ones(3, np.float32), out=out)
     with pytest.raises(ValueError, match="activation code"):
-        k.act_forward(f32, out, 9)
-    with pytest.raises(ValueError, match="same shape"):
-        k.act_forward(f32, np.empty(4, np.float32), 1)
+        k.act_forward(f32, 9, out)
+    with pytest.raises(ValueError, match=r"out has shape \(4,\), expected \(2, 2\)"):
+        k.act_forward(f32, 1, np.empty(4, np.float32))
     with pytest.raises(ValueError, match="share memory"):
-        k.matmul(f32, f32, f32)
+        k.matmul(f32, f32, out=f32)
     with pytest.raises(ValueError, match="step must be >= 1"):
         k.adam_update(f32, f32.copy(), f32.copy(), f32.copy(), 1e-3, 0.9, 0.999, 1e-7, 0)
     with pytest.raises(ValueError, match="one element"):
         k.mse(f32, f32, np.empty(2, np.float32))
+    got = k.matmul(f32, f32)  # without out, the binding allocates the result
+    assert got.dtype == np.float32 and got.shape == (2, 2) and (got == 2).all()

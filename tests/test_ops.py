@@ -85,8 +85,8 @@ def test_matmul_matches_reference_kernel():
                 b = rng.standard_normal((N, K) if tb else (K, N)).astype(np.float32)
                 bias = rng.standard_normal(N).astype(np.float32)
                 c1, c2 = poisoned((M, N)), poisoned((M, N))
-                k.matmul(a, b, c1, ta, tb, bias, 3)
-                k.matmul_reference(a, b, c2, ta, tb, bias, 3)
+                k.matmul(a, b, ta, tb, bias, 3, c1)
+                k.matmul_reference(a, b, ta, tb, bias, 3, c2)
                 _, scale = matmul_ref(a, b, ta, tb, bias)
                 assert np.all(np.abs(c1 - c2) <= 1e-5 * scale)
 

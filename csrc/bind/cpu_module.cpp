@@ -8,6 +8,7 @@
 #include <pybind11/stl.h>
 
 #include <string>
+#include <vector>
 
 #include "fusednn/cpu.h"
 
@@ -41,6 +42,25 @@ py::array as_f32(const py::object& obj, const char* name, bool writeable = false
   if (writeable && !a.writeable())
     throw py::value_error(std::string(name) + " is read-only");
   return a;
+}
+
+// The caller's output array (checked), or a new float32 array of `shape`.
+py::array out_or_new(const py::object& out_, std::vector<py::ssize_t> shape) {
+  if (out_.is_none()) return py::array_t<float>(shape);
+  py::array out = as_f32(out_, "out", true);
+  bool same = out.ndim() == py::ssize_t(shape.size());
+  for (std::size_t i = 0; same && i < shape.size(); ++i) same = out.shape(i) == shape[i];
+  if (!same) {
+    std::string want = "(";
+    for (std::size_t i = 0; i < shape.size(); ++i) want += (i ? ", " : "") + std::to_string(shape[i]);
+    throw py::value_error("out has shape " + shape_of(out) + ", expected " + want +
+                          (shape.size() == 1 ? ",)" : ")"));
+  }
+  return out;
+}
+
+std::vector<py::ssize_t> shape_vec(const py::array& a) {
+  return std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim());
 }
 
 void check_ndim(const py::array& a, const char* name, py::ssize_t nd) {
@@ -87,21 +107,18 @@ const float* cfptr(const py::array& a) { return static_cast<const float*>(a.data
 using MatmulFn = void (*)(float*, const float*, const float*, int, int, int, bool, bool,
                           const float*, Act);
 
-void matmul_checked(MatmulFn fn, const py::object& a_, const py::object& b_, const py::object& out_,
-                    bool ta, bool tb, const py::object& bias_, int act) {
-  py::array a = as_f32(a_, "a"), b = as_f32(b_, "b"), out = as_f32(out_, "out", true);
+py::array matmul_checked(MatmulFn fn, const py::object& a_, const py::object& b_, bool ta, bool tb,
+                         const py::object& bias_, int act, const py::object& out_) {
+  py::array a = as_f32(a_, "a"), b = as_f32(b_, "b");
   check_ndim(a, "a", 2);
   check_ndim(b, "b", 2);
-  check_ndim(out, "out", 2);
   const py::ssize_t M = ta ? a.shape(1) : a.shape(0), K = ta ? a.shape(0) : a.shape(1);
   const py::ssize_t Kb = tb ? b.shape(1) : b.shape(0), N = tb ? b.shape(0) : b.shape(1);
   if (K != Kb)
     throw py::value_error("matmul: inner dimensions differ: a" + std::string(ta ? ".T" : "") +
                           " has shape " + shape_of(a) + ", b" + (tb ? ".T" : "") +
                           " has shape " + shape_of(b));
-  if (out.shape(0) != M || out.shape(1) != N)
-    throw py::value_error("matmul: out has shape " + shape_of(out) + ", expected (" +
-                          std::to_string(M) + ", " + std::to_string(N) + ")");
+  py::array out = out_or_new(out_, {M, N});
   check_no_overlap(out, a, "a");
   check_no_overlap(out, b, "b");
   const float* bias = nullptr;
@@ -119,8 +136,11 @@ void matmul_checked(MatmulFn fn, const py::object& a_, const py::object& b_, con
   const int m = to_int_dim(M, "M"), n = to_int_dim(N, "N"), k = to_int_dim(K, "K");
   float* c = fptr(out);
   const float *pa = cfptr(a), *pb = cfptr(b);
-  py::gil_scoped_release nogil;
-  fn(c, pa, pb, m, n, k, ta, tb, bias, ac);
+  {
+    py::gil_scoped_release nogil;
+    fn(c, pa, pb, m, n, k, ta, tb, bias, ac);
+  }
+  return out;
 }
 
 }  // namespace
@@ -130,66 +150,73 @@ PYBIND11_MODULE(_cpu, m) {
 
   m.def(
       "matmul",
-      [](const py::object& a, const py::object& b, const py::object& out, bool ta, bool tb,
-         const py::object& bias, int act) { matmul_checked(cpu::matmul, a, b, out, ta, tb, bias, act); },
-      py::arg("a"), py::arg("b"), py::arg("out"), py::arg("transpose_a") = false,
-      py::arg("transpose_b") = false, py::arg("bias") = py::none(), py::arg("activation") = 0,
-      "out = act(op(a) @ op(b) + bias), packed-panel GEMM.");
+      [](const py::object& a, const py::object& b, bool ta, bool tb, const py::object& bias, int act,
+         const py::object& out) { return matmul_checked(cpu::matmul, a, b, ta, tb, bias, act, out); },
+      py::arg("a"), py::arg("b"), py::arg("transpose_a") = false, py::arg("transpose_b") = false,
+      py::arg("bias") = py::none(), py::arg("activation") = 0, py::arg("out") = py::none(),
+      "act(op(a) @ op(b) + bias), packed-panel GEMM; writes out (or a new array) and returns it.");
   m.def(
       "matmul_reference",
-      [](const py::object& a, const py::object& b, const py::object& out, bool ta, bool tb,
-         const py::object& bias, int act) {
-        matmul_checked(cpu::matmul_reference, a, b, out, ta, tb, bias, act);
-      },
-      py::arg("a"), py::arg("b"), py::arg("out"), py::arg("transpose_a") = false,
-      py::arg("transpose_b") = false, py::arg("bias") = py::none(), py::arg("activation") = 0,
+      [](const py::object& a, const py::object& b, bool ta, bool tb, const py::object& bias, int act,
+         const py::object& out) { return matmul_checked(cpu::matmul_reference, a, b, ta, tb, bias, act, out); },
+      py::arg("a"), py::arg("b"), py::arg("transpose_a") = false, py::arg("transpose_b") = false,
+      py::arg("bias") = py::none(), py::arg("activation") = 0, py::arg("out") = py::none(),
       "The simple triple-loop GEMM (double accumulation), kept as an oracle.");
 
   m.def(
       "act_forward",
-      [](const py::object& x_, const py::object& out_, int act) {
-        py::array x = as_f32(x_, "x"), out = as_f32(out_, "out", true);
-        check_same_shape(x, "x", out, "out");
+      [](const py::object& x_, int act, const py::object& out_) {
+        py::array x = as_f32(x_, "x");
         const Act ac = to_act(act);
+        py::array out = out_or_new(out_, shape_vec(x));
         float* y = fptr(out);
         const float* px = cfptr(x);
         const std::size_t n = std::size_t(x.size());
-        py::gil_scoped_release nogil;
-        cpu::act_forward(y, px, n, ac);
+        {
+          py::gil_scoped_release nogil;
+          cpu::act_forward(y, px, n, ac);
+        }
+        return out;
       },
-      py::arg("x"), py::arg("out"), py::arg("activation"));
+      py::arg("x"), py::arg("activation"), py::arg("out") = py::none());
   m.def(
       "act_backward",
-      [](const py::object& dy_, const py::object& y_, const py::object& out_, int act) {
-        py::array dy = as_f32(dy_, "dy"), y = as_f32(y_, "y"), out = as_f32(out_, "out", true);
+      [](const py::object& dy_, const py::object& y_, int act, const py::object& out_) {
+        py::array dy = as_f32(dy_, "dy"), y = as_f32(y_, "y");
         check_same_shape(dy, "dy", y, "y");
-        check_same_shape(dy, "dy", out, "out");
         const Act ac = to_act(act);
+        py::array out = out_or_new(out_, shape_vec(dy));
         float* dx = fptr(out);
         const float *pdy = cfptr(dy), *py_ = cfptr(y);
         const std::size_t n = std::size_t(dy.size());
-        py::gil_scoped_release nogil;
-        cpu::act_backward(dx, pdy, py_, n, ac);
+        {
+          py::gil_scoped_release nogil;
+          cpu::act_backward(dx, pdy, py_, n, ac);
+        }
+        return out;
       },
-      py::arg("dy"), py::arg("y"), py::arg("out"), py::arg("activation"));
+      py::arg("dy"), py::arg("y"), py::arg("activation"), py::arg("out") = py::none());
   m.def(
       "bias_act",
-      [](const py::object& x_, const py::object& b_, const py::object& out_, int act) {
-        py::array x = as_f32(x_, "x"), b = as_f32(b_, "bias"), out = as_f32(out_, "out", true);
+      [](const py::object& x_, const py::object& b_, int act, const py::object& out_) {
+        py::array x = as_f32(x_, "x"), b = as_f32(b_, "bias");
         check_ndim(x, "x", 2);
         check_ndim(b, "bias", 1);
-        check_same_shape(x, "x", out, "out");
         if (b.shape(0) != x.shape(1))
           throw py::value_error("bias has shape " + shape_of(b) + " but x has shape " + shape_of(x));
-        check_no_overlap(out, b, "bias");
         const Act ac = to_act(act);
+        py::array out = out_or_new(out_, shape_vec(x));
+        check_no_overlap(out, b, "bias");
         float* y = fptr(out);
         const float *px = cfptr(x), *pb = cfptr(b);
         const std::size_t rows = std::size_t(x.shape(0)), cols = std::size_t(x.shape(1));
-        py::gil_scoped_release nogil;
-        cpu::bias_act(y, px, pb, rows, cols, ac);
+        {
+          py::gil_scoped_release nogil;
+          cpu::bias_act(y, px, pb, rows, cols, ac);
+        }
+        return out;
       },
-      py::arg("x"), py::arg("bias"), py::arg("out"), py::arg("activation"));
+      py::arg("x"), py::arg("bias"), py::arg("activation"), py::arg("out") = py::none());
 
   m.def(
       "mse",
@@ -215,36 +242,39 @@ PYBIND11_MODULE(_cpu, m) {
       "mean((pred - target)**2), accumulated in float64; also stored in out[0] when given.");
   m.def(
       "mse_grad",
-      [](const py::object& p_, const py::object& t_, const py::object& out_, float scale) {
-        py::array p = as_f32(p_, "pred"), t = as_f32(t_, "target"), out = as_f32(out_, "out", true);
+      [](const py::object& p_, const py::object& t_, float scale, const py::object& out_) {
+        py::array p = as_f32(p_, "pred"), t = as_f32(t_, "target");
         check_same_shape(p, "pred", t, "target");
-        check_same_shape(p, "pred", out, "out");
+        py::array out = out_or_new(out_, shape_vec(p));
         float* g = fptr(out);
         const float *pp = cfptr(p), *pt = cfptr(t);
         const std::size_t n = std::size_t(p.size());
-        py::gil_scoped_release nogil;
-        cpu::mse_grad(g, pp, pt, n, scale);
+        {
+          py::gil_scoped_release nogil;
+          cpu::mse_grad(g, pp, pt, n, scale);
+        }
+        return out;
       },
-      py::arg("pred"), py::arg("target"), py::arg("out"), py::arg("scale"),
-      "out = scale * (pred - target); scale = 2/N gives d mse / d pred.");
+      py::arg("pred"), py::arg("target"), py::arg("scale"), py::arg("out") = py::none(),
+      "scale * (pred - target); scale = 2/N gives d mse / d pred.");
 
   m.def(
       "sum_rows",
       [](const py::object& x_, const py::object& out_) {
-        py::array x = as_f32(x_, "x"), out = as_f32(out_, "out", true);
+        py::array x = as_f32(x_, "x");
         check_ndim(x, "x", 2);
-        check_ndim(out, "out", 1);
-        if (out.shape(0) != x.shape(1))
-          throw py::value_error("sum_rows: out has shape " + shape_of(out) + ", expected (" +
-                                std::to_string(x.shape(1)) + ",)");
+        py::array out = out_or_new(out_, {x.shape(1)});
         check_no_overlap(out, x, "x");
         float* o = fptr(out);
         const float* px = cfptr(x);
         const std::size_t rows = std::size_t(x.shape(0)), cols = std::size_t(x.shape(1));
-        py::gil_scoped_release nogil;
-        cpu::sum_rows(o, px, rows, cols);
+        {
+          py::gil_scoped_release nogil;
+          cpu::sum_rows(o, px, rows, cols);
+        }
+        return out;
       },
-      py::arg("x"), py::arg("out"), "out[c] = sum_r x[r, c] (the bias gradient).");
+      py::arg("x"), py::arg("out") = py::none(), "x.sum(axis=0) (the bias gradient).");
 
   m.def(
       "sgd_update",

@@ -11,11 +11,13 @@ namespace fusednn {
 namespace cpu {
 namespace avx2 {
 
-// C (mr×nr valid, row stride ldc) = epilogue(Ap·Bp) for one MR×NR tile of packed
-// panels: Ap is kc×6 (k-major), Bp is kc×16. With accumulate, C's old values
-// are added; with final, bias (nr values, may be null) is added and act applied.
-void gemm_ukernel_6x16(int kc, const float* Ap, const float* Bp, float* C, long ldc,
-                       int mr, int nr, bool accumulate, bool final, const float* bias, Act act);
+// C (mr×nr valid, row stride ldc) = epilogue(A·B) for one 6×16 tile: A(i, k) is
+// A[i*rsa + k*csa] for all 6 rows, row k of B is the 16 floats at B + k*rsb
+// (packed panels: rsa=1, csa=6, rsb=16). With accumulate, C's old values are
+// added; with final, bias (nr values, may be null) is added and act applied.
+void gemm_ukernel_6x16(int kc, const float* A, long rsa, long csa, const float* B, long rsb,
+                       float* C, long ldc, int mr, int nr, bool accumulate, bool final,
+                       const float* bias, Act act);
 
 void act_forward(float* y, const float* x, std::size_t n, Act act);
 void act_backward(float* dx, const float* dy, const float* y, std::size_t n, Act act);

@@ -117,14 +117,16 @@ float apply_act(float v, Act act) {
 }
 
 // Portable micro-kernel with the same contract as avx2::gemm_ukernel_6x16.
-void ukernel_portable(int kc, const float* Ap, const float* Bp, float* C, long ldc, int mr,
-                      int nr, bool accumulate, bool final, const float* bias, Act act) {
+void ukernel_portable(int kc, const float* A, long rsa, long csa, const float* B, long rsb, float* C,
+                      long ldc, int mr, int nr, bool accumulate, bool final, const float* bias,
+                      Act act) {
   float acc[MR][NR] = {};
   for (int k = 0; k < kc; ++k) {
-    const float* a = Ap + k * MR;
-    const float* b = Bp + k * NR;
-    for (int i = 0; i < MR; ++i)
-      for (int j = 0; j < NR; ++j) acc[i][j] += a[i] * b[j];
+    const float* b = B + k * rsb;
+    for (int i = 0; i < MR; ++i) {
+      const float a = A[i * rsa + k * csa];
+      for (int j = 0; j < NR; ++j) acc[i][j] += a * b[j];
+    }
   }
   for (int i = 0; i < mr; ++i) {
     float* c = C + i * ldc;
@@ -140,8 +142,8 @@ void ukernel_portable(int kc, const float* Ap, const float* Bp, float* C, long l
   }
 }
 
-using Ukernel = void (*)(int, const float*, const float*, float*, long, int, int, bool, bool,
-                         const float*, Act);
+using Ukernel = void (*)(int, const float*, long, long, const float*, long, float*, long, int, int,
+                         bool, bool, const float*, Act);
 
 Ukernel select_ukernel() {
 #ifdef FUSEDNN_HAVE_AVX2_TU
@@ -150,28 +152,59 @@ Ukernel select_ukernel() {
   return ukernel_portable;
 }
 
+// Products this small are read in place instead of packed: their operands sit
+// in L1/L2 anyway, and packing would cost as much as the arithmetic.
+bool small_product(int M, int N, int K) {
+  return K <= KC && M <= MC && long(M) * K <= 16384 && long(K) * N <= 16384;
+}
+
 // C[M,N] = epilogue(op(A)·op(B)) on one thread.
 void gemm_serial(float* C, long ldc, View a, View b, int M, int N, int K, const float* bias,
                  Act act) {
   const Ukernel uk = select_ukernel();
   PackBuffers& buf = buffers();
+  const bool direct = small_product(M, N, K);
   for (int jc = 0; jc < N; jc += NC) {
     const int nc = std::min(NC, N - jc);
     for (int pc = 0; pc < K; pc += KC) {
       const int kc = std::min(KC, K - pc);
       const bool first = pc == 0, final = pc + kc == K;
-      pack_b(buf.b, View{b.at(pc, jc), b.rs, b.cs}, kc, nc);
+      // Direct B: full slivers read op(B)'s rows in place (needs unit column
+      // stride); only a partial last sliver is packed, at the start of buf.b.
+      const bool b_direct = direct && b.cs == 1;
+      if (b_direct) {
+        const int tail = nc % NR;
+        if (tail) pack_b(buf.b, View{b.at(pc, jc + nc - tail), b.rs, b.cs}, kc, tail);
+      } else {
+        pack_b(buf.b, View{b.at(pc, jc), b.rs, b.cs}, kc, nc);
+      }
       for (int ic = 0; ic < M; ic += MC) {
         const int mc = std::min(MC, M - ic);
-        pack_a(buf.a, View{a.at(ic, pc), a.rs, a.cs}, mc, kc);
+        if (direct) {  // only a partial last sliver of A is packed
+          const int tail = mc % MR;
+          if (tail) pack_a(buf.a, View{a.at(ic + mc - tail, pc), a.rs, a.cs}, tail, kc);
+        } else {
+          pack_a(buf.a, View{a.at(ic, pc), a.rs, a.cs}, mc, kc);
+        }
         for (int jr = 0; jr < nc; jr += NR) {
           const int nr = std::min(NR, nc - jr);
-          const float* bp = buf.b + std::size_t(jr) * kc;
+          const float* bp;
+          long rsb = NR;
+          if (b_direct && nr == NR) {
+            bp = b.at(pc, jc + jr);
+            rsb = b.rs;
+          } else {
+            bp = b_direct ? buf.b : buf.b + std::size_t(jr) * kc;
+          }
           const float* bias_j = bias ? bias + jc + jr : nullptr;
           for (int ir = 0; ir < mc; ir += MR) {
             const int mr = std::min(MR, mc - ir);
-            uk(kc, buf.a + std::size_t(ir) * kc, bp, C + long(ic + ir) * ldc + jc + jr, ldc, mr,
-               nr, !first, final, bias_j, act);
+            float* c = C + long(ic + ir) * ldc + jc + jr;
+            if (direct && mr == MR)
+              uk(kc, a.at(ic + ir, pc), a.rs, a.cs, bp, rsb, c, ldc, mr, nr, !first, final, bias_j, act);
+            else
+              uk(kc, direct ? buf.a : buf.a + std::size_t(ir) * kc, 1, MR, bp, rsb, c, ldc, mr, nr,
+                 !first, final, bias_j, act);
           }
         }
       }

@@ -1,6 +1,7 @@
 // The AVX2+FMA micro-kernel of the CPU GEMM (see gemm.cpp for the blocking).
 // A 6×16 tile of C lives in 12 ymm registers; each k step broadcasts 6 values
-// of the packed A sliver and multiplies them by two 8-wide vectors of B.
+// of A and multiplies them by two 8-wide vectors of B. A and B are either the
+// packed panels or, for small products, the caller's matrices read in place.
 #include <immintrin.h>
 
 #include "avx2.h"
@@ -34,39 +35,46 @@ inline void store_row(float* c, __m256 lo, __m256 hi, bool accumulate, bool fina
 }
 }  // namespace
 
-void gemm_ukernel_6x16(int kc, const float* Ap, const float* Bp, float* C, long ldc, int mr,
-                       int nr, bool accumulate, bool final, const float* bias, Act act) {
+void gemm_ukernel_6x16(int kc, const float* A, long rsa, long csa, const float* B, long rsb, float* C,
+                       long ldc, int mr, int nr, bool accumulate, bool final, const float* bias,
+                       Act act) {
   __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
   __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
   __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
   __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
   __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
   __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+  // Rows 0-2 are read relative to a0 and rows 3-5 relative to a3, so each
+  // broadcast is one base+index*4 address whatever the row stride.
+  const float* a0 = A;
+  const float* a3 = A + 3 * rsa;
+  const long r2 = 2 * rsa;
 #pragma GCC unroll 4
   for (int k = 0; k < kc; ++k) {
-    const __m256 b0 = _mm256_load_ps(Bp);
-    const __m256 b1 = _mm256_load_ps(Bp + 8);
+    const __m256 b0 = _mm256_loadu_ps(B);
+    const __m256 b1 = _mm256_loadu_ps(B + 8);
     __m256 a;
-    a = _mm256_broadcast_ss(Ap + 0);
+    a = _mm256_broadcast_ss(a0);
     c00 = _mm256_fmadd_ps(a, b0, c00);
     c01 = _mm256_fmadd_ps(a, b1, c01);
-    a = _mm256_broadcast_ss(Ap + 1);
+    a = _mm256_broadcast_ss(a0 + rsa);
     c10 = _mm256_fmadd_ps(a, b0, c10);
     c11 = _mm256_fmadd_ps(a, b1, c11);
-    a = _mm256_broadcast_ss(Ap + 2);
+    a = _mm256_broadcast_ss(a0 + r2);
     c20 = _mm256_fmadd_ps(a, b0, c20);
     c21 = _mm256_fmadd_ps(a, b1, c21);
-    a = _mm256_broadcast_ss(Ap + 3);
+    a = _mm256_broadcast_ss(a3);
     c30 = _mm256_fmadd_ps(a, b0, c30);
     c31 = _mm256_fmadd_ps(a, b1, c31);
-    a = _mm256_broadcast_ss(Ap + 4);
+    a = _mm256_broadcast_ss(a3 + rsa);
     c40 = _mm256_fmadd_ps(a, b0, c40);
     c41 = _mm256_fmadd_ps(a, b1, c41);
-    a = _mm256_broadcast_ss(Ap + 5);
+    a = _mm256_broadcast_ss(a3 + r2);
     c50 = _mm256_fmadd_ps(a, b0, c50);
     c51 = _mm256_fmadd_ps(a, b1, c51);
-    Ap += MR;
-    Bp += NR;
+    a0 += csa;
+    a3 += csa;
+    B += rsb;
   }
 
   const bool full = mr == MR && nr == NR;

@@ -138,9 +138,13 @@ class Pool {
   std::condition_variable cv_;
 };
 
+// hardware_concurrency() reads /sys on every call (~5 us): ask once.
 int default_threads() {
-  const unsigned hw = std::thread::hardware_concurrency();
-  return hw ? int(hw) : 1;
+  static const int n = [] {
+    const unsigned hw = std::thread::hardware_concurrency();
+    return hw ? int(hw) : 1;
+  }();
+  return n;
 }
 
 std::mutex g_pool_mutex;  // one parallel job at a time; also guards g_pool

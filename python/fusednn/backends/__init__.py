@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 
+import numpy as _np
+
 from .base import ACTIVATIONS, Backend, activation_code
 
 NAMES = ("cuda", "cpu", "numpy")
@@ -89,8 +91,8 @@ def get_backend() -> Backend:
 def host_backend() -> Backend:
     """The backend for NumPy inputs: the active one if it runs on the host, else
     the best host backend (cpu when built, else numpy)."""
-    b = get_backend()
-    if b.name in ("cpu", "numpy"):
+    b = _active if _active is not None else get_backend()
+    if b.xp is _np:
         return b
     return backend("cpu" if _reason("cpu") is None else "numpy")
 

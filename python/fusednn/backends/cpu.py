@@ -29,33 +29,30 @@ class CpuBackend(Backend):
         if _cpu is None:
             raise RuntimeError(IMPORT_ERROR)
         self._k = _cpu
+        from ..threads import get_num_threads
+
+        get_num_threads()  # applies FUSEDNN_NUM_THREADS / the CPU affinity to the pool
 
     def matmul(self, a, b, out, transpose_a=False, transpose_b=False, bias=None, activation="linear"):
-        self._k.matmul(a, b, out, transpose_a, transpose_b, bias, activation_code(activation))
-        return out
+        return self._k.matmul(a, b, transpose_a, transpose_b, bias, activation_code(activation), out)
 
     def act_forward(self, x, out, activation):
-        self._k.act_forward(x, out, activation_code(activation))
-        return out
+        return self._k.act_forward(x, activation_code(activation), out)
 
     def act_backward(self, dy, y, out, activation):
-        self._k.act_backward(dy, y, out, activation_code(activation))
-        return out
+        return self._k.act_backward(dy, y, activation_code(activation), out)
 
     def bias_act(self, x, bias, out, activation):
-        self._k.bias_act(x, bias, out, activation_code(activation))
-        return out
+        return self._k.bias_act(x, bias, activation_code(activation), out)
 
     def mse(self, pred, target, out=None):
         return self._k.mse(pred, target, out)
 
     def mse_grad(self, pred, target, out, scale):
-        self._k.mse_grad(pred, target, out, scale)
-        return out
+        return self._k.mse_grad(pred, target, scale, out)
 
     def sum_rows(self, x, out):
-        self._k.sum_rows(x, out)
-        return out
+        return self._k.sum_rows(x, out)
 
     def sgd_update(self, param, grad, velocity, learning_rate, momentum, nesterov):
         self._k.sgd_update(param, grad, velocity, learning_rate, momentum, nesterov)
