@@ -102,9 +102,11 @@ class CallbackList:
             cb.set_params(params)
 
     def wants(self, hook: str) -> bool:
+        """Whether any callback overrides ``hook`` (so the caller must produce its logs)."""
         return any(getattr(type(cb), hook) is not getattr(Callback, hook) for cb in self.callbacks)
 
     def call(self, hook: str, *args: Any) -> None:
+        """Call ``hook(*args)`` on every callback, in order."""
         for cb in self.callbacks:
             getattr(cb, hook)(*args)
 
@@ -212,6 +214,7 @@ def format_value(v: float) -> str:
 
 
 def format_logs(logs: Mapping[str, float]) -> str:
+    """'loss: 0.0812 - val_loss: 0.0901', as Keras' progress lines show logs."""
     return " - ".join(f"{k}: {format_value(v)}" for k, v in logs.items())
 
 
