@@ -1,6 +1,7 @@
 // CUDA kernels: the twins of fusednn/cpu.h, on device pointers, launched on
 // the caller's stream. Each launcher returns the cudaError_t of its launch
 // (checked by the bindings, which raise RuntimeError naming the kernel).
+// Launchers never allocate: scratch space comes from the caller.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -12,8 +13,87 @@
 namespace fusednn {
 namespace cuda {
 
+// ---- gemm.cu
+// C[M,N] = act(op(A)·op(B) + bias), op(A) is M×K (A stored K×M when ta),
+// op(B) is K×N (B stored N×K when tb); bias is a length-N row or null.
+// K == 0 writes act(bias) (or act(0)). `variant` picks a tile configuration
+// (see gemm_variant_name); -1 lets gemm_pick_variant choose by shape. With
+// tf32, devices of compute capability >= 8.0 use the tensor cores with
+// operands rounded to TF32 (like torch.backends.cuda.matmul.allow_tf32);
+// older devices ignore the flag.
+cudaError_t matmul(float* C, const float* A, const float* B, int M, int N, int K, bool ta,
+                   bool tb, const float* bias, Act act, cudaStream_t stream, int variant = -1,
+                   bool tf32 = false);
+// The same contract, one thread per output accumulating in double: the
+// oracle for tests.
+cudaError_t matmul_reference(float* C, const float* A, const float* B, int M, int N, int K,
+                             bool ta, bool tb, const float* bias, Act act, cudaStream_t stream);
+// Number of FP32 tile configurations and their names ("128x128x8/8x8", ...).
+int gemm_variant_count();
+const char* gemm_variant_name(int variant);
+// The variant matmul uses for this shape when variant == -1 (on the current device).
+int gemm_pick_variant(int M, int N, int K);
+// Whether the current device runs the TF32 tensor-core path (sm_80 or newer).
+bool tf32_supported();
+
+// ---- activations.cu
+cudaError_t act_forward(float* y, const float* x, std::size_t n, Act act, cudaStream_t stream);
+// dx = dy * act'(x), written in terms of the forward output y.
+cudaError_t act_backward(float* dx, const float* dy, const float* y, std::size_t n, Act act,
+                         cudaStream_t stream);
+// y[r, c] = act(x[r, c] + b[c]); x may alias y.
+cudaError_t bias_act(float* y, const float* x, const float* b, std::size_t rows, std::size_t cols,
+                     Act act, cudaStream_t stream);
+
+// ---- loss.cu
+// Number of doubles of device scratch space mse needs (independent of n).
+std::size_t mse_workspace_len();
+// mean((p - t)^2) over n elements, accumulated in double with a fixed
+// reduction tree, so the same inputs give the same bits on every run. The
+// result is left as a double in workspace[mse_workspace_len() - 1] and, when
+// out is not null, as a float in out[0] (a device pointer); nothing waits for
+// it. `workspace` is device memory of mse_workspace_len() doubles.
+cudaError_t mse(const float* p, const float* t, std::size_t n, float* out, double* workspace,
+                cudaStream_t stream);
+// g = scale * (p - t); the MSE gradient uses scale = 2 / n.
+cudaError_t mse_grad(float* g, const float* p, const float* t, std::size_t n, float scale,
+                     cudaStream_t stream);
+
+// ---- reduce.cu
+// out[c] = sum over rows of x[r, c] (the bias gradient), accumulated in double
+// in a fixed order (deterministic).
+cudaError_t sum_rows(float* out, const float* x, std::size_t rows, std::size_t cols,
+                     cudaStream_t stream);
+
+// ---- optim.cu (in place, Keras semantics, the operation order of cpu/optim.cpp)
+cudaError_t sgd_update(float* w, const float* g, float* v, std::size_t n, float lr, float momentum,
+                       bool nesterov, cudaStream_t stream);
+// step is the 1-based count of updates including this one; the bias-corrected
+// step size is computed on the host in double, as on the CPU.
+cudaError_t adam_update(float* w, const float* g, float* m, float* v, std::size_t n, float lr,
+                        float beta1, float beta2, float eps, std::int64_t step,
+                        cudaStream_t stream);
+
 // ---- device.cu
 int device_count();
+struct DeviceInfo {
+  char name[256];
+  int major = 0, minor = 0;
+  int multiprocessors = 0;
+  std::size_t total_memory = 0;
+  std::size_t l2_bytes = 0;
+};
+cudaError_t device_info(int device, DeviceInfo* info);
+// Free and total bytes on the current device.
+cudaError_t memory_info(std::size_t* free_bytes, std::size_t* total_bytes);
+cudaError_t current_device(int* device);
+// Multiprocessor count and compute capability of the current device, cached
+// per device so launchers can size grids without a driver round trip.
+int sm_count();
+int compute_major();
+// Where a pointer lives: whether the current context can use it as device
+// memory (device or managed), and which device owns it.
+cudaError_t pointer_device(const void* p, bool* is_device, int* device);
 
 }  // namespace cuda
 }  // namespace fusednn

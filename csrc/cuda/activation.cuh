@@ -1,0 +1,51 @@
+// Device-side activation functions shared by the elementwise kernels and the
+// GEMM epilogue. Products that the CPU and NumPy round separately use the
+// explicit-rounding intrinsics so nvcc cannot fuse them into an FMA: the
+// backends then agree to the last bit wherever the math library does.
+#pragma once
+#include "fusednn/activation.h"
+
+namespace fusednn {
+namespace cuda {
+namespace detail {
+
+__device__ __forceinline__ float sigmoid1(float v) {
+  // e^v / (1 + e^v) for negative v never overflows and keeps precision.
+  if (v < 0.f) {
+    const float e = expf(v);
+    return e / (1.f + e);
+  }
+  return 1.f / (1.f + expf(-v));
+}
+
+template <Act A>
+__device__ __forceinline__ float act_fwd(float v) {
+  if (A == Act::relu) return v < 0.f ? 0.f : v;  // NaN propagates, as np.maximum
+  if (A == Act::sigmoid) return sigmoid1(v);
+  if (A == Act::tanh) return tanhf(v);
+  return v;
+}
+
+// The GEMM epilogue picks the activation at run time: it runs once per output
+// element, so a uniform branch costs nothing next to the K multiply-adds.
+__device__ __forceinline__ float act_fwd_rt(float v, Act a) {
+  switch (a) {
+    case Act::relu: return act_fwd<Act::relu>(v);
+    case Act::sigmoid: return act_fwd<Act::sigmoid>(v);
+    case Act::tanh: return act_fwd<Act::tanh>(v);
+    default: return v;
+  }
+}
+
+// dx from the upstream gradient dy and the forward output y.
+template <Act A>
+__device__ __forceinline__ float act_bwd(float dy, float y) {
+  if (A == Act::relu) return y > 0.f ? dy : 0.f;
+  if (A == Act::sigmoid) return __fmul_rn(dy, __fmul_rn(y, __fsub_rn(1.f, y)));
+  if (A == Act::tanh) return __fmul_rn(dy, __fsub_rn(1.f, __fmul_rn(y, y)));
+  return dy;
+}
+
+}  // namespace detail
+}  // namespace cuda
+}  // namespace fusednn

@@ -1,0 +1,102 @@
+// Elementwise activations and their gradients (the twins of cpu/activations.cpp).
+#include <algorithm>
+
+#include "activation.cuh"
+#include "elementwise.cuh"
+#include "fusednn/cuda.h"
+
+namespace fusednn {
+namespace cuda {
+
+namespace {
+
+using detail::kMapThreads;
+
+template <Act A>
+struct Forward {
+  __device__ float operator()(float x, float) const { return detail::act_fwd<A>(x); }
+};
+
+template <Act A>
+struct Backward {
+  __device__ float operator()(float dy, float y) const { return detail::act_bwd<A>(dy, y); }
+};
+
+template <template <Act> class Op, int NIN>
+cudaError_t dispatch(float* out, const float* a, const float* b, std::size_t n, Act act,
+                     cudaStream_t stream) {
+  switch (act) {
+    case Act::relu: return detail::launch_map<NIN>(out, a, b, n, Op<Act::relu>{}, stream);
+    case Act::sigmoid: return detail::launch_map<NIN>(out, a, b, n, Op<Act::sigmoid>{}, stream);
+    case Act::tanh: return detail::launch_map<NIN>(out, a, b, n, Op<Act::tanh>{}, stream);
+    default: return detail::launch_map<NIN>(out, a, b, n, Op<Act::linear>{}, stream);
+  }
+}
+
+// Rows on grid.y (grid-stride), columns on x: the bias index is the column,
+// with no division per element. VEC moves float4s along a row; it needs
+// cols % 4 == 0 and every pointer 16-byte aligned.
+template <Act A, bool VEC>
+__global__ void __launch_bounds__(kMapThreads)
+    bias_act_kernel(float* y, const float* x, const float* b, std::size_t rows, std::size_t cols) {
+  const std::size_t units = VEC ? cols / 4 : cols;
+  const std::size_t cstride = std::size_t(gridDim.x) * blockDim.x;
+  for (std::size_t r = blockIdx.y; r < rows; r += gridDim.y) {
+    for (std::size_t c = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; c < units; c += cstride) {
+      const std::size_t i = r * units + c;
+      if (VEC) {
+        const float4 v = reinterpret_cast<const float4*>(x)[i];
+        const float4 bb = reinterpret_cast<const float4*>(b)[c];
+        reinterpret_cast<float4*>(y)[i] =
+            make_float4(detail::act_fwd<A>(v.x + bb.x), detail::act_fwd<A>(v.y + bb.y),
+                        detail::act_fwd<A>(v.z + bb.z), detail::act_fwd<A>(v.w + bb.w));
+      } else {
+        y[i] = detail::act_fwd<A>(x[i] + b[c]);
+      }
+    }
+  }
+}
+
+template <Act A>
+cudaError_t launch_bias_act(float* y, const float* x, const float* b, std::size_t rows,
+                            std::size_t cols, cudaStream_t stream) {
+  const bool vec = cols % 4 == 0 && detail::aligned16(y) && detail::aligned16(x) && detail::aligned16(b);
+  const std::size_t units = vec ? cols / 4 : cols;
+  const std::size_t gx = (units + kMapThreads - 1) / kMapThreads;
+  const std::size_t blocks = std::size_t(sm_count()) * detail::kMapBlocksPerSm;
+  dim3 grid(unsigned(gx < blocks ? gx : blocks), 1);
+  const std::size_t gy = (blocks + grid.x - 1) / grid.x;
+  grid.y = unsigned(std::min<std::size_t>(std::min<std::size_t>(gy, rows), 65535));
+  if (vec)
+    bias_act_kernel<A, true><<<grid, kMapThreads, 0, stream>>>(y, x, b, rows, cols);
+  else
+    bias_act_kernel<A, false><<<grid, kMapThreads, 0, stream>>>(y, x, b, rows, cols);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+cudaError_t act_forward(float* y, const float* x, std::size_t n, Act act, cudaStream_t stream) {
+  if (act == Act::linear && y == x) return cudaSuccess;
+  return dispatch<Forward, 1>(y, x, nullptr, n, act, stream);
+}
+
+cudaError_t act_backward(float* dx, const float* dy, const float* y, std::size_t n, Act act,
+                         cudaStream_t stream) {
+  if (act == Act::linear && dx == dy) return cudaSuccess;
+  return dispatch<Backward, 2>(dx, dy, y, n, act, stream);
+}
+
+cudaError_t bias_act(float* y, const float* x, const float* b, std::size_t rows, std::size_t cols,
+                     Act act, cudaStream_t stream) {
+  if (rows == 0 || cols == 0) return cudaSuccess;
+  switch (act) {
+    case Act::relu: return launch_bias_act<Act::relu>(y, x, b, rows, cols, stream);
+    case Act::sigmoid: return launch_bias_act<Act::sigmoid>(y, x, b, rows, cols, stream);
+    case Act::tanh: return launch_bias_act<Act::tanh>(y, x, b, rows, cols, stream);
+    default: return launch_bias_act<Act::linear>(y, x, b, rows, cols, stream);
+  }
+}
+
+}  // namespace cuda
+}  // namespace fusednn
