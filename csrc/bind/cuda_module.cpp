@@ -148,25 +148,44 @@ int to_int_dim(py::ssize_t d, const char* what) {
   return int(d);
 }
 
+// `out` checked as a writeable float32 device array of `shape`, or, when None,
+// a new cupy.empty(shape) (CuPy owns device memory; this module never allocates).
+std::pair<py::object, DevArray> out_or_new(const py::object& out, const std::vector<py::ssize_t>& shape) {
+  if (out.is_none()) {
+    py::object arr = py::module_::import("cupy").attr("empty")(py::cast(shape), "float32");
+    return {arr, as_dev(arr, "out", true)};
+  }
+  DevArray a = as_dev(out, "out", true);
+  if (a.shape != shape) {
+    DevArray want;
+    want.shape = shape;
+    throw py::value_error("out has shape " + shape_of(a) + ", expected " + shape_of(want));
+  }
+  return {out, a};
+}
+
 float* fptr(const DevArray& a) { return static_cast<float*>(a.ptr); }
 cudaStream_t as_stream(std::uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
 
-void matmul_checked(bool reference, const py::object& a_, const py::object& b_, const py::object& out_,
-                    bool ta, bool tb, const py::object& bias_, int act, int variant, bool tf32,
-                    std::uintptr_t stream) {
-  const DevArray a = as_dev(a_, "a"), b = as_dev(b_, "b"), out = as_dev(out_, "out", true);
+py::object matmul_checked(bool reference, const py::object& a_, const py::object& b_, bool ta, bool tb,
+                          const py::object& bias_, int act, const py::object& out_, int variant,
+                          bool tf32, std::uintptr_t stream) {
+  const DevArray a = as_dev(a_, "a"), b = as_dev(b_, "b");
   check_ndim(a, "a", 2);
   check_ndim(b, "b", 2);
-  check_ndim(out, "out", 2);
   const py::ssize_t M = ta ? a.dim(1) : a.dim(0), K = ta ? a.dim(0) : a.dim(1);
   const py::ssize_t Kb = tb ? b.dim(1) : b.dim(0), N = tb ? b.dim(0) : b.dim(1);
   if (K != Kb)
     throw py::value_error("matmul: inner dimensions differ: a" + std::string(ta ? ".T" : "") +
                           " has shape " + shape_of(a) + ", b" + (tb ? ".T" : "") +
                           " has shape " + shape_of(b));
-  if (out.dim(0) != M || out.dim(1) != N)
-    throw py::value_error("matmul: out has shape " + shape_of(out) + ", expected (" +
-                          std::to_string(M) + ", " + std::to_string(N) + ")");
+  if (!out_.is_none()) {
+    const DevArray o = as_dev(out_, "out", true);
+    if (o.ndim() != 2 || o.dim(0) != M || o.dim(1) != N)
+      throw py::value_error("matmul: out has shape " + shape_of(o) + ", expected (" +
+                            std::to_string(M) + ", " + std::to_string(N) + ")");
+  }
+  const auto [out_obj, out] = out_or_new(out_, {M, N});
   check_no_overlap(out, "out", a, "a");
   check_no_overlap(out, "out", b, "b");
   const float* bias = nullptr;
@@ -194,6 +213,7 @@ void matmul_checked(bool reference, const py::object& a_, const py::object& b_, 
                   : cu::matmul(c, pa, pb, m, n, k, ta, tb, bias, ac, as_stream(stream), variant, tf32);
   }
   check_launch(e, reference ? "matmul_reference" : "matmul");
+  return out_obj;
 }
 
 py::dict device_info(int dev) {
@@ -245,67 +265,71 @@ PYBIND11_MODULE(_cuda, m) {
 
   m.def(
       "matmul",
-      [](const py::object& a, const py::object& b, const py::object& out, bool ta, bool tb,
-         const py::object& bias, int act, int variant, bool tf32, std::uintptr_t stream) {
-        matmul_checked(false, a, b, out, ta, tb, bias, act, variant, tf32, stream);
+      [](const py::object& a, const py::object& b, bool ta, bool tb, const py::object& bias, int act,
+         const py::object& out, int variant, bool tf32, std::uintptr_t stream) {
+        return matmul_checked(false, a, b, ta, tb, bias, act, out, variant, tf32, stream);
       },
-      py::arg("a"), py::arg("b"), py::arg("out"), py::arg("transpose_a") = false,
-      py::arg("transpose_b") = false, py::arg("bias") = py::none(), py::arg("activation") = 0,
+      py::arg("a"), py::arg("b"), py::arg("transpose_a") = false, py::arg("transpose_b") = false,
+      py::arg("bias") = py::none(), py::arg("activation") = 0, py::arg("out") = py::none(),
       py::arg("variant") = -1, py::arg("tf32") = false, py::arg("stream") = 0,
-      "out = act(op(a) @ op(b) + bias): tiled FP32 GEMM (variant -1 picks the tile by shape), or "
-      "TF32 tensor cores with tf32=True on compute capability >= 8.0.");
+      "act(op(a) @ op(b) + bias) into out (or a new CuPy array), returned: tiled FP32 GEMM "
+      "(variant -1 picks the tile by shape), or TF32 tensor cores with tf32=True on compute "
+      "capability >= 8.0.");
   m.def(
       "matmul_reference",
-      [](const py::object& a, const py::object& b, const py::object& out, bool ta, bool tb,
-         const py::object& bias, int act, std::uintptr_t stream) {
-        matmul_checked(true, a, b, out, ta, tb, bias, act, -1, false, stream);
+      [](const py::object& a, const py::object& b, bool ta, bool tb, const py::object& bias, int act,
+         const py::object& out, std::uintptr_t stream) {
+        return matmul_checked(true, a, b, ta, tb, bias, act, out, -1, false, stream);
       },
-      py::arg("a"), py::arg("b"), py::arg("out"), py::arg("transpose_a") = false,
-      py::arg("transpose_b") = false, py::arg("bias") = py::none(), py::arg("activation") = 0,
+      py::arg("a"), py::arg("b"), py::arg("transpose_a") = false, py::arg("transpose_b") = false,
+      py::arg("bias") = py::none(), py::arg("activation") = 0, py::arg("out") = py::none(),
       py::arg("stream") = 0, "One thread per output, double accumulation: the oracle for tests.");
 
   m.def(
       "act_forward",
-      [](const py::object& x_, const py::object& out_, int act, std::uintptr_t stream) {
-        const DevArray x = as_dev(x_, "x"), out = as_dev(out_, "out", true);
-        check_same_shape(x, "x", out, "out");
+      [](const py::object& x_, int act, const py::object& out_, std::uintptr_t stream) {
+        const DevArray x = as_dev(x_, "x");
         const Act ac = to_act(act);
+        const auto [out_obj, out] = out_or_new(out_, x.shape);
         cudaError_t e;
         {
           py::gil_scoped_release nogil;
           e = cu::act_forward(fptr(out), fptr(x), x.size, ac, as_stream(stream));
         }
         check_launch(e, "act_forward");
+        return out_obj;
       },
-      py::arg("x"), py::arg("out"), py::arg("activation"), py::arg("stream") = 0);
+      py::arg("x"), py::arg("activation"), py::arg("out") = py::none(), py::arg("stream") = 0);
   m.def(
       "act_backward",
-      [](const py::object& dy_, const py::object& y_, const py::object& out_, int act,
+      [](const py::object& dy_, const py::object& y_, int act, const py::object& out_,
          std::uintptr_t stream) {
-        const DevArray dy = as_dev(dy_, "dy"), y = as_dev(y_, "y"), out = as_dev(out_, "out", true);
+        const DevArray dy = as_dev(dy_, "dy"), y = as_dev(y_, "y");
         check_same_shape(dy, "dy", y, "y");
-        check_same_shape(dy, "dy", out, "out");
         const Act ac = to_act(act);
+        const auto [out_obj, out] = out_or_new(out_, dy.shape);
         cudaError_t e;
         {
           py::gil_scoped_release nogil;
           e = cu::act_backward(fptr(out), fptr(dy), fptr(y), dy.size, ac, as_stream(stream));
         }
         check_launch(e, "act_backward");
+        return out_obj;
       },
-      py::arg("dy"), py::arg("y"), py::arg("out"), py::arg("activation"), py::arg("stream") = 0);
+      py::arg("dy"), py::arg("y"), py::arg("activation"), py::arg("out") = py::none(),
+      py::arg("stream") = 0);
   m.def(
       "bias_act",
-      [](const py::object& x_, const py::object& b_, const py::object& out_, int act,
+      [](const py::object& x_, const py::object& b_, int act, const py::object& out_,
          std::uintptr_t stream) {
-        const DevArray x = as_dev(x_, "x"), b = as_dev(b_, "bias"), out = as_dev(out_, "out", true);
+        const DevArray x = as_dev(x_, "x"), b = as_dev(b_, "bias");
         check_ndim(x, "x", 2);
         check_ndim(b, "bias", 1);
-        check_same_shape(x, "x", out, "out");
         if (b.dim(0) != x.dim(1))
           throw py::value_error("bias has shape " + shape_of(b) + " but x has shape " + shape_of(x));
-        check_no_overlap(out, "out", b, "bias");
         const Act ac = to_act(act);
+        const auto [out_obj, out] = out_or_new(out_, x.shape);
+        check_no_overlap(out, "out", b, "bias");
         const std::size_t rows = std::size_t(x.dim(0)), cols = std::size_t(x.dim(1));
         cudaError_t e;
         {
@@ -313,8 +337,10 @@ PYBIND11_MODULE(_cuda, m) {
           e = cu::bias_act(fptr(out), fptr(x), fptr(b), rows, cols, ac, as_stream(stream));
         }
         check_launch(e, "bias_act");
+        return out_obj;
       },
-      py::arg("x"), py::arg("bias"), py::arg("out"), py::arg("activation"), py::arg("stream") = 0);
+      py::arg("x"), py::arg("bias"), py::arg("activation"), py::arg("out") = py::none(),
+      py::arg("stream") = 0);
 
   m.def("mse_workspace_len", &cu::mse_workspace_len,
         "Length (float64 elements) of the device workspace mse needs; allocate it once and reuse it.");
@@ -349,7 +375,7 @@ PYBIND11_MODULE(_cuda, m) {
           e = cu::mse(fptr(p), fptr(t), p.size, o, w, s);
         }
         check_launch(e, "mse");
-        if (o) return py::none();
+        if (o) return out_;
         double r = 0.0;
         {
           py::gil_scoped_release nogil;
@@ -363,34 +389,39 @@ PYBIND11_MODULE(_cuda, m) {
       py::arg("pred"), py::arg("target"), py::arg("out") = py::none(), py::arg("workspace") = py::none(),
       py::arg("stream") = 0,
       "mean((pred - target)**2), accumulated in float64 in a fixed order (the same bits on every "
-      "run). With out (one float32 element) the value is written there and nothing waits (returns "
-      "None); without, waits for the stream and returns a Python float.");
+      "run). With out (one float32 element) the value is written there, nothing waits and out is "
+      "returned; without, waits for the stream and returns a Python float. `workspace` (required) "
+      "is a float64 device array of mse_workspace_len() elements.");
   m.def(
       "mse_grad",
-      [](const py::object& p_, const py::object& t_, const py::object& out_, float scale,
+      [](const py::object& p_, const py::object& t_, float scale, const py::object& out_,
          std::uintptr_t stream) {
-        const DevArray p = as_dev(p_, "pred"), t = as_dev(t_, "target"), out = as_dev(out_, "out", true);
+        const DevArray p = as_dev(p_, "pred"), t = as_dev(t_, "target");
         check_same_shape(p, "pred", t, "target");
-        check_same_shape(p, "pred", out, "out");
+        const auto [out_obj, out] = out_or_new(out_, p.shape);
         cudaError_t e;
         {
           py::gil_scoped_release nogil;
           e = cu::mse_grad(fptr(out), fptr(p), fptr(t), p.size, scale, as_stream(stream));
         }
         check_launch(e, "mse_grad");
+        return out_obj;
       },
-      py::arg("pred"), py::arg("target"), py::arg("out"), py::arg("scale"), py::arg("stream") = 0,
-      "out = scale * (pred - target); scale = 2/N gives d mse / d pred.");
+      py::arg("pred"), py::arg("target"), py::arg("scale"), py::arg("out") = py::none(),
+      py::arg("stream") = 0, "scale * (pred - target); scale = 2/N gives d mse / d pred.");
 
   m.def(
       "sum_rows",
       [](const py::object& x_, const py::object& out_, std::uintptr_t stream) {
-        const DevArray x = as_dev(x_, "x"), out = as_dev(out_, "out", true);
+        const DevArray x = as_dev(x_, "x");
         check_ndim(x, "x", 2);
-        check_ndim(out, "out", 1);
-        if (out.dim(0) != x.dim(1))
-          throw py::value_error("sum_rows: out has shape " + shape_of(out) + ", expected (" +
-                                std::to_string(x.dim(1)) + ",)");
+        if (!out_.is_none()) {
+          const DevArray o = as_dev(out_, "out", true);
+          if (o.ndim() != 1 || o.dim(0) != x.dim(1))
+            throw py::value_error("sum_rows: out has shape " + shape_of(o) + ", expected (" +
+                                  std::to_string(x.dim(1)) + ",)");
+        }
+        const auto [out_obj, out] = out_or_new(out_, {x.dim(1)});
         check_no_overlap(out, "out", x, "x");
         const std::size_t rows = std::size_t(x.dim(0)), cols = std::size_t(x.dim(1));
         cudaError_t e;
@@ -399,9 +430,10 @@ PYBIND11_MODULE(_cuda, m) {
           e = cu::sum_rows(fptr(out), fptr(x), rows, cols, as_stream(stream));
         }
         check_launch(e, "sum_rows");
+        return out_obj;
       },
-      py::arg("x"), py::arg("out"), py::arg("stream") = 0,
-      "out[c] = sum_r x[r, c] (the bias gradient), accumulated in float64, deterministic.");
+      py::arg("x"), py::arg("out") = py::none(), py::arg("stream") = 0,
+      "x.sum(axis=0) (the bias gradient), accumulated in float64, deterministic.");
 
   m.def(
       "sgd_update",

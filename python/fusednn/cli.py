@@ -42,6 +42,14 @@ def _info(args: argparse.Namespace) -> int:
         else:
             cuda = "not built (no CUDA compiler found)"
         print(f"build: {bi.CXX_COMPILER}; CUDA extension {cuda}")
+    from fusednn.backends import cuda as cuda_backend
+
+    for d in cuda_backend.device_info():
+        cc = "{}.{}".format(*d["compute_capability"])
+        free = f", {d['free_memory'] / 2**30:.1f} GiB free" if "free_memory" in d else ""
+        print(f"gpu {d['device']}: {d['name']}, compute capability {cc}, {d['multiprocessors']} SMs, "
+              f"{d['total_memory'] / 2**30:.1f} GiB{free}; machine code for sm_{cc.replace('.', '')} "
+              f"{'built' if d['arch_built'] else 'NOT built (runs from PTX, if at all)'}")
     return 0
 
 
