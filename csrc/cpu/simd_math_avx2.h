@@ -42,13 +42,21 @@ static inline __m256 keep_nan(__m256 r, __m256 x) {
 
 // 1 / (1 + e^-x), written so that neither branch overflows: for x < 0 it is
 // e^x / (1 + e^x), which keeps full relative precision for very negative x.
+// The rounding error of 1 + e is recovered exactly (Fast2Sum, since e <= 1)
+// and folded into one correction step of the quotient: without it the
+// maximum relative error was 2.05e-7, above the 2e-7 budget.
 static inline __m256 sigmoid_ps(__m256 x) {
   const __m256 one = _mm256_set1_ps(1.f);
   const __m256 neg = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ);
   const __m256 ax = _mm256_andnot_ps(_mm256_set1_ps(-0.f), x);
   const __m256 e = exp_ps(_mm256_sub_ps(_mm256_setzero_ps(), ax));  // e^-|x| in [0, 1]
   const __m256 d = _mm256_add_ps(one, e);
-  const __m256 r = _mm256_div_ps(_mm256_blendv_ps(one, e, neg), d);
+  const __m256 d_err = _mm256_add_ps(_mm256_sub_ps(one, d), e);  // (1 + e) - d, exactly
+  const __m256 num = _mm256_blendv_ps(one, e, neg);
+  const __m256 q = _mm256_div_ps(num, d);
+  __m256 rem = _mm256_fnmadd_ps(q, d, num);  // num - q*d, exact with FMA
+  rem = _mm256_fnmadd_ps(q, d_err, rem);
+  const __m256 r = _mm256_fmadd_ps(rem, _mm256_rcp_ps(d), q);
   return keep_nan(r, x);
 }
 

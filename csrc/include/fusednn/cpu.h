@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "fusednn/activation.h"
+#include "fusednn/trainer.h"
 
 namespace fusednn {
 namespace cpu {
@@ -45,6 +46,11 @@ void sgd_update(float* w, const float* g, float* v, std::size_t n, float lr,
 // step is the 1-based count of updates including this one.
 void adam_update(float* w, const float* g, float* m, float* v, std::size_t n, float lr,
                  float beta1, float beta2, float eps, std::int64_t step);
+
+// ---- train.cpp: fusednn::train_steps (trainer.h) on the CPU kernels above.
+std::int64_t train_steps(std::vector<DenseBuffers>& layers, const OptimizerConfig& opt, LossKind loss,
+                         const TrainData& data, int batch, std::int64_t step0, std::int64_t step1,
+                         std::int64_t iterations, bool stop_on_nonfinite, std::int64_t* steps_done);
 
 // ---- cpu_features.cpp
 struct Features {

@@ -1,0 +1,173 @@
+// fusednn._cpu.MlpTrainer: the fused training loop (fusednn/trainer.h) for
+// all-Dense models on the CPU. Every buffer is a NumPy array owned by the
+// Python model; the trainer checks them once at construction, keeps them
+// alive, and runs whole ranges of steps without the GIL.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "checks.h"
+#include "fusednn/cpu.h"
+
+namespace py = pybind11;
+using namespace fusednn;
+using namespace fusednn::bind;
+
+namespace {
+
+class MlpTrainer {
+ public:
+  MlpTrainer(const py::list& layers, const py::dict& optimizer, const std::string& loss, int batch)
+      : batch_(batch) {
+    if (batch < 1) throw py::value_error("batch must be >= 1, got " + std::to_string(batch));
+    if (loss != "mse") throw py::value_error("MlpTrainer: unsupported loss '" + loss + "'");
+    if (layers.empty()) throw py::value_error("MlpTrainer needs at least one layer");
+    read_optimizer(optimizer);
+    int prev_out = -1;
+    for (py::size_t i = 0; i < layers.size(); ++i) {
+      const py::dict d = layers[i].cast<py::dict>();
+      const std::string where = "layer " + std::to_string(i) + " ";
+      DenseBuffers l;
+      py::array W = keep(d["W"], where + "W", true);
+      check_ndim(W, "W", 2);
+      l.in = int(W.shape(0));
+      l.out = int(W.shape(1));
+      if (prev_out >= 0 && l.in != prev_out)
+        throw py::value_error(where + "takes " + std::to_string(l.in) + " inputs but the previous layer has " +
+                              std::to_string(prev_out) + " units");
+      prev_out = l.out;
+      l.W = fptr(W);
+      l.act = to_act(d["act"].cast<int>());
+      l.A = fptr(keep_shaped(d["A"], where + "A", {batch, l.out}));
+      l.G = fptr(keep_shaped(d["G"], where + "G", {batch, l.out}));
+      l.dW = fptr(keep_shaped(d["dW"], where + "dW", {l.in, l.out}));
+      const bool bias = !d["b"].is_none();
+      if (bias) {
+        l.b = fptr(keep_shaped(d["b"], where + "b", {l.out}));
+        l.db = fptr(keep_shaped(d["db"], where + "db", {l.out}));
+      }
+      const bool two = opt_.kind == OptKind::adam, one = two || opt_.momentum != 0.f;
+      if (one) {
+        l.W_s1 = fptr(keep_shaped(d["W_s1"], where + "W_s1", {l.in, l.out}));
+        if (bias) l.b_s1 = fptr(keep_shaped(d["b_s1"], where + "b_s1", {l.out}));
+      }
+      if (two) {
+        l.W_s2 = fptr(keep_shaped(d["W_s2"], where + "W_s2", {l.in, l.out}));
+        if (bias) l.b_s2 = fptr(keep_shaped(d["b_s2"], where + "b_s2", {l.out}));
+      }
+      layers_.push_back(l);
+    }
+  }
+
+  // Run steps [step0, step1) of the epoch whose sample order is `order`.
+  // Returns (iterations after the last step run, number of steps run).
+  py::tuple run(const py::object& x_, const py::object& y_, const py::object& order_, const py::object& xb_,
+                const py::object& yb_, const py::object& losses_, std::int64_t step0, std::int64_t step1,
+                std::int64_t iterations, bool stop_on_nonfinite) {
+    py::array x = as_f32(x_, "x"), y = as_f32(y_, "y");
+    check_ndim(x, "x", 2);
+    check_ndim(y, "y", 2);
+    const std::int64_t n = x.shape(0);
+    if (x.shape(1) != layers_.front().in)
+      throw py::value_error("x has shape " + shape_of(x) + " but the first layer takes " +
+                            std::to_string(layers_.front().in) + " inputs");
+    if (y.shape(0) != n || y.shape(1) != layers_.back().out)
+      throw py::value_error("y has shape " + shape_of(y) + ", expected (" + std::to_string(n) + ", " +
+                            std::to_string(layers_.back().out) + ")");
+    if (!py::isinstance<py::array_t<std::int64_t>>(order_))
+      throw py::type_error("order must be a numpy.ndarray of int64");
+    py::array order = py::reinterpret_borrow<py::array>(order_);
+    if (!order.dtype().is(py::dtype::of<std::int64_t>()) || !(order.flags() & py::array::c_style) ||
+        order.ndim() != 1 || order.shape(0) != n)
+      throw py::value_error("order must be a C-contiguous int64 array of length " + std::to_string(n));
+    const std::int64_t* idx = static_cast<const std::int64_t*>(order.data());
+    for (std::int64_t i = 0; i < n; ++i)  // never gather outside x and y
+      if (idx[i] < 0 || idx[i] >= n)
+        throw py::value_error("order[" + std::to_string(i) + "] = " + std::to_string(idx[i]) +
+                              " is outside [0, " + std::to_string(n) + ")");
+    const std::int64_t steps = (n + batch_ - 1) / batch_;
+    if (step0 < 0 || step1 > steps || step0 > step1)
+      throw py::value_error("steps [" + std::to_string(step0) + ", " + std::to_string(step1) +
+                            ") are outside the epoch's " + std::to_string(steps) + " steps");
+    py::array xb = out_or_new(xb_, {batch_, layers_.front().in});
+    py::array yb = out_or_new(yb_, {batch_, layers_.back().out});
+    py::array losses = as_f32(losses_, "step_losses", true);
+    if (losses.ndim() != 1 || losses.shape(0) < steps)
+      throw py::value_error("step_losses must be 1-D with at least " + std::to_string(steps) + " entries");
+    if (iterations < 0) throw py::value_error("iterations must be >= 0");
+
+    TrainData data;
+    data.x = cfptr(x);
+    data.y = cfptr(y);
+    data.order = idx;
+    data.n = n;
+    data.x_batch = fptr(xb);
+    data.y_batch = fptr(yb);
+    data.step_losses = fptr(losses);
+    std::int64_t done = 0, it = 0;
+    {
+      py::gil_scoped_release nogil;
+      it = cpu::train_steps(layers_, opt_, LossKind::mse, data, batch_, step0, step1, iterations,
+                            stop_on_nonfinite, &done);
+    }
+    return py::make_tuple(it, done);
+  }
+
+  float learning_rate() const { return opt_.lr; }
+  void set_learning_rate(float lr) { opt_.lr = lr; }
+
+ private:
+  void read_optimizer(const py::dict& o) {
+    const std::string kind = o["kind"].cast<std::string>();
+    if (kind == "adam") {
+      opt_.kind = OptKind::adam;
+      opt_.beta1 = o["beta_1"].cast<float>();
+      opt_.beta2 = o["beta_2"].cast<float>();
+      opt_.eps = o["epsilon"].cast<float>();
+    } else if (kind == "sgd") {
+      opt_.kind = OptKind::sgd;
+      opt_.momentum = o["momentum"].cast<float>();
+      opt_.nesterov = o["nesterov"].cast<bool>();
+    } else {
+      throw py::value_error("MlpTrainer: unsupported optimizer '" + kind + "'");
+    }
+    opt_.lr = o["learning_rate"].cast<float>();
+  }
+
+  py::array keep(const py::handle& h, const std::string& name, bool writeable) {
+    py::array a = as_f32(py::reinterpret_borrow<py::object>(h), name.c_str(), writeable);
+    for (const py::array& k : kept_)
+      if (overlaps(a, k)) throw py::value_error(name + " shares memory with another trainer buffer");
+    kept_.push_back(a);
+    return a;
+  }
+  py::array keep_shaped(const py::handle& h, const std::string& name, std::vector<py::ssize_t> shape) {
+    py::array a = keep(h, name, true);
+    bool same = a.ndim() == py::ssize_t(shape.size());
+    for (std::size_t i = 0; same && i < shape.size(); ++i) same = a.shape(i) == shape[i];
+    if (!same) throw py::value_error(name + " has shape " + shape_of(a) + ", which does not fit the layer");
+    return a;
+  }
+
+  int batch_;
+  OptimizerConfig opt_;
+  std::vector<DenseBuffers> layers_;
+  std::vector<py::array> kept_;  // keeps every buffer alive while the trainer exists
+};
+
+}  // namespace
+
+void register_trainer(py::module_& m) {
+  py::class_<MlpTrainer>(m, "MlpTrainer",
+                         "Fused training loop for all-Dense models over caller-owned NumPy buffers.")
+      .def(py::init<const py::list&, const py::dict&, const std::string&, int>(), py::arg("layers"),
+           py::arg("optimizer"), py::arg("loss"), py::arg("batch"))
+      .def("run", &MlpTrainer::run, py::arg("x"), py::arg("y"), py::arg("order"), py::arg("x_batch"),
+           py::arg("y_batch"), py::arg("step_losses"), py::arg("step0"), py::arg("step1"),
+           py::arg("iterations"), py::arg("stop_on_nonfinite") = true)
+      .def_property("learning_rate", &MlpTrainer::learning_rate, &MlpTrainer::set_learning_rate);
+}

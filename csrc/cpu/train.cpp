@@ -1,0 +1,58 @@
+// The CPU device policy for the fused training loop (fusednn/trainer.h).
+#include <cmath>
+#include <cstring>
+
+#include "fusednn/cpu.h"
+#include "fusednn/trainer.h"
+
+namespace fusednn {
+namespace cpu {
+
+namespace {
+
+struct Kernels {
+  using Stream = int;  // the CPU kernels run on the calling thread (and the pool)
+
+  static void gather_rows(float* dst, const float* src, const std::int64_t* idx, int rows, int cols,
+                          Stream) {
+    for (int r = 0; r < rows; ++r)
+      std::memcpy(dst + std::size_t(r) * cols, src + std::size_t(idx[r]) * cols, sizeof(float) * cols);
+  }
+  static void matmul(float* C, const float* A, const float* B, int M, int N, int K, bool ta, bool tb,
+                     const float* bias, Act act, Stream) {
+    cpu::matmul(C, A, B, M, N, K, ta, tb, bias, act);
+  }
+  static void mse(const float* p, const float* t, std::int64_t n, float* out, Stream) {
+    *out = float(cpu::mse(p, t, std::size_t(n)));
+  }
+  static void mse_grad(float* g, const float* p, const float* t, std::int64_t n, float scale, Stream) {
+    cpu::mse_grad(g, p, t, std::size_t(n), scale);
+  }
+  static void act_backward(float* dx, const float* dy, const float* y, std::int64_t n, Act act, Stream) {
+    cpu::act_backward(dx, dy, y, std::size_t(n), act);
+  }
+  static void sum_rows(float* out, const float* x, int rows, int cols, Stream) {
+    cpu::sum_rows(out, x, std::size_t(rows), std::size_t(cols));
+  }
+  static void adam_update(float* w, const float* g, float* m, float* v, std::int64_t n,
+                          const OptimizerConfig& o, std::int64_t t, Stream) {
+    cpu::adam_update(w, g, m, v, std::size_t(n), o.lr, o.beta1, o.beta2, o.eps, t);
+  }
+  static void sgd_update(float* w, const float* g, float* v, std::int64_t n, const OptimizerConfig& o,
+                         Stream) {
+    cpu::sgd_update(w, g, v, std::size_t(n), o.lr, o.momentum, o.nesterov);
+  }
+  static bool is_finite(const float* v, Stream) { return std::isfinite(*v); }
+};
+
+}  // namespace
+
+std::int64_t train_steps(std::vector<DenseBuffers>& layers, const OptimizerConfig& opt, LossKind loss,
+                         const TrainData& data, int batch, std::int64_t step0, std::int64_t step1,
+                         std::int64_t iterations, bool stop_on_nonfinite, std::int64_t* steps_done) {
+  return fusednn::train_steps<Kernels>(layers, opt, loss, data, batch, step0, step1, iterations, 0,
+                                       stop_on_nonfinite, steps_done);
+}
+
+}  // namespace cpu
+}  // namespace fusednn

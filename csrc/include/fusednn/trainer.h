@@ -1,0 +1,117 @@
+// The fused training loop for all-Dense models: a run of optimizer steps
+// (gather batch, forward, loss, backward, update) with no Python in between.
+//
+// It is written once, over a device policy D that supplies the kernels
+// (cpu::Kernels in csrc/cpu/train.cpp, cuda::Kernels in csrc/cuda/train.cu),
+// and it calls exactly the kernels, in exactly the order, that the per-op
+// Python path calls, so both paths give the same numbers. It owns no memory:
+// every buffer is allocated by the Python backend (NumPy or CuPy) and handed
+// over as a pointer, so on the GPU nothing is allocated behind CuPy's back
+// and on the CPU `get_weights` sees the live parameters.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "fusednn/activation.h"
+
+namespace fusednn {
+
+enum class LossKind : int { mse = 0 };
+enum class OptKind : int { sgd = 0, adam = 1 };
+
+struct DenseBuffers {
+  int in = 0, out = 0;
+  Act act = Act::linear;
+  float* W = nullptr;   // in×out
+  float* b = nullptr;   // out, or null without bias
+  float* A = nullptr;   // batch×out: the layer's output
+  float* G = nullptr;   // batch×out: gradient w.r.t. the output, then the pre-activation
+  float* dW = nullptr;  // in×out
+  float* db = nullptr;  // out (null without bias)
+  // optimizer state: SGD uses s1 (velocity, null when momentum == 0); Adam uses s1 = m, s2 = v
+  float* W_s1 = nullptr;
+  float* W_s2 = nullptr;
+  float* b_s1 = nullptr;
+  float* b_s2 = nullptr;
+};
+
+struct OptimizerConfig {
+  OptKind kind = OptKind::sgd;
+  float lr = 0.01f, momentum = 0.f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-7f;
+  bool nesterov = false;
+};
+
+struct TrainData {
+  const float* x = nullptr;          // n×in of layer 0
+  const float* y = nullptr;          // n×out of the last layer
+  const std::int64_t* order = nullptr;  // the epoch's sample permutation (n entries)
+  std::int64_t n = 0;
+  float* x_batch = nullptr;          // batch×in: gathered inputs
+  float* y_batch = nullptr;          // batch×out: gathered targets
+  float* step_losses = nullptr;      // one loss per step of the epoch
+};
+
+// Run steps [step0, step1) of an epoch of ceil(n / batch) steps. `iterations`
+// is the optimizer's update counter before the first of these steps; the
+// return value is the counter after the last. Stops early after a step whose
+// loss is not finite when stop_on_nonfinite is set (the caller sees it in
+// step_losses) — only on devices where reading the loss is free (the CPU).
+template <class D>
+std::int64_t train_steps(std::vector<DenseBuffers>& layers, const OptimizerConfig& opt, LossKind loss,
+                         const TrainData& data, int batch, std::int64_t step0, std::int64_t step1,
+                         std::int64_t iterations, typename D::Stream stream, bool stop_on_nonfinite,
+                         std::int64_t* steps_done) {
+  const int L = int(layers.size());
+  const int d_in = layers.front().in, d_out = layers.back().out;
+  std::int64_t s = step0;
+  for (; s < step1; ++s) {
+    const std::int64_t lo = s * batch;
+    const int B = int(std::min<std::int64_t>(batch, data.n - lo));
+    D::gather_rows(data.x_batch, data.x, data.order + lo, B, d_in, stream);
+    D::gather_rows(data.y_batch, data.y, data.order + lo, B, d_out, stream);
+    // forward: A_l = act(A_{l-1} W_l + b_l), one fused kernel per layer
+    const float* a_prev = data.x_batch;
+    for (DenseBuffers& l : layers) {
+      D::matmul(l.A, a_prev, l.W, B, l.out, l.in, false, false, l.b, l.act, stream);
+      a_prev = l.A;
+    }
+    DenseBuffers& last = layers.back();
+    // loss value (for the epoch's record) and its gradient w.r.t. the output
+    const std::int64_t count = std::int64_t(B) * d_out;
+    D::mse(last.A, data.y_batch, count, data.step_losses + s, stream);
+    D::mse_grad(last.G, last.A, data.y_batch, count, 2.0f / float(count), stream);
+    // backward, last layer first; each W is used for dX before it is updated
+    for (int i = L - 1; i >= 0; --i) {
+      DenseBuffers& l = layers[i];
+      const std::int64_t size = std::int64_t(B) * l.out;
+      if (l.act != Act::linear) D::act_backward(l.G, l.G, l.A, size, l.act, stream);
+      const float* a_in = i > 0 ? layers[i - 1].A : data.x_batch;
+      D::matmul(l.dW, a_in, l.G, l.in, l.out, B, true, false, nullptr, Act::linear, stream);
+      if (l.b) D::sum_rows(l.db, l.G, B, l.out, stream);
+      if (i > 0)
+        D::matmul(layers[i - 1].G, l.G, l.W, B, l.in, l.out, false, true, nullptr, Act::linear, stream);
+    }
+    // optimizer update of every parameter with the same step count (Keras)
+    const std::int64_t t = iterations + 1;
+    for (DenseBuffers& l : layers) {
+      const std::int64_t nw = std::int64_t(l.in) * l.out;
+      if (opt.kind == OptKind::adam) {
+        D::adam_update(l.W, l.dW, l.W_s1, l.W_s2, nw, opt, t, stream);
+        if (l.b) D::adam_update(l.b, l.db, l.b_s1, l.b_s2, l.out, opt, t, stream);
+      } else {
+        D::sgd_update(l.W, l.dW, l.W_s1, nw, opt, stream);
+        if (l.b) D::sgd_update(l.b, l.db, l.b_s1, l.out, opt, stream);
+      }
+    }
+    iterations = t;
+    if (stop_on_nonfinite && !D::is_finite(data.step_losses + s, stream)) {
+      ++s;
+      break;
+    }
+  }
+  *steps_done = s - step0;
+  return iterations;
+}
+
+}  // namespace fusednn
