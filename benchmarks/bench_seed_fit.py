@@ -1,7 +1,8 @@
 """Wall time of the seed program's ``model.fit(x, y, epochs=100)`` (1000 x 10 inputs,
 Dense 64 relu -> 64 relu -> 1, Adam, MSE, batch 32, shuffled) on fusednn's numpy
 and cpu backends, next to the same training loop in PyTorch eager mode on the
-same machine and run. Each time is the median of --repeats runs after one warm-up.
+same machine and run. Each time is the median of --repeats runs (interleaved across the
+implementations) after one warm-up run of each.
 
 Run: python benchmarks/bench_seed_fit.py [--epochs 100] [--repeats 3]
 """
@@ -17,6 +18,14 @@ import numpy as np
 
 import fusednn
 from fusednn import keras
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
 
 def data(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -80,15 +89,18 @@ def main() -> int:
         torch_version = torch.__version__
     except ImportError:
         torch_version = "not installed"
-    results = {}
-    for name, run in runs.items():
+    for run in runs.values():
         run()  # warm-up: imports, first allocations, thread pools
-        times, losses = zip(*(run() for _ in range(args.repeats)))
-        results[name] = (statistics.median(times), losses[-1])
+    # Interleaved, so that a burst of other load on the machine hits every implementation alike.
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
+    for _ in range(args.repeats):
+        for name, run in runs.items():
+            samples[name].append(run())
+    results = {name: (statistics.median(t for t, _ in s), s[-1][1]) for name, s in samples.items()}
     ref = results.get("pytorch eager", (None,))[0]
     print(f"seed program fit(epochs={args.epochs}): 1000 x 10 -> Dense 64 relu -> 64 relu -> 1, Adam, MSE, "
           f"batch 32; median of {args.repeats}")
-    print(f"machine: {platform.processor() or platform.machine()}, {fusednn.get_num_threads()} threads; "
+    print(f"machine: {cpu_name()}, {fusednn.get_num_threads()} threads; "
           f"Python {platform.python_version()}, NumPy {np.__version__}, PyTorch {torch_version}, "
           f"fusednn {fusednn.__version__}")
     print(f"{'implementation':<16}{'fit wall (s)':>14}{'ms/step':>10}{'vs PyTorch':>12}{'last loss':>11}")
