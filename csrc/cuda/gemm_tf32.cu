@@ -20,8 +20,12 @@ namespace detail {
 
 namespace {
 
-constexpr int BM = 128, BN = 128, BK = 16, THREADS = 256;
-constexpr int WARPS_N = 4, WM = 64, WN = 32, MI = WM / 16, NI = WN / 8;
+constexpr int BM = 128, BN = 128, THREADS = 256;
+
+// The device code needs sm_80 (cvt.rna.tf32, mma .tf32); for older targets the
+// kernel is compiled empty, and the launcher never starts it there.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+constexpr int BK = 16, WARPS_N = 4, WM = 64, WN = 32, MI = WM / 16, NI = WN / 8;
 
 // Shared layout of one operand: K-major operands [mn][k], others [k][mn].
 template <bool KMAJOR, int BMN>
@@ -41,6 +45,7 @@ __device__ __forceinline__ void mma_tf32(float (&d)[4], const std::uint32_t (&a)
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
+#endif
 
 template <bool TA, bool TB>
 __global__ void __launch_bounds__(THREADS, 2) gemm_tf32_kernel(const GemmArgs p) {

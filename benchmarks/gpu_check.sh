@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# One run on a GPU machine with no internet (Python with numpy, cupy, torch, pytest,
+# pybind11, scikit-build-core, cmake and ninja preinstalled), from the repo root:
+#
+#     bash benchmarks/gpu_check.sh
+#
+# builds fusednn for sm_90 only (FUSEDNN_CUDA_ARCHS=90, so it compiles fast), prints
+# `fusednn info`, runs the GPU tests, the benchmark and the quick CPU tests, and
+# writes gpu_check.log, build.log, bench_cuda.json and bench_cuda.txt to $OUT when
+# set. Each stage has a time limit and a failure is recorded, not fatal; the whole
+# run keeps within BUDGET seconds (default 345), the benchmark table prints last.
+set -u
+export PYTHONUNBUFFERED=1
+cd "$(dirname "$0")/.."
+
+BUDGET=${BUDGET:-345}
+START=$(date +%s)
+OUTDIR=${OUT:-}
+if [ -n "$OUTDIR" ]; then mkdir -p "$OUTDIR"; else OUTDIR=$(mktemp -d); fi
+SUMMARY=()
+PY=${PYTHON:-python3}
+
+elapsed() { echo $(( $(date +%s) - START )); }
+
+# stage NAME CAP_SECONDS RESERVE_SECONDS CMD...: run CMD with a limit of CAP seconds,
+# or less so that RESERVE seconds stay for the stages after it.
+stage() {
+  local name=$1 cap=$2 reserve=$3
+  shift 3
+  local left=$(( BUDGET - $(elapsed) - reserve ))
+  local limit=$(( cap < left ? cap : left ))
+  echo
+  echo "=== [t=$(elapsed)s] STAGE: $name (limit ${limit}s) ==="
+  echo "+ $*"
+  if [ "$limit" -lt 10 ]; then
+    echo "--- $name: SKIPPED (out of time)"
+    SUMMARY+=("$name: skipped, out of time")
+    return 0
+  fi
+  local t0
+  t0=$(date +%s)
+  timeout --kill-after=5 "$limit" "$@"
+  local rc=$?
+  local what="rc=$rc"
+  [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ] && what="TIMED OUT after ${limit}s"
+  echo "--- $name: $what ($(( $(date +%s) - t0 ))s)"
+  SUMMARY+=("$name: $what ($(( $(date +%s) - t0 ))s)")
+  return 0
+}
+
+build() {
+  # FUSEDNN_CUDA=ON: a missing CUDA compiler is an error, not a CPU-only build.
+  FUSEDNN_CUDA=ON FUSEDNN_CUDA_ARCHS=90 CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
+    "$PY" -m pip install --no-build-isolation --no-deps -v . >"$OUTDIR/build.log" 2>&1
+  local rc=$?
+  grep -E "ptxas|warning|error|Error" "$OUTDIR/build.log" | grep -v "^ *$" | tail -n 40
+  tail -n 5 "$OUTDIR/build.log"
+  return $rc
+}
+
+main() {
+  echo "=== fusednn gpu_check: $(date -u +%FT%TZ), budget ${BUDGET}s, output in $OUTDIR ==="
+  stage "environment" 30 300 bash -c \
+    "nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv; \
+     nvcc --version | tail -n 2; \
+     $PY -c 'import sys, numpy, cupy; print(sys.version.split()[0], \"numpy\", numpy.__version__, \"cupy\", cupy.__version__)'; \
+     $PY -c 'import torch; print(\"torch\", torch.__version__, torch.cuda.is_available())' || true; \
+     git log --oneline -1 2>/dev/null || true"
+  stage "build (pip install, sm_90)" 200 150 build
+  stage "fusednn info" 30 140 "$PY" -m fusednn info
+  stage "GPU tests: CUDA kernels and backend" 110 120 \
+    "$PY" -m pytest -x -q -p no:cacheprovider -rs tests/test_cuda_ops.py tests/test_cuda_backend.py tests/test_build.py
+  stage "benchmark" 130 20 "$PY" benchmarks/bench_cuda.py --out "$OUTDIR"
+  stage "GPU tests: the rest (-m gpu)" 60 10 \
+    "$PY" -m pytest -q -p no:cacheprovider -m gpu --ignore=tests/test_cuda_ops.py --ignore=tests/test_cuda_backend.py
+  stage "CPU tests (quick ones)" 45 0 \
+    "$PY" -m pytest -x -q -p no:cacheprovider -m "not gpu" tests/test_ops.py tests/test_backends.py tests/test_build.py
+  echo
+  echo "=== [t=$(elapsed)s] SUMMARY ==="
+  printf '  %s\n' "${SUMMARY[@]}"
+  if [ -f "$OUTDIR/bench_cuda.txt" ]; then
+    echo
+    cat "$OUTDIR/bench_cuda.txt"
+  else
+    echo "no benchmark table (see the benchmark stage above)"
+  fi
+}
+
+main 2>&1 | tee "$OUTDIR/gpu_check.log"
