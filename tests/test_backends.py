@@ -145,4 +145,5 @@ def test_portable_and_avx2_paths_agree():
             outs.append(y)
         finally:
             k.force_portable(False)
-    np.testing.assert_allclose(outs[0], outs[1], rtol=2e-7, atol=1e-30)
+    # each path is within 2e-7 of the exact value (test_simd_math), so within 4e-7 of the other
+    np.testing.assert_allclose(outs[0], outs[1], rtol=4e-7, atol=1e-30)

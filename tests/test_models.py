@@ -164,6 +164,13 @@ def test_buffers_are_reused_across_steps_and_epochs(host_backend_name):
     x, y = rng.standard_normal((100, 4)), rng.standard_normal((100, 2))
     model = small_model(optimizer="adam")
     model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    if model._fused is not None:  # the fused path: one trainer and its buffers, kept across fits
+        trainer, xb = model._fused, model._fused.x_batch
+        grads = [id(g) for g in model._grads]
+        model.fit(x, y, batch_size=32, epochs=2, verbose=0)
+        assert model._fused is trainer and model._fused.x_batch is xb and model._workspaces == {}
+        assert [id(g) for g in model._grads] == grads
+        return
     assert sorted(model._workspaces) == [4, 32]  # full batches and the remainder
     bufs = {k: [id(b.y) for b in ws.layers] + [id(ws.dpred)] for k, ws in model._workspaces.items()}
     grads = [id(g) for g in model._grads]

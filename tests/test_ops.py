@@ -238,3 +238,19 @@ def test_empty_inputs(variant):
         ops.mse(np.zeros((0, 1)), np.zeros((0, 1)))
     w = np.zeros(0, np.float32)
     ops.sgd_update(w, w.copy(), learning_rate=0.1)
+
+
+@pytest.mark.parametrize("M,K", [(1, 1), (7, 3), (32, 64), (33, 1000), (64, 32)])
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("act", ACTS)
+def test_single_output_column(variant, M, K, ta, tb, act):
+    """N == 1 takes a matrix-vector path on the cpu backend (a regression output layer)."""
+    rng = np.random.default_rng(M * K)
+    a = rng.standard_normal((K, M) if ta else (M, K)).astype(np.float32)
+    b = rng.standard_normal((1, K) if tb else (K, 1)).astype(np.float32)
+    bias = rng.standard_normal(1).astype(np.float32)
+    be = fusednn.get_backend()
+    out = poisoned((M, 1))
+    be.matmul(a, b, out, ta, tb, bias, act)
+    ref, scale = matmul_ref(a, b, ta, tb, bias, act)
+    assert np.all(np.abs(out - ref) <= 1e-5 * (1 + scale))

@@ -19,9 +19,20 @@ void gemm_ukernel_6x16(int kc, const float* A, long rsa, long csa, const float* 
                        float* C, long ldc, int mr, int nr, bool accumulate, bool final,
                        const float* bias, Act act);
 
+// c[M] = op(A)·b for a single output column (N == 1): dot products of A's rows
+// with b, or (ta: A stored K×M) a sum of A's rows scaled by b.
+void gemm_n1(float* c, const float* A, const float* b, int M, int K, bool ta);
+
 void act_forward(float* y, const float* x, std::size_t n, Act act);
 void act_backward(float* dx, const float* dy, const float* y, std::size_t n, Act act);
 void bias_act_row(float* y, const float* x, const float* b, std::size_t cols, Act act);
+
+// Adam with the bias-corrected step size alpha and c1 = 1 - beta1, c2 = 1 - beta2
+// precomputed by the caller (optim.cpp); SGD with the contract of cpu::sgd_update.
+void adam_update(float* w, const float* g, float* m, float* v, std::size_t n, float alpha, float c1,
+                 float c2, float eps);
+void sgd_update(float* w, const float* g, float* v, std::size_t n, float lr, float momentum,
+                bool nesterov);
 
 }  // namespace avx2
 }  // namespace cpu

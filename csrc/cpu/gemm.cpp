@@ -28,7 +28,7 @@ constexpr int MC = 144;
 constexpr int NC = 3072;
 // Below this many multiply-adds a product runs on one thread: forking costs
 // more than it saves (measured in benchmarks/bench_gemm.py).
-constexpr double kParallelMinFlops = 1 << 21;
+constexpr double kParallelMinFlops = 1 << 16;
 
 // A strided view of a matrix: element (i, j) is p[i*rs + j*cs].
 struct View {
@@ -212,6 +212,26 @@ void gemm_serial(float* C, long ldc, View a, View b, int M, int N, int K, const 
   }
 }
 
+// N == 1 (a regression model's output layer and its weight gradient): a
+// matrix-vector product. The 6×16 micro-kernel would waste 15/16 of its work
+// and pack a 16-wide panel for one column.
+void gemm_n1(float* C, const float* A, const float* B, int M, int K, bool ta, const float* bias, Act act) {
+#ifdef FUSEDNN_HAVE_AVX2_TU
+  if (use_avx2()) {
+    avx2::gemm_n1(C, A, B, M, K, ta);
+  } else
+#endif
+  {
+    for (int i = 0; i < M; ++i) {
+      float s = 0.f;
+      for (int k = 0; k < K; ++k) s += (ta ? A[long(k) * M + i] : A[long(i) * K + k]) * B[k];
+      C[i] = s;
+    }
+  }
+  if (bias || act != Act::linear)
+    for (int i = 0; i < M; ++i) C[i] = apply_act(C[i] + (bias ? bias[0] : 0.f), act);
+}
+
 // K == 0: the product is zero, so C is the epilogue of zero.
 void fill_epilogue(float* C, int M, int N, const float* bias, Act act) {
   for (int i = 0; i < M; ++i)
@@ -225,6 +245,10 @@ void matmul(float* C, const float* A, const float* B, int M, int N, int K, bool 
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {
     fill_epilogue(C, M, N, bias, act);
+    return;
+  }
+  if (N == 1 && double(M) * K < kParallelMinFlops) {  // B is K×1 or 1×K: contiguous either way
+    gemm_n1(C, A, B, M, K, ta, bias, act);
     return;
   }
   const View a = ta ? View{A, 1, M} : View{A, K, 1};

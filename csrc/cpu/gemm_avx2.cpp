@@ -111,6 +111,41 @@ void gemm_ukernel_6x16(int kc, const float* A, long rsa, long csa, const float* 
       for (int j = 0; j < nr; ++j) C[i * ldc + j] = tile[i * NR + j];
 }
 
+void gemm_n1(float* c, const float* A, const float* b, int M, int K, bool ta) {
+  if (ta) {  // c = A^T b, A stored K×M: accumulate b[k] * (row k of A), 8 outputs at a time
+    int i = 0;
+    for (; i + 8 <= M; i += 8) {
+      __m256 acc = _mm256_setzero_ps();
+      for (int k = 0; k < K; ++k)
+        acc = _mm256_fmadd_ps(_mm256_broadcast_ss(b + k), _mm256_loadu_ps(A + long(k) * M + i), acc);
+      _mm256_storeu_ps(c + i, acc);
+    }
+    for (; i < M; ++i) {
+      float s = 0.f;
+      for (int k = 0; k < K; ++k) s = __builtin_fmaf(b[k], A[long(k) * M + i], s);
+      c[i] = s;
+    }
+    return;
+  }
+  for (int i = 0; i < M; ++i) {  // c[i] = dot(row i of A, b)
+    const float* a = A + long(i) * K;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int k = 0;
+    for (; k + 16 <= K; k += 16) {
+      acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), acc0);
+      acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 8), _mm256_loadu_ps(b + k + 8), acc1);
+    }
+    for (; k + 8 <= K; k += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), acc0);
+    acc0 = _mm256_add_ps(acc0, acc1);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc0), _mm256_extractf128_ps(acc0, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    float s = _mm_cvtss_f32(h);
+    for (; k < K; ++k) s = __builtin_fmaf(a[k], b[k], s);
+    c[i] = s;
+  }
+}
+
 }  // namespace avx2
 }  // namespace cpu
 }  // namespace fusednn

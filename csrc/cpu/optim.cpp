@@ -2,6 +2,7 @@
 // cpu, cuda and numpy backends agree to float32 rounding.
 #include <cmath>
 
+#include "avx2.h"
 #include "fusednn/cpu.h"
 #include "threads.h"
 
@@ -11,6 +12,9 @@ namespace cpu {
 void sgd_update(float* w, const float* g, float* v, std::size_t n, float lr, float momentum,
                 bool nesterov) {
   parallel_chunks(n, [&](std::size_t b, std::size_t e) {
+#ifdef FUSEDNN_HAVE_AVX2_TU
+    if (use_avx2()) return avx2::sgd_update(w + b, g + b, v ? v + b : nullptr, e - b, lr, momentum, nesterov);
+#endif
     if (momentum == 0.f || v == nullptr) {
       for (std::size_t i = b; i < e; ++i) w[i] -= lr * g[i];
     } else if (nesterov) {
@@ -37,6 +41,9 @@ void adam_update(float* w, const float* g, float* m, float* v, std::size_t n, fl
             (1.0 - std::pow(double(beta1), t)));
   const float c1 = 1.f - beta1, c2 = 1.f - beta2;
   parallel_chunks(n, [&](std::size_t b, std::size_t e) {
+#ifdef FUSEDNN_HAVE_AVX2_TU
+    if (use_avx2()) return avx2::adam_update(w + b, g + b, m + b, v + b, e - b, alpha, c1, c2, eps);
+#endif
     for (std::size_t i = b; i < e; ++i) {
       const float gi = g[i];
       const float mi = m[i] + (gi - m[i]) * c1;

@@ -195,7 +195,8 @@ class TerminateOnNaN(Callback):
     """Stop training, with a RuntimeWarning naming the epoch and step, once the loss
     becomes NaN or infinite. Checked at the end of each epoch from the per-step
     losses (read back once per epoch), so training never waits on the device per
-    step; the weights are already non-finite from the reported step on."""
+    step; the weights are already non-finite from the reported step on. (On the
+    fused CPU path the epoch itself stops at that step, as in Keras.)"""
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
         loss = (logs or {}).get("loss")
@@ -203,8 +204,9 @@ class TerminateOnNaN(Callback):
             return
         steps = self.model.last_step_losses
         step = int(np.argmax(~np.isfinite(steps)))
+        total = self.params.get("steps", len(steps))
         warnings.warn(f"loss became {steps[step]} at epoch {epoch + 1}, step {step + 1} of "
-                      f"{len(steps)}; terminating training", RuntimeWarning, stacklevel=2)
+                      f"{total}; terminating training", RuntimeWarning, stacklevel=2)
         self.model.stop_training = True
 
 

@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from . import inputs, losses, optimizers
+from . import fused, inputs, losses, optimizers
 from .backends import Backend, get_backend
-from .callbacks import BatchLogs, Callback, CallbackList, History, ProgbarLogger, resolve_verbose
+from .callbacks import (BatchLogs, Callback, CallbackList, History, ProgbarLogger, TerminateOnNaN,
+                        resolve_verbose)
 from .layers import Buffers, InputLayer, Layer, unique_name
 from .utils import rng
 
@@ -36,14 +37,25 @@ def _weighted_mean(step_losses: np.ndarray, batch_size: int, n: int) -> float:
     return float(np.dot(np.asarray(step_losses, dtype=np.float64), sizes) / n)
 
 
+def _gather(xp: Any, src: Any, idx: Any, out: Any) -> None:
+    """out = src[idx] without a temporary (NumPy's default mode='raise' makes one;
+    the indices come from a permutation, so they are in range)."""
+    if xp is np:
+        np.take(src, idx, axis=0, out=out, mode="clip")
+    else:
+        xp.take(src, idx, axis=0, out=out)
+
+
 class _Workspace:
     """The buffers of one batch size: each layer's :class:`Buffers` and the loss gradient."""
 
-    __slots__ = ("layers", "dpred")
+    __slots__ = ("layers", "dpred", "batch_x", "batch_y")
 
     def __init__(self, layers: list[Layer], batch: int) -> None:
         self.layers: list[Buffers] = [layer.make_buffers(batch) for layer in layers]
         self.dpred: Any = None
+        self.batch_x: Any = None  # the training batch, gathered from the (shuffled) data
+        self.batch_y: Any = None
 
 
 class Sequential:
@@ -69,6 +81,7 @@ class Sequential:
         self._grads: list[Any] = []
         self._workspaces: dict[int, _Workspace] = {}
         self._loss_buffers: dict[tuple[str, int], Any] = {}
+        self._fused: fused.FusedTrainer | None = None
         for layer in layers or []:
             self.add(layer)
 
@@ -114,6 +127,7 @@ class Sequential:
         self._params = [w for layer in self.layers for w in layer.weights]
         self._grads = [g for layer in self.layers for g in layer.grads]
         self._workspaces.clear()
+        self._fused = None
         self.built = bool(self.layers)
 
     def _be(self) -> Backend:
@@ -206,24 +220,38 @@ class Sequential:
             dy = self.layers[i].backward(dy, ws.layers[i], i > 0)
 
     def _train_epoch(self, x: Any, y: Any, order: np.ndarray, batch_size: int,
-                     on_step: Callable[[int, Any], None] | None = None) -> float:
+                     on_step: Callable[[int, Any], None] | None = None, chunk: int = 1,
+                     stop_on_nonfinite: bool = False) -> float:
         """Train one epoch over the samples in ``order`` (a host permutation) in batches
         of ``batch_size``; returns the epoch loss (batch losses weighted by batch size)
         and leaves the per-step losses in ``last_step_losses``. ``x``/``y`` are on the
         device, or on the host to be copied a batch at a time. ``on_step(step, losses)``,
-        if given, runs after each step with the device array of this epoch's step losses."""
+        if given, runs after each step with the device array of this epoch's step losses
+        (on the fused path, after each run of ``chunk`` steps). With ``stop_on_nonfinite``
+        the fused path stops after the first step whose loss is NaN or infinite."""
         be = self._backend
         n = len(order)
         steps = -(-n // batch_size)
-        xp = be.xp if isinstance(x, be.xp.ndarray) else np
-        # One gather per epoch makes every batch a contiguous slice: no per-step copies.
-        idx = xp.asarray(order)
-        xs, ys = xp.take(x, idx, axis=0), xp.take(y, idx, axis=0)
         step_losses = self._loss_buffer("train", steps)
+        trainer = fused.trainer_for(self, batch_size) if isinstance(x, be.xp.ndarray) else None
+        if trainer is not None:
+            done = trainer.epoch(self, x, y, fused.order_array(order, be), step_losses, chunk, on_step,
+                                 stop_on_nonfinite)
+            self.last_step_losses = np.array(be.to_numpy(step_losses[:done]), dtype=np.float64)
+            return _weighted_mean(self.last_step_losses, batch_size, min(n, done * batch_size))
+        xp = be.xp if isinstance(x, be.xp.ndarray) else np
+        idx = xp.asarray(order)
         for s in range(steps):
             lo, hi = s * batch_size, min(n, (s + 1) * batch_size)
             ws = self._workspace(hi - lo)
-            self._compute_gradients(be.asarray(xs[lo:hi]), be.asarray(ys[lo:hi]), ws, step_losses[s:s + 1])
+            if ws.batch_x is None:
+                ws.batch_x = xp.empty((hi - lo, x.shape[1]), dtype=np.float32)
+                ws.batch_y = xp.empty((hi - lo, y.shape[1]), dtype=np.float32)
+            # gather this batch only: a shuffled copy of the whole set would double
+            # the memory that fit needs
+            _gather(xp, x, idx[lo:hi], ws.batch_x)
+            _gather(xp, y, idx[lo:hi], ws.batch_y)
+            self._compute_gradients(be.asarray(ws.batch_x), be.asarray(ws.batch_y), ws, step_losses[s:s + 1])
             self.optimizer.apply(self._grads)
             if on_step is not None:
                 on_step(s, step_losses)
@@ -277,8 +305,7 @@ class Sequential:
                 raise ValueError(f"{x.shape[0]} samples cannot be split into training and validation "
                                  f"sets with validation_split={validation_split}")
             x, y, val = x[:split], y[:split], (x[split:], y[split:])
-        # The training arrays need room for a shuffled copy too (see _train_epoch).
-        x, y = self._place(x, y, copies=2)
+        x, y = self._place(x, y)
         if val is not None:
             val = self._place(*val)
         self._ready_optimizer()
@@ -289,6 +316,12 @@ class Sequential:
         cbs = CallbackList([*(callbacks or []), history] + ([ProgbarLogger(verbose)] if verbose else []),
                            model=self, params={"epochs": epochs, "steps": steps, "verbose": verbose})
         on_step = None
+        # The fused path runs steps in chunks between batch hooks: one step at a time
+        # for callbacks that act per batch, ~50 chunks an epoch for the progress bar.
+        per_batch = [cb for cb in cbs.callbacks if not isinstance(cb, ProgbarLogger)
+                     and type(cb).on_train_batch_end is not Callback.on_train_batch_end]
+        chunk = 1 if per_batch else max(1, steps // 50)
+        stop_on_nonfinite = any(isinstance(cb, TerminateOnNaN) for cb in cbs.callbacks)
         if cbs.wants("on_train_batch_end"):
             be = self._backend
 
@@ -304,7 +337,7 @@ class Sequential:
         for epoch in range(initial_epoch, epochs):
             cbs.call("on_epoch_begin", epoch, None)
             order = rng().permutation(n) if shuffle else np.arange(n)
-            logs = {"loss": self._train_epoch(x, y, order, batch_size, on_step)}
+            logs = {"loss": self._train_epoch(x, y, order, batch_size, on_step, chunk, stop_on_nonfinite)}
             if val is not None:
                 logs["val_loss"] = self._evaluate(val[0], val[1], batch_size)
             cbs.call("on_epoch_end", epoch, logs)

@@ -91,5 +91,15 @@ class Backend:
     def adam_update(self, param, grad, m, v, learning_rate, beta_1, beta_2, epsilon, step):
         raise NotImplementedError
 
+    # ---- fused training -------------------------------------------------
+    #: whether make_trainer is implemented (see fusednn.fused)
+    has_trainer = False
+
+    def make_trainer(self, layers: list[dict], optimizer: dict, loss: str, batch: int) -> Any:
+        """A fused trainer over the given buffers (see fusednn/trainer.h): an object
+        with ``run(x, y, order, x_batch, y_batch, step_losses, step0, step1, iterations,
+        stop_on_nonfinite) -> (iterations, steps_done)`` and a ``learning_rate``."""
+        raise NotImplementedError
+
     def __repr__(self) -> str:
         return f"<fusednn backend {self.name!r}>"

@@ -59,3 +59,8 @@ class CpuBackend(Backend):
 
     def adam_update(self, param, grad, m, v, learning_rate, beta_1, beta_2, epsilon, step):
         self._k.adam_update(param, grad, m, v, learning_rate, beta_1, beta_2, epsilon, step)
+
+    has_trainer = True
+
+    def make_trainer(self, layers, optimizer, loss, batch):
+        return self._k.MlpTrainer(layers, optimizer, loss, batch)

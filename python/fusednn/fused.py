@@ -1,0 +1,129 @@
+"""The fused training path: whole runs of optimizer steps in compiled code.
+
+For a Sequential model made only of Dense layers (linear, relu, sigmoid or tanh)
+trained with MSE and SGD or Adam, a backend that offers a fused trainer
+(``Backend.make_trainer``) runs the epoch — batch gathering, forward, loss,
+backward and updates — without returning to Python between steps. It works on
+the model's own parameter, gradient and optimizer-state arrays, so
+``get_weights`` sees every update and the per-op path can take over at any
+time; it calls the same kernels in the same order as that path, so both give
+the same numbers.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from . import losses, optimizers
+from .backends import activation_code
+from .layers import Dense
+
+
+def unsupported_reason(model: Any) -> str | None:
+    """None when ``model`` can train on the fused path, else why not."""
+    be = model._backend
+    if not getattr(be, "has_trainer", False):
+        return f"backend {be.name!r} has no fused trainer"
+    if not all(type(layer) is Dense for layer in model.layers):
+        return "the model has layers other than Dense"
+    if type(model.loss) is not losses.MeanSquaredError:
+        return f"loss {type(model.loss).__name__} is not fused"
+    if type(model.optimizer) not in (optimizers.SGD, optimizers.Adam):
+        return f"optimizer {type(model.optimizer).__name__} is not fused"
+    return None
+
+
+def _optimizer_config(opt: optimizers.Optimizer) -> dict[str, Any]:
+    if isinstance(opt, optimizers.Adam):
+        return {"kind": "adam", "learning_rate": opt.learning_rate, "beta_1": opt.beta_1,
+                "beta_2": opt.beta_2, "epsilon": opt.epsilon}
+    return {"kind": "sgd", "learning_rate": opt.learning_rate, "momentum": opt.momentum,
+            "nesterov": opt.nesterov}
+
+
+def _states(opt: optimizers.Optimizer) -> list[list[Any]]:
+    """Per parameter (model order): its optimizer state arrays (SGD: [velocity] or [];
+    Adam: [m, v])."""
+    if isinstance(opt, optimizers.Adam):
+        return [[m, v] for m, v in zip(opt._m, opt._v)]
+    if opt.momentum:
+        return [[v] for v in opt._velocity]
+    return [[] for _ in opt._params]
+
+
+class FusedTrainer:
+    """The backend trainer for one model, batch size and optimizer state, with the
+    batch and activation buffers it works in."""
+
+    def __init__(self, model: Any, batch: int) -> None:
+        be = model._backend
+        opt = model.optimizer
+        states = _states(opt)
+        specs, p = [], 0
+        for layer in model.layers:
+            spec = {"W": layer.kernel, "b": layer.bias, "act": activation_code(layer.activation),
+                    "A": be.empty((batch, layer.units)), "G": be.empty((batch, layer.units)),
+                    "dW": layer.grads[0], "db": layer.grads[1] if layer.use_bias else None}
+            for name, i in (("W", p), ("b", p + 1)):
+                if name == "b" and not layer.use_bias:
+                    continue
+                for k, s in enumerate(states[i], start=1):
+                    spec[f"{name}_s{k}"] = s
+            p += 2 if layer.use_bias else 1
+            specs.append(spec)
+        self.batch = batch
+        self.optimizer = opt  # keeps id(opt) in the key unique while this trainer exists
+        self.x_batch = be.empty((batch, model._input_dim))
+        self.y_batch = be.empty((batch, model._output_dim))
+        self.trainer = be.make_trainer(specs, _optimizer_config(opt), "mse", batch)
+        self.key = _key(model, batch)
+
+    def epoch(self, model: Any, x: Any, y: Any, order: Any, step_losses: Any, chunk: int,
+              on_step: Callable[[int, Any], None] | None, stop_on_nonfinite: bool) -> int:
+        """Run the epoch's steps (``chunk`` at a time, calling ``on_step`` after each
+        step of a chunk); returns the number of steps run (fewer than the epoch's when
+        a loss was not finite and ``stop_on_nonfinite``)."""
+        opt = model.optimizer
+        self.trainer.learning_rate = opt.learning_rate  # a callback may have changed it
+        n = int(order.shape[0])
+        steps = -(-n // self.batch)
+        if on_step is None:
+            chunk = steps
+        s = 0
+        while s < steps:
+            end = min(steps, s + chunk)
+            opt.iterations, done = self.trainer.run(x, y, order, self.x_batch, self.y_batch, step_losses,
+                                                    s, end, opt.iterations, stop_on_nonfinite)
+            if on_step is not None:
+                for k in range(s, s + done):
+                    on_step(k, step_losses)
+            s += done
+            if s < end:  # stopped early at a non-finite loss
+                break
+        return s
+
+
+def _key(model: Any, batch: int) -> tuple:
+    """What a trainer is built over: the batch size and the identity of the optimizer,
+    the parameters and the state arrays (the trainer keeps them all alive, so their
+    ids cannot be reused while it exists). Recompiling or rebuilding changes it."""
+    opt = model.optimizer
+    arrays = [*model._params, *(a for s in _states(opt) for a in s)]
+    return (batch, id(opt), *map(id, arrays))
+
+
+def trainer_for(model: Any, batch: int) -> FusedTrainer | None:
+    """The model's cached fused trainer for this batch size, built if needed; None when
+    the model cannot use the fused path."""
+    if unsupported_reason(model) is not None:
+        return None
+    cached: FusedTrainer | None = model._fused
+    if cached is None or cached.key != _key(model, batch):
+        cached = model._fused = FusedTrainer(model, batch)
+    return cached
+
+
+def order_array(order: np.ndarray, be: Any) -> Any:
+    """The epoch's permutation as int64 on the backend's device."""
+    return be.xp.asarray(np.ascontiguousarray(order, dtype=np.int64))
