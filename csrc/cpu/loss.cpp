@@ -32,8 +32,9 @@ double mse(const float* p, const float* t, std::size_t n) {
   };
   if (nblocks == 1) return block_sum(0) / double(n);
   std::vector<double> partial(nblocks);
-  parallel_chunks(nblocks, [&](std::size_t b, std::size_t e) {
-    for (std::size_t blk = b; blk < e; ++blk) partial[blk] = block_sum(blk);
+  const int nt = n >= kParallelMinElems ? num_threads() : 1;
+  parallel_for(nt, [&](int t) {
+    for (std::size_t blk = nblocks * t / nt; blk < nblocks * (t + 1) / nt; ++blk) partial[blk] = block_sum(blk);
   });
   for (double s : partial) total += s;
   return total / double(n);

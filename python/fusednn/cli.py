@@ -92,6 +92,62 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    """Kernel benchmark (default) or, with `training`, whole training runs."""
+    from fusednn import bench
+
+    what = args.what or []
+    if "training" in what:
+        if len(what) > 1:
+            raise SystemExit("fusednn bench: 'training' cannot be combined with kernel names")
+        return _bench_training(args)
+    unknown = [w for w in what if w not in bench.KERNELS]
+    if unknown:
+        raise SystemExit(f"fusednn bench: unknown kernel(s) {', '.join(unknown)}; valid: "
+                         f"{', '.join(bench.KERNELS)} or 'training'")
+
+    def progress(r):
+        if args.verbose:
+            print(f"  {r.kernel} {r.size} {r.impl}: {r.status}", file=sys.stderr, flush=True)
+
+    results = bench.run(what or None, args.backend or None, quick=args.quick, repeats=args.repeats,
+                        references=not args.no_references, progress=progress)
+    info = bench.machine_info()
+    print(f"# {info.get('cpu', '')}, {info['threads']} threads, fusednn {info['fusednn']}, NumPy {info['numpy']}"
+          + (f", PyTorch {info['torch']} ({info['torch_threads']} threads)" if "torch" in info else ""))
+    print(bench.format_table(results))
+    print("# ratio = reference time / fusednn time (>1: fusednn faster); 'of copy' = rate / copy bandwidth "
+          "measured in this run")
+    bad = [r for r in results if r.status in ("wrong", "error") and r.impl.startswith("fusednn")]
+    if args.json:
+        bench.write_json(results, args.json)
+        print(f"# wrote {args.json}")
+    if args.plot:
+        bench.plot(results, args.plot)
+        print(f"# wrote {args.plot}")
+    return 1 if bad else 0
+
+
+def _bench_training(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from fusednn.bench import machine_info, training
+
+    def progress(r):
+        if args.verbose:
+            print(f"  {r.workload} {r.impl}: {r.seconds}", file=sys.stderr, flush=True)
+
+    runs = training.run(args.workload or None, args.impl or None, repeats=args.repeats if args.repeats != 7 else 3,
+                        progress=progress)
+    print(training.format_table(runs))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine_info(), "runs": [dataclasses.asdict(r) for r in runs]}, f, indent=1)
+        print(f"# wrote {args.json}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fusednn", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -103,6 +159,24 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="random seed for data, weights and shuffling")
     demo.add_argument("--epochs", type=int, default=100, help="epochs of the timed first fit (default 100)")
     demo.set_defaults(func=_demo)
+    b = sub.add_parser("bench", help="time kernels (or, with 'training', whole training runs) against "
+                       "NumPy, PyTorch and CuPy in the same run")
+    b.add_argument("what", nargs="*", metavar="KERNEL",
+                   help="kernels to time (matmul, linear, relu, sigmoid, tanh, *_grad, mse, mse_grad, "
+                        "adam_update, sgd_update, copy; default all), or 'training'")
+    b.add_argument("--backend", action="append", choices=["numpy", "cpu", "cuda"],
+                   help="fusednn backend(s) to time (repeatable; default: every available one)")
+    b.add_argument("--quick", action="store_true", help="fewer sizes (the ones the targets name)")
+    b.add_argument("--repeats", type=int, default=7, help="timed repeats per measurement (median reported)")
+    b.add_argument("--no-references", action="store_true", help="time fusednn only")
+    b.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    b.add_argument("--plot", metavar="FILE.png", help="also draw the ratios (needs matplotlib)")
+    b.add_argument("--workload", action="append", choices=["seed", "mlp"],
+                   help="training workload(s) for 'bench training' (default both)")
+    b.add_argument("--impl", action="append", help="implementations for 'bench training' (e.g. fusednn-cpu, "
+                   "torch-cpu, numpy-loop, sklearn; default all installed)")
+    b.add_argument("-v", "--verbose", action="store_true", help="report each measurement as it finishes")
+    b.set_defaults(func=_bench)
     return p
 
 
