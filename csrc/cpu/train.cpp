@@ -10,39 +10,36 @@ namespace cpu {
 
 namespace {
 
+// The CPU kernels run on the calling thread (and the pool): no state needed.
 struct Kernels {
-  using Stream = int;  // the CPU kernels run on the calling thread (and the pool)
-
-  static void gather_rows(float* dst, const float* src, const std::int64_t* idx, int rows, int cols,
-                          Stream) {
+  void gather_rows(float* dst, const float* src, const std::int64_t* idx, int rows, int cols) const {
     for (int r = 0; r < rows; ++r)
       std::memcpy(dst + std::size_t(r) * cols, src + std::size_t(idx[r]) * cols, sizeof(float) * cols);
   }
-  static void matmul(float* C, const float* A, const float* B, int M, int N, int K, bool ta, bool tb,
-                     const float* bias, Act act, Stream) {
+  void matmul(float* C, const float* A, const float* B, int M, int N, int K, bool ta, bool tb,
+              const float* bias, Act act) const {
     cpu::matmul(C, A, B, M, N, K, ta, tb, bias, act);
   }
-  static void mse(const float* p, const float* t, std::int64_t n, float* out, Stream) {
+  void mse(const float* p, const float* t, std::int64_t n, float* out) const {
     *out = float(cpu::mse(p, t, std::size_t(n)));
   }
-  static void mse_grad(float* g, const float* p, const float* t, std::int64_t n, float scale, Stream) {
+  void mse_grad(float* g, const float* p, const float* t, std::int64_t n, float scale) const {
     cpu::mse_grad(g, p, t, std::size_t(n), scale);
   }
-  static void act_backward(float* dx, const float* dy, const float* y, std::int64_t n, Act act, Stream) {
+  void act_backward(float* dx, const float* dy, const float* y, std::int64_t n, Act act) const {
     cpu::act_backward(dx, dy, y, std::size_t(n), act);
   }
-  static void sum_rows(float* out, const float* x, int rows, int cols, Stream) {
+  void sum_rows(float* out, const float* x, int rows, int cols) const {
     cpu::sum_rows(out, x, std::size_t(rows), std::size_t(cols));
   }
-  static void adam_update(float* w, const float* g, float* m, float* v, std::int64_t n,
-                          const OptimizerConfig& o, std::int64_t t, Stream) {
+  void adam_update(float* w, const float* g, float* m, float* v, std::int64_t n, const OptimizerConfig& o,
+                   std::int64_t t) const {
     cpu::adam_update(w, g, m, v, std::size_t(n), o.lr, o.beta1, o.beta2, o.eps, t);
   }
-  static void sgd_update(float* w, const float* g, float* v, std::int64_t n, const OptimizerConfig& o,
-                         Stream) {
+  void sgd_update(float* w, const float* g, float* v, std::int64_t n, const OptimizerConfig& o) const {
     cpu::sgd_update(w, g, v, std::size_t(n), o.lr, o.momentum, o.nesterov);
   }
-  static bool is_finite(const float* v, Stream) { return std::isfinite(*v); }
+  bool is_finite(const float* v) const { return std::isfinite(*v); }
 };
 
 }  // namespace
@@ -50,8 +47,8 @@ struct Kernels {
 std::int64_t train_steps(std::vector<DenseBuffers>& layers, const OptimizerConfig& opt, LossKind loss,
                          const TrainData& data, int batch, std::int64_t step0, std::int64_t step1,
                          std::int64_t iterations, bool stop_on_nonfinite, std::int64_t* steps_done) {
-  return fusednn::train_steps<Kernels>(layers, opt, loss, data, batch, step0, step1, iterations, 0,
-                                       stop_on_nonfinite, steps_done);
+  return fusednn::train_steps(Kernels{}, layers, opt, loss, data, batch, step0, step1, iterations,
+                              stop_on_nonfinite, steps_done);
 }
 
 }  // namespace cpu

@@ -1,8 +1,9 @@
 // The fused training loop for all-Dense models: a run of optimizer steps
 // (gather batch, forward, loss, backward, update) with no Python in between.
 //
-// It is written once, over a device policy D that supplies the kernels
-// (cpu::Kernels in csrc/cpu/train.cpp, cuda::Kernels in csrc/cuda/train.cu),
+// It is written once, over a device object D that supplies the kernels
+// (the policies in csrc/cpu/train.cpp and csrc/cuda/train.cu; the CUDA one
+// carries the stream, the TF32 setting and the loss's scratch space),
 // and it calls exactly the kernels, in exactly the order, that the per-op
 // Python path calls, so both paths give the same numbers. It owns no memory:
 // every buffer is allocated by the Python backend (NumPy or CuPy) and handed
@@ -58,9 +59,9 @@ struct TrainData {
 // loss is not finite when stop_on_nonfinite is set (the caller sees it in
 // step_losses) — only on devices where reading the loss is free (the CPU).
 template <class D>
-std::int64_t train_steps(std::vector<DenseBuffers>& layers, const OptimizerConfig& opt, LossKind loss,
-                         const TrainData& data, int batch, std::int64_t step0, std::int64_t step1,
-                         std::int64_t iterations, typename D::Stream stream, bool stop_on_nonfinite,
+std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const OptimizerConfig& opt,
+                         LossKind loss, const TrainData& data, int batch, std::int64_t step0,
+                         std::int64_t step1, std::int64_t iterations, bool stop_on_nonfinite,
                          std::int64_t* steps_done) {
   const int L = int(layers.size());
   const int d_in = layers.front().in, d_out = layers.back().out;
@@ -68,44 +69,44 @@ std::int64_t train_steps(std::vector<DenseBuffers>& layers, const OptimizerConfi
   for (; s < step1; ++s) {
     const std::int64_t lo = s * batch;
     const int B = int(std::min<std::int64_t>(batch, data.n - lo));
-    D::gather_rows(data.x_batch, data.x, data.order + lo, B, d_in, stream);
-    D::gather_rows(data.y_batch, data.y, data.order + lo, B, d_out, stream);
+    dev.gather_rows(data.x_batch, data.x, data.order + lo, B, d_in);
+    dev.gather_rows(data.y_batch, data.y, data.order + lo, B, d_out);
     // forward: A_l = act(A_{l-1} W_l + b_l), one fused kernel per layer
     const float* a_prev = data.x_batch;
     for (DenseBuffers& l : layers) {
-      D::matmul(l.A, a_prev, l.W, B, l.out, l.in, false, false, l.b, l.act, stream);
+      dev.matmul(l.A, a_prev, l.W, B, l.out, l.in, false, false, l.b, l.act);
       a_prev = l.A;
     }
     DenseBuffers& last = layers.back();
     // loss value (for the epoch's record) and its gradient w.r.t. the output
     const std::int64_t count = std::int64_t(B) * d_out;
-    D::mse(last.A, data.y_batch, count, data.step_losses + s, stream);
-    D::mse_grad(last.G, last.A, data.y_batch, count, 2.0f / float(count), stream);
+    dev.mse(last.A, data.y_batch, count, data.step_losses + s);
+    dev.mse_grad(last.G, last.A, data.y_batch, count, 2.0f / float(count));
     // backward, last layer first; each W is used for dX before it is updated
     for (int i = L - 1; i >= 0; --i) {
       DenseBuffers& l = layers[i];
       const std::int64_t size = std::int64_t(B) * l.out;
-      if (l.act != Act::linear) D::act_backward(l.G, l.G, l.A, size, l.act, stream);
+      if (l.act != Act::linear) dev.act_backward(l.G, l.G, l.A, size, l.act);
       const float* a_in = i > 0 ? layers[i - 1].A : data.x_batch;
-      D::matmul(l.dW, a_in, l.G, l.in, l.out, B, true, false, nullptr, Act::linear, stream);
-      if (l.b) D::sum_rows(l.db, l.G, B, l.out, stream);
+      dev.matmul(l.dW, a_in, l.G, l.in, l.out, B, true, false, nullptr, Act::linear);
+      if (l.b) dev.sum_rows(l.db, l.G, B, l.out);
       if (i > 0)
-        D::matmul(layers[i - 1].G, l.G, l.W, B, l.in, l.out, false, true, nullptr, Act::linear, stream);
+        dev.matmul(layers[i - 1].G, l.G, l.W, B, l.in, l.out, false, true, nullptr, Act::linear);
     }
     // optimizer update of every parameter with the same step count (Keras)
     const std::int64_t t = iterations + 1;
     for (DenseBuffers& l : layers) {
       const std::int64_t nw = std::int64_t(l.in) * l.out;
       if (opt.kind == OptKind::adam) {
-        D::adam_update(l.W, l.dW, l.W_s1, l.W_s2, nw, opt, t, stream);
-        if (l.b) D::adam_update(l.b, l.db, l.b_s1, l.b_s2, l.out, opt, t, stream);
+        dev.adam_update(l.W, l.dW, l.W_s1, l.W_s2, nw, opt, t);
+        if (l.b) dev.adam_update(l.b, l.db, l.b_s1, l.b_s2, l.out, opt, t);
       } else {
-        D::sgd_update(l.W, l.dW, l.W_s1, nw, opt, stream);
-        if (l.b) D::sgd_update(l.b, l.db, l.b_s1, l.out, opt, stream);
+        dev.sgd_update(l.W, l.dW, l.W_s1, nw, opt);
+        if (l.b) dev.sgd_update(l.b, l.db, l.b_s1, l.out, opt);
       }
     }
     iterations = t;
-    if (stop_on_nonfinite && !D::is_finite(data.step_losses + s, stream)) {
+    if (stop_on_nonfinite && !dev.is_finite(data.step_losses + s)) {
       ++s;
       break;
     }
