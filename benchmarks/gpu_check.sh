@@ -58,6 +58,10 @@ build() {
   return $rc
 }
 
+# timeout runs programs, not shell functions: export what `bash -c build` needs.
+export -f build
+export OUTDIR PY
+
 main() {
   echo "=== fusednn gpu_check: $(date -u +%FT%TZ), budget ${BUDGET}s, output in $OUTDIR ==="
   stage "environment" 30 300 bash -c \
@@ -66,7 +70,7 @@ main() {
      $PY -c 'import sys, numpy, cupy; print(sys.version.split()[0], \"numpy\", numpy.__version__, \"cupy\", cupy.__version__)'; \
      $PY -c 'import torch; print(\"torch\", torch.__version__, torch.cuda.is_available())' || true; \
      git log --oneline -1 2>/dev/null || true"
-  stage "build (pip install, sm_90)" 200 150 build
+  stage "build (pip install, sm_90)" 200 150 bash -c build
   stage "fusednn info" 30 140 "$PY" -m fusednn info
   stage "GPU tests: CUDA kernels and backend" 110 120 \
     "$PY" -m pytest -x -q -p no:cacheprovider -rs tests/test_cuda_ops.py tests/test_cuda_backend.py tests/test_build.py

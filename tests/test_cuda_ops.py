@@ -50,7 +50,8 @@ def act64(x: np.ndarray, act: str) -> np.ndarray:
     if act == "relu":
         return np.where(x < 0, 0.0, x)
     if act == "sigmoid":
-        return 0.5 * (1.0 + np.tanh(0.5 * x))  # never overflows
+        e = np.exp(-np.abs(x))  # never overflows, accurate for x << 0
+        return np.where(x >= 0, 1.0, e) / (1.0 + e)
     if act == "tanh":
         return np.tanh(x)
     return x

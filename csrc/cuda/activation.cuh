@@ -10,12 +10,11 @@ namespace cuda {
 namespace detail {
 
 __device__ __forceinline__ float sigmoid1(float v) {
-  // e^v / (1 + e^v) for negative v never overflows and keeps precision.
-  if (v < 0.f) {
-    const float e = expf(v);
-    return e / (1.f + e);
-  }
-  return 1.f / (1.f + expf(-v));
+  // 1/(1+e) or e/(1+e) with e = e^-|v|: never overflows, keeps precision for
+  // v < 0, and is one exp and one division without a divergent branch; the
+  // same formula as the NumPy backend.
+  const float e = expf(-fabsf(v));
+  return (v >= 0.f ? 1.f : e) / (1.f + e);
 }
 
 template <Act A>
