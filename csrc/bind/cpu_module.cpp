@@ -137,6 +137,121 @@ PYBIND11_MODULE(_cpu, m) {
       py::arg("x"), py::arg("bias"), py::arg("activation"), py::arg("out") = py::none());
 
   m.def(
+      "softmax",
+      [](const py::object& x_, const py::object& out_) {
+        py::array x = as_f32(x_, "x");
+        check_ndim(x, "x", 2);
+        py::array out = out_or_new(out_, shape_vec(x));
+        float* y = fptr(out);
+        const float* px = cfptr(x);
+        const std::size_t rows = std::size_t(x.shape(0)), cols = std::size_t(x.shape(1));
+        {
+          py::gil_scoped_release nogil;
+          cpu::softmax(y, px, rows, cols);
+        }
+        return out;
+      },
+      py::arg("x"), py::arg("out") = py::none(), "Row-wise softmax of a 2-D array.");
+  m.def(
+      "softmax_backward",
+      [](const py::object& dy_, const py::object& y_, const py::object& out_) {
+        py::array dy = as_f32(dy_, "dy"), y = as_f32(y_, "y");
+        check_ndim(dy, "dy", 2);
+        check_same_shape(dy, "dy", y, "y");
+        py::array out = out_or_new(out_, shape_vec(dy));
+        float* dx = fptr(out);
+        const float *pdy = cfptr(dy), *py_ = cfptr(y);
+        const std::size_t rows = std::size_t(dy.shape(0)), cols = std::size_t(dy.shape(1));
+        {
+          py::gil_scoped_release nogil;
+          cpu::softmax_backward(dx, pdy, py_, rows, cols);
+        }
+        return out;
+      },
+      py::arg("dy"), py::arg("y"), py::arg("out") = py::none(),
+      "dy * y - y * sum(dy * y) per row: the gradient through a row softmax with output y.");
+  m.def(
+      "xent",
+      [](const py::object& z_, const py::object& t_, int kind, float scale, const py::object& grad_,
+         const py::object& out_) {
+        if (!fusednn::xent_kind_is_valid(kind))
+          throw py::value_error("unknown cross-entropy kind " + std::to_string(kind) +
+                                " (0=sigmoid_binary, 1=softmax_categorical, 2=softmax_sparse)");
+        const auto k = static_cast<fusednn::XentKind>(kind);
+        py::array z = as_f32(z_, "logits"), t = as_f32(t_, "target");
+        check_ndim(z, "logits", 2);
+        if (k == fusednn::XentKind::softmax_sparse) {
+          if (t.size() != z.shape(0) || t.ndim() > 2 || (t.ndim() == 2 && t.shape(1) != 1))
+            throw py::value_error("sparse targets must hold one class index per row: logits have shape " +
+                                  shape_of(z) + ", target has shape " + shape_of(t));
+        } else {
+          check_same_shape(z, "logits", t, "target");
+        }
+        float* g = nullptr;
+        py::array grad;
+        if (!grad_.is_none()) {
+          grad = out_or_new(grad_, shape_vec(z));
+          check_no_overlap(grad, t, "target");
+          g = fptr(grad);
+        }
+        float* o = nullptr;
+        py::array out;
+        if (!out_.is_none()) {
+          out = as_f32(out_, "out", true);
+          if (out.size() != 1) throw py::value_error("xent: out must hold exactly one element, got shape " + shape_of(out));
+          o = fptr(out);
+        }
+        const float *pz = cfptr(z), *pt = cfptr(t);
+        const std::size_t rows = std::size_t(z.shape(0)), cols = std::size_t(z.shape(1));
+        double r;
+        {
+          py::gil_scoped_release nogil;
+          r = cpu::xent(g, pz, pt, rows, cols, k, scale);
+        }
+        if (o) *o = float(r);
+        return r;
+      },
+      py::arg("logits"), py::arg("target"), py::arg("kind"), py::arg("scale") = 1.0f,
+      py::arg("grad") = py::none(), py::arg("out") = py::none(),
+      "Cross-entropy on logits (mean); writes scale * (act(logits) - target) to grad when given.");
+  m.def(
+      "confusion_update",
+      [](const py::object& counts_, const py::object& p_, const py::object& t_, int classes, bool sparse,
+         float threshold) {
+        py::array counts = as_f64_out(counts_, "counts");
+        py::array p = as_f32(p_, "pred"), t = as_f32(t_, "target");
+        check_ndim(p, "pred", 2);
+        if (classes < 2 || counts.size() != py::ssize_t(classes) * classes)
+          throw py::value_error("counts must hold classes x classes entries (classes >= 2)");
+        const std::size_t rows = std::size_t(p.shape(0)), cols = std::size_t(p.shape(1));
+        if (sparse ? t.size() != py::ssize_t(rows) : t.size() != p.size())
+          throw py::value_error("target has shape " + shape_of(t) + ", which does not match pred " + shape_of(p));
+        if (cols != 1 && cols != std::size_t(classes))
+          throw py::value_error("pred has " + std::to_string(cols) + " columns for " + std::to_string(classes) +
+                                " classes");
+        double* c = static_cast<double*>(counts.mutable_data());
+        const float *pp = cfptr(p), *pt = cfptr(t);
+        py::gil_scoped_release nogil;
+        cpu::confusion_update(c, pp, pt, rows, cols, classes, sparse, threshold);
+      },
+      py::arg("counts"), py::arg("pred"), py::arg("target"), py::arg("classes"), py::arg("sparse"),
+      py::arg("threshold") = 0.5f);
+  m.def(
+      "error_sums_update",
+      [](const py::object& sums_, const py::object& p_, const py::object& t_) {
+        py::array sums = as_f64_out(sums_, "sums");
+        py::array p = as_f32(p_, "pred"), t = as_f32(t_, "target");
+        check_same_shape(p, "pred", t, "target");
+        if (sums.size() != 2) throw py::value_error("sums must hold 2 entries");
+        double* s = static_cast<double*>(sums.mutable_data());
+        const float *pp = cfptr(p), *pt = cfptr(t);
+        const std::size_t n = std::size_t(p.size());
+        py::gil_scoped_release nogil;
+        cpu::error_sums_update(s, pp, pt, n);
+      },
+      py::arg("sums"), py::arg("pred"), py::arg("target"));
+
+  m.def(
       "mse",
       [](const py::object& p_, const py::object& t_, const py::object& out_) {
         py::array p = as_f32(p_, "pred"), t = as_f32(t_, "target");

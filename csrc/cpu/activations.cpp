@@ -91,5 +91,39 @@ void bias_act(float* y, const float* x, const float* b, std::size_t rows, std::s
   }
 }
 
+void softmax(float* y, const float* x, std::size_t rows, std::size_t cols) {
+  if (cols == 0) return;
+  for (std::size_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * cols;
+    float* yr = y + r * cols;
+#ifdef FUSEDNN_HAVE_AVX2_TU
+    if (use_avx2()) {
+      avx2::softmax_row(yr, xr, cols);
+      continue;
+    }
+#endif
+    float mx = xr[0];
+    for (std::size_t c = 1; c < cols; ++c) mx = xr[c] > mx ? xr[c] : mx;
+    double sum = 0.0;
+    for (std::size_t c = 0; c < cols; ++c) {
+      yr[c] = std::exp(xr[c] - mx);
+      sum += yr[c];
+    }
+    const float inv = float(1.0 / sum);
+    for (std::size_t c = 0; c < cols; ++c) yr[c] *= inv;
+  }
+}
+
+void softmax_backward(float* dx, const float* dy, const float* y, std::size_t rows, std::size_t cols) {
+  for (std::size_t r = 0; r < rows; ++r) {
+    const float *dyr = dy + r * cols, *yr = y + r * cols;
+    double dot = 0.0;
+    for (std::size_t c = 0; c < cols; ++c) dot += double(dyr[c]) * yr[c];
+    const float d = float(dot);
+    float* dxr = dx + r * cols;
+    for (std::size_t c = 0; c < cols; ++c) dxr[c] = yr[c] * (dyr[c] - d);
+  }
+}
+
 }  // namespace cpu
 }  // namespace fusednn

@@ -77,6 +77,32 @@ void bias_act_row(float* y, const float* x, const float* b, std::size_t cols, Ac
   map2(y, x, b, cols, [act](__m256 v, __m256 bb) { return act_ps(_mm256_add_ps(v, bb), act); });
 }
 
+void softmax_row(float* y, const float* x, std::size_t cols) {
+  // max of the row, exp(x - max) stored in y, then one scaling pass
+  __m256 vmax = _mm256_set1_ps(x[0]);
+  std::size_t i = 0;
+  for (; i + 8 <= cols; i += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(x + i));
+  float mx = x[0];
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, vmax);
+  for (float v : lanes) mx = v > mx ? v : mx;
+  for (; i < cols; ++i) mx = x[i] > mx ? x[i] : mx;
+  const __m256 shift = _mm256_set1_ps(mx);
+  __m256 vsum = _mm256_setzero_ps();
+  map1(y, x, cols, [&](__m256 v) {
+    const __m256 e = exp_ps(_mm256_sub_ps(v, shift));
+    return e;
+  });
+  double sum = 0.0;
+  i = 0;
+  for (; i + 8 <= cols; i += 8) vsum = _mm256_add_ps(vsum, _mm256_loadu_ps(y + i));
+  _mm256_store_ps(lanes, vsum);
+  for (float v : lanes) sum += v;
+  for (; i < cols; ++i) sum += y[i];
+  const __m256 inv = _mm256_set1_ps(float(1.0 / sum));
+  map1(y, y, cols, [inv](__m256 v) { return _mm256_mul_ps(v, inv); });
+}
+
 }  // namespace avx2
 }  // namespace cpu
 }  // namespace fusednn

@@ -26,6 +26,7 @@ void gemm_n1(float* c, const float* A, const float* b, int M, int K, bool ta);
 void act_forward(float* y, const float* x, std::size_t n, Act act);
 void act_backward(float* dx, const float* dy, const float* y, std::size_t n, Act act);
 void bias_act_row(float* y, const float* x, const float* b, std::size_t cols, Act act);
+void softmax_row(float* y, const float* x, std::size_t cols);
 
 // Adam with the bias-corrected step size alpha and c1 = 1 - beta1, c2 = 1 - beta2
 // precomputed by the caller (optim.cpp); SGD with the contract of cpu::sgd_update.

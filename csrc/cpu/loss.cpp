@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "fusednn/cpu.h"
@@ -44,6 +45,68 @@ void mse_grad(float* g, const float* p, const float* t, std::size_t n, float sca
   parallel_chunks(n, [&](std::size_t b, std::size_t e) {
     for (std::size_t i = b; i < e; ++i) g[i] = scale * (p[i] - t[i]);
   });
+}
+
+namespace {
+
+// log(1 + e^-|z|) + max(z, 0) - z t: the binary cross-entropy of sigmoid(z)
+// against t, with no overflow for any z.
+inline double bce_logit(float z, float t) {
+  const double zd = z;
+  return (zd > 0 ? zd : 0.0) - zd * t + std::log1p(std::exp(-std::fabs(zd)));
+}
+
+inline float sigmoid(float z) {
+  if (z < 0.f) {
+    const float e = std::exp(z);
+    return e / (1.f + e);
+  }
+  return 1.f / (1.f + std::exp(-z));
+}
+
+}  // namespace
+
+double xent(float* g, const float* z, const float* t, std::size_t rows, std::size_t cols, XentKind kind,
+            float scale) {
+  double total = 0.0;
+  if (kind == XentKind::sigmoid_binary) {
+    const std::size_t n = rows * cols;
+    for (std::size_t i = 0; i < n; ++i) {
+      total += bce_logit(z[i], t[i]);
+      if (g) g[i] = scale * (sigmoid(z[i]) - t[i]);
+    }
+    return n ? total / double(n) : 0.0;
+  }
+  for (std::size_t r = 0; r < rows; ++r) {
+    const float* zr = z + r * cols;
+    float mx = zr[0];
+    for (std::size_t c = 1; c < cols; ++c) mx = zr[c] > mx ? zr[c] : mx;
+    double sum = 0.0;
+    for (std::size_t c = 0; c < cols; ++c) sum += std::exp(double(zr[c] - mx));
+    const double lse = double(mx) + std::log(sum);
+    float* gr = g ? g + r * cols : nullptr;
+    if (kind == XentKind::softmax_sparse) {
+      const float label = t[r];
+      const long k = long(label);
+      if (!(label >= 0.f) || float(k) != label || k >= long(cols)) {  // bad index: NaN, no gradient
+        total = std::nan("");
+        if (gr)
+          for (std::size_t c = 0; c < cols; ++c) gr[c] = 0.f;
+        continue;
+      }
+      total += lse - zr[k];
+      if (gr)
+        for (std::size_t c = 0; c < cols; ++c)
+          gr[c] = scale * (float(std::exp(double(zr[c]) - lse)) - (long(c) == k ? 1.f : 0.f));
+    } else {
+      const float* tr = t + r * cols;
+      for (std::size_t c = 0; c < cols; ++c) {
+        total += double(tr[c]) * (lse - zr[c]);
+        if (gr) gr[c] = scale * (float(std::exp(double(zr[c]) - lse)) - tr[c]);
+      }
+    }
+  }
+  return rows ? total / double(rows) : 0.0;
 }
 
 }  // namespace cpu

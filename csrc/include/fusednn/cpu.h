@@ -27,12 +27,39 @@ void act_forward(float* y, const float* x, std::size_t n, Act act);
 void act_backward(float* dx, const float* dy, const float* y, std::size_t n, Act act);
 // y[r, c] = act(x[r, c] + b[c]); x may alias y.
 void bias_act(float* y, const float* x, const float* b, std::size_t rows, std::size_t cols, Act act);
+// Row-wise softmax of x (rows×cols), shifted by each row's max so it cannot
+// overflow; x may alias y.
+void softmax(float* y, const float* x, std::size_t rows, std::size_t cols);
+// dx = y * (dy - sum_j dy_j y_j) per row, from the softmax output y.
+void softmax_backward(float* dx, const float* dy, const float* y, std::size_t rows, std::size_t cols);
 
 // ---- loss.cpp
 // mean((p - t)^2) over n elements, accumulated in double.
 double mse(const float* p, const float* t, std::size_t n);
 // g = scale * (p - t); the MSE gradient uses scale = 2 / n.
 void mse_grad(float* g, const float* p, const float* t, std::size_t n, float scale);
+
+// Cross-entropy on logits z (rows×cols), the stable form Keras uses when the
+// output layer's sigmoid/softmax is folded into the loss:
+//   sigmoid_binary:      mean over all elements of max(z,0) - z t + log(1 + e^-|z|)
+//   softmax_categorical: mean over rows of sum_j t_j (logsumexp(z) - z_j)
+//   softmax_sparse:      t holds one class index per row (as float); mean over rows
+//                        of logsumexp(z) - z_t. An index outside [0, cols) makes the
+//                        loss NaN and that row's gradient zero (never read out of range).
+// Returns the loss (accumulated in double); g (may be null) receives
+// scale * (act(z) - t), the gradient w.r.t. z when scale = 1/elements or 1/rows.
+double xent(float* g, const float* z, const float* t, std::size_t rows, std::size_t cols, XentKind kind,
+            float scale);
+
+// ---- metrics.cpp: accumulators that fit/evaluate read once per epoch
+// counts[true * classes + predicted] += 1 per row. With classes == 2 and
+// cols == 1 the prediction is p > threshold (a sigmoid output or probability);
+// otherwise it is the argmax over the row. Targets are class indices when
+// sparse, else one-hot rows (argmax) or, for one column, t > 0.5.
+void confusion_update(double* counts, const float* p, const float* t, std::size_t rows, std::size_t cols,
+                      int classes, bool sparse, float threshold);
+// sums[0] += sum |p - t|, sums[1] += sum (p - t)^2 over n elements.
+void error_sums_update(double* sums, const float* p, const float* t, std::size_t n);
 
 // ---- reduce.cpp
 // out[c] = sum over rows of x[r, c] (the bias gradient).

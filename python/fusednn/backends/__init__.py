@@ -11,7 +11,7 @@ import os
 
 import numpy as _np
 
-from .base import ACTIVATIONS, Backend, activation_code
+from .base import ACTIVATIONS, XENT_KINDS, Backend, activation_code
 
 NAMES = ("cuda", "cpu", "numpy")
 
@@ -99,6 +99,7 @@ def host_backend() -> Backend:
 
 __all__ = [
     "ACTIVATIONS",
+    "XENT_KINDS",
     "Backend",
     "BackendUnavailableError",
     "activation_code",

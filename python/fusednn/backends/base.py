@@ -14,6 +14,8 @@ import numpy as np
 
 #: activation name -> integer code shared with the C++/CUDA kernels (fusednn/activation.h)
 ACTIVATIONS = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3}
+#: cross-entropy kind -> integer code (fusednn::XentKind)
+XENT_KINDS = {"binary": 0, "categorical": 1, "sparse": 2}
 
 
 def activation_code(name: str | None) -> int:
@@ -83,6 +85,32 @@ class Backend:
         raise NotImplementedError
 
     def sum_rows(self, x, out):
+        raise NotImplementedError
+
+    def softmax(self, x, out):
+        """Row-wise softmax of a 2-D array (max-shifted: no overflow)."""
+        raise NotImplementedError
+
+    def softmax_backward(self, dy, y, out):
+        """Gradient through a row softmax from its output ``y``: y * (dy - sum(dy*y))."""
+        raise NotImplementedError
+
+    def xent(self, kind, logits, target, grad=None, out=None, scale=1.0):
+        """Cross-entropy on logits, ``kind`` in XENT_KINDS ('binary': sigmoid, mean over
+        elements; 'categorical': softmax against one-hot/probability rows; 'sparse':
+        softmax against one class index per row; both mean over rows). Writes
+        ``scale * (act(logits) - target)`` to ``grad`` when given and the loss to
+        ``out[0]`` as ``mse`` does; without ``out`` returns the loss as a float."""
+        raise NotImplementedError
+
+    def confusion_update(self, counts, pred, target, classes, sparse, threshold=0.5):
+        """Add this batch to a (classes, classes) float64 confusion matrix on the device:
+        rows are true classes, columns predicted (argmax, or ``pred > threshold`` for
+        one column)."""
+        raise NotImplementedError
+
+    def error_sums_update(self, sums, pred, target):
+        """sums[0] += sum|pred - target|, sums[1] += sum (pred - target)^2 (float64)."""
         raise NotImplementedError
 
     def sgd_update(self, param, grad, velocity, learning_rate, momentum, nesterov):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Backend, activation_code
+from .base import XENT_KINDS, Backend, activation_code
 
 try:
     from .. import _cpu
@@ -53,6 +53,21 @@ class CpuBackend(Backend):
 
     def sum_rows(self, x, out):
         return self._k.sum_rows(x, out)
+
+    def softmax(self, x, out):
+        return self._k.softmax(x, out)
+
+    def softmax_backward(self, dy, y, out):
+        return self._k.softmax_backward(dy, y, out)
+
+    def xent(self, kind, logits, target, grad=None, out=None, scale=1.0):
+        return self._k.xent(logits, target, XENT_KINDS[kind], scale, grad, out)
+
+    def confusion_update(self, counts, pred, target, classes, sparse, threshold=0.5):
+        self._k.confusion_update(counts, pred, target, classes, sparse, threshold)
+
+    def error_sums_update(self, sums, pred, target):
+        self._k.error_sums_update(sums, pred, target)
 
     def sgd_update(self, param, grad, velocity, learning_rate, momentum, nesterov):
         self._k.sgd_update(param, grad, velocity, learning_rate, momentum, nesterov)

@@ -97,6 +97,68 @@ class NumpyBackend(Backend):
         np.copyto(out, x.sum(axis=0, dtype=np.float64))
         return out
 
+    def softmax(self, x, out):
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        np.divide(e, e.sum(axis=1, keepdims=True, dtype=np.float64), out=out, casting="same_kind")
+        return out
+
+    def softmax_backward(self, dy, y, out):
+        dot = (dy.astype(np.float64) * y).sum(axis=1, keepdims=True)
+        np.multiply(y, dy - dot.astype(np.float32), out=out)
+        return out
+
+    def xent(self, kind, logits, target, grad=None, out=None, scale=1.0):
+        z = logits.astype(np.float64)
+        if kind == "binary":
+            t = target.astype(np.float64)
+            loss = float(np.mean(np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z))))) if z.size else 0.0
+            if grad is not None:
+                _sigmoid(logits, grad)
+                grad -= target
+                grad *= np.float32(scale)
+        else:
+            lse = z.max(axis=1, keepdims=True)
+            lse = lse + np.log(np.exp(z - lse).sum(axis=1, keepdims=True))
+            if kind == "sparse":
+                labels = target.reshape(-1)
+                k = labels.astype(np.int64)
+                bad = ~((labels >= 0) & (k == labels) & (k < z.shape[1]))
+                k = np.where(bad, 0, k)
+                t = np.zeros_like(z)
+                t[np.arange(z.shape[0]), k] = 1.0
+                t[bad] = 0.0
+                per_row = (lse[:, 0] - z[np.arange(z.shape[0]), k])
+                per_row[bad] = np.nan
+            else:
+                t = target.astype(np.float64)
+                per_row = (t * (lse - z)).sum(axis=1)
+                bad = None
+            loss = float(per_row.mean()) if z.shape[0] else 0.0
+            if grad is not None:
+                g = np.float32(scale) * (np.exp(z - lse).astype(np.float32) - t.astype(np.float32))
+                if bad is not None:
+                    g[bad] = 0.0
+                np.copyto(grad, g)
+        if out is not None:
+            out.reshape(-1)[0] = loss
+        return loss
+
+    def confusion_update(self, counts, pred, target, classes, sparse, threshold=0.5):
+        p = (pred[:, 0] > threshold).astype(np.int64) if pred.shape[1] == 1 else pred.argmax(axis=1)
+        if sparse:
+            t = target.reshape(-1).astype(np.int64)
+        elif target.shape[1] == 1:
+            t = (target[:, 0] > 0.5).astype(np.int64)
+        else:
+            t = target.argmax(axis=1)
+        ok = (t >= 0) & (t < classes) & (p >= 0) & (p < classes)
+        np.add.at(counts.reshape(classes, classes), (t[ok], p[ok]), 1.0)
+
+    def error_sums_update(self, sums, pred, target):
+        d = pred.astype(np.float64) - target
+        sums[0] += np.abs(d).sum()
+        sums[1] += (d * d).sum()
+
     def sgd_update(self, param, grad, velocity, learning_rate, momentum, nesterov):
         lr, mu = np.float32(learning_rate), np.float32(momentum)
         if momentum == 0 or velocity is None:
