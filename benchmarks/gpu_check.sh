@@ -69,11 +69,14 @@ main() {
      nvcc --version | tail -n 2; \
      $PY -c 'import sys, numpy, cupy; print(sys.version.split()[0], \"numpy\", numpy.__version__, \"cupy\", cupy.__version__)'; \
      $PY -c 'import torch; print(\"torch\", torch.__version__, torch.cuda.is_available())' || true; \
+     $PY -c 'import os, sysconfig; i = sysconfig.get_paths()[\"include\"]; print(\"Python.h in\", i, os.path.exists(os.path.join(i, \"Python.h\")))'; \
      git log --oneline -1 2>/dev/null || true"
   stage "build (pip install, sm_90)" 200 150 bash -c build
   stage "fusednn info" 30 140 "$PY" -m fusednn info
+  # --maxfail rather than -x: one run should show every broken kernel, not the first.
   stage "GPU tests: CUDA kernels and backend" 110 120 \
-    "$PY" -m pytest -x -q -p no:cacheprovider -rs tests/test_cuda_ops.py tests/test_cuda_backend.py tests/test_build.py
+    "$PY" -m pytest -q -p no:cacheprovider -rs --maxfail=10 --durations=5 \
+    tests/test_cuda_ops.py tests/test_cuda_backend.py tests/test_build.py
   stage "benchmark" 130 20 "$PY" benchmarks/bench_cuda.py --out "$OUTDIR"
   stage "GPU tests: the rest (-m gpu)" 60 10 \
     "$PY" -m pytest -q -p no:cacheprovider -m gpu --ignore=tests/test_cuda_ops.py --ignore=tests/test_cuda_backend.py
