@@ -149,8 +149,10 @@ int to_int_dim(py::ssize_t d, const char* what) {
 }
 
 // `out` checked as a writeable float32 device array of `shape`, or, when None,
-// a new cupy.empty(shape) (CuPy owns device memory; this module never allocates).
-std::pair<py::object, DevArray> out_or_new(const py::object& out, const std::vector<py::ssize_t>& shape) {
+// a new cupy.empty(shape) (CuPy owns device memory; this module never
+// allocates). `op` prefixes the shape error ("matmul: out has shape ...").
+std::pair<py::object, DevArray> out_or_new(const py::object& out, const std::vector<py::ssize_t>& shape,
+                                           const char* op = nullptr) {
   if (out.is_none()) {
     py::object arr = py::module_::import("cupy").attr("empty")(py::cast(shape), "float32");
     return {arr, as_dev(arr, "out", true)};
@@ -159,7 +161,8 @@ std::pair<py::object, DevArray> out_or_new(const py::object& out, const std::vec
   if (a.shape != shape) {
     DevArray want;
     want.shape = shape;
-    throw py::value_error("out has shape " + shape_of(a) + ", expected " + shape_of(want));
+    throw py::value_error((op ? std::string(op) + ": " : std::string()) + "out has shape " +
+                          shape_of(a) + ", expected " + shape_of(want));
   }
   return {out, a};
 }
@@ -179,13 +182,7 @@ py::object matmul_checked(bool reference, const py::object& a_, const py::object
     throw py::value_error("matmul: inner dimensions differ: a" + std::string(ta ? ".T" : "") +
                           " has shape " + shape_of(a) + ", b" + (tb ? ".T" : "") +
                           " has shape " + shape_of(b));
-  if (!out_.is_none()) {
-    const DevArray o = as_dev(out_, "out", true);
-    if (o.ndim() != 2 || o.dim(0) != M || o.dim(1) != N)
-      throw py::value_error("matmul: out has shape " + shape_of(o) + ", expected (" +
-                            std::to_string(M) + ", " + std::to_string(N) + ")");
-  }
-  const auto [out_obj, out] = out_or_new(out_, {M, N});
+  const auto [out_obj, out] = out_or_new(out_, {M, N}, "matmul");
   check_no_overlap(out, "out", a, "a");
   check_no_overlap(out, "out", b, "b");
   const float* bias = nullptr;
@@ -415,13 +412,7 @@ PYBIND11_MODULE(_cuda, m) {
       [](const py::object& x_, const py::object& out_, std::uintptr_t stream) {
         const DevArray x = as_dev(x_, "x");
         check_ndim(x, "x", 2);
-        if (!out_.is_none()) {
-          const DevArray o = as_dev(out_, "out", true);
-          if (o.ndim() != 1 || o.dim(0) != x.dim(1))
-            throw py::value_error("sum_rows: out has shape " + shape_of(o) + ", expected (" +
-                                  std::to_string(x.dim(1)) + ",)");
-        }
-        const auto [out_obj, out] = out_or_new(out_, {x.dim(1)});
+        const auto [out_obj, out] = out_or_new(out_, {x.dim(1)}, "sum_rows");
         check_no_overlap(out, "out", x, "x");
         const std::size_t rows = std::size_t(x.dim(0)), cols = std::size_t(x.dim(1));
         cudaError_t e;
