@@ -159,12 +159,14 @@ struct Variant {
 // benchmark to weigh against BK = 8 with two blocks.
 using T128x128 = Tiling<128, 128, 8, 8, 8, 2>;
 using T128x128k16 = Tiling<128, 128, 16, 8, 8, 1>;
+using T128x256 = Tiling<128, 256, 8, 8, 16, 1>;
 using T128x64 = Tiling<128, 64, 8, 8, 8, 3>;
 using T64x64 = Tiling<64, 64, 8, 4, 4, 4>;
 using T32x32 = Tiling<32, 32, 8, 4, 4, 8>;
 constexpr Variant kVariants[] = {
     {"128x128x8/8x8", 128, 128, T128x128::THREADS / 32, true, launch_sgemm<T128x128>},
     {"128x128x16/8x8", 128, 128, T128x128k16::THREADS / 32, false, launch_sgemm<T128x128k16>},
+    {"128x256x8/8x16", 128, 256, T128x256::THREADS / 32, false, launch_sgemm<T128x256>},
     {"128x64x8/8x8", 128, 64, T128x64::THREADS / 32, true, launch_sgemm<T128x64>},
     {"64x64x8/4x4", 64, 64, T64x64::THREADS / 32, true, launch_sgemm<T64x64>},
     {"32x32x8/4x4", 32, 32, T32x32::THREADS / 32, true, launch_sgemm<T32x32>},
