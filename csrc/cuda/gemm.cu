@@ -10,7 +10,7 @@
 // fragments as float4s. A warp is 4×8 lanes; a lane owns TM×TN outputs made of
 // (TM/4)×(TN/4) 4×4 sub-tiles spaced 16 rows and 32 columns apart, so the 8
 // lanes of a row read 128 contiguous bytes of B and the 4 lanes of a column
-// broadcast-read A: every fragment read is one conflict-free wavefront.
+// broadcast-read A: fragment reads have no bank conflicts.
 #include <algorithm>
 
 #include "activation.cuh"
