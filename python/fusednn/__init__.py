@@ -13,9 +13,11 @@ from .threads import get_num_threads, set_num_threads
 
 from . import callbacks, initializers, keras, layers, losses, models, optimizers, utils
 from .callbacks import Callback, EarlyStopping, History, ProgbarLogger, TerminateOnNaN
+from .callbacks import ModelCheckpoint
 from .layers import Activation, Dense, Input, InputLayer
 from .losses import MeanSquaredError
 from .models import Sequential
+from .saving import load_model
 from .optimizers import SGD, Adam
 from .utils import set_random_seed
 
@@ -30,6 +32,7 @@ __all__ = [
     "Input",
     "InputLayer",
     "MeanSquaredError",
+    "ModelCheckpoint",
     "ProgbarLogger",
     "SGD",
     "Sequential",
@@ -38,6 +41,7 @@ __all__ = [
     "initializers",
     "keras",
     "layers",
+    "load_model",
     "losses",
     "models",
     "optimizers",

@@ -309,3 +309,59 @@ class ProgbarLogger(Callback):
 
     def on_predict_end(self, logs: Mapping[str, float] | None = None) -> None:
         self._end("", self.params["steps"], {})
+
+
+class ModelCheckpoint(Callback):
+    """Save the model (or, with ``save_weights_only``, its weights) after each epoch,
+    as Keras' ModelCheckpoint: ``filepath`` may hold ``{epoch}`` (counted from 1) and
+    log values, e.g. ``"ckpt-{epoch:02d}-{val_loss:.4f}.npz"``. With
+    ``save_best_only`` it saves only when ``monitor`` improved on the best value seen
+    (lower for ``mode='min'``, higher for 'max'; 'auto' is max for accuracy-like
+    names: acc, auc, precision, recall, f1); ``verbose=1`` prints what it did. Each
+    file is written whole or not at all (see :mod:`fusednn.saving`)."""
+
+    def __init__(self, filepath: str, monitor: str = "val_loss", verbose: int = 0, save_best_only: bool = False,
+                 save_weights_only: bool = False, mode: str = "auto") -> None:
+        super().__init__()
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"ModelCheckpoint mode must be 'auto', 'min' or 'max', got {mode!r}")
+        self.filepath, self.monitor, self.verbose = str(filepath), monitor, verbose
+        self.save_best_only, self.save_weights_only = bool(save_best_only), bool(save_weights_only)
+        if mode == "auto":
+            name = monitor.lower()
+            higher = "acc" in name or name.endswith(("auc", "precision", "recall", "f1"))
+            mode = "max" if higher else "min"
+        self.mode = mode
+        self.best = -math.inf if mode == "max" else math.inf
+
+    def _path(self, epoch: int, logs: Mapping[str, float]) -> str:
+        try:
+            return self.filepath.format(epoch=epoch + 1, **logs)
+        except KeyError as e:
+            raise KeyError(f"ModelCheckpoint filepath {self.filepath!r} names {e}, which is not in the logs "
+                           f"(available: epoch, {', '.join(logs)})") from None
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+        logs = dict(logs or {})
+        path = self._path(epoch, logs)
+        if self.save_best_only:
+            current = logs.get(self.monitor)
+            if current is None:
+                warnings.warn(f"ModelCheckpoint monitors {self.monitor!r}, which is not in the logs "
+                              f"(available: {', '.join(logs) or 'none'}); skipping", RuntimeWarning, stacklevel=2)
+                return
+            better = current > self.best if self.mode == "max" else current < self.best
+            if not better:
+                if self.verbose > 0:
+                    print(f"Epoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5f}")
+                return
+            if self.verbose > 0:
+                print(f"Epoch {epoch + 1}: {self.monitor} improved from {self.best:.5f} to {current:.5f}, "
+                      f"saving model to {path}")
+            self.best = current
+        elif self.verbose > 0:
+            print(f"Epoch {epoch + 1}: saving model to {path}")
+        if self.save_weights_only:
+            self.model.save_weights(path)
+        else:
+            self.model.save(path)

@@ -7,10 +7,15 @@ That is what makes a seed give the same initial weights on every backend.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
+from . import registry
 from .utils import rng
+
+#: every Initializer subclass by class name, for rebuilding saved layers
+REGISTRY = registry.Registry("initializer")
 
 # Keras divides by the standard deviation of a unit normal truncated to [-2, 2],
 # so that the truncated samples have exactly the requested variance.
@@ -30,6 +35,19 @@ class Initializer:
 
     def __call__(self, shape: tuple[int, ...]) -> np.ndarray:
         raise NotImplementedError
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        REGISTRY.register(cls)
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as JSON values (none here); ``from_config`` inverts it."""
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Initializer":
+        """A new initialiser from :meth:`get_config`'s output."""
+        return cls(**config)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -85,6 +103,9 @@ class VarianceScaling(Initializer):
                 w[bad] = g.normal(0.0, std, size=int(bad.sum()))
         return w.astype(np.float32)
 
+    def get_config(self) -> dict[str, Any]:
+        return {"scale": self.scale, "mode": self.mode, "distribution": self.distribution, "seed": self.seed}
+
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(scale={self.scale}, mode={self.mode!r}, "
                 f"distribution={self.distribution!r}, seed={self.seed})")
@@ -96,12 +117,18 @@ class GlorotUniform(VarianceScaling):
     def __init__(self, seed: int | None = None) -> None:
         super().__init__(1.0, "fan_avg", "uniform", seed)
 
+    def get_config(self) -> dict[str, Any]:
+        return {"seed": self.seed}
+
 
 class GlorotNormal(VarianceScaling):
     """Truncated normal with standard deviation sqrt(2 / (fan_in + fan_out))."""
 
     def __init__(self, seed: int | None = None) -> None:
         super().__init__(1.0, "fan_avg", "truncated_normal", seed)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"seed": self.seed}
 
 
 class HeNormal(VarianceScaling):
@@ -110,12 +137,18 @@ class HeNormal(VarianceScaling):
     def __init__(self, seed: int | None = None) -> None:
         super().__init__(2.0, "fan_in", "truncated_normal", seed)
 
+    def get_config(self) -> dict[str, Any]:
+        return {"seed": self.seed}
+
 
 class HeUniform(VarianceScaling):
     """Uniform in [-limit, limit], limit = sqrt(6 / fan_in)."""
 
     def __init__(self, seed: int | None = None) -> None:
         super().__init__(2.0, "fan_in", "uniform", seed)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"seed": self.seed}
 
 
 _ALIASES = {
@@ -128,13 +161,26 @@ _ALIASES = {
 }
 
 
-def get(identifier: str | Initializer) -> Initializer:
-    """An initialiser from its Keras name (e.g. 'glorot_uniform') or an instance."""
+def get(identifier: str | dict | Initializer) -> Initializer:
+    """An initialiser from its Keras name (e.g. 'glorot_uniform'), a :func:`serialize`
+    dict or an instance."""
     if isinstance(identifier, Initializer):
         return identifier
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
     if isinstance(identifier, str):
         cls = _ALIASES.get(identifier.lower())
         if cls is not None:
             return cls()
     raise ValueError(f"unknown initializer {identifier!r}; valid: {', '.join(sorted(_ALIASES))} "
                      "or an Initializer instance")
+
+
+def serialize(initializer: Initializer) -> dict[str, Any]:
+    """``{"class_name": ..., "config": ...}`` of an initialiser, as Keras saves it."""
+    return registry.serialize(initializer, REGISTRY)
+
+
+def deserialize(config: dict[str, Any]) -> Initializer:
+    """The initialiser :func:`serialize` described."""
+    return registry.deserialize(config, REGISTRY)

@@ -18,8 +18,12 @@ import numpy as np
 
 from . import initializers
 from .backends import Backend, activation_code, get_backend
+from .registry import Registry
 
 _name_counts: defaultdict[str, int] = defaultdict(int)
+
+#: every Layer subclass by class name, for rebuilding saved models (see fusednn.registry)
+REGISTRY = Registry("layer")
 
 
 def unique_name(prefix: str) -> str:
@@ -92,6 +96,28 @@ class Layer:
         self.input_dim = int(input_dim)
         self.backend = get_backend()
         self.built = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        REGISTRY.register(cls)
+
+    # ---- saving and export ---------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as JSON values (Keras' layer config); subclasses
+        with their own arguments extend it. The input size is the model's to save."""
+        return {"name": self.name}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Layer":
+        """A new, unbuilt layer from :meth:`get_config`'s output."""
+        return cls(**config)
+
+    def onnx_nodes(self, builder: Any, x: str) -> str:
+        """Add this layer's ONNX nodes computing from the tensor named ``x`` to
+        ``builder`` (a :class:`fusednn.onnx_export.GraphBuilder`); returns the name of
+        the output tensor."""
+        raise NotImplementedError(f"layer {self.name!r} ({type(self).__name__}) has no ONNX export; "
+                                  "define its onnx_nodes()")
 
     def count_params(self) -> int:
         """Number of weights (all trainable)."""
@@ -201,6 +227,21 @@ class Dense(Layer):
         be.matmul(dz, self.kernel, out=buf.dx, transpose_b=True)
         return buf.dx
 
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "units": self.units, "activation": self.activation,
+                "use_bias": self.use_bias,
+                "kernel_initializer": initializers.serialize(self.kernel_initializer),
+                "bias_initializer": initializers.serialize(self.bias_initializer)}
+
+    def onnx_nodes(self, builder: Any, x: str) -> str:
+        weights = self.get_weights()
+        w = builder.constant(f"{self.name}.kernel", weights[0])
+        if self.use_bias:
+            z = builder.node("Gemm", [x, w, builder.constant(f"{self.name}.bias", weights[1])])
+        else:
+            z = builder.node("MatMul", [x, w])
+        return builder.activation(self.activation, z)
+
     def __repr__(self) -> str:
         return f"<Dense name={self.name!r} units={self.units} activation={self.activation!r}>"
 
@@ -226,6 +267,12 @@ class Activation(Layer):
             buf.dx = self.backend.empty(buf.y.shape)
         self.backend.act_backward(dy, self._y, buf.dx, self.activation)
         return buf.dx
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "activation": self.activation}
+
+    def onnx_nodes(self, builder: Any, x: str) -> str:
+        return builder.activation(self.activation, x)
 
 
 class InputLayer:

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import registry
 from .backends import Backend, get_backend
+
+
+#: every Loss subclass by class name, for restoring a saved model's compile settings
+REGISTRY = registry.Registry("loss")
 
 
 class Loss:
@@ -32,6 +37,20 @@ class Loss:
         out = be.zeros((1,))
         self.value(be, p, t, out)
         return float(be.to_numpy(out)[0])
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        REGISTRY.register(cls)
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as JSON values (none here); losses with
+        arguments extend it, and ``from_config`` inverts it."""
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Loss":
+        """A new loss from :meth:`get_config`'s output."""
+        return cls(**config)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -63,3 +82,13 @@ def get(identifier: str | Loss) -> Loss:
             return cls()
     raise ValueError(f"unknown loss {identifier!r}; valid: 'mse', 'mean_squared_error', "
                      "'MeanSquaredError' or a Loss instance")
+
+
+def serialize(loss: Loss) -> dict[str, Any]:
+    """``{"class_name": ..., "config": ...}`` of a loss, as Keras saves it."""
+    return registry.serialize(loss, REGISTRY)
+
+
+def deserialize(config: dict[str, Any]) -> Loss:
+    """The loss :func:`serialize` described."""
+    return registry.deserialize(config, REGISTRY)

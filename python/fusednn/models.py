@@ -22,6 +22,9 @@ from .callbacks import (BatchLogs, Callback, CallbackList, History, ProgbarLogge
                         resolve_verbose)
 from .layers import Buffers, InputLayer, Layer, unique_name
 from .utils import rng
+from . import registry, saving
+from .layers import REGISTRY as _LAYERS
+from .saving import load_model  # noqa: F401 - keras.models.load_model
 
 # Buffer sets kept per model: the training batch size, its remainder, and a few
 # for evaluate/predict; beyond that the oldest ones are dropped.
@@ -74,6 +77,8 @@ class Sequential:
         self.history: History | None = None
         #: per-step losses of the last training epoch (host array), e.g. for TerminateOnNaN
         self.last_step_losses: np.ndarray | None = None
+        #: JSON-serialisable information that ``save`` writes with the model and ``load_model`` restores
+        self.metadata: dict[str, Any] = {}
         self._input_dim: int | None = None
         self._output_dim: int | None = None
         self._backend: Backend | None = None
@@ -450,3 +455,45 @@ class Sequential:
                   f"Trainable params: {total:,}", "Non-trainable params: 0", "_" * sum(widths)]
         for line in lines:
             print_fn(line)
+
+    # ------------------------------------------------------------ saving and export
+    def get_config(self) -> dict[str, Any]:
+        """Keras' Sequential config: the name, the input shape ``[None, features]`` (None
+        until known) and each layer as ``{"class_name": ..., "config": ...}``."""
+        return {"name": self.name,
+                "input_shape": [None, self._input_dim] if self._input_dim is not None else None,
+                "layers": [registry.serialize(layer, _LAYERS) for layer in self.layers]}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], custom_objects: dict[str, type] | None = None) -> "Sequential":
+        """A new model from :meth:`get_config`'s output, built on the active backend when
+        the config has an input shape (with fresh weights: ``load_model`` sets saved ones)."""
+        model = cls(name=config.get("name"))
+        shape = config.get("input_shape")
+        if shape is not None:
+            model.add(InputLayer(shape=tuple(shape[1:])))
+        for spec in config["layers"]:
+            model.add(registry.deserialize(spec, _LAYERS, custom_objects))
+        return model
+
+    def save(self, filepath: str, overwrite: bool = True, include_optimizer: bool = True) -> None:
+        """Save the architecture, weights, compile settings, ``metadata`` and (with
+        ``include_optimizer``) the optimizer state to one ``.npz`` file that loads
+        without running code; see :mod:`fusednn.saving` and :func:`load_model`."""
+        saving.save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer)
+
+    def save_weights(self, filepath: str, overwrite: bool = True) -> None:
+        """Save only the weights (in the same file format; :meth:`load_weights` reads it)."""
+        saving.save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath: str) -> None:
+        """Set the weights from a file of :meth:`save_weights` or :meth:`save`."""
+        saving.load_weights(self, filepath)
+
+    def export_onnx(self, filepath: str, opset: int = 17) -> None:
+        """Write the model as an ONNX graph (float32, input "input" of shape (batch,
+        features), output "output", any batch size) for ONNX runtimes; needs the
+        ``onnx`` extra. See :mod:`fusednn.onnx_export`."""
+        from . import onnx_export
+
+        onnx_export.export(self, filepath, opset=opset)

@@ -9,9 +9,16 @@ The updates themselves are single fused kernel calls per parameter array.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
+from . import registry
 from .backends import Backend
+
+#: every Optimizer subclass by class name, for restoring a saved model's compile settings
+REGISTRY = registry.Registry("optimizer")
 
 
 def _check(name: str, value: float, lo: float, hi: float = math.inf, hi_open: bool = False) -> float:
@@ -54,6 +61,47 @@ class Optimizer:
     def _update(self, i: int, param: Any, grad: Any) -> None:
         raise NotImplementedError
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        REGISTRY.register(cls)
+
+    # ---- saving ------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as JSON values (Keras' optimizer config);
+        ``from_config`` inverts it. The state is saved apart (:meth:`get_state`)."""
+        return {"learning_rate": self.learning_rate}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Optimizer":
+        """A new, unbuilt optimizer from :meth:`get_config`'s output."""
+        return cls(**config)
+
+    def state_arrays(self) -> list[Any]:
+        """The state ``build`` created (backend arrays, in a fixed order); subclasses
+        with state list it here so that it can be saved and restored."""
+        return []
+
+    def get_state(self) -> tuple[int, list[np.ndarray]]:
+        """The step count and NumPy copies of :meth:`state_arrays`."""
+        return self.iterations, [np.array(self._be.to_numpy(a), dtype=np.float32) for a in self.state_arrays()]
+
+    def set_state(self, iterations: int, arrays: Sequence[Any]) -> None:
+        """Restore :meth:`get_state`'s output into the built optimizer. Arrays are
+        written in place (a fused trainer may hold them); their number and shapes are
+        checked before anything is written."""
+        if self._be is None:
+            raise RuntimeError("the optimizer is not built; compile a built model first")
+        own = self.state_arrays()
+        if len(arrays) != len(own):
+            raise ValueError(f"{type(self).__name__} has {len(own)} state arrays, got {len(arrays)}")
+        for i, (a, v) in enumerate(zip(own, arrays)):
+            if tuple(np.shape(v)) != tuple(a.shape):
+                raise ValueError(f"optimizer state array {i} must have shape {tuple(a.shape)}, "
+                                 f"got {tuple(np.shape(v))}")
+        for a, v in zip(own, arrays):
+            a[...] = self._be.asarray(v)
+        self.iterations = int(iterations)
+
 
 class SGD(Optimizer):
     """Gradient descent, Keras' rule: ``v = momentum*v - lr*g; w += v``; with
@@ -67,6 +115,12 @@ class SGD(Optimizer):
 
     def _build_state(self) -> None:
         self._velocity = [self._be.zeros(p.shape) for p in self._params] if self.momentum else []
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
+
+    def state_arrays(self) -> list[Any]:
+        return list(self._velocity)
 
     def _update(self, i: int, param: Any, grad: Any) -> None:
         v = self._velocity[i] if self.momentum else None
@@ -94,6 +148,12 @@ class Adam(Optimizer):
         self._m = [self._be.zeros(p.shape) for p in self._params]
         self._v = [self._be.zeros(p.shape) for p in self._params]
 
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+
+    def state_arrays(self) -> list[Any]:
+        return [*self._m, *self._v]
+
     def _update(self, i: int, param: Any, grad: Any) -> None:
         self._be.adam_update(param, grad, self._m[i], self._v[i], self.learning_rate, self.beta_1,
                              self.beta_2, self.epsilon, self.iterations)
@@ -115,3 +175,13 @@ def get(identifier: str | Optimizer) -> Optimizer:
         if cls is not None:
             return cls()
     raise ValueError(f"unknown optimizer {identifier!r}; valid: 'adam', 'sgd' or an Optimizer instance")
+
+
+def serialize(optimizer: Optimizer) -> dict[str, Any]:
+    """``{"class_name": ..., "config": ...}`` of an optimizer's settings (not its state)."""
+    return registry.serialize(optimizer, REGISTRY)
+
+
+def deserialize(config: dict[str, Any]) -> Optimizer:
+    """A new optimizer with the settings :func:`serialize` described."""
+    return registry.deserialize(config, REGISTRY)
