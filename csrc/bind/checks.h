@@ -60,6 +60,18 @@ inline std::vector<py::ssize_t> shape_vec(const py::array& a) {
   return std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim());
 }
 
+// A float64, C-contiguous NumPy array, read only.
+inline py::array as_f64_in(const py::object& obj, const char* name) {
+  if (!py::isinstance<py::array>(obj))
+    throw py::type_error(std::string(name) + " must be a numpy.ndarray");
+  py::array a = py::reinterpret_borrow<py::array>(obj);
+  if (!a.dtype().is(py::dtype::of<double>()))
+    throw py::type_error(std::string(name) + " must have dtype float64, got " + std::string(py::str(a.dtype())));
+  if (!(a.flags() & py::array::c_style))
+    throw py::value_error(std::string(name) + " must be C-contiguous");
+  return a;
+}
+
 // A writeable float64, C-contiguous NumPy array (the metric accumulators).
 inline py::array as_f64_out(const py::object& obj, const char* name) {
   if (!py::isinstance<py::array>(obj))

@@ -252,6 +252,34 @@ PYBIND11_MODULE(_cpu, m) {
       py::arg("sums"), py::arg("pred"), py::arg("target"));
 
   m.def(
+      "affine_warp",
+      [](const py::object& img_, const py::object& mats_, float fill, bool bilinear, bool clamp,
+         const py::object& out_) {
+        py::array img = as_f32(img_, "images");
+        check_ndim(img, "images", 4);
+        py::array mats = as_f64_in(mats_, "mats");
+        if (mats.ndim() != 3 || mats.shape(0) != img.shape(0) || mats.shape(1) != 2 || mats.shape(2) != 3)
+          throw py::value_error("mats must have shape (" + std::to_string(img.shape(0)) + ", 2, 3), got " +
+                                shape_of(mats));
+        py::array out = out_or_new(out_, shape_vec(img));
+        check_no_overlap(out, img, "images");
+        float* o = fptr(out);
+        const float* pi = cfptr(img);
+        const double* pm = static_cast<const double*>(mats.data());
+        const std::size_t n = std::size_t(img.shape(0));
+        const int h = to_int_dim(img.shape(1), "height"), w = to_int_dim(img.shape(2), "width"),
+                  c = to_int_dim(img.shape(3), "channels");
+        {
+          py::gil_scoped_release nogil;
+          cpu::affine_warp(o, pi, pm, n, h, w, c, fill, bilinear, clamp);
+        }
+        return out;
+      },
+      py::arg("images"), py::arg("mats"), py::arg("fill") = 0.0f, py::arg("bilinear") = true,
+      py::arg("clamp") = false, py::arg("out") = py::none(),
+      "Resample each image (n, h, w, c) through its 2x3 affine map from output to source pixel.");
+
+  m.def(
       "mse",
       [](const py::object& p_, const py::object& t_, const py::object& out_) {
         py::array p = as_f32(p_, "pred"), t = as_f32(t_, "target");

@@ -24,7 +24,11 @@ class MlpTrainer {
   MlpTrainer(const py::list& layers, const py::dict& optimizer, const std::string& loss, int batch)
       : batch_(batch) {
     if (batch < 1) throw py::value_error("batch must be >= 1, got " + std::to_string(batch));
-    if (loss != "mse") throw py::value_error("MlpTrainer: unsupported loss '" + loss + "'");
+    if (loss == "mse") loss_ = LossKind::mse;
+    else if (loss == "binary") loss_ = LossKind::xent_binary;
+    else if (loss == "categorical") loss_ = LossKind::xent_categorical;
+    else if (loss == "sparse") loss_ = LossKind::xent_sparse;
+    else throw py::value_error("MlpTrainer: unsupported loss '" + loss + "' (mse, binary, categorical, sparse)");
     if (layers.empty()) throw py::value_error("MlpTrainer needs at least one layer");
     read_optimizer(optimizer);
     int prev_out = -1;
@@ -67,7 +71,7 @@ class MlpTrainer {
   // Returns (iterations after the last step run, number of steps run).
   py::tuple run(const py::object& x_, const py::object& y_, const py::object& order_, const py::object& xb_,
                 const py::object& yb_, const py::object& losses_, std::int64_t step0, std::int64_t step1,
-                std::int64_t iterations, bool stop_on_nonfinite) {
+                std::int64_t iterations, bool stop_on_nonfinite, const py::object& metrics) {
     py::array x = as_f32(x_, "x"), y = as_f32(y_, "y");
     check_ndim(x, "x", 2);
     check_ndim(y, "y", 2);
@@ -75,9 +79,10 @@ class MlpTrainer {
     if (x.shape(1) != layers_.front().in)
       throw py::value_error("x has shape " + shape_of(x) + " but the first layer takes " +
                             std::to_string(layers_.front().in) + " inputs");
-    if (y.shape(0) != n || y.shape(1) != layers_.back().out)
+    const int y_cols = loss_ == LossKind::xent_sparse ? 1 : layers_.back().out;
+    if (y.shape(0) != n || y.shape(1) != y_cols)
       throw py::value_error("y has shape " + shape_of(y) + ", expected (" + std::to_string(n) + ", " +
-                            std::to_string(layers_.back().out) + ")");
+                            std::to_string(y_cols) + ")");
     if (!py::isinstance<py::array_t<std::int64_t>>(order_))
       throw py::type_error("order must be a numpy.ndarray of int64");
     py::array order = py::reinterpret_borrow<py::array>(order_);
@@ -94,7 +99,7 @@ class MlpTrainer {
       throw py::value_error("steps [" + std::to_string(step0) + ", " + std::to_string(step1) +
                             ") are outside the epoch's " + std::to_string(steps) + " steps");
     py::array xb = out_or_new(xb_, {batch_, layers_.front().in});
-    py::array yb = out_or_new(yb_, {batch_, layers_.back().out});
+    py::array yb = out_or_new(yb_, {batch_, y_cols});
     py::array losses = as_f32(losses_, "step_losses", true);
     if (losses.ndim() != 1 || losses.shape(0) < steps)
       throw py::value_error("step_losses must be 1-D with at least " + std::to_string(steps) + " entries");
@@ -108,11 +113,34 @@ class MlpTrainer {
     data.x_batch = fptr(xb);
     data.y_batch = fptr(yb);
     data.step_losses = fptr(losses);
+    data.y_cols = y_cols;
+    py::array counts, sums;
+    if (!metrics.is_none()) {  // {"counts": (c, c) float64 or None, "classes", "sparse", "threshold", "sums"}
+      const py::dict m = metrics.cast<py::dict>();
+      if (!m["counts"].is_none()) {
+        counts = as_f64_out(m["counts"], "counts");
+        data.classes = m["classes"].cast<int>();
+        if (data.classes < 2 || counts.size() != py::ssize_t(data.classes) * data.classes)
+          throw py::value_error("counts must hold classes x classes entries (classes >= 2)");
+        const int out = layers_.back().out;
+        if (out != 1 && out != data.classes)
+          throw py::value_error("a model with " + std::to_string(out) + " outputs cannot count " +
+                                std::to_string(data.classes) + " classes");
+        data.counts = static_cast<double*>(counts.mutable_data());
+        data.sparse_labels = m["sparse"].cast<bool>();
+        data.threshold = m["threshold"].cast<float>();
+      }
+      if (!m["sums"].is_none()) {
+        sums = as_f64_out(m["sums"], "sums");
+        if (sums.size() != 2) throw py::value_error("sums must hold 2 entries");
+        data.err_sums = static_cast<double*>(sums.mutable_data());
+      }
+    }
     std::int64_t done = 0, it = 0;
     {
       py::gil_scoped_release nogil;
-      it = cpu::train_steps(layers_, opt_, LossKind::mse, data, batch_, step0, step1, iterations,
-                            stop_on_nonfinite, &done);
+      it = cpu::train_steps(layers_, opt_, loss_, data, batch_, step0, step1, iterations, stop_on_nonfinite,
+                            &done);
     }
     return py::make_tuple(it, done);
   }
@@ -154,6 +182,7 @@ class MlpTrainer {
   }
 
   int batch_;
+  LossKind loss_ = LossKind::mse;
   OptimizerConfig opt_;
   std::vector<DenseBuffers> layers_;
   std::vector<py::array> kept_;  // keeps every buffer alive while the trainer exists
@@ -168,6 +197,6 @@ void register_trainer(py::module_& m) {
            py::arg("optimizer"), py::arg("loss"), py::arg("batch"))
       .def("run", &MlpTrainer::run, py::arg("x"), py::arg("y"), py::arg("order"), py::arg("x_batch"),
            py::arg("y_batch"), py::arg("step_losses"), py::arg("step0"), py::arg("step1"),
-           py::arg("iterations"), py::arg("stop_on_nonfinite") = true)
+           py::arg("iterations"), py::arg("stop_on_nonfinite") = true, py::arg("metrics") = py::none())
       .def_property("learning_rate", &MlpTrainer::learning_rate, &MlpTrainer::set_learning_rate);
 }

@@ -26,6 +26,17 @@ struct Kernels {
   void mse_grad(float* g, const float* p, const float* t, std::int64_t n, float scale) const {
     cpu::mse_grad(g, p, t, std::size_t(n), scale);
   }
+  void xent(float* g, const float* z, const float* t, int rows, int cols, XentKind kind, float scale,
+            float* loss_out) const {
+    *loss_out = float(cpu::xent(g, z, t, std::size_t(rows), std::size_t(cols), kind, scale));
+  }
+  void confusion_update(double* counts, const float* p, const float* t, int rows, int cols, int classes,
+                        bool sparse, float threshold) const {
+    cpu::confusion_update(counts, p, t, std::size_t(rows), std::size_t(cols), classes, sparse, threshold);
+  }
+  void error_sums_update(double* sums, const float* p, const float* t, std::int64_t n) const {
+    cpu::error_sums_update(sums, p, t, std::size_t(n));
+  }
   void act_backward(float* dx, const float* dy, const float* y, std::int64_t n, Act act) const {
     cpu::act_backward(dx, dy, y, std::size_t(n), act);
   }

@@ -1,7 +1,8 @@
 """The fused training path: whole runs of optimizer steps in compiled code.
 
-For a Sequential model made only of Dense layers (linear, relu, sigmoid or tanh)
-trained with MSE and SGD or Adam, a backend that offers a fused trainer
+For a Sequential model made only of Dense layers (linear, relu, sigmoid, tanh, or a
+sigmoid/softmax output folded into its cross-entropy) trained with MSE or a
+cross-entropy on logits and SGD or Adam, a backend that offers a fused trainer
 (``Backend.make_trainer``) runs the epoch — batch gathering, forward, loss,
 backward and updates — without returning to Python between steps. It works on
 the model's own parameter, gradient and optimizer-state arrays, so
@@ -15,9 +16,18 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import losses, optimizers
+from . import inputs, losses, optimizers
 from .backends import activation_code
+from .epoch_metrics import EpochMetrics
 from .layers import Dense
+
+
+_FUSED_LOSSES = (losses.MeanSquaredError, losses.BinaryCrossentropy, losses.CategoricalCrossentropy,
+                 losses.SparseCategoricalCrossentropy)
+
+
+def _loss_kind(model: Any) -> str:
+    return "mse" if type(model.loss) is losses.MeanSquaredError else model.loss.kind
 
 
 def unsupported_reason(model: Any) -> str | None:
@@ -27,8 +37,18 @@ def unsupported_reason(model: Any) -> str | None:
         return f"backend {be.name!r} has no fused trainer"
     if not all(type(layer) is Dense for layer in model.layers):
         return "the model has layers other than Dense"
-    if type(model.loss) is not losses.MeanSquaredError:
+    if type(model.loss) not in _FUSED_LOSSES:
         return f"loss {type(model.loss).__name__} is not fused"
+    fold = model._folds_output()
+    last = model.layers[-1].activation
+    if _loss_kind(model) != "mse" and not (fold or model.loss.from_logits):
+        return "a cross-entropy on probabilities (no matching sigmoid/softmax output layer) is not fused"
+    if last == "softmax" and not fold:
+        return "a softmax output not folded into a cross-entropy is not fused"
+    if any(m.needs is None for m in model.metrics):
+        return "a metric computed per batch on the host is not fused"
+    if fold and any(m.needs == "errors" for m in model.metrics):
+        return "regression metrics on a folded (logits) output are not fused"
     if type(model.optimizer) not in (optimizers.SGD, optimizers.Adam):
         return f"optimizer {type(model.optimizer).__name__} is not fused"
     return None
@@ -61,8 +81,10 @@ class FusedTrainer:
         opt = model.optimizer
         states = _states(opt)
         specs, p = [], 0
-        for layer in model.layers:
-            spec = {"W": layer.kernel, "b": layer.bias, "act": activation_code(layer.activation),
+        fold = model._folds_output()
+        for i, layer in enumerate(model.layers):
+            act = "linear" if (fold and i == len(model.layers) - 1) else layer.activation
+            spec = {"W": layer.kernel, "b": layer.bias, "act": activation_code(act),
                     "A": be.empty((batch, layer.units)), "G": be.empty((batch, layer.units)),
                     "dW": layer.grads[0], "db": layer.grads[1] if layer.use_bias else None}
             for name, i in (("W", p), ("b", p + 1)):
@@ -75,26 +97,40 @@ class FusedTrainer:
         self.batch = batch
         self.optimizer = opt  # keeps id(opt) in the key unique while this trainer exists
         self.x_batch = be.empty((batch, model._input_dim))
-        self.y_batch = be.empty((batch, model._output_dim))
-        self.trainer = be.make_trainer(specs, _optimizer_config(opt), "mse", batch)
+        self.y_batch = be.empty((batch, 1 if model.loss.sparse else model._output_dim))
+        self.trainer = be.make_trainer(specs, _optimizer_config(opt), _loss_kind(model), batch)
         self.key = _key(model, batch)
+        self.metrics: dict | None = None  # accumulator arrays for run(), see use_metrics
 
-    def epoch(self, model: Any, x: Any, y: Any, order: Any, step_losses: Any, chunk: int,
-              on_step: Callable[[int, Any], None] | None, stop_on_nonfinite: bool) -> int:
+    def epoch(self, model: Any, x: Any, y: Any, order: np.ndarray, step_losses: Any, chunk: int,
+              on_step: Callable[[int, Any], None] | None, stop_on_nonfinite: bool,
+              augment: Callable[[np.ndarray], np.ndarray] | None = None) -> int:
         """Run the epoch's steps (``chunk`` at a time, calling ``on_step`` after each
         step of a chunk); returns the number of steps run (fewer than the epoch's when
-        a loss was not finite and ``stop_on_nonfinite``)."""
+        a loss was not finite and ``stop_on_nonfinite``). With ``augment``, each chunk's
+        samples are gathered on the host, transformed, and trained on in order."""
+        be = model._backend
         opt = model.optimizer
         self.trainer.learning_rate = opt.learning_rate  # a callback may have changed it
         n = int(order.shape[0])
         steps = -(-n // self.batch)
         if on_step is None:
-            chunk = steps
+            chunk = steps if augment is None else max(1, 4096 // self.batch)
+        dev_order = be.xp.asarray(np.ascontiguousarray(order, dtype=np.int64))
         s = 0
         while s < steps:
             end = min(steps, s + chunk)
-            opt.iterations, done = self.trainer.run(x, y, order, self.x_batch, self.y_batch, step_losses,
-                                                    s, end, opt.iterations, stop_on_nonfinite)
+            if augment is None:
+                opt.iterations, done = self.trainer.run(x, y, dev_order, self.x_batch, self.y_batch, step_losses,
+                                                        s, end, opt.iterations, stop_on_nonfinite, self.metrics)
+            else:  # the chunk's samples, augmented, as a small data set of its own
+                rows = order[s * self.batch:min(n, end * self.batch)]
+                xa = inputs.augmented(augment, np.asarray(be.to_numpy(x))[rows], (len(rows), x.shape[1]))
+                ya = be.xp.ascontiguousarray(y[be.xp.asarray(rows)])
+                local = be.xp.arange(len(rows), dtype=np.int64)
+                opt.iterations, done = self.trainer.run(be.asarray(xa), ya, local, self.x_batch, self.y_batch,
+                                                        step_losses[s:end], 0, end - s, opt.iterations,
+                                                        stop_on_nonfinite, self.metrics)
             if on_step is not None:
                 for k in range(s, s + done):
                     on_step(k, step_losses)
@@ -102,6 +138,14 @@ class FusedTrainer:
             if s < end:  # stopped early at a non-finite loss
                 break
         return s
+
+    def use_metrics(self, tracker: EpochMetrics | None) -> None:
+        """Point the trainer's metric accumulators at ``tracker``'s (None: no metrics)."""
+        if tracker is None:
+            self.metrics = None
+        else:
+            self.metrics = {"counts": tracker.counts, "classes": tracker.classes, "sparse": tracker.sparse,
+                            "threshold": tracker.threshold, "sums": tracker.sums}
 
 
 def _key(model: Any, batch: int) -> tuple:
@@ -113,17 +157,13 @@ def _key(model: Any, batch: int) -> tuple:
     return (batch, id(opt), *map(id, arrays))
 
 
-def trainer_for(model: Any, batch: int) -> FusedTrainer | None:
-    """The model's cached fused trainer for this batch size, built if needed; None when
-    the model cannot use the fused path."""
+def trainer_for(model: Any, batch: int, tracker: EpochMetrics | None = None) -> FusedTrainer | None:
+    """The model's cached fused trainer for this batch size, built if needed and set
+    to update ``tracker``'s accumulators; None when the model cannot use the fused path."""
     if unsupported_reason(model) is not None:
         return None
     cached: FusedTrainer | None = model._fused
     if cached is None or cached.key != _key(model, batch):
         cached = model._fused = FusedTrainer(model, batch)
+    cached.use_metrics(tracker)
     return cached
-
-
-def order_array(order: np.ndarray, be: Any) -> Any:
-    """The epoch's permutation as int64 on the backend's device."""
-    return be.xp.asarray(np.ascontiguousarray(order, dtype=np.int64))

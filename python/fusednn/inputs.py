@@ -82,3 +82,12 @@ def batch_size(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {value!r}")
     return int(value)
+
+
+def augmented(augment: Any, batch: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``augment(batch)`` checked to keep the batch's shape, as float32."""
+    out = np.ascontiguousarray(augment(batch), dtype=np.float32)
+    if out.shape != tuple(shape):
+        raise ValueError(f"augment changed the batch shape from {tuple(shape)} to {out.shape}; "
+                         "augmentations must keep it (give image transforms image_shape=...)")
+    return out

@@ -41,7 +41,11 @@ def _activation_name(activation: str | None) -> str:
     name = "linear" if activation is None else activation
     if not isinstance(name, str):
         raise TypeError(f"activation must be a name (str) or None, got {type(activation).__name__}")
-    activation_code(name)  # raises ValueError listing the valid names
+    if name != "softmax":  # softmax is row-wise: its own kernels, not the elementwise codes
+        try:
+            activation_code(name)
+        except ValueError:
+            raise ValueError(f"unknown activation {name!r}; valid: linear, relu, sigmoid, softmax, tanh") from None
     return name
 
 
@@ -189,6 +193,7 @@ class Dense(Layer):
         self.kernel: Any = None
         self.bias: Any = None
         self._x = self._y = None
+        self._logits = False
 
     def output_dim(self, input_dim: int) -> int:
         return self.units
@@ -203,19 +208,26 @@ class Dense(Layer):
             self.weights.append(self.bias)
         self.grads = [be.zeros(w.shape) for w in self.weights]
 
-    def forward(self, x: Any, buf: Buffers) -> Any:
-        self.backend.matmul(x, self.kernel, out=buf.y, bias=self.bias, activation=self.activation)
-        self._x, self._y = x, buf.y
+    def forward(self, x: Any, buf: Buffers, logits: bool = False) -> Any:
+        """With ``logits`` the activation is left out: the loss folds it in (see losses)."""
+        act = "linear" if logits or self.activation == "softmax" else self.activation
+        self.backend.matmul(x, self.kernel, out=buf.y, bias=self.bias, activation=act)
+        if self.activation == "softmax" and not logits:
+            self.backend.softmax(buf.y, buf.y)
+        self._x, self._y, self._logits = x, buf.y, logits
         return buf.y
 
     def backward(self, dy: Any, buf: Buffers, need_dx: bool) -> Any:
         be = self.backend
-        if self.activation == "linear":
+        if self.activation == "linear" or self._logits:
             dz = dy
         else:
             if buf.dz is None:
                 buf.dz = be.empty(buf.y.shape)
-            be.act_backward(dy, self._y, buf.dz, self.activation)
+            if self.activation == "softmax":
+                be.softmax_backward(dy, self._y, buf.dz)
+            else:
+                be.act_backward(dy, self._y, buf.dz, self.activation)
             dz = buf.dz
         be.matmul(self._x, dz, out=self.grads[0], transpose_a=True)
         if self.use_bias:
@@ -247,25 +259,38 @@ class Dense(Layer):
 
 
 class Activation(Layer):
-    """Applies an activation ('linear', 'relu', 'sigmoid', 'tanh') elementwise."""
+    """Applies an activation: 'linear', 'relu', 'sigmoid', 'tanh' elementwise, or
+    'softmax' over each sample's features."""
 
     def __init__(self, activation: str | None, input_shape: Any = None, input_dim: int | None = None,
                  name: str | None = None) -> None:
         self.activation = _activation_name(activation)
         super().__init__(name, input_shape, input_dim)
         self._y = None
+        self._logits = False
 
-    def forward(self, x: Any, buf: Buffers) -> Any:
-        self.backend.act_forward(x, buf.y, self.activation)
-        self._y = buf.y
+    def forward(self, x: Any, buf: Buffers, logits: bool = False) -> Any:
+        """With ``logits`` the input passes through: the loss folds the activation in."""
+        if logits or self.activation == "linear":
+            buf.y[...] = x
+        elif self.activation == "softmax":
+            self.backend.softmax(x, buf.y)
+        else:
+            self.backend.act_forward(x, buf.y, self.activation)
+        self._y, self._logits = buf.y, logits
         return buf.y
 
     def backward(self, dy: Any, buf: Buffers, need_dx: bool) -> Any:
         if not need_dx:
             return None
+        if self._logits or self.activation == "linear":
+            return dy
         if buf.dx is None:
             buf.dx = self.backend.empty(buf.y.shape)
-        self.backend.act_backward(dy, self._y, buf.dx, self.activation)
+        if self.activation == "softmax":
+            self.backend.softmax_backward(dy, self._y, buf.dx)
+        else:
+            self.backend.act_backward(dy, self._y, buf.dx, self.activation)
         return buf.dx
 
     def get_config(self) -> dict[str, Any]:

@@ -443,9 +443,24 @@ def _true_labels(y_true: np.ndarray, y_pred_raw: np.ndarray) -> np.ndarray:
 class Metric:
     """A named metric for ``compile(metrics=[...])``: ``metric(y_true, y_pred_raw)``
     scores a model's raw outputs against the targets and returns a float; ``name``
-    is the key it is reported under (``History`` gets ``name`` and ``val_`` + name)."""
+    is the key it is reported under (``History`` gets ``name`` and ``val_`` + name).
+
+    During ``fit``/``evaluate`` a metric whose ``needs`` is 'confusion' or 'errors'
+    is computed from counts the model accumulates on the device over the epoch
+    (:meth:`from_confusion`, :meth:`from_error_sums`), so it costs no host round
+    trip per step; other metrics are called on each batch and averaged."""
 
     name = "metric"
+    needs: str | None = None  # 'confusion', 'errors' or None (called per batch)
+
+    def from_confusion(self, counts: np.ndarray, binary: bool) -> float:
+        """The metric from an epoch's confusion matrix (rows: true class, columns:
+        predicted); ``binary`` when it came from a single sigmoid-like output."""
+        raise NotImplementedError
+
+    def from_error_sums(self, sums: np.ndarray, count: int) -> float:
+        """The metric from (sum |pred - target|, sum (pred - target)^2) over ``count`` values."""
+        raise NotImplementedError
 
     def __init__(self, name: str | None = None) -> None:
         if name is not None:
@@ -464,10 +479,15 @@ class Accuracy(Metric):
     integer targets used as they are."""
 
     name = "accuracy"
+    needs = "confusion"
 
     def __call__(self, y_true: Any, y_pred_raw: Any) -> float:
         raw = _host(y_pred_raw)
         return accuracy_score(_true_labels(_host(y_true), raw), _predicted_labels(raw))
+
+    def from_confusion(self, counts: np.ndarray, binary: bool) -> float:
+        total = counts.sum()
+        return float(np.trace(counts) / total) if total else 0.0
 
 
 class _ClassScore(Metric):
@@ -484,6 +504,9 @@ class _ClassScore(Metric):
         self.average = average
         self.zero_division = zero_division
 
+    needs = "confusion"
+    _which = ""  # 'precision', 'recall' or 'f1'
+
     def __call__(self, y_true: Any, y_pred_raw: Any) -> float:
         raw = _host(y_pred_raw)
         average = self.average
@@ -492,12 +515,37 @@ class _ClassScore(Metric):
         return type(self)._score(_true_labels(_host(y_true), raw), _predicted_labels(raw),
                                  average=average, zero_division=self.zero_division)
 
+    def from_confusion(self, counts: np.ndarray, binary: bool) -> float:
+        """Textbook per-class precision TP/(TP+FP), recall TP/(TP+FN) and F1 from the
+        counts; class 1 for a binary output, else averaged as ``average`` says."""
+        tp = np.diag(counts).astype(np.float64)
+        pred, true = counts.sum(axis=0), counts.sum(axis=1)
+        zd = float(self.zero_division) if self.zero_division not in ("warn", None) else 0.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            p = np.where(pred > 0, tp / pred, zd)
+            r = np.where(true > 0, tp / true, zd)
+            f = np.where(p + r > 0, 2 * p * r / (p + r), zd)
+        score = {"precision": p, "recall": r, "f1": f}[self._which]
+        average = self.average
+        if average == "auto":
+            average = "binary" if binary else "macro"
+        if average == "binary":
+            return float(score[1])
+        if average == "micro":  # every class counted together: accuracy for single-label data
+            total = counts.sum()
+            return float(tp.sum() / total) if total else zd
+        present = (pred + true) > 0  # sklearn averages over the labels that occur
+        if average == "weighted":
+            return float(np.average(score[present], weights=true[present])) if true.sum() else zd
+        return float(score[present].mean()) if present.any() else zd
+
 
 class Precision(_ClassScore):
     """Precision TP/(TP+FP) of the predicted labels (see :class:`_ClassScore`)."""
 
     name = "precision"
     _score = precision_score
+    _which = "precision"
 
 
 class Recall(_ClassScore):
@@ -505,6 +553,7 @@ class Recall(_ClassScore):
 
     name = "recall"
     _score = recall_score
+    _which = "recall"
 
 
 class F1Score(_ClassScore):
@@ -512,10 +561,12 @@ class F1Score(_ClassScore):
 
     name = "f1"
     _score = f1_score
+    _which = "f1"
 
 
 class _RegressionScore(Metric):
     _score: Callable[..., float]
+    needs = "errors"
 
     def __call__(self, y_true: Any, y_pred_raw: Any) -> float:
         raw, y_true = _host(y_pred_raw), _host(y_true)
@@ -531,12 +582,18 @@ class MeanAbsoluteError(_RegressionScore):
     name = "mae"
     _score = mean_absolute_error
 
+    def from_error_sums(self, sums: np.ndarray, count: int) -> float:
+        return float(sums[0] / count) if count else 0.0
+
 
 class MeanSquaredError(_RegressionScore):
     """Mean squared error over all samples and outputs."""
 
     name = "mse"
     _score = mean_squared_error
+
+    def from_error_sums(self, sums: np.ndarray, count: int) -> float:
+        return float(sums[1] / count) if count else 0.0
 
 
 class _FunctionMetric(Metric):

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from . import fused, inputs, losses, optimizers
+from . import fused, inputs, losses, metrics as metrics_module, optimizers
+from .epoch_metrics import EpochMetrics
 from .backends import Backend, get_backend
 from .callbacks import (BatchLogs, Callback, CallbackList, History, ProgbarLogger, TerminateOnNaN,
                         resolve_verbose)
@@ -73,6 +74,7 @@ class Sequential:
         self.built = False
         self.optimizer: optimizers.Optimizer | None = None
         self.loss: losses.Loss | None = None
+        self.metrics: list[metrics_module.Metric] = []
         self.stop_training = False
         self.history: History | None = None
         #: per-step losses of the last training epoch (host array), e.g. for TerminateOnNaN
@@ -141,13 +143,17 @@ class Sequential:
     # ----------------------------------------------------------------- compile
     def compile(self, optimizer: str | optimizers.Optimizer, loss: str | losses.Loss,
                 metrics: Sequence[Any] | None = None) -> None:
-        """Choose the optimizer ('adam', 'sgd' or an instance) and loss ('mse',
-        'mean_squared_error' or an instance). Any previous optimizer state is reset."""
-        if metrics:
-            raise NotImplementedError("compile(metrics=...) is not supported yet; compute metrics on "
-                                      "the output of predict()")
+        """Choose the optimizer ('adam', 'sgd' or an instance), the loss ('mse',
+        'binary_crossentropy', 'categorical_crossentropy', 'sparse_categorical_crossentropy'
+        or an instance) and metrics reported by fit/evaluate ('accuracy', 'precision',
+        'recall', 'f1', 'mae', 'mse', Metric instances or callables ``fn(y_true, y_pred)``).
+        Any previous optimizer state is reset."""
         self.optimizer = optimizers.get(optimizer)
         self.loss = losses.get(loss)
+        self.metrics = [metrics_module.get(m) for m in (metrics or [])]
+        names = [m.name for m in self.metrics]
+        if len(set(names)) != len(names) or "loss" in names:
+            raise ValueError(f"metric names must be distinct and not 'loss', got {names}")
         if self.built:
             self.optimizer.build(self._backend, self._params)
 
@@ -169,9 +175,12 @@ class Sequential:
         x = inputs.samples(x, xname, be, self._input_dim)
         if not self.built:
             self._build(x.shape[1])
-        y = inputs.targets(y, yname, be, x.shape[0], self._output_dim)
+        sparse = self.loss is not None and self.loss.sparse
+        y = inputs.targets(y, yname, be, x.shape[0], 1 if sparse else self._output_dim)
         inputs.check_finite(x, xname, be)
         inputs.check_finite(y, yname, be)
+        if self.loss is not None:
+            self.loss.check_targets(y, self._output_dim, be)
         return x, y
 
     def _x(self, x: Any) -> Any:
@@ -206,42 +215,70 @@ class Sequential:
             buf = self._loss_buffers[(kind, steps)] = self._backend.zeros((steps,))
         return buf
 
-    def _forward(self, x: Any, ws: _Workspace) -> Any:
-        """Run every layer on a device batch ``x`` into ``ws``; returns the output buffer."""
-        for layer, buf in zip(self.layers, ws.layers):
-            x = layer.forward(x, buf)
+    def _output_activation(self) -> str:
+        return getattr(self.layers[-1], "activation", "linear")
+
+    def _folds_output(self) -> bool:
+        """Whether the loss takes the last layer's activation into itself (a sigmoid or
+        softmax output with the matching cross-entropy): training and evaluation then
+        run that layer without its activation and hand the loss logits."""
+        return not self.loss.from_logits and self.loss.folds == self._output_activation()
+
+    def _forward(self, x: Any, ws: _Workspace, logits: bool = False) -> Any:
+        """Run every layer on a device batch ``x`` into ``ws``; returns the output buffer
+        (the last layer's pre-activation with ``logits``)."""
+        last = len(self.layers) - 1
+        for i, (layer, buf) in enumerate(zip(self.layers, ws.layers)):
+            x = layer.forward(x, buf, logits) if (logits and i == last) else layer.forward(x, buf)
         return x
 
-    def _compute_gradients(self, x: Any, y: Any, ws: _Workspace, loss_out: Any) -> None:
+    def _compute_gradients(self, x: Any, y: Any, ws: _Workspace, loss_out: Any,
+                           tracker: EpochMetrics | None = None) -> None:
         """Forward, loss (written to ``loss_out[0]``) and backward for one batch: leaves
         every layer's weight gradients in its ``grads``."""
         be = self._backend
-        pred = self._forward(x, ws)
-        self.loss.value(be, pred, y, loss_out)
+        fold = self._folds_output()
+        pred = self._forward(x, ws, fold)
+        on_logits = fold or self.loss.from_logits
+        self.loss.value(be, pred, y, loss_out, logits=on_logits)
+        if tracker is not None:
+            tracker.update(pred, y)
         if ws.dpred is None:
             ws.dpred = be.empty(pred.shape)
-        dy = self.loss.gradient(be, pred, y, ws.dpred)
+        dy = self.loss.gradient(be, pred, y, ws.dpred, logits=on_logits)
         for i in range(len(self.layers) - 1, -1, -1):
             dy = self.layers[i].backward(dy, ws.layers[i], i > 0)
 
+    def _tracker(self) -> EpochMetrics | None:
+        if not self.metrics:
+            return None
+        fold = self._folds_output()
+        return EpochMetrics(self.metrics, self._backend, self._output_dim, self.loss.sparse,
+                            fold or self.loss.from_logits, self._output_activation() if fold else None)
+
     def _train_epoch(self, x: Any, y: Any, order: np.ndarray, batch_size: int,
                      on_step: Callable[[int, Any], None] | None = None, chunk: int = 1,
-                     stop_on_nonfinite: bool = False) -> float:
+                     stop_on_nonfinite: bool = False, tracker: EpochMetrics | None = None,
+                     augment: Callable[[np.ndarray], np.ndarray] | None = None) -> float:
         """Train one epoch over the samples in ``order`` (a host permutation) in batches
         of ``batch_size``; returns the epoch loss (batch losses weighted by batch size)
         and leaves the per-step losses in ``last_step_losses``. ``x``/``y`` are on the
         device, or on the host to be copied a batch at a time. ``on_step(step, losses)``,
         if given, runs after each step with the device array of this epoch's step losses
         (on the fused path, after each run of ``chunk`` steps). With ``stop_on_nonfinite``
-        the fused path stops after the first step whose loss is NaN or infinite."""
+        the fused path stops after the first step whose loss is NaN or infinite.
+        ``tracker`` accumulates the compiled metrics; ``augment`` transforms each
+        training batch (a host array) before it is used."""
         be = self._backend
         n = len(order)
         steps = -(-n // batch_size)
         step_losses = self._loss_buffer("train", steps)
-        trainer = fused.trainer_for(self, batch_size) if isinstance(x, be.xp.ndarray) else None
+        trainer = fused.trainer_for(self, batch_size, tracker) if isinstance(x, be.xp.ndarray) else None
         if trainer is not None:
-            done = trainer.epoch(self, x, y, fused.order_array(order, be), step_losses, chunk, on_step,
-                                 stop_on_nonfinite)
+            done = trainer.epoch(self, x, y, order, step_losses, chunk, on_step, stop_on_nonfinite, augment)
+            if tracker is not None:
+                covered = min(n, done * batch_size)
+                tracker.add_counted(covered, covered * self._output_dim)
             self.last_step_losses = np.array(be.to_numpy(step_losses[:done]), dtype=np.float64)
             return _weighted_mean(self.last_step_losses, batch_size, min(n, done * batch_size))
         xp = be.xp if isinstance(x, be.xp.ndarray) else np
@@ -256,23 +293,33 @@ class Sequential:
             # the memory that fit needs
             _gather(xp, x, idx[lo:hi], ws.batch_x)
             _gather(xp, y, idx[lo:hi], ws.batch_y)
-            self._compute_gradients(be.asarray(ws.batch_x), be.asarray(ws.batch_y), ws, step_losses[s:s + 1])
+            xb = ws.batch_x
+            if augment is not None:
+                xb = inputs.augmented(augment, be.to_numpy(xb), xb.shape)
+            self._compute_gradients(be.asarray(xb), be.asarray(ws.batch_y), ws, step_losses[s:s + 1], tracker)
             self.optimizer.apply(self._grads)
             if on_step is not None:
                 on_step(s, step_losses)
         self.last_step_losses = np.array(be.to_numpy(step_losses), dtype=np.float64)
         return _weighted_mean(self.last_step_losses, batch_size, n)
 
-    def _evaluate(self, x: Any, y: Any, batch_size: int, cbs: CallbackList | None = None) -> float:
-        """The loss over (x, y) in batches, read back from the device once."""
+    def _evaluate(self, x: Any, y: Any, batch_size: int, cbs: CallbackList | None = None,
+                  tracker: EpochMetrics | None = None) -> float:
+        """The loss over (x, y) in batches, read back from the device once; the compiled
+        metrics accumulate in ``tracker``."""
         be = self._backend
         n = x.shape[0]
         steps = -(-n // batch_size)
         step_losses = self._loss_buffer("eval", steps)
+        fold = self._folds_output()
+        on_logits = fold or self.loss.from_logits
         for s in range(steps):
             lo, hi = s * batch_size, min(n, (s + 1) * batch_size)
-            pred = self._forward(be.asarray(x[lo:hi]), self._workspace(hi - lo))
-            self.loss.value(be, pred, be.asarray(y[lo:hi]), step_losses[s:s + 1])
+            pred = self._forward(be.asarray(x[lo:hi]), self._workspace(hi - lo), fold)
+            yb = be.asarray(y[lo:hi])
+            self.loss.value(be, pred, yb, step_losses[s:s + 1], logits=on_logits)
+            if tracker is not None:
+                tracker.update(pred, yb)
             if cbs is not None:
                 covered = hi
                 cbs.call("on_test_batch_end", s, BatchLogs(
@@ -284,12 +331,14 @@ class Sequential:
     def fit(self, x: Any, y: Any, batch_size: int | None = 32, epochs: int = 1, verbose: int | str = "auto",
             validation_split: float = 0.0, validation_data: tuple[Any, Any] | None = None,
             shuffle: bool = True, callbacks: Sequence[Callback] | None = None,
-            initial_epoch: int = 0) -> History:
+            initial_epoch: int = 0, augment: Callable[[np.ndarray], np.ndarray] | None = None) -> History:
         """Train for ``epochs`` epochs (counting from ``initial_epoch``) on (x, y) in
         mini-batches, with Keras' semantics: ``shuffle`` reorders samples every epoch,
         ``validation_split`` holds out the *last* fraction of the data (before
         shuffling) unless ``validation_data=(x_val, y_val)`` is given, and the returned
-        :class:`History` holds per-epoch 'loss' (and 'val_loss')."""
+        :class:`History` holds per-epoch 'loss' and each compiled metric (and 'val_loss',
+        'val_<metric>'). ``augment`` (e.g. a :class:`fusednn.preprocessing.Augmentation`)
+        transforms each training batch as it is drawn — never the validation data."""
         self._require_compiled("fit")
         batch_size = inputs.batch_size(batch_size)
         verbose = resolve_verbose(verbose)
@@ -335,6 +384,9 @@ class Sequential:
                 cbs.call("on_train_batch_end", step, BatchLogs(
                     lambda: _weighted_mean(be.to_numpy(step_losses[:step + 1]), batch_size, covered)))
 
+        if augment is not None and not callable(augment):
+            raise TypeError(f"augment must be a callable on a batch of samples, got {type(augment).__name__}")
+        tracker, val_tracker = self._tracker(), self._tracker()
         self.stop_training = False
         self.history = history
         logs: dict[str, float] | None = None
@@ -342,9 +394,18 @@ class Sequential:
         for epoch in range(initial_epoch, epochs):
             cbs.call("on_epoch_begin", epoch, None)
             order = rng().permutation(n) if shuffle else np.arange(n)
-            logs = {"loss": self._train_epoch(x, y, order, batch_size, on_step, chunk, stop_on_nonfinite)}
+            if tracker is not None:
+                tracker.reset()
+            logs = {"loss": self._train_epoch(x, y, order, batch_size, on_step, chunk, stop_on_nonfinite,
+                                              tracker, augment)}
+            if tracker is not None:
+                logs.update(tracker.result())
             if val is not None:
-                logs["val_loss"] = self._evaluate(val[0], val[1], batch_size)
+                if val_tracker is not None:
+                    val_tracker.reset()
+                logs["val_loss"] = self._evaluate(val[0], val[1], batch_size, tracker=val_tracker)
+                if val_tracker is not None:
+                    logs.update({f"val_{k}": v for k, v in val_tracker.result().items()})
             cbs.call("on_epoch_end", epoch, logs)
             if self.stop_training:
                 break
@@ -352,8 +413,10 @@ class Sequential:
         return history
 
     # ---------------------------------------------------------- evaluate, predict
-    def evaluate(self, x: Any, y: Any, batch_size: int | None = 32, verbose: int | str = "auto") -> float:
-        """The loss on (x, y), averaged over samples as in Keras (batches weighted by size)."""
+    def evaluate(self, x: Any, y: Any, batch_size: int | None = 32, verbose: int | str = "auto"
+                 ) -> float | list[float]:
+        """The loss on (x, y), averaged over samples as in Keras (batches weighted by
+        size); with compiled metrics, ``[loss, *metrics]`` in compile order, as Keras."""
         self._require_compiled("evaluate")
         batch_size = inputs.batch_size(batch_size)
         verbose = resolve_verbose(verbose)
@@ -363,10 +426,12 @@ class Sequential:
         if verbose:
             cbs = CallbackList([ProgbarLogger(verbose)], model=self, params={"steps": steps, "verbose": verbose})
             cbs.call("on_test_begin", None)
-        loss = self._evaluate(x, y, batch_size, cbs)
+        tracker = self._tracker()
+        loss = self._evaluate(x, y, batch_size, cbs, tracker)
+        results = tracker.result() if tracker is not None else {}
         if cbs is not None:
-            cbs.call("on_test_end", {"loss": loss})
-        return loss
+            cbs.call("on_test_end", {"loss": loss, **results})
+        return [loss, *results.values()] if tracker is not None else loss
 
     def predict(self, x: Any, batch_size: int | None = 32, verbose: int | str = "auto") -> np.ndarray:
         """Model outputs for ``x`` as a NumPy array (n, units), computed in batches.

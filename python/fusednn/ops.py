@@ -32,6 +32,10 @@ __all__ = [
     "sigmoid_grad",
     "tanh_grad",
     "activation_grad",
+    "softmax",
+    "softmax_grad",
+    "crossentropy",
+    "crossentropy_grad",
     "mse",
     "mse_grad",
     "sum_rows",
@@ -277,6 +281,73 @@ def sigmoid_grad(dy: Any, y: Any, *, out: Any = None) -> Any:
 def tanh_grad(dy: Any, y: Any, *, out: Any = None) -> Any:
     """dy * (1 - y**2), with y = tanh(x)."""
     return activation_grad(dy, y, "tanh", out=out)
+
+
+def softmax(x: Any, *, out: Any = None) -> Any:
+    """Softmax over each row of a 2-D array, shifted by the row's max (no overflow)."""
+    be, _ = _pick(x, out)
+    x = _f32(x, "x", be)
+    if x.ndim != 2:
+        raise ValueError(f"softmax expects a 2-D array (rows, classes), got shape {tuple(x.shape)}")
+    out = _out(out, x.shape, be)
+    if x.size == 0:
+        return out
+    return be.softmax(x, out)
+
+
+def softmax_grad(dy: Any, y: Any, *, out: Any = None) -> Any:
+    """Gradient through a row softmax from its output ``y``: ``y * (dy - sum(dy * y, axis=1))``."""
+    be, _ = _pick(dy, y, out)
+    dy = _f32(dy, "dy", be)
+    y = _f32(y, "y", be)
+    _same_shape(dy, "dy", y, "y")
+    if dy.ndim != 2:
+        raise ValueError(f"softmax_grad expects 2-D arrays, got shape {tuple(dy.shape)}")
+    out = _out(out, dy.shape, be)
+    if dy.size == 0:
+        return out
+    return be.softmax_backward(dy, y, out)
+
+
+_XENT = ("binary", "categorical", "sparse")
+
+
+def _xent_args(logits, target, kind, *extra):
+    if kind not in _XENT:
+        raise ValueError(f"unknown cross-entropy kind {kind!r}; valid: {', '.join(_XENT)}")
+    be, _ = _pick(logits, target, *extra)
+    z = _f32(logits, "logits", be)
+    t = _f32(target, "target", be)
+    if z.ndim != 2:
+        raise ValueError(f"logits must be 2-D (rows, classes), got shape {tuple(z.shape)}")
+    if kind == "sparse":
+        if t.size != z.shape[0]:
+            raise ValueError(f"sparse targets need one class index per row: logits {tuple(z.shape)}, "
+                             f"target {tuple(t.shape)}")
+        t = t.reshape(-1, 1)
+    else:
+        _same_shape(z, "logits", t, "target")
+    if z.size == 0:
+        raise ValueError("cross-entropy of empty arrays is undefined")
+    return be, z, t
+
+
+def crossentropy(logits: Any, target: Any, kind: str = "categorical") -> float:
+    """Mean cross-entropy computed stably from logits: 'binary' (sigmoid; targets like
+    the logits; mean over elements), 'categorical' (softmax; one-hot or probability
+    rows; mean over rows) or 'sparse' (softmax; one class index per row). A class
+    index outside [0, classes) gives NaN."""
+    be, z, t = _xent_args(logits, target, kind)
+    return float(be.xent(kind, z, t))
+
+
+def crossentropy_grad(logits: Any, target: Any, kind: str = "categorical", *, out: Any = None) -> Any:
+    """d crossentropy / d logits: ``(act(logits) - target) / N``, N the number of
+    elements ('binary') or rows ('categorical', 'sparse')."""
+    be, z, t = _xent_args(logits, target, kind, out)
+    out = _out(out, z.shape, be)
+    be.xent(kind, z, t, out, None, 1.0 / (z.size if kind == "binary" else z.shape[0]))
+    return out
 
 
 # -------------------------------------------------------------------- loss

@@ -597,8 +597,19 @@ class _ImageTransform(_Random):
         return self._apply(imgs).reshape(shape)
 
 
+def _native_warp():
+    """fusednn._cpu's affine_warp kernel, or None where the extension is not built."""
+    from .backends import cpu
+
+    return cpu._cpu.affine_warp if cpu._cpu is not None else None
+
+
 class _Resampling(_ImageTransform):
-    """Transforms that read each output pixel from a per-sample source point."""
+    """Transforms that read each output pixel from a per-sample source point given by
+    an affine map of the output pixel (``_affine``: one 2x3 matrix per image). Float32
+    batches are resampled by the C++ kernel when it is built, others in NumPy (float64)."""
+
+    _clamp = False  # move source points outside the image to its edge instead of filling
 
     def __init__(self, fill_value: float, interpolation: str, image_shape, seed) -> None:
         if interpolation not in ("bilinear", "nearest"):
@@ -609,9 +620,22 @@ class _Resampling(_ImageTransform):
 
     def _apply(self, imgs: np.ndarray) -> np.ndarray:
         n, h, w, _ = imgs.shape
+        mats = np.ascontiguousarray(self._affine(n, h, w), dtype=np.float64)
+        warp = _native_warp()
+        if warp is not None and imgs.dtype == np.float32:
+            return warp(np.ascontiguousarray(imgs), mats, float(self.fill_value),
+                        self.interpolation == "bilinear", self._clamp)
         gy, gx = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
-        sy, sx = self._source(n, h, w, gy, gx)
+        m = mats[:, :, :, None, None]
+        sy = m[:, 0, 0] * gy + m[:, 0, 1] * gx + m[:, 0, 2]
+        sx = m[:, 1, 0] * gy + m[:, 1, 1] * gx + m[:, 1, 2]
+        if self._clamp:
+            sy, sx = np.clip(sy, 0, h - 1), np.clip(sx, 0, w - 1)
         return _sample(imgs, sy, sx, self.fill_value, self.interpolation).astype(_float_dtype(imgs.dtype))
+
+    def _affine(self, n: int, h: int, w: int) -> np.ndarray:
+        """(n, 2, 3): sy = M[0] . (gy, gx, 1), sx = M[1] . (gy, gx, 1) for output pixel (gy, gx)."""
+        raise NotImplementedError
 
 
 class RandomFlip(_ImageTransform):
@@ -649,13 +673,14 @@ class RandomRotation(_Resampling):
         super().__init__(fill_value, interpolation, image_shape, seed)
         self.factor = _range(factor, "factor")
 
-    def _source(self, n, h, w, gy, gx):
-        theta = self.rng.uniform(*self.factor, size=n)[:, None, None] * 2 * np.pi
+    def _affine(self, n, h, w):
+        theta = self.rng.uniform(*self.factor, size=n) * 2 * np.pi
         cy, cx = (h - 1) / 2, (w - 1) / 2
-        dy, dx = gy - cy, gx - cx
         cos, sin = np.cos(theta), np.sin(theta)
-        # Inverse map of a counter-clockwise turn in image (row-down) coordinates.
-        return cy + sin * dx + cos * dy, cx + cos * dx - sin * dy
+        # Inverse map of a counter-clockwise turn in image (row-down) coordinates:
+        # sy = cy + sin (gx - cx) + cos (gy - cy), sx = cx + cos (gx - cx) - sin (gy - cy)
+        return np.stack([np.stack([cos, sin, cy - sin * cx - cos * cy], axis=1),
+                         np.stack([-sin, cos, cx - cos * cx + sin * cy], axis=1)], axis=1)
 
 
 class RandomZoom(_Resampling):
@@ -674,13 +699,16 @@ class RandomZoom(_Resampling):
         if self.height_factor[0] <= -1 or (self.width_factor is not None and self.width_factor[0] <= -1):
             raise ValueError("zoom factors must be > -1 (a zoom of 1 + factor must stay positive)")
 
-    def _source(self, n, h, w, gy, gx):
-        zy = 1 + self.rng.uniform(*self.height_factor, size=n)[:, None, None]
+    def _affine(self, n, h, w):
+        zy = 1 + self.rng.uniform(*self.height_factor, size=n)
         zx = zy
         if self.width_factor is not None:
-            zx = 1 + self.rng.uniform(*self.width_factor, size=n)[:, None, None]
+            zx = 1 + self.rng.uniform(*self.width_factor, size=n)
         cy, cx = (h - 1) / 2, (w - 1) / 2
-        return cy + (gy - cy) * zy, cx + (gx - cx) * zx
+        zero = np.zeros(n)
+        # sy = cy + (gy - cy) zy, sx = cx + (gx - cx) zx
+        return np.stack([np.stack([zy, zero, cy * (1 - zy)], axis=1),
+                         np.stack([zero, zx, cx * (1 - zx)], axis=1)], axis=1)
 
 
 class RandomResizedCrop(_Resampling):
@@ -696,13 +724,16 @@ class RandomResizedCrop(_Resampling):
             raise ValueError(f"scale must satisfy 0 < low <= high <= 1, got {scale}")
         self.scale = (float(scale[0]), float(scale[1]))
 
-    def _source(self, n, h, w, gy, gx):
-        s = np.sqrt(self.rng.uniform(*self.scale, size=n))[:, None, None]
-        top = self.rng.uniform(size=n)[:, None, None] * h * (1 - s)
-        left = self.rng.uniform(size=n)[:, None, None] * w * (1 - s)
-        # Pixel centres of the window; clipping keeps every read inside the image.
-        return (np.clip(top + (gy + 0.5) * s - 0.5, 0, h - 1),
-                np.clip(left + (gx + 0.5) * s - 0.5, 0, w - 1))
+    _clamp = True  # clipping to the edge keeps every read inside the image
+
+    def _affine(self, n, h, w):
+        s = np.sqrt(self.rng.uniform(*self.scale, size=n))
+        top = self.rng.uniform(size=n) * h * (1 - s)
+        left = self.rng.uniform(size=n) * w * (1 - s)
+        zero = np.zeros(n)
+        # pixel centres of the window: sy = top + (gy + 0.5) s - 0.5, likewise sx
+        return np.stack([np.stack([s, zero, top + 0.5 * s - 0.5], axis=1),
+                         np.stack([zero, s, left + 0.5 * s - 0.5], axis=1)], axis=1)
 
 
 class GaussianNoise(_Random):

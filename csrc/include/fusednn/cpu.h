@@ -61,6 +61,14 @@ void confusion_update(double* counts, const float* p, const float* t, std::size_
 // sums[0] += sum |p - t|, sums[1] += sum (p - t)^2 over n elements.
 void error_sums_update(double* sums, const float* p, const float* t, std::size_t n);
 
+// ---- augment.cpp
+// out[k, i, j, :] = in[k] sampled at (sy, sx) = M_k (i, j, 1) for each of n images
+// (h×w×c, channels last); mats holds the n row-major 2×3 maps M_k. Bilinear or
+// nearest; source points outside the image read `fill`, or with `clamp` are
+// first moved to the nearest edge pixel.
+void affine_warp(float* out, const float* in, const double* mats, std::size_t n, int h, int w, int c,
+                 float fill, bool bilinear, bool clamp);
+
 // ---- reduce.cpp
 // out[c] = sum over rows of x[r, c] (the bias gradient).
 void sum_rows(float* out, const float* x, std::size_t rows, std::size_t cols);

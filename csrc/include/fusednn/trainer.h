@@ -18,7 +18,8 @@
 
 namespace fusednn {
 
-enum class LossKind : int { mse = 0 };
+// mse on the outputs, or a cross-entropy on the last layer's logits (XentKind + 1)
+enum class LossKind : int { mse = 0, xent_binary = 1, xent_categorical = 2, xent_sparse = 3 };
 enum class OptKind : int { sgd = 0, adam = 1 };
 
 struct DenseBuffers {
@@ -45,12 +46,19 @@ struct OptimizerConfig {
 
 struct TrainData {
   const float* x = nullptr;          // n×in of layer 0
-  const float* y = nullptr;          // n×out of the last layer
+  const float* y = nullptr;          // n×y_cols: like the last layer's output, or one class index per row
+  int y_cols = 0;
   const std::int64_t* order = nullptr;  // the epoch's sample permutation (n entries)
   std::int64_t n = 0;
   float* x_batch = nullptr;          // batch×in: gathered inputs
   float* y_batch = nullptr;          // batch×out: gathered targets
   float* step_losses = nullptr;      // one loss per step of the epoch
+  // metric accumulators (null when no compiled metric needs them): see cpu::confusion_update
+  double* counts = nullptr;
+  int classes = 0;
+  bool sparse_labels = false;
+  float threshold = 0.5f;
+  double* err_sums = nullptr;
 };
 
 // Run steps [step0, step1) of an epoch of ceil(n / batch) steps. `iterations`
@@ -70,7 +78,7 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
     const std::int64_t lo = s * batch;
     const int B = int(std::min<std::int64_t>(batch, data.n - lo));
     dev.gather_rows(data.x_batch, data.x, data.order + lo, B, d_in);
-    dev.gather_rows(data.y_batch, data.y, data.order + lo, B, d_out);
+    dev.gather_rows(data.y_batch, data.y, data.order + lo, B, data.y_cols);
     // forward: A_l = act(A_{l-1} W_l + b_l), one fused kernel per layer
     const float* a_prev = data.x_batch;
     for (DenseBuffers& l : layers) {
@@ -79,9 +87,20 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
     }
     DenseBuffers& last = layers.back();
     // loss value (for the epoch's record) and its gradient w.r.t. the output
+    // (the logits, for a cross-entropy), then the metric accumulators
     const std::int64_t count = std::int64_t(B) * d_out;
-    dev.mse(last.A, data.y_batch, count, data.step_losses + s);
-    dev.mse_grad(last.G, last.A, data.y_batch, count, 2.0f / float(count));
+    if (loss == LossKind::mse) {
+      dev.mse(last.A, data.y_batch, count, data.step_losses + s);
+      dev.mse_grad(last.G, last.A, data.y_batch, count, 2.0f / float(count));
+    } else {
+      const auto kind = static_cast<XentKind>(int(loss) - 1);
+      const float scale = kind == XentKind::sigmoid_binary ? 1.0f / float(count) : 1.0f / float(B);
+      dev.xent(last.G, last.A, data.y_batch, B, d_out, kind, scale, data.step_losses + s);
+    }
+    if (data.counts)
+      dev.confusion_update(data.counts, last.A, data.y_batch, B, d_out, data.classes, data.sparse_labels,
+                           data.threshold);
+    if (data.err_sums) dev.error_sums_update(data.err_sums, last.A, data.y_batch, count);
     // backward, last layer first; each W is used for dX before it is updated
     for (int i = L - 1; i >= 0; --i) {
       DenseBuffers& l = layers[i];
