@@ -148,6 +148,42 @@ def _bench_training(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    """Serve a saved model over HTTP (see fusednn.serve)."""
+    from fusednn import serve
+
+    if args.backend:
+        import fusednn
+
+        fusednn.set_backend(args.backend)
+    try:
+        serve.serve(args.model, host=args.host, port=args.port, max_batch=args.max_batch, max_body=args.max_body,
+                    log_level=args.log_level, access_log=args.access_log)
+    except (ValueError, ImportError, FileNotFoundError) as e:
+        print(f"fusednn serve: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _size(text: str) -> int:
+    from fusednn.serve import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fusednn", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -177,6 +213,22 @@ def build_parser() -> argparse.ArgumentParser:
                    "torch-cpu, numpy-loop, sklearn; default all installed)")
     b.add_argument("-v", "--verbose", action="store_true", help="report each measurement as it finishes")
     b.set_defaults(func=_bench)
+    sv = sub.add_parser("serve", help="serve a saved model over HTTP: POST /predict, GET /health, GET /metadata "
+                        '(needs the serve extra: pip install "fusednn[serve]")')
+    sv.add_argument("model", metavar="MODEL", help="model file written by model.save() or fusednn train")
+    sv.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    sv.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    sv.add_argument("--max-batch", type=_positive_int, default=10_000, metavar="ROWS",
+                    help="most rows per /predict request (default 10000; more: 413)")
+    sv.add_argument("--max-body", type=_size, default=16 << 20, metavar="SIZE",
+                    help="largest request body, e.g. 16MiB, 512KiB, 1048576 (default 16MiB; more: 413)")
+    sv.add_argument("--backend", choices=["numpy", "cpu", "cuda"], default=None,
+                    help="backend to run the model on (default: the active one)")
+    sv.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                    help="uvicorn's log level (default info)")
+    sv.add_argument("--access-log", action="store_true", help="log every request (off by default: it costs "
+                    "throughput)")
+    sv.set_defaults(func=_serve)
     return p
 
 
