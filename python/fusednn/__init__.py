@@ -14,7 +14,7 @@ from .threads import get_num_threads, set_num_threads
 from . import callbacks, initializers, keras, layers, losses, models, optimizers, utils
 from .callbacks import Callback, EarlyStopping, History, ProgbarLogger, TerminateOnNaN
 from .callbacks import ModelCheckpoint
-from .layers import Activation, Dense, Input, InputLayer
+from .layers import Activation, Dense, Input, InputLayer, Normalization
 from .losses import MeanSquaredError
 from .models import Sequential
 from .saving import load_model
@@ -32,6 +32,7 @@ __all__ = [
     "Input",
     "InputLayer",
     "MeanSquaredError",
+    "Normalization",
     "ModelCheckpoint",
     "ProgbarLogger",
     "SGD",

@@ -19,11 +19,21 @@ import numpy as np
 from . import inputs, losses, optimizers
 from .backends import activation_code
 from .epoch_metrics import EpochMetrics
-from .layers import Dense
+from .layers import Dense, Normalization
 
 
 _FUSED_LOSSES = (losses.MeanSquaredError, losses.BinaryCrossentropy, losses.CategoricalCrossentropy,
                  losses.SparseCategoricalCrossentropy)
+
+
+def _leading_norms(model: Any) -> list[Normalization]:
+    """The Normalization layers the model starts with: applied to the data up front."""
+    out = []
+    for layer in model.layers:
+        if type(layer) is not Normalization:
+            break
+        out.append(layer)
+    return out
 
 
 def _loss_kind(model: Any) -> str:
@@ -35,8 +45,9 @@ def unsupported_reason(model: Any) -> str | None:
     be = model._backend
     if not getattr(be, "has_trainer", False):
         return f"backend {be.name!r} has no fused trainer"
-    if not all(type(layer) is Dense for layer in model.layers):
-        return "the model has layers other than Dense"
+    k = len(_leading_norms(model))
+    if not model.layers[k:] or not all(type(layer) is Dense for layer in model.layers[k:]):
+        return "the model has layers other than Dense (after any leading Normalization)"
     if type(model.loss) not in _FUSED_LOSSES:
         return f"loss {type(model.loss).__name__} is not fused"
     fold = model._folds_output()
@@ -82,7 +93,9 @@ class FusedTrainer:
         states = _states(opt)
         specs, p = [], 0
         fold = model._folds_output()
-        for i, layer in enumerate(model.layers):
+        self.norms = _leading_norms(model)
+        self._normalized: tuple[Any, Any] | None = None  # (data, its normalised copy) of this fit
+        for i, layer in enumerate(model.layers[len(self.norms):], start=len(self.norms)):
             act = "linear" if (fold and i == len(model.layers) - 1) else layer.activation
             spec = {"W": layer.kernel, "b": layer.bias, "act": activation_code(act),
                     "A": be.empty((batch, layer.units)), "G": be.empty((batch, layer.units)),
@@ -117,6 +130,8 @@ class FusedTrainer:
         if on_step is None:
             chunk = steps if augment is None else max(1, 4096 // self.batch)
         dev_order = be.xp.asarray(np.ascontiguousarray(order, dtype=np.int64))
+        if self.norms and augment is None:
+            x = self._normalize_once(x)
         s = 0
         while s < steps:
             end = min(steps, s + chunk)
@@ -125,10 +140,12 @@ class FusedTrainer:
                                                         s, end, opt.iterations, stop_on_nonfinite, self.metrics)
             else:  # the chunk's samples, augmented, as a small data set of its own
                 rows = order[s * self.batch:min(n, end * self.batch)]
-                xa = inputs.augmented(augment, np.asarray(be.to_numpy(x))[rows], (len(rows), x.shape[1]))
+                xa = be.asarray(inputs.augmented(augment, np.asarray(be.to_numpy(x))[rows], (len(rows), x.shape[1])))
+                for norm in self.norms:
+                    norm.transform(xa, xa)
                 ya = be.xp.ascontiguousarray(y[be.xp.asarray(rows)])
                 local = be.xp.arange(len(rows), dtype=np.int64)
-                opt.iterations, done = self.trainer.run(be.asarray(xa), ya, local, self.x_batch, self.y_batch,
+                opt.iterations, done = self.trainer.run(xa, ya, local, self.x_batch, self.y_batch,
                                                         step_losses[s:end], 0, end - s, opt.iterations,
                                                         stop_on_nonfinite, self.metrics)
             if on_step is not None:
@@ -138,6 +155,20 @@ class FusedTrainer:
             if s < end:  # stopped early at a non-finite loss
                 break
         return s
+
+    def _normalize_once(self, x: Any) -> Any:
+        """The leading Normalization layers applied to the whole training set, kept for
+        the fit's later epochs (the statistics are fixed, so once is enough)."""
+        if self._normalized is None or self._normalized[0] is not x:
+            xn = x.copy()
+            for norm in self.norms:
+                norm.transform(xn, xn)
+            self._normalized = (x, xn)
+        return self._normalized[1]
+
+    def forget_data(self) -> None:
+        """Drop the normalised copy of a finished fit's data."""
+        self._normalized = None
 
     def use_metrics(self, tracker: EpochMetrics | None) -> None:
         """Point the trainer's metric accumulators at ``tracker``'s (None: no metrics)."""

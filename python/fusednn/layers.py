@@ -319,3 +319,6 @@ class InputLayer:
 def Input(shape: Any, batch_size: int | None = None, name: str | None = None) -> InputLayer:
     """``keras.Input``: the input declaration to put first in a Sequential model."""
     return InputLayer(shape=shape, batch_size=batch_size, name=name)
+
+
+from .normalization import Normalization  # noqa: E402  (defined over Layer, exported here as in Keras)

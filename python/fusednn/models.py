@@ -409,6 +409,8 @@ class Sequential:
             cbs.call("on_epoch_end", epoch, logs)
             if self.stop_training:
                 break
+        if self._fused is not None:
+            self._fused.forget_data()
         cbs.call("on_train_end", logs)
         return history
 
