@@ -126,6 +126,38 @@ def test_fit_resumes_exactly_after_load(host_backend_name, tmp_path, optimizer, 
         assert not np.array_equal(bare.get_weights()[0], straight.get_weights()[0])
 
 
+@pytest.mark.parametrize("loss", ["sparse_categorical_crossentropy", "categorical_crossentropy",
+                                  keras.losses.CategoricalCrossentropy(from_logits=True)])
+def test_classifier_round_trip_and_resume(host_backend_name, tmp_path, loss):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((90, 4))
+    labels = (x[:, 0] > 0).astype(int) + (x[:, 1] > 0.5)
+    y = labels if loss == "sparse_categorical_crossentropy" else np.eye(3)[labels]
+    out = "linear" if isinstance(loss, keras.losses.Loss) else "softmax"
+
+    def model():
+        m = keras.Sequential([keras.layers.Dense(8, activation="relu", input_shape=(4,)),
+                              keras.layers.Dense(3, activation=out)])
+        m.compile(optimizer=keras.optimizers.Adam(learning_rate=0.02), loss=loss, metrics=["accuracy", "f1"])
+        return m
+
+    fusednn.set_random_seed(2)
+    straight = model()
+    h_straight = straight.fit(x, y, batch_size=16, epochs=3, validation_split=0.2, verbose=0)
+    fusednn.set_random_seed(2)
+    first = model()
+    first.fit(x, y, batch_size=16, epochs=2, validation_split=0.2, verbose=0)
+    first.save(tmp_path / "c.npz")
+    loaded = fusednn.load_model(tmp_path / "c.npz")
+    assert [m.name for m in loaded.metrics] == ["accuracy", "f1"]
+    assert type(loaded.loss) is type(first.loss) and loaded.loss.from_logits == first.loss.from_logits
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), first.predict(x, verbose=0))
+    h = loaded.fit(x, y, batch_size=16, epochs=1, validation_split=0.2, verbose=0)
+    for a, b in zip(loaded.get_weights(), straight.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert h.history == {k: v[-1:] for k, v in h_straight.history.items()}
+
+
 def test_compile_false_and_uncompiled_and_unbuilt(host_backend_name, tmp_path):
     fusednn.set_random_seed(0)
     model = make_model()

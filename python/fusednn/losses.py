@@ -114,6 +114,9 @@ class _CrossEntropy(Loss):
     def __init__(self, from_logits: bool = False) -> None:
         self.from_logits = bool(from_logits)
 
+    def get_config(self) -> dict[str, Any]:
+        return {"from_logits": self.from_logits}
+
     def _scale(self, pred: Any) -> float:
         return 1.0 / (pred.size if self.kind == "binary" else pred.shape[0])
 
