@@ -19,6 +19,10 @@ void gemm_ukernel_6x16(int kc, const float* A, long rsa, long csa, const float* 
                        float* C, long ldc, int mr, int nr, bool accumulate, bool final,
                        const float* bias, Act act);
 
+// Pack a 16-wide sliver of op(B) when B is stored transposed: op(B)(k, j) is
+// src[j*ld + k] for j < 16, written k-major as dst[k*16 + j] (kc rows).
+void pack_b_transposed_16(float* dst, const float* src, long ld, int kc);
+
 // c[M] = op(A)·b for a single output column (N == 1): dot products of A's rows
 // with b, or (ta: A stored K×M) a sum of A's rows scaled by b.
 void gemm_n1(float* c, const float* A, const float* b, int M, int K, bool ta);

@@ -98,6 +98,13 @@ void pack_b(float* dst, View b, int kc, int nc) {
         dst += NR;
       }
     } else {  // B stored transposed: each column of op(B) is contiguous in k
+#ifdef FUSEDNN_HAVE_AVX2_TU
+      if (nr == NR && b.rs == 1 && use_avx2()) {  // 8×8 register transposes
+        avx2::pack_b_transposed_16(dst, b.at(0, j0), b.cs, kc);
+        dst += std::size_t(kc) * NR;
+        continue;
+      }
+#endif
       for (int j = 0; j < nr; ++j) {
         const float* src = b.at(0, j0 + j);
         for (int k = 0; k < kc; ++k) dst[k * NR + j] = src[k * b.rs];

@@ -111,6 +111,41 @@ void gemm_ukernel_6x16(int kc, const float* A, long rsa, long csa, const float* 
       for (int j = 0; j < nr; ++j) C[i * ldc + j] = tile[i * NR + j];
 }
 
+namespace {
+// Transpose the 8×8 block held in r[0..8) (rows) into columns, in place.
+inline void transpose8(__m256 r[8]) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+  r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+  r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+  r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+  r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+  r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+  r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+  r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+}  // namespace
+
+void pack_b_transposed_16(float* dst, const float* src, long ld, int kc) {
+  int k = 0;
+  for (; k + 8 <= kc; k += 8)
+    for (int half = 0; half < 2; ++half) {  // columns j = 8*half .. 8*half+7
+      __m256 r[8];
+      for (int j = 0; j < 8; ++j) r[j] = _mm256_loadu_ps(src + (half * 8 + j) * ld + k);
+      transpose8(r);  // r[t] now holds op(B)(k + t, 8*half .. 8*half+7)
+      for (int t = 0; t < 8; ++t) _mm256_storeu_ps(dst + (k + t) * 16 + half * 8, r[t]);
+    }
+  for (; k < kc; ++k)
+    for (int j = 0; j < 16; ++j) dst[k * 16 + j] = src[j * ld + k];
+}
+
 void gemm_n1(float* c, const float* A, const float* b, int M, int K, bool ta) {
   if (ta) {  // c = A^T b, A stored K×M: accumulate b[k] * (row k of A), 8 outputs at a time
     int i = 0;

@@ -147,7 +147,7 @@ def _native(*arrays: Any) -> Any:
     if b is None or b.name != "cpu":
         return None
     for a in arrays:
-        if type(a) is not np.ndarray:
+        if type(a) is not np.ndarray and a is not None:
             return None
     return b._k
 
@@ -156,9 +156,9 @@ def _native(*arrays: Any) -> Any:
 def matmul(a: Any, b: Any, *, transpose_a: bool = False, transpose_b: bool = False, out: Any = None) -> Any:
     """``op(a) @ op(b)`` for 2-D arrays, where op transposes when the flag is set
     (as in ``tf.linalg.matmul``): ``a`` is (M, K) or, with ``transpose_a``, (K, M)."""
-    if out is None and (k := _native(a, b)) is not None:
+    if (k := _native(a, b, out)) is not None:
         try:
-            return k.matmul(a, b, transpose_a, transpose_b)
+            return k.matmul(a, b, transpose_a, transpose_b, None, 0, out)
         except (TypeError, ValueError):
             pass
     be, _ = _pick(a, b, out)
@@ -194,9 +194,9 @@ def _matmul(be, a, b, ta, tb, bias, act, out):
 def linear(x: Any, w: Any, b: Any = None, *, activation: str | None = None, out: Any = None) -> Any:
     """``activation(x @ w + b)``, the Dense layer's forward, fused into one kernel call
     on the native backends. ``x`` is (N, in), ``w`` (in, units), ``b`` (units,) or None."""
-    if out is None and (k := _native(x, w) if b is None else _native(x, w, b)) is not None:
+    if (k := _native(x, w, b, out)) is not None:
         try:
-            return k.matmul(x, w, False, False, b, _backends.ACTIVATIONS[activation or "linear"])
+            return k.matmul(x, w, False, False, b, _backends.ACTIVATIONS[activation or "linear"], out)
         except (TypeError, ValueError, KeyError):
             pass
     be, _ = _pick(x, w, b, out)
@@ -220,9 +220,9 @@ def _act_name(name: str | None) -> str:
 
 def activation(x: Any, name: str | None, *, out: Any = None) -> Any:
     """Apply the activation ``name`` (linear, relu, sigmoid, tanh) elementwise."""
-    if out is None and (k := _native(x)) is not None:
+    if (k := _native(x, out)) is not None:
         try:
-            return k.act_forward(x, _backends.ACTIVATIONS[name or "linear"])
+            return k.act_forward(x, _backends.ACTIVATIONS[name or "linear"], out)
         except (TypeError, ValueError, KeyError):
             pass
     name = _act_name(name)
@@ -237,9 +237,9 @@ def activation(x: Any, name: str | None, *, out: Any = None) -> Any:
 def activation_grad(dy: Any, y: Any, name: str | None, *, out: Any = None) -> Any:
     """Gradient through an activation given the upstream gradient ``dy`` and the
     forward *output* ``y``: relu -> dy*(y>0), sigmoid -> dy*y*(1-y), tanh -> dy*(1-y^2)."""
-    if out is None and (k := _native(dy, y)) is not None:
+    if (k := _native(dy, y, out)) is not None:
         try:
-            return k.act_backward(dy, y, _backends.ACTIVATIONS[name or "linear"])
+            return k.act_backward(dy, y, _backends.ACTIVATIONS[name or "linear"], out)
         except (TypeError, ValueError, KeyError):
             pass
     name = _act_name(name)

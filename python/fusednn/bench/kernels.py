@@ -86,7 +86,7 @@ def _linear_case(M: int, K: int, N: int, act: str) -> Case:
 
         def run():
             xp.matmul(x, w, out=out)
-            out += b
+            xp.add(out, b, out=out)
             if act == "relu":
                 xp.maximum(out, 0, out=out)
             elif act == "tanh":
@@ -263,7 +263,9 @@ def _adam_case(n: int) -> Case:
     def ref_torch(torch, xs):
         w = torch.nn.Parameter(xs["w"].clone())
         w.grad = xs["g"].clone()
-        opt = torch.optim.Adam([w], lr=lr, betas=(b1, b2), eps=eps)
+        # Keras adds epsilon to the uncorrected sqrt(v), PyTorch after bias correction:
+        # at step 1 these agree when PyTorch's eps is eps / sqrt(1 - beta_2)
+        opt = torch.optim.Adam([w], lr=lr, betas=(b1, b2), eps=eps / np.sqrt(1 - b2))
 
         def run():
             opt.step()
