@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
+from collections.abc import Callable
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -165,6 +166,73 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_command(name: str, run: Callable[[], object]) -> int:
+    """Run a train/evaluate/predict step; bad data, a bad model file or a missing file
+    is reported in one line with exit status 2, as argparse reports bad arguments."""
+    from fusednn.csv_data import DataError
+
+    try:
+        run()
+    except (DataError, ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        kind = "" if isinstance(e, (DataError, ValueError)) else f"{type(e).__name__}: "
+        print(f"fusednn {name}: error: {kind}{e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    """Train a model on a CSV file and save it (see fusednn.tabular)."""
+    from fusednn import tabular
+
+    if args.backend:
+        import fusednn
+
+        fusednn.set_backend(args.backend)
+    cfg = tabular.TrainConfig(target=args.target, task=args.task, layers=args.layers, epochs=args.epochs,
+                              batch_size=args.batch_size, learning_rate=args.lr,
+                              validation_split=args.validation_split, test_size=args.test_size, seed=args.seed,
+                              outliers=None if args.outliers == "none" else args.outliers,
+                              verbose="auto" if args.verbose is None else args.verbose)
+    return _data_command("train", lambda: tabular.train(args.data, args.out, cfg))
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from fusednn import tabular
+
+    return _data_command("evaluate", lambda: tabular.evaluate(args.model, args.data))
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from fusednn import tabular
+
+    def run() -> None:
+        n = tabular.predict(args.model, args.data, args.out)
+        if args.out != "-":
+            print(f"wrote {n} predictions to {args.out}")
+
+    return _data_command("predict", run)
+
+
+def _layer_sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        sizes = (0,)
+    if any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError(f"must be comma-separated positive integers like 64,64, got {text!r}")
+    return sizes
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text!r}")
+    return value
+
+
 def _size(text: str) -> int:
     from fusednn.serve import parse_size
 
@@ -229,6 +297,39 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--access-log", action="store_true", help="log every request (off by default: it costs "
                     "throughput)")
     sv.set_defaults(func=_serve)
+    tr = sub.add_parser("train", help="train a model on a CSV file (regression or classification) and save it, "
+                        "with its feature scaling and class labels")
+    tr.add_argument("data", metavar="DATA.csv", help="one row per sample, a header row naming the columns")
+    tr.add_argument("--target", required=True, help="the column to predict (name, or 0-based number)")
+    tr.add_argument("--task", choices=["regression", "classification"], default=None,
+                    help="default: classification for text targets or at most 20 distinct integers")
+    tr.add_argument("--layers", type=_layer_sizes, default=(64, 64), metavar="N,N",
+                    help="hidden layer sizes (relu), default 64,64")
+    tr.add_argument("--epochs", type=_positive_int, default=50, help="default 50")
+    tr.add_argument("--batch-size", type=_positive_int, default=32, help="default 32")
+    tr.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate, default 0.001")
+    tr.add_argument("--validation-split", type=_fraction, default=0.1, metavar="F",
+                    help="fraction of the training rows used for validation each epoch, default 0.1")
+    tr.add_argument("--test-size", type=_fraction, default=0.2, metavar="F",
+                    help="fraction of the rows held out for the test metrics, default 0.2")
+    tr.add_argument("--outliers", choices=["none", "zscore", "iqr"], default="none",
+                    help="also drop outlier rows (default none; rows with missing values are always dropped)")
+    tr.add_argument("--seed", type=int, default=0, help="seed for the split, weights and shuffling")
+    tr.add_argument("--backend", choices=["numpy", "cpu", "cuda"], default=None)
+    tr.add_argument("--verbose", type=int, choices=[0, 1, 2], default=None,
+                    help="0 silent, 1 progress bar, 2 a line per epoch (default: 1 on a terminal, else 2)")
+    tr.add_argument("--out", required=True, metavar="MODEL", help="where to save the model (.npz)")
+    tr.set_defaults(func=_train)
+    ev = sub.add_parser("evaluate", help="metrics of a model saved by `fusednn train` on a labelled CSV file")
+    ev.add_argument("model", metavar="MODEL")
+    ev.add_argument("data", metavar="DATA.csv")
+    ev.set_defaults(func=_evaluate)
+    pr = sub.add_parser("predict", help="predictions of a model saved by `fusednn train` for each row of a CSV "
+                        "file")
+    pr.add_argument("model", metavar="MODEL")
+    pr.add_argument("data", metavar="DATA.csv")
+    pr.add_argument("--out", required=True, metavar="PREDS.csv", help="output CSV ('-': standard output)")
+    pr.set_defaults(func=_predict)
     return p
 
 
