@@ -62,6 +62,16 @@ def test_linear_model_and_saved_model_export(host_backend_name, tmp_path):
     assert np.abs(run_onnx(tmp_path / "m.onnx", x) - model.predict(x, verbose=0)).max() <= 1e-6
 
 
+def test_normalization_layer_exports(host_backend_name, tmp_path):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((64, 3)) * [1.0, 100.0, 0.01] + [0.0, 500.0, 3.0]
+    fusednn.set_random_seed(2)
+    model = keras.Sequential([keras.layers.Normalization(input_shape=(3,)).adapt(x),
+                              keras.layers.Dense(4, activation="tanh"), keras.layers.Dense(2)])
+    model.export_onnx(tmp_path / "n.onnx")
+    assert np.abs(run_onnx(tmp_path / "n.onnx", x) - model.predict(x, verbose=0)).max() <= 1e-5
+
+
 def test_export_errors(host_backend_name, tmp_path):
     with pytest.raises(ValueError, match="not built"):
         keras.Sequential([keras.layers.Dense(3)]).export_onnx(tmp_path / "m.onnx")

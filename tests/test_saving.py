@@ -63,6 +63,30 @@ def test_round_trip_is_exact(trained, tmp_path):
     assert loaded._backend is fusednn.get_backend()
 
 
+def test_file_is_backend_neutral(tmp_path):
+    """A file written on one backend loads on every other, with the same weights and
+    predictions equal to float32 rounding."""
+    names = fusednn.available_backends()
+    x, _ = data(20)
+    previous = fusednn.get_backend().name
+    try:
+        for writer in names:
+            fusednn.set_backend(writer)
+            fusednn.set_random_seed(5)
+            model = make_model()
+            model.save(tmp_path / f"{writer}.npz")
+            ref = model.predict(x, verbose=0)
+            for reader in names:
+                fusednn.set_backend(reader)
+                loaded = fusednn.load_model(tmp_path / f"{writer}.npz")
+                assert loaded._backend.name == reader
+                for a, b in zip(loaded.get_weights(), model.get_weights()):
+                    np.testing.assert_array_equal(a, b)
+                np.testing.assert_allclose(loaded.predict(x, verbose=0), ref, rtol=1e-5, atol=1e-6)
+    finally:
+        fusednn.set_backend(previous)
+
+
 def test_any_suffix_and_keras_names(trained, tmp_path):
     model, x, _ = trained
     assert keras.models.load_model is fusednn.models.load_model is fusednn.load_model
