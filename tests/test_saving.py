@@ -89,7 +89,13 @@ def test_file_is_backend_neutral(tmp_path):
 
 def test_any_suffix_and_keras_names(trained, tmp_path):
     model, x, _ = trained
-    assert keras.models.load_model is fusednn.models.load_model is fusednn.load_model
+    assert keras.models.load_model is fusednn.models.load_model is fusednn.load_model is keras.saving.load_model
+    from fusednn.keras.saving import save_model
+
+    save_model(model, tmp_path / "via_function.npz")
+    np.testing.assert_array_equal(fusednn.load_model(tmp_path / "via_function.npz").predict(x, verbose=0),
+                                  model.predict(x, verbose=0))
+    os.unlink(tmp_path / "via_function.npz")
     for name in ("m.keras", "m.fdnn", "m"):
         model.save(str(tmp_path / name))
         assert sorted(os.listdir(tmp_path))[-1] in ("m.keras", "m.fdnn", "m")
