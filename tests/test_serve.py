@@ -223,6 +223,27 @@ def test_concurrent_clients_get_their_own_outputs(served):
     assert health["requests"] >= len(batches)
 
 
+def test_health_answers_while_a_prediction_waits(host_backend_name):
+    """Prediction runs in a worker thread: with the model busy (its lock held here),
+    a /predict waits while /health and /metadata are answered at once."""
+    fusednn.set_random_seed(0)
+    model = keras.Sequential([keras.layers.Dense(2, input_shape=(2,))])
+    app = serve.create_app(model)
+    lock = app.state.predictor._lock
+    with ServerThread(app) as server:
+        with ThreadPoolExecutor(1) as pool:
+            with lock:
+                pending = pool.submit(call, server.port, "POST", "/predict", {"inputs": [[1.0, 2.0]]})
+                t0 = time.monotonic()
+                assert call(server.port, "GET", "/health")[0] == 200
+                assert call(server.port, "GET", "/metadata")[0] == 200
+                assert time.monotonic() - t0 < 2.0 and not pending.done()
+            status, answer = pending.result(timeout=10)
+    assert status == 200
+    np.testing.assert_array_equal(np.array(answer["outputs"], dtype=np.float32),
+                                  model.predict(np.array([[1.0, 2.0]]), verbose=0))
+
+
 def test_classification_labels(host_backend_name):
     fusednn.set_random_seed(0)
     model = keras.Sequential([keras.layers.Dense(3, input_shape=(2,))])
