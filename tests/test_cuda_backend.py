@@ -67,3 +67,50 @@ def test_device_info_and_cli(capsys):
 def test_default_backend_is_cuda_when_usable():
     assert backends.available()[0] == "cuda"
     assert fusednn.backends.backend("cuda").name == "cuda"
+
+
+def test_xent_into_device_element_and_metric_accumulators(be):
+    rng = np.random.default_rng(1)
+    z = (rng.standard_normal((64, 5)) * 3).astype(np.float32)
+    labels = rng.integers(0, 5, 64).astype(np.float32).reshape(-1, 1)
+    Z, T = cp.asarray(z), cp.asarray(labels)
+    losses = cp.full(3, cp.nan, dtype=cp.float32)
+    grad = cp.full((64, 5), cp.nan, dtype=cp.float32)
+    assert be.xent("sparse", Z, T, grad, losses[1:2], 1 / 64) is not None
+    value = be.xent("sparse", Z, T)
+    assert isinstance(value, float)
+    z64 = z.astype(np.float64)
+    lse = np.log(np.exp(z64 - z64.max(axis=1, keepdims=True)).sum(axis=1)) + z64.max(axis=1)
+    ref = np.mean(lse - z64[np.arange(64), labels[:, 0].astype(int)])
+    assert value == pytest.approx(ref, rel=1e-6)
+    assert cp.asnumpy(losses)[1] == np.float32(value)
+    p = np.exp(z64 - lse[:, None])
+    np.testing.assert_allclose(cp.asnumpy(grad), (p - np.eye(5)[labels[:, 0].astype(int)]) / 64, rtol=1e-5,
+                               atol=1e-8)
+    probs = be.softmax(Z, cp.empty_like(Z))
+    np.testing.assert_allclose(cp.asnumpy(probs), p, rtol=1e-6, atol=1e-7)
+    counts = cp.zeros((5, 5), dtype=cp.float64)
+    be.confusion_update(counts, Z, T, 5, True)
+    c = cp.asnumpy(counts)
+    assert c.sum() == 64 and np.trace(c) == np.sum(z.argmax(axis=1) == labels[:, 0])
+    sums = cp.zeros(2, dtype=cp.float64)
+    z1 = z + np.float32(1)
+    be.error_sums_update(sums, Z, cp.asarray(z1))
+    d = z64 - z1
+    np.testing.assert_allclose(cp.asnumpy(sums), [np.abs(d).sum(), (d * d).sum()], rtol=1e-12)
+
+
+def test_backend_has_a_fused_trainer(be):
+    assert be.has_trainer
+    from fusednn import fused, keras
+
+    prev = fusednn.get_backend().name
+    fusednn.set_backend("cuda")
+    try:
+        model = keras.Sequential([keras.layers.Dense(3, activation="softmax", input_shape=(4,))])
+        model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        assert fused.unsupported_reason(model) is None
+        model.fit(np.zeros((10, 4)), np.arange(10) % 3, batch_size=4, verbose=0)
+        assert model._fused is not None and model.optimizer.iterations == 3
+    finally:
+        fusednn.set_backend(prev)

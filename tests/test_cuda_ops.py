@@ -196,7 +196,7 @@ def test_act_forward_backward(act, n, offset):
     _cuda.act_backward(dev(dy, offset), out, ACTS[act], dx)
     one = np.float32(1)
     want = {"linear": dy, "relu": np.where(y > 0, dy, np.float32(0)),
-            "sigmoid": dy * (y * (one - y)), "tanh": dy * (one - y * y)}[act]
+            "sigmoid": dy * (y * (one - y)), "tanh": dy * ((one - y) * (one + y))}[act]
     np.testing.assert_array_equal(host(dx), want)
 
 
@@ -280,6 +280,260 @@ def test_mse_workspace_is_checked():
         _cuda.mse(P, P, None, cp.empty(3, dtype=cp.float64))
     with pytest.raises(TypeError, match="float64"):
         _cuda.mse(P, P, None, cp.empty(_cuda.mse_workspace_len(), dtype=cp.float32))
+
+
+# ----------------------------------------------- softmax and cross-entropy
+XENT = {"binary": 0, "categorical": 1, "sparse": 2}
+# Rows of every length the kernels treat differently: one element, shorter than a
+# warp, warp rows (<= 1024 columns) and block rows (> 1024), and row counts past one
+# wave of blocks so the row loops stride.
+ROW_SHAPES = [(1, 1), (3, 5), (7, 129), (33, 1000), (2, 1025), (3, 10000), (1000, 3), (70000, 2),
+              (1100, 1031)]
+
+
+def softmax64(z: np.ndarray) -> np.ndarray:
+    z = z.astype(np.float64)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def xent64(z: np.ndarray, t: np.ndarray, kind: str):
+    """(loss, act(z) - t) in float64; t holds one index per row for 'sparse'."""
+    z = z.astype(np.float64)
+    if kind == "binary":
+        t = t.astype(np.float64)
+        loss = np.mean(np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z))))
+        return loss, act64(z, "sigmoid") - t
+    lse = z.max(axis=1, keepdims=True)
+    lse = lse + np.log(np.exp(z - lse).sum(axis=1, keepdims=True))
+    if kind == "sparse":
+        t = np.eye(z.shape[1])[t.reshape(-1).astype(np.int64)]
+    else:
+        t = t.astype(np.float64)
+    return np.mean((t * (lse - z)).sum(axis=1)), np.exp(z - lse) - t
+
+
+def xent_target(rng, kind, rows, cols):
+    if kind == "binary":
+        return (rng.random((rows, cols)) > 0.5).astype(np.float32)
+    labels = rng.integers(0, cols, rows)
+    if kind == "sparse":
+        return labels.astype(np.float32).reshape(rows, 1)
+    p = rng.random((rows, cols)).astype(np.float32)  # probability rows, not only one-hot
+    return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.mark.parametrize("rows,cols", ROW_SHAPES)
+@pytest.mark.parametrize("scale", [1.0, 100.0])
+def test_softmax(rows, cols, scale):
+    rng = np.random.default_rng(rows * 7 + cols)
+    x = (rng.standard_normal((rows, cols)) * scale).astype(np.float32)
+    X = dev(x)
+    out = poisoned((rows, cols), 1)
+    assert _cuda.softmax(X, out) is out
+    y = host(out)
+    ref = softmax64(x)
+    assert np.isfinite(y).all()
+    err = np.abs(y - ref)
+    assert err.max() <= 1e-6 + 1e-6 * ref.max(), f"max error {err.max():.3g}"
+    np.testing.assert_allclose(y.sum(axis=1, dtype=np.float64), 1.0, rtol=1e-6)
+    _cuda.softmax(X, X)  # in place: the same bits
+    np.testing.assert_array_equal(host(X), y)
+
+
+@pytest.mark.parametrize("rows,cols", ROW_SHAPES)
+def test_softmax_backward(rows, cols):
+    rng = np.random.default_rng(rows + cols * 3)
+    y = softmax64(rng.standard_normal((rows, cols)) * 3).astype(np.float32)
+    dy = rng.standard_normal((rows, cols)).astype(np.float32)
+    Dy, Y = dev(dy), dev(y)
+    out = poisoned((rows, cols))
+    assert _cuda.softmax_backward(Dy, Y, out) is out
+    got = host(out)
+    d = (dy.astype(np.float64) * y).sum(axis=1, keepdims=True)
+    ref = y * (dy - d)
+    # float(d), dy - d and the product are each rounded once
+    bound = 4 * U32 * np.abs(y) * (np.abs(dy) + np.abs(d)) + 1e-37
+    assert (np.abs(got - ref) <= bound).all(), f"max err/bound {np.max(np.abs(got - ref) / bound):.3g}"
+    _cuda.softmax_backward(Dy, Y, Dy)  # in place over dy
+    np.testing.assert_array_equal(host(Dy), got)
+
+
+@pytest.mark.parametrize("kind", list(XENT))
+@pytest.mark.parametrize("rows,cols", [(1, 1), (5, 3), (64, 10), (7, 1025), (3, 10000), (5000, 10),
+                                       (70000, 1)])
+@pytest.mark.parametrize("scale", [1.0, 100.0])
+def test_xent_value_and_grad(kind, rows, cols, scale):
+    if kind != "binary" and cols == 1 and rows > 1:
+        cols = 2  # a softmax over one class is always 1: test two
+    rng = np.random.default_rng(rows * 31 + cols + int(scale))
+    z = (rng.standard_normal((rows, cols)) * scale).astype(np.float32)
+    t = xent_target(rng, kind, rows, cols)
+    ref_loss, ref_d = xent64(z, t, kind)
+    g_scale = 1.0 / (z.size if kind == "binary" else rows)
+    Z, T, ws = dev(z), dev(t), _ws()
+    g = poisoned((rows, cols), 1)
+    value = _cuda.xent(Z, T, XENT[kind], g_scale, g, None, ws)
+    assert isinstance(value, float) and np.isfinite(value)
+    assert abs(value - ref_loss) <= 1e-6 * max(1.0, abs(ref_loss)), (value, ref_loss)
+    got = host(g)
+    ref = np.float32(g_scale) * ref_d
+    tt = t if kind != "sparse" else np.eye(cols)[t.reshape(-1).astype(np.int64)]
+    # act(z) rounded to float (sigmoid: a few ulp), the difference and the scaling
+    bound = 8 * U32 * g_scale * (np.abs(ref_d + tt) + np.abs(tt)) + 1e-37
+    assert (np.abs(got - ref) <= bound).all(), f"max err/bound {np.max(np.abs(got - ref) / bound):.3g}"
+    # the value alone, and into a device element: the same reduction, the same bits
+    assert _cuda.xent(Z, T, XENT[kind], g_scale, None, None, ws) == value
+    out = poisoned(1)
+    assert _cuda.xent(Z, T, XENT[kind], g_scale, None, out, ws) is out
+    assert host(out)[0] == np.float32(value)
+
+
+@pytest.mark.parametrize("kind,shape", [("binary", (1 << 12, 1 << 10)), ("categorical", (4096, 1000)),
+                                        ("sparse", (4096, 1000)), ("sparse", (256, 5000))])
+def test_xent_is_deterministic(kind, shape):
+    rng = np.random.default_rng(99)
+    z = (rng.standard_normal(shape) * 5).astype(np.float32)
+    Z, T, ws = dev(z), dev(xent_target(rng, kind, *shape)), _ws()
+    outs = [poisoned(1) for _ in range(3)]
+    vals = [_cuda.xent(Z, T, XENT[kind], 1.0, None, None, ws) for _ in range(3)]
+    for o in outs:
+        _cuda.xent(Z, T, XENT[kind], 1.0, None, o, ws)
+    assert vals[0] == vals[1] == vals[2]
+    assert len({host(o).view(np.uint32)[0] for o in outs}) == 1
+    # logits minus the row max is rounded to float before exp, as cpu::xent does
+    assert vals[0] == pytest.approx(xent64(z, host(T), kind)[0], rel=1e-6)
+
+
+@pytest.mark.parametrize("cols", [6, 2000])
+def test_xent_sparse_bad_labels_give_nan_and_zero_gradient(cols):
+    rng = np.random.default_rng(cols)
+    labels = np.array([0, cols, -1, 2.5, np.nan, 1e30, -1e30, np.inf, cols - 1, -0.0, 1], np.float32)
+    good = np.array([1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1], bool)
+    rows = len(labels)
+    z = (rng.standard_normal((rows, cols)) * 10).astype(np.float32)
+    Z, ws = dev(z), _ws()
+    g = poisoned((rows, cols))
+    value = _cuda.xent(Z, dev(labels.reshape(rows, 1)), XENT["sparse"], 1.0 / rows, g, None, ws)
+    assert np.isnan(value)
+    got = host(g)
+    assert np.all(got[~good] == 0)
+    t = np.where(good, labels, 0).astype(np.float32)
+    ref = np.float32(1.0 / rows) * xent64(z, t, "sparse")[1]
+    np.testing.assert_allclose(got[good], ref[good], rtol=1e-5, atol=1e-8)
+    # only good labels: finite again (no error left behind by the bad reads it did not make)
+    ok = _cuda.xent(dev(z[good]), dev(t[good].reshape(-1, 1)), XENT["sparse"], 1.0, None, None, ws)
+    assert ok == pytest.approx(xent64(z[good], t[good], "sparse")[0], rel=1e-6)
+
+
+# ---------------------------------------------------- metric accumulators
+def confusion64(p, t, classes, sparse, threshold):
+    """cpu::confusion_update in NumPy: argmax (first maximum) or p > threshold for one
+    column; sparse labels truncated toward zero; rows outside [0, classes) skipped."""
+    pred = (p[:, 0] > threshold).astype(np.int64) if p.shape[1] == 1 else p.argmax(axis=1)
+    if sparse:
+        lab = t.reshape(-1).astype(np.float64)
+        ok = (lab > -1) & (lab < classes)
+        truth = np.where(ok, np.trunc(np.where(ok, lab, 0)), -1).astype(np.int64)
+    elif t.shape[1] == 1:
+        truth = (t[:, 0] > 0.5).astype(np.int64)
+    else:
+        truth = t.argmax(axis=1)
+    keep = (truth >= 0) & (truth < classes)
+    counts = np.zeros((classes, classes))
+    np.add.at(counts, (truth[keep], pred[keep]), 1.0)
+    return counts
+
+
+@pytest.mark.parametrize("case", ["sparse", "onehot", "binary_logits", "binary_probs", "ties", "many_rows",
+                                  "wide"])
+def test_confusion_update(case):
+    rng = np.random.default_rng(len(case))
+    rows, classes = 1000, 7
+    sparse, threshold = False, 0.5
+    if case == "sparse":
+        p = rng.standard_normal((rows, classes)).astype(np.float32)
+        t = rng.integers(0, classes, rows).astype(np.float32)
+        t[:6] = [-1, classes, 2.7, -0.5, 100, 6]  # out of range skipped, fractions truncated
+        sparse = True
+    elif case in ("onehot", "ties", "many_rows", "wide"):
+        if case == "many_rows":
+            rows, classes = 100_003, 3
+        if case == "wide":
+            rows, classes = 50, 1100
+        p = rng.standard_normal((rows, classes)).astype(np.float32)
+        if case == "ties":  # equal maxima: the first one counts, as np.argmax
+            p = rng.integers(0, 3, (rows, classes)).astype(np.float32)
+        t = np.eye(classes, dtype=np.float32)[rng.integers(0, classes, rows)]
+    else:
+        classes = 2
+        p = rng.standard_normal((rows, 1)).astype(np.float32)
+        if case == "binary_logits":
+            threshold = 0.0
+        else:
+            p = 1 / (1 + np.exp(-p))
+        t = (rng.random((rows, 1)) > 0.5).astype(np.float32)
+    start = rng.integers(0, 5, (classes, classes)).astype(np.float64)
+    counts = dev(start)
+    P, T = dev(p), dev(t)
+    for _ in range(2):
+        _cuda.confusion_update(counts, P, T, classes, sparse, threshold)
+    np.testing.assert_array_equal(host(counts), start + 2 * confusion64(p, t, classes, sparse, threshold))
+
+
+def test_confusion_update_skips_nan_labels():
+    p = np.eye(3, dtype=np.float32)
+    counts = dev(np.zeros((3, 3)))
+    _cuda.confusion_update(counts, dev(p), dev(np.array([0, np.nan, 2], np.float32)), 3, True)
+    np.testing.assert_array_equal(host(counts), np.diag([1.0, 0.0, 1.0]))
+
+
+@pytest.mark.parametrize("n", [1, 5, 1000, (1 << 20) + 3])
+def test_error_sums_update(n):
+    rng = np.random.default_rng(n)
+    p = rng.standard_normal(n).astype(np.float32)
+    t = rng.standard_normal(n).astype(np.float32)
+    d = p.astype(np.float64) - t
+    sums = dev(np.array([1.5, 2.5]))
+    P, T = dev(p), dev(t)
+    _cuda.error_sums_update(sums, P, T)
+    got = host(sums)
+    np.testing.assert_allclose(got, [1.5 + np.abs(d).sum(), 2.5 + (d * d).sum()], rtol=1e-12)
+    again = dev(np.array([1.5, 2.5]))
+    _cuda.error_sums_update(again, P, T)
+    np.testing.assert_array_equal(host(again).view(np.uint64), got.view(np.uint64))
+
+
+def test_classification_bindings_check_arguments():
+    Z = dev(np.zeros((4, 3), np.float32))
+    T = dev(np.zeros((4, 3), np.float32))
+    ws = _ws()
+    with pytest.raises(ValueError, match="workspace"):
+        _cuda.xent(Z, T, 1)
+    with pytest.raises(ValueError, match="kind"):
+        _cuda.xent(Z, T, 3, 1.0, None, None, ws)
+    with pytest.raises(ValueError, match="one class index per row"):
+        _cuda.xent(Z, T, 2, 1.0, None, None, ws)
+    with pytest.raises(ValueError, match="same shape"):
+        _cuda.xent(Z, dev(np.zeros((4, 2), np.float32)), 1, 1.0, None, None, ws)
+    with pytest.raises(ValueError, match="share memory"):
+        _cuda.xent(Z, T, 1, 1.0, Z, None, ws)
+    with pytest.raises(ValueError, match="grad has shape"):
+        _cuda.xent(Z, T, 1, 1.0, poisoned((3, 4)), None, ws)
+    with pytest.raises(ValueError, match="workspace has"):
+        _cuda.xent(Z, T, 1, 1.0, None, None, cp.empty(3, dtype=cp.float64))
+    with pytest.raises(ValueError, match="exactly one element"):
+        _cuda.xent(Z, T, 1, 1.0, None, poisoned(2), ws)
+    with pytest.raises(ValueError, match="itself or not share memory"):
+        _cuda.softmax(Z[:3], Z[1:])
+    with pytest.raises(ValueError, match="classes x classes"):
+        _cuda.confusion_update(dev(np.zeros(4)), Z, T, 3, False)
+    with pytest.raises(TypeError, match="float64"):
+        _cuda.confusion_update(dev(np.zeros((3, 3), np.float32)), Z, T, 3, False)
+    with pytest.raises(ValueError, match="columns"):
+        _cuda.confusion_update(dev(np.zeros((4, 4))), Z, T, 4, False)
+    with pytest.raises(ValueError, match="2 entries"):
+        _cuda.error_sums_update(dev(np.zeros(3)), Z, T)
 
 
 # ------------------------------------------------------------------ reduce

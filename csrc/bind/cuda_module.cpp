@@ -6,7 +6,7 @@
 // (fusednn's backend passes CuPy's current stream), with the GIL released;
 // the interface's own "stream" entry is not consulted, since the work is
 // queued on the caller's stream anyway. Nothing here allocates device memory:
-// scratch space (the MSE workspace) comes from the caller. Conversion of
+// scratch space (the loss workspace) comes from the caller. Conversion of
 // other dtypes and layouts happens one level up, in fusednn.ops.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -15,160 +15,17 @@
 #include <string>
 #include <vector>
 
+#include "cuda_checks.h"
 #include "fusednn/cuda.h"
 
 namespace py = pybind11;
 using fusednn::Act;
 namespace cu = fusednn::cuda;
+using namespace fusednn::cuda_bind;
+
+void register_trainer(py::module_& m);  // cuda_trainer.cpp
 
 namespace {
-
-// A validated view of a device array: pointer, shape, element count.
-struct DevArray {
-  void* ptr = nullptr;
-  std::vector<py::ssize_t> shape;
-  std::size_t size = 1;
-  std::size_t itemsize = 4;
-  bool readonly = false;
-
-  std::size_t nbytes() const { return size * itemsize; }
-  py::ssize_t dim(std::size_t i) const { return shape[i]; }
-  std::size_t ndim() const { return shape.size(); }
-};
-
-std::string shape_of(const DevArray& a) {
-  std::string s = "(";
-  for (std::size_t i = 0; i < a.shape.size(); ++i) {
-    if (i) s += ", ";
-    s += std::to_string(a.shape[i]);
-  }
-  if (a.shape.size() == 1) s += ",";
-  return s + ")";
-}
-
-std::string type_name(const py::object& obj) {
-  return py::str(py::type::of(obj).attr("__name__"));
-}
-
-std::string cuda_error(cudaError_t e) {
-  return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
-}
-
-// Raise RuntimeError naming the kernel when a launch failed.
-void check_launch(cudaError_t e, const char* kernel) {
-  if (e != cudaSuccess)
-    throw std::runtime_error(std::string("fusednn._cuda.") + kernel + ": CUDA error " + cuda_error(e));
-}
-
-// A C-contiguous device array of dtype `typestr` ("<f4" unless said
-// otherwise), or a TypeError/ValueError naming `name`.
-DevArray as_dev(const py::object& obj, const char* name, bool writeable = false,
-                const char* typestr = "<f4") {
-  if (!py::hasattr(obj, "__cuda_array_interface__"))
-    throw py::type_error(std::string(name) +
-                         " must be a CUDA device array (an object with __cuda_array_interface__, "
-                         "e.g. a cupy.ndarray), got " + type_name(obj));
-  const py::dict iface = obj.attr("__cuda_array_interface__");
-  const std::string ts = py::str(iface["typestr"]);
-  if (ts != typestr)
-    throw py::type_error(std::string(name) + " must have dtype " +
-                         (std::string(typestr) == "<f4" ? "float32" : "float64") + " ('" + typestr +
-                         "'), got '" + ts + "'");
-  DevArray a;
-  a.itemsize = std::string(typestr) == "<f8" ? 8 : 4;
-  for (const auto& d : iface["shape"].cast<py::tuple>()) a.shape.push_back(d.cast<py::ssize_t>());
-  for (py::ssize_t d : a.shape) a.size *= std::size_t(d);
-  const py::tuple data = iface["data"];
-  a.ptr = reinterpret_cast<void*>(data[0].cast<std::uintptr_t>());
-  a.readonly = data[1].cast<bool>();
-  if (iface.contains("mask") && !iface["mask"].is_none())
-    throw py::value_error(std::string(name) + " has a mask; masked arrays are not supported");
-  if (iface.contains("strides") && !iface["strides"].is_none() && a.size > 0) {
-    // C order, ignoring the strides of length-1 axes as NumPy's flags do.
-    const py::tuple strides = iface["strides"];
-    py::ssize_t expect = py::ssize_t(a.itemsize);
-    for (std::size_t i = a.shape.size(); i-- > 0;) {
-      if (a.shape[i] != 1 && strides[i].cast<py::ssize_t>() != expect)
-        throw py::value_error(std::string(name) + " must be C-contiguous (shape " + shape_of(a) + ")");
-      expect *= a.shape[i];
-    }
-  }
-  if (writeable && a.readonly) throw py::value_error(std::string(name) + " is read-only");
-  if (a.size > 0) {
-    bool is_device = false;
-    int dev = -1, cur = -1;
-    const cudaError_t e = cu::pointer_device(a.ptr, &is_device, &dev);
-    if (e != cudaSuccess) {
-      cudaGetLastError();
-      throw py::value_error(std::string(name) + ": cannot query its pointer (" + cuda_error(e) + ")");
-    }
-    if (!is_device)
-      throw py::value_error(std::string(name) + " is not in device memory");
-    check_launch(cu::current_device(&cur), "current_device");
-    if (dev != cur)
-      throw py::value_error(std::string(name) + " is on device " + std::to_string(dev) +
-                            " but the current device is " + std::to_string(cur));
-  }
-  return a;
-}
-
-void check_ndim(const DevArray& a, const char* name, std::size_t nd) {
-  if (a.ndim() != nd)
-    throw py::value_error(std::string(name) + " must be " + std::to_string(nd) + "-D, got shape " +
-                          shape_of(a));
-}
-
-void check_same_shape(const DevArray& a, const char* an, const DevArray& b, const char* bn) {
-  if (a.shape != b.shape)
-    throw py::value_error(std::string(an) + " and " + bn + " must have the same shape, got " +
-                          shape_of(a) + " and " + shape_of(b));
-}
-
-bool overlaps(const DevArray& a, const DevArray& b) {
-  const char* a0 = static_cast<const char*>(a.ptr);
-  const char* b0 = static_cast<const char*>(b.ptr);
-  return a.nbytes() && b.nbytes() && a0 < b0 + b.nbytes() && b0 < a0 + a.nbytes();
-}
-
-void check_no_overlap(const DevArray& out, const char* out_name, const DevArray& in, const char* in_name) {
-  if (overlaps(out, in))
-    throw py::value_error(std::string(out_name) + " must not share memory with " + in_name);
-}
-
-Act to_act(int a) {
-  if (!fusednn::act_is_valid(a))
-    throw py::value_error("unknown activation code " + std::to_string(a) +
-                          " (0=linear, 1=relu, 2=sigmoid, 3=tanh)");
-  return static_cast<Act>(a);
-}
-
-int to_int_dim(py::ssize_t d, const char* what) {
-  if (d > py::ssize_t(INT32_MAX))
-    throw py::value_error(std::string(what) + " is too large for the kernel (> 2^31 - 1)");
-  return int(d);
-}
-
-// `out` checked as a writeable float32 device array of `shape`, or, when None,
-// a new cupy.empty(shape) (CuPy owns device memory; this module never
-// allocates). `op` prefixes the shape error ("matmul: out has shape ...").
-std::pair<py::object, DevArray> out_or_new(const py::object& out, const std::vector<py::ssize_t>& shape,
-                                           const char* op = nullptr) {
-  if (out.is_none()) {
-    py::object arr = py::module_::import("cupy").attr("empty")(py::cast(shape), "float32");
-    return {arr, as_dev(arr, "out", true)};
-  }
-  DevArray a = as_dev(out, "out", true);
-  if (a.shape != shape) {
-    DevArray want;
-    want.shape = shape;
-    throw py::value_error((op ? std::string(op) + ": " : std::string()) + "out has shape " +
-                          shape_of(a) + ", expected " + shape_of(want));
-  }
-  return {out, a};
-}
-
-float* fptr(const DevArray& a) { return static_cast<float*>(a.ptr); }
-cudaStream_t as_stream(std::uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
 
 py::object matmul_checked(bool reference, const py::object& a_, const py::object& b_, bool ta, bool tb,
                           const py::object& bias_, int act, const py::object& out_, int variant,
@@ -339,6 +196,45 @@ PYBIND11_MODULE(_cuda, m) {
       py::arg("x"), py::arg("bias"), py::arg("activation"), py::arg("out") = py::none(),
       py::arg("stream") = 0);
 
+  m.def(
+      "softmax",
+      [](const py::object& x_, const py::object& out_, std::uintptr_t stream) {
+        const DevArray x = as_dev(x_, "x");
+        check_ndim(x, "x", 2);
+        const auto [out_obj, out] = out_or_new(out_, x.shape, "softmax");
+        check_in_place_or_apart(out, "out", x, "x");
+        const std::size_t rows = std::size_t(x.dim(0)), cols = std::size_t(x.dim(1));
+        cudaError_t e;
+        {
+          py::gil_scoped_release nogil;
+          e = cu::softmax(fptr(out), fptr(x), rows, cols, as_stream(stream));
+        }
+        check_launch(e, "softmax");
+        return out_obj;
+      },
+      py::arg("x"), py::arg("out") = py::none(), py::arg("stream") = 0,
+      "Row-wise softmax of a 2-D array (max-shifted, sums in float64); out may be x.");
+  m.def(
+      "softmax_backward",
+      [](const py::object& dy_, const py::object& y_, const py::object& out_, std::uintptr_t stream) {
+        const DevArray dy = as_dev(dy_, "dy"), y = as_dev(y_, "y");
+        check_ndim(dy, "dy", 2);
+        check_same_shape(dy, "dy", y, "y");
+        const auto [out_obj, out] = out_or_new(out_, dy.shape, "softmax_backward");
+        check_in_place_or_apart(out, "out", dy, "dy");
+        check_in_place_or_apart(out, "out", y, "y");
+        const std::size_t rows = std::size_t(dy.dim(0)), cols = std::size_t(dy.dim(1));
+        cudaError_t e;
+        {
+          py::gil_scoped_release nogil;
+          e = cu::softmax_backward(fptr(out), fptr(dy), fptr(y), rows, cols, as_stream(stream));
+        }
+        check_launch(e, "softmax_backward");
+        return out_obj;
+      },
+      py::arg("dy"), py::arg("y"), py::arg("out") = py::none(), py::arg("stream") = 0,
+      "y * (dy - sum(dy * y)) per row: the gradient through a row softmax with output y.");
+
   m.def("mse_workspace_len", &cu::mse_workspace_len,
         "Length (float64 elements) of the device workspace mse needs; allocate it once and reuse it.");
   m.def(
@@ -406,6 +302,133 @@ PYBIND11_MODULE(_cuda, m) {
       },
       py::arg("pred"), py::arg("target"), py::arg("scale"), py::arg("out") = py::none(),
       py::arg("stream") = 0, "scale * (pred - target); scale = 2/N gives d mse / d pred.");
+
+  m.def("xent_workspace_len", &cu::xent_workspace_len,
+        "Length (float64 elements) of the device workspace xent needs; allocate it once and reuse it.");
+  m.def(
+      "xent",
+      [](const py::object& z_, const py::object& t_, int kind, float scale, const py::object& grad_,
+         const py::object& out_, const py::object& ws_, std::uintptr_t stream) -> py::object {
+        if (!fusednn::xent_kind_is_valid(kind))
+          throw py::value_error("unknown cross-entropy kind " + std::to_string(kind) +
+                                " (0=sigmoid_binary, 1=softmax_categorical, 2=softmax_sparse)");
+        const auto k = static_cast<fusednn::XentKind>(kind);
+        const DevArray z = as_dev(z_, "logits"), t = as_dev(t_, "target");
+        check_ndim(z, "logits", 2);
+        if (k == fusednn::XentKind::softmax_sparse) {
+          if (t.size != std::size_t(z.dim(0)) || t.ndim() > 2 || (t.ndim() == 2 && t.dim(1) != 1))
+            throw py::value_error("sparse targets must hold one class index per row: logits have shape " +
+                                  shape_of(z) + ", target has shape " + shape_of(t));
+        } else {
+          check_same_shape(z, "logits", t, "target");
+        }
+        if (ws_.is_none())
+          throw py::value_error("xent: workspace is required: a float64 device array of at least "
+                                "xent_workspace_len() elements, allocated once by the caller");
+        const DevArray ws = as_dev(ws_, "workspace", true, "<f8");
+        if (ws.size < cu::xent_workspace_len())
+          throw py::value_error("xent: workspace has " + std::to_string(ws.size) + " elements, needs " +
+                                std::to_string(cu::xent_workspace_len()));
+        check_no_overlap(ws, "workspace", z, "logits");
+        check_no_overlap(ws, "workspace", t, "target");
+        float* g = nullptr;
+        if (!grad_.is_none()) {
+          const DevArray grad = as_dev(grad_, "grad", true);
+          if (grad.shape != z.shape)
+            throw py::value_error("xent: grad has shape " + shape_of(grad) + ", expected " + shape_of(z));
+          // a row's threads read logits another thread of the row may already
+          // have overwritten: the gradient needs its own memory
+          check_no_overlap(grad, "grad", z, "logits");
+          check_no_overlap(grad, "grad", t, "target");
+          check_no_overlap(ws, "workspace", grad, "grad");
+          g = fptr(grad);
+        }
+        float* o = nullptr;
+        if (!out_.is_none()) {
+          const DevArray out = as_dev(out_, "out", true);
+          if (out.size != 1)
+            throw py::value_error("xent: out must hold exactly one element, got shape " + shape_of(out));
+          check_no_overlap(ws, "workspace", out, "out");
+          o = fptr(out);
+        }
+        double* w = static_cast<double*>(ws.ptr);
+        const std::size_t rows = std::size_t(z.dim(0)), cols = std::size_t(z.dim(1));
+        const cudaStream_t s = as_stream(stream);
+        cudaError_t e;
+        {
+          py::gil_scoped_release nogil;
+          e = cu::xent(g, fptr(z), fptr(t), rows, cols, k, scale, o, w, s);
+        }
+        check_launch(e, "xent");
+        if (o) return out_;
+        double r = 0.0;
+        {
+          py::gil_scoped_release nogil;
+          e = cudaMemcpyAsync(&r, w + cu::xent_workspace_len() - 1, sizeof(double), cudaMemcpyDeviceToHost, s);
+          if (e == cudaSuccess) e = cudaStreamSynchronize(s);
+        }
+        check_launch(e, "xent (reading the result back)");
+        return py::float_(r);
+      },
+      py::arg("logits"), py::arg("target"), py::arg("kind"), py::arg("scale") = 1.0f,
+      py::arg("grad") = py::none(), py::arg("out") = py::none(), py::arg("workspace") = py::none(),
+      py::arg("stream") = 0,
+      "Cross-entropy on logits (kind 0=sigmoid_binary, 1=softmax_categorical, 2=softmax_sparse), "
+      "the mean accumulated in float64 in a fixed order; writes scale * (act(logits) - target) to "
+      "grad when given. With out (one float32 element) the loss is written there, nothing waits and "
+      "out is returned; without, waits for the stream and returns a Python float. `workspace` "
+      "(required) is a float64 device array of xent_workspace_len() elements.");
+
+  m.def(
+      "confusion_update",
+      [](const py::object& counts_, const py::object& p_, const py::object& t_, int classes, bool sparse,
+         float threshold, std::uintptr_t stream) {
+        const DevArray counts = as_dev(counts_, "counts", true, "<f8");
+        const DevArray p = as_dev(p_, "pred"), t = as_dev(t_, "target");
+        check_ndim(p, "pred", 2);
+        if (classes < 2 || counts.size != std::size_t(classes) * std::size_t(classes))
+          throw py::value_error("counts must hold classes x classes entries (classes >= 2)");
+        const std::size_t rows = std::size_t(p.dim(0)), cols = std::size_t(p.dim(1));
+        if (sparse ? t.size != rows : t.size != p.size)
+          throw py::value_error("target has shape " + shape_of(t) + ", which does not match pred " +
+                                shape_of(p));
+        if (cols != 1 && cols != std::size_t(classes))
+          throw py::value_error("pred has " + std::to_string(cols) + " columns for " +
+                                std::to_string(classes) + " classes");
+        check_no_overlap(counts, "counts", p, "pred");
+        check_no_overlap(counts, "counts", t, "target");
+        cudaError_t e;
+        {
+          py::gil_scoped_release nogil;
+          e = cu::confusion_update(static_cast<double*>(counts.ptr), fptr(p), fptr(t), rows, cols, classes,
+                                   sparse, threshold, as_stream(stream));
+        }
+        check_launch(e, "confusion_update");
+      },
+      py::arg("counts"), py::arg("pred"), py::arg("target"), py::arg("classes"), py::arg("sparse"),
+      py::arg("threshold") = 0.5f, py::arg("stream") = 0,
+      "counts[true, predicted] += 1 per row of a float64 (classes, classes) device array: the "
+      "prediction is the row's argmax, or pred > threshold for one column.");
+  m.def(
+      "error_sums_update",
+      [](const py::object& sums_, const py::object& p_, const py::object& t_, std::uintptr_t stream) {
+        const DevArray sums = as_dev(sums_, "sums", true, "<f8");
+        const DevArray p = as_dev(p_, "pred"), t = as_dev(t_, "target");
+        check_same_shape(p, "pred", t, "target");
+        if (sums.size != 2) throw py::value_error("sums must hold 2 entries");
+        check_no_overlap(sums, "sums", p, "pred");
+        check_no_overlap(sums, "sums", t, "target");
+        cudaError_t e;
+        {
+          py::gil_scoped_release nogil;
+          e = cu::error_sums_update(static_cast<double*>(sums.ptr), fptr(p), fptr(t), p.size,
+                                    as_stream(stream));
+        }
+        check_launch(e, "error_sums_update");
+      },
+      py::arg("sums"), py::arg("pred"), py::arg("target"), py::arg("stream") = 0,
+      "sums[0] += sum|pred - target|, sums[1] += sum (pred - target)**2 on a float64 (2,) device "
+      "array, in a fixed order (the same bits on every run).");
 
   m.def(
       "sum_rows",
@@ -478,4 +501,6 @@ PYBIND11_MODULE(_cuda, m) {
       },
       py::arg("param"), py::arg("grad"), py::arg("m"), py::arg("v"), py::arg("learning_rate"),
       py::arg("beta_1"), py::arg("beta_2"), py::arg("epsilon"), py::arg("step"), py::arg("stream") = 0);
+
+  register_trainer(m);
 }

@@ -41,7 +41,9 @@ template <Act A>
 __device__ __forceinline__ float act_bwd(float dy, float y) {
   if (A == Act::relu) return y > 0.f ? dy : 0.f;
   if (A == Act::sigmoid) return __fmul_rn(dy, __fmul_rn(y, __fsub_rn(1.f, y)));
-  if (A == Act::tanh) return __fmul_rn(dy, __fsub_rn(1.f, __fmul_rn(y, y)));
+  // (1-y)(1+y) rather than 1-y*y: no cancellation when |y| is close to 1, and
+  // the CPU and NumPy backends' formula
+  if (A == Act::tanh) return __fmul_rn(dy, __fmul_rn(__fsub_rn(1.f, y), __fadd_rn(1.f, y)));
   return dy;
 }
 

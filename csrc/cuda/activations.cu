@@ -1,9 +1,11 @@
-// Elementwise activations and their gradients (the twins of cpu/activations.cpp).
+// Elementwise activations and their gradients, and the row softmax and its
+// gradient (the twins of cpu/activations.cpp).
 #include <algorithm>
 
 #include "activation.cuh"
 #include "elementwise.cuh"
 #include "fusednn/cuda.h"
+#include "rows.cuh"
 
 namespace fusednn {
 namespace cuda {
@@ -74,7 +76,81 @@ cudaError_t launch_bias_act(float* y, const float* x, const float* b, std::size_
   return cudaGetLastError();
 }
 
+using detail::kRowThreads;
+using detail::RowGroup;
+
+// Three passes over the row (max, sum of exp, scaled exp), recomputing exp
+// rather than keeping the row: a row may be any length and the re-reads hit
+// L1. The row's values are y = e * float(1 / sum), as cpu::softmax computes them.
+template <int TPR>
+__global__ void __launch_bounds__(kRowThreads)
+    softmax_kernel(float* y, const float* x, std::size_t rows, std::size_t cols) {
+  __shared__ float smax[kRowThreads / 32];
+  __shared__ double ssum[kRowThreads / 32];
+  const int lane = RowGroup<TPR>::lane();
+  const std::size_t per_block = RowGroup<TPR>::kPerBlock;
+  for (std::size_t r = blockIdx.x * per_block + RowGroup<TPR>::group(); r < rows;
+       r += std::size_t(gridDim.x) * per_block) {
+    const float* xr = x + r * cols;
+    float* yr = y + r * cols;
+    float mx = -INFINITY;
+    for (std::size_t c = lane; c < cols; c += TPR) mx = fmaxf(mx, xr[c]);
+    mx = detail::group_reduce<TPR>(mx, detail::MaxOp{}, smax);
+    double sum = 0.0;
+    for (std::size_t c = lane; c < cols; c += TPR) sum += double(expf(__fsub_rn(xr[c], mx)));
+    sum = detail::group_reduce<TPR>(sum, detail::SumOp{}, ssum);
+    const float inv = float(1.0 / sum);
+    for (std::size_t c = lane; c < cols; c += TPR) yr[c] = __fmul_rn(expf(__fsub_rn(xr[c], mx)), inv);
+  }
+}
+
+template <int TPR>
+__global__ void __launch_bounds__(kRowThreads)
+    softmax_backward_kernel(float* dx, const float* dy, const float* y, std::size_t rows,
+                            std::size_t cols) {
+  __shared__ double ssum[kRowThreads / 32];
+  const int lane = RowGroup<TPR>::lane();
+  const std::size_t per_block = RowGroup<TPR>::kPerBlock;
+  for (std::size_t r = blockIdx.x * per_block + RowGroup<TPR>::group(); r < rows;
+       r += std::size_t(gridDim.x) * per_block) {
+    const std::size_t o = r * cols;
+    double dot = 0.0;  // float products are exact in double: fma adds each one rounded once
+    for (std::size_t c = lane; c < cols; c += TPR) dot = fma(double(dy[o + c]), double(y[o + c]), dot);
+    const float d = float(detail::group_reduce<TPR>(dot, detail::SumOp{}, ssum));
+    for (std::size_t c = lane; c < cols; c += TPR) dx[o + c] = __fmul_rn(y[o + c], __fsub_rn(dy[o + c], d));
+  }
+}
+
+// Enough blocks for every row group, at most a few waves of resident blocks
+// (the kernels stride over the rest).
+unsigned row_blocks(std::size_t rows, int per_block) {
+  const std::size_t want = (rows + per_block - 1) / per_block;
+  const std::size_t cap = std::size_t(sm_count()) * 8;
+  return unsigned(std::max<std::size_t>(1, std::min(want, cap)));
+}
+
 }  // namespace
+
+cudaError_t softmax(float* y, const float* x, std::size_t rows, std::size_t cols, cudaStream_t stream) {
+  if (rows == 0 || cols == 0) return cudaSuccess;
+  if (cols <= detail::kWarpRowMaxCols)
+    softmax_kernel<32><<<row_blocks(rows, RowGroup<32>::kPerBlock), kRowThreads, 0, stream>>>(y, x, rows, cols);
+  else
+    softmax_kernel<kRowThreads><<<row_blocks(rows, 1), kRowThreads, 0, stream>>>(y, x, rows, cols);
+  return cudaGetLastError();
+}
+
+cudaError_t softmax_backward(float* dx, const float* dy, const float* y, std::size_t rows,
+                             std::size_t cols, cudaStream_t stream) {
+  if (rows == 0 || cols == 0) return cudaSuccess;
+  if (cols <= detail::kWarpRowMaxCols)
+    softmax_backward_kernel<32><<<row_blocks(rows, RowGroup<32>::kPerBlock), kRowThreads, 0, stream>>>(
+        dx, dy, y, rows, cols);
+  else
+    softmax_backward_kernel<kRowThreads><<<row_blocks(rows, 1), kRowThreads, 0, stream>>>(dx, dy, y, rows,
+                                                                                           cols);
+  return cudaGetLastError();
+}
 
 cudaError_t act_forward(float* y, const float* x, std::size_t n, Act act, cudaStream_t stream) {
   if (act == Act::linear && y == x) return cudaSuccess;

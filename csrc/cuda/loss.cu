@@ -1,7 +1,9 @@
-// MSE value (a deterministic two-pass reduction) and gradient, the twins of
-// cpu/loss.cpp.
+// MSE and cross-entropy values (deterministic two-pass reductions in double)
+// and gradients, the twins of cpu/loss.cpp.
+#include "activation.cuh"
 #include "elementwise.cuh"
 #include "fusednn/cuda.h"
+#include "rows.cuh"
 
 namespace fusednn {
 namespace cuda {
@@ -76,8 +78,9 @@ __global__ void __launch_bounds__(kThreads)
   if (threadIdx.x == 0) partial[blockIdx.x] = acc;
 }
 
+// The mean over n of the first pass's partial sums, added in a fixed order.
 __global__ void __launch_bounds__(kThreads)
-    mse_final(const double* partial, int nblocks, std::size_t n, float* out_f32, double* out_f64) {
+    mean_final(const double* partial, int nblocks, std::size_t n, float* out_f32, double* out_f64) {
   double acc = 0.0;
   for (int i = threadIdx.x; i < nblocks; i += kThreads) acc += partial[i];
   acc = block_sum(acc);
@@ -86,6 +89,89 @@ __global__ void __launch_bounds__(kThreads)
     *out_f64 = r;
     if (out_f32) *out_f32 = float(r);
   }
+}
+
+// Binary cross-entropy of sigmoid(z) against t, elementwise: the loss term in
+// double (as cpu::xent), the gradient in float with the sigmoid of the other
+// backends.
+__global__ void __launch_bounds__(kThreads)
+    xent_binary_partials(float* g, const float* z, const float* t, std::size_t n, float scale,
+                         double* partial) {
+  const std::size_t stride = std::size_t(gridDim.x) * kThreads;
+  double acc = 0.0;
+  for (std::size_t i = std::size_t(blockIdx.x) * kThreads + threadIdx.x; i < n; i += stride) {
+    const float zi = z[i], ti = t[i];
+    const double zd = zi;
+    acc += (zd > 0.0 ? zd : 0.0) - zd * double(ti) + log1p(exp(-fabs(zd)));
+    if (g) g[i] = __fmul_rn(scale, __fsub_rn(detail::sigmoid1(zi), ti));
+  }
+  acc = block_sum(acc);
+  if (threadIdx.x == 0) partial[blockIdx.x] = acc;
+}
+
+// The softmax cross-entropies, one row per group of TPR threads (rows.cuh):
+// the row's max, logsumexp in double, then its loss and gradient. A group's
+// first thread adds its rows' losses in row order; the block then sums the
+// threads in a fixed tree, so the partial depends on the grid alone.
+template <int TPR, bool SPARSE>
+__global__ void __launch_bounds__(kThreads)
+    xent_softmax_partials(float* g, const float* z, const float* t, std::size_t rows, std::size_t cols,
+                          float scale, double* partial) {
+  static_assert(detail::kRowThreads == kThreads, "block_sum assumes the row kernels' block size");
+  __shared__ float smax[kThreads / 32];
+  __shared__ double ssum[kThreads / 32];
+  const int lane = detail::RowGroup<TPR>::lane();
+  const std::size_t per_block = detail::RowGroup<TPR>::kPerBlock;
+  double acc = 0.0;
+  for (std::size_t r = blockIdx.x * per_block + detail::RowGroup<TPR>::group(); r < rows;
+       r += std::size_t(gridDim.x) * per_block) {
+    const float* zr = z + r * cols;
+    float* gr = g ? g + r * cols : nullptr;
+    float mx = -INFINITY;
+    for (std::size_t c = lane; c < cols; c += TPR) mx = fmaxf(mx, zr[c]);
+    mx = detail::group_reduce<TPR>(mx, detail::MaxOp{}, smax);
+    double sum = 0.0;
+    for (std::size_t c = lane; c < cols; c += TPR) sum += exp(double(__fsub_rn(zr[c], mx)));
+    sum = detail::group_reduce<TPR>(sum, detail::SumOp{}, ssum);
+    const double lse = double(mx) + log(sum);
+    if (SPARSE) {
+      // Range and integrality are checked on the float, before any conversion:
+      // a NaN, negative, fractional or too large index never becomes an address.
+      const float label = t[r];
+      const bool ok = label >= 0.f && label < float(cols) && label == truncf(label) &&
+                      std::size_t(label) < cols;
+      const std::size_t k = ok ? std::size_t(label) : 0;
+      if (lane == 0) acc += ok ? lse - double(zr[k]) : double(NAN);
+      if (gr)
+        for (std::size_t c = lane; c < cols; c += TPR)
+          gr[c] = ok ? __fmul_rn(scale, __fsub_rn(float(exp(double(zr[c]) - lse)), c == k ? 1.f : 0.f)) : 0.f;
+    } else {
+      const float* tr = t + r * cols;
+      double part = 0.0;
+      for (std::size_t c = lane; c < cols; c += TPR) {
+        const float zc = zr[c], tc = tr[c];
+        part += double(tc) * (lse - double(zc));
+        if (gr) gr[c] = __fmul_rn(scale, __fsub_rn(float(exp(double(zc) - lse)), tc));
+      }
+      part = detail::group_reduce<TPR>(part, detail::SumOp{}, ssum);
+      if (lane == 0) acc += part;
+    }
+  }
+  acc = block_sum(acc);
+  if (threadIdx.x == 0) partial[blockIdx.x] = acc;
+}
+
+template <int TPR, bool SPARSE>
+void launch_xent_rows(float* g, const float* z, const float* t, std::size_t rows, std::size_t cols,
+                      float scale, unsigned blocks, double* partial, cudaStream_t stream) {
+  xent_softmax_partials<TPR, SPARSE><<<blocks, kThreads, 0, stream>>>(g, z, t, rows, cols, scale, partial);
+}
+
+// First-pass blocks for `units` of work, `per_block` to a block: a function of
+// the shape alone (never of the device), at most kMaxBlocks.
+unsigned partial_blocks(std::size_t units, std::size_t per_block) {
+  const std::size_t b = (units + per_block - 1) / per_block;
+  return unsigned(b < 1 ? 1 : (b > kMaxBlocks ? kMaxBlocks : b));
 }
 
 struct MseGrad {
@@ -106,7 +192,32 @@ cudaError_t mse(const float* p, const float* t, std::size_t n, float* out, doubl
   mse_partials<<<unsigned(blocks), kThreads, 0, stream>>>(p, t, n, vec, workspace);
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) return e;
-  mse_final<<<1, kThreads, 0, stream>>>(workspace, int(blocks), n, out, workspace + kMaxBlocks);
+  mean_final<<<1, kThreads, 0, stream>>>(workspace, int(blocks), n, out, workspace + kMaxBlocks);
+  return cudaGetLastError();
+}
+
+std::size_t xent_workspace_len() { return kMaxBlocks + 1; }
+
+cudaError_t xent(float* g, const float* z, const float* t, std::size_t rows, std::size_t cols,
+                 XentKind kind, float scale, float* loss_out, double* workspace, cudaStream_t stream) {
+  std::size_t count = rows;  // what the loss is the mean over
+  unsigned blocks = 1;
+  if (kind == XentKind::sigmoid_binary) {
+    count = rows * cols;
+    blocks = partial_blocks(count, kThreads);
+    xent_binary_partials<<<blocks, kThreads, 0, stream>>>(g, z, t, count, scale, workspace);
+  } else {
+    const bool sparse = kind == XentKind::softmax_sparse;
+    const bool warp_rows = cols <= detail::kWarpRowMaxCols;
+    blocks = partial_blocks(rows, warp_rows ? detail::RowGroup<32>::kPerBlock : 1);
+    if (warp_rows && sparse) launch_xent_rows<32, true>(g, z, t, rows, cols, scale, blocks, workspace, stream);
+    else if (warp_rows) launch_xent_rows<32, false>(g, z, t, rows, cols, scale, blocks, workspace, stream);
+    else if (sparse) launch_xent_rows<kThreads, true>(g, z, t, rows, cols, scale, blocks, workspace, stream);
+    else launch_xent_rows<kThreads, false>(g, z, t, rows, cols, scale, blocks, workspace, stream);
+  }
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) return e;
+  mean_final<<<1, kThreads, 0, stream>>>(workspace, int(blocks), count, loss_out, workspace + kMaxBlocks);
   return cudaGetLastError();
 }
 

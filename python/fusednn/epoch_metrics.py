@@ -2,7 +2,7 @@
 
 Classification metrics come from a confusion matrix and regression metrics from
 error sums, both kept on the model's device and updated by a kernel per batch
-(inside the fused trainer on the cpu backend), so an epoch's metrics cost one
+(inside the fused trainer on the cpu and cuda backends), so an epoch's metrics cost one
 read-back. Other metrics (user callables) are called per batch on host copies
 and averaged by batch size, as Keras averages them.
 """

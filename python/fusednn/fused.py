@@ -120,7 +120,9 @@ class FusedTrainer:
               augment: Callable[[np.ndarray], np.ndarray] | None = None) -> int:
         """Run the epoch's steps (``chunk`` at a time, calling ``on_step`` after each
         step of a chunk); returns the number of steps run (fewer than the epoch's when
-        a loss was not finite and ``stop_on_nonfinite``). With ``augment``, each chunk's
+        a loss was not finite and ``stop_on_nonfinite``, on backends that read each
+        step's loss for free: the CUDA trainer ignores it rather than wait for the GPU
+        every step, and TerminateOnNaN then stops after the epoch). With ``augment``, each chunk's
         samples are gathered on the host, transformed, and trained on in order."""
         be = model._backend
         opt = model.optimizer

@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "fusednn/activation.h"
+#include "fusednn/trainer.h"
 
 namespace fusednn {
 namespace cuda {
@@ -44,6 +45,13 @@ cudaError_t act_backward(float* dx, const float* dy, const float* y, std::size_t
 // y[r, c] = act(x[r, c] + b[c]); x may alias y.
 cudaError_t bias_act(float* y, const float* x, const float* b, std::size_t rows, std::size_t cols,
                      Act act, cudaStream_t stream);
+// Row-wise softmax of x (rows×cols), shifted by each row's max so it cannot
+// overflow, its sum accumulated in double; x may alias y.
+cudaError_t softmax(float* y, const float* x, std::size_t rows, std::size_t cols, cudaStream_t stream);
+// dx = y * (dy - sum_j dy_j y_j) per row (the sum in double), from the softmax
+// output y; dx may alias dy or y.
+cudaError_t softmax_backward(float* dx, const float* dy, const float* y, std::size_t rows,
+                             std::size_t cols, cudaStream_t stream);
 
 // ---- loss.cu
 // Number of doubles of device scratch space mse needs (independent of n).
@@ -58,6 +66,32 @@ cudaError_t mse(const float* p, const float* t, std::size_t n, float* out, doubl
 // g = scale * (p - t); the MSE gradient uses scale = 2 / n.
 cudaError_t mse_grad(float* g, const float* p, const float* t, std::size_t n, float scale,
                      cudaStream_t stream);
+// Number of doubles of device scratch space xent needs (independent of the shape).
+std::size_t xent_workspace_len();
+// Cross-entropy on logits z (rows×cols) with the contract of cpu::xent: kinds
+// sigmoid_binary (mean over elements), softmax_categorical and softmax_sparse
+// (mean over rows; a sparse index that is not an integer in [0, cols) makes the
+// loss NaN and that row's gradient zero, and is never used to read). g (may be
+// null) receives scale * (act(z) - t). The loss is reduced in double with a
+// fixed tree (the same bits on every run), left as a double in
+// workspace[xent_workspace_len() - 1] and, when loss_out is not null, as a
+// float in loss_out[0] (device memory); nothing waits for it. `workspace` is
+// device memory of xent_workspace_len() doubles.
+cudaError_t xent(float* g, const float* z, const float* t, std::size_t rows, std::size_t cols,
+                 XentKind kind, float scale, float* loss_out, double* workspace, cudaStream_t stream);
+
+// ---- metrics.cu: accumulators that fit/evaluate read once per epoch
+// counts[true * classes + predicted] += 1 per row (device memory, double), with
+// the contract of cpu::confusion_update. The adds are atomic: counts are whole
+// numbers far below 2^53, so their order cannot change the result.
+cudaError_t confusion_update(double* counts, const float* p, const float* t, std::size_t rows,
+                             std::size_t cols, int classes, bool sparse, float threshold,
+                             cudaStream_t stream);
+// sums[0] += sum |p - t|, sums[1] += sum (p - t)^2 over n elements (device
+// memory, double): one block reduces in a fixed order and adds once, so the
+// sums are the same bits on every run.
+cudaError_t error_sums_update(double* sums, const float* p, const float* t, std::size_t n,
+                              cudaStream_t stream);
 
 // ---- reduce.cu
 // out[c] = sum over rows of x[r, c] (the bias gradient), accumulated in double
@@ -73,6 +107,24 @@ cudaError_t sgd_update(float* w, const float* g, float* v, std::size_t n, float 
 cudaError_t adam_update(float* w, const float* g, float* m, float* v, std::size_t n, float lr,
                         float beta1, float beta2, float eps, std::int64_t step,
                         cudaStream_t stream);
+
+// ---- train.cu
+// dst[r, :] = src[idx[r], :] for r < rows (rows of `cols` floats). A row whose
+// index lies outside [0, src_rows) is filled with NaN instead of being read, so
+// a bad permutation shows up as a NaN loss, never as an out-of-range read.
+cudaError_t gather_rows(float* dst, const float* src, const std::int64_t* idx, std::size_t rows,
+                        std::size_t cols, std::int64_t src_rows, cudaStream_t stream);
+// fusednn::train_steps (trainer.h) on the kernels above, queued on `stream`
+// with nothing waiting for the GPU: matmul picks its tile by shape and uses
+// TF32 when `tf32` is set; `workspace` is device memory of
+// max(mse_workspace_len(), xent_workspace_len()) doubles, used by the loss of
+// each step in stream order. The per-step losses stay on the device, so
+// stop_on_nonfinite has no effect here. Throws std::runtime_error naming the
+// kernel when a launch fails.
+std::int64_t train_steps(std::vector<DenseBuffers>& layers, const OptimizerConfig& opt, LossKind loss,
+                         const TrainData& data, int batch, std::int64_t step0, std::int64_t step1,
+                         std::int64_t iterations, bool stop_on_nonfinite, std::int64_t* steps_done,
+                         cudaStream_t stream, bool tf32, double* workspace);
 
 // ---- device.cu
 int device_count();

@@ -3,8 +3,8 @@
 CuPy owns device memory, its pools and streams; every kernel runs on CuPy's
 current stream (``cupy.cuda.get_current_stream()``), so the backend composes
 with CuPy code and with ``with cupy.cuda.Stream():`` blocks. Nothing here
-waits for the GPU except :meth:`CudaBackend.synchronize`, :meth:`to_numpy` and
-:meth:`mse` without ``out``.
+waits for the GPU except :meth:`CudaBackend.synchronize`, :meth:`to_numpy`, and
+:meth:`mse` and :meth:`xent` without ``out``.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Backend, activation_code
+from .base import XENT_KINDS, Backend, activation_code
 
 try:
     from .. import _cuda
@@ -95,8 +95,9 @@ class CudaBackend(Backend):
         self._cp = cupy
         self._k = _cuda
         self.tf32 = os.environ.get("FUSEDNN_TF32", "").strip() in ("1", "true", "True")
-        # MSE scratch space, one per (device, stream) so concurrent streams never share it.
-        self._mse_ws: dict[tuple[int, int], Any] = {}
+        # Loss scratch space (mse, xent, the fused trainer), one per (device, stream) so
+        # concurrent streams never share it.
+        self._loss_ws: dict[tuple[int, int], Any] = {}
 
     def _stream(self) -> int:
         return self._cp.cuda.get_current_stream().ptr
@@ -137,9 +138,10 @@ class CudaBackend(Backend):
 
     def _workspace(self, stream: int) -> Any:
         key = (self._cp.cuda.runtime.getDevice(), stream)
-        ws = self._mse_ws.get(key)
+        ws = self._loss_ws.get(key)
         if ws is None:
-            ws = self._mse_ws[key] = self._cp.empty(self._k.mse_workspace_len(), dtype=np.float64)
+            n = max(self._k.mse_workspace_len(), self._k.xent_workspace_len(), self._k.MlpTrainer.workspace_len())
+            ws = self._loss_ws[key] = self._cp.empty(n, dtype=np.float64)
         return ws
 
     def mse(self, pred, target, out=None):
@@ -155,9 +157,71 @@ class CudaBackend(Backend):
     def sum_rows(self, x, out):
         return self._k.sum_rows(x, out, self._stream())
 
+    def softmax(self, x, out):
+        return self._k.softmax(x, out, self._stream())
+
+    def softmax_backward(self, dy, y, out):
+        return self._k.softmax_backward(dy, y, out, self._stream())
+
+    def xent(self, kind, logits, target, grad=None, out=None, scale=1.0):
+        """Without ``out``: the loss as a Python float (waits for the stream). With ``out``
+        (one float32 device element): written there on the stream, ``out`` returned at once."""
+        s = self._stream()
+        return self._k.xent(logits, target, XENT_KINDS[kind], scale, grad, out, self._workspace(s), s)
+
+    def confusion_update(self, counts, pred, target, classes, sparse, threshold=0.5):
+        self._k.confusion_update(counts, pred, target, classes, sparse, threshold, self._stream())
+
+    def error_sums_update(self, sums, pred, target):
+        self._k.error_sums_update(sums, pred, target, self._stream())
+
     def sgd_update(self, param, grad, velocity, learning_rate, momentum, nesterov):
         self._k.sgd_update(param, grad, velocity, learning_rate, momentum, nesterov, self._stream())
 
     def adam_update(self, param, grad, m, v, learning_rate, beta_1, beta_2, epsilon, step):
         self._k.adam_update(param, grad, m, v, learning_rate, beta_1, beta_2, epsilon, step,
                             self._stream())
+
+    # ---- fused training -------------------------------------------------
+    has_trainer = True
+
+    def make_trainer(self, layers, optimizer, loss, batch):
+        return CudaTrainer(self, self._k.MlpTrainer(layers, optimizer, loss, batch, self.tf32))
+
+
+class CudaTrainer:
+    """The fused trainer (``_cuda.MlpTrainer``) run on the backend's current stream, with
+    its TF32 setting and loss workspace: the interface of ``_cpu.MlpTrainer``.
+
+    ``run`` queues the steps and returns without waiting for the GPU, so it cannot stop
+    at a non-finite loss (``stop_on_nonfinite`` is accepted and ignored): the step
+    losses are read once per epoch, where ``TerminateOnNaN`` names the bad step.
+    ``order`` is the int64 device array of the epoch's sample order, which is not
+    range-checked on the device (that would wait for the GPU on every call); the
+    gather kernel turns a row whose index is out of range into NaN instead of reading
+    it. An order given as a NumPy array is checked here, on the host, then copied."""
+
+    def __init__(self, backend: CudaBackend, trainer: Any) -> None:
+        self._be = backend
+        self._t = trainer
+
+    @property
+    def learning_rate(self) -> float:
+        return self._t.learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        self._t.learning_rate = value
+
+    def run(self, x, y, order, x_batch, y_batch, step_losses, step0, step1, iterations,
+            stop_on_nonfinite=False, metrics=None):
+        if isinstance(order, np.ndarray):
+            order = np.ascontiguousarray(order, dtype=np.int64)
+            n = int(x.shape[0])
+            if order.size and (int(order.min()) < 0 or int(order.max()) >= n):
+                raise ValueError(f"order holds indices outside [0, {n})")
+            order = self._be._cp.asarray(order)
+        self._t.tf32 = self._be.tf32  # the backend's setting at the time of the call, as matmul
+        s = self._be._stream()
+        return self._t.run(x, y, order, x_batch, y_batch, step_losses, step0, step1, iterations, False,
+                           metrics, s, self._be._workspace(s))

@@ -1,0 +1,258 @@
+// fusednn._cuda.MlpTrainer: the fused training loop (fusednn/trainer.h) for
+// all-Dense models on the GPU, the twin of _cpu.MlpTrainer. Every buffer is a
+// device array (CuPy, or anything with __cuda_array_interface__) owned by the
+// Python model; the trainer checks them once at construction, keeps them
+// alive, and queues whole ranges of steps on the caller's stream without the
+// GIL and without waiting for the GPU.
+//
+// The sample order is an int64 device array that is not range-checked here:
+// that would cost a device-to-host copy and a wait per call. Instead the
+// gather kernel never reads outside x and y: a row whose index is out of range
+// becomes NaN, so a bad order shows up as NaN step losses (and the Python
+// backend checks an order it is given on the host before copying it over).
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <algorithm>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "cuda_checks.h"
+#include "fusednn/cuda.h"
+
+namespace py = pybind11;
+using namespace fusednn;
+using namespace fusednn::cuda_bind;
+
+namespace {
+
+class MlpTrainer {
+ public:
+  MlpTrainer(const py::list& layers, const py::dict& optimizer, const std::string& loss, int batch, bool tf32)
+      : batch_(batch), tf32_(tf32) {
+    if (batch < 1) throw py::value_error("batch must be >= 1, got " + std::to_string(batch));
+    if (loss == "mse") loss_ = LossKind::mse;
+    else if (loss == "binary") loss_ = LossKind::xent_binary;
+    else if (loss == "categorical") loss_ = LossKind::xent_categorical;
+    else if (loss == "sparse") loss_ = LossKind::xent_sparse;
+    else throw py::value_error("MlpTrainer: unsupported loss '" + loss + "' (mse, binary, categorical, sparse)");
+    if (layers.empty()) throw py::value_error("MlpTrainer needs at least one layer");
+    check_launch(cu::current_device(&device_), "current_device");
+    read_optimizer(optimizer);
+    int prev_out = -1;
+    for (py::size_t i = 0; i < layers.size(); ++i) {
+      const py::dict d = layers[i].cast<py::dict>();
+      const std::string where = "layer " + std::to_string(i) + " ";
+      DenseBuffers l;
+      const DevArray W = keep(d["W"], where + "W");
+      check_ndim(W, (where + "W").c_str(), 2);
+      l.in = to_int_dim(W.dim(0), "W rows");
+      l.out = to_int_dim(W.dim(1), "W columns");
+      if (prev_out >= 0 && l.in != prev_out)
+        throw py::value_error(where + "takes " + std::to_string(l.in) + " inputs but the previous layer has " +
+                              std::to_string(prev_out) + " units");
+      prev_out = l.out;
+      l.W = fptr(W);
+      l.act = to_act(d["act"].cast<int>());
+      l.A = fptr(keep_shaped(d["A"], where + "A", {batch, l.out}));
+      l.G = fptr(keep_shaped(d["G"], where + "G", {batch, l.out}));
+      l.dW = fptr(keep_shaped(d["dW"], where + "dW", {l.in, l.out}));
+      const bool bias = !d["b"].is_none();
+      if (bias) {
+        l.b = fptr(keep_shaped(d["b"], where + "b", {l.out}));
+        l.db = fptr(keep_shaped(d["db"], where + "db", {l.out}));
+      }
+      const bool two = opt_.kind == OptKind::adam, one = two || opt_.momentum != 0.f;
+      if (one) {
+        l.W_s1 = fptr(keep_shaped(d["W_s1"], where + "W_s1", {l.in, l.out}));
+        if (bias) l.b_s1 = fptr(keep_shaped(d["b_s1"], where + "b_s1", {l.out}));
+      }
+      if (two) {
+        l.W_s2 = fptr(keep_shaped(d["W_s2"], where + "W_s2", {l.in, l.out}));
+        if (bias) l.b_s2 = fptr(keep_shaped(d["b_s2"], where + "b_s2", {l.out}));
+      }
+      layers_.push_back(l);
+    }
+  }
+
+  // Queue steps [step0, step1) of the epoch whose sample order is `order` on
+  // `stream`. Returns (iterations after the last step, number of steps run);
+  // the step losses land in step_losses on the device. stop_on_nonfinite has
+  // no effect: the GPU never reads a loss back per step (see cuda::train_steps).
+  py::tuple run(const py::object& x_, const py::object& y_, const py::object& order_, const py::object& xb_,
+                const py::object& yb_, const py::object& losses_, std::int64_t step0, std::int64_t step1,
+                std::int64_t iterations, bool stop_on_nonfinite, const py::object& metrics,
+                std::uintptr_t stream, const py::object& ws_) {
+    int cur = -1;
+    check_launch(cu::current_device(&cur), "current_device");
+    if (cur != device_)
+      throw py::value_error("the trainer's buffers are on device " + std::to_string(device_) +
+                            " but the current device is " + std::to_string(cur));
+    const DevArray x = as_dev(x_, "x"), y = as_dev(y_, "y");
+    check_ndim(x, "x", 2);
+    check_ndim(y, "y", 2);
+    const std::int64_t n = x.dim(0);
+    const int d_in = layers_.front().in;
+    if (x.dim(1) != d_in)
+      throw py::value_error("x has shape " + shape_of(x) + " but the first layer takes " + std::to_string(d_in) +
+                            " inputs");
+    const int y_cols = loss_ == LossKind::xent_sparse ? 1 : layers_.back().out;
+    if (y.dim(0) != n || y.dim(1) != y_cols)
+      throw py::value_error("y has shape " + shape_of(y) + ", expected (" + std::to_string(n) + ", " +
+                            std::to_string(y_cols) + ")");
+    const DevArray order = as_dev(order_, "order", false, "<i8");
+    if (order.ndim() != 1 || order.dim(0) != n)
+      throw py::value_error("order must be a 1-D int64 device array of length " + std::to_string(n) +
+                            ", got shape " + shape_of(order));
+    const std::int64_t steps = (n + batch_ - 1) / batch_;
+    if (step0 < 0 || step1 > steps || step0 > step1)
+      throw py::value_error("steps [" + std::to_string(step0) + ", " + std::to_string(step1) +
+                            ") are outside the epoch's " + std::to_string(steps) + " steps");
+    if (iterations < 0) throw py::value_error("iterations must be >= 0");
+    const auto [xb_obj, xb] = batch_buffer(xb_, "x_batch", d_in);
+    const auto [yb_obj, yb] = batch_buffer(yb_, "y_batch", y_cols);
+    const DevArray losses = as_dev(losses_, "step_losses", true);
+    if (losses.ndim() != 1 || losses.dim(0) < steps)
+      throw py::value_error("step_losses must be 1-D with at least " + std::to_string(steps) + " entries");
+    if (ws_.is_none())
+      throw py::value_error("MlpTrainer.run: workspace is required: a float64 device array of at least " +
+                            std::to_string(workspace_len()) + " elements");
+    const DevArray ws = as_dev(ws_, "workspace", true, "<f8");
+    if (ws.size < workspace_len())
+      throw py::value_error("workspace has " + std::to_string(ws.size) + " elements, needs " +
+                            std::to_string(workspace_len()));
+
+    TrainData data;
+    data.x = fptr(x);
+    data.y = fptr(y);
+    data.order = static_cast<const std::int64_t*>(order.ptr);
+    data.n = n;
+    data.x_batch = fptr(xb);
+    data.y_batch = fptr(yb);
+    data.step_losses = fptr(losses);
+    data.y_cols = y_cols;
+    std::vector<std::pair<DevArray, const char*>> written = {
+        {xb, "x_batch"}, {yb, "y_batch"}, {losses, "step_losses"}, {ws, "workspace"}};
+    py::object counts_obj, sums_obj;  // hold the accumulators for the call
+    if (!metrics.is_none()) {  // {"counts": (c, c) float64 or None, "classes", "sparse", "threshold", "sums"}
+      const py::dict m = metrics.cast<py::dict>();
+      if (!m["counts"].is_none()) {
+        counts_obj = m["counts"];
+        const DevArray counts = as_dev(counts_obj, "counts", true, "<f8");
+        data.classes = m["classes"].cast<int>();
+        if (data.classes < 2 || counts.size != std::size_t(data.classes) * std::size_t(data.classes))
+          throw py::value_error("counts must hold classes x classes entries (classes >= 2)");
+        const int out = layers_.back().out;
+        if (out != 1 && out != data.classes)
+          throw py::value_error("a model with " + std::to_string(out) + " outputs cannot count " +
+                                std::to_string(data.classes) + " classes");
+        data.counts = static_cast<double*>(counts.ptr);
+        data.sparse_labels = m["sparse"].cast<bool>();
+        data.threshold = m["threshold"].cast<float>();
+        written.emplace_back(counts, "counts");
+      }
+      if (!m["sums"].is_none()) {
+        sums_obj = m["sums"];
+        const DevArray sums = as_dev(sums_obj, "sums", true, "<f8");
+        if (sums.size != 2) throw py::value_error("sums must hold 2 entries");
+        data.err_sums = static_cast<double*>(sums.ptr);
+        written.emplace_back(sums, "sums");
+      }
+    }
+    // Nothing the steps write may share memory with anything else they use.
+    const std::pair<DevArray, const char*> read[] = {{x, "x"}, {y, "y"}, {order, "order"}};
+    for (std::size_t i = 0; i < written.size(); ++i) {
+      const auto& [w, wn] = written[i];
+      for (std::size_t j = i + 1; j < written.size(); ++j) check_no_overlap(w, wn, written[j].first, written[j].second);
+      for (const auto& [r, rn] : read) check_no_overlap(w, wn, r, rn);
+      for (const DevArray& k : kept_) check_no_overlap(w, wn, k, "a layer buffer");
+    }
+    for (const auto& [r, rn] : read)
+      for (const DevArray& k : kept_) check_no_overlap(k, "a layer buffer", r, rn);
+
+    std::int64_t done = 0, it = 0;
+    {
+      py::gil_scoped_release nogil;
+      it = cu::train_steps(layers_, opt_, loss_, data, batch_, step0, step1, iterations, stop_on_nonfinite,
+                           &done, as_stream(stream), tf32_, static_cast<double*>(ws.ptr));
+    }
+    return py::make_tuple(it, done);
+  }
+
+  float learning_rate() const { return opt_.lr; }
+  void set_learning_rate(float lr) { opt_.lr = lr; }
+  bool tf32() const { return tf32_; }
+  void set_tf32(bool on) { tf32_ = on; }
+  static std::size_t workspace_len() { return std::max(cu::mse_workspace_len(), cu::xent_workspace_len()); }
+
+ private:
+  void read_optimizer(const py::dict& o) {
+    const std::string kind = o["kind"].cast<std::string>();
+    if (kind == "adam") {
+      opt_.kind = OptKind::adam;
+      opt_.beta1 = o["beta_1"].cast<float>();
+      opt_.beta2 = o["beta_2"].cast<float>();
+      opt_.eps = o["epsilon"].cast<float>();
+    } else if (kind == "sgd") {
+      opt_.kind = OptKind::sgd;
+      opt_.momentum = o["momentum"].cast<float>();
+      opt_.nesterov = o["nesterov"].cast<bool>();
+    } else {
+      throw py::value_error("MlpTrainer: unsupported optimizer '" + kind + "'");
+    }
+    opt_.lr = o["learning_rate"].cast<float>();
+  }
+
+  DevArray keep(const py::handle& h, const std::string& name) {
+    const py::object obj = py::reinterpret_borrow<py::object>(h);
+    DevArray a = as_dev(obj, name.c_str(), true);
+    for (const DevArray& k : kept_)
+      if (overlaps(a, k)) throw py::value_error(name + " shares memory with another trainer buffer");
+    kept_.push_back(a);
+    kept_objects_.push_back(obj);
+    return a;
+  }
+  DevArray keep_shaped(const py::handle& h, const std::string& name, std::vector<py::ssize_t> shape) {
+    DevArray a = keep(h, name);
+    if (a.shape != shape) throw py::value_error(name + " has shape " + shape_of(a) + ", which does not fit the layer");
+    return a;
+  }
+  // The caller's (batch, cols) float32 buffer, checked, or a new CuPy array.
+  std::pair<py::object, DevArray> batch_buffer(const py::object& b, const char* name, int cols) const {
+    if (b.is_none()) return out_or_new(b, {batch_, cols});
+    DevArray a = as_dev(b, name, true);
+    if (a.shape != std::vector<py::ssize_t>{batch_, cols})
+      throw py::value_error(std::string(name) + " has shape " + shape_of(a) + ", expected (" +
+                            std::to_string(batch_) + ", " + std::to_string(cols) + ")");
+    return {b, a};
+  }
+
+  int batch_;
+  bool tf32_;
+  int device_ = -1;
+  LossKind loss_ = LossKind::mse;
+  OptimizerConfig opt_;
+  std::vector<DenseBuffers> layers_;
+  std::vector<DevArray> kept_;
+  std::vector<py::object> kept_objects_;  // keeps every buffer alive while the trainer exists
+};
+
+}  // namespace
+
+void register_trainer(py::module_& m) {
+  py::class_<MlpTrainer>(m, "MlpTrainer",
+                         "Fused training loop for all-Dense models over caller-owned device buffers.")
+      .def(py::init<const py::list&, const py::dict&, const std::string&, int, bool>(), py::arg("layers"),
+           py::arg("optimizer"), py::arg("loss"), py::arg("batch"), py::arg("tf32") = false)
+      .def("run", &MlpTrainer::run, py::arg("x"), py::arg("y"), py::arg("order"), py::arg("x_batch"),
+           py::arg("y_batch"), py::arg("step_losses"), py::arg("step0"), py::arg("step1"),
+           py::arg("iterations"), py::arg("stop_on_nonfinite") = false, py::arg("metrics") = py::none(),
+           py::arg("stream") = 0, py::arg("workspace") = py::none(),
+           "Queue steps [step0, step1) on `stream`; returns (iterations, steps run) without waiting "
+           "for the GPU. `workspace` (required) is a float64 device array of workspace_len() elements.")
+      .def_property("learning_rate", &MlpTrainer::learning_rate, &MlpTrainer::set_learning_rate)
+      .def_property("tf32", &MlpTrainer::tf32, &MlpTrainer::set_tf32)
+      .def_static("workspace_len", &MlpTrainer::workspace_len,
+                  "Length (float64 elements) of the device workspace run needs.");
+}

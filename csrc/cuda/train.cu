@@ -1,0 +1,115 @@
+// The CUDA device object for the fused training loop (fusednn/trainer.h), and
+// the batch gather it starts every step with.
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#include "fusednn/cuda.h"
+
+namespace fusednn {
+namespace cuda {
+
+namespace {
+
+constexpr int kGatherThreads = 256;
+
+// Columns on x (a warp copies 128 contiguous bytes of a row), rows on grid.y
+// with a stride; a block reads its row's index once.
+__global__ void __launch_bounds__(kGatherThreads)
+    gather_rows_kernel(float* dst, const float* src, const std::int64_t* idx, std::size_t rows,
+                       std::size_t cols, std::int64_t src_rows) {
+  const std::size_t cstride = std::size_t(gridDim.x) * kGatherThreads;
+  for (std::size_t r = blockIdx.y; r < rows; r += gridDim.y) {
+    const std::int64_t k = idx[r];
+    const bool ok = k >= 0 && k < src_rows;
+    const float* s = src + (ok ? std::size_t(k) * cols : 0);
+    float* d = dst + r * cols;
+    for (std::size_t c = std::size_t(blockIdx.x) * kGatherThreads + threadIdx.x; c < cols; c += cstride)
+      d[c] = ok ? s[c] : __int_as_float(0x7fc00000);  // quiet NaN
+  }
+}
+
+// The policy trainer.h runs over: the stream every kernel is queued on, the
+// TF32 choice, the loss's scratch space and the number of samples the batch
+// rows are gathered from. A failed launch throws, naming the kernel.
+struct Kernels {
+  cudaStream_t stream;
+  bool tf32;
+  double* workspace;
+  std::int64_t src_rows;
+
+  static void check(cudaError_t e, const char* kernel) {
+    if (e != cudaSuccess)
+      throw std::runtime_error(std::string("fusednn._cuda.MlpTrainer.run: ") + kernel + ": CUDA error " +
+                               cudaGetErrorName(e) + ": " + cudaGetErrorString(e));
+  }
+
+  void gather_rows(float* dst, const float* src, const std::int64_t* idx, int rows, int cols) const {
+    check(cuda::gather_rows(dst, src, idx, std::size_t(rows), std::size_t(cols), src_rows, stream),
+          "gather_rows");
+  }
+  void matmul(float* C, const float* A, const float* B, int M, int N, int K, bool ta, bool tb,
+              const float* bias, Act act) const {
+    check(cuda::matmul(C, A, B, M, N, K, ta, tb, bias, act, stream, -1, tf32), "matmul");
+  }
+  void mse(const float* p, const float* t, std::int64_t n, float* out) const {
+    check(cuda::mse(p, t, std::size_t(n), out, workspace, stream), "mse");
+  }
+  void mse_grad(float* g, const float* p, const float* t, std::int64_t n, float scale) const {
+    check(cuda::mse_grad(g, p, t, std::size_t(n), scale, stream), "mse_grad");
+  }
+  void xent(float* g, const float* z, const float* t, int rows, int cols, XentKind kind, float scale,
+            float* loss_out) const {
+    check(cuda::xent(g, z, t, std::size_t(rows), std::size_t(cols), kind, scale, loss_out, workspace, stream),
+          "xent");
+  }
+  void confusion_update(double* counts, const float* p, const float* t, int rows, int cols, int classes,
+                        bool sparse, float threshold) const {
+    check(cuda::confusion_update(counts, p, t, std::size_t(rows), std::size_t(cols), classes, sparse,
+                                 threshold, stream),
+          "confusion_update");
+  }
+  void error_sums_update(double* sums, const float* p, const float* t, std::int64_t n) const {
+    check(cuda::error_sums_update(sums, p, t, std::size_t(n), stream), "error_sums_update");
+  }
+  void act_backward(float* dx, const float* dy, const float* y, std::int64_t n, Act act) const {
+    check(cuda::act_backward(dx, dy, y, std::size_t(n), act, stream), "act_backward");
+  }
+  void sum_rows(float* out, const float* x, int rows, int cols) const {
+    check(cuda::sum_rows(out, x, std::size_t(rows), std::size_t(cols), stream), "sum_rows");
+  }
+  void adam_update(float* w, const float* g, float* m, float* v, std::int64_t n, const OptimizerConfig& o,
+                   std::int64_t t) const {
+    check(cuda::adam_update(w, g, m, v, std::size_t(n), o.lr, o.beta1, o.beta2, o.eps, t, stream),
+          "adam_update");
+  }
+  void sgd_update(float* w, const float* g, float* v, std::int64_t n, const OptimizerConfig& o) const {
+    check(cuda::sgd_update(w, g, v, std::size_t(n), o.lr, o.momentum, o.nesterov, stream), "sgd_update");
+  }
+  // Reading a loss would wait for the GPU every step; the caller checks the
+  // step losses once per epoch instead.
+  bool is_finite(const float*) const { return true; }
+};
+
+}  // namespace
+
+cudaError_t gather_rows(float* dst, const float* src, const std::int64_t* idx, std::size_t rows,
+                        std::size_t cols, std::int64_t src_rows, cudaStream_t stream) {
+  if (rows == 0 || cols == 0) return cudaSuccess;
+  const std::size_t gx = std::min<std::size_t>((cols + kGatherThreads - 1) / kGatherThreads, 32);
+  const std::size_t gy = std::min<std::size_t>(rows, 65535);
+  gather_rows_kernel<<<dim3(unsigned(gx), unsigned(gy)), kGatherThreads, 0, stream>>>(dst, src, idx, rows,
+                                                                                      cols, src_rows);
+  return cudaGetLastError();
+}
+
+std::int64_t train_steps(std::vector<DenseBuffers>& layers, const OptimizerConfig& opt, LossKind loss,
+                         const TrainData& data, int batch, std::int64_t step0, std::int64_t step1,
+                         std::int64_t iterations, bool stop_on_nonfinite, std::int64_t* steps_done,
+                         cudaStream_t stream, bool tf32, double* workspace) {
+  return fusednn::train_steps(Kernels{stream, tf32, workspace, data.n}, layers, opt, loss, data, batch, step0,
+                              step1, iterations, stop_on_nonfinite, steps_done);
+}
+
+}  // namespace cuda
+}  // namespace fusednn
