@@ -117,6 +117,14 @@ class _CrossEntropy(Loss):
     def get_config(self) -> dict[str, Any]:
         return {"from_logits": self.from_logits}
 
+    def _scratch(self, be: Backend) -> Any:
+        scratch = getattr(self, "_scratch_arrays", None)
+        if scratch is None:
+            scratch = self._scratch_arrays = {}
+        if be.name not in scratch:
+            scratch[be.name] = be.zeros((1,))
+        return scratch[be.name]
+
     def _scale(self, pred: Any) -> float:
         return 1.0 / (pred.size if self.kind == "binary" else pred.shape[0])
 
@@ -128,7 +136,9 @@ class _CrossEntropy(Loss):
 
     def gradient(self, be: Backend, pred: Any, target: Any, out: Any, logits: bool = False) -> Any:
         if logits:
-            be.xent(self.kind, pred, target, out, None, self._scale(pred))
+            # the loss value goes to a scratch element: without an out the backend
+            # returns it as a float, which on a GPU would wait for the device
+            be.xent(self.kind, pred, target, out, self._scratch(be), self._scale(pred))
         else:
             self._prob_loss_and_grad(be, pred, target, out)
         return out
