@@ -167,7 +167,8 @@ def test_matmul_vs_cupy_with_epilogue():
 def test_gemm_pick_variant_is_a_variant():
     for shape in [(1, 1, 1), (32, 64, 10), (128, 256, 784), (1024, 1024, 1024), (4096, 4096, 4096)]:
         assert 0 <= _cuda.gemm_pick_variant(*shape) < len(VARIANTS)
-    assert _cuda.gemm_pick_variant(4096, 4096, 4096) == 0  # the 128x128 tile for big products
+    assert _cuda.gemm_pick_variant(4096, 4096, 4096) == 2  # the 128x256 tile for big products
+    assert _cuda.gemm_pick_variant(256, 256, 256) == len(VARIANTS) - 1  # too few blocks: the smallest tile
 
 
 # ------------------------------------------------------------- activations

@@ -166,7 +166,7 @@ using T32x32 = Tiling<32, 32, 8, 4, 4, 8>;
 constexpr Variant kVariants[] = {
     {"128x128x8/8x8", 128, 128, T128x128::THREADS / 32, true, launch_sgemm<T128x128>},
     {"128x128x16/8x8", 128, 128, T128x128k16::THREADS / 32, false, launch_sgemm<T128x128k16>},
-    {"128x256x8/8x16", 128, 256, T128x256::THREADS / 32, false, launch_sgemm<T128x256>},
+    {"128x256x8/8x16", 128, 256, T128x256::THREADS / 32, true, launch_sgemm<T128x256>},
     {"128x64x8/8x8", 128, 64, T128x64::THREADS / 32, true, launch_sgemm<T128x64>},
     {"64x64x8/4x4", 64, 64, T64x64::THREADS / 32, true, launch_sgemm<T64x64>},
     {"32x32x8/4x4", 32, 32, T32x32::THREADS / 32, true, launch_sgemm<T32x32>},
@@ -210,14 +210,18 @@ const char* gemm_variant_name(int variant) {
 }
 
 int gemm_pick_variant(int M, int N, int K) {
-  // The largest tile that still gives every multiprocessor about a block's
-  // worth of warps; products too small for that take the smallest tile.
-  const long long target = 8LL * sm_count();
-  for (int v = 0; v + 1 < kNumVariants; ++v) {
+  // The largest tile that still fills about one wave of blocks (one per
+  // multiprocessor); smaller products take the smallest tile, whose many
+  // blocks hide latency best. Measured on an H200 (benchmarks/RESULTS.md):
+  // 4096^3 is fastest with 128x256, 1024^3 with 128x64, 256^3 and the MLP
+  // shapes with 32x32.
+  static constexpr int kBySize[] = {2, 0, 3, 4};  // tile area, largest first
+  const long long wave = 9LL * sm_count() / 10;
+  for (int v : kBySize) {
     const Variant& t = kVariants[v];
     if (!t.auto_pick) continue;
     const long long blocks = ((M + t.bm - 1LL) / t.bm) * ((N + t.bn - 1LL) / t.bn);
-    if (blocks * t.warps >= target) return v;
+    if (blocks >= wave) return v;
   }
   return kNumVariants - 1;
 }

@@ -195,7 +195,7 @@ class SparseCategoricalCrossentropy(_CrossEntropy):
     kind, folds, sparse = "sparse", "softmax", True
 
     def check_targets(self, y: Any, output_dim: int, be: Backend) -> None:
-        xp = be.xp
+        xp = be.xp if isinstance(y, be.xp.ndarray) else np  # targets may still be on the host
         labels = y.reshape(-1)
         bad = (labels < 0) | (labels >= output_dim) | (labels != xp.floor(labels))
         if bool(bad.any()):
