@@ -3,11 +3,26 @@ metrics beside scikit-learn's MLP trained with the same hidden sizes, epochs, ba
 size and Adam learning rate, on the same split."""
 from __future__ import annotations
 
+import argparse
 import time
 import warnings
 from typing import Callable
 
 import numpy as np
+
+import fusednn
+
+
+def options(default_epochs: int) -> argparse.Namespace:
+    """--backend, --epochs, --seed; selects the backend."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--backend", default=None, help="numpy, cpu or cuda (default: the fastest available)")
+    ap.add_argument("--epochs", type=int, default=default_epochs)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    if args.backend:
+        fusednn.set_backend(args.backend)
+    return args
 
 
 def timed(train: Callable[[], object]) -> float:

@@ -6,22 +6,14 @@ scikit-learn's MLPClassifier with the same hidden sizes, epochs and batch size.
 """
 from __future__ import annotations
 
-import argparse
-
 from sklearn.datasets import load_breast_cancer
 
 import fusednn
 from fusednn import keras, metrics, preprocessing
 
-from _compare import fit_sklearn, report, sklearn_mlp, timed
+from _compare import fit_sklearn, options, report, sklearn_mlp, timed
 
-ap = argparse.ArgumentParser()
-ap.add_argument("--backend", default=None)
-ap.add_argument("--epochs", type=int, default=100)
-ap.add_argument("--seed", type=int, default=0)
-args = ap.parse_args()
-if args.backend:
-    fusednn.set_backend(args.backend)
+args = options(default_epochs=100)
 HIDDEN, BATCH, LR = (32, 16), 32, 1e-3
 
 data = load_breast_cancer()

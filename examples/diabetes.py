@@ -8,22 +8,14 @@ about 0.3-0.4 at 30 epochs to 0.2-0.35 at 100), so 30 epochs is the default.
 """
 from __future__ import annotations
 
-import argparse
-
 from sklearn.datasets import load_diabetes
 
 import fusednn
 from fusednn import keras, metrics, preprocessing
 
-from _compare import fit_sklearn, report, sklearn_mlp, timed
+from _compare import fit_sklearn, options, report, sklearn_mlp, timed
 
-ap = argparse.ArgumentParser()
-ap.add_argument("--backend", default=None)
-ap.add_argument("--epochs", type=int, default=30)
-ap.add_argument("--seed", type=int, default=0)
-args = ap.parse_args()
-if args.backend:
-    fusednn.set_backend(args.backend)
+args = options(default_epochs=30)
 HIDDEN, BATCH, LR = (32, 16), 32, 1e-3
 
 data = load_diabetes()

@@ -54,3 +54,18 @@ def matmul_ref(a, b, ta, tb, bias=None, act="linear"):
 def poisoned(shape, dtype=np.float32) -> np.ndarray:
     """An output buffer full of NaN, so an unwritten element cannot pass."""
     return np.full(shape, np.nan, dtype=dtype)
+
+
+def numeric_grad(f, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
+    """Central differences of the scalar function f at x (float64, x changed in place
+    and restored)."""
+    g = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        old = x[i]
+        x[i] = old + h
+        fp = f(x)
+        x[i] = old - h
+        fm = f(x)
+        x[i] = old
+        g[i] = (fp - fm) / (2 * h)
+    return g

@@ -9,7 +9,7 @@ import pytest
 import fusednn
 from fusednn import fused, keras, losses, ops
 
-from helpers import rel_err
+from helpers import numeric_grad, rel_err
 
 
 def ref_softmax(z):
@@ -28,19 +28,6 @@ def ref_xent(z, t, kind):
         k = np.asarray(t).reshape(-1).astype(int)
         return np.mean(lse - z[np.arange(len(k)), k])
     return np.mean((np.asarray(t, np.float64) * (lse[:, None] - z)).sum(axis=1))
-
-
-def numeric_grad(f, x, h=1e-6):
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        old = x[i]
-        x[i] = old + h
-        fp = f(x)
-        x[i] = old - h
-        fm = f(x)
-        x[i] = old
-        g[i] = (fp - fm) / (2 * h)
-    return g
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 7), (5, 2), (33, 10), (200, 129)])

@@ -6,26 +6,7 @@ import pytest
 
 from fusednn import ops
 
-from helpers import ref_act
-
-H = 1e-6
-
-
-def numeric_grad(f, x):
-    """Central differences of the scalar function f at x (float64)."""
-    g = np.zeros_like(x)
-    it = np.nditer(x, flags=["multi_index"])
-    for _ in it:
-        i = it.multi_index
-        old = x[i]
-        x[i] = old + H
-        fp = f(x)
-        x[i] = old - H
-        fm = f(x)
-        x[i] = old
-        g[i] = (fp - fm) / (2 * H)
-    return g
-
+from helpers import numeric_grad, ref_act
 
 @pytest.mark.parametrize("act", ["relu", "sigmoid", "tanh", "linear"])
 def test_activation_grad_finite_differences(host_backend_name, act):

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "fusednn/activation.h"
+#include "trainer_spec.h"
 
 namespace fusednn {
 namespace bind {
@@ -109,18 +110,8 @@ inline void check_no_overlap(const py::array& out, const py::array& in, const ch
     throw py::value_error(std::string("out must not share memory with ") + in_name);
 }
 
-inline Act to_act(int a) {
-  if (!fusednn::act_is_valid(a))
-    throw py::value_error("unknown activation code " + std::to_string(a) +
-                          " (0=linear, 1=relu, 2=sigmoid, 3=tanh)");
-  return static_cast<Act>(a);
-}
-
-inline int to_int_dim(py::ssize_t d, const char* what) {
-  if (d > py::ssize_t(INT32_MAX))
-    throw py::value_error(std::string(what) + " is too large for the kernel (> 2^31 - 1)");
-  return int(d);
-}
+using bind_common::to_act;
+using bind_common::to_int_dim;
 
 inline float* fptr(py::array a) { return static_cast<float*>(a.mutable_data()); }
 inline const float* cfptr(const py::array& a) { return static_cast<const float*>(a.data()); }

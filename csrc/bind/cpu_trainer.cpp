@@ -12,6 +12,7 @@
 
 #include "checks.h"
 #include "fusednn/cpu.h"
+#include "trainer_spec.h"
 
 namespace py = pybind11;
 using namespace fusednn;
@@ -22,49 +23,18 @@ namespace {
 class MlpTrainer {
  public:
   MlpTrainer(const py::list& layers, const py::dict& optimizer, const std::string& loss, int batch)
-      : batch_(batch) {
+      : batch_(batch), loss_(bind_common::to_loss_kind(loss)), opt_(bind_common::to_optimizer(optimizer)) {
     if (batch < 1) throw py::value_error("batch must be >= 1, got " + std::to_string(batch));
-    if (loss == "mse") loss_ = LossKind::mse;
-    else if (loss == "binary") loss_ = LossKind::xent_binary;
-    else if (loss == "categorical") loss_ = LossKind::xent_categorical;
-    else if (loss == "sparse") loss_ = LossKind::xent_sparse;
-    else throw py::value_error("MlpTrainer: unsupported loss '" + loss + "' (mse, binary, categorical, sparse)");
-    if (layers.empty()) throw py::value_error("MlpTrainer needs at least one layer");
-    read_optimizer(optimizer);
-    int prev_out = -1;
-    for (py::size_t i = 0; i < layers.size(); ++i) {
-      const py::dict d = layers[i].cast<py::dict>();
-      const std::string where = "layer " + std::to_string(i) + " ";
-      DenseBuffers l;
-      py::array W = keep(d["W"], where + "W", true);
-      check_ndim(W, "W", 2);
-      l.in = int(W.shape(0));
-      l.out = int(W.shape(1));
-      if (prev_out >= 0 && l.in != prev_out)
-        throw py::value_error(where + "takes " + std::to_string(l.in) + " inputs but the previous layer has " +
-                              std::to_string(prev_out) + " units");
-      prev_out = l.out;
-      l.W = fptr(W);
-      l.act = to_act(d["act"].cast<int>());
-      l.A = fptr(keep_shaped(d["A"], where + "A", {batch, l.out}));
-      l.G = fptr(keep_shaped(d["G"], where + "G", {batch, l.out}));
-      l.dW = fptr(keep_shaped(d["dW"], where + "dW", {l.in, l.out}));
-      const bool bias = !d["b"].is_none();
-      if (bias) {
-        l.b = fptr(keep_shaped(d["b"], where + "b", {l.out}));
-        l.db = fptr(keep_shaped(d["db"], where + "db", {l.out}));
-      }
-      const bool two = opt_.kind == OptKind::adam, one = two || opt_.momentum != 0.f;
-      if (one) {
-        l.W_s1 = fptr(keep_shaped(d["W_s1"], where + "W_s1", {l.in, l.out}));
-        if (bias) l.b_s1 = fptr(keep_shaped(d["b_s1"], where + "b_s1", {l.out}));
-      }
-      if (two) {
-        l.W_s2 = fptr(keep_shaped(d["W_s2"], where + "W_s2", {l.in, l.out}));
-        if (bias) l.b_s2 = fptr(keep_shaped(d["b_s2"], where + "b_s2", {l.out}));
-      }
-      layers_.push_back(l);
-    }
+    layers_ = bind_common::to_layers(
+        layers, opt_, batch,
+        [&](const py::handle& h, const std::string& name) {
+          py::array W = keep(h, name, true);
+          check_ndim(W, name.c_str(), 2);
+          return std::make_tuple(fptr(W), W.shape(0), W.shape(1));
+        },
+        [&](const py::handle& h, const std::string& name, std::vector<py::ssize_t> shape) {
+          return fptr(keep_shaped(h, name, std::move(shape)));
+        });
   }
 
   // Run steps [step0, step1) of the epoch whose sample order is `order`.
@@ -149,23 +119,6 @@ class MlpTrainer {
   void set_learning_rate(float lr) { opt_.lr = lr; }
 
  private:
-  void read_optimizer(const py::dict& o) {
-    const std::string kind = o["kind"].cast<std::string>();
-    if (kind == "adam") {
-      opt_.kind = OptKind::adam;
-      opt_.beta1 = o["beta_1"].cast<float>();
-      opt_.beta2 = o["beta_2"].cast<float>();
-      opt_.eps = o["epsilon"].cast<float>();
-    } else if (kind == "sgd") {
-      opt_.kind = OptKind::sgd;
-      opt_.momentum = o["momentum"].cast<float>();
-      opt_.nesterov = o["nesterov"].cast<bool>();
-    } else {
-      throw py::value_error("MlpTrainer: unsupported optimizer '" + kind + "'");
-    }
-    opt_.lr = o["learning_rate"].cast<float>();
-  }
-
   py::array keep(const py::handle& h, const std::string& name, bool writeable) {
     py::array a = as_f32(py::reinterpret_borrow<py::object>(h), name.c_str(), writeable);
     for (const py::array& k : kept_)
@@ -182,7 +135,7 @@ class MlpTrainer {
   }
 
   int batch_;
-  LossKind loss_ = LossKind::mse;
+  LossKind loss_;
   OptimizerConfig opt_;
   std::vector<DenseBuffers> layers_;
   std::vector<py::array> kept_;  // keeps every buffer alive while the trainer exists

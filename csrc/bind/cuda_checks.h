@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "fusednn/cuda.h"
+#include "trainer_spec.h"
 
 namespace fusednn {
 namespace cuda_bind {
@@ -146,18 +147,8 @@ inline void check_in_place_or_apart(const DevArray& out, const char* out_name, c
     throw py::value_error(std::string(out_name) + " must be " + in_name + " itself or not share memory with it");
 }
 
-inline Act to_act(int a) {
-  if (!fusednn::act_is_valid(a))
-    throw py::value_error("unknown activation code " + std::to_string(a) +
-                          " (0=linear, 1=relu, 2=sigmoid, 3=tanh)");
-  return static_cast<Act>(a);
-}
-
-inline int to_int_dim(py::ssize_t d, const char* what) {
-  if (d > py::ssize_t(INT32_MAX))
-    throw py::value_error(std::string(what) + " is too large for the kernel (> 2^31 - 1)");
-  return int(d);
-}
+using bind_common::to_act;
+using bind_common::to_int_dim;
 
 // `out` checked as a writeable float32 device array of `shape`, or, when None,
 // a new cupy.empty(shape) (CuPy owns device memory; this module never
