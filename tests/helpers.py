@@ -69,3 +69,17 @@ def numeric_grad(f, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
         x[i] = old
         g[i] = (fp - fm) / (2 * h)
     return g
+
+
+class FakeCupy:
+    """Stands in for a CuPy array: device memory that must be copied with .get()."""
+
+    def __init__(self, a):
+        self._a = np.asarray(a)
+        self.__cuda_array_interface__ = {"shape": self._a.shape}
+
+    def get(self):
+        return self._a.copy()
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError("implicit conversion to a NumPy array is not allowed")

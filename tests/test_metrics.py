@@ -7,6 +7,8 @@ import warnings
 import numpy as np
 import pytest
 
+from helpers import FakeCupy
+
 from fusednn import metrics as fm
 
 skm = pytest.importorskip("sklearn.metrics")
@@ -244,20 +246,6 @@ def test_regression_errors():
         fm.mean_squared_error([1.0, np.nan], [1.0, 2.0])
     with pytest.raises(ValueError, match="multioutput"):
         fm.mean_absolute_error([1.0, 2.0], [1.0, 2.0], multioutput="variance_weighted")
-
-
-class FakeCupy:
-    """Stands in for a CuPy array: device memory that must be copied with .get()."""
-
-    def __init__(self, a):
-        self._a = np.asarray(a)
-        self.__cuda_array_interface__ = {"shape": self._a.shape}
-
-    def get(self):
-        return self._a.copy()
-
-    def __array__(self, *args, **kwargs):
-        raise TypeError("implicit conversion to a NumPy array is not allowed")
 
 
 def test_device_arrays_are_copied_with_get():

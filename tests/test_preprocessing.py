@@ -8,6 +8,8 @@ import json
 import numpy as np
 import pytest
 
+from helpers import FakeCupy
+
 from fusednn import preprocessing as fp
 
 skp = pytest.importorskip("sklearn.preprocessing")
@@ -351,20 +353,6 @@ def test_pipeline_flat_images_and_validation():
         fp.RandomRotation(0.1, interpolation="cubic")
     with pytest.raises(ValueError, match="stddev"):
         fp.GaussianNoise(-1.0)
-
-
-class FakeCupy:
-    """Stands in for a CuPy array: device memory that must be copied with .get()."""
-
-    def __init__(self, a):
-        self._a = np.asarray(a)
-        self.__cuda_array_interface__ = {"shape": self._a.shape}
-
-    def get(self):
-        return self._a.copy()
-
-    def __array__(self, *args, **kwargs):
-        raise TypeError("implicit conversion to a NumPy array is not allowed")
 
 
 def test_device_arrays_are_copied_with_get():
