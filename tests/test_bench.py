@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from fusednn import bench
 from fusednn.bench import kernels

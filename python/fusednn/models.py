@@ -340,6 +340,8 @@ class Sequential:
         'val_<metric>'). ``augment`` (e.g. a :class:`fusednn.preprocessing.Augmentation`)
         transforms each training batch as it is drawn — never the validation data."""
         self._require_compiled("fit")
+        if augment is not None and not callable(augment):
+            raise TypeError(f"augment must be a callable on a batch of samples, got {type(augment).__name__}")
         batch_size = inputs.batch_size(batch_size)
         verbose = resolve_verbose(verbose)
         epochs, initial_epoch = int(epochs), int(initial_epoch)
@@ -384,8 +386,6 @@ class Sequential:
                 cbs.call("on_train_batch_end", step, BatchLogs(
                     lambda: _weighted_mean(be.to_numpy(step_losses[:step + 1]), batch_size, covered)))
 
-        if augment is not None and not callable(augment):
-            raise TypeError(f"augment must be a callable on a batch of samples, got {type(augment).__name__}")
         tracker, val_tracker = self._tracker(), self._tracker()
         self.stop_training = False
         self.history = history

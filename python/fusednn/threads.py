@@ -40,7 +40,6 @@ _threads = None
 
 def get_num_threads() -> int:
     """Threads the native CPU kernels use."""
-    global _threads
     if _threads is None:
         set_num_threads(_default())
     return _threads
