@@ -27,7 +27,7 @@ def test_kernel_matches_numpy(make, channels):
 
 
 def test_kernel_rejects_bad_arguments():
-    warp = backends.cpu._cpu.affine_warp
+    warp = backends.native("cpu").affine_warp
     img = np.zeros((2, 4, 4, 1), np.float32)
     with pytest.raises(ValueError, match=r"mats must have shape \(2, 2, 3\)"):
         warp(img, np.zeros((3, 2, 3)))

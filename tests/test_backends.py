@@ -108,7 +108,7 @@ def test_threads():
     n = fusednn.get_num_threads()
     try:
         fusednn.set_num_threads(1)
-        assert backends.cpu._cpu.num_threads() == 1
+        assert backends.native("cpu").num_threads() == 1
         with pytest.raises(ValueError):
             fusednn.set_num_threads(0)
     finally:
@@ -133,7 +133,7 @@ def test_info_command():
 def test_portable_and_avx2_paths_agree():
     if "cpu" not in backends.available():
         pytest.skip("cpu backend not built")
-    k = backends.cpu._cpu
+    k = backends.native("cpu")
     rng = np.random.default_rng(0)
     x = (rng.standard_normal(10007) * 4).astype(np.float32)
     outs = []

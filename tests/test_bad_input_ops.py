@@ -60,7 +60,7 @@ def test_unknown_activation_lists_valid_names(host_backend_name):
 def k():
     if "cpu" not in backends.available():
         pytest.skip("cpu backend not built")
-    return backends.cpu._cpu
+    return backends.native("cpu")
 
 
 def test_binding_rejects_instead_of_converting(k):

@@ -133,7 +133,7 @@ def test_terminate_on_nan_stops_at_the_bad_step():
 
 
 def test_trainer_rejects_bad_buffers():
-    k = fusednn.backends.cpu._cpu
+    k = fusednn.backends.native("cpu")
     W = np.zeros((3, 2), np.float32)
     spec = {"W": W, "b": None, "act": 1, "A": np.zeros((4, 2), np.float32), "G": np.zeros((4, 2), np.float32),
             "dW": np.zeros((3, 2), np.float32), "db": None}

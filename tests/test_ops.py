@@ -26,7 +26,7 @@ def variant(request):
     prev = fusednn.get_backend().name
     name = request.param
     fusednn.set_backend("cpu" if name.startswith("cpu") else name)
-    k = backends.cpu._cpu if name.startswith("cpu") else None
+    k = backends.native("cpu") if name.startswith("cpu") else None
     if k is not None:
         k.force_portable(name == "cpu-portable")
     yield name
@@ -76,7 +76,7 @@ def test_matmul_matches_reference_kernel():
     """The tuned kernel and the simple triple loop kept beside it agree."""
     if "cpu" not in backends.available():
         pytest.skip("cpu backend not built")
-    k = backends.cpu._cpu
+    k = backends.native("cpu")
     rng = np.random.default_rng(1)
     for M, N, K in [(1, 1, 1), (6, 16, 256), (7, 17, 257), (150, 3100, 300)]:
         for ta in (False, True):

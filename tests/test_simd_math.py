@@ -31,7 +31,7 @@ def max_rel_err(y: np.ndarray, ref: np.ndarray) -> tuple[float, int]:
 
 @pytest.fixture(params=["avx2", "portable"])
 def kernels(request):
-    k = backends.cpu._cpu
+    k = backends.native("cpu")
     if request.param == "avx2" and k.simd_path() != "avx2+fma":
         pytest.skip("this CPU has no AVX2+FMA")
     k.force_portable(request.param == "portable")

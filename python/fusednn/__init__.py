@@ -4,7 +4,7 @@
 them is chosen by :func:`set_backend` / ``FUSEDNN_BACKEND`` (default: cuda if
 usable, else cpu, else numpy).
 """
-__version__ = "0.1.0"
+from ._version import __version__
 
 from . import backends, ops
 from .backends import available as available_backends

@@ -27,9 +27,7 @@ def _info(args: argparse.Namespace) -> int:
     except Exception as e:  # FUSEDNN_BACKEND names an unavailable backend
         active = f"none ({e})"
     print(f"active backend: {active}")
-    from fusednn.backends import cpu as cpu_backend
-
-    k = cpu_backend._cpu
+    k = backends.native("cpu")
     if k is not None:
         feats = ", ".join(f for f, on in k.cpu_features().items() if on) or "none"
         print(f"cpu: {platform.processor() or platform.machine()}; features detected: {feats}; "

@@ -42,7 +42,7 @@ def _loss_kind(model: Any) -> str:
 
 def unsupported_reason(model: Any) -> str | None:
     """None when ``model`` can train on the fused path, else why not."""
-    be = model._backend
+    be = model.backend
     if not getattr(be, "has_trainer", False):
         return f"backend {be.name!r} has no fused trainer"
     k = len(_leading_norms(model))
@@ -50,9 +50,9 @@ def unsupported_reason(model: Any) -> str | None:
         return "the model has layers other than Dense (after any leading Normalization)"
     if type(model.loss) not in _FUSED_LOSSES:
         return f"loss {type(model.loss).__name__} is not fused"
-    fold = model._folds_output()
-    last = model.layers[-1].activation
-    if _loss_kind(model) != "mse" and not (fold or model.loss.from_logits):
+    last = model.output_activation
+    fold = model.loss.folds_output(last)
+    if _loss_kind(model) != "mse" and not model.loss.on_logits(last):
         return "a cross-entropy on probabilities (no matching sigmoid/softmax output layer) is not fused"
     if last == "softmax" and not fold:
         return "a softmax output not folded into a cross-entropy is not fused"
@@ -76,11 +76,7 @@ def _optimizer_config(opt: optimizers.Optimizer) -> dict[str, Any]:
 def _states(opt: optimizers.Optimizer) -> list[list[Any]]:
     """Per parameter (model order): its optimizer state arrays (SGD: [velocity] or [];
     Adam: [m, v])."""
-    if isinstance(opt, optimizers.Adam):
-        return [[m, v] for m, v in zip(opt._m, opt._v)]
-    if opt.momentum:
-        return [[v] for v in opt._velocity]
-    return [[] for _ in opt._params]
+    return opt.slots()
 
 
 class FusedTrainer:
@@ -88,11 +84,11 @@ class FusedTrainer:
     batch and activation buffers it works in."""
 
     def __init__(self, model: Any, batch: int) -> None:
-        be = model._backend
+        be = model.backend
         opt = model.optimizer
         states = _states(opt)
         specs, p = [], 0
-        fold = model._folds_output()
+        fold = model.loss.folds_output(model.output_activation)
         self.norms = _leading_norms(model)
         self._normalized: tuple[Any, Any] | None = None  # (data, its normalised copy) of this fit
         for i, layer in enumerate(model.layers[len(self.norms):], start=len(self.norms)):
@@ -109,8 +105,8 @@ class FusedTrainer:
             specs.append(spec)
         self.batch = batch
         self.optimizer = opt  # keeps id(opt) in the key unique while this trainer exists
-        self.x_batch = be.empty((batch, model._input_dim))
-        self.y_batch = be.empty((batch, 1 if model.loss.sparse else model._output_dim))
+        self.x_batch = be.empty((batch, model.input_shape[1]))
+        self.y_batch = be.empty((batch, 1 if model.loss.sparse else model.output_shape[1]))
         self.trainer = be.make_trainer(specs, _optimizer_config(opt), _loss_kind(model), batch)
         self.key = _key(model, batch)
         self.metrics: dict | None = None  # accumulator arrays for run(), see use_metrics
@@ -124,7 +120,7 @@ class FusedTrainer:
         step's loss for free: the CUDA trainer ignores it rather than wait for the GPU
         every step, and TerminateOnNaN then stops after the epoch). With ``augment``, each chunk's
         samples are gathered on the host, transformed, and trained on in order."""
-        be = model._backend
+        be = model.backend
         opt = model.optimizer
         self.trainer.learning_rate = opt.learning_rate  # a callback may have changed it
         n = int(order.shape[0])
@@ -186,17 +182,18 @@ def _key(model: Any, batch: int) -> tuple:
     the parameters and the state arrays (the trainer keeps them all alive, so their
     ids cannot be reused while it exists). Recompiling or rebuilding changes it."""
     opt = model.optimizer
-    arrays = [*model._params, *(a for s in _states(opt) for a in s)]
+    arrays = [*model.weights, *(a for s in _states(opt) for a in s)]
     return (batch, id(opt), *map(id, arrays))
 
 
-def trainer_for(model: Any, batch: int, tracker: EpochMetrics | None = None) -> FusedTrainer | None:
-    """The model's cached fused trainer for this batch size, built if needed and set
-    to update ``tracker``'s accumulators; None when the model cannot use the fused path."""
+def trainer_for(model: Any, batch: int, tracker: EpochMetrics | None = None,
+                cached: FusedTrainer | None = None) -> FusedTrainer | None:
+    """The fused trainer for ``model`` and this batch size: ``cached`` (the one the
+    caller kept from last time) when it still fits, else a new one; set to update
+    ``tracker``'s accumulators. None when the model cannot use the fused path."""
     if unsupported_reason(model) is not None:
         return None
-    cached: FusedTrainer | None = model._fused
     if cached is None or cached.key != _key(model, batch):
-        cached = model._fused = FusedTrainer(model, batch)
+        cached = FusedTrainer(model, batch)
     cached.use_metrics(tracker)
     return cached

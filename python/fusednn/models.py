@@ -140,6 +140,33 @@ class Sequential:
     def _be(self) -> Backend:
         return self._backend or get_backend()
 
+    # ------------------------------------------------------------ public state
+    @property
+    def backend(self) -> Backend | None:
+        """The backend the model is built on (None until it is built)."""
+        return self._backend
+
+    @property
+    def input_shape(self) -> tuple[None, int] | None:
+        """``(None, features)`` as in Keras, once the input size is known (else None)."""
+        return (None, self._input_dim) if self._input_dim is not None else None
+
+    @property
+    def output_shape(self) -> tuple[None, int] | None:
+        """``(None, outputs)`` as in Keras, once the model is built (else None)."""
+        return (None, self._output_dim) if self.built else None
+
+    @property
+    def weights(self) -> list[Any]:
+        """The model's weight arrays themselves (backend arrays, Keras order; empty until
+        built): writing into them changes the model. :meth:`get_weights` gives copies."""
+        return list(self._params)
+
+    @property
+    def output_activation(self) -> str:
+        """The activation of the last layer ('linear' for a layer without one)."""
+        return getattr(self.layers[-1], "activation", "linear")
+
     # ----------------------------------------------------------------- compile
     def compile(self, optimizer: str | optimizers.Optimizer, loss: str | losses.Loss,
                 metrics: Sequence[Any] | None = None) -> None:
@@ -215,14 +242,11 @@ class Sequential:
             buf = self._loss_buffers[(kind, steps)] = self._backend.zeros((steps,))
         return buf
 
-    def _output_activation(self) -> str:
-        return getattr(self.layers[-1], "activation", "linear")
-
     def _folds_output(self) -> bool:
-        """Whether the loss takes the last layer's activation into itself (a sigmoid or
-        softmax output with the matching cross-entropy): training and evaluation then
-        run that layer without its activation and hand the loss logits."""
-        return not self.loss.from_logits and self.loss.folds == self._output_activation()
+        """Whether the loss takes the last layer's activation into itself (see
+        :meth:`Loss.folds_output`): training and evaluation then run that layer
+        without its activation and hand the loss logits."""
+        return self.loss.folds_output(self.output_activation)
 
     def _forward(self, x: Any, ws: _Workspace, logits: bool = False) -> Any:
         """Run every layer on a device batch ``x`` into ``ws``; returns the output buffer
@@ -239,7 +263,7 @@ class Sequential:
         be = self._backend
         fold = self._folds_output()
         pred = self._forward(x, ws, fold)
-        on_logits = fold or self.loss.from_logits
+        on_logits = self.loss.on_logits(self.output_activation)
         self.loss.value(be, pred, y, loss_out, logits=on_logits)
         if tracker is not None:
             tracker.update(pred, y)
@@ -254,7 +278,7 @@ class Sequential:
             return None
         fold = self._folds_output()
         return EpochMetrics(self.metrics, self._backend, self._output_dim, self.loss.sparse,
-                            fold or self.loss.from_logits, self._output_activation() if fold else None)
+                            self.loss.on_logits(self.output_activation), self.output_activation if fold else None)
 
     def _train_epoch(self, x: Any, y: Any, order: np.ndarray, batch_size: int,
                      on_step: Callable[[int, Any], None] | None = None, chunk: int = 1,
@@ -273,7 +297,9 @@ class Sequential:
         n = len(order)
         steps = -(-n // batch_size)
         step_losses = self._loss_buffer("train", steps)
-        trainer = fused.trainer_for(self, batch_size, tracker) if isinstance(x, be.xp.ndarray) else None
+        trainer = None
+        if isinstance(x, be.xp.ndarray):
+            trainer = self._fused = fused.trainer_for(self, batch_size, tracker, self._fused)
         if trainer is not None:
             done = trainer.epoch(self, x, y, order, step_losses, chunk, on_step, stop_on_nonfinite, augment)
             if tracker is not None:
@@ -312,7 +338,7 @@ class Sequential:
         steps = -(-n // batch_size)
         step_losses = self._loss_buffer("eval", steps)
         fold = self._folds_output()
-        on_logits = fold or self.loss.from_logits
+        on_logits = self.loss.on_logits(self.output_activation)
         for s in range(steps):
             lo, hi = s * batch_size, min(n, (s + 1) * batch_size)
             pred = self._forward(be.asarray(x[lo:hi]), self._workspace(hi - lo), fold)

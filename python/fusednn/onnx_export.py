@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from .files import write_atomically
 
 if TYPE_CHECKING:
@@ -90,8 +90,8 @@ def to_onnx(model: "Sequential", opset: int = 17) -> Any:
     builder.nodes.append(helper.make_node("Identity", [x], ["output"], name="output"))
     graph = helper.make_graph(
         builder.nodes, model.name,
-        [helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, ["batch", model._input_dim])],
-        [helper.make_tensor_value_info("output", onnx.TensorProto.FLOAT, ["batch", model._output_dim])],
+        [helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, ["batch", model.input_shape[1]])],
+        [helper.make_tensor_value_info("output", onnx.TensorProto.FLOAT, ["batch", model.output_shape[1]])],
         builder.initializers)
     opsets = [helper.make_opsetid("", opset)]
     proto = helper.make_model(graph, opset_imports=opsets, producer_name="fusednn", producer_version=__version__,

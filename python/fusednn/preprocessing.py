@@ -599,9 +599,10 @@ class _ImageTransform(_Random):
 
 def _native_warp():
     """fusednn._cpu's affine_warp kernel, or None where the extension is not built."""
-    from .backends import cpu
+    from .backends import native
 
-    return cpu._cpu.affine_warp if cpu._cpu is not None else None
+    k = native("cpu")
+    return k.affine_warp if k is not None else None
 
 
 class _Resampling(_ImageTransform):

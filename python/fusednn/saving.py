@@ -32,7 +32,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import __version__, losses, metrics, optimizers, registry, utils
+from ._version import __version__
+from . import losses, metrics, optimizers, registry, utils
 from .files import write_atomically
 
 if TYPE_CHECKING:
@@ -70,9 +71,9 @@ def _document(model: "Sequential", kind: str, include_optimizer: bool) -> tuple[
         "kind": kind,
         "fusednn_version": __version__,
         "model": {"class_name": type(model).__name__, "config": model.get_config()},
-        "input_shape": [None, model._input_dim] if model._input_dim is not None else None,
-        "output_shape": [None, model._output_dim] if model.built else None,
-        "saved_from_backend": model._backend.name if model._backend is not None else None,
+        "input_shape": list(model.input_shape) if model.input_shape is not None else None,
+        "output_shape": list(model.output_shape) if model.built else None,
+        "saved_from_backend": model.backend.name if model.backend is not None else None,
         "weights": weights,
         "compile": None,
         "optimizer_state": None,
@@ -82,7 +83,7 @@ def _document(model: "Sequential", kind: str, include_optimizer: bool) -> tuple[
         doc["compile"] = {"optimizer": optimizers.serialize(model.optimizer), "loss": losses.serialize(model.loss),
                           "metrics": _metric_names(model)}
         opt = model.optimizer
-        if include_optimizer and model.built and opt.is_built_for(model._backend, model._params):
+        if include_optimizer and model.built and opt.is_built_for(model.backend, model.weights):
             iterations, state = opt.get_state()
             names = [f"optimizer.{k}" for k in range(len(state))]
             arrays.update(zip(names, map(_host_f32, state)))

@@ -282,7 +282,7 @@ def predict(model_path: str, data_path: str, out_path: str) -> int:
     features, _ = _model_columns(model, table, need_target=False)
     x = numeric(table, features)
     keep = _rows_ok(x)
-    pred = model.predict(x[keep], verbose=0) if keep.any() else np.empty((0, model._output_dim), np.float32)
+    pred = model.predict(x[keep], verbose=0) if keep.any() else np.empty((0, model.output_shape[1]), np.float32)
     classes = model.metadata.get("classes") if model.metadata.get("task") == "classification" else None
     header = ["prediction"] + ([f"probability_{c}" for c in classes] if classes else [])
     rows: list[list[Any]] = []

@@ -30,9 +30,9 @@ def _default() -> int:
 
 
 def _native():
-    from .backends import cpu
+    from .backends import native
 
-    return cpu._cpu
+    return native("cpu")
 
 
 _threads = None

@@ -5,13 +5,10 @@ import numpy as np
 
 from .base import XENT_KINDS, Backend, activation_code
 
-try:
-    from .. import _cpu
-except ImportError as e:  # not compiled, or built for another Python
-    _cpu = None
-    IMPORT_ERROR: str | None = f"fusednn._cpu is not built ({e})"
-else:
-    IMPORT_ERROR = None
+from .compiled import import_error, native
+
+_cpu = native("cpu")
+IMPORT_ERROR: str | None = import_error("cpu")
 
 
 def unavailable_reason() -> str | None:
