@@ -259,6 +259,19 @@ def test_no_private_reads_across_modules():
     assert bad == []
 
 
+#: old import path -> the module it now names (issue 10 moved them; users' imports keep working)
+MOVED = {
+    "fusednn.threads": "fusednn.backends.cpu",
+}
+
+
+def test_old_import_paths_are_the_moved_modules():
+    import importlib
+
+    for old, new in MOVED.items():
+        assert importlib.import_module(old) is importlib.import_module(new), old
+
+
 if __name__ == "__main__":
     mods = modules()
     edges, private = imports(mods)
