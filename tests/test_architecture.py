@@ -262,6 +262,7 @@ def test_no_private_reads_across_modules():
 #: old import path -> the module it now names (issue 10 moved them; users' imports keep working)
 MOVED = {
     "fusednn.threads": "fusednn.backends.cpu",
+    "fusednn.normalization": "fusednn.layers.normalization",
 }
 
 

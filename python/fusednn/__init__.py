@@ -25,7 +25,7 @@ from .utils import set_random_seed
 
 # Modules that moved keep their old import path: the old name is the moved module
 # object itself (not a copy), so patching either patches both.
-_MOVED = {"threads": backends.cpu}
+_MOVED = {"threads": backends.cpu, "normalization": layers.normalization}
 for _old, _module in _MOVED.items():
     _sys.modules[f"{__name__}.{_old}"] = _module
     globals()[_old] = _module

@@ -36,7 +36,7 @@ import numpy as np
 from . import metrics as M
 from .csv_data import DataError, Table, is_missing, is_number, numeric, read_csv, write_csv
 from .layers import Dense
-from .normalization import Normalization
+from .layers import Normalization
 from .preprocessing import StandardScaler, clean, train_test_split
 
 MAX_CLASSES_INFERRED = 20

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .layers import Buffers, Layer
+from .base import Buffers, Layer
 
 
 class Normalization(Layer):
@@ -58,7 +58,7 @@ class Normalization(Layer):
     @classmethod
     def from_scaler(cls, scaler: Any, **kwargs: Any) -> "Normalization":
         """The layer doing what a fitted StandardScaler or MinMaxScaler's ``transform`` does."""
-        from .preprocessing import MinMaxScaler, StandardScaler
+        from ..preprocessing import MinMaxScaler, StandardScaler
 
         if isinstance(scaler, StandardScaler):
             state = scaler.state_dict()
