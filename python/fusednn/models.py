@@ -68,6 +68,10 @@ class Sequential:
     ``compile`` with an optimizer and a loss, then ``fit``, ``evaluate``, ``predict``.
     Optimizer state persists across ``fit`` calls until the next ``compile``."""
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        registry.MODELS.register(cls)
+
     def __init__(self, layers: Sequence[Layer | InputLayer] | None = None, name: str | None = None) -> None:
         self.name = name or unique_name("sequential")
         self.layers: list[Layer] = []
@@ -586,7 +590,10 @@ class Sequential:
     def export_onnx(self, filepath: str, opset: int = 17) -> None:
         """Write the model as an ONNX graph (float32, input "input" of shape (batch,
         features), output "output", any batch size) for ONNX runtimes; needs the
-        ``onnx`` extra. See :mod:`fusednn.onnx_export`."""
-        from . import onnx_export
+        ``onnx`` extra. See :mod:`fusednn.saving.onnx`."""
+        from .saving import onnx
 
-        onnx_export.export(self, filepath, opset=opset)
+        onnx.export(self, filepath, opset=opset)
+
+
+registry.MODELS.register(Sequential)

@@ -103,7 +103,7 @@ class Layer:
 
     def onnx_nodes(self, builder: Any, x: str) -> str:
         """Add this layer's ONNX nodes computing from the tensor named ``x`` to
-        ``builder`` (a :class:`fusednn.onnx_export.GraphBuilder`); returns the name of
+        ``builder`` (a :class:`fusednn.saving.onnx.GraphBuilder`); returns the name of
         the output tensor."""
         raise NotImplementedError(f"layer {self.name!r} ({type(self).__name__}) has no ONNX export; "
                                   "define its onnx_nodes()")

@@ -32,12 +32,12 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._version import __version__
-from . import losses, metrics, optimizers, registry, utils
-from .files import write_atomically
+from .._version import __version__
+from .. import losses, metrics, optimizers, registry, utils
+from ..files import write_atomically
 
 if TYPE_CHECKING:
-    from .models import Sequential
+    from ..models import Sequential
 
 FORMAT = "fusednn.model"
 #: the newest file format this version reads and the one it writes
@@ -225,9 +225,9 @@ def load_model(filepath: str | os.PathLike, custom_objects: Mapping[str, type] |
     weights, metadata and (with ``compile``) its optimizer, loss and saved optimizer
     state. ``custom_objects`` maps class names to user classes (layers, losses,
     optimizers, initialisers) defined outside fusednn. Raises ValueError for a file
-    that is not a valid fusednn model file."""
-    from .models import Sequential
-
+    that is not a valid fusednn model file. The model's class comes from
+    :data:`fusednn.registry.MODELS` (where model classes register themselves), so
+    this module never imports the models."""
     doc, arrays = read_file(filepath)
     path = os.fspath(filepath)
     # Building runs the initialisers; their draws must not shift the user's random stream.
@@ -235,10 +235,11 @@ def load_model(filepath: str | os.PathLike, custom_objects: Mapping[str, type] |
     rng_state = generator.bit_generator.state
     try:
         spec = doc["model"]
-        if not isinstance(spec, dict) or spec.get("class_name") != "Sequential" or \
+        if not isinstance(spec, dict) or not isinstance(spec.get("class_name"), str) or \
                 not isinstance(spec.get("config"), dict):
-            raise ValueError("it does not describe a Sequential model")
-        model = Sequential.from_config(spec["config"], custom_objects)
+            raise ValueError("it does not describe a model")
+        cls = registry.MODELS.get(spec["class_name"], custom_objects)
+        model = cls.from_config(spec["config"], custom_objects)
         weights = _layer_weights(doc, arrays, len(model.layers))
         if any(weights):
             model.set_weights([w for layer in weights for w in layer])

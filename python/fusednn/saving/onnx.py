@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._version import __version__
-from .files import write_atomically
+from .._version import __version__
+from ..files import write_atomically
 
 if TYPE_CHECKING:
-    from .models import Sequential
+    from ..models import Sequential
 
 #: activation name -> ONNX operator (linear adds no node; softmax is over the features)
 _ACTIVATIONS = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "softmax": "Softmax"}
