@@ -263,6 +263,9 @@ MOVED = {
     "fusednn.threads": "fusednn.backends.cpu",
     "fusednn.normalization": "fusednn.layers.normalization",
     "fusednn.onnx_export": "fusednn.saving.onnx",
+    "fusednn.fused": "fusednn.training.fused",
+    "fusednn.epoch_metrics": "fusednn.training.epoch_metrics",
+    "fusednn.inputs": "fusednn.training.inputs",
 }
 
 

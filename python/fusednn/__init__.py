@@ -13,7 +13,7 @@ from .backends import available as available_backends
 from .backends import get_backend, set_backend
 from .backends.cpu import get_num_threads, set_num_threads
 
-from . import callbacks, initializers, keras, layers, losses, models, optimizers, saving, utils
+from . import callbacks, initializers, keras, layers, losses, models, optimizers, saving, training, utils
 from .callbacks import Callback, EarlyStopping, History, ProgbarLogger, TerminateOnNaN
 from .callbacks import ModelCheckpoint
 from .layers import Activation, Dense, Input, InputLayer, Normalization
@@ -25,7 +25,8 @@ from .utils import set_random_seed
 
 # Modules that moved keep their old import path: the old name is the moved module
 # object itself (not a copy), so patching either patches both.
-_MOVED = {"threads": backends.cpu, "normalization": layers.normalization, "onnx_export": saving.onnx}
+_MOVED = {"threads": backends.cpu, "normalization": layers.normalization, "onnx_export": saving.onnx,
+          "fused": training.fused, "epoch_metrics": training.epoch_metrics, "inputs": training.inputs}
 for _old, _module in _MOVED.items():
     _sys.modules[f"{__name__}.{_old}"] = _module
     globals()[_old] = _module

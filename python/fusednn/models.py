@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from . import fused, inputs, losses, metrics as metrics_module, optimizers
-from .epoch_metrics import EpochMetrics
+from . import losses, metrics as metrics_module, optimizers
+from .training import fused, inputs
+from .training.epoch_metrics import EpochMetrics
 from .backends import Backend, get_backend
 from .callbacks import (BatchLogs, Callback, CallbackList, History, ProgbarLogger, TerminateOnNaN,
                         resolve_verbose)

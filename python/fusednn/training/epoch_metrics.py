@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .backends import Backend
-from .metrics import Metric
+from ..backends import Backend
+from ..metrics import Metric
 
 
 class EpochMetrics:

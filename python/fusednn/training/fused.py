@@ -16,10 +16,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import inputs, losses, optimizers
-from .backends import activation_code
+from .. import losses, optimizers
+from ..backends import activation_code
+from ..layers import Dense, Normalization
+from . import inputs
 from .epoch_metrics import EpochMetrics
-from .layers import Dense, Normalization
 
 
 _FUSED_LOSSES = (losses.MeanSquaredError, losses.BinaryCrossentropy, losses.CategoricalCrossentropy,

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .backends import Backend
+from ..backends import Backend
 
 _REAL_KINDS = "fiub"
 
