@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..backends import Backend
-from ..metrics import Metric
+from ..metrics.compiled import Metric
 
 
 class EpochMetrics:
