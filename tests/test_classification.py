@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fusednn
-from fusednn import fused, keras, losses, ops
+from fusednn import keras, losses, ops
 
 from helpers import numeric_grad
 
@@ -225,7 +225,7 @@ def test_from_logits_equals_folded_softmax(host_backend_name):
     ("categorical_crossentropy", "softmax", 3, "onehot"),
     ("binary_crossentropy", "sigmoid", 1, "binary"),
     ("mse", None, 2, "real")])
-def test_fused_classification_equals_per_op(monkeypatch, loss, act, units, y_kind):
+def test_fused_classification_equals_per_op(loss, act, units, y_kind):
     if "cpu" not in fusednn.backends.available():
         pytest.skip("cpu backend not built")
     prev = fusednn.get_backend().name
@@ -237,17 +237,14 @@ def test_fused_classification_equals_per_op(monkeypatch, loss, act, units, y_kin
         metrics = ["mae", "mse"] if y_kind == "real" else ["accuracy", "f1"]
         results = []
         for per_op in (False, True):
-            if per_op:
-                monkeypatch.setattr(fused, "unsupported_reason", lambda m: "forced off")
             fusednn.utils.set_random_seed(4)
             model = keras.Sequential([keras.layers.Dense(6, activation="relu", input_shape=(4,)),
                                       keras.layers.Dense(units, activation=act)])
-            model.compile("adam", loss, metrics=metrics)
+            model.compile("adam", loss, metrics=metrics, fused=not per_op)
             fusednn.utils.set_random_seed(5)
             hist = model.fit(x, y, epochs=3, batch_size=16, validation_split=0.2, verbose=0)
             assert (model._fused is None) == per_op
             results.append((model.get_weights(), hist.history))
-            monkeypatch.undo()
         for a, b in zip(results[0][0], results[1][0]):
             np.testing.assert_array_equal(a, b)
         assert results[0][1] == results[1][1]  # losses and metrics, every epoch
@@ -293,7 +290,7 @@ def test_augment_applies_to_training_batches_only(host_backend_name):
         model.fit(x, labels, verbose=0, augment=lambda b: b[:, :2])
 
 
-def test_augment_same_numbers_on_fused_and_per_op_paths(monkeypatch):
+def test_augment_same_numbers_on_fused_and_per_op_paths():
     if "cpu" not in fusednn.backends.available():
         pytest.skip("cpu backend not built")
     prev = fusednn.get_backend().name
@@ -302,15 +299,12 @@ def test_augment_same_numbers_on_fused_and_per_op_paths(monkeypatch):
         x, labels = blobs(n=90)
         out = []
         for per_op in (False, True):
-            if per_op:
-                monkeypatch.setattr(fused, "unsupported_reason", lambda m: "forced off")
             fusednn.utils.set_random_seed(6)
             model = keras.Sequential([keras.layers.Dense(3, activation="softmax", input_shape=(4,))])
-            model.compile("adam", "sparse_categorical_crossentropy")
+            model.compile("adam", "sparse_categorical_crossentropy", fused=not per_op)
             fusednn.utils.set_random_seed(7)
             model.fit(x, labels, epochs=2, batch_size=8, verbose=0, augment=lambda b: b * 0.5 + 0.25)
             out.append(model.get_weights())
-            monkeypatch.undo()
         for a, b in zip(*out):
             np.testing.assert_array_equal(a, b)
     finally:

@@ -18,22 +18,18 @@ def cpu_backend():
     fusednn.set_backend(prev)
 
 
-def build(acts, units, optimizer, use_bias=True, n_in=7):
+def build(acts, units, optimizer, use_bias=True, n_in=7, fused="auto"):
     fusednn.utils.set_random_seed(3)
     layers = [keras.layers.Dense(units[0], activation=acts[0], input_shape=(n_in,), use_bias=use_bias)]
     layers += [keras.layers.Dense(u, activation=a, use_bias=use_bias) for u, a in zip(units[1:], acts[1:])]
     model = keras.Sequential(layers)
-    model.compile(optimizer=optimizer, loss="mse")
+    model.compile(optimizer=optimizer, loss="mse", fused=fused)
     return model
 
 
-def train(model, x, y, force_per_op, monkeypatch, **kw):
-    if force_per_op:
-        monkeypatch.setattr(fused, "unsupported_reason", lambda m: "forced off by the test")
+def train(model, x, y, **kw):
     fusednn.utils.set_random_seed(11)
-    hist = model.fit(x, y, verbose=0, **kw)
-    monkeypatch.undo()
-    return hist
+    return model.fit(x, y, verbose=0, **kw)
 
 
 OPTIMIZERS = [lambda: keras.optimizers.Adam(learning_rate=0.01),
@@ -47,28 +43,29 @@ OPTIMIZERS = [lambda: keras.optimizers.Adam(learning_rate=0.01),
                                         (["tanh", "sigmoid"], [13, 3]),
                                         ([None], [5])])
 @pytest.mark.parametrize("batch", [1, 16, 32, 250])
-def test_fused_equals_per_op(monkeypatch, make_opt, acts, units, batch):
+def test_fused_equals_per_op(make_opt, acts, units, batch):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((203, 7))
     y = rng.standard_normal((203, units[-1]))
-    a, b = build(acts, units, make_opt()), build(acts, units, make_opt())
-    ha = train(a, x, y, False, monkeypatch, epochs=3, batch_size=batch)
-    hb = train(b, x, y, True, monkeypatch, epochs=3, batch_size=batch)
+    a, b = build(acts, units, make_opt()), build(acts, units, make_opt(), fused=False)
+    ha = train(a, x, y, epochs=3, batch_size=batch)
+    hb = train(b, x, y, epochs=3, batch_size=batch)
     assert a._fused is not None and b._fused is None
+    assert a.fused_reason is None and "fused=False" in b.fused_reason
     for wa, wb in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_array_equal(wa, wb)  # same kernels in the same order: same bits
     np.testing.assert_array_equal(ha.history["loss"], hb.history["loss"])
     assert a.optimizer.iterations == b.optimizer.iterations == 3 * -(-203 // batch)
 
 
-def test_fused_without_bias_and_state_carries_over(monkeypatch):
+def test_fused_without_bias_and_state_carries_over():
     rng = np.random.default_rng(1)
     x, y = rng.standard_normal((64, 7)), rng.standard_normal((64, 2))
     a = build(["relu", None], [9, 2], keras.optimizers.Adam(), use_bias=False)
-    b = build(["relu", None], [9, 2], keras.optimizers.Adam(), use_bias=False)
+    b = build(["relu", None], [9, 2], keras.optimizers.Adam(), use_bias=False, fused=False)
     for _ in range(3):  # optimizer state persists across fit calls on both paths
-        train(a, x, y, False, monkeypatch, epochs=1, batch_size=10)
-        train(b, x, y, True, monkeypatch, epochs=1, batch_size=10)
+        train(a, x, y, epochs=1, batch_size=10)
+        train(b, x, y, epochs=1, batch_size=10)
     for wa, wb in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_array_equal(wa, wb)
 
@@ -93,7 +90,7 @@ def test_unsupported_models_use_the_per_op_path():
     assert model._fused is None
 
 
-def test_batch_callbacks_see_every_step(monkeypatch):
+def test_batch_callbacks_see_every_step():
     seen = []
 
     class Record(keras.callbacks.Callback):
@@ -110,14 +107,15 @@ def test_batch_callbacks_see_every_step(monkeypatch):
     assert seen[-1][1] == pytest.approx(float(np.dot(steps, [8] * 6 + [2]) / 50), rel=1e-6)
 
 
-def test_learning_rate_change_between_fits_is_used(monkeypatch):
+def test_learning_rate_change_between_fits_is_used():
     rng = np.random.default_rng(4)
     x, y = rng.standard_normal((32, 7)), rng.standard_normal((32, 1))
-    a, b = build([None], [1], keras.optimizers.SGD(0.1)), build([None], [1], keras.optimizers.SGD(0.1))
-    for m, per_op in ((a, False), (b, True)):
-        train(m, x, y, per_op, monkeypatch, epochs=1, batch_size=32)
+    a = build([None], [1], keras.optimizers.SGD(0.1))
+    b = build([None], [1], keras.optimizers.SGD(0.1), fused=False)
+    for m in (a, b):
+        train(m, x, y, epochs=1, batch_size=32)
         m.optimizer.learning_rate = 0.0
-        train(m, x, y, per_op, monkeypatch, epochs=1, batch_size=32)
+        train(m, x, y, epochs=1, batch_size=32)
     for wa, wb in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_array_equal(wa, wb)
 

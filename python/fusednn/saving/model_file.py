@@ -81,7 +81,7 @@ def _document(model: "Sequential", kind: str, include_optimizer: bool) -> tuple[
     }
     if kind == "model" and model.optimizer is not None and model.loss is not None:
         doc["compile"] = {"optimizer": optimizers.serialize(model.optimizer), "loss": losses.serialize(model.loss),
-                          "metrics": _metric_names(model)}
+                          "metrics": _metric_names(model), "fused": model.fused_mode}
         opt = model.optimizer
         if include_optimizer and model.built and opt.is_built_for(model.backend, model.weights):
             iterations, state = opt.get_state()
@@ -260,7 +260,8 @@ def _compile(model: "Sequential", doc: dict[str, Any], arrays: dict[str, np.ndar
     optimizer = registry.deserialize(settings["optimizer"], optimizers.REGISTRY, custom_objects)
     loss = registry.deserialize(settings["loss"], losses.REGISTRY, custom_objects)
     names = settings.get("metrics") or []
-    model.compile(optimizer=optimizer, loss=loss, **({"metrics": names} if names else {}))
+    fused = settings.get("fused", "auto")  # files written before the switch existed: the default
+    model.compile(optimizer=optimizer, loss=loss, **({"metrics": names} if names else {}), fused=fused)
     state = doc.get("optimizer_state")
     if state and model.built:
         model.optimizer.set_state(state["iterations"], [arrays[name] for name in state["arrays"]])

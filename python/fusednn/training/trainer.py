@@ -15,6 +15,7 @@ model allows it (:mod:`.fused`).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -81,6 +82,9 @@ class Trainer:
         self._workspaces: dict[int, _Workspace] = {}
         self._loss_buffers: dict[tuple[str, int], Any] = {}
         self._fused: fused.FusedTrainer | None = None
+        #: compile's ``fused`` switch: "auto", True or False (see :meth:`compile`)
+        self.fused_mode: str | bool = "auto"
+        self._told_why = False  # the per-op fallback was reported since the last compile
 
     def reset_buffers(self) -> None:
         """Drop the buffers and the fused trainer made for the model as it was: the
@@ -96,12 +100,21 @@ class Trainer:
 
     # ----------------------------------------------------------------- compile
     def compile(self, optimizer: str | optimizers.Optimizer, loss: str | losses.Loss,
-                metrics: Sequence[Any] | None = None) -> None:
+                metrics: Sequence[Any] | None = None, fused: str | bool = "auto") -> None:
         """Choose the optimizer ('adam', 'sgd' or an instance), the loss ('mse',
         'binary_crossentropy', 'categorical_crossentropy', 'sparse_categorical_crossentropy'
         or an instance) and metrics reported by fit/evaluate ('accuracy', 'precision',
         'recall', 'f1', 'mae', 'mse', Metric instances or callables ``fn(y_true, y_pred)``).
-        Any previous optimizer state is reset."""
+        ``fused`` chooses how ``fit`` trains, as Keras' ``jit_compile``: ``"auto"`` runs
+        whole epochs in the backend's native trainer when the model allows it (and, with
+        ``verbose``, warns once when a cpu/cuda model cannot), ``True`` does the same but
+        always warns, naming the reason, when it cannot, ``False`` always runs the per-op
+        path; :attr:`fused_reason` says why a model is not fused. Any previous optimizer
+        state is reset."""
+        if not (fused is True or fused is False or (isinstance(fused, str) and fused == "auto")):
+            raise ValueError(f"fused must be 'auto', True or False, got {fused!r}")
+        self.fused_mode = fused
+        self._told_why = False
         self.optimizer = optimizers.get(optimizer)
         self.loss = losses.get(loss)
         self.metrics = [metrics_module.get(m) for m in (metrics or [])]
@@ -110,6 +123,35 @@ class Trainer:
             raise ValueError(f"metric names must be distinct and not 'loss', got {names}")
         if self.built:
             self.optimizer.build(self.backend, self.weights)
+
+    @property
+    def fused_reason(self) -> str | None:
+        """None when ``fit`` trains this model in the backend's fused native trainer, else
+        why not (a sentence): ``compile(fused=False)``, not compiled or built yet, or what
+        in the model, loss, metrics, optimizer or backend the fused trainer lacks."""
+        if self.optimizer is None or self.loss is None:
+            return "the model is not compiled"
+        if not self.built:
+            return "the model is not built yet"
+        if self.fused_mode is False:
+            return "compile(fused=False) chose the per-op path"
+        return fused.unsupported_reason(self)
+
+    def _tell_why_not_fused(self, reason: str | None, verbose: int) -> None:
+        """Warn, once per compile, that fit runs the per-op path: always when
+        ``compile(fused=True)`` asked for the fused one, and with ``verbose`` under
+        ``"auto"`` when the backend has a fused trainer the model cannot use."""
+        if reason is None or self._told_why or self.fused_mode is False:
+            return
+        if self.fused_mode is True:
+            message = f"compile(fused=True) cannot be honoured: {reason}; fit runs the per-op path"
+        elif verbose and getattr(self.backend, "has_trainer", False):
+            message = (f"fit runs the per-op path, not the fused native trainer: {reason} "
+                       "(compile(fused=False) makes this choice explicit)")
+        else:
+            return
+        self._told_why = True
+        warnings.warn(message, UserWarning, stacklevel=3)
 
     def _require_compiled(self, what: str) -> None:
         if self.optimizer is None or self.loss is None:
@@ -227,7 +269,7 @@ class Trainer:
         steps = -(-n // batch_size)
         step_losses = self._loss_buffer("train", steps)
         trainer = None
-        if isinstance(x, be.xp.ndarray):
+        if self.fused_mode is not False and isinstance(x, be.xp.ndarray):
             trainer = self._fused = fused.trainer_for(self, batch_size, tracker, self._fused)
         if trainer is not None:
             done = trainer.epoch(self, x, y, order, step_losses, chunk, on_step, stop_on_nonfinite, augment)
@@ -320,6 +362,10 @@ class Trainer:
         if val is not None:
             val = self._place(*val)
         self._ready_optimizer()
+        reason = self.fused_reason
+        if reason is None and not isinstance(x, self.backend.xp.ndarray):
+            reason = "the training data does not fit in device memory (it is copied a batch at a time)"
+        self._tell_why_not_fused(reason, verbose)
 
         n = x.shape[0]
         steps = -(-n // batch_size)
