@@ -10,4 +10,3 @@ from .functional import (UndefinedMetricWarning, accuracy_score, confusion_matri
                          r2_score, recall_score)
 
 __all__ = [*functional.__all__, *compiled.__all__]
-__all__.remove("to_host")

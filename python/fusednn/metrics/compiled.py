@@ -13,8 +13,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..arrays import to_host
 from .functional import (accuracy_score, f1_score, mean_absolute_error, mean_squared_error, precision_score,
-                         recall_score, to_host)
+                         recall_score)
 
 __all__ = ["Metric", "Accuracy", "Precision", "Recall", "F1Score", "MeanAbsoluteError", "MeanSquaredError", "get"]
 

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from ..arrays import to_host
+
 __all__ = [
     "UndefinedMetricWarning",
     "accuracy_score",
@@ -30,7 +32,6 @@ __all__ = [
     "mean_absolute_error",
     "mean_squared_error",
     "r2_score",
-    "to_host",
 ]
 
 
@@ -41,13 +42,6 @@ class UndefinedMetricWarning(UserWarning):
 
 
 # --------------------------------------------------------------------------- input checks
-
-def to_host(a: Any) -> np.ndarray:
-    # CuPy arrays expose .get() for the device->host copy; np.asarray on them fails.
-    if hasattr(a, "__cuda_array_interface__") and hasattr(a, "get"):
-        a = a.get()
-    return np.asarray(a)
-
 
 def _check_lengths(y_true: np.ndarray, y_pred: np.ndarray, sample_weight: Any) -> np.ndarray | None:
     for name, y in (("y_true", y_true), ("y_pred", y_pred)):
