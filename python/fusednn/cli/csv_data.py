@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .files import write_atomically
+from ..files import write_atomically
 
 MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
 

@@ -167,7 +167,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _data_command(name: str, run: Callable[[], object]) -> int:
     """Run a train/evaluate/predict step; bad data, a bad model file or a missing file
     is reported in one line with exit status 2, as argparse reports bad arguments."""
-    from fusednn.csv_data import DataError
+    from .csv_data import DataError
 
     try:
         run()
@@ -179,8 +179,8 @@ def _data_command(name: str, run: Callable[[], object]) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    """Train a model on a CSV file and save it (see fusednn.tabular)."""
-    from fusednn import tabular
+    """Train a model on a CSV file and save it (see fusednn.cli.tabular)."""
+    from . import tabular
 
     if args.backend:
         import fusednn
@@ -195,13 +195,13 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from fusednn import tabular
+    from . import tabular
 
     return _data_command("evaluate", lambda: tabular.evaluate(args.model, args.data))
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from fusednn import tabular
+    from . import tabular
 
     def run() -> None:
         n = tabular.predict(args.model, args.data, args.out)

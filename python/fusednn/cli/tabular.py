@@ -33,11 +33,10 @@ from typing import Any
 
 import numpy as np
 
-from . import metrics as M
+from .. import metrics as M
+from ..layers import Dense, Normalization
+from ..preprocessing import StandardScaler, clean, train_test_split
 from .csv_data import DataError, Table, is_missing, is_number, numeric, read_csv, write_csv
-from .layers import Dense
-from .layers import Normalization
-from .preprocessing import StandardScaler, clean, train_test_split
 
 MAX_CLASSES_INFERRED = 20
 
@@ -242,7 +241,7 @@ def _rows_ok(x: np.ndarray) -> np.ndarray:
 def evaluate(model_path: str, data_path: str) -> dict[str, float]:
     """The saved model's metrics on a labelled CSV (rows with missing values are
     dropped and reported); prints and returns them."""
-    from .saving import load_model
+    from ..saving import load_model
 
     model = load_model(model_path, compile=False)
     table = read_csv(data_path)
@@ -275,7 +274,7 @@ def predict(model_path: str, data_path: str, out_path: str) -> int:
     'prediction' column (the class label for classification, then one probability
     column per class); rows with missing values get empty cells. Returns the number
     of rows predicted."""
-    from .saving import load_model
+    from ..saving import load_model
 
     model = load_model(model_path, compile=False)
     table = read_csv(data_path)
