@@ -11,7 +11,7 @@ Two rules from DESIGN.md hold for every module under ``python/fusednn``:
    not define itself (if it needs something, the owner publishes it).
 
 The few deliberate exceptions are listed below, each with its reason. Run this file
-as a script (``python tests/test_architecture.py``) for a report of the graph.
+as a script (``python tests/tools/test_architecture.py``) for a report of the graph.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import pathlib
 import sys
 from collections import defaultdict
 
-ROOT = pathlib.Path(__file__).resolve().parents[1] / "python" / "fusednn"
+ROOT = pathlib.Path(__file__).resolve().parents[2] / "python" / "fusednn"
 PACKAGE = "fusednn"
 
 #: (importing module, imported private name) -> why it is allowed
