@@ -7,22 +7,7 @@ import pytest
 from fusednn import ops
 
 
-def keras_sgd(w, g, v, lr, mu, nesterov):
-    if mu == 0:
-        return w - lr * g, v
-    v = mu * v - lr * g
-    return (w + mu * v - lr * g if nesterov else w + v), v
-
-
-def keras_adam(w, g, m, v, t, lr, b1, b2, eps):
-    # Keras holds the hyperparameters as float32 and forms 1 - beta in float32
-    # (1 - float32(0.999) is 1.3e-5 away from 0.001); the rest is float64 here.
-    c1 = float(np.float32(1) - np.float32(b1))
-    c2 = float(np.float32(1) - np.float32(b2))
-    m = m + (g - m) * c1
-    v = v + (g * g - v) * c2
-    alpha = lr * np.sqrt(1 - b2**t) / (1 - b1**t)
-    return w - m * alpha / (np.sqrt(v) + eps), m, v
+from fusednn.bench.reference import adam_step as keras_adam, sgd_step as keras_sgd
 
 
 @pytest.mark.parametrize("momentum,nesterov", [(0.0, False), (0.9, False), (0.9, True), (0.5, True)])
