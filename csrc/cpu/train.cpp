@@ -50,6 +50,9 @@ struct Kernels {
   void sgd_update(float* w, const float* g, float* v, std::int64_t n, const OptimizerConfig& o) const {
     cpu::sgd_update(w, g, v, std::size_t(n), o.lr, o.momentum, o.nesterov);
   }
+  void regularize(float* g, const float* w, std::int64_t n, float l1, float l2, float* loss) const {
+    cpu::regularize(g, w, std::size_t(n), l1, l2, loss);
+  }
   bool is_finite(const float* v) const { return std::isfinite(*v); }
 };
 

@@ -83,6 +83,9 @@ struct Kernels {
     check(cuda::adam_update(w, g, m, v, std::size_t(n), o.lr, o.beta1, o.beta2, o.eps, t, stream),
           "adam_update");
   }
+  void regularize(float* g, const float* w, std::int64_t n, float l1, float l2, float* loss) const {
+    check(cuda::regularize(g, w, std::size_t(n), l1, l2, loss, stream), "regularize");
+  }
   void sgd_update(float* w, const float* g, float* v, std::int64_t n, const OptimizerConfig& o) const {
     check(cuda::sgd_update(w, g, v, std::size_t(n), o.lr, o.momentum, o.nesterov, stream), "sgd_update");
   }

@@ -105,6 +105,9 @@ class FusedTrainer:
                     continue
                 for k, s in enumerate(states[i], start=1):
                     spec[f"{name}_s{k}"] = s
+            for w, _, reg in layer.regularized():
+                key = "W" if w is layer.kernel else "b"
+                spec[f"{key}_l1"], spec[f"{key}_l2"] = reg.l1, reg.l2
             p += 2 if layer.use_bias else 1
             specs.append(spec)
         self.batch = batch

@@ -73,6 +73,11 @@ void affine_warp(float* out, const float* in, const double* mats, std::size_t n,
 // out[c] = sum over rows of x[r, c] (the bias gradient).
 void sum_rows(float* out, const float* x, std::size_t rows, std::size_t cols);
 
+// ---- regularize.cpp
+// Keras' L1/L2 weight penalty: g += l1*sign(w) + 2*l2*w, and (when loss is not
+// null) *loss += sum(l1*|w| + l2*w^2), accumulated in double.
+void regularize(float* g, const float* w, std::size_t n, float l1, float l2, float* loss);
+
 // ---- optim.cpp (in place, Keras semantics)
 // momentum == 0: w -= lr*g. Otherwise v = momentum*v - lr*g and
 // w += v (or, with nesterov, w += momentum*v - lr*g).

@@ -36,6 +36,8 @@ struct DenseBuffers {
   float* W_s2 = nullptr;
   float* b_s1 = nullptr;
   float* b_s2 = nullptr;
+  // Keras L1/L2 regularizer factors of the kernel and the bias (0: none)
+  float W_l1 = 0.f, W_l2 = 0.f, b_l1 = 0.f, b_l2 = 0.f;
 };
 
 struct OptimizerConfig {
@@ -111,6 +113,14 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
       if (l.b) dev.sum_rows(l.db, l.G, B, l.out);
       if (i > 0)
         dev.matmul(layers[i - 1].G, l.G, l.W, B, l.in, l.out, false, true, nullptr, Act::linear);
+    }
+    // weight penalties (kernel/bias regularizers), in layer order as the per-op path:
+    // added to this step's loss and to the gradients before the update
+    for (DenseBuffers& l : layers) {
+      if (l.W_l1 != 0.f || l.W_l2 != 0.f)
+        dev.regularize(l.dW, l.W, std::int64_t(l.in) * l.out, l.W_l1, l.W_l2, data.step_losses + s);
+      if (l.b && (l.b_l1 != 0.f || l.b_l2 != 0.f))
+        dev.regularize(l.db, l.b, l.out, l.b_l1, l.b_l2, data.step_losses + s);
     }
     // optimizer update of every parameter with the same step count (Keras)
     const std::int64_t t = iterations + 1;

@@ -175,6 +175,9 @@ class CudaBackend(Backend):
     def error_sums_update(self, sums, pred, target):
         self._k.error_sums_update(sums, pred, target, self._stream())
 
+    def regularize(self, param, grad, l1, l2, loss=None):
+        self._k.regularize(param, grad, l1, l2, loss, self._stream())
+
     def sgd_update(self, param, grad, velocity, learning_rate, momentum, nesterov):
         self._k.sgd_update(param, grad, velocity, learning_rate, momentum, nesterov, self._stream())
 
