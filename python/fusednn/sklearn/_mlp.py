@@ -12,14 +12,17 @@ same up to float32 rounding): scikit-learn's loss per batch of ``n`` samples is
 the gradient: 1 for the softmax cross-entropy, ``1/k`` for the sigmoid one over
 ``k`` outputs (a mean, not a sum, over outputs), ``2/k`` for the mean squared
 error. So each kernel gets a Keras ``L2(c * alpha / (2 * batch_size))``
-regularizer (intercepts none), SGD's learning rate is divided by ``c`` and
+regularizer (intercepts none) whose factor each step multiplies by
+``batch_size / n_step`` (``n_step`` that step's sample count, or with sample
+weights the sum of its weights, the divisor scikit-learn uses), SGD's learning
+rate is divided by ``c`` and
 Adam's epsilon multiplied by ``c`` (Adam is otherwise invariant to the scale),
 and the reported losses are divided by the ratio of the data losses (``c``, but 2
 for the squared error: for ``k`` > 1 regression outputs scikit-learn's own
 gradient is ``k`` times that of the loss it reports, so there ``loss_curve_``'s
-penalty part is ``1/k`` of scikit-learn's). Deviation: the
-penalty of a last, smaller batch uses the nominal batch size, where
-scikit-learn divides by that batch's size.
+penalty part is ``1/k`` of scikit-learn's). Sample weights scale each row's loss
+and gradient by ``n_step * w_i / sum(w_step)`` inside the fused step, which makes
+the step's loss scikit-learn's weighted average.
 """
 from __future__ import annotations
 
@@ -38,7 +41,7 @@ from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
 
 import fusednn
 from fusednn import fused, keras, regularizers
@@ -228,13 +231,15 @@ class _BaseMLP(BaseEstimator):
             self.best_validation_score_ = None
         self._net = None
 
-    def _fit(self, X: Any, y: Any, incremental: bool = False) -> "_BaseMLP":
+    def _fit(self, X: Any, y: Any, sample_weight: Any = None, incremental: bool = False) -> "_BaseMLP":
         hidden = self.hidden_layer_sizes
         hidden = list(hidden) if hasattr(hidden, "__iter__") else [hidden]
         if np.any(np.array(hidden) <= 0):
             raise ValueError("hidden_layer_sizes must be > 0, got %s." % hidden)
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X)
         if y.ndim == 1:
             y = y.reshape((-1, 1))
         n_samples, n_features = X.shape
@@ -245,21 +250,28 @@ class _BaseMLP(BaseEstimator):
         elif [c.shape for c in self.coefs_] != [(a, b) for a, b in zip(layer_units[:-1], layer_units[1:])]:
             raise ValueError(f"the fitted network has layer sizes {[c.shape for c in self.coefs_]}; "
                              f"hidden_layer_sizes={hidden} with this data needs {layer_units}")
-        self._fit_stochastic(X, y, incremental)
+        self._fit_stochastic(X, y, sample_weight, incremental)
         weights = [*self.coefs_, *self.intercepts_]
         if not all(np.isfinite(w).all() for w in weights):
             raise ValueError("Solver produced non-finite parameter weights. The input data may"
                              " contain large values and need to be preprocessed.")
         return self
 
-    def _fit_stochastic(self, X: np.ndarray, y: np.ndarray, incremental: bool) -> None:
+    def _fit_stochastic(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None,
+                        incremental: bool) -> None:
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         early_stopping = self.early_stopping
         if early_stopping:
             stratify = y if (is_classifier(self) and self.n_outputs_ == 1) else None
-            X_train, X_val, y_train, y_val = train_test_split(
-                X, y, random_state=self._random_state, test_size=self.validation_fraction, stratify=stratify)
+            if sample_weight is None:
+                X_train, X_val, y_train, y_val = train_test_split(
+                    X, y, random_state=self._random_state, test_size=self.validation_fraction, stratify=stratify)
+                sw_train = sw_val = None
+            else:
+                X_train, X_val, y_train, y_val, sw_train, sw_val = train_test_split(
+                    X, y, sample_weight, random_state=self._random_state, test_size=self.validation_fraction,
+                    stratify=stratify)
             if X_val.shape[0] < 2:
                 raise ValueError("The validation set is too small. Increase 'validation_fraction' "
                                  "or the size of your dataset.")
@@ -268,6 +280,7 @@ class _BaseMLP(BaseEstimator):
             X_val = _dense(X_val)
         else:
             X_train, y_train, X_val, y_val = X, y, None, None
+            sw_train, sw_val = sample_weight, None
         n = X_train.shape[0]
         if self.batch_size == "auto":
             batch = min(200, n)
@@ -295,6 +308,13 @@ class _BaseMLP(BaseEstimator):
         sizes[-1] = n - (steps - 1) * batch
         step_losses = be.zeros((steps,)) if trainer is not None else None
         sample_idx = np.arange(n, dtype=np.int64)
+        if sw_train is not None and trainer is None:
+            raise ValueError(f"sample_weight needs a backend with a fused trainer (cpu or cuda), not {be.name!r}")
+        # the regularizer's factor per step (scikit-learn divides by the step's sample
+        # count or weight sum); constant over epochs without sample weights
+        const_weights = None
+        if sw_train is None and self.alpha > 0 and n % batch:
+            const_weights = {"row_scale": None, "penalty_scale": (batch / sizes).astype(np.float32)}
         self._lr = float(getattr(self, "_lr", self.learning_rate_init)) if incremental else \
             float(self.learning_rate_init)
         try:
@@ -302,7 +322,9 @@ class _BaseMLP(BaseEstimator):
                 if self.shuffle:
                     sample_idx = self._random_state.permutation(sample_idx)
                 if trainer is not None:
-                    trainer.epoch(net, xd, yd, sample_idx, step_losses, steps, None, False)
+                    weights = const_weights if sw_train is None else \
+                        self._step_weights(sw_train[sample_idx], batch, sizes, be)
+                    trainer.epoch(net, xd, yd, sample_idx, step_losses, steps, None, False, weights=weights)
                     epoch_loss = float(np.dot(be.to_numpy(step_losses).astype(np.float64), sizes) / n)
                 else:  # a backend without a fused trainer: the per-op path, batches in this order
                     hist = net.fit(xd[sample_idx], yd[sample_idx], batch_size=batch, epochs=1, shuffle=False,
@@ -314,7 +336,7 @@ class _BaseMLP(BaseEstimator):
                 self.loss_curve_.append(self.loss_)
                 if self.verbose:
                     print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
-                self._update_no_improvement_count(early_stopping, net, X_val, y_val)
+                self._update_no_improvement_count(early_stopping, net, X_val, y_val, sw_val)
                 if self.solver == "sgd" and self.learning_rate == "invscaling":
                     self._lr = float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
                     net.optimizer.learning_rate = self._lr / c
@@ -340,6 +362,16 @@ class _BaseMLP(BaseEstimator):
             self.coefs_, self.intercepts_ = self._best_coefs, self._best_intercepts
             net.set_weights([w for pair in zip(self.coefs_, self.intercepts_) for w in pair])
 
+    @staticmethod
+    def _step_weights(w: np.ndarray, batch: int, sizes: np.ndarray, be: Any) -> dict[str, Any]:
+        """The trainer's row and penalty scales for sample weights ``w`` in epoch order:
+        row i of step s gets n_s * w_i / sum(w_s), step s's penalty batch / sum(w_s)
+        (a step whose weights sum to 0 contributes nothing)."""
+        sums = np.add.reduceat(w, np.arange(0, len(w), batch))
+        inv = np.divide(1.0, sums, out=np.zeros_like(sums), where=sums > 0)
+        row = np.repeat(sizes * inv, sizes.astype(np.int64)) * w
+        return {"row_scale": be.asarray(row.astype(np.float32)), "penalty_scale": (batch * inv).astype(np.float32)}
+
     def _trigger_stopping(self, msg: str, net: keras.Sequential, c: float) -> bool:
         if self.solver == "adam" or self.learning_rate != "adaptive":
             if self.verbose:
@@ -361,9 +393,9 @@ class _BaseMLP(BaseEstimator):
         self.intercepts_ = [a.astype(dtype) for a in w[1::2]]
 
     def _update_no_improvement_count(self, early_stopping: bool, net: keras.Sequential, X_val: Any,
-                                     y_val: Any) -> None:
+                                     y_val: Any, sw_val: Any = None) -> None:
         if early_stopping:
-            score = self._score_raw(net, X_val, y_val)
+            score = self._score_raw(net, X_val, y_val, sw_val)
             self.validation_scores_.append(score)
             if self.verbose:
                 print("Validation score: %f" % self.validation_scores_[-1])
@@ -392,10 +424,11 @@ class _BaseMLP(BaseEstimator):
         out = self._model().predict(_dense(X), batch_size=max(1, min(4096, X.shape[0])), verbose=0)
         return out.astype(X.dtype if X.dtype == np.float32 else np.float64, copy=False)
 
-    def fit(self, X: Any, y: Any) -> "_BaseMLP":
-        """Fit the model to data matrix X and target(s) y (scikit-learn's ``fit``)."""
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> "_BaseMLP":
+        """Fit the model to data matrix X and target(s) y (scikit-learn's ``fit``);
+        ``sample_weight`` weighs each sample's loss as in scikit-learn."""
         self._validate_params()
-        return self._fit(X, y, incremental=False)
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
@@ -425,7 +458,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                                  f"'y' has {classes}.")
         return X, self._label_binarizer.transform(y).astype(bool)
 
-    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> "MLPClassifier":
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None, classes: Any = None) -> "MLPClassifier":
         """One epoch over (X, y), keeping the optimizer state between calls; ``classes``
         (all the labels there will be) is required on the first call."""
         if not hasattr(self, "coefs_"):
@@ -436,11 +469,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 self._label_binarizer.fit(y)
             else:
                 self._label_binarizer.fit(classes)
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
-    def _score_raw(self, net: keras.Sequential, X: np.ndarray, y: Any) -> float:
+    def _score_raw(self, net: keras.Sequential, X: np.ndarray, y: Any, sample_weight: Any = None) -> float:
         p = net.predict(X, batch_size=max(1, min(4096, X.shape[0])), verbose=0)
-        return float(accuracy_score(y, self._label_binarizer.inverse_transform(p.ravel() if p.shape[1] == 1 else p)))
+        pred = self._label_binarizer.inverse_transform(p.ravel() if p.shape[1] == 1 else p)
+        return float(accuracy_score(y, pred, sample_weight=sample_weight))
 
     def predict(self, X: Any) -> np.ndarray:
         """The predicted classes (an indicator matrix for multi-label targets)."""
@@ -499,15 +533,15 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             y = column_or_1d(y, warn=True)
         return X, y
 
-    def partial_fit(self, X: Any, y: Any) -> "MLPRegressor":
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> "MLPRegressor":
         """One epoch over (X, y), keeping the optimizer state between calls."""
         if not hasattr(self, "coefs_"):
             self._validate_params()
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
-    def _score_raw(self, net: keras.Sequential, X: np.ndarray, y: Any) -> float:
+    def _score_raw(self, net: keras.Sequential, X: np.ndarray, y: Any, sample_weight: Any = None) -> float:
         p = net.predict(X, batch_size=max(1, min(4096, X.shape[0])), verbose=0)
-        return float(r2_score(y, p.ravel() if p.shape[1] == 1 else p))
+        return float(r2_score(y, p.ravel() if p.shape[1] == 1 else p, sample_weight=sample_weight))
 
     def predict(self, X: Any) -> np.ndarray:
         """The predicted values: (n_samples,) for one output, else (n_samples, n_outputs)."""
