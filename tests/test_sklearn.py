@@ -184,7 +184,7 @@ def test_partial_fit_matches_sklearn_and_requires_classes(digits):
         ours.partial_fit(x[lo:lo + 200], y[lo:lo + 200], classes=classes)
         ref.partial_fit(x[lo:lo + 200], y[lo:lo + 200], classes=classes)
     np.testing.assert_allclose(ours.loss_curve_, ref.loss_curve_, rtol=2e-4)
-    assert ours.n_iter_ == 3
+    assert ours.n_iter_ == ref.n_iter_ == 1 and len(ours.loss_curve_) == 3  # one epoch per call
     with pytest.raises(ValueError, match="partial_fit does not support early_stopping"):
         MLPClassifier(early_stopping=True).partial_fit(x, y, classes=classes)
 
@@ -199,6 +199,18 @@ def test_refit_with_same_random_state_is_identical_and_pickles(digits):
     assert "_net" not in c.__dict__ or c.__dict__["_net"] is None
     np.testing.assert_array_equal(c.predict_proba(x), a.predict_proba(x))
     assert "_net" not in clone(a).__dict__ and not hasattr(clone(a), "coefs_")
+
+
+def test_warm_start_continues_like_sklearn(digits):
+    x, y = digits
+    params = dict(hidden_layer_sizes=(8,), max_iter=3, warm_start=True, random_state=0)
+    ours, ref = MLPClassifier(**params).fit(x, y), neural_network.MLPClassifier(**params).fit(x, y)
+    ours.fit(x, y)
+    ref.fit(x, y)
+    np.testing.assert_allclose(ours.loss_curve_, ref.loss_curve_, rtol=2e-5)
+    assert ours.n_iter_ == ref.n_iter_ == 3 and len(ours.loss_curve_) == 6
+    with pytest.raises(ValueError, match="warm_start can only be used where `y` has the same classes"):
+        ours.fit(x[y < 5], y[y < 5])
 
 
 def test_errors_are_sklearns(digits):

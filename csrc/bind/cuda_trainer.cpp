@@ -131,7 +131,7 @@ class MlpTrainer {
       }
     }
     py::object row_scale_obj;
-    py::array penalty_scale;
+    std::vector<float> penalty_scale;  // host copy: read by the host loop, one entry per step
     std::vector<DevArray> weight_read;
     if (!weights.is_none()) {  // {"row_scale": (n,) float32 device array, "penalty_scale": host float32 or None}
       const py::dict w = weights.cast<py::dict>();
@@ -145,11 +145,11 @@ class MlpTrainer {
         weight_read.push_back(rs);
       }
       if (w.contains("penalty_scale") && !w["penalty_scale"].is_none()) {
-        penalty_scale = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(w["penalty_scale"]);
-        if (!penalty_scale || penalty_scale.ndim() != 1 || penalty_scale.shape(0) < steps)
+        penalty_scale = w["penalty_scale"].cast<std::vector<float>>();
+        if (std::int64_t(penalty_scale.size()) < steps)
           throw py::value_error("penalty_scale must be a 1-D host array of at least " + std::to_string(steps) +
                                 " entries");
-        data.penalty_scale = static_cast<const float*>(penalty_scale.data());
+        data.penalty_scale = penalty_scale.data();
       }
     }
     for (const DevArray& r : weight_read)

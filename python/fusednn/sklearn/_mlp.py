@@ -318,6 +318,7 @@ class _BaseMLP(BaseEstimator):
         self._lr = float(getattr(self, "_lr", self.learning_rate_init)) if incremental else \
             float(self.learning_rate_init)
         try:
+            self.n_iter_ = 0  # counts this call's epochs, as in scikit-learn
             for _ in range(self.max_iter):
                 if self.shuffle:
                     sample_idx = self._random_state.permutation(sample_idx)
