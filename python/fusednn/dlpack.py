@@ -26,6 +26,11 @@ _CUDA_DEVICES = {2, 13}  # kDLCUDA, kDLCUDAManaged
 _PLAIN = (np.ndarray, type(None), str, bool, int, float)
 
 
+class ForeignArrays(Exception):
+    """Raised by ops' argument check (``_pick``) when DLPack arrays need converting:
+    caught by :func:`accepts_dlpack`, so NumPy calls pay nothing for the support."""
+
+
 def _is_cupy(x: Any) -> bool:
     return type(x).__module__.split(".", 1)[0] == "cupy"
 
@@ -88,13 +93,16 @@ def _from_dlpack_of(x: Any) -> Callable[[Any], Any]:
 
 
 def accepts_dlpack(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap an ops function so that DLPack arrays go in and come back as their kind
-    (NumPy and CuPy calls take the original function after one scan of the arguments)."""
+    """Wrap an ops function so that DLPack arrays go in and come back as their kind.
+    The function's argument check raises :class:`ForeignArrays` on meeting one (before
+    any work); the call is then repeated on NumPy/CuPy views of the arguments."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if not any(map(is_foreign, args)) and not any(map(is_foreign, kwargs.values())):
+        try:  # NumPy/CuPy arguments: the function as it is
             return fn(*args, **kwargs)
+        except ForeignArrays:
+            pass
         kinds = {k for k in map(_kind, (*args, *kwargs.values())) if k is not None}
         if len(kinds) > 1:
             names = ", ".join(f"{lib} ({dev})" for lib, dev in sorted(kinds))

@@ -25,7 +25,9 @@ import numpy as np
 
 from . import backends as _backends
 from .backends import Backend, activation_code, backend, host_backend
+from .dlpack import ForeignArrays as _ForeignArrays
 from .dlpack import accepts_dlpack as _accepts_dlpack
+from .dlpack import is_foreign as _is_foreign
 
 __all__ = [
     "matmul",
@@ -61,6 +63,8 @@ def _pick(*arrays: Any) -> tuple[Backend, bool]:
     """The backend for these inputs and whether they are device arrays."""
     if all(type(a) is np.ndarray or a is None for a in arrays):  # the common case, fast
         return host_backend(), False
+    if any(_is_foreign(a) for a in arrays):  # torch/JAX/...: converted by the accepts_dlpack wrapper
+        raise _ForeignArrays
     kinds = {_is_device_array(a) for a in arrays if a is not None}
     if len(kinds) > 1:
         raise TypeError(
