@@ -462,8 +462,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None, classes: Any = None) -> "MLPClassifier":
         """One epoch over (X, y), keeping the optimizer state between calls; ``classes``
         (all the labels there will be) is required on the first call."""
-        if not hasattr(self, "coefs_"):
-            self._validate_params()
+        self._validate_params()
         if _check_partial_fit_first_call(self, classes):
             self._label_binarizer = LabelBinarizer()
             if type_of_target(y).startswith("multilabel"):
@@ -536,8 +535,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> "MLPRegressor":
         """One epoch over (X, y), keeping the optimizer state between calls."""
-        if not hasattr(self, "coefs_"):
-            self._validate_params()
+        self._validate_params()
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
     def _score_raw(self, net: keras.Sequential, X: np.ndarray, y: Any, sample_weight: Any = None) -> float:
