@@ -102,13 +102,14 @@ def test_model_gradient_matches_finite_differences_of_the_regularized_loss(host_
         np.testing.assert_allclose(grads[i], numeric_grad(f, weights[i].copy()), rtol=2e-3, atol=2e-4)
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
 @pytest.mark.parametrize("loss,out", [("mse", 2), ("categorical_crossentropy", 3)])
 @pytest.mark.parametrize("make_opt", [lambda: keras.optimizers.Adam(0.01), lambda: keras.optimizers.SGD(0.05, 0.9)])
-def test_fused_equals_per_op_with_regularizers(monkeypatch, loss, out, make_opt):
-    if "cpu" not in fusednn.backends.available():
-        pytest.skip("cpu backend not built")
+def test_fused_equals_per_op_with_regularizers(monkeypatch, loss, out, make_opt, device):
+    if device not in fusednn.backends.available():
+        pytest.skip(f"{device} backend not available")
     prev = fusednn.get_backend().name
-    fusednn.set_backend("cpu")
+    fusednn.set_backend(device)
     try:
         rng = np.random.default_rng(2)
         x = rng.standard_normal((101, 6))

@@ -267,6 +267,20 @@ def test_backends_agree(digits):
     assert fusednn.get_backend().name == fusednn.get_backend().name  # the active backend is left as it was
 
 
+@pytest.mark.gpu
+def test_cuda_backend_follows_cpu(digits):
+    """The fused cuda trainer with the regularizer, sample weights and the per-step
+    penalty scale (650 samples: a last batch of 50) gives the cpu backend's curve."""
+    x, y = load_digits(return_X_y=True)
+    x, y = x[:650] / 16.0, y[:650]
+    w = np.random.default_rng(0).uniform(0, 3, 650)
+    params = dict(hidden_layer_sizes=(16,), max_iter=4, random_state=0, alpha=0.05)
+    a = MLPClassifier(**params, backend="cpu").fit(x, y, sample_weight=w)
+    b = MLPClassifier(**params, backend="cuda").fit(x, y, sample_weight=w)
+    np.testing.assert_allclose(b.loss_curve_, a.loss_curve_, rtol=1e-4)
+    np.testing.assert_allclose(b.predict_proba(x), a.predict_proba(x), atol=1e-4)
+
+
 def test_max_iter_warns_convergence(digits):
     x, y = digits
     with warnings.catch_warnings(record=True) as w:
