@@ -9,6 +9,6 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("fusednn.sklearn needs scikit-learn: pip install 'fusednn[sklearn]'") from e
 
-from ._mlp import MLPClassifier, MLPRegressor
+from .mlp import MLPClassifier, MLPRegressor
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
