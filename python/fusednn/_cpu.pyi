@@ -13,7 +13,7 @@ class MlpTrainer:
     """Fused training loop for all-Dense models over caller-owned NumPy buffers."""
     def __init__(self: MlpTrainer, layers: list, optimizer: dict, loss: str, batch: typing.SupportsInt | typing.SupportsIndex) -> None: ...
     learning_rate: Any
-    def run(self: MlpTrainer, x: object, y: object, order: object, x_batch: object, y_batch: object, step_losses: object, step0: typing.SupportsInt | typing.SupportsIndex, step1: typing.SupportsInt | typing.SupportsIndex, iterations: typing.SupportsInt | typing.SupportsIndex, stop_on_nonfinite: bool = True, metrics: object = None) -> tuple: ...
+    def run(self: MlpTrainer, x: object, y: object, order: object, x_batch: object, y_batch: object, step_losses: object, step0: typing.SupportsInt | typing.SupportsIndex, step1: typing.SupportsInt | typing.SupportsIndex, iterations: typing.SupportsInt | typing.SupportsIndex, stop_on_nonfinite: bool = True, metrics: object = None, weights: object = None) -> tuple: ...
 
 TRAINER_LOSSES: dict[str, int]
 
@@ -54,6 +54,9 @@ def mse_grad(pred: object, target: object, scale: typing.SupportsFloat | typing.
     """scale * (pred - target); scale = 2/N gives d mse / d pred."""
 
 def num_threads() -> int: ...
+
+def regularize(param: object, grad: object, l1: typing.SupportsFloat | typing.SupportsIndex, l2: typing.SupportsFloat | typing.SupportsIndex, loss: object = None) -> None:
+    """Keras' L1/L2 penalty in place: grad += l1*sign(param) + 2*l2*param; loss[0] += sum(l1*|param| + l2*param**2) (float64 sum) when loss is given."""
 
 def set_num_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None: ...
 

@@ -13,7 +13,7 @@ class MlpTrainer:
     """Fused training loop for all-Dense models over caller-owned device buffers."""
     def __init__(self: MlpTrainer, layers: list, optimizer: dict, loss: str, batch: typing.SupportsInt | typing.SupportsIndex, tf32: bool = False) -> None: ...
     learning_rate: Any
-    def run(self: MlpTrainer, x: object, y: object, order: object, x_batch: object, y_batch: object, step_losses: object, step0: typing.SupportsInt | typing.SupportsIndex, step1: typing.SupportsInt | typing.SupportsIndex, iterations: typing.SupportsInt | typing.SupportsIndex, stop_on_nonfinite: bool = False, metrics: object = None, stream: typing.SupportsInt | typing.SupportsIndex = 0, workspace: object = None) -> tuple:
+    def run(self: MlpTrainer, x: object, y: object, order: object, x_batch: object, y_batch: object, step_losses: object, step0: typing.SupportsInt | typing.SupportsIndex, step1: typing.SupportsInt | typing.SupportsIndex, iterations: typing.SupportsInt | typing.SupportsIndex, stop_on_nonfinite: bool = False, metrics: object = None, stream: typing.SupportsInt | typing.SupportsIndex = 0, workspace: object = None, weights: object = None) -> tuple:
         """Queue steps [step0, step1) on `stream`; returns (iterations, steps run) without waiting for the GPU. `workspace` (required) is a float64 device array of workspace_len() elements."""
     tf32: Any
     def workspace_len() -> int:
@@ -72,6 +72,9 @@ def mse_grad(pred: object, target: object, scale: typing.SupportsFloat | typing.
 
 def mse_workspace_len() -> int:
     """Length (float64 elements) of the device workspace mse needs; allocate it once and reuse it."""
+
+def regularize(param: object, grad: object, l1: typing.SupportsFloat | typing.SupportsIndex, l2: typing.SupportsFloat | typing.SupportsIndex, loss: object = None, stream: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
+    """Keras' L1/L2 penalty in place: grad += l1*sign(param) + 2*l2*param; loss[0] += sum(l1*|param| + l2*param**2) (float64 sum, one block, deterministic) when loss is given."""
 
 def sgd_update(param: object, grad: object, velocity: object, learning_rate: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex, nesterov: bool, stream: typing.SupportsInt | typing.SupportsIndex = 0) -> None: ...
 
