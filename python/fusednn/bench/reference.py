@@ -109,6 +109,22 @@ def crossentropy(z: Any, target: Any, kind: str) -> float:
     raise ValueError(f"no reference for cross-entropy kind {kind!r}")
 
 
+def crossentropy_grad(z: Any, target: Any, kind: str) -> np.ndarray:
+    """d (summed) cross-entropy / d logits: ``act(z) - target`` (sigmoid for 'binary',
+    softmax otherwise; 'sparse' targets are class indices, taken as one-hot rows).
+    The kernels scale it by the mean's 1/count."""
+    z = _f64(z)
+    if kind == "binary":
+        return activation(z, "sigmoid") - _f64(target)
+    if kind == "sparse":
+        t = np.eye(z.shape[1])[np.asarray(target).reshape(-1).astype(np.int64)]
+    elif kind == "categorical":
+        t = _f64(target)
+    else:
+        raise ValueError(f"no reference for cross-entropy kind {kind!r}")
+    return softmax(z) - t
+
+
 # ------------------------------------------------------------------ optimizers
 def sgd_step(w: Any, g: Any, v: Any, lr: float, momentum: float, nesterov: bool) -> tuple[np.ndarray, np.ndarray]:
     """One step of Keras' SGD: ``(w, velocity)`` after it."""
