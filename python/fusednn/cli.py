@@ -170,9 +170,11 @@ def _data_command(name: str, run: Callable[[], object]) -> int:
     """Run a train/evaluate/predict step; bad data, a bad model file or a missing file
     is reported in one line with exit status 2, as argparse reports bad arguments."""
     from fusednn.csv_data import DataError
+    from fusednn.files import allow_streams
 
     try:
-        run()
+        with allow_streams():  # --out may name an existing FIFO or /dev/null: written through, as `>` does
+            run()
     except (DataError, ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
         kind = "" if isinstance(e, (DataError, ValueError)) else f"{type(e).__name__}: "
         print(f"fusednn {name}: error: {kind}{e}", file=sys.stderr)
@@ -252,6 +254,31 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port number from 0 to 65535, got {text!r}")
+    return value
+
+
+def _out_path(text: str) -> str:
+    """An output path: '-' (standard output), a new or regular file, or an existing FIFO or
+    character device (written through); a directory or a trailing slash is an argument error."""
+    from fusednn.files import NotARegularFileError, allow_streams, check_target
+
+    if text == "-":
+        return text
+    try:
+        with allow_streams():
+            check_target(text)
+    except NotARegularFileError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fusednn", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -285,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
                         '(needs the serve extra: pip install "fusednn[serve]")')
     sv.add_argument("model", metavar="MODEL", help="model file written by model.save() or fusednn train")
     sv.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    sv.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    sv.add_argument("--port", type=_port, default=8000, help="TCP port (default 8000)")
     sv.add_argument("--max-batch", type=_positive_int, default=10_000, metavar="ROWS",
                     help="most rows per /predict request (default 10000; more: 413)")
     sv.add_argument("--max-body", type=_size, default=16 << 20, metavar="SIZE",
@@ -318,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--backend", choices=["numpy", "cpu", "cuda"], default=None)
     tr.add_argument("--verbose", type=int, choices=[0, 1, 2], default=None,
                     help="0 silent, 1 progress bar, 2 a line per epoch (default: 1 on a terminal, else 2)")
-    tr.add_argument("--out", required=True, metavar="MODEL", help="where to save the model (.npz)")
+    tr.add_argument("--out", required=True, type=_out_path, metavar="MODEL", help="where to save the model (.npz)")
     tr.set_defaults(func=_train)
     ev = sub.add_parser("evaluate", help="metrics of a model saved by `fusednn train` on a labelled CSV file")
     ev.add_argument("model", metavar="MODEL")
@@ -328,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "file")
     pr.add_argument("model", metavar="MODEL")
     pr.add_argument("data", metavar="DATA.csv")
-    pr.add_argument("--out", required=True, metavar="PREDS.csv", help="output CSV ('-': standard output)")
+    pr.add_argument("--out", required=True, type=_out_path, metavar="PREDS.csv", help="output CSV ('-': standard output)")
     pr.set_defaults(func=_predict)
     return p
 
