@@ -159,7 +159,9 @@ def _serve(args: argparse.Namespace) -> int:
         fusednn.set_backend(args.backend)
     try:
         serve.serve(args.model, host=args.host, port=args.port, max_batch=args.max_batch, max_body=args.max_body,
-                    log_level=args.log_level, access_log=args.access_log)
+                    log_level=args.log_level, access_log=args.access_log, max_inflight_body=args.max_inflight_body,
+                    header_timeout=args.header_timeout, body_timeout=args.body_timeout,
+                    keep_alive=args.keep_alive, max_connections=args.max_connections)
     except (ValueError, ImportError, FileNotFoundError) as e:
         print(f"fusednn serve: error: {e}", file=sys.stderr)
         return 2
@@ -254,6 +256,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0.0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}")
+    return value
+
+
 def _port(text: str) -> int:
     try:
         value = int(text)
@@ -317,6 +329,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="most rows per /predict request (default 10000; more: 413)")
     sv.add_argument("--max-body", type=_size, default=16 << 20, metavar="SIZE",
                     help="largest request body, e.g. 16MiB, 512KiB, 1048576 (default 16MiB; more: 413)")
+    sv.add_argument("--max-inflight-body", type=_size, default=64 << 20, metavar="SIZE",
+                    help="bytes of request bodies held at once over all requests (default 64MiB; more: 503)")
+    sv.add_argument("--max-connections", type=_positive_int, default=512, metavar="N",
+                    help="open connections (default 512); beyond it the oldest idle or slow one is closed, "
+                         "or, when all are busy with requests, the new one gets 503")
+    sv.add_argument("--header-timeout", type=_positive_float, default=10.0, metavar="S",
+                    help="seconds a connection has to send a complete request head (default 10; then 408)")
+    sv.add_argument("--body-timeout", type=_positive_float, default=60.0, metavar="S",
+                    help="seconds a request has to send its whole body once its head is in (default 60)")
+    sv.add_argument("--keep-alive", type=_positive_int, default=5, metavar="S",
+                    help="seconds an idle keep-alive connection is kept open (default 5)")
     sv.add_argument("--backend", choices=["numpy", "cpu", "cuda"], default=None,
                     help="backend to run the model on (default: the active one)")
     sv.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
