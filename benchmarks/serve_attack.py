@@ -168,9 +168,12 @@ def main() -> int:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
+        # stderr to a file, not a pipe: asyncio logs every failed accept() while the open-file
+        # limit is reached, and a full pipe nobody reads would block the server
+        log = open(os.path.join(tmp, "server.log"), "w+")
         server = subprocess.Popen([sys.executable, "-m", "fusednn", "serve", path, "--port", str(port),
                                    "--log-level", "critical", *extra], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, text=True, preexec_fn=_server_limits)
+                                  stderr=log, text=True, preexec_fn=_server_limits)
         try:
             deadline = time.monotonic() + 60
             while True:
@@ -179,7 +182,8 @@ def main() -> int:
                     break
                 except OSError:
                     if server.poll() is not None or time.monotonic() > deadline:
-                        print(server.stderr.read(), file=sys.stderr)
+                        log.seek(0)
+                        print(log.read()[-3000:], file=sys.stderr)
                         return 1
                     time.sleep(0.1)
             rss = RSS(server.pid)

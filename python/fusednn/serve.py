@@ -341,6 +341,26 @@ def uvicorn_config(app: Any, header_timeout: float | None = None, body_timeout: 
                           else keep_alive, **kwargs)
 
 
+def _ensure_open_files(max_connections: int) -> None:
+    """Raise the soft open-file limit to fit ``max_connections`` plus a margin (up to the
+    hard limit), so that the connection cap, not accept() failing, is what sheds load;
+    warn when the hard limit is too low."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = max_connections + 64
+    if soft == resource.RLIM_INFINITY or soft >= want:
+        return
+    new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if new > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    if new < want:
+        print(f"fusednn serve: warning: the open-file limit {new} is below --max-connections {max_connections} + 64; "
+              "lower --max-connections or raise the limit (ulimit -n)", flush=True)
+
+
 def serve(model_path: str, host: str = "127.0.0.1", port: int = 8000, max_batch: int = DEFAULT_MAX_BATCH,
           max_body: int = DEFAULT_MAX_BODY, log_level: str = "info", access_log: bool = False,
           max_inflight_body: int = DEFAULT_MAX_INFLIGHT_BODY, header_timeout: float | None = None,
@@ -353,6 +373,9 @@ def serve(model_path: str, host: str = "127.0.0.1", port: int = 8000, max_batch:
     _, uvicorn = _require()
     model = load_model(model_path, compile=False)
     app = create_app(model, max_batch=max_batch, max_body=max_body, max_inflight_body=max_inflight_body)
+    from .serve_limits import DEFAULT_MAX_CONNECTIONS
+
+    _ensure_open_files(DEFAULT_MAX_CONNECTIONS if max_connections is None else max_connections)
     print(f"serving {model_path} ({model.name}: {model._input_dim} features -> {model._output_dim} outputs, "
           f"{model._backend.name} backend) on http://{host}:{port}", flush=True)
     config = uvicorn_config(app, header_timeout, body_timeout, keep_alive, max_connections, host=host, port=port,
