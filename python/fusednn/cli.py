@@ -378,7 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "file")
     pr.add_argument("model", metavar="MODEL")
     pr.add_argument("data", metavar="DATA.csv")
-    pr.add_argument("--out", required=True, type=_out_path, metavar="PREDS.csv", help="output CSV ('-': standard output)")
+    pr.add_argument("--out", required=True, type=_out_path, metavar="PREDS.csv",
+                    help="output CSV ('-': standard output)")
     pr.set_defaults(func=_predict)
     return p
 
