@@ -21,7 +21,7 @@ JSON's ``NaN``/``Infinity`` tokens and numbers beyond float32's range such as
 ``1e39`` included. A body of plain numeric rows (``{"inputs": [[1, 2.5e-3, ...], ...]}``,
 what every client library writes) is parsed straight into float32 without Python
 objects per number: its peak memory is at most about 4x the body's size (3x plus
-the float32 array); other JSON up to ``FALLBACK_JSON_BYTES`` (1 MiB) goes through
+the float32 array); other JSON up to ``FALLBACK_JSON_BYTES`` (64 KiB) goes through
 ``json.loads``, and larger bodies that are not plain numeric rows get 422. All
 bodies held at once share ``max_inflight_body`` bytes (503 beyond it), and the
 connection limits of :mod:`fusednn.serve_limits` shed slow and idle clients.
@@ -45,8 +45,8 @@ DEFAULT_MAX_BATCH = 10_000
 DEFAULT_MAX_BODY = 16 << 20
 DEFAULT_MAX_INFLIGHT_BODY = 64 << 20
 #: bodies up to this size that are not plain numeric rows are parsed by json.loads
-#: (whose peak is ~40x the body); larger ones must be plain numeric rows
-FALLBACK_JSON_BYTES = 1 << 20
+#: (whose peak is up to ~11x the body); larger ones must be plain numeric rows
+FALLBACK_JSON_BYTES = 64 << 10
 #: bodies up to this size do not count against max_inflight_body, so that large
 #: uploads holding it cannot starve ordinary requests; they are bounded by the
 #: connection limit instead (max_connections x SMALL_BODY)
