@@ -121,10 +121,14 @@ def slowloris(port: int, n: int, stop: threading.Event) -> dict:
     return {"opened": len(socks), "refused": refused, "closed_by_server": closed}
 
 
-def upload(port: int, mb: float, results: list) -> None:
+def upload_body(mb: float) -> bytes:
+    """One plain body of ``mb`` MB (shared by all uploaders, so the clients stay small)."""
     size = int(mb * 1e6)
     head = b'{"inputs": [[' + b"0.25," * 9 + b"0.25]]"
-    body = head + b" " * (size - len(head) - 1) + b"}"
+    return head + b" " * (size - len(head) - 1) + b"}"
+
+
+def upload(port: int, body: bytes, results: list) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     try:
         conn.putrequest("POST", "/predict")
@@ -198,7 +202,8 @@ def main() -> int:
             attacker.join()
             peak_a = rss.peak
             results: list = []
-            uploaders = [threading.Thread(target=upload, args=(port, args.upload_mb, results))
+            body = upload_body(args.upload_mb)
+            uploaders = [threading.Thread(target=upload, args=(port, body, results))
                          for _ in range(args.uploads)]
             for t in uploaders:
                 t.start()

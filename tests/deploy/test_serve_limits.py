@@ -22,7 +22,7 @@ uvicorn = pytest.importorskip("uvicorn")
 from fusednn import serve  # noqa: E402
 
 ROW = [0.5, -1.0, 2.0, 0.0]
-HEADER_TIMEOUT, BODY_TIMEOUT, CAP, INFLIGHT = 0.6, 0.8, 16, 1 << 20
+HEADER_TIMEOUT, BODY_TIMEOUT, CAP, INFLIGHT = 1.0, 1.2, 16, 1 << 20
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ without it their weights are checked by ``set_weights`` after building.
 """
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import struct
@@ -36,7 +37,12 @@ def read_regular_file(path: str) -> bytes:
     """The bytes of ``path``; ValueError (at once, without blocking) unless it is a
     regular file."""
     # O_NONBLOCK: opening a FIFO without a writer must not hang; it is refused below.
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as e:
+        if e.errno == errno.ENXIO:  # a UNIX socket (or a device without its driver)
+            raise ValueError(f"{path} is not a regular file, so not a fusednn model file") from None
+        raise
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
