@@ -206,3 +206,16 @@ def test_plain_body_parse_is_exact_and_small():
     with pytest.raises(serve.BadRequest) as e:
         serve.parse_inputs(big_nan, 4, 1_000_000)
     assert e.value.status == 422
+
+
+@pytest.mark.parametrize("flags", [["--port", "70000"], ["--port", "-1"], ["--port", "http"],
+                                   ["--header-timeout", "0"], ["--body-timeout", "nan"], ["--max-connections", "0"],
+                                   ["--max-inflight-body", "0"], ["--keep-alive", "-5"]])
+def test_bad_serve_flags_are_one_line_argument_errors(flags, capsys):
+    from fusednn import cli
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(["serve", "model.npz", *flags])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and flags[0] in err and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("fusednn serve: error: argument " + flags[0])
