@@ -31,12 +31,16 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import errno
-import fcntl
 import os
 import secrets
 import stat
 from collections.abc import Callable, Iterator
 from typing import IO
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: in-place updates of hard-linked files are not locked
+    fcntl = None  # type: ignore[assignment]
 
 _STREAMS_OK: contextvars.ContextVar[bool] = contextvars.ContextVar("fusednn_streams_ok", default=False)
 
@@ -136,10 +140,12 @@ def _copy_in_place(src: str, dst: str) -> None:
     size = os.path.getsize(src)
     fd = os.open(dst, os.O_WRONLY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
         old_size = os.fstat(fd).st_size
         try:
-            os.posix_fallocate(fd, 0, max(size, 1))
+            if hasattr(os, "posix_fallocate"):  # not on macOS: there a full disk can cut the copy short
+                os.posix_fallocate(fd, 0, max(size, 1))
         except OSError as e:
             if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)):
                 os.ftruncate(fd, old_size)
