@@ -139,10 +139,14 @@ def _parse_plain(body: bytes, input_dim: int, max_batch: int) -> np.ndarray | No
     # as float32(float(token)), so the same as the json.loads path below.
     with np.errstate(over="ignore"):
         x = np.fromstring(text, dtype=np.float32, sep=" ", count=rows * input_dim)
+        if x.size and np.isfinite(x).all() and np.abs(x).max() == _F32_MAX:
+            # a value may lie just above float32's largest and have rounded down to it: the
+            # json.loads path rejects those, so check the doubles (rare, so the 2x cost is too)
+            x = np.fromstring(text, dtype=np.float64, sep=" ", count=rows * input_dim)
     del text
     if x.size != rows * input_dim:
         raise BadRequest(400, "the body's numbers could not all be read")
-    return _check_range(x.reshape(rows, input_dim))
+    return _check_range(x.reshape(rows, input_dim)).astype(np.float32, copy=False)
 
 
 def parse_inputs(body: bytes, input_dim: int, max_batch: int) -> np.ndarray:

@@ -194,7 +194,10 @@ def test_plain_body_parse_is_exact_and_small():
     assert np.array_equal(got, np.tile(np.float32([1, 0, -3, 7]), (50_000, 1)))
     assert peak <= 4 * len(ints), (peak, len(ints))
     # same errors as the json.loads path
+    top = float(np.finfo(np.float32).max)
+    assert serve.parse_inputs(json.dumps({"inputs": [[top, -top, 1, 0]]}).encode(), 4, 10)[0, 0] == top
     for bad, status in ((b'{"inputs": [[1, 2, 3]]}', 422), (b'{"inputs": [[1, 2, 3, 1e39]]}', 422),
+                        (b'{"inputs": [[1, 2, 3, 3.40282350e38]]}', 422),
                         (b'{"inputs": [[1, 2, 3, 4], [1, 2, 3]]}', 422), (b'{"inputs": [[1, 2, 3, 4]' * 2, 400)):
         with pytest.raises(serve.BadRequest) as e:
             serve.parse_inputs(bad, 4, 10)
