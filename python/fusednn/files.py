@@ -96,15 +96,15 @@ def write_atomically(path: str | os.PathLike, write: Callable[[IO[bytes]], None]
     check_target(path)
     if not overwrite and os.path.exists(path):
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    real = os.path.realpath(path)
     try:
-        st: os.stat_result | None = os.stat(real)
+        st: os.stat_result | None = os.stat(path)  # through symlinks, /proc's magic ones too
     except FileNotFoundError:
         st = None
     if st is not None and not stat.S_ISREG(st.st_mode):  # FIFO/char device under allow_streams
-        with open(real, "wb") as f:
+        with open(path, "wb") as f:  # by its own name: realpath of /dev/stdout on a pipe is no path
             write(f)
         return
+    real = os.path.realpath(path)
     directory = os.path.dirname(real)
     tmp = os.path.join(directory, f".fdnn-{secrets.token_hex(6)}.tmp")
     try:

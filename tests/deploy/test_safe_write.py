@@ -116,6 +116,10 @@ def test_cli_out_writes_through_fifos_and_devices_and_rejects_directories(model,
     assert got and got[0].count(b"\n") == 41 and stat.S_ISFIFO(os.stat(fifo).st_mode)
     assert cli.main(["predict", str(model_path), str(csv), "--out", os.devnull]) == 0
     assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
+    # /dev/stdout on a pipe: /proc's link names no real path, the pipe is written through
+    r = subprocess.run([sys.executable, "-m", "fusednn", "predict", str(model_path), str(csv), "--out",
+                        "/dev/stdout"], capture_output=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.count(b"\n") == 41 and b"wrote" not in r.stdout, r.stderr[-500:]
     capsys.readouterr()
     for bad in (str(tmp_path) + "/", str(tmp_path), str(tmp_path / "nodir") + "/"):
         for argv in (["predict", str(model_path), str(csv), "--out", bad],

@@ -205,12 +205,24 @@ def _evaluate(args: argparse.Namespace) -> int:
     return _data_command("evaluate", lambda: tabular.evaluate(args.model, args.data))
 
 
+def _is_stdout(path: str) -> bool:
+    """Whether ``path`` (e.g. /dev/stdout) is the file standard output writes to: then
+    the CSV went there and a report line would corrupt it."""
+    import os
+
+    try:
+        a, b = os.stat(path), os.fstat(sys.stdout.fileno())
+    except (OSError, ValueError):
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
 def _predict(args: argparse.Namespace) -> int:
     from . import tabular
 
     def run() -> None:
         n = tabular.predict(args.model, args.data, args.out)
-        if args.out != "-":
+        if args.out != "-" and not _is_stdout(args.out):
             print(f"wrote {n} predictions to {args.out}")
 
     return _data_command("predict", run)
