@@ -5,6 +5,7 @@
 // buffer that must have the given shape: its pointer) callbacks, which also
 // keep the arrays alive and reject buffers that overlap.
 #pragma once
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <string>
@@ -83,6 +84,70 @@ inline OptimizerConfig to_optimizer(const py::dict& o) {
   return opt;
 }
 
+// The layer steps after a dense block (layer_steps.h), from the block's "post" list:
+//   {"kind": "activation", "act", "Y", "G"}
+//   {"kind": "dropout", "rate", "seed", "counter" (1-element int64 host array, kept
+//    alive by the caller), "row_b", "col_b", "M", "Y", "G"}
+//   {"kind": "batchnorm", "gamma", "beta" (None without scale/center), "dgamma", "dbeta",
+//    "moving_mean", "moving_var", "xhat", "invstd", "eps", "momentum", and the optimizer
+//    state "gamma_s1", "gamma_s2", "beta_s1", "beta_s2", "Y", "G"}
+template <class Shaped>
+std::vector<LayerStep> to_steps(const py::list& steps, const OptimizerConfig& opt, int batch, int cols,
+                                const std::string& where, Shaped&& shaped) {
+  std::vector<LayerStep> out;
+  const bool two = opt.kind == OptKind::adam, one = two || opt.momentum != 0.f;
+  for (py::size_t k = 0; k < steps.size(); ++k) {
+    const py::dict d = steps[k].cast<py::dict>();
+    const std::string at = where + "step " + std::to_string(k) + " ";
+    LayerStep st;
+    st.cols = cols;
+    st.Y = shaped(d["Y"], at + "Y", {batch, cols});
+    st.G = shaped(d["G"], at + "G", {batch, cols});
+    const std::string kind = d["kind"].cast<std::string>();
+    if (kind == "activation") {
+      st.kind = StepKind::activation;
+      st.act = to_act(d["act"].cast<int>());
+    } else if (kind == "dropout") {
+      st.kind = StepKind::dropout;
+      st.rate = d["rate"].cast<float>();
+      if (!(st.rate >= 0.f && st.rate < 1.f)) throw py::value_error(at + "rate must be in [0, 1)");
+      st.seed = d["seed"].cast<std::uint64_t>();
+      st.row_b = d["row_b"].cast<bool>();
+      st.col_b = d["col_b"].cast<bool>();
+      st.M = shaped(d["M"], at + "M", {batch, cols});
+      py::array c = py::reinterpret_borrow<py::array>(d["counter"]);
+      if (!py::isinstance<py::array_t<std::int64_t>>(d["counter"]) || c.size() != 1 || !c.writeable() ||
+          !(c.flags() & py::array::c_style))
+        throw py::value_error(at + "counter must be a writeable 1-element int64 array");
+      st.counter = static_cast<std::int64_t*>(c.mutable_data());
+    } else if (kind == "batchnorm") {
+      st.kind = StepKind::batchnorm;
+      st.eps = d["eps"].cast<float>();
+      st.momentum = d["momentum"].cast<float>();
+      st.moving_mean = shaped(d["moving_mean"], at + "moving_mean", {cols});
+      st.moving_var = shaped(d["moving_var"], at + "moving_var", {cols});
+      st.xhat = shaped(d["xhat"], at + "xhat", {batch, cols});
+      st.invstd = shaped(d["invstd"], at + "invstd", {cols});
+      if (!d["gamma"].is_none()) {
+        st.gamma = shaped(d["gamma"], at + "gamma", {cols});
+        st.dgamma = shaped(d["dgamma"], at + "dgamma", {cols});
+        if (one) st.gamma_s1 = shaped(d["gamma_s1"], at + "gamma_s1", {cols});
+        if (two) st.gamma_s2 = shaped(d["gamma_s2"], at + "gamma_s2", {cols});
+      }
+      if (!d["beta"].is_none()) {
+        st.beta = shaped(d["beta"], at + "beta", {cols});
+        st.dbeta = shaped(d["dbeta"], at + "dbeta", {cols});
+        if (one) st.beta_s1 = shaped(d["beta_s1"], at + "beta_s1", {cols});
+        if (two) st.beta_s2 = shaped(d["beta_s2"], at + "beta_s2", {cols});
+      }
+    } else {
+      throw py::value_error(at + "has unknown kind '" + kind + "' (activation, dropout, batchnorm)");
+    }
+    out.push_back(st);
+  }
+  return out;
+}
+
 // The layers of MlpTrainer(layers=[{"W", "b", "act", "A", "G", "dW", "db", and
 // the optimizer state "W_s1", "W_s2", "b_s1", "b_s2"}, ...]).
 //   matrix(handle, name) -> std::tuple<float*, py::ssize_t rows, py::ssize_t cols>
@@ -129,8 +194,12 @@ std::vector<DenseBuffers> to_layers(const py::list& layers, const OptimizerConfi
     l.W_l2 = factor("W_l2");
     l.b_l1 = bias ? factor("b_l1") : 0.f;
     l.b_l2 = bias ? factor("b_l2") : 0.f;
+    if (d.contains("post") && !d["post"].is_none())
+      l.post = to_steps(d["post"].cast<py::list>(), opt, batch, l.out, where, shaped);
     out.push_back(l);
   }
+  if (!out.back().post.empty())
+    throw py::value_error("the last layer's output goes to the loss: it cannot have steps after it");
   return out;
 }
 

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "fusednn/cpu.h"
+#include "fusednn/cpu_layers.h"
 #include "fusednn/trainer.h"
 
 namespace fusednn {
@@ -59,6 +60,23 @@ struct Kernels {
   }
   void scale_rows(float* g, const float* s, int rows, int cols) const {
     cpu::scale_rows(g, s, std::size_t(rows), std::size_t(cols));
+  }
+  // the layer steps (layer_steps.h)
+  void act_forward(float* y, const float* x, std::int64_t n, Act act) const {
+    cpu::act_forward(y, x, std::size_t(n), act);
+  }
+  void dropout_mask(float* m, int rows, int cols, float rate, std::uint64_t seed, std::uint64_t t, bool row_b,
+                    bool col_b) const {
+    cpu::dropout_mask(m, rows, cols, rate, seed, t, row_b, col_b);
+  }
+  void mul(float* y, const float* a, const float* b, std::int64_t n) const { cpu::mul(y, a, b, std::size_t(n)); }
+  void batchnorm_train(float* y, float* xhat, float* invstd, const float* x, const float* gamma, const float* beta,
+                       int rows, int cols, float eps, float* mm, float* mv, float momentum) const {
+    cpu::batchnorm_train(y, xhat, invstd, x, gamma, beta, rows, cols, eps, mm, mv, momentum);
+  }
+  void batchnorm_backward(float* dx, float* dgamma, float* dbeta, const float* dy, const float* xhat,
+                          const float* invstd, const float* gamma, int rows, int cols) const {
+    cpu::batchnorm_backward(dx, dgamma, dbeta, dy, xhat, invstd, gamma, rows, cols);
   }
   bool is_finite(const float* v) const { return std::isfinite(*v); }
 };

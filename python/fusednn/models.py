@@ -155,11 +155,12 @@ class Sequential(Trainer):
         if not self.built:
             raise ValueError(f"model {self.name!r} is not built yet; call build() or fit it first")
         weights = list(weights)
-        if len(weights) != len(self._params):
-            raise ValueError(f"set_weights: the model has {len(self._params)} weight arrays, got {len(weights)}")
+        total = sum(len(layer.all_weights) for layer in self.layers)
+        if len(weights) != total:
+            raise ValueError(f"set_weights: the model has {total} weight arrays, got {len(weights)}")
         i = 0
         for layer in self.layers:
-            for w in layer.weights:
+            for w in layer.all_weights:
                 shape = tuple(np.shape(weights[i]))
                 if shape != tuple(w.shape):
                     raise ValueError(f"set_weights: array {i} (layer {layer.name!r}) must have shape "
@@ -167,7 +168,7 @@ class Sequential(Trainer):
                 i += 1
         i = 0
         for layer in self.layers:
-            k = len(layer.weights)
+            k = len(layer.all_weights)
             layer.set_weights(weights[i:i + k])
             i += k
 
@@ -189,6 +190,7 @@ class Sequential(Trainer):
             return "".join(c.ljust(w) for c, w in zip(cells[:2], widths)) + cells[2].rjust(widths[2])
 
         total = self.count_params()
+        fixed = sum(int(w.size) for layer in self.layers for w in layer.non_trainable_weights)
         lines = [f'Model: "{self.name}"', "_" * sum(widths), row("Layer (type)", "Output Shape", "Param #"),
                  "=" * sum(widths)]
         dim = self._input_dim
@@ -197,7 +199,7 @@ class Sequential(Trainer):
             lines.append(row(f"{layer.name} ({type(layer).__name__})", f"(None, {dim})",
                              f"{layer.count_params():,}"))
         lines += ["=" * sum(widths), f"Total params: {total:,} ({total * 4 / 1024:.2f} KB)",
-                  f"Trainable params: {total:,}", "Non-trainable params: 0", "_" * sum(widths)]
+                  f"Trainable params: {total - fixed:,}", f"Non-trainable params: {fixed:,}", "_" * sum(widths)]
         for line in lines:
             print_fn(line)
 

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "fusednn/activation.h"
+#include "fusednn/layer_steps.h"
 
 namespace fusednn {
 
@@ -38,6 +39,8 @@ struct DenseBuffers {
   float* b_s2 = nullptr;
   // Keras L1/L2 regularizer factors of the kernel and the bias (0: none)
   float W_l1 = 0.f, W_l2 = 0.f, b_l1 = 0.f, b_l2 = 0.f;
+  // the steps after the dense GEMM (batch-norm, activation, dropout): layer_steps.h
+  std::vector<LayerStep> post;
 };
 
 struct OptimizerConfig {
@@ -90,7 +93,7 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
     const float* a_prev = data.x_batch;
     for (DenseBuffers& l : layers) {
       dev.matmul(l.A, a_prev, l.W, B, l.out, l.in, false, false, l.b, l.act);
-      a_prev = l.A;
+      a_prev = post_forward(dev, l.post, l.A, B);
     }
     DenseBuffers& last = layers.back();
     // loss value (for the epoch's record) and its gradient w.r.t. the output
@@ -117,12 +120,13 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
     for (int i = L - 1; i >= 0; --i) {
       DenseBuffers& l = layers[i];
       const std::int64_t size = std::int64_t(B) * l.out;
+      if (!l.post.empty()) post_backward(dev, l.post, l.G, B);
       if (l.act != Act::linear) dev.act_backward(l.G, l.G, l.A, size, l.act);
-      const float* a_in = i > 0 ? layers[i - 1].A : data.x_batch;
+      const float* a_in = i > 0 ? post_output(layers[i - 1].post, layers[i - 1].A) : data.x_batch;
       dev.matmul(l.dW, a_in, l.G, l.in, l.out, B, true, false, nullptr, Act::linear);
       if (l.b) dev.sum_rows(l.db, l.G, B, l.out);
       if (i > 0)
-        dev.matmul(layers[i - 1].G, l.G, l.W, B, l.in, l.out, false, true, nullptr, Act::linear);
+        dev.matmul(post_grad(layers[i - 1].post, layers[i - 1].G), l.G, l.W, B, l.in, l.out, false, true, nullptr, Act::linear);
     }
     // weight penalties (kernel/bias regularizers), in layer order as the per-op path:
     // added to this step's loss and to the gradients before the update
@@ -144,6 +148,7 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
         dev.sgd_update(l.W, l.dW, l.W_s1, nw, opt);
         if (l.b) dev.sgd_update(l.b, l.db, l.b_s1, l.out, opt);
       }
+      if (!l.post.empty()) post_update(dev, l.post, opt, t, opt.kind == OptKind::adam);
     }
     iterations = t;
     if (stop_on_nonfinite && !dev.is_finite(data.step_losses + s)) {

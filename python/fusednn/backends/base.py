@@ -124,7 +124,71 @@ class Backend:
     def adam_update(self, param, grad, m, v, learning_rate, beta_1, beta_2, epsilon, step):
         raise NotImplementedError
 
+    # ---- layer kernels (Dropout, BatchNormalization) ------------------------
+    # The reference implementations below run on any array module (NumPy here,
+    # CuPy on the GPU); the cpu backend overrides them with its C++ kernels.
+    def dropout_mask(self, mask, rate, seed, step, row_b=False, col_b=False):
+        """Inverted dropout's mask into the 2-D ``mask``: ``1/(1-rate)`` where the
+        Philox4x32-10 uniform of its element (fusednn.layers.philox) is >= rate, else 0."""
+        from ..layers import philox
+
+        rows, cols = mask.shape
+        mask[...] = self.asarray(philox.dropout_mask(rows, cols, rate, seed, step, row_b, col_b))
+
+    def mul(self, a, b, out):
+        """out = a * b elementwise."""
+        self.xp.multiply(a, b, out=out)
+
+    def batchnorm_train(self, x, gamma, beta, epsilon, moving_mean, moving_variance, momentum, y, xhat, invstd):
+        """Batch normalisation of (rows, cols) ``x`` with its own statistics per column
+        (biased variance, in float64): ``y = gamma * xhat + beta``; ``xhat`` and
+        ``invstd = 1/sqrt(var + eps)`` kept for the backward pass; the moving statistics
+        (when given) become ``moving * momentum + batch * (1 - momentum)`` (Keras)."""
+        xp, f32 = self.xp, np.float32
+        x64 = x.astype(np.float64)
+        mean = x64.mean(axis=0)
+        var = ((x64 - mean) ** 2).mean(axis=0)
+        invstd[...] = (1.0 / xp.sqrt(var + float(f32(epsilon)))).astype(f32)
+        xp.multiply(x - mean.astype(f32), invstd, out=xhat)
+        out = xhat * gamma if gamma is not None else xhat.copy()
+        if beta is not None:
+            out += beta
+        y[...] = out
+        m = f32(momentum)
+        if moving_mean is not None:
+            moving_mean[...] = moving_mean * m + mean.astype(f32) * (f32(1) - m)
+        if moving_variance is not None:
+            moving_variance[...] = moving_variance * m + var.astype(f32) * (f32(1) - m)
+
+    def batchnorm_backward(self, dy, xhat, invstd, gamma, dx, dgamma, dbeta):
+        """Gradients of :meth:`batchnorm_train`: ``dgamma = sum dy*xhat``, ``dbeta = sum dy``
+        (when given) and ``dx = gamma*invstd * (dy - mean dy - xhat * mean(dy*xhat))``."""
+        f32 = np.float32
+        sdy = dy.astype(np.float64).sum(axis=0)
+        sdyx = (dy.astype(np.float64) * xhat).sum(axis=0)
+        if dgamma is not None:
+            dgamma[...] = sdyx.astype(f32)
+        if dbeta is not None:
+            dbeta[...] = sdy.astype(f32)
+        n = dy.shape[0]
+        k = invstd * gamma if gamma is not None else invstd
+        dx[...] = k * (dy - (sdy / n).astype(f32) - xhat * (sdyx / n).astype(f32))
+
+    def batchnorm_infer(self, x, gamma, beta, mean, variance, epsilon, y):
+        """Batch normalisation with fixed statistics: ``(x - mean)/sqrt(var + eps)*gamma + beta``."""
+        f32 = np.float32
+        inv = (1.0 / self.xp.sqrt(variance.astype(np.float64) + float(f32(epsilon)))).astype(f32)
+        scale = inv * gamma if gamma is not None else inv
+        shift = -mean * scale
+        if beta is not None:
+            shift = beta + shift
+        y[...] = x * scale + shift
+
     # ---- fused training -------------------------------------------------
+    #: whether the fused trainer runs layer steps (Dropout, BatchNormalization,
+    #: Activation after a Dense): fusednn/layer_steps.h
+    trainer_steps = False
+
     #: whether make_trainer is implemented (see fusednn.fused)
     has_trainer = False
 

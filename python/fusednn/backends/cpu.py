@@ -122,7 +122,23 @@ class CpuBackend(Backend):
     def adam_update(self, param, grad, m, v, learning_rate, beta_1, beta_2, epsilon, step):
         self._k.adam_update(param, grad, m, v, learning_rate, beta_1, beta_2, epsilon, step)
 
+    def dropout_mask(self, mask, rate, seed, step, row_b=False, col_b=False):
+        self._k.dropout_mask(mask, rate, seed, step, row_b, col_b)
+
+    def mul(self, a, b, out):
+        self._k.mul(a, b, out)
+
+    def batchnorm_train(self, x, gamma, beta, epsilon, moving_mean, moving_variance, momentum, y, xhat, invstd):
+        self._k.batchnorm_train(x, gamma, beta, epsilon, moving_mean, moving_variance, momentum, y, xhat, invstd)
+
+    def batchnorm_backward(self, dy, xhat, invstd, gamma, dx, dgamma, dbeta):
+        self._k.batchnorm_backward(dy, xhat, invstd, gamma, dx, dgamma, dbeta)
+
+    def batchnorm_infer(self, x, gamma, beta, mean, variance, epsilon, y):
+        self._k.batchnorm_infer(x, gamma, beta, mean, variance, epsilon, y)
+
     has_trainer = True
+    trainer_steps = True
 
     def make_trainer(self, layers, optimizer, loss, batch):
         return self._k.MlpTrainer(layers, optimizer, loss, batch)

@@ -6,7 +6,9 @@ A new layer family gets its own file here and is exported below.
 """
 from .base import REGISTRY, Buffers, Layer, feature_dim, unique_name
 from .core import Activation, Dense, Input, InputLayer
+from .batch_normalization import BatchNormalization
 from .normalization import Normalization
+from .regularization import Dropout
 
-__all__ = ["REGISTRY", "Activation", "Buffers", "Dense", "Input", "InputLayer", "Layer", "Normalization",
+__all__ = ["REGISTRY", "Activation", "BatchNormalization", "Dropout", "Buffers", "Dense", "Input", "InputLayer", "Layer", "Normalization",
            "feature_dim", "unique_name"]

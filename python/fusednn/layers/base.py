@@ -72,6 +72,8 @@ class Layer:
         self.built = False
         self.weights: list[Any] = []
         self.grads: list[Any] = []
+        #: weights that are saved but not trained (BatchNormalization's moving statistics)
+        self.non_trainable_weights: list[Any] = []
 
     # ---- shape and construction --------------------------------------------
     def output_dim(self, input_dim: int) -> int:
@@ -108,24 +110,33 @@ class Layer:
         raise NotImplementedError(f"layer {self.name!r} ({type(self).__name__}) has no ONNX export; "
                                   "define its onnx_nodes()")
 
+    #: whether forward takes ``training=`` (layers that act only in training: Dropout, BatchNormalization)
+    uses_training = False
+
+    @property
+    def all_weights(self) -> list[Any]:
+        """The trainable weights, then the non-trainable ones (Keras' get_weights order)."""
+        return [*self.weights, *self.non_trainable_weights]
+
     def count_params(self) -> int:
-        """Number of weights (all trainable)."""
-        return sum(int(w.size) for w in self.weights)
+        """Number of weights, trainable and not."""
+        return sum(int(w.size) for w in self.all_weights)
 
     def get_weights(self) -> list[np.ndarray]:
-        """NumPy copies of the weights, in Keras order."""
-        return [np.array(self.backend.to_numpy(w), dtype=np.float32) for w in self.weights]
+        """NumPy copies of the weights, in Keras order (trainable, then non-trainable)."""
+        return [np.array(self.backend.to_numpy(w), dtype=np.float32) for w in self.all_weights]
 
     def set_weights(self, weights: list[Any]) -> None:
         """Copy values into the weights, checking their number and shapes."""
-        if len(weights) != len(self.weights):
-            raise ValueError(f"layer {self.name!r} has {len(self.weights)} weight arrays, got {len(weights)}")
+        targets = self.all_weights
+        if len(weights) != len(targets):
+            raise ValueError(f"layer {self.name!r} has {len(targets)} weight arrays, got {len(weights)}")
         values = [np.asarray(v, dtype=np.float32) for v in weights]
-        for w, v in zip(self.weights, values):
+        for w, v in zip(targets, values):
             if tuple(v.shape) != tuple(w.shape):
                 raise ValueError(f"layer {self.name!r}: weight of shape {tuple(w.shape)} cannot take "
                                  f"a value of shape {tuple(v.shape)}")
-        for w, v in zip(self.weights, values):
+        for w, v in zip(targets, values):
             w[...] = self.backend.asarray(v)
 
     # ---- compute -------------------------------------------------------------
@@ -151,15 +162,18 @@ class Layer:
         """The current value of the layer's weight penalties (0 without regularizers)."""
         return 0.0
 
-    def __call__(self, x: Any) -> Any:
+    def __call__(self, x: Any, training: bool = False) -> Any:
         """Apply the layer to a 2-D array (building it on first use); returns a new
-        array of the layer's backend (NumPy, or CuPy on the GPU)."""
+        array of the layer's backend (NumPy, or CuPy on the GPU). ``training`` runs
+        the training behaviour of layers that have one (Dropout, BatchNormalization)."""
         if not self.built:
             self.build(int(np.shape(x)[1]))
         x = self.backend.asarray(x)
         if x.ndim != 2 or x.shape[1] != self.input_dim:
             raise ValueError(f"layer {self.name!r} expects input of shape (batch, {self.input_dim}), "
                              f"got {tuple(x.shape)}")
+        if self.uses_training:
+            return self.forward(x, self.make_buffers(x.shape[0]), training=bool(training))
         return self.forward(x, self.make_buffers(x.shape[0]))
 
     def __repr__(self) -> str:

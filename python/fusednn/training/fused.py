@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import losses, optimizers
 from ..backends import activation_code
-from ..layers import Dense, Normalization
+from ..layers import Activation, BatchNormalization, Dense, Dropout, Normalization
 from . import inputs
 from .epoch_metrics import EpochMetrics
 
@@ -37,6 +37,28 @@ def _leading_norms(model: Any) -> list[Normalization]:
     return out
 
 
+#: layers that run as steps after a Dense block in the fused trainer (fusednn/layer_steps.h)
+_STEP_LAYERS = (Dropout, BatchNormalization, Activation)
+
+
+def _steps_reason(model: Any, layers: list[Any]) -> str | None:
+    """Why the layers after the leading Normalizations cannot run as Dense blocks with
+    layer steps, or None."""
+    if not layers or type(layers[0]) is not Dense or type(layers[-1]) is not Dense:
+        return "the model must start and end with Dense (after any leading Normalization) to be fused"
+    for layer in layers:
+        if type(layer) is Dense:
+            continue
+        if type(layer) not in _STEP_LAYERS:
+            return f"layer {layer.name!r} ({type(layer).__name__}) is not fused"
+        if type(layer) is Activation and layer.activation == "softmax":
+            return f"a softmax Activation layer ({layer.name!r}) inside the model is not fused"
+        if not getattr(model.backend, "trainer_steps", False):
+            return (f"the {model.backend.name} fused trainer does not run {type(layer).__name__} layers yet "
+                    f"(layer {layer.name!r})")
+    return None
+
+
 def _loss_kind(model: Any) -> str:
     return "mse" if type(model.loss) is losses.MeanSquaredError else model.loss.kind
 
@@ -47,8 +69,9 @@ def unsupported_reason(model: Any) -> str | None:
     if not getattr(be, "has_trainer", False):
         return f"backend {be.name!r} has no fused trainer"
     k = len(_leading_norms(model))
-    if not model.layers[k:] or not all(type(layer) is Dense for layer in model.layers[k:]):
-        return "the model has layers other than Dense (after any leading Normalization)"
+    why = _steps_reason(model, model.layers[k:])
+    if why is not None:
+        return why
     if type(model.loss) not in _FUSED_LOSSES:
         return f"loss {type(model.loss).__name__} is not fused"
     last = model.output_activation
@@ -93,6 +116,9 @@ class FusedTrainer:
         self.norms = _leading_norms(model)
         self._normalized: tuple[Any, Any] | None = None  # (data, its normalised copy) of this fit
         for i, layer in enumerate(model.layers[len(self.norms):], start=len(self.norms)):
+            if type(layer) is not Dense:  # a step after the last Dense block
+                p = self._add_step(specs[-1], layer, be, batch, states, p)
+                continue
             act = "linear" if (fold and i == len(model.layers) - 1) else layer.activation
             spec = {"W": layer.kernel, "b": layer.bias, "act": activation_code(act),
                     "A": be.empty((batch, layer.units)), "G": be.empty((batch, layer.units)),
@@ -111,9 +137,31 @@ class FusedTrainer:
         self.optimizer = opt  # keeps id(opt) in the key unique while this trainer exists
         self.x_batch = be.empty((batch, model.input_shape[1]))
         self.y_batch = be.empty((batch, 1 if model.loss.sparse else model.output_shape[1]))
+        self.specs = specs  # keeps the steps' host counters alive with the trainer
         self.trainer = be.make_trainer(specs, _optimizer_config(opt), _loss_kind(model), batch)
         self.key = _key(model, batch)
         self.metrics: dict | None = None  # accumulator arrays for run(), see use_metrics
+
+    @staticmethod
+    def _add_step(spec: dict, layer: Any, be: Any, batch: int, states: list, p: int) -> int:
+        """Append ``layer``'s step to the Dense block ``spec``; returns the index of the
+        next parameter (in the optimizer's order)."""
+        if type(layer) is Activation:
+            step = None if layer.activation == "linear" else {"kind": "activation",
+                                                               "act": activation_code(layer.activation)}
+        else:
+            step = layer.fused_step(be, batch)
+        if type(layer) is BatchNormalization:
+            for name, on in (("gamma", layer.scale), ("beta", layer.center)):
+                if on:
+                    for k, st in enumerate(states[p], start=1):
+                        step[f"{name}_s{k}"] = st
+                    p += 1
+        if step is not None:
+            cols = spec["A"].shape[1]
+            step["Y"], step["G"] = be.empty((batch, cols)), be.empty((batch, cols))
+            spec.setdefault("post", []).append(step)
+        return p
 
     def epoch(self, model: Any, x: Any, y: Any, order: np.ndarray, step_losses: Any, chunk: int,
               on_step: Callable[[int, Any], None] | None, stop_on_nonfinite: bool,

@@ -219,12 +219,15 @@ class Trainer:
         without its activation and hand the loss logits."""
         return self.loss.folds_output(self.output_activation)
 
-    def _forward(self, x: Any, ws: _Workspace, logits: bool = False) -> Any:
+    def _forward(self, x: Any, ws: _Workspace, logits: bool = False, training: bool = False) -> Any:
         """Run every layer on a device batch ``x`` into ``ws``; returns the output buffer
         (the last layer's pre-activation with ``logits``)."""
         last = len(self.layers) - 1
         for i, (layer, buf) in enumerate(zip(self.layers, ws.layers)):
-            x = layer.forward(x, buf, logits) if (logits and i == last) else layer.forward(x, buf)
+            if layer.uses_training:
+                x = layer.forward(x, buf, training=training)
+            else:
+                x = layer.forward(x, buf, logits) if (logits and i == last) else layer.forward(x, buf)
         return x
 
     def _compute_gradients(self, x: Any, y: Any, ws: _Workspace, loss_out: Any,
@@ -233,7 +236,7 @@ class Trainer:
         every layer's weight gradients in its ``grads``."""
         be = self.backend
         fold = self._folds_output()
-        pred = self._forward(x, ws, fold)
+        pred = self._forward(x, ws, fold, training=True)
         on_logits = self.loss.on_logits(self.output_activation)
         self.loss.value(be, pred, y, loss_out, logits=on_logits)
         if tracker is not None:

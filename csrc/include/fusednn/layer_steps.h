@@ -1,0 +1,131 @@
+// The fused trainer's non-Dense layer steps (design, issue 11: "a small layer program").
+//
+// A model compiles to Dense blocks, each followed by an ordered list of
+// LayerSteps (BatchNormalization, Activation, Dropout, in any order and number):
+//   x -> dense(W, b, act) -> A -> step 0 -> Y0 -> step 1 -> Y1 ... -> next block
+// Each step reads the previous buffer (the block's A, or the step before's Y) and
+// writes its own Y; its gradient buffer G holds dLoss/dY. trainer.h calls three
+// hooks per block: post_forward after the block's GEMM, post_backward before the
+// block's activation backward (it carries the gradient from the last step's G
+// down to the block's G), and post_update after the block's optimizer update; the
+// next block reads post_output and the block above writes its input gradient
+// into post_grad. A block without steps costs nothing (empty vector), so the
+// all-Dense path runs exactly as before. Buffers, parameters, moving statistics
+// and the dropout step counters all belong to the Python layers, so the per-op
+// path and get_weights see the same state, and both paths call the same kernels
+// in the same order (same numbers).
+//
+// The device policy D supplies dropout_mask, mul, batchnorm_train,
+// batchnorm_backward and act_forward; a policy without them (detected below)
+// compiles the hooks to nothing and its binding refuses steps.
+#pragma once
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "fusednn/activation.h"
+
+namespace fusednn {
+
+enum class StepKind : int { activation = 0, dropout = 1, batchnorm = 2 };
+
+struct LayerStep {
+  StepKind kind = StepKind::activation;
+  int cols = 0;
+  float* Y = nullptr;  // batch×cols: the step's output
+  float* G = nullptr;  // batch×cols: gradient w.r.t. the output
+  // activation
+  Act act = Act::linear;
+  // dropout: mask M (batch×cols) holds 1/(1-rate) or 0; the draw of step t uses
+  // counter[0], which is then incremented (the layer's own host counter)
+  float rate = 0.f;
+  std::uint64_t seed = 0;
+  std::int64_t* counter = nullptr;
+  bool row_b = false, col_b = false;
+  float* M = nullptr;
+  // batch normalisation (gamma/beta null without scale/center)
+  float *gamma = nullptr, *beta = nullptr, *dgamma = nullptr, *dbeta = nullptr;
+  float *moving_mean = nullptr, *moving_var = nullptr;
+  float *xhat = nullptr, *invstd = nullptr;  // batch×cols and cols: kept for backward
+  float eps = 1e-3f, momentum = 0.99f;
+  float *gamma_s1 = nullptr, *gamma_s2 = nullptr, *beta_s1 = nullptr, *beta_s2 = nullptr;
+};
+
+template <class D, class = void>
+struct has_layer_steps : std::false_type {};
+template <class D>
+struct has_layer_steps<D, std::void_t<decltype(&D::dropout_mask), decltype(&D::batchnorm_train)>>
+    : std::true_type {};
+
+inline const float* post_output(const std::vector<LayerStep>& post, const float* A) {
+  return post.empty() ? A : post.back().Y;
+}
+inline float* post_grad(std::vector<LayerStep>& post, float* G) { return post.empty() ? G : post.back().G; }
+
+template <class D>
+const float* post_forward(const D& dev, std::vector<LayerStep>& post, const float* A, int B) {
+  if constexpr (has_layer_steps<D>::value) {
+    const float* x = A;
+    for (LayerStep& s : post) {
+      const std::int64_t n = std::int64_t(B) * s.cols;
+      switch (s.kind) {
+        case StepKind::activation:
+          dev.act_forward(s.Y, x, n, s.act);
+          break;
+        case StepKind::dropout:
+          dev.dropout_mask(s.M, B, s.cols, s.rate, s.seed, std::uint64_t(*s.counter), s.row_b, s.col_b);
+          ++*s.counter;
+          dev.mul(s.Y, x, s.M, n);
+          break;
+        case StepKind::batchnorm:
+          dev.batchnorm_train(s.Y, s.xhat, s.invstd, x, s.gamma, s.beta, B, s.cols, s.eps, s.moving_mean,
+                              s.moving_var, s.momentum);
+          break;
+      }
+      x = s.Y;
+    }
+  }
+  return post_output(post, A);
+}
+
+template <class D>
+void post_backward(const D& dev, std::vector<LayerStep>& post, float* G, int B) {
+  if constexpr (has_layer_steps<D>::value) {
+    for (int k = int(post.size()) - 1; k >= 0; --k) {
+      LayerStep& s = post[std::size_t(k)];
+      float* dx = k > 0 ? post[std::size_t(k) - 1].G : G;
+      const std::int64_t n = std::int64_t(B) * s.cols;
+      switch (s.kind) {
+        case StepKind::activation:
+          dev.act_backward(dx, s.G, s.Y, n, s.act);
+          break;
+        case StepKind::dropout:
+          dev.mul(dx, s.G, s.M, n);
+          break;
+        case StepKind::batchnorm:
+          dev.batchnorm_backward(dx, s.dgamma, s.dbeta, s.G, s.xhat, s.invstd, s.gamma, B, s.cols);
+          break;
+      }
+    }
+  }
+}
+
+template <class D, class Opt>
+void post_update(const D& dev, std::vector<LayerStep>& post, const Opt& opt, std::int64_t t, bool adam) {
+  if constexpr (has_layer_steps<D>::value) {
+    for (LayerStep& s : post) {
+      if (s.kind != StepKind::batchnorm) continue;
+      if (s.gamma) {
+        if (adam) dev.adam_update(s.gamma, s.dgamma, s.gamma_s1, s.gamma_s2, s.cols, opt, t);
+        else dev.sgd_update(s.gamma, s.dgamma, s.gamma_s1, s.cols, opt);
+      }
+      if (s.beta) {
+        if (adam) dev.adam_update(s.beta, s.dbeta, s.beta_s1, s.beta_s2, s.cols, opt, t);
+        else dev.sgd_update(s.beta, s.dbeta, s.beta_s1, s.cols, opt);
+      }
+    }
+  }
+}
+
+}  // namespace fusednn

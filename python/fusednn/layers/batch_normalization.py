@@ -1,0 +1,124 @@
+"""Keras' ``BatchNormalization`` over the features of 2-D inputs.
+
+In training it normalises each feature with the batch's mean and biased variance,
+then scales by ``gamma`` and shifts by ``beta`` (trainable), and moves the
+non-trainable moving statistics towards the batch's
+(``moving = moving * momentum + batch * (1 - momentum)``, Keras' rule); in
+inference it uses the moving statistics. ``get_weights`` gives Keras' order
+``[gamma, beta, moving_mean, moving_variance]`` (without gamma/beta when
+``scale``/``center`` is off), and saved models keep all four.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import initializers
+from .base import Buffers, Layer
+
+
+class BatchNormalization(Layer):
+    """``keras.layers.BatchNormalization(axis=-1, momentum=0.99, epsilon=1e-3, center=True,
+    scale=True, beta_initializer='zeros', gamma_initializer='ones',
+    moving_mean_initializer='zeros', moving_variance_initializer='ones')`` for inputs
+    (batch, features): statistics per feature (axis -1 or 1)."""
+
+    uses_training = True
+
+    def __init__(self, axis: int = -1, momentum: float = 0.99, epsilon: float = 1e-3, center: bool = True,
+                 scale: bool = True, beta_initializer: Any = "zeros", gamma_initializer: Any = "ones",
+                 moving_mean_initializer: Any = "zeros", moving_variance_initializer: Any = "ones",
+                 input_shape: Any = None, input_dim: int | None = None, name: str | None = None) -> None:
+        if isinstance(axis, (list, tuple)) and len(axis) == 1:
+            axis = axis[0]
+        if axis not in (-1, 1):
+            raise ValueError(f"BatchNormalization axis must be -1 (or 1: the features of 2-D input), got {axis!r}")
+        if not 0.0 <= float(momentum) <= 1.0:
+            raise ValueError(f"BatchNormalization momentum must be in [0, 1], got {momentum!r}")
+        if not float(epsilon) > 0.0:
+            raise ValueError(f"BatchNormalization epsilon must be > 0, got {epsilon!r}")
+        self.axis, self.momentum, self.epsilon = int(axis), float(momentum), float(epsilon)
+        self.center, self.scale = bool(center), bool(scale)
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        self.moving_mean_initializer = initializers.get(moving_mean_initializer)
+        self.moving_variance_initializer = initializers.get(moving_variance_initializer)
+        super().__init__(name, input_shape, input_dim)
+        self.gamma = self.beta = self.moving_mean = self.moving_variance = None
+        self._invstd = None
+        self._xhat = None
+
+    def build(self, input_dim: int) -> None:
+        super().build(input_dim)
+        be, n = self.backend, self.input_dim
+        self.weights = []
+        if self.scale:
+            self.gamma = be.asarray(self.gamma_initializer((n,)))
+            self.weights.append(self.gamma)
+        if self.center:
+            self.beta = be.asarray(self.beta_initializer((n,)))
+            self.weights.append(self.beta)
+        self.grads = [be.zeros(w.shape) for w in self.weights]
+        self.moving_mean = be.asarray(self.moving_mean_initializer((n,)))
+        self.moving_variance = be.asarray(self.moving_variance_initializer((n,)))
+        self.non_trainable_weights = [self.moving_mean, self.moving_variance]
+        self._invstd = be.empty((n,))
+
+    def _grad(self, which: str) -> Any:
+        if which == "gamma":
+            return self.grads[0] if self.scale else None
+        return self.grads[-1] if self.center else None
+
+    def forward(self, x: Any, buf: Buffers, training: bool = False) -> Any:
+        be = self.backend
+        if not training:
+            self._xhat = None
+            be.batchnorm_infer(x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.epsilon, buf.y)
+            return buf.y
+        if buf.dz is None:  # xhat of this batch size
+            buf.dz = be.empty(buf.y.shape)
+        be.batchnorm_train(x, self.gamma, self.beta, self.epsilon, self.moving_mean, self.moving_variance,
+                           self.momentum, buf.y, buf.dz, self._invstd)
+        self._xhat = buf.dz
+        return buf.y
+
+    def backward(self, dy: Any, buf: Buffers, need_dx: bool) -> Any:
+        be = self.backend
+        if self._xhat is None:
+            raise RuntimeError(f"BatchNormalization {self.name!r}: backward needs a training forward pass")
+        if buf.dx is None:
+            buf.dx = be.empty(buf.y.shape)
+        be.batchnorm_backward(dy, self._xhat, self._invstd, self.gamma, buf.dx, self._grad("gamma"),
+                              self._grad("beta"))
+        return buf.dx if need_dx else None
+
+    def fused_step(self, be: Any, batch: int) -> dict:
+        """The fused trainer's step (fusednn/layer_steps.h); the caller adds the optimizer state."""
+        n = self.input_dim
+        return {"kind": "batchnorm", "gamma": self.gamma, "beta": self.beta, "dgamma": self._grad("gamma"),
+                "dbeta": self._grad("beta"), "moving_mean": self.moving_mean,
+                "moving_var": self.moving_variance, "xhat": be.empty((batch, n)), "invstd": be.empty((n,)),
+                "eps": self.epsilon, "momentum": self.momentum}
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "axis": self.axis, "momentum": self.momentum, "epsilon": self.epsilon,
+                "center": self.center, "scale": self.scale,
+                "beta_initializer": initializers.serialize(self.beta_initializer),
+                "gamma_initializer": initializers.serialize(self.gamma_initializer),
+                "moving_mean_initializer": initializers.serialize(self.moving_mean_initializer),
+                "moving_variance_initializer": initializers.serialize(self.moving_variance_initializer)}
+
+    def onnx_nodes(self, builder: Any, x: str) -> str:
+        be = self.backend
+        var = be.to_numpy(self.moving_variance).astype(np.float64)
+        inv = (1.0 / np.sqrt(var + self.epsilon)).astype(np.float32)
+        scale = inv * be.to_numpy(self.gamma) if self.scale else inv
+        shift = -be.to_numpy(self.moving_mean) * scale
+        if self.center:
+            shift = be.to_numpy(self.beta) + shift
+        y = builder.node("Mul", [x, builder.constant(f"{self.name}.scale", scale.astype(np.float32))])
+        return builder.node("Add", [y, builder.constant(f"{self.name}.shift", shift.astype(np.float32))])
+
+    def __repr__(self) -> str:
+        return f"<BatchNormalization name={self.name!r} features={self.input_dim}>"
