@@ -44,9 +44,8 @@ class MlpTrainer {
         [&](const py::handle& h, const std::string& name, std::vector<py::ssize_t> shape) {
           return fptr(keep_shaped(h, name, std::move(shape)));
         });
-    for (const DenseBuffers& l : layers_)  // the CUDA policy has no layer-step kernels yet
-      if (!l.post.empty())
-        throw py::value_error("the CUDA trainer does not run Dropout/BatchNormalization/Activation steps yet");
+    // layer steps (Dropout/BatchNormalization/Activation) on the GPU are opt-in until they have run on a
+    // device: fusednn.backends.cuda passes them only with FUSEDNN_CUDA_TRAINER_STEPS=1
   }
 
   // Queue steps [step0, step1) of the epoch whose sample order is `order` on

@@ -89,7 +89,7 @@ inline OptimizerConfig to_optimizer(const py::dict& o) {
 //   {"kind": "dropout", "rate", "seed", "counter" (1-element int64 host array, kept
 //    alive by the caller), "row_b", "col_b", "M", "Y", "G"}
 //   {"kind": "batchnorm", "gamma", "beta" (None without scale/center), "dgamma", "dbeta",
-//    "moving_mean", "moving_var", "xhat", "invstd", "eps", "momentum", and the optimizer
+//    "moving_mean", "moving_var", "xhat", "invstd", "scratch" (3*cols), "eps", "momentum", and the optimizer
 //    state "gamma_s1", "gamma_s2", "beta_s1", "beta_s2", "Y", "G"}
 template <class Shaped>
 std::vector<LayerStep> to_steps(const py::list& steps, const OptimizerConfig& opt, int batch, int cols,
@@ -128,6 +128,7 @@ std::vector<LayerStep> to_steps(const py::list& steps, const OptimizerConfig& op
       st.moving_var = shaped(d["moving_var"], at + "moving_var", {cols});
       st.xhat = shaped(d["xhat"], at + "xhat", {batch, cols});
       st.invstd = shaped(d["invstd"], at + "invstd", {cols});
+      st.scratch = shaped(d["scratch"], at + "scratch", {3 * cols});
       if (!d["gamma"].is_none()) {
         st.gamma = shaped(d["gamma"], at + "gamma", {cols});
         st.dgamma = shaped(d["dgamma"], at + "dgamma", {cols});

@@ -71,11 +71,11 @@ struct Kernels {
   }
   void mul(float* y, const float* a, const float* b, std::int64_t n) const { cpu::mul(y, a, b, std::size_t(n)); }
   void batchnorm_train(float* y, float* xhat, float* invstd, const float* x, const float* gamma, const float* beta,
-                       int rows, int cols, float eps, float* mm, float* mv, float momentum) const {
+                       int rows, int cols, float eps, float* mm, float* mv, float momentum, float*) const {
     cpu::batchnorm_train(y, xhat, invstd, x, gamma, beta, rows, cols, eps, mm, mv, momentum);
   }
   void batchnorm_backward(float* dx, float* dgamma, float* dbeta, const float* dy, const float* xhat,
-                          const float* invstd, const float* gamma, int rows, int cols) const {
+                          const float* invstd, const float* gamma, int rows, int cols, float*) const {
     cpu::batchnorm_backward(dx, dgamma, dbeta, dy, xhat, invstd, gamma, rows, cols);
   }
   bool is_finite(const float* v) const { return std::isfinite(*v); }

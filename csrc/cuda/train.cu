@@ -5,6 +5,7 @@
 #include <string>
 
 #include "fusednn/cuda.h"
+#include "fusednn/cuda_layers.h"
 
 namespace fusednn {
 namespace cuda {
@@ -95,6 +96,27 @@ struct Kernels {
   }
   void sgd_update(float* w, const float* g, float* v, std::int64_t n, const OptimizerConfig& o) const {
     check(cuda::sgd_update(w, g, v, std::size_t(n), o.lr, o.momentum, o.nesterov, stream), "sgd_update");
+  }
+  // the layer steps (layer_steps.h; opt-in, not yet run on a device)
+  void act_forward(float* y, const float* x, std::int64_t n, Act act) const {
+    check(cuda::act_forward(y, x, std::size_t(n), act, stream), "act_forward");
+  }
+  void dropout_mask(float* m, int rows, int cols, float rate, std::uint64_t seed, std::uint64_t t, bool row_b,
+                    bool col_b) const {
+    check(cuda::dropout_mask(m, rows, cols, rate, seed, t, row_b, col_b, stream), "dropout_mask");
+  }
+  void mul(float* y, const float* a, const float* b, std::int64_t n) const {
+    check(cuda::mul(y, a, b, std::size_t(n), stream), "mul");
+  }
+  void batchnorm_train(float* y, float* xhat, float* invstd, const float* x, const float* gamma, const float* beta,
+                       int rows, int cols, float eps, float* mm, float* mv, float momentum, float* scratch) const {
+    check(cuda::batchnorm_train(y, xhat, invstd, x, gamma, beta, rows, cols, eps, mm, mv, momentum, scratch, stream),
+          "batchnorm_train");
+  }
+  void batchnorm_backward(float* dx, float* dgamma, float* dbeta, const float* dy, const float* xhat,
+                          const float* invstd, const float* gamma, int rows, int cols, float* scratch) const {
+    check(cuda::batchnorm_backward(dx, dgamma, dbeta, dy, xhat, invstd, gamma, rows, cols, scratch, stream),
+          "batchnorm_backward");
   }
   // Reading a loss would wait for the GPU every step; the caller checks the
   // step losses once per epoch instead.

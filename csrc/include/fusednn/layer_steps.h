@@ -48,6 +48,7 @@ struct LayerStep {
   float *gamma = nullptr, *beta = nullptr, *dgamma = nullptr, *dbeta = nullptr;
   float *moving_mean = nullptr, *moving_var = nullptr;
   float *xhat = nullptr, *invstd = nullptr;  // batch×cols and cols: kept for backward
+  float* scratch = nullptr;                  // 3*cols of device scratch (the CUDA kernels' column sums)
   float eps = 1e-3f, momentum = 0.99f;
   float *gamma_s1 = nullptr, *gamma_s2 = nullptr, *beta_s1 = nullptr, *beta_s2 = nullptr;
 };
@@ -80,7 +81,7 @@ const float* post_forward(const D& dev, std::vector<LayerStep>& post, const floa
           break;
         case StepKind::batchnorm:
           dev.batchnorm_train(s.Y, s.xhat, s.invstd, x, s.gamma, s.beta, B, s.cols, s.eps, s.moving_mean,
-                              s.moving_var, s.momentum);
+                              s.moving_var, s.momentum, s.scratch);
           break;
       }
       x = s.Y;
@@ -104,7 +105,7 @@ void post_backward(const D& dev, std::vector<LayerStep>& post, float* G, int B) 
           dev.mul(dx, s.G, s.M, n);
           break;
         case StepKind::batchnorm:
-          dev.batchnorm_backward(dx, s.dgamma, s.dbeta, s.G, s.xhat, s.invstd, s.gamma, B, s.cols);
+          dev.batchnorm_backward(dx, s.dgamma, s.dbeta, s.G, s.xhat, s.invstd, s.gamma, B, s.cols, s.scratch);
           break;
       }
     }

@@ -184,6 +184,9 @@ class CudaBackend(Backend):
 
     # ---- fused training -------------------------------------------------
     has_trainer = True
+    #: Dropout/BatchNormalization/Activation steps in the CUDA fused trainer (csrc/cuda/layers.cu):
+    #: opt-in with FUSEDNN_CUDA_TRAINER_STEPS=1 until they have been run on a device
+    trainer_steps = os.environ.get("FUSEDNN_CUDA_TRAINER_STEPS", "") == "1"
 
     def make_trainer(self, layers, optimizer, loss, batch):
         return CudaTrainer(self, self._k.MlpTrainer(layers, optimizer, loss, batch, self.tf32))

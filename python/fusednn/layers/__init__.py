@@ -6,9 +6,12 @@ A new layer family gets its own file here and is exported below.
 """
 from .base import REGISTRY, Buffers, Layer, feature_dim, unique_name
 from .core import Activation, Dense, Input, InputLayer
+from .activation_layers import ELU, Identity, LeakyReLU, ReLU, Softmax
 from .batch_normalization import BatchNormalization
 from .normalization import Normalization
-from .regularization import Dropout
+from .reshaping import Flatten, Reshape
+from .regularization import Dropout, GaussianDropout, GaussianNoise
 
-__all__ = ["REGISTRY", "Activation", "BatchNormalization", "Dropout", "Buffers", "Dense", "Input", "InputLayer", "Layer", "Normalization",
+__all__ = ["ELU", "REGISTRY", "Activation", "BatchNormalization", "Dropout", "Flatten", "GaussianDropout", "GaussianNoise", "Identity", "LeakyReLU", "ReLU", "Reshape",
+           "Softmax", "Buffers", "Dense", "Input", "InputLayer", "Layer", "Normalization",
            "feature_dim", "unique_name"]

@@ -99,6 +99,7 @@ class BatchNormalization(Layer):
         return {"kind": "batchnorm", "gamma": self.gamma, "beta": self.beta, "dgamma": self._grad("gamma"),
                 "dbeta": self._grad("beta"), "moving_mean": self.moving_mean,
                 "moving_var": self.moving_variance, "xhat": be.empty((batch, n)), "invstd": be.empty((n,)),
+                "scratch": be.empty((3 * n,)),
                 "eps": self.epsilon, "momentum": self.momentum}
 
     def get_config(self) -> dict[str, Any]:

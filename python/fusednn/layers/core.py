@@ -197,7 +197,14 @@ class InputLayer:
                  input_shape: Any = None) -> None:
         self.name = name or unique_name("input_layer")
         self.batch_size = batch_size
-        self.input_dim = feature_dim(shape if shape is not None else input_shape, None, self.name)
+        given = shape if shape is not None else input_shape
+        if given is not None and not isinstance(given, (int, np.integer)) and len(tuple(given)) > 1:
+            # a shaped sample (e.g. an 8x8 image): a Flatten must come next; rows hold prod(shape)
+            dims = tuple(given)
+            if any(d is None or int(d) < 1 for d in dims):
+                raise ValueError(f"{self.name}: shape must have positive sizes, got {dims}")
+            given = (int(np.prod(dims)),)
+        self.input_dim = feature_dim(given, None, self.name)
         if self.input_dim is None:
             raise ValueError("Input needs a shape, e.g. Input(shape=(10,))")
 

@@ -67,3 +67,15 @@ def dropout_mask(rows: int, cols: int, rate: float, seed: int, step: int, row_b:
     scale = np.float32(1) / (np.float32(1) - rate32)
     u = uniform(seed, step, noise_index(rows, cols, row_b, col_b))
     return np.where(u >= rate32, scale, np.float32(0)).astype(np.float32)
+
+
+def normal(rows: int, cols: int, seed: int, step: int) -> np.ndarray:
+    """Float32 standard normals for a rows×cols draw by Box-Muller over Philox: element
+    ``e`` takes the uniforms of indices ``2e`` (as ``(k + 1) * 2**-24`` in (0, 1], so the
+    log is finite) and ``2e + 1``; the transcendental part runs in float64."""
+    e = np.arange(rows * cols, dtype=np.uint64)
+    w1 = words(seed, step, 2 * e) >> np.uint32(8)
+    w2 = words(seed, step, 2 * e + np.uint64(1)) >> np.uint32(8)
+    u1 = (w1.astype(np.float64) + 1.0) * 2.0**-24
+    u2 = w2.astype(np.float64) * 2.0**-24
+    return (np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)).astype(np.float32).reshape(rows, cols)

@@ -111,3 +111,95 @@ class Dropout(Layer):
 
     def __repr__(self) -> str:
         return f"<Dropout name={self.name!r} rate={self.rate}>"
+
+
+class _TrainingNoise(Layer):
+    """Base of the training-only Gaussian noise layers: the draws are Philox normals
+    (:func:`.philox.normal`) keyed by the seed and the layer's step counter, made on
+    the host and copied to the device, so every backend sees the same noise."""
+
+    uses_training = True
+
+    def __init__(self, seed: int | None, input_shape: Any, input_dim: int | None, name: str | None) -> None:
+        self.seed, self._saved_seed = _seed(seed, type(self).__name__)
+        super().__init__(name, input_shape, input_dim)
+        self.counter = np.zeros(1, dtype=np.int64)
+        self._factor = None
+
+    def _normals(self, rows: int) -> Any:
+        from . import philox
+
+        z = philox.normal(rows, self.input_dim, self.seed, int(self.counter[0]))
+        self.counter[0] += 1
+        return self.backend.asarray(z)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "seed": self._saved_seed}
+
+
+class GaussianNoise(_TrainingNoise):
+    """``keras.layers.GaussianNoise(stddev, seed=None)``: adds zero-mean normal noise of
+    standard deviation ``stddev`` in training; the identity in inference."""
+
+    def __init__(self, stddev: float, seed: int | None = None, input_shape: Any = None,
+                 input_dim: int | None = None, name: str | None = None) -> None:
+        if isinstance(stddev, bool) or not isinstance(stddev, (int, float, np.integer, np.floating)) or stddev < 0:
+            raise ValueError(f"GaussianNoise stddev must be a number >= 0, got {stddev!r}")
+        self.stddev = float(stddev)
+        super().__init__(seed, input_shape, input_dim, name)
+
+    def forward(self, x: Any, buf: Buffers, training: bool = False) -> Any:
+        if not training or self.stddev == 0.0:
+            return x
+        buf.y[...] = x + np.float32(self.stddev) * self._normals(x.shape[0])
+        return buf.y
+
+    def backward(self, dy: Any, buf: Buffers, need_dx: bool) -> Any:
+        return dy if need_dx else None
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "stddev": self.stddev}
+
+    def onnx_nodes(self, builder: Any, x: str) -> str:
+        return x
+
+
+class GaussianDropout(_TrainingNoise):
+    """``keras.layers.GaussianDropout(rate, seed=None)``: multiplies by normal noise of mean
+    1 and standard deviation ``sqrt(rate / (1 - rate))`` in training; the identity in inference."""
+
+    def __init__(self, rate: float, seed: int | None = None, input_shape: Any = None,
+                 input_dim: int | None = None, name: str | None = None) -> None:
+        if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)) \
+                or not 0.0 <= float(rate) < 1.0:
+            raise ValueError(f"GaussianDropout rate must be a number in [0, 1), got {rate!r}")
+        self.rate = float(rate)
+        super().__init__(seed, input_shape, input_dim, name)
+
+    def forward(self, x: Any, buf: Buffers, training: bool = False) -> Any:
+        self._factor = None
+        if not training or self.rate == 0.0:
+            return x
+        if buf.dz is None:
+            buf.dz = self.backend.empty(buf.y.shape)
+        sd = np.float32(np.sqrt(self.rate / (1.0 - self.rate)))
+        buf.dz[...] = np.float32(1) + sd * self._normals(x.shape[0])
+        self.backend.mul(x, buf.dz, buf.y)
+        self._factor = buf.dz
+        return buf.y
+
+    def backward(self, dy: Any, buf: Buffers, need_dx: bool) -> Any:
+        if not need_dx:
+            return None
+        if self._factor is None:
+            return dy
+        if buf.dx is None:
+            buf.dx = self.backend.empty(buf.y.shape)
+        self.backend.mul(dy, self._factor, buf.dx)
+        return buf.dx
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "rate": self.rate}
+
+    def onnx_nodes(self, builder: Any, x: str) -> str:
+        return x

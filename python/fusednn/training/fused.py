@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import losses, optimizers
 from ..backends import activation_code
-from ..layers import Activation, BatchNormalization, Dense, Dropout, Normalization
+from ..layers import Activation, BatchNormalization, Dense, Dropout, Flatten, Identity, Normalization, ReLU, Reshape
 from . import inputs
 from .epoch_metrics import EpochMetrics
 
@@ -27,10 +27,19 @@ _FUSED_LOSSES = (losses.MeanSquaredError, losses.BinaryCrossentropy, losses.Cate
                  losses.SparseCategoricalCrossentropy)
 
 
+#: layers that are the identity on the flat rows the trainer works on: left out of the program
+_IDENTITY = (Flatten, Reshape, Identity)
+
+
+def _program(model: Any) -> list[Any]:
+    """The model's layers that compute something (the identity layers left out)."""
+    return [layer for layer in model.layers if type(layer) not in _IDENTITY]
+
+
 def _leading_norms(model: Any) -> list[Normalization]:
     """The Normalization layers the model starts with: applied to the data up front."""
     out = []
-    for layer in model.layers:
+    for layer in _program(model):
         if type(layer) is not Normalization:
             break
         out.append(layer)
@@ -38,7 +47,7 @@ def _leading_norms(model: Any) -> list[Normalization]:
 
 
 #: layers that run as steps after a Dense block in the fused trainer (fusednn/layer_steps.h)
-_STEP_LAYERS = (Dropout, BatchNormalization, Activation)
+_STEP_LAYERS = (Dropout, BatchNormalization, Activation, ReLU, Identity)
 
 
 def _steps_reason(model: Any, layers: list[Any]) -> str | None:
@@ -53,6 +62,8 @@ def _steps_reason(model: Any, layers: list[Any]) -> str | None:
             return f"layer {layer.name!r} ({type(layer).__name__}) is not fused"
         if type(layer) is Activation and layer.activation == "softmax":
             return f"a softmax Activation layer ({layer.name!r}) inside the model is not fused"
+        if type(layer) is ReLU and not layer.plain:
+            return f"ReLU layer {layer.name!r} with max_value/negative_slope/threshold is not fused"
         if not getattr(model.backend, "trainer_steps", False):
             return (f"the {model.backend.name} fused trainer does not run {type(layer).__name__} layers yet "
                     f"(layer {layer.name!r})")
@@ -69,7 +80,7 @@ def unsupported_reason(model: Any) -> str | None:
     if not getattr(be, "has_trainer", False):
         return f"backend {be.name!r} has no fused trainer"
     k = len(_leading_norms(model))
-    why = _steps_reason(model, model.layers[k:])
+    why = _steps_reason(model, _program(model)[k:])
     if why is not None:
         return why
     if type(model.loss) not in _FUSED_LOSSES:
@@ -115,11 +126,12 @@ class FusedTrainer:
         fold = model.loss.folds_output(model.output_activation)
         self.norms = _leading_norms(model)
         self._normalized: tuple[Any, Any] | None = None  # (data, its normalised copy) of this fit
-        for i, layer in enumerate(model.layers[len(self.norms):], start=len(self.norms)):
+        prog = _program(model)
+        for i, layer in enumerate(prog[len(self.norms):], start=len(self.norms)):
             if type(layer) is not Dense:  # a step after the last Dense block
                 p = self._add_step(specs[-1], layer, be, batch, states, p)
                 continue
-            act = "linear" if (fold and i == len(model.layers) - 1) else layer.activation
+            act = "linear" if (fold and i == len(prog) - 1) else layer.activation
             spec = {"W": layer.kernel, "b": layer.bias, "act": activation_code(act),
                     "A": be.empty((batch, layer.units)), "G": be.empty((batch, layer.units)),
                     "dW": layer.grads[0], "db": layer.grads[1] if layer.use_bias else None}
@@ -149,6 +161,10 @@ class FusedTrainer:
         if type(layer) is Activation:
             step = None if layer.activation == "linear" else {"kind": "activation",
                                                                "act": activation_code(layer.activation)}
+        elif type(layer) is ReLU:
+            step = {"kind": "activation", "act": activation_code("relu")}
+        elif type(layer) is Identity:
+            step = None
         else:
             step = layer.fused_step(be, batch)
         if type(layer) is BatchNormalization:

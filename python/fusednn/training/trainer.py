@@ -168,7 +168,7 @@ class Trainer:
         if not self.layers:
             raise ValueError(f"model {self.name!r} has no layers; add some first")
         be = self._be()
-        x = inputs.samples(x, xname, be, self._input_features())
+        x = inputs.samples(self._flat_samples(x, xname), xname, be, self._input_features())
         if not self.built:
             self.build((None, x.shape[1]))
         sparse = self.loss is not None and self.loss.sparse
@@ -184,10 +184,27 @@ class Trainer:
         device if it is already there; builds the model from x's feature count if needed."""
         if not self.layers:
             raise ValueError(f"model {self.name!r} has no layers; add some first")
-        x = inputs.samples(x, "x", self._be(), self._input_features())
+        x = inputs.samples(self._flat_samples(x, "x"), "x", self._be(), self._input_features())
         if not self.built:
             self.build((None, x.shape[1]))
         return x
+
+    def _flat_samples(self, x: Any, name: str) -> Any:
+        """Samples with a shape (e.g. (n, 8, 8) images) as flat rows (n, 64), in C order,
+        when the model starts with a Flatten (or flat Reshape): Keras' Flatten, done once
+        at the boundary since every layer works on rows."""
+        first = self.layers[0] if self.layers else None
+        if not getattr(first, "flattens_input", False):
+            return x
+        if not hasattr(x, "ndim"):
+            x = np.asarray(x)
+        if x.ndim <= 2:
+            return x
+        want = first.sample_shape
+        if want is not None and tuple(x.shape[1:]) != tuple(want):
+            raise ValueError(f"{name} has samples of shape {tuple(x.shape[1:])} but layer {first.name!r} "
+                             f"takes {tuple(want)}")
+        return x.reshape(x.shape[0], -1)
 
     def _place(self, *arrays: Any, copies: int = 1) -> list[Any]:
         """Move arrays to the device when ``copies`` of them fit there at once, else keep
