@@ -8,7 +8,7 @@ The model: 1000 samples x 10 features -> Dense(64) -> BatchNormalization -> relu
 Dropout(0.2) -> Dense(64) -> BatchNormalization -> relu -> Dropout(0.2) -> Dense(1),
 MSE, Adam (Keras defaults), batch 32, shuffled every epoch. PyTorch runs the same
 model (nn.BatchNorm1d with Keras' momentum/epsilon, nn.Dropout) as an eager loop over
-a shuffled index, on the same number of threads. Times are medians of ``--repeats``
+a shuffled index, on one thread and on as many threads as fusednn uses (both shown). Times are medians of ``--repeats``
 fits; the all-Dense comparison runs each build in its own subprocess, alternating.
 """
 from __future__ import annotations
@@ -114,16 +114,20 @@ def main() -> None:
     except ImportError:
         have_torch = False
     ours = [fit_fusednn(x, y, args.epochs) for _ in range(args.repeats)]
-    ref = [fit_torch(x, y, args.epochs) for _ in range(args.repeats)] if have_torch else []
+    refs: dict[int, list[float]] = {}
+    if have_torch:  # PyTorch on one thread and on ours: on a loaded machine its thread pool can thrash
+        for k in sorted({1, threads}):
+            torch.set_num_threads(k)
+            refs[k] = [fit_torch(x, y, args.epochs) for _ in range(args.repeats)]
     print(f"Dropout+BatchNorm MLP {N}x{D}->{H}->{H}->1, Adam, batch 32, {args.epochs} epochs, "
           f"{threads} threads, median of {args.repeats}")
     print(f"{'engine':<28}{'fit s':>10}{'ms/epoch':>10}{'ratio':>8}")
     med = statistics.median(ours)
     print(f"{'fusednn cpu (fused)':<28}{med:>10.4f}{1e3 * med / args.epochs:>10.3f}{1.0:>8.2f}")
-    if ref:
+    for k, ref in refs.items():
         mr = statistics.median(ref)
-        print(f"{'torch ' + torch.__version__ + ' eager':<28}{mr:>10.4f}{1e3 * mr / args.epochs:>10.3f}"
-              f"{mr / med:>8.2f}  (torch / fusednn)")
+        label = f"torch {torch.__version__} eager, {k} thr"
+        print(f"{label:<28}{mr:>10.4f}{1e3 * mr / args.epochs:>10.3f}{mr / med:>8.2f}  (torch / fusednn)")
     if args.baseline:
         times: dict[str, list[float]] = {"baseline": [], "this build": []}
         where: dict[str, str] = {}

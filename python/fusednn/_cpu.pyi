@@ -30,11 +30,23 @@ def adam_update(param: object, grad: object, m: object, v: object, learning_rate
 def affine_warp(images: object, mats: object, fill: typing.SupportsFloat | typing.SupportsIndex = 0.0, bilinear: bool = True, clamp: bool = False, out: object = None) -> numpy.ndarray:
     """Resample each image (n, h, w, c) through its 2x3 affine map from output to source pixel."""
 
+def batchnorm_backward(dy: object, xhat: object, invstd: object, gamma: object, dx: object, dgamma: object, dbeta: object) -> None:
+    """Gradients of batchnorm_train: dx, and dgamma/dbeta when given."""
+
+def batchnorm_infer(x: object, gamma: object, beta: object, mean: object, variance: object, epsilon: typing.SupportsFloat | typing.SupportsIndex, y: object) -> None:
+    """Batch normalisation with given statistics: (x - mean)/sqrt(variance + eps)*gamma + beta."""
+
+def batchnorm_train(x: object, gamma: object, beta: object, epsilon: typing.SupportsFloat | typing.SupportsIndex, moving_mean: object, moving_variance: object, momentum: typing.SupportsFloat | typing.SupportsIndex, y: object, xhat: object, invstd: object) -> None:
+    """Batch normalisation of (rows, cols) x in training: batch statistics per column (biased variance), y = gamma*xhat + beta, xhat and invstd kept for the backward pass, moving statistics updated as moving*momentum + batch*(1-momentum)."""
+
 def bias_act(x: object, bias: object, activation: typing.SupportsInt | typing.SupportsIndex, out: object = None) -> numpy.ndarray: ...
 
 def confusion_update(counts: object, pred: object, target: object, classes: typing.SupportsInt | typing.SupportsIndex, sparse: bool, threshold: typing.SupportsFloat | typing.SupportsIndex = 0.5) -> None: ...
 
 def cpu_features() -> dict: ...
+
+def dropout_mask(mask: object, rate: typing.SupportsFloat | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex, step: typing.SupportsInt | typing.SupportsIndex, row_b: bool = False, col_b: bool = False) -> None:
+    """Inverted dropout's mask (1/(1-rate) or 0) into a 2-D float32 array, drawn with Philox4x32-10 (fusednn/philox.h) for (seed, step); row_b/col_b share the draw across rows/columns."""
 
 def error_sums_update(sums: object, pred: object, target: object) -> None: ...
 
@@ -52,6 +64,9 @@ def mse(pred: object, target: object, out: object = None) -> float:
 
 def mse_grad(pred: object, target: object, scale: typing.SupportsFloat | typing.SupportsIndex, out: object = None) -> numpy.ndarray:
     """scale * (pred - target); scale = 2/N gives d mse / d pred."""
+
+def mul(a: object, b: object, out: object) -> None:
+    """out = a * b elementwise (same shapes; out may alias a or b)."""
 
 def num_threads() -> int: ...
 

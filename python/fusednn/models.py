@@ -52,6 +52,7 @@ class Sequential(Trainer):
             if self.layers or self._input_dim is not None:
                 raise ValueError("an Input must be the first thing added to a Sequential model")
             self._input_dim = layer.input_dim
+            self._input_sample_shape = getattr(layer, "sample_shape", None)
             return
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add takes a Layer, got {type(layer).__name__}")

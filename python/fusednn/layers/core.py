@@ -198,11 +198,14 @@ class InputLayer:
         self.name = name or unique_name("input_layer")
         self.batch_size = batch_size
         given = shape if shape is not None else input_shape
+        #: the per-sample shape when it has more than one axis (then a Flatten follows), else None
+        self.sample_shape: tuple[int, ...] | None = None
         if given is not None and not isinstance(given, (int, np.integer)) and len(tuple(given)) > 1:
             # a shaped sample (e.g. an 8x8 image): a Flatten must come next; rows hold prod(shape)
             dims = tuple(given)
             if any(d is None or int(d) < 1 for d in dims):
                 raise ValueError(f"{self.name}: shape must have positive sizes, got {dims}")
+            self.sample_shape = tuple(int(d) for d in dims)
             given = (int(np.prod(dims)),)
         self.input_dim = feature_dim(given, None, self.name)
         if self.input_dim is None:

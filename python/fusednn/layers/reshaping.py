@@ -59,7 +59,11 @@ class Flatten(_FlatIdentity):
                  name: str | None = None) -> None:
         if data_format not in (None, "channels_last"):
             raise ValueError(f"Flatten data_format must be None or 'channels_last', got {data_format!r}")
+        self.data_format = data_format
         super().__init__(input_shape, input_dim, name)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "data_format": self.data_format}
 
 
 class Reshape(_FlatIdentity):

@@ -200,7 +200,7 @@ class Trainer:
             x = np.asarray(x)
         if x.ndim <= 2:
             return x
-        want = first.sample_shape
+        want = first.sample_shape or getattr(self, "_input_sample_shape", None)
         if want is not None and tuple(x.shape[1:]) != tuple(want):
             raise ValueError(f"{name} has samples of shape {tuple(x.shape[1:])} but layer {first.name!r} "
                              f"takes {tuple(want)}")
