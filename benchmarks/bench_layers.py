@@ -8,7 +8,7 @@ The model: 1000 samples x 10 features -> Dense(64) -> BatchNormalization -> relu
 Dropout(0.2) -> Dense(64) -> BatchNormalization -> relu -> Dropout(0.2) -> Dense(1),
 MSE, Adam (Keras defaults), batch 32, shuffled every epoch. PyTorch runs the same
 model (nn.BatchNorm1d with Keras' momentum/epsilon, nn.Dropout) as an eager loop over
-a shuffled index, on one thread and on as many threads as fusednn uses (both shown). Times are medians of ``--repeats``
+a shuffled index, on ``--torch-threads`` threads (default one). Times are medians of ``--repeats``
 fits; the all-Dense comparison runs each build in its own subprocess, alternating.
 """
 from __future__ import annotations
@@ -100,6 +100,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--torch-threads", type=lambda v: [int(t) for t in v.split(",")], default=[1],
+                    help="PyTorch thread counts to time, comma-separated (default 1: on a loaded 2-core "
+                         "machine its 2-thread pool spins and runs ~50x slower)")
     ap.add_argument("--baseline", help="site-packages dir of another fusednn build for the all-Dense comparison")
     args = ap.parse_args()
     x, y = data()
@@ -115,8 +118,8 @@ def main() -> None:
         have_torch = False
     ours = [fit_fusednn(x, y, args.epochs) for _ in range(args.repeats)]
     refs: dict[int, list[float]] = {}
-    if have_torch:  # PyTorch on one thread and on ours: on a loaded machine its thread pool can thrash
-        for k in sorted({1, threads}):
+    if have_torch:
+        for k in args.torch_threads:
             torch.set_num_threads(k)
             refs[k] = [fit_torch(x, y, args.epochs) for _ in range(args.repeats)]
     print(f"Dropout+BatchNorm MLP {N}x{D}->{H}->{H}->1, Adam, batch 32, {args.epochs} epochs, "
@@ -146,7 +149,8 @@ def main() -> None:
         print(f"  baseline: {where['baseline']}; this build: {where['this build']}")
         print(f"  baseline runs {[round(v, 4) for v in times['baseline']]}")
         print(f"  this build runs {[round(v, 4) for v in times['this build']]}")
-    print(f"command: python benchmarks/bench_layers.py --epochs {args.epochs} --repeats {args.repeats}"
+    print(f"command: python benchmarks/bench_layers.py --epochs {args.epochs} --repeats {args.repeats} "
+          f"--torch-threads {','.join(map(str, args.torch_threads))}"
           + (f" --baseline {args.baseline}" if args.baseline else ""))
 
 

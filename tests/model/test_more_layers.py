@@ -136,3 +136,33 @@ def test_layer_configs_round_trip():
         c2 = again.get_config()
         c2.pop("name")
         assert c2 == config
+
+
+def test_layer_normalization_against_float64_and_finite_differences(host_backend_name):
+    x = (_x((5, 7)) * 3 + 2).astype(np.float32)
+    ln = L.LayerNormalization()
+    ln(x)  # builds
+    gamma, beta = _x((1, 7), 2)[0], _x((1, 7), 3)[0]
+    ln.set_weights([gamma, beta])
+
+    def ref(v, g=gamma.astype(np.float64), b=beta.astype(np.float64)):
+        m, s = v.mean(1, keepdims=True), v.var(1, keepdims=True)
+        return (v - m) / np.sqrt(s + 1e-3) * g + b
+
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(np.asarray(ln(x)), ref(x64), rtol=1e-4, atol=1e-5)
+    w = _x((5, 7), 4).astype(np.float64)
+    buf = ln.make_buffers(5)
+    ln.forward(ln.backend.asarray(x), buf)
+    dx = np.asarray(ln.backward(ln.backend.asarray(w.astype(np.float32)), buf, True))
+    np.testing.assert_allclose(dx, numeric_grad(lambda v: float((w * ref(v)).sum()), x64.copy()), rtol=1e-3, atol=1e-4)
+    dg = numeric_grad(lambda g: float((w * ref(x64, g=g)).sum()), gamma.astype(np.float64))
+    np.testing.assert_allclose(np.asarray(ln.grads[0]), dg, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(ln.grads[1]), w.sum(0), rtol=1e-5, atol=1e-5)
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([L.Dense(6, input_shape=(4,)), L.LayerNormalization(), L.Dense(1)])
+    m.compile("adam", "mse")
+    h = m.fit(_x((30, 4)), _x((30, 1)), epochs=2, verbose=0)
+    assert np.isfinite(h.history["loss"]).all()
+    if host_backend_name == "cpu":
+        assert "LayerNormalization" in m.fused_reason

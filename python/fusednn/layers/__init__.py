@@ -7,11 +7,11 @@ A new layer family gets its own file here and is exported below.
 from .base import REGISTRY, Buffers, Layer, feature_dim, unique_name
 from .core import Activation, Dense, Input, InputLayer
 from .activation_layers import ELU, Identity, LeakyReLU, ReLU, Softmax
-from .batch_normalization import BatchNormalization
+from .batch_normalization import BatchNormalization, LayerNormalization
 from .normalization import Normalization
 from .reshaping import Flatten, Reshape
 from .regularization import Dropout, GaussianDropout, GaussianNoise
 
-__all__ = ["ELU", "REGISTRY", "Activation", "BatchNormalization", "Dropout", "Flatten", "GaussianDropout", "GaussianNoise", "Identity", "LeakyReLU", "ReLU", "Reshape",
+__all__ = ["ELU", "REGISTRY", "Activation", "BatchNormalization", "Dropout", "Flatten", "GaussianDropout", "GaussianNoise", "Identity", "LayerNormalization", "LeakyReLU", "ReLU", "Reshape",
            "Softmax", "Buffers", "Dense", "Input", "InputLayer", "Layer", "Normalization",
            "feature_dim", "unique_name"]

@@ -123,3 +123,75 @@ class BatchNormalization(Layer):
 
     def __repr__(self) -> str:
         return f"<BatchNormalization name={self.name!r} features={self.input_dim}>"
+
+
+class LayerNormalization(Layer):
+    """``keras.layers.LayerNormalization(axis=-1, epsilon=1e-3, center=True, scale=True,
+    beta_initializer='zeros', gamma_initializer='ones')``: each sample normalised over its
+    features (mean and biased variance per row), then ``gamma * xhat + beta``; the same in
+    training and inference. Per-op path (NumPy/CuPy expressions, statistics in float64);
+    not in the fused trainer yet."""
+
+    def __init__(self, axis: int = -1, epsilon: float = 1e-3, center: bool = True, scale: bool = True,
+                 beta_initializer: Any = "zeros", gamma_initializer: Any = "ones", input_shape: Any = None,
+                 input_dim: int | None = None, name: str | None = None) -> None:
+        if isinstance(axis, (list, tuple)) and len(axis) == 1:
+            axis = axis[0]
+        if axis not in (-1, 1):
+            raise ValueError(f"LayerNormalization axis must be -1 (or 1: the features of 2-D input), got {axis!r}")
+        if not float(epsilon) > 0.0:
+            raise ValueError(f"LayerNormalization epsilon must be > 0, got {epsilon!r}")
+        self.axis, self.epsilon, self.center, self.scale = int(axis), float(epsilon), bool(center), bool(scale)
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        super().__init__(name, input_shape, input_dim)
+        self.gamma = self.beta = None
+        self._xhat = self._invstd = None
+
+    def build(self, input_dim: int) -> None:
+        super().build(input_dim)
+        be, n = self.backend, self.input_dim
+        self.weights = []
+        if self.scale:
+            self.gamma = be.asarray(self.gamma_initializer((n,)))
+            self.weights.append(self.gamma)
+        if self.center:
+            self.beta = be.asarray(self.beta_initializer((n,)))
+            self.weights.append(self.beta)
+        self.grads = [be.zeros(w.shape) for w in self.weights]
+
+    def forward(self, x: Any, buf: Buffers) -> Any:
+        xp, f32 = self.backend.xp, np.float32
+        x64 = x.astype(np.float64)
+        mean = x64.mean(axis=1, keepdims=True)
+        var = ((x64 - mean) ** 2).mean(axis=1, keepdims=True)
+        self._invstd = (1.0 / xp.sqrt(var + self.epsilon)).astype(f32)
+        self._xhat = ((x - mean.astype(f32)) * self._invstd).astype(f32)
+        y = self._xhat * self.gamma if self.scale else self._xhat.copy()
+        if self.center:
+            y += self.beta
+        buf.y[...] = y
+        return buf.y
+
+    def backward(self, dy: Any, buf: Buffers, need_dx: bool) -> Any:
+        f32 = np.float32
+        h = self._xhat
+        if self.scale:
+            self.grads[0][...] = (dy.astype(np.float64) * h).sum(axis=0).astype(f32)
+        if self.center:
+            self.grads[-1][...] = dy.astype(np.float64).sum(axis=0).astype(f32)
+        if not need_dx:
+            return None
+        g = dy * self.gamma if self.scale else dy
+        g64 = g.astype(np.float64)
+        a = g64.mean(axis=1, keepdims=True)
+        b = (g64 * h).mean(axis=1, keepdims=True)
+        if buf.dx is None:
+            buf.dx = self.backend.empty(buf.y.shape)
+        buf.dx[...] = self._invstd * (g - a.astype(f32) - h * b.astype(f32))
+        return buf.dx
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon, "center": self.center,
+                "scale": self.scale, "beta_initializer": initializers.serialize(self.beta_initializer),
+                "gamma_initializer": initializers.serialize(self.gamma_initializer)}
