@@ -38,6 +38,9 @@ void adam_update(float* w, const float* g, float* m, float* v, std::size_t n, fl
                  float c2, float eps);
 void sgd_update(float* w, const float* g, float* v, std::size_t n, float lr, float momentum,
                 bool nesterov);
+// cpu::optimizer_update on elements [b, e) with the clipping factor precomputed.
+void optimizer_update(int kind, int flags, const float* p, float factor, std::size_t b, std::size_t e,
+                      float* w, const float* g, float* s1, float* s2, float* s3, float* ema);
 
 }  // namespace avx2
 }  // namespace cpu

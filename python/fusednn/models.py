@@ -409,6 +409,7 @@ class Sequential:
             cbs.call("on_epoch_end", epoch, logs)
             if self.stop_training:
                 break
+        self.optimizer.finalize_variable_values()  # use_ema: the weights take their moving averages (Keras)
         if self._fused is not None:
             self._fused.forget_data()
         cbs.call("on_train_end", logs)
