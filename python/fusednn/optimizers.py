@@ -17,6 +17,7 @@ from __future__ import annotations
 import inspect
 import sys
 import math
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -357,9 +358,9 @@ class Optimizer:
 
 
 def _snake(name: str) -> str:
-    out = "".join("_" + c.lower() if c.isupper() and i and not name[i - 1].isupper() else c.lower()
-                  for i, c in enumerate(name))
-    return out
+    """Keras' default object name: naming.to_snake_case of the class name ('adam_w', 'rm_sprop')."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 _BASE_KEYS = {"name", "learning_rate", "weight_decay", "clipnorm", "global_clipnorm", "clipvalue", "use_ema",
@@ -451,6 +452,9 @@ class AdamW(Adam):
             raise ValueError("Argument `weight_decay` must be a float. Received: weight_decay=None")
         super().__init__(learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, amsgrad=amsgrad,
                          weight_decay=weight_decay, **kwargs)
+
+    def get_config(self) -> dict[str, Any]:
+        return super().get_config()  # weight_decay is among the common keys
 
 
 class RMSprop(Optimizer):
