@@ -412,3 +412,30 @@ def test_schedule_assigned_between_fits_reaches_the_fused_trainer(monkeypatch):
     _fit(m, x, y, False, monkeypatch, epochs=2, batch_size=32)
     for w0, w1 in zip(before, m.get_weights()):
         np.testing.assert_array_equal(w0, w1)
+
+
+def test_ops_optimizer_update_is_the_optimizers_kernel(host_backend_name):
+    from fusednn import ops
+
+    w0, grads = _data(7, [(33,)], steps=3)
+    opt = O.RMSprop(0.01, momentum=0.5, centered=True, clipnorm=0.4)
+    ours = _run_ours(opt, None, w0, grads)[0]
+    w = w0[0].copy()
+    s = [np.zeros_like(w) for _ in range(3)]
+    spec = opt.kernel_spec()
+    for k, (g,) in enumerate(grads):
+        ops.optimizer_update(w, g, kind="rmsprop", flags=spec["flags"], step_params=opt.step_params(k, 1)[0],
+                             s1=s[0], s2=s[1], s3=s[2], sumsq=ops.sum_squares(g))
+    np.testing.assert_allclose(w, ours, rtol=1e-6, atol=1e-7)
+    assert ops.sum_squares(np.array([3.0, 4.0])) == 25.0
+    P = opt.step_params(0, 1)[0]
+    with pytest.raises(ValueError, match="needs state array s3"):
+        ops.optimizer_update(w, g, kind="rmsprop", flags=spec["flags"], step_params=P, s1=s[0], s2=s[1])
+    with pytest.raises(ValueError, match="same shape"):
+        ops.optimizer_update(w, g[:5], kind="adagrad", step_params=P, s1=s[0])
+    with pytest.raises(TypeError, match="float32"):
+        ops.optimizer_update(w.astype(np.float64), g, kind="adagrad", step_params=P, s1=s[0])
+    with pytest.raises(ValueError, match="unknown optimizer kind"):
+        ops.optimizer_update(w, g, kind="adamm", step_params=P)
+    with pytest.raises(ValueError, match="step_params"):
+        ops.optimizer_update(w, g, kind="sgd", step_params=P[:3])

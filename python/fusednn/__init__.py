@@ -19,6 +19,7 @@ from .losses import MeanSquaredError
 from .models import Sequential
 from .saving import load_model
 from .optimizers import SGD, Adam
+from .optimizers import Adadelta, Adagrad, Adamax, AdamW, Lion, Nadam, RMSprop
 from .utils import set_random_seed
 
 __all__ = [
@@ -55,4 +56,5 @@ __all__ = [
     "ops",
     "set_backend",
     "set_num_threads",
+    "Adadelta", "Adagrad", "Adamax", "AdamW", "Lion", "Nadam", "RMSprop",
 ]
