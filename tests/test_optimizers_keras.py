@@ -439,3 +439,31 @@ def test_ops_optimizer_update_is_the_optimizers_kernel(host_backend_name):
         ops.optimizer_update(w, g, kind="adamm", step_params=P)
     with pytest.raises(ValueError, match="step_params"):
         ops.optimizer_update(w, g, kind="sgd", step_params=P[:3])
+
+
+@pytest.mark.skipif("cpu" not in fusednn.backends.available(), reason="cpu backend not built")
+@pytest.mark.parametrize("n", [1, 7, 8, 511, 513, 70001])  # around the lane, block and threading sizes
+def test_portable_and_simd_paths_agree(n):
+    k = fusednn.backends.cpu._cpu
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal(n).astype(np.float32)
+    ref = float(np.sum(x.astype(np.float64) ** 2))
+    sums = []
+    outs = []
+    for portable in (True, False):
+        k.force_portable(portable)
+        try:
+            sums.append(k.sum_squares(x))
+            opt = O.RMSprop(0.01, momentum=0.5, centered=True, clipvalue=0.5, weight_decay=0.1, use_ema=True)
+            w = rng.standard_normal(n).astype(np.float32) if not outs else outs[0][1].copy()
+            w0 = w.copy()
+            states = [np.zeros(n, np.float32) for _ in range(4)]
+            spec = opt.kernel_spec()
+            for t in range(3):
+                k.optimizer_update(spec["kind"], spec["flags"], opt.step_params(t, 1)[0], w, x, *states, 0.0)
+            outs.append((w, w0))
+        finally:
+            k.force_portable(False)
+    assert sums[0] == sums[1]  # one order of additions on both paths
+    assert sums[0] == pytest.approx(ref, rel=1e-12)
+    np.testing.assert_allclose(outs[1][0], outs[0][0], rtol=1e-6, atol=1e-6)

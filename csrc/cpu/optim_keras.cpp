@@ -24,11 +24,13 @@ void optimizer_update(OptKind kind, int flags, const float* p, float* w, const f
 }
 
 double sum_squares(const float* x, std::size_t n) {
-  // In order, in double: the fused trainer and the per-op path (which adds these
-  // per-variable sums in Python) then agree to the bit.
-  double s = 0.0;
-  for (std::size_t i = 0; i < n; ++i) s += double(x[i]) * double(x[i]);
-  return s;
+  // One fixed order of additions (optim_keras_impl.h), whichever path runs: the
+  // fused trainer and the per-op path (which adds these per-variable sums in
+  // Python) then agree to the bit.
+#ifdef FUSEDNN_HAVE_AVX2_TU
+  if (use_avx2()) return avx2::sum_squares(x, n);
+#endif
+  return portable::sum_squares_lanes(x, n);
 }
 
 }  // namespace cpu

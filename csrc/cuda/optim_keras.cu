@@ -15,15 +15,32 @@ namespace {
 
 using detail::kMapThreads;
 
-template <int K>
+template <int K, int KF>
 __global__ void __launch_bounds__(kMapThreads)
     optimizer_kernel(OptStep p, int flags, double sumsq, const double* sumsq_dev, float* w, const float* g,
                      float* s1, float* s2, float* s3, float* ema, std::size_t n) {
   const float factor = clip_factor(flags, p.p[P_CLIP], sumsq_dev ? *sumsq_dev : sumsq);
   const std::size_t stride = std::size_t(gridDim.x) * blockDim.x;
   for (std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
-    opt_elem<K>(p.p, flags, factor, i, w, g, s1, s2, s3, ema);
+    opt_elem<K, KF>(p.p, flags, factor, i, w, g, s1, s2, s3, ema);
 }
+
+struct Launch {
+  unsigned grid;
+  cudaStream_t stream;
+  const OptStep& p;
+  int flags;
+  double sumsq;
+  const double* sumsq_dev;
+  float* w;
+  const float* g;
+  float *s1, *s2, *s3, *ema;
+  std::size_t n;
+  template <int K, int KF>
+  void run() const {
+    optimizer_kernel<K, KF><<<grid, kMapThreads, 0, stream>>>(p, flags, sumsq, sumsq_dev, w, g, s1, s2, s3, ema, n);
+  }
+};
 
 constexpr int kSumThreads = 512;
 
@@ -48,24 +65,9 @@ cudaError_t optimizer_update(OptKind kind, int flags, const OptStep& p, float* w
                              float* s2, float* s3, float* ema, std::size_t n, double sumsq,
                              const double* sumsq_dev, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
-  const unsigned grid = detail::grid_for(n);
-#define FUSEDNN_OPT_CASE(K)                                                                                  \
-  case K:                                                                                                    \
-    optimizer_kernel<K><<<grid, kMapThreads, 0, stream>>>(p, flags, sumsq, sumsq_dev, w, g, s1, s2, s3, ema, \
-                                                          n);                                                \
-    break;
-  switch (int(kind)) {
-    FUSEDNN_OPT_CASE(0)
-    FUSEDNN_OPT_CASE(1)
-    FUSEDNN_OPT_CASE(2)
-    FUSEDNN_OPT_CASE(3)
-    FUSEDNN_OPT_CASE(4)
-    FUSEDNN_OPT_CASE(5)
-    FUSEDNN_OPT_CASE(6)
-    FUSEDNN_OPT_CASE(7)
-    default: return cudaErrorInvalidValue;
-  }
-#undef FUSEDNN_OPT_CASE
+  if (int(kind) < 0 || int(kind) >= kOptKinds) return cudaErrorInvalidValue;
+  opt_dispatch(int(kind), flags, Launch{detail::grid_for(n), stream, p, flags, sumsq, sumsq_dev, w, g, s1, s2, s3,
+                                        ema, n});
   return cudaGetLastError();
 }
 

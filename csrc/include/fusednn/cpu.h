@@ -89,7 +89,7 @@ void adam_update(float* w, const float* g, float* m, float* v, std::size_t n, fl
 // step's gradients' for clip_global; ignored otherwise).
 void optimizer_update(OptKind kind, int flags, const float* p, float* w, const float* g, float* s1, float* s2,
                       float* s3, float* ema, std::size_t n, double sumsq);
-// sum of x[i]^2, in order, in double.
+// sum of x[i]^2 in double, in one fixed order of additions (the same on every SIMD path).
 double sum_squares(const float* x, std::size_t n);
 
 // ---- train.cpp: fusednn::train_steps (trainer.h) on the CPU kernels above.

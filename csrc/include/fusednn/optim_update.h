@@ -84,91 +84,139 @@ FUSEDNN_HD float clip_grad(float g, int flags, float clip, float factor) {
 
 FUSEDNN_HD float sign_of(float x) { return x > 0.f ? 1.f : (x < 0.f ? -1.f : x); }  // keeps 0 and NaN
 
-// One element: clip g, decay w, the kind's update of w and its state s1..s3,
-// then the moving average. Which state arrays a kind uses:
+// The flag bits that change a kind's own arithmetic (the kernels are compiled
+// once per valid combination of them: kf below is a compile-time constant).
+constexpr int kKindFlagMask = optf::nesterov | optf::centered | optf::amsgrad | optf::momentum;
+
+// Whether kind K with kind-flags KF reads state array `slot` (1..3).
+FUSEDNN_HD constexpr bool opt_uses(int K, int KF, int slot) {
+  return K == int(OptKind::sgd)       ? (slot == 1 && (KF & optf::momentum))
+         : K == int(OptKind::adam)    ? (slot <= 2 || (KF & optf::amsgrad))
+         : K == int(OptKind::rmsprop) ? (slot == 1 || (slot == 2 && (KF & optf::momentum)) ||
+                                         (slot == 3 && (KF & optf::centered)))
+         : (K == int(OptKind::adagrad) || K == int(OptKind::lion)) ? slot == 1
+                                                                    : slot <= 2;
+}
+
+// Keras' _apply_weight_decay: w - w * wd * lr.
+FUSEDNN_HD float decayed(float w, const float* p) { return w - w * p[P_WD] * p[P_LR]; }
+
+// The kind's update_step on one element: w (already decayed), the clipped
+// gradient g and the state values a, b, c (s1..s3; unused ones untouched).
+// Which state a kind keeps:
 //   sgd: s1 momentum | adam: s1 m, s2 v, s3 v_hat | rmsprop: s1 velocity, s2 momentum, s3 average gradient
 //   adagrad: s1 accumulator | adadelta: s1 accumulated grad, s2 accumulated delta | adamax: s1 m, s2 u
 //   nadam: s1 m, s2 v | lion: s1 m
-template <int K>
-FUSEDNN_HD void opt_elem(const float* p, int flags, float factor, std::size_t i, float* w, const float* grad,
-                         float* s1, float* s2, float* s3, float* ema) {
+template <int K, int KF>
+FUSEDNN_HD void opt_core(const float* p, float& w, float g, float& a, float& b, float& c) {
   const float lr = p[P_LR];
-  const float g = clip_grad(grad[i], flags, p[P_CLIP], factor);
-  float wi = w[i];
-  if (flags & optf::weight_decay) wi = wi - wi * p[P_WD] * lr;
   if (K == int(OptKind::sgd)) {
-    if (flags & optf::momentum) {
+    if (KF & optf::momentum) {
       const float mom = p[P_A];
-      const float m = s1[i] * mom - g * lr;
-      s1[i] = m;
-      wi = wi + ((flags & optf::nesterov) ? m * mom - g * lr : m);
+      a = a * mom - g * lr;
+      w = w + ((KF & optf::nesterov) ? a * mom - g * lr : a);
     } else {
-      wi = wi - g * lr;
+      w = w - g * lr;
     }
   } else if (K == int(OptKind::adam)) {
-    const float m = s1[i] + (g - s1[i]) * p[P_B];
-    float v = s2[i] + (g * g - s2[i]) * p[P_C];
-    s1[i] = m;
-    s2[i] = v;
-    if (flags & optf::amsgrad) {
-      v = s3[i] > v ? s3[i] : v;
-      s3[i] = v;
+    a = a + (g - a) * p[P_B];
+    b = b + (g * g - b) * p[P_C];
+    float v = b;
+    if (KF & optf::amsgrad) {
+      c = c > v ? c : v;
+      v = c;
     }
-    wi = wi - (m * p[P_A]) / (sqrtf(v) + p[P_D]);
+    w = w - (a * p[P_A]) / (sqrtf(v) + p[P_D]);
   } else if (K == int(OptKind::rmsprop)) {
-    const float vel = p[P_A] * s1[i] + p[P_B] * (g * g);
-    s1[i] = vel;
+    a = p[P_A] * a + p[P_B] * (g * g);
     float den;
-    if (flags & optf::centered) {
-      const float ag = p[P_A] * s3[i] + p[P_B] * g;
-      s3[i] = ag;
-      den = (vel - ag * ag) + p[P_C];
+    if (KF & optf::centered) {
+      c = p[P_A] * c + p[P_B] * g;
+      den = (a - c * c) + p[P_C];
     } else {
-      den = vel + p[P_C];
+      den = a + p[P_C];
     }
     const float inc = (lr * g) / sqrtf(den);
-    if (flags & optf::momentum) {
-      const float mo = p[P_D] * s2[i] + inc;
-      s2[i] = mo;
-      wi = wi - mo;
+    if (KF & optf::momentum) {
+      b = p[P_D] * b + inc;
+      w = w - b;
     } else {
-      wi = wi - inc;
+      w = w - inc;
     }
   } else if (K == int(OptKind::adagrad)) {
-    const float acc = s1[i] + g * g;
-    s1[i] = acc;
-    wi = wi - (lr * g) / sqrtf(acc + p[P_A]);
+    a = a + g * g;
+    w = w - (lr * g) / sqrtf(a + p[P_A]);
   } else if (K == int(OptKind::adadelta)) {
-    const float ag = p[P_A] * s1[i] + p[P_B] * (g * g);
-    s1[i] = ag;
-    const float delta = -((sqrtf(s2[i] + p[P_C]) * g) / sqrtf(ag + p[P_C]));
-    s2[i] = p[P_A] * s2[i] + p[P_B] * (delta * delta);
-    wi = wi + lr * delta;
+    a = p[P_A] * a + p[P_B] * (g * g);
+    const float delta = -((sqrtf(b + p[P_C]) * g) / sqrtf(a + p[P_C]));
+    b = p[P_A] * b + p[P_B] * (delta * delta);
+    w = w + lr * delta;
   } else if (K == int(OptKind::adamax)) {
-    const float m = s1[i] + (g - s1[i]) * p[P_A];
-    const float bu = p[P_B] * s2[i], ag = fabsf(g);
-    const float u = bu > ag ? bu : ag;
-    s1[i] = m;
-    s2[i] = u;
-    wi = wi - (lr * m) / (p[P_D] * (u + p[P_C]));
+    a = a + (g - a) * p[P_A];
+    const float bu = p[P_B] * b, ag = fabsf(g);
+    b = bu > ag ? bu : ag;
+    w = w - (lr * a) / (p[P_D] * (b + p[P_C]));
   } else if (K == int(OptKind::nadam)) {
-    const float m = s1[i] + (g - s1[i]) * p[P_A];
-    const float v = s2[i] + (g * g - s2[i]) * p[P_B];
-    s1[i] = m;
-    s2[i] = v;
-    const float m_hat = (p[P_D] * m) / p[P_E] + (p[P_F] * g) / p[P_G];
-    const float v_hat = v / p[P_H];
-    wi = wi - (m_hat * lr) / (sqrtf(v_hat) + p[P_C]);
+    a = a + (g - a) * p[P_A];
+    b = b + (g * g - b) * p[P_B];
+    const float m_hat = (p[P_D] * a) / p[P_E] + (p[P_F] * g) / p[P_G];
+    const float v_hat = b / p[P_H];
+    w = w - (m_hat * lr) / (sqrtf(v_hat) + p[P_C]);
   } else if (K == int(OptKind::lion)) {
-    const float m = s1[i];
-    wi = wi - lr * sign_of(m * p[P_A] + g * p[P_B]);
-    s1[i] = m * p[P_C] + g * p[P_D];
+    w = w - lr * sign_of(a * p[P_A] + g * p[P_B]);
+    a = a * p[P_C] + g * p[P_D];
   }
+}
+
+// The moving average after the update (Keras' _update_model_variables_moving_average),
+// and the model variable overwritten by it on the steps ema_overwrite_frequency says.
+FUSEDNN_HD void ema_elem(const float* p, float& w, float& avg) {
+  avg = p[P_EMA] * avg + p[P_EMA1] * w;
+  if (p[P_EMA_OW] != 0.f) w = avg;
+}
+
+// One element, the whole of a step in Keras' order: clip g, decay w, update, EMA.
+template <int K, int KF>
+FUSEDNN_HD void opt_elem(const float* p, int flags, float factor, std::size_t i, float* w, const float* grad,
+                         float* s1, float* s2, float* s3, float* ema) {
+  const float g = clip_grad(grad[i], flags, p[P_CLIP], factor);
+  float wi = w[i];
+  if (flags & optf::weight_decay) wi = decayed(wi, p);
+  float a = opt_uses(K, KF, 1) ? s1[i] : 0.f, b = opt_uses(K, KF, 2) ? s2[i] : 0.f,
+        c = opt_uses(K, KF, 3) ? s3[i] : 0.f;
+  opt_core<K, KF>(p, wi, g, a, b, c);
+  if (opt_uses(K, KF, 1)) s1[i] = a;
+  if (opt_uses(K, KF, 2)) s2[i] = b;
+  if (opt_uses(K, KF, 3)) s3[i] = c;
+  if (flags & optf::ema) ema_elem(p, wi, ema[i]);
   w[i] = wi;
-  if (flags & optf::ema) {
-    const float a = p[P_EMA] * ema[i] + p[P_EMA1] * wi;
-    ema[i] = a;
-    if (p[P_EMA_OW] != 0.f) w[i] = a;
+}
+
+// Calls f.template operator()<K, KF>() for the compiled (kind, kind-flags)
+// combination of `kind` and `flags` (the kind flags a kind ignores are dropped).
+template <class F>
+inline void opt_dispatch(int kind, int flags, F&& f) {
+  const bool mom = (flags & optf::momentum) != 0;
+  switch (kind) {
+    case int(OptKind::sgd):
+      if (!mom) return f.template run<0, 0>();
+      if (flags & optf::nesterov) return f.template run<0, optf::momentum | optf::nesterov>();
+      return f.template run<0, optf::momentum>();
+    case int(OptKind::adam):
+      if (flags & optf::amsgrad) return f.template run<1, optf::amsgrad>();
+      return f.template run<1, 0>();
+    case int(OptKind::rmsprop):
+      if (flags & optf::centered) {
+        if (mom) return f.template run<2, optf::centered | optf::momentum>();
+        return f.template run<2, optf::centered>();
+      }
+      if (mom) return f.template run<2, optf::momentum>();
+      return f.template run<2, 0>();
+    case int(OptKind::adagrad): return f.template run<3, 0>();
+    case int(OptKind::adadelta): return f.template run<4, 0>();
+    case int(OptKind::adamax): return f.template run<5, 0>();
+    case int(OptKind::nadam): return f.template run<6, 0>();
+    default: return f.template run<7, 0>();
   }
 }
 
