@@ -82,7 +82,11 @@ FUSEDNN_HD float clip_grad(float g, int flags, float clip, float factor) {
   return g;
 }
 
-FUSEDNN_HD float sign_of(float x) { return x > 0.f ? 1.f : (x < 0.f ? -1.f : x); }  // keeps 0 and NaN
+// sign(x), NaN for NaN; branch-free so that the CPU loops vectorise
+FUSEDNN_HD float sign_of(float x) {
+  const float s = float(x > 0.f) - float(x < 0.f);
+  return x != x ? x : s;
+}
 
 // The flag bits that change a kind's own arithmetic (the kernels are compiled
 // once per valid combination of them: kf below is a compile-time constant).
