@@ -370,8 +370,10 @@ def test_bad_arguments_are_rejected():
         O.SGD(use_ema=True, ema_momentum=1.5)
     with pytest.raises(ValueError, match="not supported"):
         O.Adam(gradient_accumulation_steps=2)
-    with pytest.raises(TypeError, match="unexpected keyword"):
+    with pytest.raises(ValueError, match="not recognized"):
         O.Adam(betas=(0.9, 0.99))
+    with pytest.warns(UserWarning, match="decay"):
+        O.SGD(decay=1e-4)
     with pytest.raises(ValueError, match="unknown optimizer 'adamm'"):
         O.get("adamm")
     with pytest.raises(ValueError, match="decay_steps"):

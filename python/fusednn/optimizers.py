@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import sys
+import warnings
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -100,8 +101,10 @@ class Optimizer:
                  global_clipnorm: float | None = None, use_ema: bool = False, ema_momentum: float = 0.99,
                  ema_overwrite_frequency: int | None = None, loss_scale_factor: float | None = None,
                  gradient_accumulation_steps: int | None = None, name: str | None = None, **kwargs: Any) -> None:
+        if kwargs.pop("decay", None) is not None:  # tf.keras 2's argument, as Keras 3 treats it
+            warnings.warn("Argument `decay` is no longer supported and will be ignored.", stacklevel=2)
         if kwargs:
-            raise TypeError(f"{type(self).__name__} got unexpected keyword arguments {sorted(kwargs)}")
+            raise ValueError(f"Argument(s) not recognized: {kwargs}")
         self._learning_rate: Any = 0.0
         self.learning_rate = learning_rate
         if sum(a is not None for a in (clipnorm, clipvalue, global_clipnorm)) > 1:
