@@ -681,9 +681,10 @@ def serialize(optimizer: Optimizer) -> dict[str, Any]:
     return registry.serialize(optimizer, REGISTRY)
 
 
-def deserialize(config: dict[str, Any]) -> Optimizer:
-    """A new optimizer with the settings :func:`serialize` described."""
-    return registry.deserialize(config, REGISTRY)
+def deserialize(config: dict[str, Any], custom_objects: dict[str, type] | None = None) -> Optimizer:
+    """A new optimizer with the settings :func:`serialize` described (your own classes
+    by name once defined, or through ``custom_objects``, as in Keras)."""
+    return registry.deserialize(config, REGISTRY, custom_objects)
 
 
 # `fusednn.optimizers.schedules` (and `keras.optimizers.schedules`) as in Keras;
