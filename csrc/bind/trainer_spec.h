@@ -59,7 +59,8 @@ inline OptimizerConfig to_optimizer(const py::dict& o) {
 
 // The layers of MlpTrainer(layers=[{"W", "b", "act", "A", "G", "dW", "db", and
 // the optimizer state "W_s1".."W_s3", "b_s1".."b_s3", "W_ema", "b_ema" that the
-// optimizer uses}, ...]).
+// optimizer uses, and optionally "W_decay"/"b_decay": False where weight decay is
+// excluded}, ...]).
 //   matrix(handle, name) -> std::tuple<float*, py::ssize_t rows, py::ssize_t cols>
 //   shaped(handle, name, std::vector<py::ssize_t> shape) -> float*
 template <class Matrix, class Shaped>
@@ -103,6 +104,8 @@ std::vector<DenseBuffers> to_layers(const py::list& layers, const OptimizerConfi
       l.W_ema = shaped(d["W_ema"], where + "W_ema", {l.in, l.out});
       if (bias) l.b_ema = shaped(d["b_ema"], where + "b_ema", {l.out});
     }
+    if (d.contains("W_decay")) l.W_decay = d["W_decay"].cast<bool>();
+    if (d.contains("b_decay")) l.b_decay = d["b_decay"].cast<bool>();
     out.push_back(l);
   }
   return out;

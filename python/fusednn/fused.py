@@ -95,6 +95,7 @@ class FusedTrainer:
                     continue
                 for slot, s in states[i].items():
                     spec[f"{name}_{slot}"] = s
+                spec[f"{name}_decay"] = opt.uses_weight_decay(i)
             p += 2 if layer.use_bias else 1
             specs.append(spec)
         self.batch = batch

@@ -155,7 +155,13 @@ class Sequential:
         if len(set(names)) != len(names) or "loss" in names:
             raise ValueError(f"metric names must be distinct and not 'loss', got {names}")
         if self.built:
-            self.optimizer.build(self._backend, self._params)
+            self.optimizer.build(self._backend, self._params, self._param_names())
+
+    def _param_names(self) -> list[str]:
+        """Keras' variable names of the weights ('kernel', 'bias', ...: the layer attribute
+        holding each), what exclude_from_weight_decay(var_names=...) matches."""
+        return [next((k for k, v in vars(layer).items() if v is w and not k.startswith("_")), "weight")
+                for layer in self.layers for w in layer.weights]
 
     def _require_compiled(self, what: str) -> None:
         if self.optimizer is None or self.loss is None:
@@ -164,7 +170,7 @@ class Sequential:
     def _ready_optimizer(self) -> None:
         # Built at compile time unless the model was not built yet (or gained layers since).
         if not self.optimizer.is_built_for(self._backend, self._params):
-            self.optimizer.build(self._backend, self._params)
+            self.optimizer.build(self._backend, self._params, self._param_names())
 
     # -------------------------------------------------------------- data entry
     def _xy(self, x: Any, y: Any, xname: str = "x", yname: str = "y") -> tuple[Any, Any]:

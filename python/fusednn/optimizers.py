@@ -134,6 +134,10 @@ class Optimizer:
         self._params: list[Any] = []
         self._slots: list[list[Any]] = [[], [], []]  # s1..s3 per parameter (unused slots empty)
         self._ema: list[Any] = []
+        self._names: list[str] = []
+        self._exclude_ids: set[int] = set()
+        self._exclude_vars: list[Any] = []
+        self._exclude_pattern: re.Pattern | None = None
 
     # ---- learning rate -----------------------------------------------------
     @property
@@ -234,9 +238,32 @@ class Optimizer:
     def _slot_init(self, k: int) -> float:
         return 0.0
 
-    def build(self, be: Backend, params: list[Any]) -> None:
-        """Bind to ``params`` on backend ``be`` with fresh state and no steps taken."""
+    def exclude_from_weight_decay(self, var_list: Sequence[Any] | None = None,
+                                  var_names: Sequence[str] | None = None) -> None:
+        """Keras' method: no weight decay for the variables in ``var_list`` (the arrays
+        themselves, e.g. ``model.layers[0].bias``) or whose name (``'kernel'``,
+        ``'bias'``) matches one of the regular expressions ``var_names``. Call it before
+        the optimizer is built (before ``compile`` of a built model), as in Keras."""
+        if self._be is not None:
+            raise ValueError("`exclude_from_weight_decay()` can only be configured before the optimizer is built.")
+        self._exclude_ids = {id(v) for v in (var_list or [])}
+        self._exclude_vars = list(var_list or [])  # keeps the ids valid
+        self._exclude_pattern = re.compile("|".join(set(var_names))) if var_names else None
+
+    def uses_weight_decay(self, i: int) -> bool:
+        """Whether parameter ``i`` (build order) gets weight decay (Keras' _use_weight_decay)."""
+        if id(self._params[i]) in self._exclude_ids:
+            return False
+        if self._exclude_pattern is not None and i < len(self._names) and \
+                self._exclude_pattern.search(self._names[i]):
+            return False
+        return True
+
+    def build(self, be: Backend, params: list[Any], names: Sequence[str] | None = None) -> None:
+        """Bind to ``params`` (named ``names``, Keras' variable names, for
+        exclude_from_weight_decay) on backend ``be`` with fresh state and no steps taken."""
         self._be, self._params, self.iterations = be, list(params), 0
+        self._names = list(names) if names is not None else []
         self._slots = [[], [], []]
         for k, _ in enumerate(self._slot_names()):
             init = self._slot_init(k)
@@ -284,7 +311,8 @@ class Optimizer:
                 sumsq = be.sum_squares(g)
             s1, s2, s3 = (self._slots[k][i] if self._slots[k] else None for k in range(3))
             ema = self._ema[i] if self._ema else None
-            be.optimizer_update(kind, flags, P, p, g, s1, s2, s3, ema, sumsq)
+            f = flags if self.uses_weight_decay(i) else flags & ~WEIGHT_DECAY
+            be.optimizer_update(kind, f, P, p, g, s1, s2, s3, ema, sumsq)
         self.iterations += 1
 
     def finalize_variable_values(self, var_list: list[Any] | None = None) -> None:
@@ -479,8 +507,8 @@ class RMSprop(Optimizer):
         # s1 velocity, s2 momentum, s3 average gradient: s2 kept (empty) when unused
         return ["velocity", "momentum", "average_gradient"]
 
-    def build(self, be: Backend, params: list[Any]) -> None:
-        super().build(be, params)
+    def build(self, be: Backend, params: list[Any], names: Sequence[str] | None = None) -> None:
+        super().build(be, params, names)
         if not self.momentum:
             self._slots[1] = []
         if not self.centered:

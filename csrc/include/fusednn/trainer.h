@@ -41,6 +41,7 @@ struct DenseBuffers {
   float* b_s2 = nullptr;
   float* b_s3 = nullptr;
   float* b_ema = nullptr;
+  bool W_decay = true, b_decay = true;  // weight decay applies (exclude_from_weight_decay)
 };
 
 struct OptimizerConfig {
@@ -137,13 +138,15 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
         dev.norm_reset();
         dev.norm_add(l.dW, nw);
       }
-      dev.opt_update(opt.kind, opt.flags, P, l.W, l.dW, l.W_s1, l.W_s2, l.W_s3, l.W_ema, nw);
+      const int no_wd = opt.flags & ~optf::weight_decay;
+      dev.opt_update(opt.kind, l.W_decay ? opt.flags : no_wd, P, l.W, l.dW, l.W_s1, l.W_s2, l.W_s3, l.W_ema, nw);
       if (l.b) {
         if (opt.flags & optf::clip_norm) {
           dev.norm_reset();
           dev.norm_add(l.db, l.out);
         }
-        dev.opt_update(opt.kind, opt.flags, P, l.b, l.db, l.b_s1, l.b_s2, l.b_s3, l.b_ema, l.out);
+        dev.opt_update(opt.kind, l.b_decay ? opt.flags : no_wd, P, l.b, l.db, l.b_s1, l.b_s2, l.b_s3, l.b_ema,
+                       l.out);
       }
     }
     iterations = t;
