@@ -74,7 +74,7 @@ def bench_program(repeats: int, epochs: int) -> None:
 
 
 def bench_update(repeats: int) -> None:
-    k = fusednn.backends.cpu._cpu
+    k = fusednn.backends.native("cpu")
     if k is None:
         return
     from fusednn import optimizers as O

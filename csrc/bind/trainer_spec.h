@@ -106,6 +106,12 @@ std::vector<DenseBuffers> to_layers(const py::list& layers, const OptimizerConfi
     }
     if (d.contains("W_decay")) l.W_decay = d["W_decay"].cast<bool>();
     if (d.contains("b_decay")) l.b_decay = d["b_decay"].cast<bool>();
+    // optional regularizer factors (Keras L1/L2 on the kernel and the bias)
+    const auto factor = [&](const char* key) { return d.contains(key) ? d[key].cast<float>() : 0.f; };
+    l.W_l1 = factor("W_l1");
+    l.W_l2 = factor("W_l2");
+    l.b_l1 = bias ? factor("b_l1") : 0.f;
+    l.b_l2 = bias ? factor("b_l2") : 0.f;
     out.push_back(l);
   }
   return out;

@@ -94,6 +94,16 @@ struct Kernels {
                                  clip ? norm : nullptr, stream),
           "optimizer_update");
   }
+  void weighted_loss(const float* p, const float* t, const float* s, int rows, int cols, int kind,
+                     float* out) const {
+    check(cuda::weighted_loss(p, t, s, std::size_t(rows), std::size_t(cols), kind, out, stream), "weighted_loss");
+  }
+  void scale_rows(float* g, const float* s, int rows, int cols) const {
+    check(cuda::scale_rows(g, s, std::size_t(rows), std::size_t(cols), stream), "scale_rows");
+  }
+  void regularize(float* g, const float* w, std::int64_t n, float l1, float l2, float* loss) const {
+    check(cuda::regularize(g, w, std::size_t(n), l1, l2, loss, stream), "regularize");
+  }
   // Reading a loss would wait for the GPU every step; the caller checks the
   // step losses once per epoch instead.
   bool is_finite(const float*) const { return true; }

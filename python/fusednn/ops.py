@@ -9,6 +9,11 @@ raise :class:`TypeError`; shapes that do not agree raise :class:`ValueError`
 naming both shapes. Arrays with a zero-length axis give empty (or, for a
 zero inner dimension of ``matmul``, zero) results, as NumPy does.
 
+Any other array with ``__dlpack__`` (a PyTorch tensor, a JAX array) is taken
+zero-copy on the device where it lives (CPU -> the cpu backend, CUDA -> cuda) and
+results come back as the caller's kind (see :mod:`fusednn.dlpack`); arrays of
+different kinds in one call raise :class:`TypeError`.
+
 Functions that take ``out=`` write into that array (float32, C-contiguous, the
 result's shape) and return it, so a loop can avoid allocating.
 """
@@ -20,6 +25,9 @@ import numpy as np
 
 from . import backends as _backends
 from .backends import Backend, activation_code, backend, host_backend
+from .dlpack import ForeignArrays as _ForeignArrays
+from .dlpack import accepts_dlpack as _accepts_dlpack
+from .dlpack import is_foreign as _is_foreign
 
 __all__ = [
     "matmul",
@@ -55,6 +63,8 @@ def _pick(*arrays: Any) -> tuple[Backend, bool]:
     """The backend for these inputs and whether they are device arrays."""
     if all(type(a) is np.ndarray or a is None for a in arrays):  # the common case, fast
         return host_backend(), False
+    if any(_is_foreign(a) for a in arrays):  # torch/JAX/...: converted by the accepts_dlpack wrapper
+        raise _ForeignArrays
     kinds = {_is_device_array(a) for a in arrays if a is not None}
     if len(kinds) > 1:
         raise TypeError(
@@ -143,13 +153,13 @@ def _native(*arrays: Any) -> Any:
     of arithmetic), so the ops below first hand float32 C-contiguous NumPy inputs
     straight to the binding, which checks them in C++; anything it rejects takes
     the converting path, which also produces the error message."""
-    b = _backends._active
+    b = _backends.active()
     if b is None or b.name != "cpu":
         return None
     for a in arrays:
         if type(a) is not np.ndarray and a is not None:
             return None
-    return b._k
+    return _backends.native("cpu")
 
 
 # ----------------------------------------------------------------- products
@@ -441,20 +451,6 @@ def adam_update(param: Any, grad: Any, m: Any, v: Any, *, step: int, learning_ra
 __all__ += ["optimizer_update", "sum_squares"]
 
 
-def _state_use(kind: int, flags: int) -> tuple[bool, bool, bool]:
-    from . import optimizers as O
-
-    if kind == O.KINDS["sgd"]:
-        return bool(flags & O.MOMENTUM), False, False
-    if kind == O.KINDS["adam"]:
-        return True, True, bool(flags & O.AMSGRAD)
-    if kind == O.KINDS["rmsprop"]:
-        return True, bool(flags & O.MOMENTUM), bool(flags & O.CENTERED)
-    if kind in (O.KINDS["adagrad"], O.KINDS["lion"]):
-        return True, False, False
-    return True, True, False
-
-
 def optimizer_update(param: Any, grad: Any, *, kind: str | int, step_params: Any, flags: int = 0, s1: Any = None,
                      s2: Any = None, s3: Any = None, ema: Any = None, sumsq: float = 0.0) -> None:
     """One in-place step of a Keras optimizer's rule on ``param`` and its state arrays:
@@ -465,18 +461,18 @@ def optimizer_update(param: Any, grad: Any, *, kind: str | int, step_params: Any
     the rule uses (float32, param's shape; see fusednn/optim_update.h) and ``sumsq`` the
     sum of squares gradient clipping derives from (:func:`sum_squares`). An
     ``Optimizer`` object does all of this for a list of parameters (``build``/``apply``)."""
-    from . import optimizers as O
+    from .backends import optim_codes as O
 
     code = O.KINDS.get(kind) if isinstance(kind, str) else int(kind)
     if code is None or not 0 <= code < len(O.KINDS):
         raise ValueError(f"unknown optimizer kind {kind!r}; valid: {', '.join(O.KINDS)}")
     flags = int(flags)
-    if flags & ~511:
+    if flags & ~O.ALL_FLAGS:
         raise ValueError(f"unknown optimizer flags {flags}")
     p = np.ascontiguousarray(step_params, dtype=np.float32).reshape(-1)
     if p.shape != (O.N_PARAMS,):
         raise ValueError(f"step_params must hold {O.N_PARAMS} values, got shape {np.shape(step_params)}")
-    use = (*_state_use(code, flags), bool(flags & O.EMA))
+    use = (*O.state_use(code, flags), bool(flags & O.EMA))
     given = (s1, s2, s3, ema)
     for name, needed, a in zip(("s1", "s2", "s3", "ema"), use, given):
         if needed and a is None:
@@ -493,3 +489,10 @@ def sum_squares(x: Any) -> float:
     """``sum(x**2)`` accumulated in float64 (the norm gradient clipping uses)."""
     be, _ = _pick(x)
     return float(be.sum_squares(_f32(x, "x", be)))
+
+
+# Every public op also takes DLPack arrays (torch, JAX, ...) and returns the caller's kind.
+for _name in __all__:
+    if _name != "bias_grad":
+        globals()[_name] = _accepts_dlpack(globals()[_name])
+bias_grad = sum_rows  # noqa: F811 - the same (wrapped) function under its second name

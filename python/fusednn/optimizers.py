@@ -15,10 +15,10 @@ trainer receives a run's rows as one array, so schedules cost nothing per step.
 from __future__ import annotations
 
 import inspect
-import sys
-import warnings
 import math
 import re
+import sys
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,6 +26,11 @@ import numpy as np
 
 from . import registry, schedules
 from .backends import Backend
+# the kernel codes, re-exported here where the rows are built (fusednn/optim_update.h)
+from .backends.optim_codes import (  # noqa: F401 - re-exported
+    ALL_FLAGS, AMSGRAD, CENTERED, CLIP_GLOBAL, CLIP_NORM, CLIP_VALUE, EMA, KINDS, MOMENTUM, N_PARAMS, NESTEROV,
+    P_A, P_B, P_C, P_CLIP, P_D, P_E, P_EMA, P_EMA1, P_EMA_OW, P_F, P_G, P_H, P_LR, P_WD, WEIGHT_DECAY,
+    clip_factor, state_use)
 from .schedules import LearningRateSchedule
 
 #: every Optimizer subclass by class name, for restoring a saved model's compile settings
@@ -38,16 +43,6 @@ def _check(name: str, value: float, lo: float, hi: float = math.inf, hi_open: bo
         bound = f"[{lo}, {hi}{')' if hi_open else ']'}"
         raise ValueError(f"{name} must be in {bound}, got {value}")
     return value
-
-
-#: optimizer kind -> code shared with the kernels (fusednn::OptKind)
-KINDS = {"sgd": 0, "adam": 1, "rmsprop": 2, "adagrad": 3, "adadelta": 4, "adamax": 5, "nadam": 6, "lion": 7}
-#: flag bits of an update (fusednn::optf)
-NESTEROV, CENTERED, AMSGRAD, MOMENTUM, WEIGHT_DECAY, EMA, CLIP_VALUE, CLIP_NORM, CLIP_GLOBAL = (
-    1, 2, 4, 8, 16, 32, 64, 128, 256)
-#: the columns of a step-parameter row (fusednn::OptParam), N_PARAMS floats per step
-P_LR, P_WD, P_CLIP, P_EMA, P_EMA1, P_EMA_OW, P_A, P_B, P_C, P_D, P_E, P_F, P_G, P_H = range(14)
-N_PARAMS = 16
 
 
 def _f32(x: Any) -> Any:
@@ -64,21 +59,6 @@ def _takes_step(fn: Any) -> bool:
     params = [p for p in sig.parameters.values()
               if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
     return len(params) == 1 or any(p.kind is p.VAR_POSITIONAL for p in sig.parameters.values())
-
-
-def clip_factor(flags: int, clip: float, sumsq: float) -> float:
-    """The clipping factor of fusednn/optim_update.h's ``clip_factor``, same double
-    arithmetic: ``max(||g||, c)`` for clipnorm, Keras' global scale for global_clipnorm."""
-    c = float(np.float32(clip))
-    if flags & CLIP_NORM:
-        norm = math.sqrt(sumsq)
-        return float(np.float32(norm if norm > c else c))
-    if flags & CLIP_GLOBAL:
-        norm = math.sqrt(sumsq) if sumsq == sumsq else math.nan
-        inv = math.inf if norm == 0 else 1.0 / norm
-        invc = 1.0 / c
-        return float(np.float32(c * (inv if inv < invc else invc) + (norm - norm)))
-    return 1.0
 
 
 class Optimizer:
@@ -283,6 +263,12 @@ class Optimizer:
         return self._be is be and len(params) == len(self._params) and \
             all(a is b for a, b in zip(params, self._params))
 
+    def slots(self) -> list[list[Any]]:
+        """Per parameter (in ``build`` order) its state arrays (the moments, accumulators
+        and moving average it keeps): the same arrays as :meth:`state_arrays`, grouped by
+        the parameter they belong to."""
+        return [list(d.values()) for d in self.param_states()]
+
     def param_states(self) -> list[dict[str, Any]]:
         """Per parameter (build order): ``{"s1": array, ..., "ema": array}`` for the
         state arrays the kernel uses (what the fused trainer is handed)."""
@@ -359,6 +345,12 @@ class Optimizer:
         """The state ``build`` created (backend arrays, in a fixed order: each state
         kind over all parameters, then the moving averages)."""
         return [a for slot in self._slots for a in slot] + list(self._ema)
+
+    def slots(self) -> list[list[Any]]:
+        """Per parameter (in ``build`` order) its state arrays, e.g. SGD with momentum
+        ``[velocity]``, Adam ``[m, v]``, none ``[]``: the same arrays as
+        :meth:`state_arrays`, grouped by the parameter they belong to."""
+        return [[] for _ in self._params]
 
     def get_state(self) -> tuple[int, list[np.ndarray]]:
         """The step count and NumPy copies of :meth:`state_arrays`."""

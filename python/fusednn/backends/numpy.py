@@ -9,6 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Backend
+from .optim_codes import (AMSGRAD, CENTERED, CLIP_GLOBAL, CLIP_NORM, CLIP_VALUE, EMA, MOMENTUM, NESTEROV, P_A, P_B,
+                          P_C, P_CLIP, P_D, P_E, P_EMA, P_EMA1, P_EMA_OW, P_F, P_G, P_H, P_LR, P_WD, WEIGHT_DECAY,
+                          clip_factor)
 
 
 def _sigmoid(x: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -159,6 +162,13 @@ class NumpyBackend(Backend):
         sums[0] += np.abs(d).sum()
         sums[1] += (d * d).sum()
 
+    def regularize(self, param, grad, l1, l2, loss=None):
+        grad += np.float32(l1) * np.sign(param) + np.float32(2.0 * np.float32(l2)) * param
+        if loss is not None:
+            w = param.astype(np.float64)
+            pen = np.float64(np.float32(l1)) * np.abs(w).sum() + np.float64(np.float32(l2)) * (w * w).sum()
+            loss.reshape(-1)[0] = np.float32(np.float64(loss.reshape(-1)[0]) + pen)
+
     def sgd_update(self, param, grad, velocity, learning_rate, momentum, nesterov):
         lr, mu = np.float32(learning_rate), np.float32(momentum)
         if momentum == 0 or velocity is None:
@@ -186,10 +196,6 @@ class NumpyBackend(Backend):
 
 def optimizer_update_np(kind, flags, p, w, grad, s1, s2, s3, ema, sumsq):
     """fusednn/optim_update.h in float32 NumPy: the same operations in the same order."""
-    from ..optimizers import (AMSGRAD, CENTERED, CLIP_GLOBAL, CLIP_NORM, CLIP_VALUE, EMA, MOMENTUM, NESTEROV,
-                              P_A, P_B, P_C, P_CLIP, P_D, P_E, P_EMA, P_EMA1, P_EMA_OW, P_F, P_G, P_H, P_LR, P_WD,
-                              WEIGHT_DECAY, clip_factor)
-
     p = np.asarray(p, dtype=np.float32)
     lr = p[P_LR]
     g = grad
