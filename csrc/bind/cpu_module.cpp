@@ -66,6 +66,7 @@ void register_optim(py::module_& m);    // cpu_optim.cpp
 
 PYBIND11_MODULE(_cpu, m) {
   m.doc() = "fusednn CPU kernels (float32, C-contiguous NumPy arrays)";
+  fusednn::bind_common::add_codes(m);
 
   m.def(
       "matmul",
