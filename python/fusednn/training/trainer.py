@@ -102,8 +102,8 @@ class Trainer:
     def compile(self, optimizer: str | optimizers.Optimizer, loss: str | losses.Loss,
                 metrics: Sequence[Any] | None = None, fused: str | bool = "auto") -> None:
         """Choose the optimizer (a Keras name: 'adam', 'sgd', 'rmsprop', 'adamw', ..., or an
-        instance), the loss ('mse', 'binary_crossentropy', 'categorical_crossentropy', 'sparse_categorical_crossentropy'
-        or an instance) and metrics reported by fit/evaluate ('accuracy', 'precision',
+        instance), the loss ('mse', 'binary_crossentropy', 'categorical_crossentropy',
+        'sparse_categorical_crossentropy' or an instance) and metrics reported by fit/evaluate ('accuracy', 'precision',
         'recall', 'f1', 'mae', 'mse', Metric instances or callables ``fn(y_true, y_pred)``).
         ``fused`` chooses how ``fit`` trains, as Keras' ``jit_compile``: ``"auto"`` runs
         whole epochs in the backend's native trainer when the model allows it (and, with
