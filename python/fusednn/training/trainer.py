@@ -103,8 +103,8 @@ class Trainer:
                 metrics: Sequence[Any] | None = None, fused: str | bool = "auto") -> None:
         """Choose the optimizer (a Keras name: 'adam', 'sgd', 'rmsprop', 'adamw', ..., or an
         instance), the loss ('mse', 'binary_crossentropy', 'categorical_crossentropy',
-        'sparse_categorical_crossentropy' or an instance) and metrics reported by fit/evaluate ('accuracy', 'precision',
-        'recall', 'f1', 'mae', 'mse', Metric instances or callables ``fn(y_true, y_pred)``).
+        'sparse_categorical_crossentropy' or an instance) and metrics reported by
+        fit/evaluate ('accuracy', 'precision', 'recall', 'f1', 'mae', 'mse', Metric instances or callables ``fn(y_true, y_pred)``).
         ``fused`` chooses how ``fit`` trains, as Keras' ``jit_compile``: ``"auto"`` runs
         whole epochs in the backend's native trainer when the model allows it (and, with
         ``verbose``, warns once when a cpu/cuda model cannot), ``True`` does the same but
