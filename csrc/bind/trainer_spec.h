@@ -59,43 +59,51 @@ inline void add_codes(py::module_& m) {
   py::dict losses;
   for (const char* name : {"mse", "binary", "categorical", "sparse"}) losses[name] = int(to_loss_kind(name));
   m.attr("TRAINER_LOSSES") = losses;
-  py::dict opts;
+  py::dict opts;  // every optimizer kind runs in the trainer (fusednn/optim_update.h)
   opts["sgd"] = int(OptKind::sgd);
   opts["adam"] = int(OptKind::adam);
+  opts["rmsprop"] = int(OptKind::rmsprop);
+  opts["adagrad"] = int(OptKind::adagrad);
+  opts["adadelta"] = int(OptKind::adadelta);
+  opts["adamax"] = int(OptKind::adamax);
+  opts["nadam"] = int(OptKind::nadam);
+  opts["lion"] = int(OptKind::lion);
   m.attr("TRAINER_OPTIMIZERS") = opts;
+  m.attr("OPTIMIZER_FLAGS") = int(optf::all);
+  m.attr("OPTIMIZER_PARAMS") = int(kOptParams);
 }
 
+// {"kind": int (fusednn::OptKind), "flags": int (optf bits)}: what
+// fusednn.optimizers.Optimizer.kernel_spec() gives.
 inline OptimizerConfig to_optimizer(const py::dict& o) {
   OptimizerConfig opt;
-  const std::string kind = o["kind"].cast<std::string>();
-  if (kind == "adam") {
-    opt.kind = OptKind::adam;
-    opt.beta1 = o["beta_1"].cast<float>();
-    opt.beta2 = o["beta_2"].cast<float>();
-    opt.eps = o["epsilon"].cast<float>();
-  } else if (kind == "sgd") {
-    opt.kind = OptKind::sgd;
-    opt.momentum = o["momentum"].cast<float>();
-    opt.nesterov = o["nesterov"].cast<bool>();
-  } else {
-    throw py::value_error("MlpTrainer: unsupported optimizer '" + kind + "'");
-  }
-  opt.lr = o["learning_rate"].cast<float>();
+  const int kind = o["kind"].cast<int>();
+  if (kind < 0 || kind >= kOptKinds)
+    throw py::value_error("MlpTrainer: unknown optimizer kind " + std::to_string(kind));
+  const int flags = o["flags"].cast<int>();
+  if (flags & ~optf::all) throw py::value_error("MlpTrainer: unknown optimizer flags " + std::to_string(flags));
+  opt.kind = static_cast<OptKind>(kind);
+  opt.flags = flags;
   return opt;
 }
+
+// The step parameters of a run of `steps` steps: a C-contiguous float32
+// (steps, kOptParams) array, checked by the caller's `rows(steps)`.
 
 // The layer steps after a dense block (layer_steps.h), from the block's "post" list:
 //   {"kind": "activation", "act", "Y", "G"}
 //   {"kind": "dropout", "rate", "seed", "counter" (1-element int64 host array, kept
 //    alive by the caller), "row_b", "col_b", "M", "Y", "G"}
 //   {"kind": "batchnorm", "gamma", "beta" (None without scale/center), "dgamma", "dbeta",
-//    "moving_mean", "moving_var", "xhat", "invstd", "scratch" (3*cols), "eps", "momentum", and the optimizer
-//    state "gamma_s1", "gamma_s2", "beta_s1", "beta_s2", "Y", "G"}
+//    "moving_mean", "moving_var", "xhat", "invstd", "scratch" (3*cols), "eps", "momentum", the optimizer
+//    state "gamma_s1".."gamma_s3", "beta_s1".."beta_s3", "gamma_ema", "beta_ema" the optimizer uses,
+//    optionally "gamma_decay"/"beta_decay", and "Y", "G"}
 template <class Shaped>
 std::vector<LayerStep> to_steps(const py::list& steps, const OptimizerConfig& opt, int batch, int cols,
                                 const std::string& where, Shaped&& shaped) {
   std::vector<LayerStep> out;
-  const bool two = opt.kind == OptKind::adam, one = two || opt.momentum != 0.f;
+  bool use[3];
+  opt_state_use(opt.kind, opt.flags, &use[0], &use[1], &use[2]);
   for (py::size_t k = 0; k < steps.size(); ++k) {
     const py::dict d = steps[k].cast<py::dict>();
     const std::string at = where + "step " + std::to_string(k) + " ";
@@ -129,17 +137,25 @@ std::vector<LayerStep> to_steps(const py::list& steps, const OptimizerConfig& op
       st.xhat = shaped(d["xhat"], at + "xhat", {batch, cols});
       st.invstd = shaped(d["invstd"], at + "invstd", {cols});
       st.scratch = shaped(d["scratch"], at + "scratch", {3 * cols});
-      if (!d["gamma"].is_none()) {
-        st.gamma = shaped(d["gamma"], at + "gamma", {cols});
-        st.dgamma = shaped(d["dgamma"], at + "dgamma", {cols});
-        if (one) st.gamma_s1 = shaped(d["gamma_s1"], at + "gamma_s1", {cols});
-        if (two) st.gamma_s2 = shaped(d["gamma_s2"], at + "gamma_s2", {cols});
-      }
-      if (!d["beta"].is_none()) {
-        st.beta = shaped(d["beta"], at + "beta", {cols});
-        st.dbeta = shaped(d["dbeta"], at + "dbeta", {cols});
-        if (one) st.beta_s1 = shaped(d["beta_s1"], at + "beta_s1", {cols});
-        if (two) st.beta_s2 = shaped(d["beta_s2"], at + "beta_s2", {cols});
+      struct Param {
+        const char* name;
+        float **w, **g, **s, **ema;
+        bool* decay;
+      };
+      const Param params[2] = {{"gamma", &st.gamma, &st.dgamma, st.gamma_s, &st.gamma_ema, &st.gamma_decay},
+                               {"beta", &st.beta, &st.dbeta, st.beta_s, &st.beta_ema, &st.beta_decay}};
+      for (const Param& q : params) {
+        const std::string name = q.name;
+        if (d[name.c_str()].is_none()) continue;
+        *q.w = shaped(d[name.c_str()], at + name, {cols});
+        *q.g = shaped(d[("d" + name).c_str()], at + "d" + name, {cols});
+        for (int k = 0; k < 3; ++k) {
+          if (!use[k]) continue;
+          const std::string slot = name + "_s" + std::to_string(k + 1);
+          q.s[k] = shaped(d[slot.c_str()], at + slot, {cols});
+        }
+        if (opt.flags & optf::ema) *q.ema = shaped(d[(name + "_ema").c_str()], at + name + "_ema", {cols});
+        if (d.contains((name + "_decay").c_str())) *q.decay = d[(name + "_decay").c_str()].cast<bool>();
       }
     } else {
       throw py::value_error(at + "has unknown kind '" + kind + "' (activation, dropout, batchnorm)");
@@ -150,7 +166,9 @@ std::vector<LayerStep> to_steps(const py::list& steps, const OptimizerConfig& op
 }
 
 // The layers of MlpTrainer(layers=[{"W", "b", "act", "A", "G", "dW", "db", and
-// the optimizer state "W_s1", "W_s2", "b_s1", "b_s2"}, ...]).
+// the optimizer state "W_s1".."W_s3", "b_s1".."b_s3", "W_ema", "b_ema" that the
+// optimizer uses, and optionally "W_decay"/"b_decay": False where weight decay is
+// excluded}, ...]).
 //   matrix(handle, name) -> std::tuple<float*, py::ssize_t rows, py::ssize_t cols>
 //   shaped(handle, name, std::vector<py::ssize_t> shape) -> float*
 template <class Matrix, class Shaped>
@@ -180,15 +198,22 @@ std::vector<DenseBuffers> to_layers(const py::list& layers, const OptimizerConfi
       l.b = shaped(d["b"], where + "b", {l.out});
       l.db = shaped(d["db"], where + "db", {l.out});
     }
-    const bool two = opt.kind == OptKind::adam, one = two || opt.momentum != 0.f;
-    if (one) {
-      l.W_s1 = shaped(d["W_s1"], where + "W_s1", {l.in, l.out});
-      if (bias) l.b_s1 = shaped(d["b_s1"], where + "b_s1", {l.out});
+    bool use[3];
+    opt_state_use(opt.kind, opt.flags, &use[0], &use[1], &use[2]);
+    float** wslot[3] = {&l.W_s1, &l.W_s2, &l.W_s3};
+    float** bslot[3] = {&l.b_s1, &l.b_s2, &l.b_s3};
+    for (int k = 0; k < 3; ++k) {
+      if (!use[k]) continue;
+      const std::string sw = "W_s" + std::to_string(k + 1), sb = "b_s" + std::to_string(k + 1);
+      *wslot[k] = shaped(d[sw.c_str()], where + sw, {l.in, l.out});
+      if (bias) *bslot[k] = shaped(d[sb.c_str()], where + sb, {l.out});
     }
-    if (two) {
-      l.W_s2 = shaped(d["W_s2"], where + "W_s2", {l.in, l.out});
-      if (bias) l.b_s2 = shaped(d["b_s2"], where + "b_s2", {l.out});
+    if (opt.flags & optf::ema) {
+      l.W_ema = shaped(d["W_ema"], where + "W_ema", {l.in, l.out});
+      if (bias) l.b_ema = shaped(d["b_ema"], where + "b_ema", {l.out});
     }
+    if (d.contains("W_decay")) l.W_decay = d["W_decay"].cast<bool>();
+    if (d.contains("b_decay")) l.b_decay = d["b_decay"].cast<bool>();
     // optional regularizer factors (Keras L1/L2 on the kernel and the bias)
     const auto factor = [&](const char* key) { return d.contains(key) ? d[key].cast<float>() : 0.f; };
     l.W_l1 = factor("W_l1");

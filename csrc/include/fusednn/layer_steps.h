@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "fusednn/activation.h"
+#include "fusednn/optim_update.h"
 
 namespace fusednn {
 
@@ -50,7 +51,11 @@ struct LayerStep {
   float *xhat = nullptr, *invstd = nullptr;  // batch×cols and cols: kept for backward
   float* scratch = nullptr;                  // 3*cols of device scratch (the CUDA kernels' column sums)
   float eps = 1e-3f, momentum = 0.99f;
-  float *gamma_s1 = nullptr, *gamma_s2 = nullptr, *beta_s1 = nullptr, *beta_s2 = nullptr;
+  // optimizer state of gamma and beta (optim_update.h says which kind uses which) and their
+  // moving averages (use_ema); whether weight decay applies to them
+  float *gamma_s[3] = {nullptr, nullptr, nullptr}, *beta_s[3] = {nullptr, nullptr, nullptr};
+  float *gamma_ema = nullptr, *beta_ema = nullptr;
+  bool gamma_decay = true, beta_decay = true;
 };
 
 template <class D, class = void>
@@ -112,19 +117,36 @@ void post_backward(const D& dev, std::vector<LayerStep>& post, float* G, int B) 
   }
 }
 
+// Add the steps' parameter gradients to the device's norm accumulator (global clipping).
+template <class D>
+void post_norm_add(const D& dev, std::vector<LayerStep>& post) {
+  for (LayerStep& s : post) {
+    if (s.kind != StepKind::batchnorm) continue;
+    if (s.gamma) dev.norm_add(s.dgamma, s.cols);
+    if (s.beta) dev.norm_add(s.dbeta, s.cols);
+  }
+}
+
+// The optimizer update of the steps' parameters (BatchNormalization's gamma, then
+// beta), after the block's own, with the step's row P of optimizer parameters.
 template <class D, class Opt>
-void post_update(const D& dev, std::vector<LayerStep>& post, const Opt& opt, std::int64_t t, bool adam) {
-  if constexpr (has_layer_steps<D>::value) {
-    for (LayerStep& s : post) {
-      if (s.kind != StepKind::batchnorm) continue;
-      if (s.gamma) {
-        if (adam) dev.adam_update(s.gamma, s.dgamma, s.gamma_s1, s.gamma_s2, s.cols, opt, t);
-        else dev.sgd_update(s.gamma, s.dgamma, s.gamma_s1, s.cols, opt);
+void post_update(const D& dev, std::vector<LayerStep>& post, const Opt& opt, const float* P) {
+  for (LayerStep& s : post) {
+    if (s.kind != StepKind::batchnorm) continue;
+    struct Param {
+      float *w, *g, **st, *ema;
+      bool decay;
+    };
+    const Param params[2] = {{s.gamma, s.dgamma, s.gamma_s, s.gamma_ema, s.gamma_decay},
+                             {s.beta, s.dbeta, s.beta_s, s.beta_ema, s.beta_decay}};
+    for (const Param& q : params) {
+      if (!q.w) continue;
+      if (opt.flags & optf::clip_norm) {
+        dev.norm_reset();
+        dev.norm_add(q.g, s.cols);
       }
-      if (s.beta) {
-        if (adam) dev.adam_update(s.beta, s.dbeta, s.beta_s1, s.beta_s2, s.cols, opt, t);
-        else dev.sgd_update(s.beta, s.dbeta, s.beta_s1, s.cols, opt);
-      }
+      const int flags = q.decay ? opt.flags : (opt.flags & ~optf::weight_decay);
+      dev.opt_update(opt.kind, flags, P, q.w, q.g, q.st[0], q.st[1], q.st[2], q.ema, s.cols);
     }
   }
 }

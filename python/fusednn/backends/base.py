@@ -184,6 +184,18 @@ class Backend:
             shift = beta + shift
         y[...] = x * scale + shift
 
+    def optimizer_update(self, kind, flags, step_params, param, grad, s1, s2, s3, ema, sumsq):
+        """One Keras optimizer step on one parameter, in place (fusednn/optim_update.h):
+        ``kind``/``flags`` from ``Optimizer.kernel_spec()``, ``step_params`` the step's
+        float32 row of ``Optimizer.step_params``, ``s1..s3``/``ema`` the state arrays
+        the kind uses (others None), ``sumsq`` the sum of squares the clipping factor
+        derives from (a Python float)."""
+        raise NotImplementedError
+
+    def sum_squares(self, x) -> float:
+        """sum(x**2) as a Python float, accumulated in float64."""
+        raise NotImplementedError
+
     # ---- fused training -------------------------------------------------
     #: whether the fused trainer runs layer steps (Dropout, BatchNormalization,
     #: Activation after a Dense): fusednn/layer_steps.h

@@ -137,6 +137,12 @@ class CpuBackend(Backend):
     def batchnorm_infer(self, x, gamma, beta, mean, variance, epsilon, y):
         self._k.batchnorm_infer(x, gamma, beta, mean, variance, epsilon, y)
 
+    def optimizer_update(self, kind, flags, step_params, param, grad, s1, s2, s3, ema, sumsq):
+        self._k.optimizer_update(kind, flags, step_params, param, grad, s1, s2, s3, ema, sumsq)
+
+    def sum_squares(self, x):
+        return self._k.sum_squares(x)
+
     has_trainer = True
     trainer_steps = True
 
