@@ -194,6 +194,28 @@ def test_fused_equals_per_op_on_cpu(opt, noise_shape):
 
 
 @needs_cpu
+@pytest.mark.parametrize("make_opt", [
+    lambda: keras.optimizers.AdamW(learning_rate=0.01, weight_decay=0.01, global_clipnorm=0.5),
+    lambda: keras.optimizers.RMSprop(learning_rate=0.01, momentum=0.9, clipnorm=0.3),
+    lambda: keras.optimizers.SGD(learning_rate=0.05, momentum=0.9, nesterov=True, use_ema=True),
+    lambda: keras.optimizers.Nadam(learning_rate=0.01, clipvalue=0.1),
+])
+def test_fused_equals_per_op_with_keras_optimizers(make_opt):
+    """BatchNormalization's gamma/beta go through the same optimizer step (state, decay,
+    per-variable and global clipping in model order) on both paths."""
+    fusednn.set_backend("cpu")
+    try:
+        a, b = _model(True, opt=make_opt()), _model(False, opt=make_opt())
+        assert a.fused_reason is None
+        ra, rb = _fit(a), _fit(b)
+    finally:
+        fusednn.set_backend("numpy")
+    np.testing.assert_array_equal(ra[0], rb[0])
+    for wa, wb in zip(ra[1], rb[1]):
+        np.testing.assert_array_equal(wa, wb)
+
+
+@needs_cpu
 def test_numpy_matches_cpu_training():
     out = {}
     for be in ("numpy", "cpu"):
