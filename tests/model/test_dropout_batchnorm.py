@@ -289,3 +289,26 @@ def test_bad_batchnorm_arguments():
         keras.layers.BatchNormalization(momentum=1.5)
     with pytest.raises(ValueError, match="epsilon"):
         keras.layers.BatchNormalization(epsilon=0)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("fused", [False, True])
+def test_cuda_matches_cpu(monkeypatch, fused):
+    """Unverified here (no GPU in this session): the per-op cuda path (host Philox masks,
+    CuPy BatchNormalization) and the opt-in CUDA layer steps against the cpu backend."""
+    from fusednn.backends import cuda as cuda_backend
+
+    monkeypatch.setattr(cuda_backend.CudaBackend, "trainer_steps", True)
+    out = {}
+    for be in ("cpu", "cuda"):
+        fusednn.set_backend(be)
+        try:
+            m = _model(fused, bias_before_bn=False)
+            if fused:
+                assert m.fused_reason is None
+            out[be] = _fit(m)
+        finally:
+            fusednn.set_backend("numpy")
+    np.testing.assert_allclose(out["cuda"][0], out["cpu"][0], rtol=1e-4)
+    for wg, wc in zip(out["cuda"][1], out["cpu"][1]):
+        np.testing.assert_allclose(wg, wc, rtol=1e-3, atol=1e-4)
