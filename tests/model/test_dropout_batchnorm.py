@@ -11,10 +11,20 @@ from fusednn import keras
 from fusednn.backends import backend as get_be
 from fusednn.layers import philox
 
-from conftest import HOST_BACKENDS
 from helpers import numeric_grad
 
 HAS_CPU = "cpu" in fusednn.backends.available()
+_PREVIOUS = fusednn.get_backend().name
+
+
+@pytest.fixture(autouse=True)
+def _restore_backend():
+    """Tests here switch backends; leave the one that was active."""
+    global _PREVIOUS
+    _PREVIOUS = fusednn.get_backend().name
+    yield
+    fusednn.set_backend(_PREVIOUS)
+HOST_BACKENDS = [n for n in ("numpy", "cpu") if n in fusednn.backends.available()]
 needs_cpu = pytest.mark.skipif(not HAS_CPU, reason="cpu backend not built")
 
 
@@ -185,7 +195,7 @@ def test_fused_equals_per_op_on_cpu(opt, noise_shape):
         assert a.fused_reason is None
         ra, rb = _fit(a), _fit(b)
     finally:
-        fusednn.set_backend("numpy")
+        fusednn.set_backend(_PREVIOUS)
     assert ra[0] == rb[0]  # same kernels in the same order: the same numbers
     for wa, wb in zip(ra[1], rb[1]):
         np.testing.assert_array_equal(wa, wb)
@@ -209,7 +219,7 @@ def test_fused_equals_per_op_with_keras_optimizers(make_opt):
         assert a.fused_reason is None
         ra, rb = _fit(a), _fit(b)
     finally:
-        fusednn.set_backend("numpy")
+        fusednn.set_backend(_PREVIOUS)
     np.testing.assert_array_equal(ra[0], rb[0])
     for wa, wb in zip(ra[1], rb[1]):
         np.testing.assert_array_equal(wa, wb)
@@ -223,7 +233,7 @@ def test_numpy_matches_cpu_training():
         try:
             out[be] = _fit(_model("auto", bias_before_bn=False))
         finally:
-            fusednn.set_backend("numpy")
+            fusednn.set_backend(_PREVIOUS)
     np.testing.assert_allclose(out["numpy"][0], out["cpu"][0], rtol=1e-5)
     for wn, wc in zip(out["numpy"][1], out["cpu"][1]):
         np.testing.assert_allclose(wn, wc, rtol=1e-4, atol=1e-5)
@@ -279,7 +289,7 @@ def test_fused_reasons():
         m.compile("adam", "mse")
         assert "end with Dense" in m.fused_reason
     finally:
-        fusednn.set_backend("numpy")
+        fusednn.set_backend(_PREVIOUS)
 
 
 def test_bad_batchnorm_arguments():
@@ -308,7 +318,7 @@ def test_cuda_matches_cpu(monkeypatch, fused):
                 assert m.fused_reason is None
             out[be] = _fit(m)
         finally:
-            fusednn.set_backend("numpy")
+            fusednn.set_backend(_PREVIOUS)
     np.testing.assert_allclose(out["cuda"][0], out["cpu"][0], rtol=1e-4)
     for wg, wc in zip(out["cuda"][1], out["cpu"][1]):
         np.testing.assert_allclose(wg, wc, rtol=1e-3, atol=1e-4)

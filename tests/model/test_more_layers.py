@@ -13,6 +13,16 @@ from fusednn.layers import philox
 from helpers import numeric_grad
 
 HAS_CPU = "cpu" in fusednn.backends.available()
+_PREVIOUS = fusednn.get_backend().name
+
+
+@pytest.fixture(autouse=True)
+def _restore_backend():
+    """Tests here switch backends; leave the one that was active."""
+    global _PREVIOUS
+    _PREVIOUS = fusednn.get_backend().name
+    yield
+    fusednn.set_backend(_PREVIOUS)
 L = keras.layers
 
 
@@ -123,7 +133,7 @@ def test_fused_program_with_relu_identity_flatten():
         m.compile("adam", "mse")
         assert "LeakyReLU" in m.fused_reason
     finally:
-        fusednn.set_backend("numpy")
+        fusednn.set_backend(_PREVIOUS)
 
 
 def test_layer_configs_round_trip():
