@@ -4,18 +4,29 @@
 #include <cmath>
 #include <vector>
 
+#include "fusednn/cpu.h"
 #include "fusednn/cpu_layers.h"
 #include "fusednn/philox.h"
 
 namespace fusednn {
 namespace cpu {
+namespace avx2 {
+void dropout_mask_blocks(float* m, std::uint64_t groups, float rate, std::uint64_t seed, std::uint64_t t);
+}  // namespace avx2
 
 void dropout_mask(float* m, std::int64_t rows, std::int64_t cols, float rate, std::uint64_t seed,
                   std::uint64_t t, bool row_b, bool col_b) {
   const float scale = 1.0f / (1.0f - rate);
   if (!row_b && !col_b) {  // one Philox call gives four consecutive elements
     const std::uint64_t n = std::uint64_t(rows) * std::uint64_t(cols);
-    for (std::uint64_t e = 0; e < n; e += 4) {
+    std::uint64_t start = 0;
+#ifdef FUSEDNN_HAVE_AVX2_TU
+    if (use_avx2()) {  // whole groups of 32 elements (8 Philox blocks) with AVX2
+      avx2::dropout_mask_blocks(m, n / 32, rate, seed, t);
+      start = n / 32 * 32;
+    }
+#endif
+    for (std::uint64_t e = start; e < n; e += 4) {
       const std::uint64_t blk = e >> 2;
       const Philox4 r = philox4x32_10(std::uint32_t(blk), std::uint32_t(blk >> 32), std::uint32_t(t),
                                       std::uint32_t(t >> 32), std::uint32_t(seed), std::uint32_t(seed >> 32));

@@ -41,7 +41,17 @@ def test_philox_known_answers():
 @needs_cpu
 @pytest.mark.parametrize("shape", [(1, 1), (5, 7), (33, 64), (3, 1)])
 @pytest.mark.parametrize("bcast", [(False, False), (True, False), (False, True)])
-def test_cpu_mask_equals_numpy_bit_for_bit(shape, bcast):
+@pytest.mark.parametrize("portable", [False, True])
+def test_cpu_mask_equals_numpy_bit_for_bit(shape, bcast, portable):
+    """Both SIMD paths (AVX2: eight Philox blocks at a time) against the NumPy twin."""
+    fusednn._cpu.force_portable(portable)
+    try:
+        _check_masks(shape, bcast)
+    finally:
+        fusednn._cpu.force_portable(False)
+
+
+def _check_masks(shape, bcast):
     for seed, step, rate in ((0, 0, 0.5), (12345, 7, 0.3), (2**40 + 5, 2**33 + 1, 0.9), (2**64 - 1, 3, 0.01)):
         got = np.full(shape, np.nan, np.float32)
         fusednn._cpu.dropout_mask(got, rate, seed, step, *bcast)
