@@ -30,8 +30,9 @@ namespace {
 
 class MlpTrainer {
  public:
-  MlpTrainer(const py::list& layers, const py::dict& optimizer, const std::string& loss, int batch, bool tf32)
-      : batch_(batch), tf32_(tf32), loss_(bind_common::to_loss_kind(loss)), opt_(bind_common::to_optimizer(optimizer)) {
+  MlpTrainer(const py::list& layers, const py::dict& optimizer, const std::string& loss, int batch, bool tf32,
+             float loss_param)
+      : batch_(batch), tf32_(tf32), loss_param_(loss_param), loss_(bind_common::to_loss_kind(loss)), opt_(bind_common::to_optimizer(optimizer)) {
     if (batch < 1) throw py::value_error("batch must be >= 1, got " + std::to_string(batch));
     check_launch(cu::current_device(&device_), "current_device");
     layers_ = bind_common::to_layers(
@@ -102,6 +103,7 @@ class MlpTrainer {
     data.y_batch = fptr(yb);
     data.step_losses = fptr(losses);
     data.y_cols = y_cols;
+    data.loss_param = loss_param_;
     std::vector<std::pair<DevArray, const char*>> written = {
         {xb, "x_batch"}, {yb, "y_batch"}, {losses, "step_losses"}, {ws, "workspace"}};
     py::object counts_obj, sums_obj;  // hold the accumulators for the call
@@ -154,7 +156,9 @@ class MlpTrainer {
   void set_learning_rate(float lr) { opt_.lr = lr; }
   bool tf32() const { return tf32_; }
   void set_tf32(bool on) { tf32_ = on; }
-  static std::size_t workspace_len() { return std::max(cu::mse_workspace_len(), cu::xent_workspace_len()); }
+  static std::size_t workspace_len() {
+    return std::max({cu::mse_workspace_len(), cu::xent_workspace_len(), cu::loss_grad_workspace_len()});
+  }
 
  private:
   DevArray keep(const py::handle& h, const std::string& name) {
@@ -183,6 +187,7 @@ class MlpTrainer {
 
   int batch_;
   bool tf32_;
+  float loss_param_ = 0.f;
   int device_ = -1;
   LossKind loss_;
   OptimizerConfig opt_;
@@ -196,8 +201,9 @@ class MlpTrainer {
 void register_trainer(py::module_& m) {
   py::class_<MlpTrainer>(m, "MlpTrainer",
                          "Fused training loop for all-Dense models over caller-owned device buffers.")
-      .def(py::init<const py::list&, const py::dict&, const std::string&, int, bool>(), py::arg("layers"),
-           py::arg("optimizer"), py::arg("loss"), py::arg("batch"), py::arg("tf32") = false)
+      .def(py::init<const py::list&, const py::dict&, const std::string&, int, bool, float>(), py::arg("layers"),
+           py::arg("optimizer"), py::arg("loss"), py::arg("batch"), py::arg("tf32") = false,
+           py::arg("loss_param") = 0.0f)
       .def("run", &MlpTrainer::run, py::arg("x"), py::arg("y"), py::arg("order"), py::arg("x_batch"),
            py::arg("y_batch"), py::arg("step_losses"), py::arg("step0"), py::arg("step1"),
            py::arg("iterations"), py::arg("stop_on_nonfinite") = false, py::arg("metrics") = py::none(),

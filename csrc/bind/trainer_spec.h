@@ -22,7 +22,7 @@ namespace py = pybind11;
 inline Act to_act(int a) {
   if (!fusednn::act_is_valid(a))
     throw py::value_error("unknown activation code " + std::to_string(a) +
-                          " (0=linear, 1=relu, 2=sigmoid, 3=tanh)");
+                          " (0..16, see fusednn::Act)");
   return static_cast<Act>(a);
 }
 
@@ -37,7 +37,13 @@ inline LossKind to_loss_kind(const std::string& loss) {
   if (loss == "binary") return LossKind::xent_binary;
   if (loss == "categorical") return LossKind::xent_categorical;
   if (loss == "sparse") return LossKind::xent_sparse;
-  throw py::value_error("MlpTrainer: unsupported loss '" + loss + "' (mse, binary, categorical, sparse)");
+  static const char* const kLossFns[] = {"mae", "mape", "msle", "huber", "log_cosh", "hinge",
+                                         "squared_hinge", "categorical_hinge", "kl_divergence", "poisson",
+                                         "cosine_similarity"};
+  for (int k = 0; k < int(sizeof(kLossFns) / sizeof(kLossFns[0])); ++k)
+    if (loss == kLossFns[k]) return static_cast<LossKind>(int(LossKind::loss_fn_base) + k);
+  throw py::value_error("MlpTrainer: unsupported loss '" + loss +
+                        "' (mse, binary, categorical, sparse, or a fusednn::LossFn name)");
 }
 
 inline OptimizerConfig to_optimizer(const py::dict& o) {
@@ -84,6 +90,12 @@ std::vector<DenseBuffers> to_layers(const py::list& layers, const OptimizerConfi
     l.act = to_act(d["act"].cast<int>());
     l.A = shaped(d["A"], where + "A", {batch, l.out});
     l.G = shaped(d["G"], where + "G", {batch, l.out});
+    // the pre-activation, kept only for activations whose backward needs it
+    if (act_backward_needs_input(l.act)) {
+      if (!d.contains("Z") || d["Z"].is_none())
+        throw py::value_error(where + "needs a Z buffer (batch x units) for its activation");
+      l.Z = shaped(d["Z"], where + "Z", {batch, l.out});
+    }
     l.dW = shaped(d["dW"], where + "dW", {l.in, l.out});
     const bool bias = !d["b"].is_none();
     if (bias) {

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import initializers
-from .backends import Backend, activation_code, get_backend
+from .backends import NEEDS_INPUT, Backend, activation_code, get_backend
 from .registry import Registry
 
 _name_counts: defaultdict[str, int] = defaultdict(int)
@@ -41,11 +41,14 @@ def _activation_name(activation: str | None) -> str:
     name = "linear" if activation is None else activation
     if not isinstance(name, str):
         raise TypeError(f"activation must be a name (str) or None, got {type(activation).__name__}")
-    if name != "softmax":  # softmax is row-wise: its own kernels, not the elementwise codes
+    if name not in ("softmax", "log_softmax"):  # row-wise: their own kernels, not the elementwise codes
         try:
             activation_code(name)
         except ValueError:
-            raise ValueError(f"unknown activation {name!r}; valid: linear, relu, sigmoid, softmax, tanh") from None
+            from .backends import ACTIVATIONS
+
+            valid = ", ".join(sorted([*ACTIVATIONS, "softmax", "log_softmax"]))
+            raise ValueError(f"unknown activation {name!r}; valid: {valid}") from None
     return name
 
 
@@ -67,12 +70,13 @@ def _feature_dim(input_shape: Any, input_dim: Any, where: str) -> int | None:
 
 class Buffers:
     """Per-layer arrays for one batch size: the output ``y`` and, allocated on the
-    first backward pass, the activation gradient ``dz`` and input gradient ``dx``."""
+    first backward pass, the activation gradient ``dz`` and input gradient ``dx``; ``z``
+    holds the pre-activation of a layer whose activation's backward needs it (gelu, swish...)."""
 
-    __slots__ = ("batch", "y", "dz", "dx")
+    __slots__ = ("batch", "y", "dz", "dx", "z")
 
     def __init__(self, batch: int, y: Any) -> None:
-        self.batch, self.y, self.dz, self.dx = batch, y, None, None
+        self.batch, self.y, self.dz, self.dx, self.z = batch, y, None, None, None
 
 
 class Layer:
@@ -192,7 +196,7 @@ class Dense(Layer):
         super().__init__(name, input_shape, input_dim)
         self.kernel: Any = None
         self.bias: Any = None
-        self._x = self._y = None
+        self._x = self._y = self._z = None
         self._logits = False
 
     def output_dim(self, input_dim: int) -> int:
@@ -210,11 +214,18 @@ class Dense(Layer):
 
     def forward(self, x: Any, buf: Buffers, logits: bool = False) -> Any:
         """With ``logits`` the activation is left out: the loss folds it in (see losses)."""
-        act = "linear" if logits or self.activation == "softmax" else self.activation
-        self.backend.matmul(x, self.kernel, out=buf.y, bias=self.bias, activation=act)
-        if self.activation == "softmax" and not logits:
-            self.backend.softmax(buf.y, buf.y)
-        self._x, self._y, self._logits = x, buf.y, logits
+        row = self.activation in ("softmax", "log_softmax")
+        act = "linear" if logits or row else self.activation
+        if act in NEEDS_INPUT:  # the backward pass needs the pre-activation: keep it in buf.z
+            if buf.z is None:
+                buf.z = self.backend.empty(buf.y.shape)
+            self.backend.matmul(x, self.kernel, out=buf.z, bias=self.bias, activation="linear")
+            self.backend.act_forward(buf.z, buf.y, act)
+        else:
+            self.backend.matmul(x, self.kernel, out=buf.y, bias=self.bias, activation=act)
+        if row and not logits:
+            (self.backend.softmax if self.activation == "softmax" else self.backend.log_softmax)(buf.y, buf.y)
+        self._x, self._y, self._z, self._logits = x, buf.y, buf.z, logits
         return buf.y
 
     def backward(self, dy: Any, buf: Buffers, need_dx: bool) -> Any:
@@ -226,8 +237,11 @@ class Dense(Layer):
                 buf.dz = be.empty(buf.y.shape)
             if self.activation == "softmax":
                 be.softmax_backward(dy, self._y, buf.dz)
+            elif self.activation == "log_softmax":
+                be.log_softmax_backward(dy, self._y, buf.dz)
             else:
-                be.act_backward(dy, self._y, buf.dz, self.activation)
+                saved = self._z if self.activation in NEEDS_INPUT else self._y
+                be.act_backward(dy, saved, buf.dz, self.activation)
             dz = buf.dz
         be.matmul(self._x, dz, out=self.grads[0], transpose_a=True)
         if self.use_bias:
@@ -259,14 +273,14 @@ class Dense(Layer):
 
 
 class Activation(Layer):
-    """Applies an activation: 'linear', 'relu', 'sigmoid', 'tanh' elementwise, or
-    'softmax' over each sample's features."""
+    """Applies an activation: any elementwise one of ``fusednn.backends.ACTIVATIONS``
+    ('relu', 'gelu', 'swish', ...), or 'softmax' / 'log_softmax' over each sample's features."""
 
     def __init__(self, activation: str | None, input_shape: Any = None, input_dim: int | None = None,
                  name: str | None = None) -> None:
         self.activation = _activation_name(activation)
         super().__init__(name, input_shape, input_dim)
-        self._y = None
+        self._x = self._y = None
         self._logits = False
 
     def forward(self, x: Any, buf: Buffers, logits: bool = False) -> Any:
@@ -275,9 +289,11 @@ class Activation(Layer):
             buf.y[...] = x
         elif self.activation == "softmax":
             self.backend.softmax(x, buf.y)
+        elif self.activation == "log_softmax":
+            self.backend.log_softmax(x, buf.y)
         else:
             self.backend.act_forward(x, buf.y, self.activation)
-        self._y, self._logits = buf.y, logits
+        self._x, self._y, self._logits = x, buf.y, logits
         return buf.y
 
     def backward(self, dy: Any, buf: Buffers, need_dx: bool) -> Any:
@@ -289,8 +305,11 @@ class Activation(Layer):
             buf.dx = self.backend.empty(buf.y.shape)
         if self.activation == "softmax":
             self.backend.softmax_backward(dy, self._y, buf.dx)
+        elif self.activation == "log_softmax":
+            self.backend.log_softmax_backward(dy, self._y, buf.dx)
         else:
-            self.backend.act_backward(dy, self._y, buf.dx, self.activation)
+            saved = self._x if self.activation in NEEDS_INPUT else self._y
+            self.backend.act_backward(dy, saved, buf.dx, self.activation)
         return buf.dx
 
     def get_config(self) -> dict[str, Any]:

@@ -110,12 +110,29 @@ class _CrossEntropy(Loss):
     formula on probabilities (elementwise backend-array arithmetic) otherwise."""
 
     kind = ""
+    #: whether the class takes Keras' label_smoothing (binary and categorical do; sparse does not)
+    smoothable = True
 
-    def __init__(self, from_logits: bool = False) -> None:
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0) -> None:
         self.from_logits = bool(from_logits)
+        label_smoothing = float(label_smoothing)
+        if not 0.0 <= label_smoothing <= 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
+        if label_smoothing and not self.smoothable:
+            raise ValueError(f"{type(self).__name__} has no label_smoothing (as in Keras)")
+        self.label_smoothing = label_smoothing
 
     def get_config(self) -> dict[str, Any]:
-        return {"from_logits": self.from_logits}
+        if not self.smoothable:
+            return {"from_logits": self.from_logits}
+        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
+
+    def smooth_targets(self, be: Backend, target: Any) -> Any:
+        """Keras' label smoothing of a target array (a new array): t (1 - s) + s / 2 for
+        the binary loss, t (1 - s) + s / classes for the categorical one."""
+        s = self.label_smoothing
+        share = 0.5 * s if self.kind == "binary" else s / target.shape[-1]
+        return (target * np.float32(1.0 - s) + np.float32(share)).astype(np.float32)
 
     def _scratch(self, be: Backend) -> Any:
         scratch = getattr(self, "_scratch_arrays", None)
@@ -129,12 +146,16 @@ class _CrossEntropy(Loss):
         return 1.0 / (pred.size if self.kind == "binary" else pred.shape[0])
 
     def value(self, be: Backend, pred: Any, target: Any, out: Any, logits: bool = False) -> None:
+        if self.label_smoothing:
+            target = self.smooth_targets(be, target)
         if logits:
             be.xent(self.kind, pred, target, None, out)
         else:
             out[...] = self._prob_loss_and_grad(be, pred, target, None)
 
     def gradient(self, be: Backend, pred: Any, target: Any, out: Any, logits: bool = False) -> Any:
+        if self.label_smoothing:
+            target = self.smooth_targets(be, target)
         if logits:
             # the loss value goes to a scratch element: without an out the backend
             # returns it as a float, which on a GPU would wait for the device
@@ -171,7 +192,8 @@ class _CrossEntropy(Loss):
         return loss
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(from_logits={self.from_logits})"
+        smooth = f", label_smoothing={self.label_smoothing}" if self.label_smoothing else ""
+        return f"{type(self).__name__}(from_logits={self.from_logits}{smooth})"
 
 
 class BinaryCrossentropy(_CrossEntropy):
@@ -193,6 +215,7 @@ class SparseCategoricalCrossentropy(_CrossEntropy):
     (shape (n,) or (n, 1)); folds a softmax output layer in."""
 
     kind, folds, sparse = "sparse", "softmax", True
+    smoothable = False
 
     def check_targets(self, y: Any, output_dim: int, be: Backend) -> None:
         xp = be.xp if isinstance(y, be.xp.ndarray) else np  # targets may still be on the host
@@ -214,6 +237,15 @@ _ALIASES = {"mse": MeanSquaredError, "mean_squared_error": MeanSquaredError,
             "sparsecategoricalcrossentropy": SparseCategoricalCrossentropy}
 
 
+from .losses_extra import (  # noqa: E402  (defined over Loss; Keras exports them here)
+    ALIASES as _EXTRA_ALIASES, CategoricalHinge, CosineSimilarity, Hinge, Huber, KLDivergence, LogCosh,
+    LossFunction, MeanAbsoluteError, MeanAbsolutePercentageError, MeanSquaredLogarithmicError, Poisson,
+    SquaredHinge)
+
+_ALIASES.update(_EXTRA_ALIASES)
+KLD = KLDivergence  # Keras' legacy class alias
+
+
 def get(identifier: str | Loss) -> Loss:
     """A loss from a Keras name ('mse', 'mean_squared_error', 'MeanSquaredError') or an instance."""
     if isinstance(identifier, Loss):
@@ -222,9 +254,8 @@ def get(identifier: str | Loss) -> Loss:
         cls = _ALIASES.get(identifier.lower())
         if cls is not None:
             return cls()
-    raise ValueError(f"unknown loss {identifier!r}; valid: 'mse', 'mean_squared_error', "
-                     "'binary_crossentropy', 'categorical_crossentropy', 'sparse_categorical_crossentropy' "
-                     "(or their class names) or a Loss instance")
+    names = ", ".join(repr(n) for n in sorted(_ALIASES))
+    raise ValueError(f"unknown loss {identifier!r}; valid: {names} (or their class names) or a Loss instance")
 
 
 def serialize(loss: Loss) -> dict[str, Any]:
