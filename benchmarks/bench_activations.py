@@ -11,6 +11,7 @@ import argparse
 import numpy as np
 
 from fusednn import backends
+from fusednn.backends import cpu as _cpu_backend
 from fusednn.backends import numpy_ext
 from fusednn.bench.timing import measure
 
@@ -31,7 +32,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1 << 20)
     args = ap.parse_args()
-    k = backends.cpu._cpu
+    k = _cpu_backend._cpu
     try:
         import torch
         torch.set_num_threads(k.num_threads())
