@@ -114,7 +114,16 @@ bool act_forward(float* y, const float* x, std::size_t n, Act act) {
         return keep_nan(_mm256_blendv_ps(exp_ps(v), inf, _mm256_cmp_ps(v, _mm256_set1_ps(88.72283935546875f), _CMP_GT_OQ)), v);
       });
       return true;
-    default: return false;  // gelu (erf), softplus (log1p): the portable loop
+    case Act::gelu:
+      map1(y, x, n, [](__m256 v) { return keep_nan(_mm256_mul_ps(v, normal_cdf_ps(v)), v); });
+      return true;
+    case Act::softplus:
+      map1(y, x, n, [zero](__m256 v) {  // max(x, 0) + log1p(e^-|x|)
+        const __m256 e = exp_ps(_mm256_sub_ps(zero, _mm256_andnot_ps(_mm256_set1_ps(-0.f), v)));
+        return keep_nan(_mm256_add_ps(_mm256_max_ps(v, zero), log1p_unit_ps(e)), v);
+      });
+      return true;
+    default: return false;
   }
 }
 
@@ -203,7 +212,33 @@ bool act_backward(float* dx, const float* dy, const float* y, std::size_t n, Act
     case Act::exponential:
       map2(dx, dy, y, n, [](__m256 g, __m256 v) { return _mm256_mul_ps(g, v); });
       return true;
-    default: return false;  // gelu, softplus, mish: the portable loop
+    case Act::gelu:  // from x: Phi(x) + x phi(x)
+      map2(dx, dy, y, n, [](__m256 g, __m256 v) {
+        const __m256 pdf = _mm256_mul_ps(_mm256_set1_ps(0.39894228040143268f),
+                                         exp_ps(_mm256_mul_ps(_mm256_set1_ps(-0.5f), _mm256_mul_ps(v, v))));
+        return _mm256_mul_ps(g, _mm256_fmadd_ps(v, pdf, normal_cdf_ps(v)));
+      });
+      return true;
+    case Act::softplus:  // from y: sigmoid(x) = 1 - e^-y
+      map2(dx, dy, y, n, [](__m256 g, __m256 v) {
+        return _mm256_mul_ps(g, _mm256_sub_ps(_mm256_setzero_ps(), expm1_ps(_mm256_sub_ps(_mm256_setzero_ps(), v))));
+      });
+      return true;
+    case Act::mish:  // from x: tanh(sp) + x sech^2(sp) sigmoid(x), all from e = e^x
+      map2(dx, dy, y, n, [one](__m256 g, __m256 v) {
+        const __m256 two = _mm256_set1_ps(2.f);
+        const __m256 e = exp_ps(_mm256_min_ps(v, _mm256_set1_ps(20.f)));
+        const __m256 nn = _mm256_mul_ps(e, _mm256_add_ps(e, two));
+        const __m256 d2 = _mm256_add_ps(nn, two);
+        const __m256 t = _mm256_div_ps(nn, d2);
+        const __m256 sech2 = _mm256_div_ps(_mm256_mul_ps(_mm256_set1_ps(4.f), _mm256_add_ps(nn, one)), _mm256_mul_ps(d2, d2));
+        const __m256 sg = _mm256_div_ps(e, _mm256_add_ps(one, e));
+        __m256 d = _mm256_fmadd_ps(_mm256_mul_ps(v, sech2), sg, t);
+        d = _mm256_blendv_ps(d, one, _mm256_cmp_ps(v, _mm256_set1_ps(20.f), _CMP_GT_OQ));
+        return _mm256_mul_ps(g, d);
+      });
+      return true;
+    default: return false;
   }
 }
 
