@@ -267,3 +267,21 @@ def test_activation_layer_gradient_matches_finite_differences(host_backend_name,
     model.fit(x, y, epochs=1, batch_size=8, verbose=0, shuffle=False)
     got = fusednn.get_backend().to_numpy(model.layers[0].grads[0])
     np.testing.assert_allclose(got, num, rtol=1e-3, atol=1e-5)
+
+
+def test_keras_activations_namespace(host_backend_name):
+    x = np.linspace(-5, 5, 21, dtype=np.float32)
+    for name in NEW:
+        fn = keras.activations.get(name if name != "gelu_tanh" else "gelu")
+        want = ops.activation(x, name if name != "gelu_tanh" else "gelu")
+        np.testing.assert_array_equal(fn(x), want)
+    np.testing.assert_array_equal(keras.activations.gelu(x, approximate=True), ops.activation(x, "gelu_tanh"))
+    np.testing.assert_array_equal(keras.activations.relu(x, max_value=6.0), ops.relu6(x))
+    with pytest.raises(ValueError, match="alpha=1.0"):
+        keras.activations.elu(x, alpha=0.5)
+    dense = keras.layers.Dense(3, activation=keras.activations.gelu)
+    assert dense.activation == "gelu" and dense.get_config()["activation"] == "gelu"
+    assert keras.layers.Activation(keras.activations.silu).activation == "silu"
+    assert keras.activations.serialize(keras.activations.hard_silu) == "hard_silu"
+    with pytest.raises(TypeError, match="activation must be a name"):
+        keras.layers.Dense(3, activation=np.tanh)

@@ -15,12 +15,13 @@ from typing import Any
 import numpy as np
 
 from .. import initializers
+from ..activations import name_of
 from ..backends import NEEDS_INPUT, activation_code
 from .base import Buffers, Layer, feature_dim, unique_name
 
 
 def _activation_name(activation: str | None) -> str:
-    name = "linear" if activation is None else activation
+    name = "linear" if activation is None else name_of(activation)  # keras.activations.f stands for 'f'
     if not isinstance(name, str):
         raise TypeError(f"activation must be a name (str) or None, got {type(activation).__name__}")
     if name not in ("softmax", "log_softmax"):  # row-wise: their own kernels, not the elementwise codes
