@@ -15,7 +15,10 @@ SELU_SCALE = float(np.float32(1.05070098735548049342))
 GELU_C = float(np.float32(0.7978845608028654))
 GELU_K = float(np.float32(0.044715))
 EPS = 1e-7  # keras.backend.epsilon()
-_erfc = np.vectorize(math.erfc, otypes=[np.float64])
+try:  # vectorised where SciPy is installed; the C library's erfc element by element otherwise
+    from scipy.special import erfc as _erfc
+except ImportError:  # pragma: no cover - depends on the environment
+    _erfc = np.vectorize(math.erfc, otypes=[np.float64])
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
