@@ -32,16 +32,25 @@ inline int to_int_dim(py::ssize_t d, const char* what) {
   return int(d);
 }
 
+// fusednn::LossFn by name, in code order (the table Python's LOSS_FNS is held to).
+constexpr int kLossFnCount = 11;
+inline const char* const kLossFnNames[kLossFnCount] = {"mae", "mape", "msle", "huber", "log_cosh", "hinge",
+                                                       "squared_hinge", "categorical_hinge", "kl_divergence",
+                                                       "poisson", "cosine_similarity"};
+// fusednn::Act by name, in code order.
+constexpr int kActCount = 17;
+inline const char* const kActNames[kActCount] = {"linear", "relu", "sigmoid", "tanh", "elu", "selu",
+                                                 "leaky_relu", "gelu", "gelu_tanh", "swish", "softplus",
+                                                 "softsign", "hard_sigmoid", "hard_swish", "relu6", "mish",
+                                                 "exponential"};
+
 inline LossKind to_loss_kind(const std::string& loss) {
   if (loss == "mse") return LossKind::mse;
   if (loss == "binary") return LossKind::xent_binary;
   if (loss == "categorical") return LossKind::xent_categorical;
   if (loss == "sparse") return LossKind::xent_sparse;
-  static const char* const kLossFns[] = {"mae", "mape", "msle", "huber", "log_cosh", "hinge",
-                                         "squared_hinge", "categorical_hinge", "kl_divergence", "poisson",
-                                         "cosine_similarity"};
-  for (int k = 0; k < int(sizeof(kLossFns) / sizeof(kLossFns[0])); ++k)
-    if (loss == kLossFns[k]) return static_cast<LossKind>(int(LossKind::loss_fn_base) + k);
+  for (int k = 0; k < kLossFnCount; ++k)
+    if (loss == kLossFnNames[k]) return static_cast<LossKind>(int(LossKind::loss_fn_base) + k);
   throw py::value_error("MlpTrainer: unsupported loss '" + loss +
                         "' (mse, binary, categorical, sparse, or a fusednn::LossFn name)");
 }
@@ -50,12 +59,14 @@ inline LossKind to_loss_kind(const std::string& loss) {
 // TRAINER_LOSSES, TRAINER_OPTIMIZERS: name -> code, built from the C++ enums), so
 // that a test can hold Python's tables (fusednn.backends.base) to them.
 inline void add_codes(py::module_& m) {
+  static_assert(kActCount == int(Act::exponential) + 1, "kActNames must name every fusednn::Act");
+  static_assert(kLossFnCount == int(LossFn::cosine_similarity) + 1, "kLossFnNames must name every LossFn");
   py::dict acts;
-  acts["linear"] = int(Act::linear);
-  acts["relu"] = int(Act::relu);
-  acts["sigmoid"] = int(Act::sigmoid);
-  acts["tanh"] = int(Act::tanh);
+  for (int a = 0; a < kActCount; ++a) acts[kActNames[a]] = a;
   m.attr("ACTIVATION_CODES") = acts;
+  py::dict loss_fns;
+  for (int k = 0; k < kLossFnCount; ++k) loss_fns[kLossFnNames[k]] = k;
+  m.attr("LOSS_FN_CODES") = loss_fns;
   py::dict xent;
   xent["binary"] = int(XentKind::sigmoid_binary);
   xent["categorical"] = int(XentKind::softmax_categorical);
@@ -63,6 +74,7 @@ inline void add_codes(py::module_& m) {
   m.attr("XENT_CODES") = xent;
   py::dict losses;
   for (const char* name : {"mse", "binary", "categorical", "sparse"}) losses[name] = int(to_loss_kind(name));
+  for (const char* name : kLossFnNames) losses[name] = int(to_loss_kind(name));
   m.attr("TRAINER_LOSSES") = losses;
   py::dict opts;
   opts["sgd"] = int(OptKind::sgd);

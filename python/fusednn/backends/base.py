@@ -18,9 +18,9 @@ import numpy as np
 ACTIVATIONS = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3,
                "elu": 4, "selu": 5, "leaky_relu": 6, "gelu": 7, "gelu_tanh": 8, "swish": 9,
                "softplus": 10, "softsign": 11, "hard_sigmoid": 12, "hard_swish": 13, "relu6": 14,
-               "mish": 15, "exponential": 16,
-               # Keras' other names for the same functions
-               "silu": 9, "hard_silu": 13}
+               "mish": 15, "exponential": 16}
+#: Keras' other names for the same functions
+ALIASES = {"silu": "swish", "hard_silu": "hard_swish"}
 #: activations whose backward kernel takes the forward input rather than the output
 #: (fusednn::act_backward_needs_input)
 NEEDS_INPUT = frozenset({"gelu", "gelu_tanh", "swish", "silu", "mish", "hard_swish", "hard_silu", "softsign"})
@@ -36,7 +36,7 @@ ROW_LOSS_FNS = frozenset({"categorical_hinge", "kl_divergence", "cosine_similari
 
 def canonical_activation(name: str) -> str:
     """The kernel's name for an activation name or Keras alias ('silu' -> 'swish')."""
-    return {"silu": "swish", "hard_silu": "hard_swish"}.get(name, name)
+    return ALIASES.get(name, name)
 
 
 def activation_code(name: str | None) -> int:
@@ -44,10 +44,10 @@ def activation_code(name: str | None) -> int:
     if name is None:
         return 0
     try:
-        return ACTIVATIONS[name]
-    except KeyError:
+        return ACTIVATIONS[ALIASES.get(name, name)]
+    except (KeyError, TypeError):
         raise ValueError(
-            f"unknown activation {name!r}; valid: {', '.join(sorted(ACTIVATIONS))}"
+            f"unknown activation {name!r}; valid: {', '.join(sorted([*ACTIVATIONS, *ALIASES]))}"
         ) from None
 
 

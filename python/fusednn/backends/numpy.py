@@ -29,7 +29,7 @@ def act_forward_np(x: np.ndarray, out: np.ndarray, activation: str) -> np.ndarra
     elif activation in ("linear", None):
         if out is not x:
             np.copyto(out, x)
-    elif activation in ACTIVATIONS:
+    elif canonical_activation(activation) in ACTIVATIONS:
         np.copyto(out, _ext.act_forward64(x.astype(np.float64), canonical_activation(activation)),
                   casting="same_kind")
     else:
@@ -48,7 +48,7 @@ def act_backward_np(dy: np.ndarray, y: np.ndarray, out: np.ndarray, activation: 
     elif activation in ("linear", None):
         if out is not dy:
             np.copyto(out, dy)
-    elif activation in ACTIVATIONS:  # y is the forward input for the NEEDS_INPUT activations
+    elif canonical_activation(activation) in ACTIVATIONS:  # y is the forward input for the NEEDS_INPUT activations
         d = _ext.act_derivative64(y.astype(np.float64), canonical_activation(activation))
         np.copyto(out, _ext.times_derivative(dy, d), casting="same_kind")
     else:
