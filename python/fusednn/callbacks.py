@@ -89,6 +89,12 @@ class BatchLogs(Mapping):
         return 1
 
 
+def overrides(cb: Callback, hook: str) -> bool:
+    """Whether ``cb`` does something in ``hook``: its class overrides it, or it was set
+    on the instance (as :class:`LambdaCallback` does)."""
+    return hook in vars(cb) or getattr(type(cb), hook) is not getattr(Callback, hook)
+
+
 class CallbackList:
     """Calls a hook on every callback in order; knows whether any overrides a hook,
     so that the model wires per-batch work only where it is wanted."""
@@ -103,7 +109,7 @@ class CallbackList:
 
     def wants(self, hook: str) -> bool:
         """Whether any callback overrides ``hook`` (so the caller must produce its logs)."""
-        return any(getattr(type(cb), hook) is not getattr(Callback, hook) for cb in self.callbacks)
+        return any(overrides(cb, hook) for cb in self.callbacks)
 
     def call(self, hook: str, *args: Any) -> None:
         """Call ``hook(*args)`` on every callback, in order."""
@@ -365,3 +371,8 @@ class ModelCheckpoint(Callback):
             self.model.save_weights(path)
         else:
             self.model.save(path)
+
+
+# Keras 3's further callbacks live in their own module; importable from here as in Keras.
+from .callbacks_keras import (BackupAndRestore, CSVLogger, LambdaCallback, LearningRateScheduler,  # noqa: E402
+                              ReduceLROnPlateau)

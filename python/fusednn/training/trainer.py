@@ -23,11 +23,11 @@ import numpy as np
 
 from .. import losses, metrics as metrics_module, optimizers
 from ..backends import Backend, get_backend
-from ..callbacks import (BatchLogs, Callback, CallbackList, History, ProgbarLogger, TerminateOnNaN,
+from ..callbacks import (BatchLogs, Callback, CallbackList, History, ProgbarLogger, TerminateOnNaN, overrides,
                          resolve_verbose)
 from ..layers import Buffers, Layer
 from ..utils import rng
-from . import fused, inputs
+from . import fused, inputs, sample_weights
 from .epoch_metrics import EpochMetrics
 
 # Buffer sets kept per model: the training batch size, its remainder, and a few
@@ -66,6 +66,21 @@ class _Workspace:
 
 
 
+def _validation_schedule(validation_freq: Any) -> Callable[[int], bool]:
+    """Keras' ``validation_freq``: an int k validates after every k-th epoch (counted
+    from 1), a collection of ints after the epochs it lists."""
+    if isinstance(validation_freq, (int, np.integer)) and not isinstance(validation_freq, bool):
+        if validation_freq < 1:
+            raise ValueError(f"validation_freq must be >= 1, got {validation_freq}")
+        k = int(validation_freq)
+        return lambda epoch: (epoch + 1) % k == 0
+    try:
+        listed = {int(e) for e in validation_freq}
+    except (TypeError, ValueError):
+        raise ValueError(f"validation_freq must be an integer or a list of epochs, got {validation_freq!r}") from None
+    return lambda epoch: (epoch + 1) in listed
+
+
 class Trainer:
     """Compile / fit / evaluate / predict for a model class that inherits it (see the
     module docstring for what the model provides). Optimizer state persists across
@@ -85,6 +100,7 @@ class Trainer:
         #: compile's ``fused`` switch: "auto", True or False (see :meth:`compile`)
         self.fused_mode: str | bool = "auto"
         self._told_why = False  # the per-op fallback was reported since the last compile
+        self._resume_epoch: int | None = None  # set by a callback (BackupAndRestore) in on_train_begin
 
     def reset_buffers(self) -> None:
         """Drop the buffers and the fused trainer made for the model as it was: the
@@ -228,19 +244,26 @@ class Trainer:
         return x
 
     def _compute_gradients(self, x: Any, y: Any, ws: _Workspace, loss_out: Any,
-                           tracker: EpochMetrics | None = None) -> None:
+                           tracker: EpochMetrics | None = None, weights: Any = None) -> None:
         """Forward, loss (written to ``loss_out[0]``) and backward for one batch: leaves
-        every layer's weight gradients in its ``grads``."""
+        every layer's weight gradients in its ``grads``. ``weights`` (a device array,
+        one per row) weighs each row's loss and gradient (see :mod:`.sample_weights`)."""
         be = self.backend
         fold = self._folds_output()
         pred = self._forward(x, ws, fold)
         on_logits = self.loss.on_logits(self.output_activation)
-        self.loss.value(be, pred, y, loss_out, logits=on_logits)
+        if weights is None:
+            self.loss.value(be, pred, y, loss_out, logits=on_logits)
+        else:
+            sample_weights.weighted_rows_loss(self.loss, be, pred, y, weights, loss_out, on_logits,
+                                              self._loss_buffer("rows", pred.shape[0]))
         if tracker is not None:
             tracker.update(pred, y)
         if ws.dpred is None:
             ws.dpred = be.empty(pred.shape)
         dy = self.loss.gradient(be, pred, y, ws.dpred, logits=on_logits)
+        if weights is not None:  # every loss is a mean of row terms: row i's gradient scales by w_i
+            dy *= weights.reshape(-1, 1)
         for i in range(len(self.layers) - 1, -1, -1):
             dy = self.layers[i].backward(dy, ws.layers[i], i > 0)
         for layer in self.layers:  # weight penalties, in the fused trainer's order
@@ -256,7 +279,8 @@ class Trainer:
     def _train_epoch(self, x: Any, y: Any, order: np.ndarray, batch_size: int,
                      on_step: Callable[[int, Any], None] | None = None, chunk: int = 1,
                      stop_on_nonfinite: bool = False, tracker: EpochMetrics | None = None,
-                     augment: Callable[[np.ndarray], np.ndarray] | None = None) -> float:
+                     augment: Callable[[np.ndarray], np.ndarray] | None = None,
+                     row_weights: np.ndarray | None = None) -> float:
         """Train one epoch over the samples in ``order`` (a host permutation) in batches
         of ``batch_size``; returns the epoch loss (batch losses weighted by batch size)
         and leaves the per-step losses in ``last_step_losses``. ``x``/``y`` are on the
@@ -265,7 +289,8 @@ class Trainer:
         (on the fused path, after each run of ``chunk`` steps). With ``stop_on_nonfinite``
         the fused path stops after the first step whose loss is NaN or infinite.
         ``tracker`` accumulates the compiled metrics; ``augment`` transforms each
-        training batch (a host array) before it is used."""
+        training batch (a host array) before it is used. ``row_weights`` (host, one per
+        sample of x) weighs each sample's loss and gradient."""
         be = self.backend
         n = len(order)
         steps = -(-n // batch_size)
@@ -274,7 +299,10 @@ class Trainer:
         if self.fused_mode is not False and isinstance(x, be.xp.ndarray):
             trainer = self._fused = fused.trainer_for(self, batch_size, tracker, self._fused)
         if trainer is not None:
-            done = trainer.epoch(self, x, y, order, step_losses, chunk, on_step, stop_on_nonfinite, augment)
+            wdict = None if row_weights is None else \
+                {"row_scale": be.asarray(np.ascontiguousarray(row_weights[order])), "penalty_scale": None}
+            done = trainer.epoch(self, x, y, order, step_losses, chunk, on_step, stop_on_nonfinite, augment,
+                                 weights=wdict)
             if tracker is not None:
                 covered = min(n, done * batch_size)
                 tracker.add_counted(covered, covered * self.output_shape[1])
@@ -295,7 +323,8 @@ class Trainer:
             xb = ws.batch_x
             if augment is not None:
                 xb = inputs.augmented(augment, be.to_numpy(xb), xb.shape)
-            self._compute_gradients(be.asarray(xb), be.asarray(ws.batch_y), ws, step_losses[s:s + 1], tracker)
+            wb = None if row_weights is None else be.asarray(np.ascontiguousarray(row_weights[order[lo:hi]]))
+            self._compute_gradients(be.asarray(xb), be.asarray(ws.batch_y), ws, step_losses[s:s + 1], tracker, wb)
             self.optimizer.apply(self.gradients)
             if on_step is not None:
                 on_step(s, step_losses)
@@ -303,9 +332,10 @@ class Trainer:
         return _weighted_mean(self.last_step_losses, batch_size, n)
 
     def _evaluate(self, x: Any, y: Any, batch_size: int, cbs: CallbackList | None = None,
-                  tracker: EpochMetrics | None = None) -> float:
+                  tracker: EpochMetrics | None = None, weights: np.ndarray | None = None) -> float:
         """The loss over (x, y) in batches, read back from the device once; the compiled
-        metrics accumulate in ``tracker``."""
+        metrics accumulate in ``tracker``. ``weights`` (host, one per sample) weighs
+        each sample's loss: Keras' ``sum(w_i * l_i) / n``."""
         be = self.backend
         n = x.shape[0]
         steps = -(-n // batch_size)
@@ -316,7 +346,12 @@ class Trainer:
             lo, hi = s * batch_size, min(n, (s + 1) * batch_size)
             pred = self._forward(be.asarray(x[lo:hi]), self._workspace(hi - lo), fold)
             yb = be.asarray(y[lo:hi])
-            self.loss.value(be, pred, yb, step_losses[s:s + 1], logits=on_logits)
+            if weights is None:
+                self.loss.value(be, pred, yb, step_losses[s:s + 1], logits=on_logits)
+            else:
+                sample_weights.weighted_rows_loss(self.loss, be, pred, yb, be.asarray(weights[lo:hi]),
+                                                  step_losses[s:s + 1], on_logits,
+                                                  self._loss_buffer("rows", hi - lo))
             if tracker is not None:
                 tracker.update(pred, yb)
             if cbs is not None:
@@ -335,14 +370,22 @@ class Trainer:
     def fit(self, x: Any, y: Any, batch_size: int | None = 32, epochs: int = 1, verbose: int | str = "auto",
             validation_split: float = 0.0, validation_data: tuple[Any, Any] | None = None,
             shuffle: bool = True, callbacks: Sequence[Callback] | None = None,
-            initial_epoch: int = 0, augment: Callable[[np.ndarray], np.ndarray] | None = None) -> History:
+            initial_epoch: int = 0, augment: Callable[[np.ndarray], np.ndarray] | None = None,
+            class_weight: dict[int, float] | None = None, sample_weight: Any = None,
+            validation_freq: int | Sequence[int] = 1, validation_batch_size: int | None = None) -> History:
         """Train for ``epochs`` epochs (counting from ``initial_epoch``) on (x, y) in
         mini-batches, with Keras' semantics: ``shuffle`` reorders samples every epoch,
         ``validation_split`` holds out the *last* fraction of the data (before
         shuffling) unless ``validation_data=(x_val, y_val)`` is given, and the returned
         :class:`History` holds per-epoch 'loss' and each compiled metric (and 'val_loss',
         'val_<metric>'). ``augment`` (e.g. a :class:`fusednn.preprocessing.Augmentation`)
-        transforms each training batch as it is drawn — never the validation data."""
+        transforms each training batch as it is drawn — never the validation data.
+        ``sample_weight`` (one per sample) and ``class_weight`` ({class: weight}, multiplied
+        in) weigh each sample's loss as Keras does (:mod:`.sample_weights`); validation
+        data may be a triple ``(x_val, y_val, w_val)``; ``validation_split`` splits the
+        weights too. Validation runs after epochs ``validation_freq`` divides (counted
+        from 1), or those listed, in batches of ``validation_batch_size`` (default
+        ``batch_size``). The compiled metrics are not weighted (unlike Keras')."""
         self._require_compiled("fit")
         if augment is not None and not callable(augment):
             raise TypeError(f"augment must be a callable on a batch of samples, got {type(augment).__name__}")
@@ -353,18 +396,28 @@ class Trainer:
             raise ValueError(f"initial_epoch must be >= 0, got {initial_epoch}")
         if not 0.0 <= validation_split < 1.0:
             raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
+        val_batch = batch_size if validation_batch_size is None else inputs.batch_size(validation_batch_size)
+        should_validate = _validation_schedule(validation_freq)
         x, y = self._xy(x, y)
-        val = None
+        w = self._sample_weights(sample_weight, class_weight, y)
+        if w is not None and augment is not None:
+            raise ValueError("sample_weight/class_weight cannot be combined with augment")
+        val, val_w = None, None
         if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("validation_data must be a pair (x_val, y_val)")
-            val = self._xy(*validation_data, xname="validation_data x", yname="validation_data y")
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ValueError("validation_data must be a pair (x_val, y_val) or a triple (x_val, y_val, w_val)")
+            val = self._xy(*validation_data[:2], xname="validation_data x", yname="validation_data y")
+            if len(validation_data) == 3 and validation_data[2] is not None:
+                val_w = sample_weights.check_sample_weight(validation_data[2], val[0].shape[0],
+                                                           "validation_data sample weights")
         elif validation_split:
             split = int(math.floor(x.shape[0] * (1.0 - validation_split)))
             if split in (0, x.shape[0]):
                 raise ValueError(f"{x.shape[0]} samples cannot be split into training and validation "
                                  f"sets with validation_split={validation_split}")
             x, y, val = x[:split], y[:split], (x[split:], y[split:])
+            if w is not None:
+                w, val_w = w[:split], w[split:]
         x, y = self._place(x, y)
         if val is not None:
             val = self._place(*val)
@@ -383,7 +436,7 @@ class Trainer:
         # The fused path runs steps in chunks between batch hooks: one step at a time
         # for callbacks that act per batch, ~50 chunks an epoch for the progress bar.
         per_batch = [cb for cb in cbs.callbacks if not isinstance(cb, ProgbarLogger)
-                     and type(cb).on_train_batch_end is not Callback.on_train_batch_end]
+                     and overrides(cb, "on_train_batch_end")]
         chunk = 1 if per_batch else max(1, steps // 50)
         stop_on_nonfinite = any(isinstance(cb, TerminateOnNaN) for cb in cbs.callbacks)
         if cbs.wants("on_train_batch_end"):
@@ -398,20 +451,23 @@ class Trainer:
         self.stop_training = False
         self.history = history
         logs: dict[str, float] | None = None
+        self._resume_epoch = None
         cbs.call("on_train_begin", None)
+        if self._resume_epoch is not None:  # a callback restored a backup (BackupAndRestore)
+            initial_epoch, self._resume_epoch = self._resume_epoch, None
         for epoch in range(initial_epoch, epochs):
             cbs.call("on_epoch_begin", epoch, None)
             order = rng().permutation(n) if shuffle else np.arange(n)
             if tracker is not None:
                 tracker.reset()
             logs = {"loss": self._train_epoch(x, y, order, batch_size, on_step, chunk, stop_on_nonfinite,
-                                              tracker, augment)}
+                                              tracker, augment, w)}
             if tracker is not None:
                 logs.update(tracker.result())
-            if val is not None:
+            if val is not None and should_validate(epoch):
                 if val_tracker is not None:
                     val_tracker.reset()
-                logs["val_loss"] = self._evaluate(val[0], val[1], batch_size, tracker=val_tracker)
+                logs["val_loss"] = self._evaluate(val[0], val[1], val_batch, tracker=val_tracker, weights=val_w)
                 if val_tracker is not None:
                     logs.update({f"val_{k}": v for k, v in val_tracker.result().items()})
             cbs.call("on_epoch_end", epoch, logs)
@@ -422,25 +478,50 @@ class Trainer:
         cbs.call("on_train_end", logs)
         return history
 
+    def set_initial_epoch(self, epoch: int) -> None:
+        """Make the ``fit`` now starting (called from a callback's ``on_train_begin``,
+        as :class:`~fusednn.callbacks.BackupAndRestore` does) begin at ``epoch``."""
+        if int(epoch) < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        self._resume_epoch = int(epoch)
+
+    def _sample_weights(self, sample_weight: Any, class_weight: Any, y: Any) -> np.ndarray | None:
+        """fit's per-sample weights (host float32) from ``sample_weight`` and ``class_weight``, or None."""
+        w = None
+        if sample_weight is not None:
+            w = sample_weights.check_sample_weight(sample_weight, y.shape[0])
+        if class_weight is not None:
+            cw = sample_weights.class_weights_to_sample_weights(class_weight, self.backend.to_numpy(y)
+                                                                if not isinstance(y, np.ndarray) else y,
+                                                                self.loss.sparse)
+            w = cw if w is None else w * cw
+        return w
+
     # ---------------------------------------------------------- evaluate, predict
-    def evaluate(self, x: Any, y: Any, batch_size: int | None = 32, verbose: int | str = "auto"
-                 ) -> float | list[float]:
+    def evaluate(self, x: Any, y: Any, batch_size: int | None = 32, verbose: int | str = "auto",
+                 sample_weight: Any = None, return_dict: bool = False) -> float | list[float] | dict[str, float]:
         """The loss on (x, y), averaged over samples as in Keras (batches weighted by
-        size); with compiled metrics, ``[loss, *metrics]`` in compile order, as Keras."""
+        size; with ``sample_weight``, ``sum(w_i * l_i) / n``); with compiled metrics,
+        ``[loss, *metrics]`` in compile order, as Keras; with ``return_dict``,
+        ``{"loss": ..., <metric name>: ...}``. Metrics are not weighted."""
         self._require_compiled("evaluate")
         batch_size = inputs.batch_size(batch_size)
         verbose = resolve_verbose(verbose)
-        x, y = self._place(*self._xy(x, y))
+        x, y = self._xy(x, y)
+        w = None if sample_weight is None else sample_weights.check_sample_weight(sample_weight, x.shape[0])
+        x, y = self._place(x, y)
         steps = -(-x.shape[0] // batch_size)
         cbs = None
         if verbose:
             cbs = CallbackList([ProgbarLogger(verbose)], model=self, params={"steps": steps, "verbose": verbose})
             cbs.call("on_test_begin", None)
         tracker = self._tracker()
-        loss = self._evaluate(x, y, batch_size, cbs, tracker)
+        loss = self._evaluate(x, y, batch_size, cbs, tracker, w)
         results = tracker.result() if tracker is not None else {}
         if cbs is not None:
             cbs.call("on_test_end", {"loss": loss, **results})
+        if return_dict:
+            return {"loss": loss, **results}
         return [loss, *results.values()] if tracker is not None else loss
 
     def predict(self, x: Any, batch_size: int | None = 32, verbose: int | str = "auto") -> np.ndarray:

@@ -1,0 +1,120 @@
+"""fit/evaluate options with Keras semantics: sample_weight and class_weight (loss
+sum(w_i l_i) / batch, against a float64 SGD reference), validation triples,
+validation_freq, validation_batch_size, evaluate(sample_weight, return_dict)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fusednn import keras
+
+from model_refs import forward64
+
+
+def linear_model(lr=0.05, seed=0):
+    keras.utils.set_random_seed(seed)
+    m = keras.Sequential([keras.layers.Dense(1, input_shape=(3,))])
+    m.compile(optimizer=keras.optimizers.SGD(learning_rate=lr), loss="mse")
+    return m
+
+
+def data(n=37, seed=1):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 3)), rng.standard_normal((n, 1)), rng.uniform(0.0, 2.0, n)
+
+
+def sgd_reference(W, b, x, y, w, lr, batch):
+    """Keras' weighted MSE step in float64: batch loss sum(w_i (p_i - y_i)^2) / B."""
+    W, b = W.astype(np.float64).copy(), b.astype(np.float64).copy()
+    losses, sizes = [], []
+    for lo in range(0, len(x), batch):
+        xb, yb, wb = x[lo:lo + batch], y[lo:lo + batch], w[lo:lo + batch]
+        r = xb @ W + b - yb
+        losses.append(float(np.sum(wb[:, None] * r * r) / len(xb)))
+        sizes.append(len(xb))
+        g = 2.0 * wb[:, None] * r / len(xb)
+        W -= lr * xb.T @ g
+        b -= lr * g.sum(axis=0)
+    return W, b, float(np.dot(losses, sizes) / len(x))
+
+
+def test_sample_weight_matches_float64_reference(backend_name):
+    x, y, w = data()
+    m = linear_model()
+    m.build((None, 3))
+    W0, b0 = m.get_weights()
+    h = m.fit(x, y, batch_size=8, epochs=1, shuffle=False, sample_weight=w, verbose=0)
+    W, b, loss = sgd_reference(W0, b0, x, y, w, 0.05, 8)
+    W1, b1 = m.get_weights()
+    np.testing.assert_allclose(W1, W, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(b1, b, rtol=1e-5, atol=1e-6)
+    assert h.history["loss"][0] == pytest.approx(loss, rel=1e-5)
+    # evaluate: sum(w_i l_i) / n over all samples, any batch size
+    p = forward64(m.get_weights(), ["linear"], x)
+    want = float(np.sum(w * ((p - y) ** 2)[:, 0]) / len(x))
+    assert m.evaluate(x, y, batch_size=5, sample_weight=w, verbose=0) == pytest.approx(want, rel=1e-5)
+    assert m.evaluate(x, y, sample_weight=w, verbose=0, return_dict=True) == {"loss": pytest.approx(want, rel=1e-5)}
+
+
+def test_class_weight_is_per_sample_weight_by_label(backend_name):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((30, 3))
+    labels = rng.integers(0, 3, 30)
+    y = np.eye(3)[labels]
+
+    def run(**kw):
+        keras.utils.set_random_seed(3)
+        m = keras.Sequential([keras.layers.Dense(5, activation="relu", input_shape=(3,)),
+                              keras.layers.Dense(3, activation="softmax")])
+        m.compile(optimizer="adam", loss="categorical_crossentropy")
+        h = m.fit(x, y, batch_size=7, epochs=2, shuffle=False, verbose=0, **kw)
+        return m.get_weights(), h.history["loss"]
+
+    cw = {0: 0.5, 1: 2.0}  # class 2 missing: weight 1, as in Keras
+    a_w, a_loss = run(class_weight=cw)
+    b_w, b_loss = run(sample_weight=np.array([cw.get(c, 1.0) for c in labels]))
+    c_w, c_loss = run()
+    for a, b in zip(a_w, b_w):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(a_loss, b_loss, rtol=1e-6)
+    assert not np.allclose(a_loss, c_loss)
+    # both multiply: sample_weight * class_weight
+    d_w, _ = run(class_weight=cw, sample_weight=np.full(30, 2.0))
+    e_w, _ = run(sample_weight=2.0 * np.array([cw.get(c, 1.0) for c in labels]))
+    for a, b in zip(d_w, e_w):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_validation_triple_freq_and_batch_size(backend_name):
+    x, y, w = data(40)
+    m = linear_model()
+    h = m.fit(x, y, batch_size=8, epochs=4, validation_data=(x[:10], y[:10], w[:10]), validation_freq=2,
+              validation_batch_size=3, verbose=0)
+    assert h.history["val_loss"][-1] == pytest.approx(
+        m.evaluate(x[:10], y[:10], sample_weight=w[:10], verbose=0), rel=1e-6)
+    assert len(h.history["loss"]) == 4 and len(h.history["val_loss"]) == 2
+    h = m.fit(x, y, epochs=3, validation_data=(x, y), validation_freq=[1, 3], verbose=0)
+    assert len(h.history["val_loss"]) == 2
+
+
+def test_validation_split_splits_weights():
+    x, y, w = data(40)
+    m = linear_model()
+    h = m.fit(x, y, epochs=1, validation_split=0.25, sample_weight=w, verbose=0)
+    assert h.history["val_loss"][0] == pytest.approx(m.evaluate(x[30:], y[30:], sample_weight=w[30:], verbose=0),
+                                                     rel=1e-6)
+
+
+@pytest.mark.parametrize("kw, err", [
+    ({"sample_weight": np.ones(5)}, "one weight per sample"),
+    ({"sample_weight": -np.ones(37)}, "non-negative"),
+    ({"sample_weight": np.full(37, np.nan)}, "NaN"),
+    ({"class_weight": [1, 2]}, "dict"),
+    ({"validation_freq": 0}, "validation_freq"),
+    ({"validation_data": (np.ones((2, 3)),)}, "pair"),
+])
+def test_bad_fit_options(kw, err):
+    x, y, _ = data()
+    m = linear_model()
+    with pytest.raises((ValueError, TypeError), match=err):
+        m.fit(x, y, verbose=0, **kw)
