@@ -86,7 +86,7 @@ def test_non_finite_validation_data(model, data):
     with pytest.raises(ValueError, match=r"validation_data x contains NaN or Inf \(first in row 2"):
         model.fit(x, y, validation_data=(xv, y[:4]), verbose=0)
     with pytest.raises(ValueError, match="pair"):
-        model.fit(x, y, validation_data=(x, y, y), verbose=0)
+        model.fit(x, y, validation_data=(x, y, y, y), verbose=0)
 
 
 def test_fit_and_evaluate_before_compile(backend_name, data):

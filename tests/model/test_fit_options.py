@@ -118,3 +118,86 @@ def test_bad_fit_options(kw, err):
     m = linear_model()
     with pytest.raises((ValueError, TypeError), match=err):
         m.fit(x, y, verbose=0, **kw)
+
+
+class Batches:
+    """A keras.utils.PyDataset-like object over arrays (it records which batches were read)."""
+
+    def __init__(self, x, y, batch, w=None):
+        self.x, self.y, self.w, self.batch, self.read, self.ends = x, y, w, batch, [], 0
+
+    def __len__(self):
+        return -(-len(self.x) // self.batch)
+
+    def __getitem__(self, i):
+        self.read.append(i)
+        s = slice(i * self.batch, (i + 1) * self.batch)
+        return (self.x[s], self.y[s]) if self.w is None else (self.x[s], self.y[s], self.w[s])
+
+    def on_epoch_end(self):
+        self.ends += 1
+
+
+def test_pydataset_and_generator_train_as_arrays(backend_name):
+    """A PyDataset / generator of the same batches gives the same weights, history,
+    evaluate and predict as the arrays (unshuffled), with sample weights in the batches."""
+    x, y, w = data(37)
+    m = linear_model()
+    m.build((None, 3))
+    w0 = m.get_weights()
+    h_arr = m.fit(x, y, batch_size=8, epochs=2, shuffle=False, sample_weight=w, validation_data=(x, y, w),
+                  verbose=0)
+    want = m.get_weights()
+    m.set_weights(w0)
+    ds = Batches(x, y, 8, w)
+    h_ds = m.fit(ds, epochs=2, shuffle=False, validation_data=Batches(x, y, 5, w), verbose=0)
+    assert ds.ends == 2 and ds.read[1:6] == [0, 1, 2, 3, 4]  # (batch 0 is read once first, to build)
+    for a, b in zip(m.get_weights(), want):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(h_ds.history["loss"], h_arr.history["loss"], rtol=1e-5)
+    np.testing.assert_allclose(h_ds.history["val_loss"], h_arr.history["val_loss"], rtol=1e-5)
+    m.set_weights(w0)
+
+    def gen():
+        while True:
+            for lo in range(0, 37, 8):
+                yield x[lo:lo + 8], y[lo:lo + 8], w[lo:lo + 8]
+
+    m.fit(gen(), steps_per_epoch=5, epochs=2, verbose=0)
+    for a, b in zip(m.get_weights(), want):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    assert m.evaluate(Batches(x, y, 6), verbose=0) == pytest.approx(m.evaluate(x, y, verbose=0), rel=1e-5)
+    np.testing.assert_allclose(m.predict(iter([x[:10], (x[10:],)]), verbose=0), m.predict(x, verbose=0),
+                               rtol=1e-6)
+
+
+def test_generator_running_out_stops_with_keras_warning():
+    x, y, _ = data(20)
+    m = linear_model()
+    with pytest.warns(UserWarning, match="ran out of data"):
+        h = m.fit(iter([(x[:10], y[:10])] * 5), steps_per_epoch=2, epochs=5, verbose=0)
+    assert h.epoch == [0, 1, 2]  # the third epoch got one batch, then the input ended
+
+
+def test_steps_per_epoch_on_arrays_continues_across_epochs(backend_name):
+    """Keras 3: with steps_per_epoch, epochs continue through the data where the last
+    stopped (a new pass starts when one is used up). 37 rows in batches of 8 = 5
+    batches; 3 steps an epoch: epoch 0 = batches 0-2, epoch 1 = 3, 4, then 0 of a new pass."""
+    x, y, w = data(37)
+    m = linear_model()
+    m.build((None, 3))
+    w0 = m.get_weights()
+    m.fit(x, y, batch_size=8, steps_per_epoch=3, epochs=2, shuffle=False, verbose=0)
+    got = m.get_weights()
+    W, b = w0
+    ones = np.ones(37)
+    for lo, hi in ((0, 24), (24, 37), (0, 8)):
+        W, b, _ = sgd_reference(W, b, x[lo:hi], y[lo:hi], ones[lo:hi], 0.05, 8)
+    np.testing.assert_allclose(got[0], W, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got[1], b, rtol=1e-5, atol=1e-6)
+    # validation_steps: the first batches of the validation data (continuing likewise)
+    h = m.fit(x, y, epochs=1, validation_data=(x, y), validation_steps=2, validation_batch_size=10, verbose=0)
+    assert h.history["val_loss"][0] == pytest.approx(m.evaluate(x[:20], y[:20], verbose=0), rel=1e-6)
+    assert m.evaluate(x, y, batch_size=10, steps=2, verbose=0) == pytest.approx(
+        m.evaluate(x[:20], y[:20], verbose=0), rel=1e-6)
+    assert m.predict(x, steps=2, batch_size=10, verbose=0).shape == (20, 1)
