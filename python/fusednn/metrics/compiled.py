@@ -224,8 +224,13 @@ def get(identifier: str | Callable[[Any, Any], float]) -> Metric:
         return identifier
     if isinstance(identifier, str):
         cls = _REGISTRY.get(identifier.lower())
+        if cls is None:  # Keras 3's metric names ('AUC', 'mape', 'RootMeanSquaredError', ...)
+            from .keras_objects import BY_NAME
+            cls = BY_NAME.get(identifier)
         if cls is None:
-            raise ValueError(f"unknown metric {identifier!r}; valid names: {', '.join(sorted(_REGISTRY))}")
+            from .keras_objects import BY_NAME
+            valid = sorted({*_REGISTRY, *BY_NAME})
+            raise ValueError(f"unknown metric {identifier!r}; valid names: {', '.join(valid)}")
         return cls(name=identifier)
     if callable(identifier):
         return _FunctionMetric(identifier)

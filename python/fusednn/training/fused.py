@@ -20,6 +20,7 @@ from .. import losses, optimizers
 from ..backends import activation_code
 from ..layers import Dense, Normalization
 from . import inputs
+from ..metrics.keras_objects import metric_needs
 from .epoch_metrics import EpochMetrics
 
 
@@ -57,9 +58,14 @@ def unsupported_reason(model: Any) -> str | None:
         return "a cross-entropy on probabilities (no matching sigmoid/softmax output layer) is not fused"
     if last == "softmax" and not fold:
         return "a softmax output not folded into a cross-entropy is not fused"
-    if any(m.needs is None for m in model.metrics):
+    needs = [metric_needs(m, model.output_shape[1], model.loss.sparse) for m in model.metrics]
+    if any(k is None for k in needs):
         return "a metric computed per batch on the host is not fused"
-    if fold and any(m.needs == "errors" for m in model.metrics):
+    for m, k in zip(model.metrics, needs):
+        if k == "state":
+            return (f"metric {m.name!r} ({type(m).__name__} with these settings on this output) accumulates "
+                    "per batch on the host and is not fused")
+    if fold and any(k == "errors" for k in needs):
         return "regression metrics on a folded (logits) output are not fused"
     if type(model.optimizer) not in (optimizers.SGD, optimizers.Adam):
         return f"optimizer {type(model.optimizer).__name__} is not fused"
