@@ -161,8 +161,8 @@ def test_bad_hyperparameters():
         keras.optimizers.Adam(beta_1=1.0)
     with pytest.raises(ValueError, match="learning_rate"):
         keras.optimizers.Adam(learning_rate=-1)
-    with pytest.raises(ValueError, match="unknown metric 'auc'; valid names"):
-        keras.Sequential([keras.layers.Dense(1)]).compile(optimizer="adam", loss="mse", metrics=["auc"])
+    with pytest.raises(ValueError, match="unknown metric 'roc_auc'; valid names"):
+        keras.Sequential([keras.layers.Dense(1)]).compile(optimizer="adam", loss="mse", metrics=["roc_auc"])
     with pytest.raises(ValueError, match="distinct"):
         keras.Sequential([keras.layers.Dense(1)]).compile(optimizer="adam", loss="mse", metrics=["mae", "mae"])
     with pytest.raises(ValueError, match="Input must be the first"):

@@ -201,3 +201,24 @@ def test_steps_per_epoch_on_arrays_continues_across_epochs(backend_name):
     assert m.evaluate(x, y, batch_size=10, steps=2, verbose=0) == pytest.approx(
         m.evaluate(x[:20], y[:20], verbose=0), rel=1e-6)
     assert m.predict(x, steps=2, batch_size=10, verbose=0).shape == (20, 1)
+
+
+def test_pydataset_shuffles_batch_order_and_takes_class_weight():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((40, 3))
+    y = (rng.random((40, 1)) > 0.5).astype(np.float64)
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([keras.layers.Dense(1, activation="sigmoid", input_shape=(3,))])
+    m.compile(optimizer="sgd", loss="binary_crossentropy")
+    ds = Batches(x, y, 10)
+    m.fit(ds, epochs=3, shuffle=True, verbose=0)
+    epochs = [ds.read[1 + 4 * e:5 + 4 * e] for e in range(3)]
+    assert all(sorted(e) == [0, 1, 2, 3] for e in epochs) and any(e != [0, 1, 2, 3] for e in epochs)
+    # class_weight applies to a dataset's batches as to arrays
+    w0 = m.get_weights()
+    m.fit(Batches(x, y, 10), epochs=1, shuffle=False, class_weight={0: 0.2, 1: 3.0}, verbose=0)
+    got = m.get_weights()
+    m.set_weights(w0)
+    m.fit(x, y, batch_size=10, epochs=1, shuffle=False, sample_weight=np.where(y[:, 0] > 0, 3.0, 0.2), verbose=0)
+    for a, b in zip(got, m.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
