@@ -224,13 +224,8 @@ def get(identifier: str | Callable[[Any, Any], float]) -> Metric:
         return identifier
     if isinstance(identifier, str):
         cls = _REGISTRY.get(identifier.lower())
-        if cls is None:  # Keras 3's metric names ('AUC', 'mape', 'RootMeanSquaredError', ...)
-            from .keras_objects import BY_NAME
-            cls = BY_NAME.get(identifier)
         if cls is None:
-            from .keras_objects import BY_NAME
-            valid = sorted({*_REGISTRY, *BY_NAME})
-            raise ValueError(f"unknown metric {identifier!r}; valid names: {', '.join(valid)}")
+            raise ValueError(f"unknown metric {identifier!r}; valid names: {', '.join(sorted(_REGISTRY))}")
         return cls(name=identifier)
     if callable(identifier):
         return _FunctionMetric(identifier)
@@ -238,3 +233,8 @@ def get(identifier: str | Callable[[Any, Any], float]) -> Metric:
         f"metric must be a name or a callable, got {type(identifier).__name__}; "
         f"valid names: {', '.join(sorted(_REGISTRY))}"
     )
+
+
+def names() -> list[str]:
+    """The metric names :func:`get` knows."""
+    return sorted(_REGISTRY)
