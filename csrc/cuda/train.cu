@@ -74,6 +74,14 @@ struct Kernels {
   void error_sums_update(double* sums, const float* p, const float* t, std::int64_t n) const {
     check(cuda::error_sums_update(sums, p, t, std::size_t(n), stream), "error_sums_update");
   }
+  void act_forward(float* y, const float* x, std::int64_t n, Act act) const {
+    check(cuda::act_forward(y, x, std::size_t(n), act, stream), "act_forward");
+  }
+  void loss_grad(float* g, const float* p, const float* t, int rows, int cols, LossFn fn, float param,
+                 float* loss_out) const {
+    check(cuda::loss_grad(g, p, t, std::size_t(rows), std::size_t(cols), fn, param, loss_out, workspace, stream),
+          "loss_grad");
+  }
   void act_backward(float* dx, const float* dy, const float* y, std::int64_t n, Act act) const {
     check(cuda::act_backward(dx, dy, y, std::size_t(n), act, stream), "act_backward");
   }
@@ -105,10 +113,7 @@ struct Kernels {
   void regularize(float* g, const float* w, std::int64_t n, float l1, float l2, float* loss) const {
     check(cuda::regularize(g, w, std::size_t(n), l1, l2, loss, stream), "regularize");
   }
-  // the layer steps (layer_steps.h; opt-in, not yet run on a device)
-  void act_forward(float* y, const float* x, std::int64_t n, Act act) const {
-    check(cuda::act_forward(y, x, std::size_t(n), act, stream), "act_forward");
-  }
+  // the layer steps (layer_steps.h; opt-in, not yet run on a device; act_forward is above)
   void dropout_mask(float* m, int rows, int cols, float rate, std::uint64_t seed, std::uint64_t t, bool row_b,
                     bool col_b) const {
     check(cuda::dropout_mask(m, rows, cols, rate, seed, t, row_b, col_b, stream), "dropout_mask");
@@ -148,7 +153,7 @@ std::int64_t train_steps(std::vector<DenseBuffers>& layers, const OptimizerConfi
                          std::int64_t iterations, bool stop_on_nonfinite, std::int64_t* steps_done,
                          cudaStream_t stream, bool tf32, double* workspace) {
   // the clipping norm lives in the last workspace slot (MlpTrainer::workspace_len)
-  double* norm = workspace + std::max(mse_workspace_len(), xent_workspace_len());
+  double* norm = workspace + std::max({mse_workspace_len(), xent_workspace_len(), loss_grad_workspace_len()});
   return fusednn::train_steps(Kernels{stream, tf32, workspace, data.n, norm}, layers, opt, loss, data, batch, step0,
                               step1, iterations, stop_on_nonfinite, steps_done);
 }

@@ -176,3 +176,27 @@ def test_layer_normalization_against_float64_and_finite_differences(host_backend
     assert np.isfinite(h.history["loss"]).all()
     if host_backend_name == "cpu":
         assert "LayerNormalization" in m.fused_reason
+
+
+@pytest.mark.skipif(not HAS_CPU, reason="cpu backend not built")
+@pytest.mark.parametrize("act", ["gelu", "elu", "swish"])
+def test_fused_activation_steps_equal_per_op(act):
+    """Activation steps after a Dense, including those whose backward needs the input."""
+    fusednn.set_backend("cpu")
+    try:
+        out = []
+        for fused in (True, False):
+            keras.utils.set_random_seed(0)
+            m = keras.Sequential([L.Dense(8, input_shape=(5,)), L.BatchNormalization(), L.Activation(act),
+                                  L.Dropout(0.2, seed=1), L.Dense(1)])
+            m.compile("adam", "mse", fused=fused)
+            if fused:
+                assert m.fused_reason is None
+            keras.utils.set_random_seed(3)
+            h = m.fit(_x((20, 5)), _x((20, 1)), epochs=2, batch_size=8, verbose=0)
+            out.append((h.history["loss"], m.get_weights()))
+        assert out[0][0] == out[1][0]
+        for a, b in zip(out[0][1], out[1][1]):
+            np.testing.assert_array_equal(a, b)
+    finally:
+        fusednn.set_backend(_PREVIOUS)

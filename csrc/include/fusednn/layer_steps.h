@@ -96,7 +96,7 @@ const float* post_forward(const D& dev, std::vector<LayerStep>& post, const floa
 }
 
 template <class D>
-void post_backward(const D& dev, std::vector<LayerStep>& post, float* G, int B) {
+void post_backward(const D& dev, std::vector<LayerStep>& post, const float* A, float* G, int B) {
   if constexpr (has_layer_steps<D>::value) {
     for (int k = int(post.size()) - 1; k >= 0; --k) {
       LayerStep& s = post[std::size_t(k)];
@@ -104,7 +104,9 @@ void post_backward(const D& dev, std::vector<LayerStep>& post, float* G, int B) 
       const std::int64_t n = std::int64_t(B) * s.cols;
       switch (s.kind) {
         case StepKind::activation:
-          dev.act_backward(dx, s.G, s.Y, n, s.act);
+          // the step's input for the activations whose derivative needs it (gelu, swish, ...)
+          dev.act_backward(dx, s.G, act_backward_needs_input(s.act) ? (k > 0 ? post[std::size_t(k) - 1].Y : A) : s.Y,
+                           n, s.act);
           break;
         case StepKind::dropout:
           dev.mul(dx, s.G, s.M, n);
