@@ -48,6 +48,13 @@ def test_classify_rule():
     missing = {k: v for k, v in good["results"].items() if k != "loss"}
     assert suite.classify({**good, "results": missing}, ref) == ("WRONG", "loss missing")
     assert suite.classify({"status": "error", "error": "ValueError: x"}, ref) == ("FAIL", "ValueError: x")
+    # floats are averaged over the runs (seeds); exact values must hold in every run
+    runs = [{**good, "results": {**good["results"], "test_accuracy": a}} for a in (0.82, 0.99, 0.95)]
+    assert suite.classify(runs, ref)[0] == "PASS"  # mean 0.92
+    runs[2] = {**good, "results": {**good["results"], "n": 6}}
+    assert suite.classify(runs, ref)[0] == "WRONG"
+    runs[2] = {"status": "error", "error": "E"}
+    assert suite.classify(runs, ref) == ("FAIL", "E")
     # a value the Keras seeds disagree on is not compared
     ref2 = _ref({"flag": True, "loss": 1.0}, {"flag": False, "loss": 1.0})
     assert suite.classify({"status": "ran", "results": {"flag": False, "loss": 1.05}}, ref2)[0] == "PASS"
@@ -60,6 +67,7 @@ def test_keras_scripts_suite(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     records = json.loads(out.read_text())
     status = {r["name"]: (r["classification"], r["detail"]) for r in records}
+    assert sorted(status) == suite.script_names()
     table = proc.stdout.strip()
     SUMMARY.append(table.splitlines()[-1])
     print(table)
