@@ -13,6 +13,7 @@
 #include "checks.h"
 #include "fusednn/cpu.h"
 #include "trainer_spec.h"
+#include "trainer_hook.h"
 
 namespace py = pybind11;
 using namespace fusednn;
@@ -41,7 +42,8 @@ class MlpTrainer {
   // Returns (iterations after the last step run, number of steps run).
   py::tuple run(const py::object& x_, const py::object& y_, const py::object& order_, const py::object& xb_,
                 const py::object& yb_, const py::object& losses_, std::int64_t step0, std::int64_t step1,
-                std::int64_t iterations, bool stop_on_nonfinite, const py::object& metrics) {
+                std::int64_t iterations, bool stop_on_nonfinite, const py::object& metrics,
+                const py::object& step_starts_, const py::object& between_) {
     py::array x = as_f32(x_, "x"), y = as_f32(y_, "y");
     check_ndim(x, "x", 2);
     check_ndim(y, "y", 2);
@@ -56,15 +58,17 @@ class MlpTrainer {
     if (!py::isinstance<py::array_t<std::int64_t>>(order_))
       throw py::type_error("order must be a numpy.ndarray of int64");
     py::array order = py::reinterpret_borrow<py::array>(order_);
+    const ShardSteps shard(step_starts_, batch_);  // data parallelism: this rank's rows of each step
+    const std::int64_t n_order = shard.starts ? shard.rows() : n;
     if (!order.dtype().is(py::dtype::of<std::int64_t>()) || !(order.flags() & py::array::c_style) ||
-        order.ndim() != 1 || order.shape(0) != n)
-      throw py::value_error("order must be a C-contiguous int64 array of length " + std::to_string(n));
+        order.ndim() != 1 || order.shape(0) != n_order)
+      throw py::value_error("order must be a C-contiguous int64 array of length " + std::to_string(n_order));
     const std::int64_t* idx = static_cast<const std::int64_t*>(order.data());
-    for (std::int64_t i = 0; i < n; ++i)  // never gather outside x and y
+    for (std::int64_t i = 0; i < n_order; ++i)  // never gather outside x and y
       if (idx[i] < 0 || idx[i] >= n)
         throw py::value_error("order[" + std::to_string(i) + "] = " + std::to_string(idx[i]) +
                               " is outside [0, " + std::to_string(n) + ")");
-    const std::int64_t steps = (n + batch_ - 1) / batch_;
+    const std::int64_t steps = shard.starts ? shard.steps() : (n + batch_ - 1) / batch_;
     if (step0 < 0 || step1 > steps || step0 > step1)
       throw py::value_error("steps [" + std::to_string(step0) + ", " + std::to_string(step1) +
                             ") are outside the epoch's " + std::to_string(steps) + " steps");
@@ -106,12 +110,16 @@ class MlpTrainer {
         data.err_sums = static_cast<double*>(sums.mutable_data());
       }
     }
+    data.step_starts = shard.starts;
+    StepHook hook(between_);
+    hook.attach(data);
     std::int64_t done = 0, it = 0;
     {
       py::gil_scoped_release nogil;
       it = cpu::train_steps(layers_, opt_, loss_, data, batch_, step0, step1, iterations, stop_on_nonfinite,
                             &done);
     }
+    hook.rethrow();
     return py::make_tuple(it, done);
   }
 
@@ -150,6 +158,7 @@ void register_trainer(py::module_& m) {
            py::arg("optimizer"), py::arg("loss"), py::arg("batch"))
       .def("run", &MlpTrainer::run, py::arg("x"), py::arg("y"), py::arg("order"), py::arg("x_batch"),
            py::arg("y_batch"), py::arg("step_losses"), py::arg("step0"), py::arg("step1"),
-           py::arg("iterations"), py::arg("stop_on_nonfinite") = true, py::arg("metrics") = py::none())
+           py::arg("iterations"), py::arg("stop_on_nonfinite") = true, py::arg("metrics") = py::none(),
+           py::arg("step_starts") = py::none(), py::arg("between") = py::none())
       .def_property("learning_rate", &MlpTrainer::learning_rate, &MlpTrainer::set_learning_rate);
 }

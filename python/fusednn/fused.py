@@ -18,6 +18,7 @@ import numpy as np
 
 from . import inputs, losses, optimizers
 from .backends import activation_code
+from .distribution import state as distribution_state
 from .epoch_metrics import EpochMetrics
 from .layers import Dense, Normalization
 
@@ -83,11 +84,14 @@ def _states(opt: optimizers.Optimizer) -> list[list[Any]]:
     return [[] for _ in opt._params]
 
 
+optimizer_states = _states  # published for fusednn.distribution (the weight broadcast)
+
+
 class FusedTrainer:
     """The backend trainer for one model, batch size and optimizer state, with the
     batch and activation buffers it works in."""
 
-    def __init__(self, model: Any, batch: int) -> None:
+    def __init__(self, model: Any, batch: int, flat_grads: bool = False) -> None:
         be = model._backend
         opt = model.optimizer
         states = _states(opt)
@@ -95,11 +99,16 @@ class FusedTrainer:
         fold = model._folds_output()
         self.norms = _leading_norms(model)
         self._normalized: tuple[Any, Any] | None = None  # (data, its normalised copy) of this fit
+        # Data parallelism: every layer's gradients are views of one flat buffer (plus a
+        # slot for the step's loss), so one allreduce per step covers them all.
+        self.flat_grads, views = _flat_gradients(be, model.layers[len(self.norms):]) if flat_grads else (None, None)
         for i, layer in enumerate(model.layers[len(self.norms):], start=len(self.norms)):
             act = "linear" if (fold and i == len(model.layers) - 1) else layer.activation
             spec = {"W": layer.kernel, "b": layer.bias, "act": activation_code(act),
                     "A": be.empty((batch, layer.units)), "G": be.empty((batch, layer.units)),
                     "dW": layer.grads[0], "db": layer.grads[1] if layer.use_bias else None}
+            if views is not None:
+                spec["dW"], spec["db"] = views.pop(0), views.pop(0) if layer.use_bias else None
             for name, i in (("W", p), ("b", p + 1)):
                 if name == "b" and not layer.use_bias:
                     continue
@@ -127,6 +136,13 @@ class FusedTrainer:
         be = model._backend
         opt = model.optimizer
         self.trainer.learning_rate = opt.learning_rate  # a callback may have changed it
+        session = distribution_state.fit_session(model)
+        if session is not None:
+            if augment is not None:
+                raise NotImplementedError("fit(augment=...) is not supported under a DataParallel distribution")
+            if self.norms:
+                x = self._normalize_once(x)
+            return session.run_epoch(self, x, y, order, step_losses, chunk, on_step, stop_on_nonfinite)
         n = int(order.shape[0])
         steps = -(-n // self.batch)
         if on_step is None:
@@ -187,7 +203,21 @@ def _key(model: Any, batch: int) -> tuple:
     ids cannot be reused while it exists). Recompiling or rebuilding changes it."""
     opt = model.optimizer
     arrays = [*model._params, *(a for s in _states(opt) for a in s)]
-    return (batch, id(opt), *map(id, arrays))
+    return (batch, distribution_state.fit_session(model) is not None, id(opt), *map(id, arrays))
+
+
+def _flat_gradients(be: Any, layers: list[Any]) -> tuple[Any, list[Any]]:
+    """One zeroed float32 buffer for the gradients of ``layers`` (Dense) plus one slot,
+    and each layer's (kernel, bias) gradient views into it, in order."""
+    shapes = [s for layer in layers for s in ([tuple(layer.kernel.shape)] +
+                                                ([tuple(layer.bias.shape)] if layer.use_bias else []))]
+    sizes = [int(np.prod(s)) for s in shapes]
+    flat = be.zeros((sum(sizes) + 1,))
+    views, at = [], 0
+    for shape, size in zip(shapes, sizes):
+        views.append(flat[at:at + size].reshape(shape))
+        at += size
+    return flat, views
 
 
 def trainer_for(model: Any, batch: int, tracker: EpochMetrics | None = None) -> FusedTrainer | None:
@@ -197,6 +227,6 @@ def trainer_for(model: Any, batch: int, tracker: EpochMetrics | None = None) -> 
         return None
     cached: FusedTrainer | None = model._fused
     if cached is None or cached.key != _key(model, batch):
-        cached = model._fused = FusedTrainer(model, batch)
+        cached = model._fused = FusedTrainer(model, batch, flat_grads=distribution_state.fit_session(model) is not None)
     cached.use_metrics(tracker)
     return cached

@@ -24,6 +24,7 @@ from .callbacks import (BatchLogs, Callback, CallbackList, History, ProgbarLogge
 from .layers import Buffers, InputLayer, Layer, unique_name
 from .utils import rng
 from . import registry, saving
+from .distribution import state as distribution_state
 from .layers import REGISTRY as _LAYERS
 from .saving import load_model  # noqa: F401 - keras.models.load_model
 
@@ -365,6 +366,9 @@ class Sequential:
         if val is not None:
             val = self._place(*val)
         self._ready_optimizer()
+        dist = distribution_state.session_for(self)  # data parallelism (fusednn.distribution), else None
+        if not distribution_state.is_chief():
+            verbose = 0  # progress shows on rank 0 only
 
         n = x.shape[0]
         steps = -(-n // batch_size)
@@ -394,11 +398,15 @@ class Sequential:
         for epoch in range(initial_epoch, epochs):
             cbs.call("on_epoch_begin", epoch, None)
             order = rng().permutation(n) if shuffle else np.arange(n)
+            if dist is not None:
+                order = dist.shared_order(order)
             if tracker is not None:
                 tracker.reset()
             logs = {"loss": self._train_epoch(x, y, order, batch_size, on_step, chunk, stop_on_nonfinite,
                                               tracker, augment)}
             if tracker is not None:
+                if dist is not None:
+                    dist.reduce_metrics(tracker)
                 logs.update(tracker.result())
             if val is not None:
                 if val_tracker is not None:
@@ -411,6 +419,8 @@ class Sequential:
                 break
         if self._fused is not None:
             self._fused.forget_data()
+        if dist is not None:
+            dist.close()
         cbs.call("on_train_end", logs)
         return history
 

@@ -59,6 +59,14 @@ struct TrainData {
   bool sparse_labels = false;
   float threshold = 0.5f;
   double* err_sums = nullptr;
+  // Data parallelism (all null in one process). step_starts (host memory, steps + 1
+  // entries) says where each step's rows start in `order`: this rank's share of every
+  // global batch, which may be empty for a short last batch. between(ctx, step, rows)
+  // runs after the step's gradients and before its update: it reduces the gradients over
+  // the ranks, and returns false to stop the run before the update (a peer failed).
+  const std::int64_t* step_starts = nullptr;
+  bool (*between)(void* ctx, std::int64_t step, int rows) = nullptr;
+  void* between_ctx = nullptr;
 };
 
 // Run steps [step0, step1) of an epoch of ceil(n / batch) steps. `iterations`
@@ -75,8 +83,9 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
   const int d_in = layers.front().in, d_out = layers.back().out;
   std::int64_t s = step0;
   for (; s < step1; ++s) {
-    const std::int64_t lo = s * batch;
-    const int B = int(std::min<std::int64_t>(batch, data.n - lo));
+    const std::int64_t lo = data.step_starts ? data.step_starts[s] : s * batch;
+    const int B = int(data.step_starts ? data.step_starts[s + 1] - lo : std::min<std::int64_t>(batch, data.n - lo));
+    if (B > 0) {  // (not indented, to keep the diff small) a rank may hold no row of a short last batch
     dev.gather_rows(data.x_batch, data.x, data.order + lo, B, d_in);
     dev.gather_rows(data.y_batch, data.y, data.order + lo, B, data.y_cols);
     // forward: A_l = act(A_{l-1} W_l + b_l), one fused kernel per layer
@@ -112,6 +121,8 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
       if (i > 0)
         dev.matmul(layers[i - 1].G, l.G, l.W, B, l.in, l.out, false, true, nullptr, Act::linear);
     }
+    }  // B > 0
+    if (data.between && !data.between(data.between_ctx, s, B)) break;  // gradient phase -> update phase
     // optimizer update of every parameter with the same step count (Keras)
     const std::int64_t t = iterations + 1;
     for (DenseBuffers& l : layers) {

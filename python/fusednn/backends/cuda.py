@@ -214,7 +214,7 @@ class CudaTrainer:
         self._t.learning_rate = value
 
     def run(self, x, y, order, x_batch, y_batch, step_losses, step0, step1, iterations,
-            stop_on_nonfinite=False, metrics=None):
+            stop_on_nonfinite=False, metrics=None, step_starts=None, between=None):
         if isinstance(order, np.ndarray):
             order = np.ascontiguousarray(order, dtype=np.int64)
             n = int(x.shape[0])
@@ -224,4 +224,4 @@ class CudaTrainer:
         self._t.tf32 = self._be.tf32  # the backend's setting at the time of the call, as matmul
         s = self._be._stream()
         return self._t.run(x, y, order, x_batch, y_batch, step_losses, step0, step1, iterations, False,
-                           metrics, s, self._be._workspace(s))
+                           metrics, s, self._be._workspace(s), step_starts, between)
