@@ -176,3 +176,26 @@ def test_trainer_rejects_a_bad_step_layout():
     with pytest.raises(KeyError, match="from the hook"):
         t.run(x, y, order, ft.x_batch, ft.y_batch, losses, 0, 2, 0,
               step_starts=np.array([0, 10, 20], dtype=np.int64), between=boom)
+
+
+def test_cli_train_ranks_relaunches_under_mpiexec(tmp_path):
+    import fusednn
+
+    g = np.random.default_rng(0)
+    x = g.normal(size=(203, 3))
+    y = x @ np.array([1.0, -2.0, 0.5]) + 0.1 * g.normal(size=203)
+    csv = tmp_path / "reg.csv"
+    csv.write_text("a,b,c,t\n" + "".join(",".join(f"{v:.5f}" for v in (*r, t)) + "\n" for r, t in zip(x, y)))
+    env = {**os.environ, "FUSEDNN_MPIEXEC": _mpiexec()}
+    common = [sys.executable, "-m", "fusednn", "train", str(csv), "--target", "t", "--epochs", "3",
+              "--layers", "8", "--verbose", "2"]
+    two = subprocess.run([*common, "--out", str(tmp_path / "two.npz"), "--ranks", "2"], capture_output=True,
+                         text=True, timeout=120, env=env)
+    assert two.returncode == 0, two.stdout + two.stderr
+    assert two.stdout.count("Epoch 3/3") == 1 and two.stdout.count("saved ") == 1, two.stdout
+    one = subprocess.run([*common, "--out", str(tmp_path / "one.npz")], capture_output=True, text=True,
+                         timeout=120)
+    assert one.returncode == 0, one.stderr
+    for a, b in zip(fusednn.load_model(str(tmp_path / "two.npz")).get_weights(),
+                    fusednn.load_model(str(tmp_path / "one.npz")).get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-6)

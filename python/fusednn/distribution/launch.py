@@ -74,3 +74,22 @@ def relaunch(ranks: int, argv: list[str], threads_per_rank: int | None = None) -
 def launched_by_us() -> bool:
     """Whether this process is a rank of a job that :func:`relaunch` started."""
     return os.environ.get(LAUNCHED_ENV) == "1"
+
+
+def run_as_ranks(ranks: int | None, argv: list[str]) -> int | None:
+    """For a command-line tool with a ``--ranks N`` option: with N > 1 in a process we
+    started ourselves, re-run ``python -m fusednn ARGV`` as N MPI ranks and return the
+    job's exit code; in one of those ranks, join the job (initialize, DataParallel,
+    silence standard output on ranks other than 0) and return None so the caller goes
+    on with its work; otherwise (no ``--ranks``) return None and change nothing."""
+    if launched_by_us():
+        from . import DataParallel, initialize, is_chief, set_distribution
+
+        initialize()
+        set_distribution(DataParallel())
+        if not is_chief():
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the rank
+        return None
+    if ranks is None or ranks <= 1:
+        return None
+    return relaunch(ranks, [sys.executable, "-m", "fusednn", *argv])
