@@ -59,6 +59,9 @@ def main() -> None:
     distribution.initialize()
     distribution.set_distribution(distribution.DataParallel(timeout=timeout))
     rank = distribution.process_id()
+    if mode.startswith("gpu_"):  # one GPU per rank, NCCL between them (initialize picked the device)
+        fusednn.set_backend("cuda")
+        mode = mode[4:]
     if mode == "equivalence":
         results = {}
         for case in CASES:

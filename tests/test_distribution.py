@@ -199,3 +199,43 @@ def test_cli_train_ranks_relaunches_under_mpiexec(tmp_path):
     for a, b in zip(fusednn.load_model(str(tmp_path / "two.npz")).get_weights(),
                     fusednn.load_model(str(tmp_path / "one.npz")).get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-6)
+
+
+def _two_gpus_reason() -> str | None:
+    import fusednn
+
+    reason = fusednn.backends.unavailable().get("cuda")
+    if reason is not None:
+        return f"cuda backend unavailable: {reason}"
+    import cupy
+
+    if cupy.cuda.runtime.getDeviceCount() < 2:
+        return "NCCL data parallelism needs 2 GPUs (one per rank); this machine has fewer"
+    try:
+        from cupy.cuda import nccl  # noqa: F401
+    except ImportError as e:
+        return f"CuPy has no NCCL: {e}"
+    return None
+
+
+@pytest.mark.gpu
+def test_two_gpu_ranks_over_nccl_equal_one_gpu(tmp_path):
+    reason = _two_gpus_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    import fusednn
+
+    r, _ = launch("gpu_equivalence", tmp_path, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    dist = dict(np.load(tmp_path / "rank0.npz"))
+    previous = fusednn.get_backend().name
+    fusednn.set_backend("cuda")
+    try:
+        for case in mpi_worker.CASES:
+            model, history = mpi_worker.fit_case(case)
+            for i, w in enumerate(model.get_weights()):
+                np.testing.assert_allclose(dist[f"{case[0]}/w{i}"], w, rtol=1e-4, atol=1e-5)
+            for key, values in history.history.items():
+                np.testing.assert_allclose(dist[f"{case[0]}/{key}"], values, rtol=1e-4, atol=1e-5)
+    finally:
+        fusednn.set_backend(previous)

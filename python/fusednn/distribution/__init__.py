@@ -71,7 +71,28 @@ def initialize(job_addresses: str | None = None, num_processes: int | None = Non
     state.set_world(rank, size)
     if size > 1 and not _initialized:
         _abort_on_uncaught(rank, size)
+        _use_local_gpu(comm)
     _initialized = True
+
+
+def _use_local_gpu(comm: Any) -> None:
+    """One GPU per rank: make GPU (local rank mod GPUs on this node) CuPy's current device
+    before any model is built, when CuPy is installed and the node has more than one."""
+    import importlib.util
+
+    if importlib.util.find_spec("cupy") is None:
+        return
+    try:
+        import cupy
+
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception:  # no driver or no device: the cuda backend is unavailable anyway
+        return
+    if count > 1:
+        from mpi4py import MPI
+
+        local = comm.Split_type(MPI.COMM_TYPE_SHARED).Get_rank()
+        cupy.cuda.Device(local % count).use()
 
 
 def _abort_on_uncaught(rank: int, size: int) -> None:

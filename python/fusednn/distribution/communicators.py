@@ -42,18 +42,24 @@ class MPICommunicator:
 
     def _wait(self, request: Any, what: str) -> None:
         # Test() in a loop rather than Wait(): a blocking wait on a dead peer never returns.
+        # MPI progresses a non-blocking operation only inside MPI calls, so spin on Test()
+        # (a large message moves in pieces, one per call) and only after ~20 ms, when the
+        # peer is evidently busy, yield the core between tests.
         if request.Test():
             return
-        deadline = time.monotonic() + self.timeout
+        start = time.monotonic()
+        deadline = start + self.timeout
         spins = 0
         while not request.Test():
             spins += 1
-            if spins > 1000:  # past the first ~ms, stop burning a core another rank may need
-                if time.monotonic() > deadline:
+            if spins & 255 == 0:
+                now = time.monotonic()
+                if now > deadline:
                     raise DistributedTimeoutError(
                         f"rank {self.rank}/{self.size}: {what} did not complete within {self.timeout:g} s; "
                         "another rank died, hung or raised (see its output)")
-                time.sleep(0.0002)
+                if now - start > 0.02:
+                    time.sleep(0.0001)
 
     def allreduce_(self, buf: np.ndarray, what: str = "allreduce") -> np.ndarray:
         """Sum ``buf`` over all ranks, in place."""
