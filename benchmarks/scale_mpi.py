@@ -63,6 +63,8 @@ def worker(args: argparse.Namespace) -> None:
             stats.append(dict(dp.last_fit_stats))
     out = {"epoch_s": statistics.median(times), "epoch_s_all": times, "steps": -(-args.n // args.batch),
            "params": model.count_params(), "threads": fusednn.get_num_threads()}
+    if dp is None and args.threads == 1:
+        out.update(hook_call_overhead())
     if dp is not None:
         s = stats[len(stats) // 2]
         out.update(allreduce_ms_per_step=1e3 * s["allreduce_s"] / s["steps"],
@@ -70,6 +72,36 @@ def worker(args: argparse.Namespace) -> None:
         out.update(micro_allreduce(dp.mpi(), s["bytes_per_step"] // 4))
     if distribution.is_chief():
         print("RESULT " + json.dumps(out), flush=True)
+
+
+def hook_call_overhead(steps: int = 20000) -> dict:
+    """What the native trainer's call into Python between the gradient and update phases
+    costs per step, apart from the allreduce: an epoch of a tiny model (4 -> 4 -> 1,
+    batch 4, so a step is a few microseconds) with a hook that returns at once, against
+    the same epoch without a hook (medians of 5)."""
+    import fusednn
+    from fusednn import fused
+
+    fusednn.utils.set_random_seed(0)
+    m = fusednn.Sequential([fusednn.Input((4,)), fusednn.Dense(4, activation="relu"), fusednn.Dense(1)])
+    m.compile("sgd", "mse")
+    x = np.random.default_rng(0).normal(size=(steps * 4, 4)).astype(np.float32)
+    y = x[:, :1].copy()
+    m.fit(x[:64], y[:64], batch_size=4, epochs=1, verbose=0)
+    ft = fused.trainer_for(m, 4)
+    order = np.arange(len(x), dtype=np.int64)
+    starts = np.arange(steps + 1, dtype=np.int64) * 4
+    losses = np.zeros(steps, dtype=np.float32)
+    res = {}
+    for name, hook in (("none", None), ("noop", lambda step, rows: True)):
+        ts = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            ft.trainer.run(x, y, order, ft.x_batch, ft.y_batch, losses, 0, steps, 0, False, None,
+                           step_starts=starts, between=hook)
+            ts.append(time.perf_counter() - t0)
+        res[name] = statistics.median(ts) / steps
+    return {"hook_call_us": 1e6 * (res["noop"] - res["none"]), "tiny_step_us": 1e6 * res["none"]}
 
 
 def micro_allreduce(comm, floats: int, reps: int = 50) -> dict:
@@ -127,11 +159,13 @@ def main() -> None:
     common = [sys.executable, os.path.abspath(__file__), "--worker", "--n", str(args.n), "--batch",
               str(args.batch), "--epochs", str(args.epochs), "--repeats", str(args.repeats)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    load = os.getloadavg()
     rows = {"1 process x 1 thread": run(common + ["--threads", "1"], env),
             "1 process x 2 threads": run(common + ["--threads", "2"], env),
             "2 ranks x 1 thread (MPI)": run(mpiexec_command(2, common + ["--threads", "1", "--dist"]), env)}
     ref = rows["1 process x 1 thread"]["epoch_s"]
     steps = rows["1 process x 1 thread"]["steps"]
+    print(f"load average before the runs: {load[0]:.1f} on {os.cpu_count()} cores (other work shares this machine)")
     print(f"model 784-256-256-10 ({rows['1 process x 1 thread']['params']:,} parameters), n={args.n}, "
           f"global batch {args.batch} ({steps} steps/epoch), median of {args.repeats} fits of {args.epochs} epoch(s)")
     print(f"{'set-up':<26}{'epoch s':>9}{'speed-up':>10}{'ms/step':>9}{'allreduce ms/step':>19}"
@@ -146,6 +180,9 @@ def main() -> None:
     print(f"allreduce micro-benchmark, 2 ranks, shared memory: {d['micro_latency_us']:.1f} us for 8 bytes, "
           f"{d['micro_gradient_us']:.1f} us for {d['bytes_per_step']:,} bytes "
           f"(bus bandwidth {d['micro_busbw_GBps']:.2f} GB/s)")
+    o = rows["1 process x 1 thread"]
+    print(f"native -> Python hook call (GIL, call, return) without the allreduce: {o['hook_call_us']:.2f} us per step "
+          f"(tiny model, {o['tiny_step_us']:.2f} us per step without it)")
     t_c = 1e3 * ref / steps
     print(f"\nmodel: T_step(p) = {t_c:.2f} ms / p + 2(p-1)/p * {d['bytes_per_step']:,} B / BW + 2(p-1) * alpha "
           "(ring allreduce; compute per step from the 1-thread run, assumed to split evenly)")
