@@ -239,3 +239,20 @@ def test_two_gpu_ranks_over_nccl_equal_one_gpu(tmp_path):
                 np.testing.assert_allclose(dist[f"{case[0]}/{key}"], values, rtol=1e-4, atol=1e-5)
     finally:
         fusednn.set_backend(previous)
+
+
+def test_a_model_the_fused_trainer_cannot_take_is_refused():
+    import fusednn
+    from fusednn import distribution
+
+    dp = distribution.DataParallel()
+    dp.num_processes = 2  # as if in a 2-rank job: the check comes before any communication
+    distribution.set_distribution(dp)
+    previous = fusednn.get_backend().name
+    fusednn.set_backend("numpy")
+    try:
+        with pytest.raises(distribution.DistributedError, match="fused native trainer.*numpy"):
+            mpi_worker.fit_case(mpi_worker.CASES[0], epochs=1)
+    finally:
+        fusednn.set_backend(previous)
+        distribution.set_distribution(None)

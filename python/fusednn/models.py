@@ -366,7 +366,7 @@ class Sequential:
         if val is not None:
             val = self._place(*val)
         self._ready_optimizer()
-        dist = distribution_state.session_for(self)  # data parallelism (fusednn.distribution), else None
+        dist = distribution_state.session_for(self, x)  # data parallelism (fusednn.distribution), else None
         if not distribution_state.is_chief():
             verbose = 0  # progress shows on rank 0 only
 

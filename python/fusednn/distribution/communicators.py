@@ -7,6 +7,7 @@ against a deadline, so a rank whose peer died or hung raises
 """
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -19,6 +20,9 @@ class DistributedError(RuntimeError):
 
 class DistributedTimeoutError(DistributedError):
     """A collective did not complete in time: another rank died, hung or raised."""
+
+
+_yield = getattr(os, "sched_yield", lambda: time.sleep(0))
 
 
 def _mpi() -> Any:
@@ -42,9 +46,11 @@ class MPICommunicator:
 
     def _wait(self, request: Any, what: str) -> None:
         # Test() in a loop rather than Wait(): a blocking wait on a dead peer never returns.
-        # MPI progresses a non-blocking operation only inside MPI calls, so spin on Test()
-        # (a large message moves in pieces, one per call) and only after ~20 ms, when the
-        # peer is evidently busy, yield the core between tests.
+        # MPI progresses a non-blocking operation only inside MPI calls, so keep calling
+        # Test() (a large message moves in pieces, one per call; sleeping between calls
+        # made a 1 MB allreduce 10-100x slower) as a blocking MPICH wait polls too, and
+        # after ~20 ms, when the peer is evidently busy, offer the core to others between
+        # calls.
         if request.Test():
             return
         start = time.monotonic()
@@ -59,7 +65,7 @@ class MPICommunicator:
                         f"rank {self.rank}/{self.size}: {what} did not complete within {self.timeout:g} s; "
                         "another rank died, hung or raised (see its output)")
                 if now - start > 0.02:
-                    time.sleep(0.0001)
+                    _yield()
 
     def allreduce_(self, buf: np.ndarray, what: str = "allreduce") -> np.ndarray:
         """Sum ``buf`` over all ranks, in place."""

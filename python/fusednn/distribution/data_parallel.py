@@ -48,10 +48,12 @@ class FitSession:
     device, the ranks' agreement on the set-up, the weight broadcast, and the per-step
     hook. ``stats`` holds what the allreduces cost (for benchmarks)."""
 
-    def __init__(self, dist: Any, model: Any) -> None:
+    def __init__(self, dist: Any, model: Any, x: Any) -> None:
         from .. import fused  # the training layer; imported here to keep state.py a leaf
 
         reason = fused.unsupported_reason(model)
+        if reason is None and not isinstance(x, model._backend.xp.ndarray):
+            reason = "the training data does not fit in the device's memory (it would be copied batch by batch)"
         if reason is not None:
             raise DistributedError("DataParallel trains through the fused native trainer, which this model "
                                    f"cannot use: {reason}")
@@ -202,9 +204,9 @@ class DataParallel:
                                        f"(cupy.cuda.nccl): {e}") from e
         return self._nccl
 
-    def begin_fit(self, model: Any) -> FitSession:
-        """Start a data-parallel ``fit`` of ``model`` (called by ``fit`` itself)."""
-        session = FitSession(self, model)
+    def begin_fit(self, model: Any, x: Any) -> FitSession:
+        """Start a data-parallel ``fit`` of ``model`` on ``x`` (called by ``fit`` itself)."""
+        session = FitSession(self, model, x)
         self.last_fit_stats = session.stats
         state.begin_session(session)
         return session

@@ -46,13 +46,14 @@ def set_current(distribution: Any) -> None:
     _current = distribution
 
 
-def session_for(model: Any) -> Any:
-    """The per-fit data-parallel session for ``model`` when a distribution over more than
-    one process is active, else None (fit then runs as in one process)."""
+def session_for(model: Any, x: Any) -> Any:
+    """The per-fit data-parallel session for ``model`` (training on ``x``, as placed by
+    fit) when a distribution over more than one process is active, else None (fit then
+    runs as in one process)."""
     d = _current
     if d is None or d.num_processes == 1:
         return None
-    return d.begin_fit(model)
+    return d.begin_fit(model, x)
 
 
 def begin_session(session: Any) -> None:
