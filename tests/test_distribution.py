@@ -149,6 +149,14 @@ def test_single_process_distribution_is_a_no_op():
         distribution.set_distribution("data")
     with pytest.raises(ValueError, match="timeout"):
         distribution.DataParallel(timeout=0)
+    assert distribution.list_devices() == ["cpu:0"] or distribution.list_devices()[0].startswith("gpu:")
+    assert distribution.DataParallel(devices=distribution.list_devices()).devices == distribution.list_devices()
+    with pytest.raises(ValueError, match="its own device"):
+        distribution.DataParallel(devices=["gpu:0", "gpu:1", "gpu:2"])
+    with pytest.raises(NotImplementedError, match="device meshes"):
+        distribution.DataParallel(device_mesh=object())
+    with pytest.raises(NotImplementedError, match="auto_shard_dataset"):
+        distribution.DataParallel(auto_shard_dataset=False)
 
 
 def test_trainer_rejects_a_bad_step_layout():

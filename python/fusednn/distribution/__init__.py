@@ -25,8 +25,8 @@ from . import state
 from .communicators import DistributedError, DistributedTimeoutError
 from .data_parallel import DataParallel, shard_steps
 
-__all__ = ["initialize", "DataParallel", "set_distribution", "distribution", "process_id", "num_processes",
-           "is_chief", "DistributedError", "DistributedTimeoutError", "shard_steps"]
+__all__ = ["initialize", "DataParallel", "set_distribution", "distribution", "list_devices", "process_id",
+           "num_processes", "is_chief", "DistributedError", "DistributedTimeoutError", "shard_steps"]
 
 _initialized = False
 
@@ -124,6 +124,23 @@ def set_distribution(value: DataParallel | None) -> None:
 def distribution() -> DataParallel | None:
     """The distribution set by :func:`set_distribution`, or None."""
     return state.current()
+
+
+def list_devices(device_type: str | None = None) -> list[str]:
+    """This process's device, Keras style (``["cpu:0"]``, or ``["gpu:N"]`` on the cuda
+    backend): fusednn trains on one device per process."""
+    from ..backends import get_backend
+
+    be = get_backend()
+    if be.name == "cuda":
+        import cupy
+
+        devices = [f"gpu:{cupy.cuda.Device().id}"]
+    else:
+        devices = ["cpu:0"]
+    if device_type is not None:
+        devices = [d for d in devices if d.startswith(device_type.lower())]
+    return devices
 
 
 def process_id() -> int:

@@ -169,16 +169,29 @@ class DataParallel:
     with NCCL between them). ``set_distribution(DataParallel())`` makes every later
     ``model.fit`` split each global batch over the ranks; ``timeout`` (seconds) bounds
     every collective, so a rank whose peer died or hung raises instead of waiting
-    forever. ``devices`` is accepted for Keras compatibility: each process uses its own
-    backend's device."""
+    forever (make it longer than any rank-0-only work between two steps, such as saving
+    a checkpoint). Keras' ``device_mesh`` and ``devices`` name devices within a process;
+    here each process uses its backend's one device, so they must be None (or, for
+    ``devices``, this process's own device list from :func:`list_devices`).
+    ``auto_shard_dataset=True`` (Keras' default) is the only mode: every rank passes the
+    whole data set and fit takes the rank's share of each batch."""
 
-    def __init__(self, devices: Any = None, timeout: float = 60.0) -> None:
-        from . import initialize
+    def __init__(self, device_mesh: Any = None, devices: Any = None, auto_shard_dataset: bool = True,
+                 *, timeout: float = 60.0) -> None:
+        from . import initialize, list_devices
 
+        if device_mesh is not None:
+            raise NotImplementedError("fusednn has no device meshes: each process trains on one device")
+        if devices is not None and list(devices) != list_devices():
+            raise ValueError(f"devices={devices!r}: each fusednn process uses its own device, {list_devices()}")
+        if not auto_shard_dataset:
+            raise NotImplementedError("auto_shard_dataset=False (per-rank data sets) is not supported: "
+                                      "pass the same data on every rank")
         if not timeout or timeout <= 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
         initialize()
-        self.devices = devices
+        self.devices = list_devices()
+        self.auto_shard_dataset = True
         self.timeout = float(timeout)
         self.process_id, self.num_processes = state.rank(), state.size()
         self._mpi: MPICommunicator | None = None
