@@ -69,3 +69,27 @@ def test_predict_rejects_bad_input():
         fdask.predict(model, da.zeros((4, 6), chunks=2), batch_size=0)
     with pytest.raises(ValueError, match="built model"):
         fdask.predict(fusednn.Sequential([fusednn.Dense(2)]), da.zeros((4, 6), chunks=2))
+
+
+def test_grid_search_of_fusednn_estimators_under_joblib_dask(client):
+    fsk = pytest.importorskip("fusednn.sklearn", reason="fusednn.sklearn (the scikit-learn issue) is not merged")
+    import joblib
+    from sklearn.datasets import make_classification
+    from sklearn.model_selection import GridSearchCV
+
+    X, y = make_classification(n_samples=240, n_features=8, n_informative=5, random_state=0)
+    X = X.astype(np.float32)
+    grid = {"alpha": [1e-4, 1e-1], "learning_rate_init": [1e-3, 1e-2]}
+
+    def search():
+        est = fsk.MLPClassifier(hidden_layer_sizes=(16,), max_iter=15, random_state=0)
+        return GridSearchCV(est, grid, cv=3)
+
+    with distributed.get_task_stream(client) as tasks, joblib.parallel_backend("dask"):
+        on_dask = search().fit(X, y)
+    local = search().fit(X, y)
+    assert on_dask.best_params_ == local.best_params_
+    np.testing.assert_allclose(on_dask.cv_results_["mean_test_score"], local.cv_results_["mean_test_score"],
+                               atol=1e-12)
+    # the 4 candidates x 3 folds really ran on the cluster's workers
+    assert len(tasks.data) >= 12 and {t["worker"] for t in tasks.data} <= set(client.scheduler_info()["workers"])
