@@ -264,3 +264,18 @@ def test_a_model_the_fused_trainer_cannot_take_is_refused():
     finally:
         fusednn.set_backend(previous)
         distribution.set_distribution(None)
+
+
+def test_a_failed_fit_leaves_no_session_behind():
+    from fusednn.distribution import state
+
+    class Session:
+        model = None
+
+    stale = Session()
+    model, _ = mpi_worker.fit_case(mpi_worker.CASES[0], epochs=1)
+    stale.model = model
+    state.begin_session(stale)  # as a data-parallel fit that raised would leave it
+    assert state.fit_session(model) is stale
+    model.fit(*mpi_worker.data(3, "mse", 101), epochs=1, verbose=0)  # no distribution: trains alone
+    assert state.fit_session(model) is None

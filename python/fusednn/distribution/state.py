@@ -50,6 +50,8 @@ def session_for(model: Any, x: Any) -> Any:
     """The per-fit data-parallel session for ``model`` (training on ``x``, as placed by
     fit) when a distribution over more than one process is active, else None (fit then
     runs as in one process)."""
+    global _session
+    _session = None  # a fit that raised never closed its session: it must not outlive that fit
     d = _current
     if d is None or d.num_processes == 1:
         return None
