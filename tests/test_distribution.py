@@ -279,3 +279,53 @@ def test_a_failed_fit_leaves_no_session_behind():
     assert state.fit_session(model) is stale
     model.fit(*mpi_worker.data(3, "mse", 101), epochs=1, verbose=0)  # no distribution: trains alone
     assert state.fit_session(model) is None
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_trainer_runs_a_step_layout_and_calls_the_hook(device):
+    # The native side of data parallelism on one device (one GPU is enough for cuda): a
+    # uniform step layout with a hook that changes nothing trains exactly as the plain run.
+    import fusednn
+    from fusednn import fused
+
+    if device not in fusednn.backends.available():
+        pytest.skip(f"backend {device!r} is not available")
+    previous = fusednn.get_backend().name
+    be = fusednn.set_backend(device)
+    try:
+        case = mpi_worker.CASES[1]
+        models = [mpi_worker.fit_case(case, epochs=1)[0] for _ in range(2)]
+        batch, n = case[6], case[5]
+        x, y = mpi_worker.data(case[3], case[2], n)
+        xd, yd = be.asarray(x), be.asarray(y)
+        steps = -(-n // batch)
+        order = np.random.default_rng(1).permutation(n).astype(np.int64)
+        starts = np.minimum(np.arange(steps + 1, dtype=np.int64) * batch, n)
+        calls = []
+        for k, m in enumerate(models):
+            ft = fused.trainer_for(m, batch)
+            extra = {} if k == 0 else {"step_starts": starts,
+                                       "between": lambda s, r: calls.append((s, r)) is None}
+            ft.trainer.run(xd, yd, order, ft.x_batch, ft.y_batch, be.zeros((steps,)), 0, steps,
+                           m.optimizer.iterations, **extra)
+        assert calls == [(s, int(starts[s + 1] - starts[s])) for s in range(steps)]
+        for a, b in zip(models[0].get_weights(), models[1].get_weights()):
+            np.testing.assert_array_equal(a, b)
+    finally:
+        fusednn.set_backend(previous)
+
+
+@pytest.mark.gpu
+def test_nccl_communicator_on_one_gpu():
+    pytest.importorskip("cupy.cuda.nccl", reason="CuPy was built without NCCL")
+    import cupy
+    from mpi4py import MPI
+
+    from fusednn.distribution.communicators import MPICommunicator, NCCLCommunicator
+
+    comm = NCCLCommunicator(MPICommunicator(MPI.COMM_WORLD, 30), 30)
+    a = cupy.arange(7, dtype=cupy.float32)
+    comm.allreduce_(a)
+    comm.bcast_(a)
+    comm.synchronize("test")
+    np.testing.assert_array_equal(cupy.asnumpy(a), np.arange(7, dtype=np.float32))
