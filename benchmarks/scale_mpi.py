@@ -80,7 +80,7 @@ def hook_call_overhead(steps: int = 20000) -> dict:
     batch 4, so a step is a few microseconds) with a hook that returns at once, against
     the same epoch without a hook (medians of 5)."""
     import fusednn
-    from fusednn import fused
+    from fusednn.training import fused
 
     fusednn.utils.set_random_seed(0)
     m = fusednn.Sequential([fusednn.Input((4,)), fusednn.Dense(4, activation="relu"), fusednn.Dense(1)])

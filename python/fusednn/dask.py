@@ -97,7 +97,7 @@ def predict(model: Any, data: Any, batch_size: int = 1024) -> Any:
     blob = model_bytes(model)
     digest = hashlib.sha256(blob).hexdigest()
     shipped = dask.delayed(blob, name=f"fusednn-model-{digest[:16]}", pure=True)
-    n_in, n_out = model._input_dim, model._output_dim
+    n_in, n_out = model.input_shape[1], model.output_shape[1]
     if isinstance(data, da.Array):
         if data.ndim != 2 or data.shape[1] != n_in:
             raise ValueError(f"data must be a 2-D Dask array with {n_in} columns, got shape {data.shape}")

@@ -22,6 +22,7 @@ import numpy as np
 
 from . import state
 from .communicators import DistributedError, MPICommunicator, NCCLCommunicator
+from .world import initialize, list_devices
 
 
 def shard_steps(order: np.ndarray, batch: int, rank: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -49,10 +50,8 @@ class FitSession:
     hook. ``stats`` holds what the allreduces cost (for benchmarks)."""
 
     def __init__(self, dist: Any, model: Any, x: Any) -> None:
-        from .. import fused  # the training layer; imported here to keep state.py a leaf
-
-        reason = fused.unsupported_reason(model)
-        if reason is None and not isinstance(x, model._backend.xp.ndarray):
+        reason = model.fused_reason
+        if reason is None and not isinstance(x, model.backend.xp.ndarray):
             reason = "the training data does not fit in the device's memory (it would be copied batch by batch)"
         if reason is not None:
             raise DistributedError("DataParallel trains through the fused native trainer, which this model "
@@ -60,10 +59,10 @@ class FitSession:
         self.model = model
         self.mpi: MPICommunicator = dist.mpi()
         self.rank, self.size = self.mpi.rank, self.mpi.size
-        self.on_device = model._backend.name == "cuda"
+        self.on_device = model.backend.name == "cuda"
         self.comm = dist.nccl() if self.on_device else self.mpi
         self.stats = {"steps": 0, "allreduce_s": 0.0, "bytes_per_step": 0, "hook_s": 0.0}
-        self._agree("parameter count", [sum(int(p.size) for p in model._params)])
+        self._agree("parameter count", [sum(int(p.size) for p in model.weights)])
         self._broadcast_state(model)
 
     # ------------------------------------------------------------- agreement
@@ -80,10 +79,8 @@ class FitSession:
 
     def _broadcast_state(self, model: Any) -> None:
         """Rank 0's weights, optimizer state and step count on every rank."""
-        from ..fused import optimizer_states
-
         opt = model.optimizer
-        for a in [*model._params, *(s for group in optimizer_states(opt) for s in group)]:
+        for a in [*model.weights, *opt.state_arrays()]:
             self.comm.bcast_(a, 0, "weight broadcast")
         it = np.array([opt.iterations], dtype=np.int64)
         self.mpi.bcast_(it, 0, "optimizer step broadcast")
@@ -101,7 +98,7 @@ class FitSession:
                   on_step: Callable[[int, Any], None] | None, stop_on_nonfinite: bool) -> int:
         """Run a fused trainer ``ft`` (built with a flat gradient buffer) over this rank's
         share of the epoch; the same contract as ``FusedTrainer.epoch``."""
-        be, opt = self.model._backend, self.model.optimizer
+        be, opt = self.model.backend, self.model.optimizer
         self._agree("batch size", [ft.batch])
         local, starts, rows = shard_steps(order, ft.batch, self.rank, self.size)
         steps = len(rows)
@@ -178,8 +175,6 @@ class DataParallel:
 
     def __init__(self, device_mesh: Any = None, devices: Any = None, auto_shard_dataset: bool = True,
                  *, timeout: float = 60.0) -> None:
-        from . import initialize, list_devices
-
         if device_mesh is not None:
             raise NotImplementedError("fusednn has no device meshes: each process trains on one device")
         if devices is not None and list(devices) != list_devices():
