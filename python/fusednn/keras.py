@@ -2,18 +2,18 @@
 ``keras.Sequential``, ``keras.layers.Dense``, ``keras.optimizers.Adam``,
 ``keras.losses.MeanSquaredError``, ``keras.callbacks.EarlyStopping``,
 ``keras.utils.set_random_seed``, ``keras.Input``, ``keras.models.load_model`` and
-``keras.saving.save_model/load_model``, as in Keras. The submodules
+``keras.saving.save_model/load_model``, ``keras.distribution.DataParallel``, as in Keras. The submodules
 can also be imported by name (``from fusednn.keras.layers import Dense``)."""
 from __future__ import annotations
 
 import sys
 
-from . import callbacks, initializers, layers, losses, models, optimizers, saving, utils
+from . import callbacks, distribution, initializers, layers, losses, models, optimizers, saving, utils
 from .layers import Input
 from .models import Sequential
 
-for _sub in (callbacks, initializers, layers, losses, models, optimizers, saving, utils):
+for _sub in (callbacks, distribution, initializers, layers, losses, models, optimizers, saving, utils):
     sys.modules[f"{__name__}.{_sub.__name__.rsplit('.', 1)[1]}"] = _sub
 
-__all__ = ["Input", "Sequential", "callbacks", "initializers", "layers", "losses", "models",
+__all__ = ["Input", "Sequential", "callbacks", "distribution", "initializers", "layers", "losses", "models",
            "optimizers", "saving", "utils"]

@@ -331,3 +331,10 @@ def test_nccl_communicator_on_one_gpu():
     comm.bcast_(a)
     comm.synchronize("test")
     np.testing.assert_array_equal(cupy.asnumpy(a), np.arange(7, dtype=np.float32))
+
+
+def test_keras_namespace_has_distribution():
+    from fusednn import distribution, keras
+    from fusednn.keras.distribution import DataParallel, initialize, set_distribution  # noqa: F401
+
+    assert keras.distribution is distribution and DataParallel is distribution.DataParallel
