@@ -71,6 +71,7 @@ def test_predict_rejects_bad_input():
         fdask.predict(fusednn.Sequential([fusednn.Dense(2)]), da.zeros((4, 6), chunks=2))
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_grid_search_of_fusednn_estimators_under_joblib_dask(client):
     fsk = pytest.importorskip("fusednn.sklearn", reason="fusednn.sklearn (the scikit-learn issue) is not merged")
     import joblib
@@ -82,8 +83,8 @@ def test_grid_search_of_fusednn_estimators_under_joblib_dask(client):
     grid = {"alpha": [1e-4, 1e-1], "learning_rate_init": [1e-3, 1e-2]}
 
     def search():
-        est = fsk.MLPClassifier(hidden_layer_sizes=(16,), max_iter=15, random_state=0)
-        return GridSearchCV(est, grid, cv=3)
+        est = fsk.MLPClassifier(hidden_layer_sizes=(16,), max_iter=10, random_state=0)
+        return GridSearchCV(est, grid, cv=2)
 
     with distributed.get_task_stream(client) as tasks, joblib.parallel_backend("dask"):
         on_dask = search().fit(X, y)
@@ -91,5 +92,5 @@ def test_grid_search_of_fusednn_estimators_under_joblib_dask(client):
     assert on_dask.best_params_ == local.best_params_
     np.testing.assert_allclose(on_dask.cv_results_["mean_test_score"], local.cv_results_["mean_test_score"],
                                atol=1e-12)
-    # the 4 candidates x 3 folds really ran on the cluster's workers
-    assert len(tasks.data) >= 12 and {t["worker"] for t in tasks.data} <= set(client.scheduler_info()["workers"])
+    # the 4 candidates x 2 folds really ran on the cluster's workers
+    assert len(tasks.data) >= 8 and {t["worker"] for t in tasks.data} <= set(client.scheduler_info()["workers"])

@@ -21,6 +21,8 @@ CASES = [
     ("adam_categorical", "adam", "categorical_crossentropy", 4, "softmax", 103, 16, ["accuracy"]),
     ("sgd_sparse", "sgd", "sparse_categorical_crossentropy", 4, "softmax", 97, 8, ["accuracy"]),
     ("adam_binary", "adam", "binary_crossentropy", 1, "sigmoid", 101, 10, ["accuracy", "precision"]),
+    # weight penalties: every rank adds them, the rows/global_rows scaling counts them once
+    ("sgd_mse_regularized", "sgd_momentum", "mse", 2, "linear", 99, 12, []),
 ]
 EPOCHS = 3
 
@@ -43,8 +45,10 @@ def fit_case(case: tuple, callbacks: list | None = None, verbose: int = 0, epoch
     """The model of ``case`` built from seed 3 and fit; returns (model, history)."""
     name, opt, loss, units, act, n, batch, metrics = case
     fusednn.utils.set_random_seed(3)
-    model = fusednn.Sequential([fusednn.Input((5,)), fusednn.Dense(7, activation="tanh"),
-                                fusednn.Dense(6, activation="relu"), fusednn.Dense(units, activation=act)])
+    reg = {"kernel_regularizer": fusednn.regularizers.L2(0.01), "bias_regularizer": fusednn.regularizers.L1(0.001)} \
+        if name.endswith("_regularized") else {}
+    model = fusednn.Sequential([fusednn.Input((5,)), fusednn.Dense(7, activation="tanh", **reg),
+                                fusednn.Dense(6, activation="relu"), fusednn.Dense(units, activation=act, **reg)])
     optimizer = fusednn.optimizers.SGD(0.05, momentum=0.9) if opt == "sgd_momentum" else \
         fusednn.optimizers.SGD(0.1) if opt == "sgd" else fusednn.optimizers.Adam(0.01)
     model.compile(optimizer, loss, metrics=metrics)
