@@ -113,18 +113,19 @@ def test_a_killed_rank_stops_the_job(tmp_path):
 
 def test_a_hung_rank_times_out_with_a_clear_error(tmp_path):
     r, seconds = launch("hang", tmp_path, timeout=120, env={"FUSEDNN_TEST_TIMEOUT": "3"})
-    assert r.returncode != 0
     out = r.stdout + r.stderr
-    assert "DistributedTimeoutError" in out and "did not complete within 3 s" in out, out[-2000:]
+    assert r.returncode != 0
+    assert "DistributedTimeoutError" in out and "did not complete within 3 s" in out, (r.returncode, out[-2000:])
     assert "rank 0/2 failed; aborting the job" in out
     assert seconds < 60
 
 
 def test_a_raising_rank_aborts_the_others(tmp_path):
     r, seconds = launch("raise", tmp_path, timeout=120)
-    assert r.returncode != 0
     out = r.stdout + r.stderr
-    assert "rank 1/2 failed; aborting the job" in out and "deliberate failure on rank 1" in out, out[-2000:]
+    assert r.returncode != 0
+    assert "rank 1/2 failed; aborting the job" in out and "deliberate failure on rank 1" in out, \
+        (r.returncode, out[-2000:])
     assert seconds < 60
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 from typing import Any
 
@@ -85,6 +86,9 @@ def _abort_on_uncaught(rank: int, size: int) -> None:
         sys.stderr.write(f"fusednn.distribution: rank {rank}/{size} failed; aborting the job\n")
         traceback.print_exception(kind, value, tb)
         sys.stderr.flush()
+        # MPI_Abort has the launcher kill every process at once; give it a moment to
+        # forward what this rank just printed, which a fast kill can otherwise drop
+        time.sleep(1.0)
         try:
             from mpi4py import MPI
 
