@@ -93,12 +93,13 @@ def hook_call_overhead(steps: int = 20000) -> dict:
     starts = np.arange(steps + 1, dtype=np.int64) * 4
     losses = np.zeros(steps, dtype=np.float32)
     res = {}
+    params = m.optimizer.step_params(0, steps)
     for name, hook in (("none", None), ("noop", lambda step, rows: True)):
         ts = []
         for _ in range(5):
             t0 = time.perf_counter()
             ft.trainer.run(x, y, order, ft.x_batch, ft.y_batch, losses, 0, steps, 0, False, None,
-                           step_starts=starts, between=hook)
+                           step_params=params, step_starts=starts, between=hook)
             ts.append(time.perf_counter() - t0)
         res[name] = statistics.median(ts) / steps
     return {"hook_call_us": 1e6 * (res["noop"] - res["none"]), "tiny_step_us": 1e6 * res["none"]}

@@ -174,19 +174,24 @@ def test_trainer_rejects_a_bad_step_layout():
     x, y = mpi_worker.data(3, "mse", 101)
     losses = np.zeros(11, dtype=np.float32)
     order = np.arange(20, dtype=np.int64)
+    P = model.optimizer.step_params(0, 2)
+
+    def run(**kw):
+        steps = kw.pop("steps", 1)
+        return t.run(x, y, order, ft.x_batch, ft.y_batch, losses, 0, steps, 0, step_params=P[:steps], **kw)
+
     with pytest.raises(ValueError, match="rows"):  # a step larger than the batch
-        t.run(x, y, order, ft.x_batch, ft.y_batch, losses, 0, 1, 0, step_starts=np.array([0, 20], dtype=np.int64))
+        run(step_starts=np.array([0, 20], dtype=np.int64))
     with pytest.raises(ValueError, match=r"step_starts\[0\]"):
-        t.run(x, y, order, ft.x_batch, ft.y_batch, losses, 0, 1, 0, step_starts=np.array([1, 10], dtype=np.int64))
+        run(step_starts=np.array([1, 10], dtype=np.int64))
     with pytest.raises(TypeError, match="int64"):
-        t.run(x, y, order, ft.x_batch, ft.y_batch, losses, 0, 1, 0, step_starts=[0, 10, 20])
+        run(step_starts=[0, 10, 20])
 
     def boom(step, rows):
         raise KeyError("from the hook")
 
     with pytest.raises(KeyError, match="from the hook"):
-        t.run(x, y, order, ft.x_batch, ft.y_batch, losses, 0, 2, 0,
-              step_starts=np.array([0, 10, 20], dtype=np.int64), between=boom)
+        run(steps=2, step_starts=np.array([0, 10, 20], dtype=np.int64), between=boom)
 
 
 def test_cli_train_ranks_relaunches_under_mpiexec(tmp_path):
@@ -310,7 +315,8 @@ def test_trainer_runs_a_step_layout_and_calls_the_hook(device):
             extra = {} if k == 0 else {"step_starts": starts,
                                        "between": lambda s, r: calls.append((s, r)) is None}
             ft.trainer.run(xd, yd, order, ft.x_batch, ft.y_batch, be.zeros((steps,)), 0, steps,
-                           m.optimizer.iterations, **extra)
+                           m.optimizer.iterations, step_params=m.optimizer.step_params(m.optimizer.iterations, steps),
+                           **extra)
         assert calls == [(s, int(starts[s + 1] - starts[s])) for s in range(steps)]
         for a, b in zip(models[0].get_weights(), models[1].get_weights()):
             np.testing.assert_array_equal(a, b)

@@ -109,8 +109,9 @@ class FitSession:
         s = 0
         while s < steps:
             end = min(steps, s + chunk)
+            params = opt.step_params(opt.iterations, end - s)  # the chunk's learning rates etc.
             opt.iterations, done = ft.trainer.run(x, y, dev_local, ft.x_batch, ft.y_batch, step_losses, s, end,
-                                                  opt.iterations, stop_on_nonfinite, ft.metrics,
+                                                  opt.iterations, stop_on_nonfinite, ft.metrics, None, params,
                                                   step_starts=starts, between=between)
             if on_step is not None:
                 for k in range(s, s + done):
