@@ -23,6 +23,8 @@ CASES = [
     ("adam_binary", "adam", "binary_crossentropy", 1, "sigmoid", 101, 10, ["accuracy", "precision"]),
     # weight penalties: every rank adds them, the rows/global_rows scaling counts them once
     ("sgd_mse_regularized", "sgd_momentum", "mse", 2, "linear", 99, 12, []),
+    # clipping acts on the reduced (global-batch) gradient, after the allreduce
+    ("adam_clipped", "adam_clipped", "categorical_crossentropy", 3, "softmax", 101, 20, []),
 ]
 EPOCHS = 3
 
@@ -50,7 +52,8 @@ def fit_case(case: tuple, callbacks: list | None = None, verbose: int = 0, epoch
     model = fusednn.Sequential([fusednn.Input((5,)), fusednn.Dense(7, activation="tanh", **reg),
                                 fusednn.Dense(6, activation="relu"), fusednn.Dense(units, activation=act, **reg)])
     optimizer = fusednn.optimizers.SGD(0.05, momentum=0.9) if opt == "sgd_momentum" else \
-        fusednn.optimizers.SGD(0.1) if opt == "sgd" else fusednn.optimizers.Adam(0.01)
+        fusednn.optimizers.SGD(0.1) if opt == "sgd" else \
+        fusednn.optimizers.Adam(0.01, global_clipnorm=0.05) if opt == "adam_clipped" else fusednn.optimizers.Adam(0.01)
     model.compile(optimizer, loss, metrics=metrics)
     x, y = data(units, loss, n)
     history = model.fit(x, y, batch_size=batch, epochs=epochs, verbose=verbose, callbacks=callbacks)
