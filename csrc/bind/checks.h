@@ -105,9 +105,18 @@ inline bool overlaps(const py::array& a, const py::array& b) {
   return a0 < b0 + b.nbytes() && b0 < a0 + a.nbytes() && a.nbytes() && b.nbytes();
 }
 
-inline void check_no_overlap(const py::array& out, const py::array& in, const char* in_name) {
+inline void check_no_overlap(const py::array& out, const py::array& in, const char* in_name,
+                             const char* out_name = "out") {
   if (overlaps(out, in))
-    throw py::value_error(std::string("out must not share memory with ") + in_name);
+    throw py::value_error(std::string(out_name) + " must not share memory with " + in_name);
+}
+
+// For kernels that read each element before writing it (elementwise, row-wise):
+// out is `in` itself (same start, same size) or apart from it; a partial overlap
+// would make the kernel read values it already overwrote.
+inline void check_in_place_or_apart(const py::array& out, const py::array& in, const char* in_name) {
+  if (overlaps(out, in) && (out.data() != in.data() || out.nbytes() != in.nbytes()))
+    throw py::value_error(std::string("out must be ") + in_name + " itself or not share memory with it");
 }
 
 using bind_common::to_act;

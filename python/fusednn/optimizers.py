@@ -91,6 +91,12 @@ class Optimizer:
         checked before anything is written."""
         if self._be is None:
             raise RuntimeError("the optimizer is not built; compile a built model first")
+        # The step count reaches the kernels as a 64-bit integer and keeps growing: a
+        # value outside [0, 2**62) (e.g. from a crafted model file) is refused here
+        # rather than failing later inside fit.
+        if (isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer))
+                or not 0 <= int(iterations) < MAX_ITERATIONS):
+            raise ValueError(f"optimizer iterations must be an integer in [0, 2**62), got {iterations!r}")
         own = self.state_arrays()
         if len(arrays) != len(own):
             raise ValueError(f"{type(self).__name__} has {len(own)} state arrays, got {len(arrays)}")
@@ -101,6 +107,10 @@ class Optimizer:
         for a, v in zip(own, arrays):
             a[...] = self._be.asarray(v)
         self.iterations = int(iterations)
+
+
+#: the largest step count an optimizer may be restored to (exclusive)
+MAX_ITERATIONS = 2**62
 
 
 class SGD(Optimizer):

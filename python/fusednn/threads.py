@@ -23,8 +23,8 @@ def _default() -> int:
             n = int(env)
         except ValueError:
             raise ValueError(f"FUSEDNN_NUM_THREADS={env!r} is not an integer") from None
-        if n < 1:
-            raise ValueError(f"FUSEDNN_NUM_THREADS must be >= 1, got {n}")
+        if not 1 <= n <= MAX_THREADS:
+            raise ValueError(f"FUSEDNN_NUM_THREADS must be between 1 and {MAX_THREADS}, got {n}")
         return n
     return _usable_cores()
 
@@ -45,13 +45,19 @@ def get_num_threads() -> int:
     return _threads
 
 
+#: the most threads the pool accepts: far above any core count, far below what would
+#: exhaust the process (each pool thread has its own stack)
+MAX_THREADS = 4096
+
+
 def set_num_threads(n: int) -> None:
-    """Use ``n`` threads (>= 1) in the native CPU kernels from now on."""
+    """Use ``n`` threads (1 to :data:`MAX_THREADS`) in the native CPU kernels from now on.
+    A refused ``n`` raises ValueError and leaves the current setting unchanged."""
     global _threads
     n = int(n)
-    if n < 1:
-        raise ValueError(f"number of threads must be >= 1, got {n}")
-    _threads = n
+    if not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"number of threads must be between 1 and {MAX_THREADS}, got {n}")
     k = _native()
     if k is not None:
         k.set_num_threads(n)
+    _threads = n  # only once the pool took it
