@@ -466,9 +466,9 @@ def adam_update(param: Any, grad: Any, m: Any, v: Any, *, step: int, learning_ra
     """In-place Adam step with Keras semantics; ``step`` counts updates from 1
     (this one included). ``m`` and ``v`` are the moment arrays (float32, start at zero)."""
     be, _ = _pick(param, grad, m, v)
+    if isinstance(step, bool) or int(step) != step or not 1 <= int(step) < 2**63:
+        raise ValueError(f"step must be an integer in [1, 2**63) (it counts this update), got {step!r}")
     step = int(step)
-    if step < 1:
-        raise ValueError(f"step must be >= 1 (it counts this update), got {step}")
     param, grad = _update_args(param, grad, be, ("m", m), ("v", v))
     if param.size:
         be.adam_update(param, grad, m, v, float(learning_rate), float(beta_1), float(beta_2),
