@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from . import fused, inputs, losses, metrics as metrics_module, optimizers
+from . import concurrency, fused, inputs, losses, metrics as metrics_module, optimizers
 from .epoch_metrics import EpochMetrics
 from .backends import Backend, get_backend
 from .callbacks import (BatchLogs, Callback, CallbackList, History, ProgbarLogger, TerminateOnNaN,
-                        resolve_verbose)
+                        close_progress_bars, resolve_verbose)
 from .layers import Buffers, InputLayer, Layer, unique_name
 from .utils import rng
 from . import registry, saving
@@ -86,8 +86,10 @@ class Sequential:
         self._backend: Backend | None = None
         self._params: list[Any] = []
         self._grads: list[Any] = []
-        self._workspaces: dict[int, _Workspace] = {}
-        self._loss_buffers: dict[tuple[str, int], Any] = {}
+        # per thread (concurrency.per_thread): inference may run in several threads at once
+        self._workspaces: dict[int, dict[int, _Workspace]] = {}
+        self._loss_buffers: dict[int, dict[tuple[str, int], Any]] = {}
+        self._guard = concurrency.UseGuard()
         self._fused: fused.FusedTrainer | None = None
         for layer in layers or []:
             self.add(layer)
@@ -201,18 +203,21 @@ class Sequential:
 
     # ---------------------------------------------------------------- compute
     def _workspace(self, batch: int) -> _Workspace:
-        ws = self._workspaces.get(batch)
+        cache = concurrency.per_thread(self._workspaces)
+        ws = cache.get(batch)
         if ws is None:
-            if len(self._workspaces) >= _MAX_WORKSPACES:
-                del self._workspaces[next(iter(self._workspaces))]
-            ws = self._workspaces[batch] = _Workspace(self.layers, batch)
+            if len(cache) >= _MAX_WORKSPACES:
+                del cache[next(iter(cache))]
+            ws = cache[batch] = _Workspace(self.layers, batch)
         return ws
 
     def _loss_buffer(self, kind: str, steps: int) -> Any:
-        buf = self._loss_buffers.get((kind, steps))
+        cache = concurrency.per_thread(self._loss_buffers)
+        buf = cache.get((kind, steps))
         if buf is None:
-            self._loss_buffers = {k: v for k, v in self._loss_buffers.items() if k[0] != kind}
-            buf = self._loss_buffers[(kind, steps)] = self._backend.zeros((steps,))
+            for k in [k for k in cache if k[0] == kind]:
+                del cache[k]
+            buf = cache[(kind, steps)] = self._backend.zeros((steps,))
         return buf
 
     def _output_activation(self) -> str:
@@ -296,8 +301,9 @@ class Sequential:
             xb = ws.batch_x
             if augment is not None:
                 xb = inputs.augmented(augment, be.to_numpy(xb), xb.shape)
-            self._compute_gradients(be.asarray(xb), be.asarray(ws.batch_y), ws, step_losses[s:s + 1], tracker)
-            self.optimizer.apply(self._grads)
+            with concurrency.uninterrupted():  # a Ctrl-C waits for the step's update to finish
+                self._compute_gradients(be.asarray(xb), be.asarray(ws.batch_y), ws, step_losses[s:s + 1], tracker)
+                self.optimizer.apply(self._grads)
             if on_step is not None:
                 on_step(s, step_losses)
         self.last_step_losses = np.array(be.to_numpy(step_losses), dtype=np.float64)
@@ -309,6 +315,7 @@ class Sequential:
         metrics accumulate in ``tracker``."""
         be = self._backend
         n = x.shape[0]
+        batch_size = min(batch_size, n)  # as Keras: one batch of all the data, not a larger buffer
         steps = -(-n // batch_size)
         step_losses = self._loss_buffer("eval", steps)
         fold = self._folds_output()
@@ -332,6 +339,23 @@ class Sequential:
             validation_split: float = 0.0, validation_data: tuple[Any, Any] | None = None,
             shuffle: bool = True, callbacks: Sequence[Callback] | None = None,
             initial_epoch: int = 0, augment: Callable[[np.ndarray], np.ndarray] | None = None) -> History:
+        """Train the model; see :meth:`_fit` for the semantics. One fit at a time per model,
+        and not beside predict/evaluate in another thread (RuntimeError; see
+        :mod:`fusednn.concurrency`). Ctrl-C stops it within about 0.1 s, between steps:
+        the weights, optimizer state and ``optimizer.iterations`` then agree, and the
+        progress bar is closed."""
+        with self._guard.fitting(self.name), concurrency.DeferredInterrupt():
+            try:
+                return self._fit(x, y, batch_size, epochs, verbose, validation_split, validation_data, shuffle,
+                                 callbacks, initial_epoch, augment)
+            except BaseException:
+                close_progress_bars()
+                raise
+
+    def _fit(self, x: Any, y: Any, batch_size: int | None = 32, epochs: int = 1, verbose: int | str = "auto",
+             validation_split: float = 0.0, validation_data: tuple[Any, Any] | None = None,
+             shuffle: bool = True, callbacks: Sequence[Callback] | None = None,
+             initial_epoch: int = 0, augment: Callable[[np.ndarray], np.ndarray] | None = None) -> History:
         """Train for ``epochs`` epochs (counting from ``initial_epoch``) on (x, y) in
         mini-batches, with Keras' semantics: ``shuffle`` reorders samples every epoch,
         ``validation_split`` holds out the *last* fraction of the data (before
@@ -367,6 +391,7 @@ class Sequential:
         self._ready_optimizer()
 
         n = x.shape[0]
+        batch_size = min(batch_size, n)  # as Keras: one batch of all the data, not a larger buffer
         steps = -(-n // batch_size)
         history = History()
         cbs = CallbackList([*(callbacks or []), history] + ([ProgbarLogger(verbose)] if verbose else []),
@@ -418,11 +443,22 @@ class Sequential:
     def evaluate(self, x: Any, y: Any, batch_size: int | None = 32, verbose: int | str = "auto"
                  ) -> float | list[float]:
         """The loss on (x, y), averaged over samples as in Keras (batches weighted by
-        size); with compiled metrics, ``[loss, *metrics]`` in compile order, as Keras."""
+        size); with compiled metrics, ``[loss, *metrics]`` in compile order, as Keras.
+        Safe to call from several threads at once (not beside a fit in another thread)."""
+        with self._guard.inferring(self.name, "evaluate"):
+            try:
+                return self._evaluate_public(x, y, batch_size, verbose)
+            except BaseException:
+                close_progress_bars()
+                raise
+
+    def _evaluate_public(self, x: Any, y: Any, batch_size: int | None, verbose: int | str
+                         ) -> float | list[float]:
         self._require_compiled("evaluate")
         batch_size = inputs.batch_size(batch_size)
         verbose = resolve_verbose(verbose)
         x, y = self._place(*self._xy(x, y))
+        batch_size = min(batch_size, x.shape[0])
         steps = -(-x.shape[0] // batch_size)
         cbs = None
         if verbose:
@@ -437,12 +473,22 @@ class Sequential:
 
     def predict(self, x: Any, batch_size: int | None = 32, verbose: int | str = "auto") -> np.ndarray:
         """Model outputs for ``x`` as a NumPy array (n, units), computed in batches.
-        Non-finite inputs are not rejected here: they give non-finite outputs."""
+        Non-finite inputs are not rejected here: they give non-finite outputs. Safe to
+        call from several threads at once (not beside a fit in another thread)."""
+        with self._guard.inferring(self.name, "predict"):
+            try:
+                return self._predict(x, batch_size, verbose)
+            except BaseException:
+                close_progress_bars()
+                raise
+
+    def _predict(self, x: Any, batch_size: int | None, verbose: int | str) -> np.ndarray:
         batch_size = inputs.batch_size(batch_size)
         verbose = resolve_verbose(verbose)
         (x,) = self._place(self._x(x))
         be = self._backend
         n = x.shape[0]
+        batch_size = min(batch_size, n)  # as Keras: one batch of all the data, not a larger buffer
         steps = -(-n // batch_size)
         cbs = None
         if verbose:
