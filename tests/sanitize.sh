@@ -38,8 +38,11 @@ FUSEDNN_CUDA=OFF "$PY" -m pip install -q --no-deps $isolation --upgrade --target
 t1=$(date +%s)
 echo "== build: $((t1 - t0)) s"
 
-# The Python host is not instrumented, so the ASan runtime must be loaded first.
+# The Python host is not instrumented, so the ASan runtime must be loaded first, and
+# libstdc++ with it (else ASan finds no __cxa_throw to intercept and aborts at the
+# extension's first C++ exception).
 libasan=$("$CXX" -print-file-name=libasan.so)
+libstdcxx=$("$CXX" -print-file-name=libstdc++.so)
 [ -f "$libasan" ] || { echo "libasan.so not found (via $CXX -print-file-name)"; exit 2; }
 
 if [ "${1:-}" = "--all" ]; then
@@ -67,11 +70,19 @@ print("== testing", fusednn.__file__, "with", c._cpu.__file__, flush=True)
 import pytest
 sys.exit(pytest.main(sys.argv[2:]))
 '
-export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
-export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
+# pytest captures stderr, so the sanitizers write their reports to files, shown below.
+rm -f "$DIR"/report.*
+export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1:log_path=$DIR/report${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$DIR/report${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
 export FUSEDNN_BACKEND=${FUSEDNN_BACKEND:-cpu}
 status=0
-LD_PRELOAD="$libasan" PYTHONPATH="$DIR/site${PYTHONPATH:+:$PYTHONPATH}" \
+LD_PRELOAD="$libasan $libstdcxx" PYTHONPATH="$DIR/site${PYTHONPATH:+:$PYTHONPATH}" \
   "$PY" -c "$runner" "$DIR/site" "${args[@]}" || status=$?
 echo "== tests: $(( $(date +%s) - t1 )) s"
+if compgen -G "$DIR/report.*" > /dev/null; then
+  echo "== sanitizer reports:"
+  cat "$DIR"/report.*
+  [ $status -ne 0 ] || status=1
+fi
+[ $status -eq 0 ] && echo "== sanitizers: clean" || echo "== FAILED (status $status)"
 exit $status
