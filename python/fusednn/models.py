@@ -350,6 +350,8 @@ class Sequential:
                                  callbacks, initial_epoch, augment)
             except BaseException:
                 close_progress_bars()
+                if self._fused is not None:
+                    self._fused.forget_data()  # no copy of this fit's data kept past it
                 raise
 
     def _fit(self, x: Any, y: Any, batch_size: int | None = 32, epochs: int = 1, verbose: int | str = "auto",
