@@ -68,9 +68,11 @@ assert fusednn.__file__.startswith(sys.argv[1]), fusednn.__file__
 assert c._cpu is not None, c.IMPORT_ERROR
 print("== testing", fusednn.__file__, "with", c._cpu.__file__, flush=True)
 import pytest
-sys.exit(pytest.main(sys.argv[2:]))
+# --capture=sys: pytest leaves file descriptor 2 alone, so a UBSan report (written to
+# stderr) is seen even when it ends the process
+sys.exit(pytest.main(["--capture=sys", *sys.argv[2:]]))
 '
-# pytest captures stderr, so the sanitizers write their reports to files, shown below.
+# ASan also writes its reports to files, shown below.
 rm -f "$DIR"/report.*
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1:log_path=$DIR/report${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$DIR/report${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
