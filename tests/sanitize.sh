@@ -52,10 +52,8 @@ elif [ "${1:-}" = "--" ]; then
   args=("$@")
 else
   # every kernel family through its binding, the hostile inputs, the fused trainer
-  args=(tests/test_ops.py tests/test_ops_grad.py tests/test_optim_ops.py tests/test_bad_input_ops.py
-        tests/test_bad_input.py tests/test_augment_kernel.py tests/test_simd_math.py tests/test_metrics.py
-        tests/test_fused.py tests/test_hardening_ops.py tests/test_hardening_data.py
-        tests/test_hostile_ops.py -q -p no:cacheprovider)
+  args=(tests/kernels tests/model/test_bad_input.py tests/model/test_fused.py tests/data/test_metrics.py
+        tests/data/test_hardening_data.py -q -p no:cacheprovider)
 fi
 
 # Load the sanitized package, not an editable install's redirect (scikit-build-core

@@ -458,6 +458,32 @@ PYBIND11_MODULE(_cuda, m) {
       "x.sum(axis=0) (the bias gradient), accumulated in float64, deterministic.");
 
   m.def(
+      "regularize",
+      [](const py::object& w_, const py::object& g_, float l1, float l2, const py::object& loss_,
+         std::uintptr_t stream) {
+        const DevArray w = as_dev(w_, "param"), g = as_dev(g_, "grad", true);
+        check_same_shape(w, "param", g, "grad");
+        check_no_overlap(g, "grad", w, "param");
+        float* lo = nullptr;
+        if (!loss_.is_none()) {
+          const DevArray loss = as_dev(loss_, "loss", true);
+          if (loss.size != 1)
+            throw py::value_error("regularize: loss must hold exactly one element, got shape " + shape_of(loss));
+          check_no_overlap(g, "grad", loss, "loss");
+          lo = fptr(loss);
+        }
+        cudaError_t e;
+        {
+          py::gil_scoped_release nogil;
+          e = cu::regularize(fptr(g), fptr(w), w.size, l1, l2, lo, as_stream(stream));
+        }
+        check_launch(e, "regularize");
+      },
+      py::arg("param"), py::arg("grad"), py::arg("l1"), py::arg("l2"), py::arg("loss") = py::none(),
+      py::arg("stream") = 0,
+      "Keras' L1/L2 penalty in place: grad += l1*sign(param) + 2*l2*param; loss[0] += "
+      "sum(l1*|param| + l2*param**2) (float64 sum, one block, deterministic) when loss is given.");
+  m.def(
       "sgd_update",
       [](const py::object& w_, const py::object& g_, const py::object& v_, float lr, float momentum,
          bool nesterov, std::uintptr_t stream) {

@@ -53,7 +53,7 @@ class MlpTrainer {
   py::tuple run(const py::object& x_, const py::object& y_, const py::object& order_, const py::object& xb_,
                 const py::object& yb_, const py::object& losses_, std::int64_t step0, std::int64_t step1,
                 std::int64_t iterations, bool stop_on_nonfinite, const py::object& metrics,
-                std::uintptr_t stream, const py::object& ws_) {
+                std::uintptr_t stream, const py::object& ws_, const py::object& weights) {
     int cur = -1;
     check_launch(cu::current_device(&cur), "current_device");
     if (cur != device_)
@@ -130,6 +130,30 @@ class MlpTrainer {
         written.emplace_back(sums, "sums");
       }
     }
+    py::object row_scale_obj;
+    std::vector<float> penalty_scale;  // host copy: read by the host loop, one entry per step
+    std::vector<DevArray> weight_read;
+    if (!weights.is_none()) {  // {"row_scale": (n,) float32 device array, "penalty_scale": host float32 or None}
+      const py::dict w = weights.cast<py::dict>();
+      if (w.contains("row_scale") && !w["row_scale"].is_none()) {
+        row_scale_obj = w["row_scale"];
+        const DevArray rs = as_dev(row_scale_obj, "row_scale");
+        if (rs.ndim() != 1 || rs.dim(0) != n)
+          throw py::value_error("row_scale must be a 1-D device array of " + std::to_string(n) +
+                                " entries, got shape " + shape_of(rs));
+        data.row_scale = fptr(rs);
+        weight_read.push_back(rs);
+      }
+      if (w.contains("penalty_scale") && !w["penalty_scale"].is_none()) {
+        penalty_scale = w["penalty_scale"].cast<std::vector<float>>();
+        if (std::int64_t(penalty_scale.size()) < steps)
+          throw py::value_error("penalty_scale must be a 1-D host array of at least " + std::to_string(steps) +
+                                " entries");
+        data.penalty_scale = penalty_scale.data();
+      }
+    }
+    for (const DevArray& r : weight_read)
+      for (std::size_t i = 0; i < written.size(); ++i) check_no_overlap(written[i].first, written[i].second, r, "row_scale");
     // Nothing the steps write may share memory with anything else they use.
     const std::pair<DevArray, const char*> read[] = {{x, "x"}, {y, "y"}, {order, "order"}};
     for (std::size_t i = 0; i < written.size(); ++i) {
@@ -201,7 +225,7 @@ void register_trainer(py::module_& m) {
       .def("run", &MlpTrainer::run, py::arg("x"), py::arg("y"), py::arg("order"), py::arg("x_batch"),
            py::arg("y_batch"), py::arg("step_losses"), py::arg("step0"), py::arg("step1"),
            py::arg("iterations"), py::arg("stop_on_nonfinite") = false, py::arg("metrics") = py::none(),
-           py::arg("stream") = 0, py::arg("workspace") = py::none(),
+           py::arg("stream") = 0, py::arg("workspace") = py::none(), py::arg("weights") = py::none(),
            "Queue steps [step0, step1) on `stream`; returns (iterations, steps run) without waiting "
            "for the GPU. `workspace` (required) is a float64 device array of workspace_len() elements.")
       .def_property("learning_rate", &MlpTrainer::learning_rate, &MlpTrainer::set_learning_rate)

@@ -99,6 +99,12 @@ std::vector<DenseBuffers> to_layers(const py::list& layers, const OptimizerConfi
       l.W_s2 = shaped(d["W_s2"], where + "W_s2", {l.in, l.out});
       if (bias) l.b_s2 = shaped(d["b_s2"], where + "b_s2", {l.out});
     }
+    // optional regularizer factors (Keras L1/L2 on the kernel and the bias)
+    const auto factor = [&](const char* key) { return d.contains(key) ? d[key].cast<float>() : 0.f; };
+    l.W_l1 = factor("W_l1");
+    l.W_l2 = factor("W_l2");
+    l.b_l1 = bias ? factor("b_l1") : 0.f;
+    l.b_l2 = bias ? factor("b_l2") : 0.f;
     out.push_back(l);
   }
   return out;

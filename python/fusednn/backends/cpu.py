@@ -1,22 +1,72 @@
-"""The native CPU backend: fusednn._cpu's hand-written C++ kernels."""
+"""The native CPU backend: fusednn._cpu's hand-written C++ kernels, and their thread count.
+
+Thread count default: the cores this process may run on (``os.sched_getaffinity``),
+or ``FUSEDNN_NUM_THREADS`` when set. Our kernels run one at a time from the
+calling thread, so they never compete with NumPy's BLAS threads for cores.
+"""
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
 from .base import XENT_KINDS, Backend, activation_code
 
-try:
-    from .. import _cpu
-except ImportError as e:  # not compiled, or built for another Python
-    _cpu = None
-    IMPORT_ERROR: str | None = f"fusednn._cpu is not built ({e})"
-else:
-    IMPORT_ERROR = None
+from .compiled import import_error, native
+
+_cpu = native("cpu")
+IMPORT_ERROR: str | None = import_error("cpu")
 
 
 def unavailable_reason() -> str | None:
     """None when the backend is usable, else a sentence saying why not."""
     return IMPORT_ERROR
+
+
+# ------------------------------------------------------------------ thread count
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _default_threads() -> int:
+    env = os.environ.get("FUSEDNN_NUM_THREADS", "").strip()
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            raise ValueError(f"FUSEDNN_NUM_THREADS={env!r} is not an integer") from None
+        if not 1 <= n <= MAX_THREADS:
+            raise ValueError(f"FUSEDNN_NUM_THREADS must be between 1 and {MAX_THREADS}, got {n}")
+        return n
+    return _usable_cores()
+
+
+_threads: int | None = None
+#: the most threads the pool accepts: far above any core count, far below what would
+#: exhaust the process (each pool thread has its own stack)
+MAX_THREADS = 4096
+
+
+def get_num_threads() -> int:
+    """Threads the native CPU kernels use."""
+    if _threads is None:
+        set_num_threads(_default_threads())
+    return _threads
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` threads (1 to :data:`MAX_THREADS`) in the native CPU kernels from now on.
+    A refused ``n`` raises ValueError and leaves the current setting unchanged."""
+    global _threads
+    n = int(n)
+    if not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"number of threads must be between 1 and {MAX_THREADS}, got {n}")
+    if _cpu is not None:
+        _cpu.set_num_threads(n)
+    _threads = n  # only once the pool took it
 
 
 class CpuBackend(Backend):
@@ -29,8 +79,6 @@ class CpuBackend(Backend):
         if _cpu is None:
             raise RuntimeError(IMPORT_ERROR)
         self._k = _cpu
-        from ..threads import get_num_threads
-
         get_num_threads()  # applies FUSEDNN_NUM_THREADS / the CPU affinity to the pool
 
     def matmul(self, a, b, out, transpose_a=False, transpose_b=False, bias=None, activation="linear"):
@@ -68,6 +116,9 @@ class CpuBackend(Backend):
 
     def error_sums_update(self, sums, pred, target):
         self._k.error_sums_update(sums, pred, target)
+
+    def regularize(self, param, grad, l1, l2, loss=None):
+        self._k.regularize(param, grad, l1, l2, loss)
 
     def sgd_update(self, param, grad, velocity, learning_rate, momentum, nesterov):
         self._k.sgd_update(param, grad, velocity, learning_rate, momentum, nesterov)

@@ -15,13 +15,10 @@ import numpy as np
 
 from .base import XENT_KINDS, Backend, activation_code
 
-try:
-    from .. import _cuda
-except ImportError as e:  # not compiled (no CUDA compiler at build time), or built for another Python
-    _cuda = None
-    _IMPORT_ERROR: str | None = f"fusednn._cuda is not built ({e})"
-else:
-    _IMPORT_ERROR = None
+from .compiled import import_error, native
+
+_cuda = native("cuda")
+_IMPORT_ERROR: str | None = import_error("cuda")
 
 #: default share of free device memory that training data may take (FUSEDNN_GPU_DATA_FRACTION)
 DEFAULT_DATA_FRACTION = 0.5
@@ -175,6 +172,9 @@ class CudaBackend(Backend):
     def error_sums_update(self, sums, pred, target):
         self._k.error_sums_update(sums, pred, target, self._stream())
 
+    def regularize(self, param, grad, l1, l2, loss=None):
+        self._k.regularize(param, grad, l1, l2, loss, self._stream())
+
     def sgd_update(self, param, grad, velocity, learning_rate, momentum, nesterov):
         self._k.sgd_update(param, grad, velocity, learning_rate, momentum, nesterov, self._stream())
 
@@ -214,7 +214,7 @@ class CudaTrainer:
         self._t.learning_rate = value
 
     def run(self, x, y, order, x_batch, y_batch, step_losses, step0, step1, iterations,
-            stop_on_nonfinite=False, metrics=None):
+            stop_on_nonfinite=False, metrics=None, weights=None):
         if isinstance(order, np.ndarray):
             order = np.ascontiguousarray(order, dtype=np.int64)
             n = int(x.shape[0])
@@ -224,4 +224,4 @@ class CudaTrainer:
         self._t.tf32 = self._be.tf32  # the backend's setting at the time of the call, as matmul
         s = self._be._stream()
         return self._t.run(x, y, order, x_batch, y_batch, step_losses, step0, step1, iterations, False,
-                           metrics, s, self._be._workspace(s))
+                           metrics, s, self._be._workspace(s), weights)
