@@ -58,9 +58,15 @@ fi
 
 # Load the sanitized package, not an editable install's redirect (scikit-build-core
 # puts one first on sys.meta_path) nor the normal install (PYTHONPATH comes first).
-runner='
+# A sitecustomize (run after the .pth files) drops the redirect in every Python
+# process of the run, the subprocesses of CLI tests included.
+mkdir -p "$DIR/hook"
+cat > "$DIR/hook/sitecustomize.py" <<'PY'
 import sys
 sys.meta_path[:] = [f for f in sys.meta_path if "ScikitBuild" not in type(f).__name__]
+PY
+runner='
+import sys
 import fusednn, fusednn.backends.cpu as c
 assert fusednn.__file__.startswith(sys.argv[1]), fusednn.__file__
 assert c._cpu is not None, c.IMPORT_ERROR
@@ -76,7 +82,7 @@ export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:strict_string_checks=1:dete
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$DIR/report${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
 export FUSEDNN_BACKEND=${FUSEDNN_BACKEND:-cpu}
 status=0
-LD_PRELOAD="$libasan $libstdcxx" PYTHONPATH="$DIR/site${PYTHONPATH:+:$PYTHONPATH}" \
+LD_PRELOAD="$libasan $libstdcxx" PYTHONPATH="$DIR/hook:$DIR/site${PYTHONPATH:+:$PYTHONPATH}" \
   "$PY" -c "$runner" "$DIR/site" "${args[@]}" || status=$?
 echo "== tests: $(( $(date +%s) - t1 )) s"
 if compgen -G "$DIR/report.*" > /dev/null; then
