@@ -65,6 +65,7 @@ void register_trainer(py::module_& m);  // cpu_trainer.cpp
 
 PYBIND11_MODULE(_cpu, m) {
   m.doc() = "fusednn CPU kernels (float32, C-contiguous NumPy arrays)";
+  fusednn::bind_common::add_codes(m);
 
   m.def(
       "matmul",

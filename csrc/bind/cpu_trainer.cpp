@@ -54,12 +54,9 @@ class MlpTrainer {
     if (y.shape(0) != n || y.shape(1) != y_cols)
       throw py::value_error("y has shape " + shape_of(y) + ", expected (" + std::to_string(n) + ", " +
                             std::to_string(y_cols) + ")");
-    if (!py::isinstance<py::array_t<std::int64_t>>(order_))
-      throw py::type_error("order must be a numpy.ndarray of int64");
-    py::array order = py::reinterpret_borrow<py::array>(order_);
-    if (!order.dtype().is(py::dtype::of<std::int64_t>()) || !(order.flags() & py::array::c_style) ||
-        order.ndim() != 1 || order.shape(0) != n)
-      throw py::value_error("order must be a C-contiguous int64 array of length " + std::to_string(n));
+    const py::array order = as_array<std::int64_t>(order_, "order");
+    if (order.ndim() != 1 || order.shape(0) != n)
+      throw py::value_error("order must be 1-D of length " + std::to_string(n) + ", got shape " + shape_of(order));
     const std::int64_t* idx = static_cast<const std::int64_t*>(order.data());
     for (std::int64_t i = 0; i < n; ++i)  // never gather outside x and y
       if (idx[i] < 0 || idx[i] >= n)

@@ -90,6 +90,7 @@ PYBIND11_MODULE(_cuda, m) {
       "Every kernel function takes the CUDA stream to run on as `stream` (an integer handle; "
       "0 is the legacy default stream) and returns without waiting for the GPU.";
   m.attr("archs") = FUSEDNN_CUDA_ARCHS;  // "75,80,86,89,90": the SM versions built
+  fusednn::bind_common::add_codes(m);
 
   m.def("device_count", &cu::device_count, "Number of CUDA devices the driver reports (0 without a driver).");
   m.def("current_device", []() {

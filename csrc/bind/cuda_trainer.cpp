@@ -73,8 +73,7 @@ class MlpTrainer {
                             std::to_string(y_cols) + ")");
     const DevArray order = as_dev(order_, "order", false, "<i8");
     if (order.ndim() != 1 || order.dim(0) != n)
-      throw py::value_error("order must be a 1-D int64 device array of length " + std::to_string(n) +
-                            ", got shape " + shape_of(order));
+      throw py::value_error("order must be 1-D of length " + std::to_string(n) + ", got shape " + shape_of(order));
     const std::int64_t steps = (n + batch_ - 1) / batch_;
     if (step0 < 0 || step1 > steps || step0 > step1)
       throw py::value_error("steps [" + std::to_string(step0) + ", " + std::to_string(step1) +
