@@ -62,6 +62,7 @@ py::array matmul_checked(MatmulFn fn, const py::object& a_, const py::object& b_
 }  // namespace
 
 void register_trainer(py::module_& m);  // cpu_trainer.cpp
+void register_optim(py::module_& m);    // cpu_optim.cpp
 
 PYBIND11_MODULE(_cpu, m) {
   m.doc() = "fusednn CPU kernels (float32, C-contiguous NumPy arrays)";
@@ -429,6 +430,7 @@ PYBIND11_MODULE(_cpu, m) {
       "sum(l1*|param| + l2*param**2) (float64 sum) when loss is given.");
 
   register_trainer(m);
+  register_optim(m);
 
   m.def("num_threads", &cpu::num_threads);
   m.def("set_num_threads", &cpu::set_num_threads, py::arg("n"));

@@ -42,7 +42,7 @@ class MlpTrainer {
   py::tuple run(const py::object& x_, const py::object& y_, const py::object& order_, const py::object& xb_,
                 const py::object& yb_, const py::object& losses_, std::int64_t step0, std::int64_t step1,
                 std::int64_t iterations, bool stop_on_nonfinite, const py::object& metrics,
-                const py::object& weights) {
+                const py::object& weights, const py::object& step_params_) {
     py::array x = as_f32(x_, "x"), y = as_f32(y_, "y");
     check_ndim(x, "x", 2);
     check_ndim(y, "y", 2);
@@ -72,6 +72,15 @@ class MlpTrainer {
     if (losses.ndim() != 1 || losses.shape(0) < steps)
       throw py::value_error("step_losses must be 1-D with at least " + std::to_string(steps) + " entries");
     if (iterations < 0) throw py::value_error("iterations must be >= 0");
+    if (step_params_.is_none())
+      throw py::value_error("step_params is required: a float32 (step1 - step0, " + std::to_string(kOptParams) +
+                            ") array from Optimizer.step_params");
+    py::array params = as_f32(step_params_, "step_params");
+    if (params.ndim() != 2 || params.shape(0) != step1 - step0 || params.shape(1) != kOptParams)
+      throw py::value_error("step_params has shape " + shape_of(params) + ", expected (" +
+                            std::to_string(step1 - step0) + ", " + std::to_string(kOptParams) + ")");
+    OptimizerConfig opt = opt_;
+    opt.step_params = cfptr(params);
 
     TrainData data;
     data.x = cfptr(x);
@@ -124,14 +133,12 @@ class MlpTrainer {
     std::int64_t done = 0, it = 0;
     {
       py::gil_scoped_release nogil;
-      it = cpu::train_steps(layers_, opt_, loss_, data, batch_, step0, step1, iterations, stop_on_nonfinite,
+      it = cpu::train_steps(layers_, opt, loss_, data, batch_, step0, step1, iterations, stop_on_nonfinite,
                             &done);
     }
     return py::make_tuple(it, done);
   }
 
-  float learning_rate() const { return opt_.lr; }
-  void set_learning_rate(float lr) { opt_.lr = lr; }
 
  private:
   py::array keep(const py::handle& h, const std::string& name, bool writeable) {
@@ -166,6 +173,5 @@ void register_trainer(py::module_& m) {
       .def("run", &MlpTrainer::run, py::arg("x"), py::arg("y"), py::arg("order"), py::arg("x_batch"),
            py::arg("y_batch"), py::arg("step_losses"), py::arg("step0"), py::arg("step1"),
            py::arg("iterations"), py::arg("stop_on_nonfinite") = true, py::arg("metrics") = py::none(),
-           py::arg("weights") = py::none())
-      .def_property("learning_rate", &MlpTrainer::learning_rate, &MlpTrainer::set_learning_rate);
+           py::arg("weights") = py::none(), py::arg("step_params") = py::none());
 }

@@ -24,6 +24,7 @@ namespace cu = fusednn::cuda;
 using namespace fusednn::cuda_bind;
 
 void register_trainer(py::module_& m);  // cuda_trainer.cpp
+void register_optim(py::module_& m);    // cuda_optim.cpp
 
 namespace {
 
@@ -538,4 +539,5 @@ PYBIND11_MODULE(_cuda, m) {
       py::arg("beta_1"), py::arg("beta_2"), py::arg("epsilon"), py::arg("step"), py::arg("stream") = 0);
 
   register_trainer(m);
+  register_optim(m);
 }

@@ -10,6 +10,7 @@
 // gather kernel never reads outside x and y: a row whose index is out of range
 // becomes NaN, so a bad order shows up as NaN step losses (and the Python
 // backend checks an order it is given on the host before copying it over).
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -53,7 +54,8 @@ class MlpTrainer {
   py::tuple run(const py::object& x_, const py::object& y_, const py::object& order_, const py::object& xb_,
                 const py::object& yb_, const py::object& losses_, std::int64_t step0, std::int64_t step1,
                 std::int64_t iterations, bool stop_on_nonfinite, const py::object& metrics,
-                std::uintptr_t stream, const py::object& ws_, const py::object& weights) {
+                std::uintptr_t stream, const py::object& ws_, const py::object& weights,
+                const py::object& step_params_) {
     int cur = -1;
     check_launch(cu::current_device(&cur), "current_device");
     if (cur != device_)
@@ -91,6 +93,17 @@ class MlpTrainer {
     if (ws.size < workspace_len())
       throw py::value_error("workspace has " + std::to_string(ws.size) + " elements, needs " +
                             std::to_string(workspace_len()));
+    // the step parameters stay on the host: the loop passes each step's row by value
+    if (step_params_.is_none() || !py::isinstance<py::array>(step_params_))
+      throw py::value_error("step_params is required: a float32 NumPy (step1 - step0, " +
+                            std::to_string(kOptParams) + ") array from Optimizer.step_params");
+    const py::array params = py::reinterpret_borrow<py::array>(step_params_);
+    if (!params.dtype().is(py::dtype::of<float>()) || !(params.flags() & py::array::c_style) ||
+        params.ndim() != 2 || params.shape(0) != step1 - step0 || params.shape(1) != kOptParams)
+      throw py::value_error("step_params must be a C-contiguous float32 array of shape (" +
+                            std::to_string(step1 - step0) + ", " + std::to_string(kOptParams) + ")");
+    OptimizerConfig opt = opt_;
+    opt.step_params = static_cast<const float*>(params.data());
 
     TrainData data;
     data.x = fptr(x);
@@ -167,17 +180,16 @@ class MlpTrainer {
     std::int64_t done = 0, it = 0;
     {
       py::gil_scoped_release nogil;
-      it = cu::train_steps(layers_, opt_, loss_, data, batch_, step0, step1, iterations, stop_on_nonfinite,
+      it = cu::train_steps(layers_, opt, loss_, data, batch_, step0, step1, iterations, stop_on_nonfinite,
                            &done, as_stream(stream), tf32_, static_cast<double*>(ws.ptr));
     }
     return py::make_tuple(it, done);
   }
 
-  float learning_rate() const { return opt_.lr; }
-  void set_learning_rate(float lr) { opt_.lr = lr; }
   bool tf32() const { return tf32_; }
   void set_tf32(bool on) { tf32_ = on; }
-  static std::size_t workspace_len() { return std::max(cu::mse_workspace_len(), cu::xent_workspace_len()); }
+  // the loss's scratch, then one double for the gradient-clipping norm
+  static std::size_t workspace_len() { return std::max(cu::mse_workspace_len(), cu::xent_workspace_len()) + 1; }
 
  private:
   DevArray keep(const py::handle& h, const std::string& name) {
@@ -225,9 +237,9 @@ void register_trainer(py::module_& m) {
            py::arg("y_batch"), py::arg("step_losses"), py::arg("step0"), py::arg("step1"),
            py::arg("iterations"), py::arg("stop_on_nonfinite") = false, py::arg("metrics") = py::none(),
            py::arg("stream") = 0, py::arg("workspace") = py::none(), py::arg("weights") = py::none(),
+           py::arg("step_params") = py::none(),
            "Queue steps [step0, step1) on `stream`; returns (iterations, steps run) without waiting "
            "for the GPU. `workspace` (required) is a float64 device array of workspace_len() elements.")
-      .def_property("learning_rate", &MlpTrainer::learning_rate, &MlpTrainer::set_learning_rate)
       .def_property("tf32", &MlpTrainer::tf32, &MlpTrainer::set_tf32)
       .def_static("workspace_len", &MlpTrainer::workspace_len,
                   "Length (float64 elements) of the device workspace run needs.");

@@ -58,33 +58,41 @@ inline void add_codes(py::module_& m) {
   py::dict losses;
   for (const char* name : {"mse", "binary", "categorical", "sparse"}) losses[name] = int(to_loss_kind(name));
   m.attr("TRAINER_LOSSES") = losses;
-  py::dict opts;
+  py::dict opts;  // every optimizer kind runs in the trainer (fusednn/optim_update.h)
   opts["sgd"] = int(OptKind::sgd);
   opts["adam"] = int(OptKind::adam);
+  opts["rmsprop"] = int(OptKind::rmsprop);
+  opts["adagrad"] = int(OptKind::adagrad);
+  opts["adadelta"] = int(OptKind::adadelta);
+  opts["adamax"] = int(OptKind::adamax);
+  opts["nadam"] = int(OptKind::nadam);
+  opts["lion"] = int(OptKind::lion);
   m.attr("TRAINER_OPTIMIZERS") = opts;
+  m.attr("OPTIMIZER_FLAGS") = int(optf::all);
+  m.attr("OPTIMIZER_PARAMS") = int(kOptParams);
 }
 
+// {"kind": int (fusednn::OptKind), "flags": int (optf bits)}: what
+// fusednn.optimizers.Optimizer.kernel_spec() gives.
 inline OptimizerConfig to_optimizer(const py::dict& o) {
   OptimizerConfig opt;
-  const std::string kind = o["kind"].cast<std::string>();
-  if (kind == "adam") {
-    opt.kind = OptKind::adam;
-    opt.beta1 = o["beta_1"].cast<float>();
-    opt.beta2 = o["beta_2"].cast<float>();
-    opt.eps = o["epsilon"].cast<float>();
-  } else if (kind == "sgd") {
-    opt.kind = OptKind::sgd;
-    opt.momentum = o["momentum"].cast<float>();
-    opt.nesterov = o["nesterov"].cast<bool>();
-  } else {
-    throw py::value_error("MlpTrainer: unsupported optimizer '" + kind + "'");
-  }
-  opt.lr = o["learning_rate"].cast<float>();
+  const int kind = o["kind"].cast<int>();
+  if (kind < 0 || kind >= kOptKinds)
+    throw py::value_error("MlpTrainer: unknown optimizer kind " + std::to_string(kind));
+  const int flags = o["flags"].cast<int>();
+  if (flags & ~optf::all) throw py::value_error("MlpTrainer: unknown optimizer flags " + std::to_string(flags));
+  opt.kind = static_cast<OptKind>(kind);
+  opt.flags = flags;
   return opt;
 }
 
+// The step parameters of a run of `steps` steps: a C-contiguous float32
+// (steps, kOptParams) array, checked by the caller's `rows(steps)`.
+
 // The layers of MlpTrainer(layers=[{"W", "b", "act", "A", "G", "dW", "db", and
-// the optimizer state "W_s1", "W_s2", "b_s1", "b_s2"}, ...]).
+// the optimizer state "W_s1".."W_s3", "b_s1".."b_s3", "W_ema", "b_ema" that the
+// optimizer uses, and optionally "W_decay"/"b_decay": False where weight decay is
+// excluded}, ...]).
 //   matrix(handle, name) -> std::tuple<float*, py::ssize_t rows, py::ssize_t cols>
 //   shaped(handle, name, std::vector<py::ssize_t> shape) -> float*
 template <class Matrix, class Shaped>
@@ -114,15 +122,22 @@ std::vector<DenseBuffers> to_layers(const py::list& layers, const OptimizerConfi
       l.b = shaped(d["b"], where + "b", {l.out});
       l.db = shaped(d["db"], where + "db", {l.out});
     }
-    const bool two = opt.kind == OptKind::adam, one = two || opt.momentum != 0.f;
-    if (one) {
-      l.W_s1 = shaped(d["W_s1"], where + "W_s1", {l.in, l.out});
-      if (bias) l.b_s1 = shaped(d["b_s1"], where + "b_s1", {l.out});
+    bool use[3];
+    opt_state_use(opt.kind, opt.flags, &use[0], &use[1], &use[2]);
+    float** wslot[3] = {&l.W_s1, &l.W_s2, &l.W_s3};
+    float** bslot[3] = {&l.b_s1, &l.b_s2, &l.b_s3};
+    for (int k = 0; k < 3; ++k) {
+      if (!use[k]) continue;
+      const std::string sw = "W_s" + std::to_string(k + 1), sb = "b_s" + std::to_string(k + 1);
+      *wslot[k] = shaped(d[sw.c_str()], where + sw, {l.in, l.out});
+      if (bias) *bslot[k] = shaped(d[sb.c_str()], where + sb, {l.out});
     }
-    if (two) {
-      l.W_s2 = shaped(d["W_s2"], where + "W_s2", {l.in, l.out});
-      if (bias) l.b_s2 = shaped(d["b_s2"], where + "b_s2", {l.out});
+    if (opt.flags & optf::ema) {
+      l.W_ema = shaped(d["W_ema"], where + "W_ema", {l.in, l.out});
+      if (bias) l.b_ema = shaped(d["b_ema"], where + "b_ema", {l.out});
     }
+    if (d.contains("W_decay")) l.W_decay = d["W_decay"].cast<bool>();
+    if (d.contains("b_decay")) l.b_decay = d["b_decay"].cast<bool>();
     // optional regularizer factors (Keras L1/L2 on the kernel and the bias)
     const auto factor = [&](const char* key) { return d.contains(key) ? d[key].cast<float>() : 0.f; };
     l.W_l1 = factor("W_l1");

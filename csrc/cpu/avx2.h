@@ -38,6 +38,11 @@ void adam_update(float* w, const float* g, float* m, float* v, std::size_t n, fl
                  float c2, float eps);
 void sgd_update(float* w, const float* g, float* v, std::size_t n, float lr, float momentum,
                 bool nesterov);
+// cpu::optimizer_update on elements [b, e) with the clipping factor precomputed.
+void optimizer_update(int kind, int flags, const float* p, float factor, std::size_t b, std::size_t e,
+                      float* w, const float* g, float* s1, float* s2, float* s3, float* ema);
+// cpu::sum_squares (the order of optim_keras_impl.h's sum_squares_lanes).
+double sum_squares(const float* x, std::size_t n);
 
 }  // namespace avx2
 }  // namespace cpu

@@ -12,12 +12,15 @@ ACTIVATION_CODES: dict[str, int]
 class MlpTrainer:
     """Fused training loop for all-Dense models over caller-owned device buffers."""
     def __init__(self: MlpTrainer, layers: list, optimizer: dict, loss: str, batch: typing.SupportsInt | typing.SupportsIndex, tf32: bool = False) -> None: ...
-    learning_rate: Any
-    def run(self: MlpTrainer, x: object, y: object, order: object, x_batch: object, y_batch: object, step_losses: object, step0: typing.SupportsInt | typing.SupportsIndex, step1: typing.SupportsInt | typing.SupportsIndex, iterations: typing.SupportsInt | typing.SupportsIndex, stop_on_nonfinite: bool = False, metrics: object = None, stream: typing.SupportsInt | typing.SupportsIndex = 0, workspace: object = None, weights: object = None) -> tuple:
+    def run(self: MlpTrainer, x: object, y: object, order: object, x_batch: object, y_batch: object, step_losses: object, step0: typing.SupportsInt | typing.SupportsIndex, step1: typing.SupportsInt | typing.SupportsIndex, iterations: typing.SupportsInt | typing.SupportsIndex, stop_on_nonfinite: bool = False, metrics: object = None, stream: typing.SupportsInt | typing.SupportsIndex = 0, workspace: object = None, weights: object = None, step_params: object = None) -> tuple:
         """Queue steps [step0, step1) on `stream`; returns (iterations, steps run) without waiting for the GPU. `workspace` (required) is a float64 device array of workspace_len() elements."""
     tf32: Any
     def workspace_len() -> int:
         """Length (float64 elements) of the device workspace run needs."""
+
+OPTIMIZER_FLAGS: int
+
+OPTIMIZER_PARAMS: int
 
 TRAINER_LOSSES: dict[str, int]
 
@@ -72,6 +75,9 @@ def mse_grad(pred: object, target: object, scale: typing.SupportsFloat | typing.
 
 def mse_workspace_len() -> int:
     """Length (float64 elements) of the device workspace mse needs; allocate it once and reuse it."""
+
+def optimizer_update(kind: typing.SupportsInt | typing.SupportsIndex, flags: typing.SupportsInt | typing.SupportsIndex, step_params: object, param: object, grad: object, s1: object = None, s2: object = None, s3: object = None, ema: object = None, sumsq: typing.SupportsFloat | typing.SupportsIndex = 0.0, stream: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
+    """In-place update of param and its state by Keras' rule for `kind` (fusednn/optim_update.h)."""
 
 def regularize(param: object, grad: object, l1: typing.SupportsFloat | typing.SupportsIndex, l2: typing.SupportsFloat | typing.SupportsIndex, loss: object = None, stream: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
     """Keras' L1/L2 penalty in place: grad += l1*sign(param) + 2*l2*param; loss[0] += sum(l1*|param| + l2*param**2) (float64 sum, one block, deterministic) when loss is given."""

@@ -485,6 +485,50 @@ def adam_update(param: Any, grad: Any, m: Any, v: Any, *, step: int, learning_ra
                        float(epsilon), step)
 
 
+# ------------------------------------------------- every Keras optimizer (optim_update.h)
+__all__ += ["optimizer_update", "sum_squares"]
+
+
+def optimizer_update(param: Any, grad: Any, *, kind: str | int, step_params: Any, flags: int = 0, s1: Any = None,
+                     s2: Any = None, s3: Any = None, ema: Any = None, sumsq: float = 0.0) -> None:
+    """One in-place step of a Keras optimizer's rule on ``param`` and its state arrays:
+    ``kind`` is a name of ``fusednn.optimizers.KINDS`` ('sgd', 'adam', 'rmsprop',
+    'adagrad', 'adadelta', 'adamax', 'nadam', 'lion'), ``flags`` the bits of
+    ``Optimizer.kernel_flags()``, ``step_params`` one row of ``Optimizer.step_params``
+    (the step's learning rate, bias corrections...), ``s1..s3``/``ema`` the state arrays
+    the rule uses (float32, param's shape; see fusednn/optim_update.h) and ``sumsq`` the
+    sum of squares gradient clipping derives from (:func:`sum_squares`). An
+    ``Optimizer`` object does all of this for a list of parameters (``build``/``apply``)."""
+    from .backends import optim_codes as O
+
+    code = O.KINDS.get(kind) if isinstance(kind, str) else int(kind)
+    if code is None or not 0 <= code < len(O.KINDS):
+        raise ValueError(f"unknown optimizer kind {kind!r}; valid: {', '.join(O.KINDS)}")
+    flags = int(flags)
+    if flags & ~O.ALL_FLAGS:
+        raise ValueError(f"unknown optimizer flags {flags}")
+    p = np.ascontiguousarray(step_params, dtype=np.float32).reshape(-1)
+    if p.shape != (O.N_PARAMS,):
+        raise ValueError(f"step_params must hold {O.N_PARAMS} values, got shape {np.shape(step_params)}")
+    use = (*O.state_use(code, flags), bool(flags & O.EMA))
+    given = (s1, s2, s3, ema)
+    for name, needed, a in zip(("s1", "s2", "s3", "ema"), use, given):
+        if needed and a is None:
+            raise ValueError(f"optimizer_update: kind {kind!r} with flags {flags} needs state array {name}")
+    be, _ = _pick(param, grad, *given)
+    state = [(name, a) for name, needed, a in zip(("s1", "s2", "s3", "ema"), use, given) if needed]
+    param, grad = _update_args(param, grad, be, *state)
+    arrays = [a if needed else None for needed, a in zip(use, given)]
+    if param.size:
+        be.optimizer_update(code, flags, p, param, grad, *arrays, float(sumsq))
+
+
+def sum_squares(x: Any) -> float:
+    """``sum(x**2)`` accumulated in float64 (the norm gradient clipping uses)."""
+    be, _ = _pick(x)
+    return float(be.sum_squares(_f32(x, "x", be)))
+
+
 # Every public op also takes DLPack arrays (torch, JAX, ...) and returns the caller's kind.
 for _name in __all__:
     if _name != "bias_grad":

@@ -100,8 +100,8 @@ def test_fit_and_evaluate_before_compile(backend_name, data):
 
 
 def test_unknown_names_list_the_valid_ones(model):
-    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'; valid: 'adam', 'sgd'"):
-        model.compile(optimizer="rmsprop", loss="mse")
+    with pytest.raises(ValueError, match="unknown optimizer 'rmsprob'; valid: 'sgd', 'adam', 'adamw', 'rmsprop'"):
+        model.compile(optimizer="rmsprob", loss="mse")
     with pytest.raises(ValueError, match="unknown loss 'mae'; valid: 'mse', 'mean_squared_error'"):
         model.compile(optimizer="adam", loss="mae")
     with pytest.raises(ValueError, match="unknown activation 'gelu'; valid: linear, relu, sigmoid, softmax, tanh"):

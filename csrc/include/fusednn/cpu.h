@@ -97,6 +97,16 @@ void sgd_update(float* w, const float* g, float* v, std::size_t n, float lr,
 void adam_update(float* w, const float* g, float* m, float* v, std::size_t n, float lr,
                  float beta1, float beta2, float eps, std::int64_t step);
 
+// ---- optim_keras.cpp: every Keras optimizer (fusednn/optim_update.h), in place.
+// p is the step's row of kOptParams parameters; s1..s3 and ema are the state
+// arrays the kind and flags use (others may be null); sumsq is the sum of squares
+// the clipping factor derives from (this gradient's for clip_norm, all of the
+// step's gradients' for clip_global; ignored otherwise).
+void optimizer_update(OptKind kind, int flags, const float* p, float* w, const float* g, float* s1, float* s2,
+                      float* s3, float* ema, std::size_t n, double sumsq);
+// sum of x[i]^2 in double, in one fixed order of additions (the same on every SIMD path).
+double sum_squares(const float* x, std::size_t n);
+
 // ---- train.cpp: fusednn::train_steps (trainer.h) on the CPU kernels above.
 std::int64_t train_steps(std::vector<DenseBuffers>& layers, const OptimizerConfig& opt, LossKind loss,
                          const TrainData& data, int batch, std::int64_t step0, std::int64_t step1,

@@ -121,6 +121,14 @@ cudaError_t adam_update(float* w, const float* g, float* m, float* v, std::size_
                         float beta1, float beta2, float eps, std::int64_t step,
                         cudaStream_t stream);
 
+// ---- optim_keras.cu: every Keras optimizer (fusednn/optim_update.h), in place.
+// The clipping factor derives from *sumsq_dev when it is not null, else from sumsq.
+cudaError_t optimizer_update(OptKind kind, int flags, const OptStep& p, float* w, const float* g, float* s1,
+                             float* s2, float* s3, float* ema, std::size_t n, double sumsq,
+                             const double* sumsq_dev, cudaStream_t stream);
+// *acc += sum(x^2), accumulated in double in a fixed order (deterministic).
+cudaError_t sum_squares_add(double* acc, const float* x, std::size_t n, cudaStream_t stream);
+
 // ---- train.cu
 // dst[r, :] = src[idx[r], :] for r < rows (rows of `cols` floats). A row whose
 // index lies outside [0, src_rows) is filled with NaN instead of being read, so

@@ -15,12 +15,12 @@
 #include <vector>
 
 #include "fusednn/activation.h"
+#include "fusednn/optim_update.h"
 
 namespace fusednn {
 
 // mse on the outputs, or a cross-entropy on the last layer's logits (XentKind + 1)
 enum class LossKind : int { mse = 0, xent_binary = 1, xent_categorical = 2, xent_sparse = 3 };
-enum class OptKind : int { sgd = 0, adam = 1 };
 
 struct DenseBuffers {
   int in = 0, out = 0;
@@ -31,19 +31,28 @@ struct DenseBuffers {
   float* G = nullptr;   // batch×out: gradient w.r.t. the output, then the pre-activation
   float* dW = nullptr;  // in×out
   float* db = nullptr;  // out (null without bias)
-  // optimizer state: SGD uses s1 (velocity, null when momentum == 0); Adam uses s1 = m, s2 = v
+  // optimizer state (fusednn/optim_update.h says which kind uses which; null when unused)
+  // and the exponential moving average of the parameter (null without use_ema)
   float* W_s1 = nullptr;
   float* W_s2 = nullptr;
+  float* W_s3 = nullptr;
+  float* W_ema = nullptr;
   float* b_s1 = nullptr;
   float* b_s2 = nullptr;
+  float* b_s3 = nullptr;
+  float* b_ema = nullptr;
+  bool W_decay = true, b_decay = true;  // weight decay applies (exclude_from_weight_decay)
   // Keras L1/L2 regularizer factors of the kernel and the bias (0: none)
   float W_l1 = 0.f, W_l2 = 0.f, b_l1 = 0.f, b_l2 = 0.f;
 };
 
 struct OptimizerConfig {
   OptKind kind = OptKind::sgd;
-  float lr = 0.01f, momentum = 0.f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-7f;
-  bool nesterov = false;
+  int flags = 0;  // optf bits
+  // Row k (kOptParams floats) holds the parameters of step step0 + k of a run:
+  // the learning rate of the schedule, bias corrections and the like, computed
+  // by the Python optimizer for the run's steps (set per run by the binding).
+  const float* step_params = nullptr;
 };
 
 struct TrainData {
@@ -133,16 +142,32 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
       if (l.b && (l.b_l1 != 0.f || l.b_l2 != 0.f))
         dev.regularize(l.db, l.b, l.out, ps * l.b_l1, ps * l.b_l2, data.step_losses + s);
     }
-    // optimizer update of every parameter with the same step count (Keras)
+    // optimizer update of every parameter with the same step count and the
+    // step's row of parameters (Keras: clip the gradients, decay, update, EMA)
     const std::int64_t t = iterations + 1;
+    const float* P = opt.step_params + (s - step0) * kOptParams;
+    if (opt.flags & optf::clip_global) {  // one norm over all of the step's gradients
+      dev.norm_reset();
+      for (DenseBuffers& l : layers) {
+        dev.norm_add(l.dW, std::int64_t(l.in) * l.out);
+        if (l.b) dev.norm_add(l.db, l.out);
+      }
+    }
     for (DenseBuffers& l : layers) {
       const std::int64_t nw = std::int64_t(l.in) * l.out;
-      if (opt.kind == OptKind::adam) {
-        dev.adam_update(l.W, l.dW, l.W_s1, l.W_s2, nw, opt, t);
-        if (l.b) dev.adam_update(l.b, l.db, l.b_s1, l.b_s2, l.out, opt, t);
-      } else {
-        dev.sgd_update(l.W, l.dW, l.W_s1, nw, opt);
-        if (l.b) dev.sgd_update(l.b, l.db, l.b_s1, l.out, opt);
+      if (opt.flags & optf::clip_norm) {
+        dev.norm_reset();
+        dev.norm_add(l.dW, nw);
+      }
+      const int no_wd = opt.flags & ~optf::weight_decay;
+      dev.opt_update(opt.kind, l.W_decay ? opt.flags : no_wd, P, l.W, l.dW, l.W_s1, l.W_s2, l.W_s3, l.W_ema, nw);
+      if (l.b) {
+        if (opt.flags & optf::clip_norm) {
+          dev.norm_reset();
+          dev.norm_add(l.db, l.out);
+        }
+        dev.opt_update(opt.kind, l.b_decay ? opt.flags : no_wd, P, l.b, l.db, l.b_s1, l.b_s2, l.b_s3, l.b_ema,
+                       l.out);
       }
     }
     iterations = t;

@@ -124,6 +124,18 @@ class Backend:
     def adam_update(self, param, grad, m, v, learning_rate, beta_1, beta_2, epsilon, step):
         raise NotImplementedError
 
+    def optimizer_update(self, kind, flags, step_params, param, grad, s1, s2, s3, ema, sumsq):
+        """One Keras optimizer step on one parameter, in place (fusednn/optim_update.h):
+        ``kind``/``flags`` from ``Optimizer.kernel_spec()``, ``step_params`` the step's
+        float32 row of ``Optimizer.step_params``, ``s1..s3``/``ema`` the state arrays
+        the kind uses (others None), ``sumsq`` the sum of squares the clipping factor
+        derives from (a Python float)."""
+        raise NotImplementedError
+
+    def sum_squares(self, x) -> float:
+        """sum(x**2) as a Python float, accumulated in float64."""
+        raise NotImplementedError
+
     # ---- fused training -------------------------------------------------
     #: whether make_trainer is implemented (see fusednn.fused)
     has_trainer = False

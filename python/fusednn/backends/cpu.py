@@ -126,6 +126,12 @@ class CpuBackend(Backend):
     def adam_update(self, param, grad, m, v, learning_rate, beta_1, beta_2, epsilon, step):
         self._k.adam_update(param, grad, m, v, learning_rate, beta_1, beta_2, epsilon, step)
 
+    def optimizer_update(self, kind, flags, step_params, param, grad, s1, s2, s3, ema, sumsq):
+        self._k.optimizer_update(kind, flags, step_params, param, grad, s1, s2, s3, ema, sumsq)
+
+    def sum_squares(self, x):
+        return self._k.sum_squares(x)
+
     has_trainer = True
 
     def make_trainer(self, layers, optimizer, loss, batch):

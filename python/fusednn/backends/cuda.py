@@ -182,6 +182,13 @@ class CudaBackend(Backend):
         self._k.adam_update(param, grad, m, v, learning_rate, beta_1, beta_2, epsilon, step,
                             self._stream())
 
+    def optimizer_update(self, kind, flags, step_params, param, grad, s1, s2, s3, ema, sumsq):
+        self._k.optimizer_update(kind, flags, np.ascontiguousarray(step_params, dtype=np.float32), param, grad,
+                                 s1, s2, s3, ema, float(sumsq), self._stream())
+
+    def sum_squares(self, x):
+        return float(self._cp.sum(self._cp.square(x.astype(self._cp.float64))))
+
     # ---- fused training -------------------------------------------------
     has_trainer = True
 
@@ -205,16 +212,8 @@ class CudaTrainer:
         self._be = backend
         self._t = trainer
 
-    @property
-    def learning_rate(self) -> float:
-        return self._t.learning_rate
-
-    @learning_rate.setter
-    def learning_rate(self, value: float) -> None:
-        self._t.learning_rate = value
-
     def run(self, x, y, order, x_batch, y_batch, step_losses, step0, step1, iterations,
-            stop_on_nonfinite=False, metrics=None, weights=None):
+            stop_on_nonfinite=False, metrics=None, weights=None, step_params=None):
         if isinstance(order, np.ndarray):
             order = np.ascontiguousarray(order, dtype=np.int64)
             n = int(x.shape[0])
@@ -224,4 +223,4 @@ class CudaTrainer:
         self._t.tf32 = self._be.tf32  # the backend's setting at the time of the call, as matmul
         s = self._be._stream()
         return self._t.run(x, y, order, x_batch, y_batch, step_losses, step0, step1, iterations, False,
-                           metrics, s, self._be._workspace(s), weights)
+                           metrics, s, self._be._workspace(s), weights, step_params)

@@ -2,7 +2,8 @@
 
 For a Sequential model made only of Dense layers (linear, relu, sigmoid, tanh, or a
 sigmoid/softmax output folded into its cross-entropy) trained with MSE or a
-cross-entropy on logits and SGD or Adam, a backend that offers a fused trainer
+cross-entropy on logits and any of Keras' optimizers (with schedules, clipping,
+weight decay and EMA), a backend that offers a fused trainer
 (``Backend.make_trainer``) runs the epoch — batch gathering, forward, loss,
 backward and updates — without returning to Python between steps. It works on
 the model's own parameter, gradient and optimizer-state arrays, so
@@ -66,23 +67,16 @@ def unsupported_reason(model: Any) -> str | None:
         return "a metric computed per batch on the host is not fused"
     if fold and any(m.needs == "errors" for m in model.metrics):
         return "regression metrics on a folded (logits) output are not fused"
-    if type(model.optimizer) not in (optimizers.SGD, optimizers.Adam):
+    if getattr(model.optimizer, "kind", None) not in optimizers.KINDS or \
+            type(model.optimizer).apply is not optimizers.Optimizer.apply:
         return f"optimizer {type(model.optimizer).__name__} is not fused"
     return None
 
 
-def _optimizer_config(opt: optimizers.Optimizer) -> dict[str, Any]:
-    if isinstance(opt, optimizers.Adam):
-        return {"kind": "adam", "learning_rate": opt.learning_rate, "beta_1": opt.beta_1,
-                "beta_2": opt.beta_2, "epsilon": opt.epsilon}
-    return {"kind": "sgd", "learning_rate": opt.learning_rate, "momentum": opt.momentum,
-            "nesterov": opt.nesterov}
-
-
-def _states(opt: optimizers.Optimizer) -> list[list[Any]]:
-    """Per parameter (model order): its optimizer state arrays (SGD: [velocity] or [];
-    Adam: [m, v])."""
-    return opt.slots()
+def _states(opt: optimizers.Optimizer) -> list[dict[str, Any]]:
+    """Per parameter (model order): its optimizer state arrays by trainer slot
+    ("s1".."s3", "ema")."""
+    return opt.param_states()
 
 
 class FusedTrainer:
@@ -105,8 +99,9 @@ class FusedTrainer:
             for name, i in (("W", p), ("b", p + 1)):
                 if name == "b" and not layer.use_bias:
                     continue
-                for k, s in enumerate(states[i], start=1):
-                    spec[f"{name}_s{k}"] = s
+                for slot, s in states[i].items():
+                    spec[f"{name}_{slot}"] = s
+                spec[f"{name}_decay"] = opt.uses_weight_decay(i)
             for w, _, reg in layer.regularized():
                 key = "W" if w is layer.kernel else "b"
                 spec[f"{key}_l1"], spec[f"{key}_l2"] = reg.l1, reg.l2
@@ -116,7 +111,7 @@ class FusedTrainer:
         self.optimizer = opt  # keeps id(opt) in the key unique while this trainer exists
         self.x_batch = be.empty((batch, model.input_shape[1]))
         self.y_batch = be.empty((batch, 1 if model.loss.sparse else model.output_shape[1]))
-        self.trainer = be.make_trainer(specs, _optimizer_config(opt), _loss_kind(model), batch)
+        self.trainer = be.make_trainer(specs, opt.kernel_spec(), _loss_kind(model), batch)
         self.key = _key(model, batch)
         self.metrics: dict | None = None  # accumulator arrays for run(), see use_metrics
         self.step_seconds = 0.0  # the latest measured time per step (0: not measured yet)
@@ -138,7 +133,6 @@ class FusedTrainer:
             raise ValueError("sample weights cannot be combined with augment")
         be = model.backend
         opt = model.optimizer
-        self.trainer.learning_rate = opt.learning_rate  # a callback may have changed it
         n = int(order.shape[0])
         steps = -(-n // self.batch)
         if on_step is None:
@@ -153,12 +147,13 @@ class FusedTrainer:
             cap = max(1, int(RUN_SECONDS / self.step_seconds)) if self.step_seconds else 1
             end = min(steps, s + min(chunk, cap))
             t0 = time.perf_counter()
+            # the chunk's learning rates (schedule) and step parameters, computed once here
+            params = opt.step_params(opt.iterations, end - s)
             if augment is None:
-                extra = () if weights is None else (weights,)
                 with concurrency.uninterrupted():  # the step count is recorded with the steps
                     opt.iterations, done = self.trainer.run(x, y, dev_order, self.x_batch, self.y_batch,
                                                             step_losses, s, end, opt.iterations,
-                                                            stop_on_nonfinite, self.metrics, *extra)
+                                                            stop_on_nonfinite, self.metrics, weights, params)
             else:  # the chunk's samples, augmented, as a small data set of its own
                 rows = order[s * self.batch:min(n, end * self.batch)]
                 xa = be.asarray(inputs.augmented(augment, np.asarray(be.to_numpy(x))[rows], (len(rows), x.shape[1])))
@@ -169,7 +164,7 @@ class FusedTrainer:
                 with concurrency.uninterrupted():
                     opt.iterations, done = self.trainer.run(xa, ya, local, self.x_batch, self.y_batch,
                                                             step_losses[s:end], 0, end - s, opt.iterations,
-                                                            stop_on_nonfinite, self.metrics)
+                                                            stop_on_nonfinite, self.metrics, None, params)
             if done:
                 self.step_seconds = (time.perf_counter() - t0) / done
             if on_step is not None:
@@ -208,7 +203,7 @@ def _key(model: Any, batch: int) -> tuple:
     the parameters and the state arrays (the trainer keeps them all alive, so their
     ids cannot be reused while it exists). Recompiling or rebuilding changes it."""
     opt = model.optimizer
-    arrays = [*model.weights, *(a for s in _states(opt) for a in s)]
+    arrays = [*model.weights, *(a for s in _states(opt) for a in s.values())]
     return (batch, id(opt), *map(id, arrays))
 
 

@@ -103,10 +103,10 @@ class Trainer:
     # ----------------------------------------------------------------- compile
     def compile(self, optimizer: str | optimizers.Optimizer, loss: str | losses.Loss,
                 metrics: Sequence[Any] | None = None, fused: str | bool = "auto") -> None:
-        """Choose the optimizer ('adam', 'sgd' or an instance), the loss ('mse',
-        'binary_crossentropy', 'categorical_crossentropy', 'sparse_categorical_crossentropy'
-        or an instance) and metrics reported by fit/evaluate ('accuracy', 'precision',
-        'recall', 'f1', 'mae', 'mse', Metric instances or callables ``fn(y_true, y_pred)``).
+        """Choose the optimizer (a Keras name: 'adam', 'sgd', 'rmsprop', 'adamw', ..., or an
+        instance), the loss ('mse', 'binary_crossentropy', 'categorical_crossentropy',
+        'sparse_categorical_crossentropy' or an instance) and metrics reported by
+        fit/evaluate ('accuracy', 'precision', 'recall', 'f1', 'mae', 'mse', Metric instances or callables ``fn(y_true, y_pred)``).
         ``fused`` chooses how ``fit`` trains, as Keras' ``jit_compile``: ``"auto"`` runs
         whole epochs in the backend's native trainer when the model allows it (and, with
         ``verbose``, warns once when a cpu/cuda model cannot), ``True`` does the same but
@@ -124,7 +124,7 @@ class Trainer:
         if len(set(names)) != len(names) or "loss" in names:
             raise ValueError(f"metric names must be distinct and not 'loss', got {names}")
         if self.built:
-            self.optimizer.build(self.backend, self.weights)
+            self.optimizer.build(self.backend, self.weights, self.weight_names)
 
     @property
     def fused_reason(self) -> str | None:
@@ -162,7 +162,7 @@ class Trainer:
     def _ready_optimizer(self) -> None:
         # Built at compile time unless the model was not built yet (or gained layers since).
         if not self.optimizer.is_built_for(self.backend, self.weights):
-            self.optimizer.build(self.backend, self.weights)
+            self.optimizer.build(self.backend, self.weights, self.weight_names)
 
     # -------------------------------------------------------------- data entry
     def _xy(self, x: Any, y: Any, xname: str = "x", yname: str = "y") -> tuple[Any, Any]:
@@ -444,6 +444,7 @@ class Trainer:
             cbs.call("on_epoch_end", epoch, logs)
             if self.stop_training:
                 break
+        self.optimizer.finalize_variable_values()  # use_ema: the weights take their moving averages (Keras)
         if self._fused is not None:
             self._fused.forget_data()
         cbs.call("on_train_end", logs)
