@@ -22,8 +22,10 @@ namespace {
 
 class MlpTrainer {
  public:
-  MlpTrainer(const py::list& layers, const py::dict& optimizer, const std::string& loss, int batch)
-      : batch_(batch), loss_(bind_common::to_loss_kind(loss)), opt_(bind_common::to_optimizer(optimizer)) {
+  MlpTrainer(const py::list& layers, const py::dict& optimizer, const std::string& loss, int batch,
+             float loss_param)
+      : batch_(batch), loss_param_(loss_param), loss_(bind_common::to_loss_kind(loss)),
+        opt_(bind_common::to_optimizer(optimizer)) {
     if (batch < 1) throw py::value_error("batch must be >= 1, got " + std::to_string(batch));
     layers_ = bind_common::to_layers(
         layers, opt_, batch,
@@ -91,6 +93,7 @@ class MlpTrainer {
     data.y_batch = fptr(yb);
     data.step_losses = fptr(losses);
     data.y_cols = y_cols;
+    data.loss_param = loss_param_;
     py::array counts, sums;
     if (!metrics.is_none()) {  // {"counts": (c, c) float64 or None, "classes", "sparse", "threshold", "sums"}
       const py::dict m = metrics.cast<py::dict>();
@@ -117,6 +120,8 @@ class MlpTrainer {
     if (!weights.is_none()) {  // {"row_scale": (n,) float32 or None, "penalty_scale": (>= steps,) float32 or None}
       const py::dict w = weights.cast<py::dict>();
       if (w.contains("row_scale") && !w["row_scale"].is_none()) {
+        if (int(loss_) >= int(LossKind::loss_fn_base))
+          throw py::value_error("sample weights are supported for mse and the cross-entropies, not this loss");
         row_scale = as_f32(w["row_scale"], "row_scale");
         if (row_scale.ndim() != 1 || row_scale.shape(0) != n)
           throw py::value_error("row_scale must be 1-D with " + std::to_string(n) + " entries, got shape " +
@@ -157,6 +162,7 @@ class MlpTrainer {
   }
 
   int batch_;
+  float loss_param_;
   LossKind loss_;
   OptimizerConfig opt_;
   std::vector<DenseBuffers> layers_;
@@ -168,8 +174,8 @@ class MlpTrainer {
 void register_trainer(py::module_& m) {
   py::class_<MlpTrainer>(m, "MlpTrainer",
                          "Fused training loop for all-Dense models over caller-owned NumPy buffers.")
-      .def(py::init<const py::list&, const py::dict&, const std::string&, int>(), py::arg("layers"),
-           py::arg("optimizer"), py::arg("loss"), py::arg("batch"))
+      .def(py::init<const py::list&, const py::dict&, const std::string&, int, float>(), py::arg("layers"),
+           py::arg("optimizer"), py::arg("loss"), py::arg("batch"), py::arg("loss_param") = 0.0f)
       .def("run", &MlpTrainer::run, py::arg("x"), py::arg("y"), py::arg("order"), py::arg("x_batch"),
            py::arg("y_batch"), py::arg("step_losses"), py::arg("step0"), py::arg("step1"),
            py::arg("iterations"), py::arg("stop_on_nonfinite") = true, py::arg("metrics") = py::none(),

@@ -31,8 +31,9 @@ namespace {
 
 class MlpTrainer {
  public:
-  MlpTrainer(const py::list& layers, const py::dict& optimizer, const std::string& loss, int batch, bool tf32)
-      : batch_(batch), tf32_(tf32), loss_(bind_common::to_loss_kind(loss)), opt_(bind_common::to_optimizer(optimizer)) {
+  MlpTrainer(const py::list& layers, const py::dict& optimizer, const std::string& loss, int batch, bool tf32,
+             float loss_param)
+      : batch_(batch), tf32_(tf32), loss_param_(loss_param), loss_(bind_common::to_loss_kind(loss)), opt_(bind_common::to_optimizer(optimizer)) {
     if (batch < 1) throw py::value_error("batch must be >= 1, got " + std::to_string(batch));
     check_launch(cu::current_device(&device_), "current_device");
     layers_ = bind_common::to_layers(
@@ -114,6 +115,7 @@ class MlpTrainer {
     data.y_batch = fptr(yb);
     data.step_losses = fptr(losses);
     data.y_cols = y_cols;
+    data.loss_param = loss_param_;
     std::vector<std::pair<DevArray, const char*>> written = {
         {xb, "x_batch"}, {yb, "y_batch"}, {losses, "step_losses"}, {ws, "workspace"}};
     py::object counts_obj, sums_obj;  // hold the accumulators for the call
@@ -148,6 +150,8 @@ class MlpTrainer {
     if (!weights.is_none()) {  // {"row_scale": (n,) float32 device array, "penalty_scale": host float32 or None}
       const py::dict w = weights.cast<py::dict>();
       if (w.contains("row_scale") && !w["row_scale"].is_none()) {
+        if (int(loss_) >= int(LossKind::loss_fn_base))
+          throw py::value_error("sample weights are supported for mse and the cross-entropies, not this loss");
         row_scale_obj = w["row_scale"];
         const DevArray rs = as_dev(row_scale_obj, "row_scale");
         if (rs.ndim() != 1 || rs.dim(0) != n)
@@ -189,7 +193,9 @@ class MlpTrainer {
   bool tf32() const { return tf32_; }
   void set_tf32(bool on) { tf32_ = on; }
   // the loss's scratch, then one double for the gradient-clipping norm
-  static std::size_t workspace_len() { return std::max(cu::mse_workspace_len(), cu::xent_workspace_len()) + 1; }
+  static std::size_t workspace_len() {
+    return std::max({cu::mse_workspace_len(), cu::xent_workspace_len(), cu::loss_grad_workspace_len()}) + 1;
+  }
 
  private:
   DevArray keep(const py::handle& h, const std::string& name) {
@@ -218,6 +224,7 @@ class MlpTrainer {
 
   int batch_;
   bool tf32_;
+  float loss_param_ = 0.f;
   int device_ = -1;
   LossKind loss_;
   OptimizerConfig opt_;
@@ -231,8 +238,9 @@ class MlpTrainer {
 void register_trainer(py::module_& m) {
   py::class_<MlpTrainer>(m, "MlpTrainer",
                          "Fused training loop for all-Dense models over caller-owned device buffers.")
-      .def(py::init<const py::list&, const py::dict&, const std::string&, int, bool>(), py::arg("layers"),
-           py::arg("optimizer"), py::arg("loss"), py::arg("batch"), py::arg("tf32") = false)
+      .def(py::init<const py::list&, const py::dict&, const std::string&, int, bool, float>(), py::arg("layers"),
+           py::arg("optimizer"), py::arg("loss"), py::arg("batch"), py::arg("tf32") = false,
+           py::arg("loss_param") = 0.0f)
       .def("run", &MlpTrainer::run, py::arg("x"), py::arg("y"), py::arg("order"), py::arg("x_batch"),
            py::arg("y_batch"), py::arg("step_losses"), py::arg("step0"), py::arg("step1"),
            py::arg("iterations"), py::arg("stop_on_nonfinite") = false, py::arg("metrics") = py::none(),

@@ -22,7 +22,7 @@ namespace py = pybind11;
 inline Act to_act(int a) {
   if (!fusednn::act_is_valid(a))
     throw py::value_error("unknown activation code " + std::to_string(a) +
-                          " (0=linear, 1=relu, 2=sigmoid, 3=tanh)");
+                          " (0..16, see fusednn::Act)");
   return static_cast<Act>(a);
 }
 
@@ -32,24 +32,41 @@ inline int to_int_dim(py::ssize_t d, const char* what) {
   return int(d);
 }
 
+// fusednn::LossFn by name, in code order (the table Python's LOSS_FNS is held to).
+constexpr int kLossFnCount = 11;
+inline const char* const kLossFnNames[kLossFnCount] = {"mae", "mape", "msle", "huber", "log_cosh", "hinge",
+                                                       "squared_hinge", "categorical_hinge", "kl_divergence",
+                                                       "poisson", "cosine_similarity"};
+// fusednn::Act by name, in code order.
+constexpr int kActCount = 17;
+inline const char* const kActNames[kActCount] = {"linear", "relu", "sigmoid", "tanh", "elu", "selu",
+                                                 "leaky_relu", "gelu", "gelu_tanh", "swish", "softplus",
+                                                 "softsign", "hard_sigmoid", "hard_swish", "relu6", "mish",
+                                                 "exponential"};
+
 inline LossKind to_loss_kind(const std::string& loss) {
   if (loss == "mse") return LossKind::mse;
   if (loss == "binary") return LossKind::xent_binary;
   if (loss == "categorical") return LossKind::xent_categorical;
   if (loss == "sparse") return LossKind::xent_sparse;
-  throw py::value_error("MlpTrainer: unsupported loss '" + loss + "' (mse, binary, categorical, sparse)");
+  for (int k = 0; k < kLossFnCount; ++k)
+    if (loss == kLossFnNames[k]) return static_cast<LossKind>(int(LossKind::loss_fn_base) + k);
+  throw py::value_error("MlpTrainer: unsupported loss '" + loss +
+                        "' (mse, binary, categorical, sparse, or a fusednn::LossFn name)");
 }
 
 // The kernels' integer codes as module attributes (ACTIVATION_CODES, XENT_CODES,
 // TRAINER_LOSSES, TRAINER_OPTIMIZERS: name -> code, built from the C++ enums), so
 // that a test can hold Python's tables (fusednn.backends.base) to them.
 inline void add_codes(py::module_& m) {
+  static_assert(kActCount == int(Act::exponential) + 1, "kActNames must name every fusednn::Act");
+  static_assert(kLossFnCount == int(LossFn::cosine_similarity) + 1, "kLossFnNames must name every LossFn");
   py::dict acts;
-  acts["linear"] = int(Act::linear);
-  acts["relu"] = int(Act::relu);
-  acts["sigmoid"] = int(Act::sigmoid);
-  acts["tanh"] = int(Act::tanh);
+  for (int a = 0; a < kActCount; ++a) acts[kActNames[a]] = a;
   m.attr("ACTIVATION_CODES") = acts;
+  py::dict loss_fns;
+  for (int k = 0; k < kLossFnCount; ++k) loss_fns[kLossFnNames[k]] = k;
+  m.attr("LOSS_FN_CODES") = loss_fns;
   py::dict xent;
   xent["binary"] = int(XentKind::sigmoid_binary);
   xent["categorical"] = int(XentKind::softmax_categorical);
@@ -57,6 +74,7 @@ inline void add_codes(py::module_& m) {
   m.attr("XENT_CODES") = xent;
   py::dict losses;
   for (const char* name : {"mse", "binary", "categorical", "sparse"}) losses[name] = int(to_loss_kind(name));
+  for (const char* name : kLossFnNames) losses[name] = int(to_loss_kind(name));
   m.attr("TRAINER_LOSSES") = losses;
   py::dict opts;  // every optimizer kind runs in the trainer (fusednn/optim_update.h)
   opts["sgd"] = int(OptKind::sgd);
@@ -116,6 +134,12 @@ std::vector<DenseBuffers> to_layers(const py::list& layers, const OptimizerConfi
     l.act = to_act(d["act"].cast<int>());
     l.A = shaped(d["A"], where + "A", {batch, l.out});
     l.G = shaped(d["G"], where + "G", {batch, l.out});
+    // the pre-activation, kept only for activations whose backward needs it
+    if (act_backward_needs_input(l.act)) {
+      if (!d.contains("Z") || d["Z"].is_none())
+        throw py::value_error(where + "needs a Z buffer (batch x units) for its activation");
+      l.Z = shaped(d["Z"], where + "Z", {batch, l.out});
+    }
     l.dW = shaped(d["dW"], where + "dW", {l.in, l.out});
     const bool bias = !d["b"].is_none();
     if (bias) {

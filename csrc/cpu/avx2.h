@@ -27,8 +27,10 @@ void pack_b_transposed_16(float* dst, const float* src, long ld, int kc);
 // with b, or (ta: A stored K×M) a sum of A's rows scaled by b.
 void gemm_n1(float* c, const float* A, const float* b, int M, int K, bool ta);
 
-void act_forward(float* y, const float* x, std::size_t n, Act act);
-void act_backward(float* dx, const float* dy, const float* y, std::size_t n, Act act);
+// false (nothing written) for an activation without an AVX2 version: the
+// caller runs the portable loop.
+bool act_forward(float* y, const float* x, std::size_t n, Act act);
+bool act_backward(float* dx, const float* dy, const float* y, std::size_t n, Act act);
 void bias_act_row(float* y, const float* x, const float* b, std::size_t cols, Act act);
 void softmax_row(float* y, const float* x, std::size_t cols);
 

@@ -39,6 +39,13 @@ struct Kernels {
   void error_sums_update(double* sums, const float* p, const float* t, std::int64_t n) const {
     cpu::error_sums_update(sums, p, t, std::size_t(n));
   }
+  void act_forward(float* y, const float* x, std::int64_t n, Act act) const {
+    cpu::act_forward(y, x, std::size_t(n), act);
+  }
+  void loss_grad(float* g, const float* p, const float* t, int rows, int cols, LossFn fn, float param,
+                 float* loss_out) const {
+    *loss_out = float(cpu::loss_grad(g, p, t, std::size_t(rows), std::size_t(cols), fn, param));
+  }
   void act_backward(float* dx, const float* dy, const float* y, std::int64_t n, Act act) const {
     cpu::act_backward(dx, dy, y, std::size_t(n), act);
   }

@@ -73,6 +73,14 @@ struct Kernels {
   void error_sums_update(double* sums, const float* p, const float* t, std::int64_t n) const {
     check(cuda::error_sums_update(sums, p, t, std::size_t(n), stream), "error_sums_update");
   }
+  void act_forward(float* y, const float* x, std::int64_t n, Act act) const {
+    check(cuda::act_forward(y, x, std::size_t(n), act, stream), "act_forward");
+  }
+  void loss_grad(float* g, const float* p, const float* t, int rows, int cols, LossFn fn, float param,
+                 float* loss_out) const {
+    check(cuda::loss_grad(g, p, t, std::size_t(rows), std::size_t(cols), fn, param, loss_out, workspace, stream),
+          "loss_grad");
+  }
   void act_backward(float* dx, const float* dy, const float* y, std::int64_t n, Act act) const {
     check(cuda::act_backward(dx, dy, y, std::size_t(n), act, stream), "act_backward");
   }
@@ -126,7 +134,7 @@ std::int64_t train_steps(std::vector<DenseBuffers>& layers, const OptimizerConfi
                          std::int64_t iterations, bool stop_on_nonfinite, std::int64_t* steps_done,
                          cudaStream_t stream, bool tf32, double* workspace) {
   // the clipping norm lives in the last workspace slot (MlpTrainer::workspace_len)
-  double* norm = workspace + std::max(mse_workspace_len(), xent_workspace_len());
+  double* norm = workspace + std::max({mse_workspace_len(), xent_workspace_len(), loss_grad_workspace_len()});
   return fusednn::train_steps(Kernels{stream, tf32, workspace, data.n, norm}, layers, opt, loss, data, batch, step0,
                               step1, iterations, stop_on_nonfinite, steps_done);
 }

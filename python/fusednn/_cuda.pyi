@@ -9,9 +9,11 @@ import typing
 
 ACTIVATION_CODES: dict[str, int]
 
+LOSS_FN_CODES: dict[str, int]
+
 class MlpTrainer:
     """Fused training loop for all-Dense models over caller-owned device buffers."""
-    def __init__(self: MlpTrainer, layers: list, optimizer: dict, loss: str, batch: typing.SupportsInt | typing.SupportsIndex, tf32: bool = False) -> None: ...
+    def __init__(self: MlpTrainer, layers: list, optimizer: dict, loss: str, batch: typing.SupportsInt | typing.SupportsIndex, tf32: bool = False, loss_param: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None: ...
     def run(self: MlpTrainer, x: object, y: object, order: object, x_batch: object, y_batch: object, step_losses: object, step0: typing.SupportsInt | typing.SupportsIndex, step1: typing.SupportsInt | typing.SupportsIndex, iterations: typing.SupportsInt | typing.SupportsIndex, stop_on_nonfinite: bool = False, metrics: object = None, stream: typing.SupportsInt | typing.SupportsIndex = 0, workspace: object = None, weights: object = None, step_params: object = None) -> tuple:
         """Queue steps [step0, step1) on `stream`; returns (iterations, steps run) without waiting for the GPU. `workspace` (required) is a float64 device array of workspace_len() elements."""
     tf32: Any
@@ -57,6 +59,18 @@ def gemm_pick_variant(M: typing.SupportsInt | typing.SupportsIndex, N: typing.Su
 
 def gemm_variants() -> list[str]:
     """Names of the FP32 GEMM tile configurations, indexed by matmul's `variant`."""
+
+def log_softmax(x: object, out: object = None, stream: typing.SupportsInt | typing.SupportsIndex = 0) -> object:
+    """Row-wise log-softmax of a 2-D array (sums in float64); out may be x."""
+
+def log_softmax_backward(dy: object, y: object, out: object = None, stream: typing.SupportsInt | typing.SupportsIndex = 0) -> object:
+    """dy - exp(y) * sum(dy) per row: the gradient through a row log-softmax with output y."""
+
+def loss_grad(pred: object, target: object, fn: typing.SupportsInt | typing.SupportsIndex, param: typing.SupportsFloat | typing.SupportsIndex = 0.0, grad: object = None, out: object = None, workspace: object = None, stream: typing.SupportsInt | typing.SupportsIndex = 0) -> object:
+    """Mean Keras loss `fn` (fusednn::LossFn) of pred against target, reduced in float64 in a fixed order; gradient w.r.t. pred to grad when given; out/workspace as for xent."""
+
+def loss_grad_workspace_len() -> int:
+    """Length (float64 elements) of the device workspace loss_grad needs."""
 
 def matmul(a: object, b: object, transpose_a: bool = False, transpose_b: bool = False, bias: object = None, activation: typing.SupportsInt | typing.SupportsIndex = 0, out: object = None, variant: typing.SupportsInt | typing.SupportsIndex = -1, tf32: bool = False, stream: typing.SupportsInt | typing.SupportsIndex = 0) -> object:
     """act(op(a) @ op(b) + bias) into out (or a new CuPy array), returned: tiled FP32 GEMM (variant -1 picks the tile by shape), or TF32 tensor cores with tf32=True on compute capability >= 8.0."""

@@ -102,10 +102,10 @@ def test_fit_and_evaluate_before_compile(backend_name, data):
 def test_unknown_names_list_the_valid_ones(model):
     with pytest.raises(ValueError, match="unknown optimizer 'rmsprob'; valid: 'sgd', 'adam', 'adamw', 'rmsprop'"):
         model.compile(optimizer="rmsprob", loss="mse")
-    with pytest.raises(ValueError, match="unknown loss 'mae'; valid: 'mse', 'mean_squared_error'"):
-        model.compile(optimizer="adam", loss="mae")
-    with pytest.raises(ValueError, match="unknown activation 'gelu'; valid: linear, relu, sigmoid, softmax, tanh"):
-        keras.layers.Dense(2, activation="gelu")
+    with pytest.raises(ValueError, match="unknown loss 'maee'; valid: .*'mae', .*'mse'"):
+        model.compile(optimizer="adam", loss="maee")
+    with pytest.raises(ValueError, match="unknown activation 'geluu'; valid: .*gelu, .*relu, .*softmax"):
+        keras.layers.Dense(2, activation="geluu")
     with pytest.raises(ValueError, match="unknown initializer 'lecun_normal'; valid: "):
         keras.layers.Dense(2, kernel_initializer="lecun_normal")
 

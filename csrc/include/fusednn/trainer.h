@@ -19,8 +19,9 @@
 
 namespace fusednn {
 
-// mse on the outputs, or a cross-entropy on the last layer's logits (XentKind + 1)
-enum class LossKind : int { mse = 0, xent_binary = 1, xent_categorical = 2, xent_sparse = 3 };
+// mse on the outputs, or a cross-entropy on the last layer's logits (XentKind + 1),
+// or a LossFn loss on the outputs (LossFn + loss_fn_base; TrainData::loss_param)
+enum class LossKind : int { mse = 0, xent_binary = 1, xent_categorical = 2, xent_sparse = 3, loss_fn_base = 16 };
 
 struct DenseBuffers {
   int in = 0, out = 0;
@@ -28,6 +29,7 @@ struct DenseBuffers {
   float* W = nullptr;   // in×out
   float* b = nullptr;   // out, or null without bias
   float* A = nullptr;   // batch×out: the layer's output
+  float* Z = nullptr;   // batch×out: the pre-activation, only where act_backward_needs_input(act)
   float* G = nullptr;   // batch×out: gradient w.r.t. the output, then the pre-activation
   float* dW = nullptr;  // in×out
   float* db = nullptr;  // out (null without bias)
@@ -70,6 +72,7 @@ struct TrainData {
   bool sparse_labels = false;
   float threshold = 0.5f;
   double* err_sums = nullptr;
+  float loss_param = 0.f;            // Huber's delta for LossKind huber
   // sample weights (null: none): row_scale[i] multiplies the loss and gradient of the
   // row at position i of the epoch's order (device memory); penalty_scale[step]
   // multiplies that step's regularizer factors (host memory)
@@ -98,7 +101,12 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
     // forward: A_l = act(A_{l-1} W_l + b_l), one fused kernel per layer
     const float* a_prev = data.x_batch;
     for (DenseBuffers& l : layers) {
-      dev.matmul(l.A, a_prev, l.W, B, l.out, l.in, false, false, l.b, l.act);
+      if (l.Z) {  // keep the pre-activation for the backward pass
+        dev.matmul(l.Z, a_prev, l.W, B, l.out, l.in, false, false, l.b, Act::linear);
+        dev.act_forward(l.A, l.Z, std::int64_t(B) * l.out, l.act);
+      } else {
+        dev.matmul(l.A, a_prev, l.W, B, l.out, l.in, false, false, l.b, l.act);
+      }
       a_prev = l.A;
     }
     DenseBuffers& last = layers.back();
@@ -108,6 +116,9 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
     if (loss == LossKind::mse) {
       dev.mse(last.A, data.y_batch, count, data.step_losses + s);
       dev.mse_grad(last.G, last.A, data.y_batch, count, 2.0f / float(count));
+    } else if (int(loss) >= int(LossKind::loss_fn_base)) {
+      const auto fn = static_cast<LossFn>(int(loss) - int(LossKind::loss_fn_base));
+      dev.loss_grad(last.G, last.A, data.y_batch, B, d_out, fn, data.loss_param, data.step_losses + s);
     } else {
       const auto kind = static_cast<XentKind>(int(loss) - 1);
       const float scale = kind == XentKind::sigmoid_binary ? 1.0f / float(count) : 1.0f / float(B);
@@ -126,7 +137,7 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
     for (int i = L - 1; i >= 0; --i) {
       DenseBuffers& l = layers[i];
       const std::int64_t size = std::int64_t(B) * l.out;
-      if (l.act != Act::linear) dev.act_backward(l.G, l.G, l.A, size, l.act);
+      if (l.act != Act::linear) dev.act_backward(l.G, l.G, l.Z ? l.Z : l.A, size, l.act);
       const float* a_in = i > 0 ? layers[i - 1].A : data.x_batch;
       dev.matmul(l.dW, a_in, l.G, l.in, l.out, B, true, false, nullptr, Act::linear);
       if (l.b) dev.sum_rows(l.db, l.G, B, l.out);

@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from .base import XENT_KINDS, Backend, activation_code
+from .base import LOSS_FNS, XENT_KINDS, Backend, activation_code
 
 from .compiled import import_error, native
 
@@ -108,6 +108,15 @@ class CpuBackend(Backend):
     def softmax_backward(self, dy, y, out):
         return self._k.softmax_backward(dy, y, out)
 
+    def log_softmax(self, x, out):
+        return self._k.log_softmax(x, out)
+
+    def log_softmax_backward(self, dy, y, out):
+        return self._k.log_softmax_backward(dy, y, out)
+
+    def loss_grad(self, fn, pred, target, grad=None, out=None, param=0.0):
+        return self._k.loss_grad(pred, target, LOSS_FNS[fn], param, grad, out)
+
     def xent(self, kind, logits, target, grad=None, out=None, scale=1.0):
         return self._k.xent(logits, target, XENT_KINDS[kind], scale, grad, out)
 
@@ -134,5 +143,5 @@ class CpuBackend(Backend):
 
     has_trainer = True
 
-    def make_trainer(self, layers, optimizer, loss, batch):
-        return self._k.MlpTrainer(layers, optimizer, loss, batch)
+    def make_trainer(self, layers, optimizer, loss, batch, loss_param=0.0):
+        return self._k.MlpTrainer(layers, optimizer, loss, batch, loss_param)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import XENT_KINDS, Backend, activation_code
+from .base import LOSS_FNS, XENT_KINDS, Backend, activation_code
 
 from .compiled import import_error, native
 
@@ -137,7 +137,8 @@ class CudaBackend(Backend):
         key = (self._cp.cuda.runtime.getDevice(), stream)
         ws = self._loss_ws.get(key)
         if ws is None:
-            n = max(self._k.mse_workspace_len(), self._k.xent_workspace_len(), self._k.MlpTrainer.workspace_len())
+            n = max(self._k.mse_workspace_len(), self._k.xent_workspace_len(), self._k.MlpTrainer.workspace_len(),
+                    self._k.loss_grad_workspace_len())
             ws = self._loss_ws[key] = self._cp.empty(n, dtype=np.float64)
         return ws
 
@@ -159,6 +160,17 @@ class CudaBackend(Backend):
 
     def softmax_backward(self, dy, y, out):
         return self._k.softmax_backward(dy, y, out, self._stream())
+
+    def log_softmax(self, x, out):
+        return self._k.log_softmax(x, out, self._stream())
+
+    def log_softmax_backward(self, dy, y, out):
+        return self._k.log_softmax_backward(dy, y, out, self._stream())
+
+    def loss_grad(self, fn, pred, target, grad=None, out=None, param=0.0):
+        """The loss as xent returns it: a float without ``out``, else written to ``out``."""
+        s = self._stream()
+        return self._k.loss_grad(pred, target, LOSS_FNS[fn], param, grad, out, self._workspace(s), s)
 
     def xent(self, kind, logits, target, grad=None, out=None, scale=1.0):
         """Without ``out``: the loss as a Python float (waits for the stream). With ``out``
@@ -192,8 +204,8 @@ class CudaBackend(Backend):
     # ---- fused training -------------------------------------------------
     has_trainer = True
 
-    def make_trainer(self, layers, optimizer, loss, batch):
-        return CudaTrainer(self, self._k.MlpTrainer(layers, optimizer, loss, batch, self.tf32))
+    def make_trainer(self, layers, optimizer, loss, batch, loss_param=0.0):
+        return CudaTrainer(self, self._k.MlpTrainer(layers, optimizer, loss, batch, self.tf32, loss_param))
 
 
 class CudaTrainer:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Backend
+from .base import ACTIVATIONS, ROW_LOSS_FNS, Backend, canonical_activation
+from . import numpy_ext as _ext
 from .optim_codes import (AMSGRAD, CENTERED, CLIP_GLOBAL, CLIP_NORM, CLIP_VALUE, EMA, MOMENTUM, NESTEROV, P_A, P_B,
                           P_C, P_CLIP, P_D, P_E, P_EMA, P_EMA1, P_EMA_OW, P_F, P_G, P_H, P_LR, P_WD, WEIGHT_DECAY,
                           clip_factor)
@@ -31,6 +32,9 @@ def act_forward_np(x: np.ndarray, out: np.ndarray, activation: str) -> np.ndarra
     elif activation in ("linear", None):
         if out is not x:
             np.copyto(out, x)
+    elif canonical_activation(activation) in ACTIVATIONS:
+        np.copyto(out, _ext.act_forward64(x.astype(np.float64), canonical_activation(activation)),
+                  casting="same_kind")
     else:
         raise ValueError(f"unknown activation {activation!r}")
     return out
@@ -47,6 +51,9 @@ def act_backward_np(dy: np.ndarray, y: np.ndarray, out: np.ndarray, activation: 
     elif activation in ("linear", None):
         if out is not dy:
             np.copyto(out, dy)
+    elif canonical_activation(activation) in ACTIVATIONS:  # y is the forward input for the NEEDS_INPUT activations
+        d = _ext.act_derivative64(y.astype(np.float64), canonical_activation(activation))
+        np.copyto(out, _ext.times_derivative(dy, d), casting="same_kind")
     else:
         raise ValueError(f"unknown activation {activation!r}")
     return out
@@ -99,6 +106,27 @@ class NumpyBackend(Backend):
     def sum_rows(self, x, out):
         np.copyto(out, x.sum(axis=0, dtype=np.float64))
         return out
+
+    def log_softmax(self, x, out):
+        np.copyto(out, _ext.log_softmax64(x.astype(np.float64)), casting="same_kind")
+        return out
+
+    def log_softmax_backward(self, dy, y, out):
+        d = dy.astype(np.float64)
+        np.copyto(out, d - np.exp(y.astype(np.float64)) * d.sum(axis=1, keepdims=True), casting="same_kind")
+        return out
+
+    def loss_grad(self, fn, pred, target, grad=None, out=None, param=0.0):
+        loss, g = _ext.loss_and_grad64(fn, pred.astype(np.float64), target.astype(np.float64),
+                                       float(np.float32(param)))
+        if grad is not None:
+            scale = 1.0 / (pred.shape[0] if fn in ROW_LOSS_FNS else pred.size)
+            if fn in ROW_LOSS_FNS:
+                scale = float(np.float32(scale))  # the kernels round the row kinds' scale to float32
+            np.copyto(grad, g * scale, casting="same_kind")
+        if out is not None:
+            out.reshape(-1)[0] = loss
+        return loss
 
     def softmax(self, x, out):
         e = np.exp(x - x.max(axis=1, keepdims=True))

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import losses, optimizers
-from ..backends import activation_code
+from ..backends import NEEDS_INPUT, activation_code
 from ..layers import Dense, Normalization
 from . import concurrency, inputs
 from .epoch_metrics import EpochMetrics
@@ -44,7 +44,14 @@ def _leading_norms(model: Any) -> list[Normalization]:
 
 
 def _loss_kind(model: Any) -> str:
-    return "mse" if type(model.loss) is losses.MeanSquaredError else model.loss.kind
+    if type(model.loss) is losses.MeanSquaredError:
+        return "mse"
+    fn = getattr(model.loss, "fn", None)  # the LossFunction losses
+    return fn if fn is not None else model.loss.kind
+
+
+def _fused_loss(loss: Any) -> bool:
+    return type(loss) in _FUSED_LOSSES or getattr(loss, "fn", None) is not None
 
 
 def unsupported_reason(model: Any) -> str | None:
@@ -55,16 +62,22 @@ def unsupported_reason(model: Any) -> str | None:
     k = len(_leading_norms(model))
     if not model.layers[k:] or not all(type(layer) is Dense for layer in model.layers[k:]):
         return "the model has layers other than Dense (after any leading Normalization)"
-    if type(model.loss) not in _FUSED_LOSSES:
+    if not _fused_loss(model.loss):
         return f"loss {type(model.loss).__name__} is not fused"
     last = model.output_activation
     fold = model.loss.folds_output(last)
-    if _loss_kind(model) != "mse" and not model.loss.on_logits(last):
+    if model.loss.folds is not None and not model.loss.on_logits(last):  # a cross-entropy
         return "a cross-entropy on probabilities (no matching sigmoid/softmax output layer) is not fused"
     if last == "softmax" and not fold:
         return "a softmax output not folded into a cross-entropy is not fused"
+    if any(layer.activation == "log_softmax" for layer in model.layers[k:]):
+        return "a log_softmax activation is not fused (row-wise; per-op kernels only)"
+    if any(layer.activation == "softmax" for layer in model.layers[k:-1]):
+        return "a softmax hidden layer is not fused"
     if any(m.needs is None for m in model.metrics):
         return "a metric computed per batch on the host is not fused"
+    if getattr(model.loss, "label_smoothing", 0) and any(m.needs == "errors" for m in model.metrics):
+        return "regression metrics with label smoothing are not fused (they would see smoothed targets)"
     if fold and any(m.needs == "errors" for m in model.metrics):
         return "regression metrics on a folded (logits) output are not fused"
     if getattr(model.optimizer, "kind", None) not in optimizers.KINDS or \
@@ -96,6 +109,8 @@ class FusedTrainer:
             spec = {"W": layer.kernel, "b": layer.bias, "act": activation_code(act),
                     "A": be.empty((batch, layer.units)), "G": be.empty((batch, layer.units)),
                     "dW": layer.grads[0], "db": layer.grads[1] if layer.use_bias else None}
+            if act in NEEDS_INPUT:  # the pre-activation, for the backward pass
+                spec["Z"] = be.empty((batch, layer.units))
             for name, i in (("W", p), ("b", p + 1)):
                 if name == "b" and not layer.use_bias:
                     continue
@@ -111,7 +126,9 @@ class FusedTrainer:
         self.optimizer = opt  # keeps id(opt) in the key unique while this trainer exists
         self.x_batch = be.empty((batch, model.input_shape[1]))
         self.y_batch = be.empty((batch, 1 if model.loss.sparse else model.output_shape[1]))
-        self.trainer = be.make_trainer(specs, opt.kernel_spec(), _loss_kind(model), batch)
+        loss_param = float(getattr(model.loss, "delta", 0.0))  # Huber's delta
+        self.trainer = be.make_trainer(specs, opt.kernel_spec(), _loss_kind(model), batch, loss_param)
+        self._smoothed: tuple[Any, Any] | None = None  # (targets, their label-smoothed copy) of this fit
         self.key = _key(model, batch)
         self.metrics: dict | None = None  # accumulator arrays for run(), see use_metrics
         self.step_seconds = 0.0  # the latest measured time per step (0: not measured yet)
@@ -131,6 +148,9 @@ class FusedTrainer:
         regularizer factors by penalty_scale[s]."""
         if weights is not None and augment is not None:
             raise ValueError("sample weights cannot be combined with augment")
+        if weights is not None and getattr(model.loss, "fn", None) is not None:
+            raise ValueError(f"sample weights in the fused trainer are supported for mse and the "
+                             f"cross-entropies, not {type(model.loss).__name__}")
         be = model.backend
         opt = model.optimizer
         n = int(order.shape[0])
@@ -138,6 +158,7 @@ class FusedTrainer:
         if on_step is None:
             chunk = steps if augment is None else max(1, 4096 // self.batch)
         dev_order = be.xp.asarray(np.ascontiguousarray(order, dtype=np.int64))
+        y = self._smooth_once(model, y)
         if self.norms and augment is None:
             x = self._normalize_once(x)
         s = 0
@@ -185,9 +206,21 @@ class FusedTrainer:
             self._normalized = (x, xn)
         return self._normalized[1]
 
+    def _smooth_once(self, model: Any, y: Any) -> Any:
+        """The targets with the loss's label smoothing applied (the cross-entropies are
+        linear in the target, so smoothing the data set once is the same as smoothing
+        each batch), kept for the fit's later epochs; ``y`` itself without smoothing."""
+        smooth = getattr(model.loss, "smooth_targets", None)
+        if smooth is None or not getattr(model.loss, "label_smoothing", 0):
+            return y
+        if self._smoothed is None or self._smoothed[0] is not y:
+            self._smoothed = (y, smooth(model.backend, y))
+        return self._smoothed[1]
+
     def forget_data(self) -> None:
-        """Drop the normalised copy of a finished fit's data."""
+        """Drop the normalised (and label-smoothed) copies of a finished fit's data."""
         self._normalized = None
+        self._smoothed = None
 
     def use_metrics(self, tracker: EpochMetrics | None) -> None:
         """Point the trainer's metric accumulators at ``tracker``'s (None: no metrics)."""
