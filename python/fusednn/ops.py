@@ -312,7 +312,7 @@ def activation_grad(dy: Any, y: Any, name: str | None, *, x: Any = None, out: An
     saved = _f32(saved, saved_name, be)
     _same_shape(dy, "dy", saved, saved_name)
     out = _out(out, dy.shape, be)
-    _check_aliasing(be, f"{name}_grad", out, ("dy", dy), ("y", y), in_place=True)
+    _check_aliasing(be, f"{name}_grad", out, ("dy", dy), (saved_name, saved), in_place=True)
     if dy.size == 0:
         return out
     return be.act_backward(dy, saved, out, name)
@@ -450,6 +450,7 @@ def log_softmax(x: Any, *, out: Any = None) -> Any:
     if x.ndim != 2:
         raise ValueError(f"log_softmax expects a 2-D array (rows, classes), got shape {tuple(x.shape)}")
     out = _out(out, x.shape, be)
+    _check_aliasing(be, "log_softmax", out, ("x", x), in_place=False)
     if x.size == 0:
         return out
     return be.log_softmax(x, out)
@@ -464,6 +465,7 @@ def log_softmax_grad(dy: Any, y: Any, *, out: Any = None) -> Any:
     if dy.ndim != 2:
         raise ValueError(f"log_softmax_grad expects 2-D arrays, got shape {tuple(dy.shape)}")
     out = _out(out, dy.shape, be)
+    _check_aliasing(be, "log_softmax_grad", out, ("dy", dy), ("y", y), in_place=False)
     if dy.size == 0:
         return out
     return be.log_softmax_backward(dy, y, out)
