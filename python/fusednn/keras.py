@@ -9,11 +9,13 @@ from __future__ import annotations
 import sys
 
 from . import activations, callbacks, initializers, layers, losses, models, optimizers, regularizers, saving, utils
+from .metrics import keras_objects as metrics
 from .layers import Input
 from .models import Sequential
 
 for _sub in (activations, callbacks, initializers, layers, losses, models, optimizers, regularizers, saving, utils):
     sys.modules[f"{__name__}.{_sub.__name__.rsplit('.', 1)[1]}"] = _sub
+sys.modules[f"{__name__}.metrics"] = metrics  # Keras 3's metric objects (fusednn.metrics keeps scikit-learn's)
 
-__all__ = ["Input", "Sequential", "activations", "callbacks", "initializers", "layers", "losses", "models",
+__all__ = ["Input", "Sequential", "activations", "callbacks", "initializers", "layers", "losses", "metrics", "models",
            "optimizers", "regularizers", "saving", "utils"]

@@ -86,7 +86,7 @@ def test_non_finite_validation_data(model, data):
     with pytest.raises(ValueError, match=r"validation_data x contains NaN or Inf \(first in row 2"):
         model.fit(x, y, validation_data=(xv, y[:4]), verbose=0)
     with pytest.raises(ValueError, match="pair"):
-        model.fit(x, y, validation_data=(x, y, y), verbose=0)
+        model.fit(x, y, validation_data=(x, y, y, y), verbose=0)
 
 
 def test_fit_and_evaluate_before_compile(backend_name, data):
@@ -161,8 +161,8 @@ def test_bad_hyperparameters():
         keras.optimizers.Adam(beta_1=1.0)
     with pytest.raises(ValueError, match="learning_rate"):
         keras.optimizers.Adam(learning_rate=-1)
-    with pytest.raises(ValueError, match="unknown metric 'auc'; valid names"):
-        keras.Sequential([keras.layers.Dense(1)]).compile(optimizer="adam", loss="mse", metrics=["auc"])
+    with pytest.raises(ValueError, match="unknown metric 'roc_auc'; valid names"):
+        keras.Sequential([keras.layers.Dense(1)]).compile(optimizer="adam", loss="mse", metrics=["roc_auc"])
     with pytest.raises(ValueError, match="distinct"):
         keras.Sequential([keras.layers.Dense(1)]).compile(optimizer="adam", loss="mse", metrics=["mae", "mae"])
     with pytest.raises(ValueError, match="Input must be the first"):

@@ -99,7 +99,10 @@ def _metric_names(model: "Sequential") -> list[str]:
     names = []
     for m in getattr(model, "metrics", []):
         try:
-            same = type(metrics.get(m.name)) is type(m) and vars(metrics.get(m.name)) == vars(m)
+            again = metrics.get(m.name)
+            # Keras metric objects compare by settings (their accumulated state differs)
+            settings = (lambda o: o.get_config()) if hasattr(m, "get_config") else vars
+            same = type(again) is type(m) and settings(again) == settings(m)
         except (ValueError, TypeError):
             same = False
         if same:

@@ -22,6 +22,7 @@ from .. import losses, optimizers
 from ..backends import NEEDS_INPUT, activation_code
 from ..layers import Dense, Normalization
 from . import concurrency, inputs
+from ..metrics.keras_objects import metric_needs
 from .epoch_metrics import EpochMetrics
 
 
@@ -74,11 +75,16 @@ def unsupported_reason(model: Any) -> str | None:
         return "a log_softmax activation is not fused (row-wise; per-op kernels only)"
     if any(layer.activation == "softmax" for layer in model.layers[k:-1]):
         return "a softmax hidden layer is not fused"
-    if any(m.needs is None for m in model.metrics):
+    needs = [metric_needs(m, model.output_shape[1], model.loss.sparse) for m in model.metrics]
+    if any(need is None for need in needs):
         return "a metric computed per batch on the host is not fused"
-    if getattr(model.loss, "label_smoothing", 0) and any(m.needs == "errors" for m in model.metrics):
+    for m, need in zip(model.metrics, needs):
+        if need == "state":
+            return (f"metric {m.name!r} ({type(m).__name__} with these settings on this output) accumulates "
+                    "per batch on the host and is not fused")
+    if getattr(model.loss, "label_smoothing", 0) and "errors" in needs:
         return "regression metrics with label smoothing are not fused (they would see smoothed targets)"
-    if fold and any(m.needs == "errors" for m in model.metrics):
+    if fold and "errors" in needs:
         return "regression metrics on a folded (logits) output are not fused"
     if getattr(model.optimizer, "kind", None) not in optimizers.KINDS or \
             type(model.optimizer).apply is not optimizers.Optimizer.apply:
