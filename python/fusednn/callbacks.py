@@ -26,6 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import files
+from .distribution import state as distribution_state
 
 
 class Callback:
@@ -197,10 +198,10 @@ class EarlyStopping(Callback):
             self.model.stop_training = True
 
     def on_train_end(self, logs: Mapping[str, float] | None = None) -> None:
-        if self.stopped_epoch > 0 and self.verbose > 0:
+        if self.stopped_epoch > 0 and self.verbose > 0 and distribution_state.is_chief():
             print(f"Epoch {self.stopped_epoch + 1}: early stopping")
         if self.restore_best_weights and self.best_weights is not None:
-            if self.verbose > 0:
+            if self.verbose > 0 and distribution_state.is_chief():
                 print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
             self.model.set_weights(self.best_weights)
 
@@ -372,6 +373,8 @@ class ModelCheckpoint(Callback):
                            f"(available: epoch, {', '.join(logs)})") from None
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+        if not distribution_state.is_chief():  # data parallelism: rank 0 alone writes
+            return
         logs = dict(logs or {})
         path = self._path(epoch, logs)
         if self.save_best_only:

@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import losses, optimizers
 from ..backends import NEEDS_INPUT, activation_code
+from ..distribution import state as distribution_state
 from ..layers import Dense, Normalization
 from . import concurrency, inputs
 from ..metrics.keras_objects import metric_needs
@@ -102,7 +103,7 @@ class FusedTrainer:
     """The backend trainer for one model, batch size and optimizer state, with the
     batch and activation buffers it works in."""
 
-    def __init__(self, model: Any, batch: int) -> None:
+    def __init__(self, model: Any, batch: int, flat_grads: bool = False) -> None:
         be = model.backend
         opt = model.optimizer
         states = _states(opt)
@@ -110,6 +111,9 @@ class FusedTrainer:
         fold = model.loss.folds_output(model.output_activation)
         self.norms = _leading_norms(model)
         self._normalized: tuple[Any, Any] | None = None  # (data, its normalised copy) of this fit
+        # Data parallelism: every layer's gradients are views of one flat buffer (plus a
+        # slot for the step's loss), so one allreduce per step covers them all.
+        self.flat_grads, views = _flat_gradients(be, model.layers[len(self.norms):]) if flat_grads else (None, None)
         for i, layer in enumerate(model.layers[len(self.norms):], start=len(self.norms)):
             act = "linear" if (fold and i == len(model.layers) - 1) else layer.activation
             spec = {"W": layer.kernel, "b": layer.bias, "act": activation_code(act),
@@ -117,6 +121,8 @@ class FusedTrainer:
                     "dW": layer.grads[0], "db": layer.grads[1] if layer.use_bias else None}
             if act in NEEDS_INPUT:  # the pre-activation, for the backward pass
                 spec["Z"] = be.empty((batch, layer.units))
+            if views is not None:
+                spec["dW"], spec["db"] = views.pop(0), views.pop(0) if layer.use_bias else None
             for name, i in (("W", p), ("b", p + 1)):
                 if name == "b" and not layer.use_bias:
                     continue
@@ -159,6 +165,14 @@ class FusedTrainer:
                              f"cross-entropies, not {type(model.loss).__name__}")
         be = model.backend
         opt = model.optimizer
+        session = distribution_state.fit_session(model)
+        if session is not None:
+            if augment is not None or weights is not None:
+                raise NotImplementedError("augment and sample weights are not supported under a DataParallel "
+                                          "distribution")
+            if self.norms:
+                x = self._normalize_once(x)
+            return session.run_epoch(self, x, y, order, step_losses, chunk, on_step, stop_on_nonfinite)
         n = int(order.shape[0])
         steps = -(-n // self.batch)
         if on_step is None:
@@ -243,7 +257,21 @@ def _key(model: Any, batch: int) -> tuple:
     ids cannot be reused while it exists). Recompiling or rebuilding changes it."""
     opt = model.optimizer
     arrays = [*model.weights, *(a for s in _states(opt) for a in s.values())]
-    return (batch, id(opt), *map(id, arrays))
+    return (batch, distribution_state.fit_session(model) is not None, id(opt), *map(id, arrays))
+
+
+def _flat_gradients(be: Any, layers: list[Any]) -> tuple[Any, list[Any]]:
+    """One zeroed float32 buffer for the gradients of ``layers`` (Dense) plus one slot,
+    and each layer's (kernel, bias) gradient views into it, in order."""
+    shapes = [s for layer in layers for s in ([tuple(layer.kernel.shape)] +
+                                                ([tuple(layer.bias.shape)] if layer.use_bias else []))]
+    sizes = [int(np.prod(s)) for s in shapes]
+    flat = be.zeros((sum(sizes) + 1,))
+    views, at = [], 0
+    for shape, size in zip(shapes, sizes):
+        views.append(flat[at:at + size].reshape(shape))
+        at += size
+    return flat, views
 
 
 def trainer_for(model: Any, batch: int, tracker: EpochMetrics | None = None,
@@ -254,6 +282,6 @@ def trainer_for(model: Any, batch: int, tracker: EpochMetrics | None = None,
     if unsupported_reason(model) is not None:
         return None
     if cached is None or cached.key != _key(model, batch):
-        cached = FusedTrainer(model, batch)
+        cached = FusedTrainer(model, batch, flat_grads=distribution_state.fit_session(model) is not None)
     cached.use_metrics(tracker)
     return cached

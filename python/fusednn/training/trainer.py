@@ -26,6 +26,7 @@ from .. import losses, metrics as metrics_module, optimizers
 from ..backends import Backend, get_backend
 from ..callbacks import (BatchLogs, Callback, CallbackList, History, ProgbarLogger, TerminateOnNaN, overrides,
                          close_progress_bars, resolve_verbose)
+from ..distribution import state as distribution_state
 from ..layers import Buffers, Layer
 from ..utils import rng
 from . import concurrency, datasets, fused, inputs, sample_weights
@@ -506,6 +507,9 @@ class Trainer:
         if reason is None and source is None and not isinstance(x, self.backend.xp.ndarray):
             reason = "the training data does not fit in device memory (it is copied a batch at a time)"
         self._tell_why_not_fused(reason, verbose)
+        dist = distribution_state.session_for(self, x)  # data parallelism (fusednn.distribution), else None
+        if not distribution_state.is_chief():
+            verbose = 0  # progress shows on rank 0 only
 
         if source is None:
             n = x.shape[0]
@@ -514,6 +518,8 @@ class Trainer:
             walk = datasets.ArrayWalk(n, batch_size, shuffle) if steps_per_epoch is not None else None
         else:
             steps = source.steps(steps_per_epoch)
+        if dist is not None and (source is not None or walk is not None):
+            raise NotImplementedError("data parallelism takes in-memory arrays without steps_per_epoch")
         val_walk = None
         if val is not None and validation_steps is not None:
             val_walk = datasets.ArrayWalk(val[0].shape[0], val_batch, False)
@@ -556,6 +562,8 @@ class Trainer:
                 source.end_epoch()
             elif walk is None:
                 order = rng().permutation(n) if shuffle else np.arange(n)
+                if dist is not None:
+                    order = dist.shared_order(order)
                 loss = self._train_epoch(x, y, order, batch_size, on_step, chunk, stop_on_nonfinite, tracker,
                                          augment, w)
             else:
@@ -563,6 +571,8 @@ class Trainer:
                                         stop_on_nonfinite, tracker, augment, w)
             logs = {"loss": loss}
             if tracker is not None:
+                if dist is not None:
+                    dist.reduce_metrics(tracker)
                 logs.update(tracker.result())
             if (val is not None or val_source is not None) and should_validate(epoch):
                 if val_tracker is not None:
@@ -584,6 +594,8 @@ class Trainer:
         self.optimizer.finalize_variable_values()  # use_ema: the weights take their moving averages (Keras)
         if self._fused is not None:
             self._fused.forget_data()
+        if dist is not None:
+            dist.close()
         cbs.call("on_train_end", logs)
         return history
 
