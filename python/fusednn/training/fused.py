@@ -13,6 +13,7 @@ the same numbers.
 """
 from __future__ import annotations
 
+import time
 from typing import Any, Callable
 
 import numpy as np
@@ -21,10 +22,14 @@ from .. import losses, optimizers
 from ..backends import NEEDS_INPUT, activation_code
 from ..distribution import state as distribution_state
 from ..layers import Dense, Normalization
-from . import inputs
+from . import concurrency, inputs
 from ..metrics.keras_objects import metric_needs
 from .epoch_metrics import EpochMetrics
 
+
+#: the longest a native run of steps should take: Python sees a Ctrl-C (and runs its
+#: signal handlers) only between runs, so an interrupt waits at most about this long
+RUN_SECONDS = 0.05
 
 _FUSED_LOSSES = (losses.MeanSquaredError, losses.BinaryCrossentropy, losses.CategoricalCrossentropy,
                  losses.SparseCategoricalCrossentropy)
@@ -138,6 +143,7 @@ class FusedTrainer:
         self._smoothed: tuple[Any, Any] | None = None  # (targets, their label-smoothed copy) of this fit
         self.key = _key(model, batch)
         self.metrics: dict | None = None  # accumulator arrays for run(), see use_metrics
+        self.step_seconds = 0.0  # the latest measured time per step (0: not measured yet)
 
     def epoch(self, model: Any, x: Any, y: Any, order: np.ndarray, step_losses: Any, chunk: int,
               on_step: Callable[[int, Any], None] | None, stop_on_nonfinite: bool,
@@ -177,13 +183,18 @@ class FusedTrainer:
             x = self._normalize_once(x)
         s = 0
         while s < steps:
-            end = min(steps, s + chunk)
+            # Runs are also bounded in time (RUN_SECONDS, from the last measured step time;
+            # a first run of one step measures it) so that Ctrl-C is seen promptly.
+            cap = max(1, int(RUN_SECONDS / self.step_seconds)) if self.step_seconds else 1
+            end = min(steps, s + min(chunk, cap))
+            t0 = time.perf_counter()
             # the chunk's learning rates (schedule) and step parameters, computed once here
             params = opt.step_params(opt.iterations, end - s)
             if augment is None:
-                opt.iterations, done = self.trainer.run(x, y, dev_order, self.x_batch, self.y_batch, step_losses,
-                                                        s, end, opt.iterations, stop_on_nonfinite, self.metrics,
-                                                        weights, params)
+                with concurrency.uninterrupted():  # the step count is recorded with the steps
+                    opt.iterations, done = self.trainer.run(x, y, dev_order, self.x_batch, self.y_batch,
+                                                            step_losses, s, end, opt.iterations,
+                                                            stop_on_nonfinite, self.metrics, weights, params)
             else:  # the chunk's samples, augmented, as a small data set of its own
                 rows = order[s * self.batch:min(n, end * self.batch)]
                 xa = be.asarray(inputs.augmented(augment, np.asarray(be.to_numpy(x))[rows], (len(rows), x.shape[1])))
@@ -191,9 +202,12 @@ class FusedTrainer:
                     norm.transform(xa, xa)
                 ya = be.xp.ascontiguousarray(y[be.xp.asarray(rows)])
                 local = be.xp.arange(len(rows), dtype=np.int64)
-                opt.iterations, done = self.trainer.run(xa, ya, local, self.x_batch, self.y_batch,
-                                                        step_losses[s:end], 0, end - s, opt.iterations,
-                                                        stop_on_nonfinite, self.metrics, None, params)
+                with concurrency.uninterrupted():
+                    opt.iterations, done = self.trainer.run(xa, ya, local, self.x_batch, self.y_batch,
+                                                            step_losses[s:end], 0, end - s, opt.iterations,
+                                                            stop_on_nonfinite, self.metrics, None, params)
+            if done:
+                self.step_seconds = (time.perf_counter() - t0) / done
             if on_step is not None:
                 for k in range(s, s + done):
                     on_step(k, step_losses)
