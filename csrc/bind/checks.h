@@ -78,8 +78,16 @@ inline void check_same_shape(const py::array& a, const char* an, const py::array
 
 inline bool overlaps(const py::array& a, const py::array& b) { return bind_common::overlaps(view_of(a), view_of(b)); }
 
-inline void check_no_overlap(const py::array& out, const py::array& in, const char* in_name) {
-  bind_common::check_no_overlap(view_of(out), "out", view_of(in), in_name);
+inline void check_no_overlap(const py::array& out, const py::array& in, const char* in_name,
+                             const char* out_name = "out") {
+  bind_common::check_no_overlap(view_of(out), out_name, view_of(in), in_name);
+}
+
+// For kernels that read each element before writing it (elementwise, row-wise):
+// out is `in` itself (same start; the shapes are checked equal) or apart from it; a
+// partial overlap would make the kernel read values it already overwrote.
+inline void check_in_place_or_apart(const py::array& out, const py::array& in, const char* in_name) {
+  bind_common::check_in_place_or_apart(view_of(out), "out", view_of(in), in_name);
 }
 
 using bind_common::to_act;

@@ -90,6 +90,7 @@ PYBIND11_MODULE(_cpu, m) {
         py::array x = as_f32(x_, "x");
         const Act ac = to_act(act);
         py::array out = out_or_new(out_, shape_vec(x));
+        check_in_place_or_apart(out, x, "x");
         float* y = fptr(out);
         const float* px = cfptr(x);
         const std::size_t n = std::size_t(x.size());
@@ -107,6 +108,8 @@ PYBIND11_MODULE(_cpu, m) {
         check_same_shape(dy, "dy", y, "y");
         const Act ac = to_act(act);
         py::array out = out_or_new(out_, shape_vec(dy));
+        check_in_place_or_apart(out, dy, "dy");
+        check_in_place_or_apart(out, y, "y");
         float* dx = fptr(out);
         const float *pdy = cfptr(dy), *py_ = cfptr(y);
         const std::size_t n = std::size_t(dy.size());
@@ -128,6 +131,7 @@ PYBIND11_MODULE(_cpu, m) {
         const Act ac = to_act(act);
         py::array out = out_or_new(out_, shape_vec(x));
         check_no_overlap(out, b, "bias");
+        check_in_place_or_apart(out, x, "x");
         float* y = fptr(out);
         const float *px = cfptr(x), *pb = cfptr(b);
         const std::size_t rows = std::size_t(x.shape(0)), cols = std::size_t(x.shape(1));
@@ -145,6 +149,7 @@ PYBIND11_MODULE(_cpu, m) {
         py::array x = as_f32(x_, "x");
         check_ndim(x, "x", 2);
         py::array out = out_or_new(out_, shape_vec(x));
+        check_in_place_or_apart(out, x, "x");
         float* y = fptr(out);
         const float* px = cfptr(x);
         const std::size_t rows = std::size_t(x.shape(0)), cols = std::size_t(x.shape(1));
@@ -162,6 +167,8 @@ PYBIND11_MODULE(_cpu, m) {
         check_ndim(dy, "dy", 2);
         check_same_shape(dy, "dy", y, "y");
         py::array out = out_or_new(out_, shape_vec(dy));
+        check_in_place_or_apart(out, dy, "dy");
+        check_in_place_or_apart(out, y, "y");
         float* dx = fptr(out);
         const float *pdy = cfptr(dy), *py_ = cfptr(y);
         const std::size_t rows = std::size_t(dy.shape(0)), cols = std::size_t(dy.shape(1));
@@ -256,6 +263,10 @@ PYBIND11_MODULE(_cpu, m) {
         const auto k = static_cast<fusednn::XentKind>(kind);
         py::array z = as_f32(z_, "logits"), t = as_f32(t_, "target");
         check_ndim(z, "logits", 2);
+        // the softmax kernels read each row's first logit (its running max): a row
+        // needs at least one class
+        if (z.shape(0) > 0 && z.shape(1) == 0)
+          throw py::value_error("logits must have at least one column (class), got shape " + shape_of(z));
         if (k == fusednn::XentKind::softmax_sparse) {
           if (t.size() != z.shape(0) || t.ndim() > 2 || (t.ndim() == 2 && t.shape(1) != 1))
             throw py::value_error("sparse targets must hold one class index per row: logits have shape " +
@@ -267,7 +278,8 @@ PYBIND11_MODULE(_cpu, m) {
         py::array grad;
         if (!grad_.is_none()) {
           grad = out_or_new(grad_, shape_vec(z));
-          check_no_overlap(grad, t, "target");
+          check_no_overlap(grad, t, "target", "grad");
+          check_no_overlap(grad, z, "logits", "grad");
           g = fptr(grad);
         }
         float* o = nullptr;
@@ -339,6 +351,7 @@ PYBIND11_MODULE(_cpu, m) {
                                 shape_of(mats));
         py::array out = out_or_new(out_, shape_vec(img));
         check_no_overlap(out, img, "images");
+        if (out.size() == 0) return out;  // a zero-sized side: the empty batch, as NumPy gives
         float* o = fptr(out);
         const float* pi = cfptr(img);
         const double* pm = static_cast<const double*>(mats.data());
@@ -383,6 +396,8 @@ PYBIND11_MODULE(_cpu, m) {
         py::array p = as_f32(p_, "pred"), t = as_f32(t_, "target");
         check_same_shape(p, "pred", t, "target");
         py::array out = out_or_new(out_, shape_vec(p));
+        check_in_place_or_apart(out, p, "pred");
+        check_in_place_or_apart(out, t, "target");
         float* g = fptr(out);
         const float *pp = cfptr(p), *pt = cfptr(t);
         const std::size_t n = std::size_t(p.size());
@@ -419,13 +434,14 @@ PYBIND11_MODULE(_cpu, m) {
          bool nesterov) {
         py::array w = as_f32(w_, "param", true), g = as_f32(g_, "grad");
         check_same_shape(w, "param", g, "grad");
-        check_no_overlap(w, g, "grad");
+        check_no_overlap(w, g, "grad", "param");
         float* pv = nullptr;
         py::array v;
         if (!v_.is_none()) {
           v = as_f32(v_, "velocity", true);
           check_same_shape(w, "param", v, "velocity");
-          check_no_overlap(w, v, "velocity");
+          check_no_overlap(w, v, "velocity", "param");
+          check_no_overlap(v, g, "grad", "velocity");
           pv = fptr(v);
         } else if (momentum != 0.f) {
           throw py::value_error("sgd_update: momentum != 0 needs a velocity array");
@@ -447,10 +463,12 @@ PYBIND11_MODULE(_cpu, m) {
         check_same_shape(w, "param", g, "grad");
         check_same_shape(w, "param", mm, "m");
         check_same_shape(w, "param", v, "v");
-        check_no_overlap(w, g, "grad");
-        check_no_overlap(w, mm, "m");
-        check_no_overlap(w, v, "v");
-        check_no_overlap(mm, v, "v");
+        check_no_overlap(w, g, "grad", "param");
+        check_no_overlap(w, mm, "m", "param");
+        check_no_overlap(w, v, "v", "param");
+        check_no_overlap(mm, v, "v", "m");
+        check_no_overlap(mm, g, "grad", "m");
+        check_no_overlap(v, g, "grad", "v");
         if (step < 1) throw py::value_error("adam_update: step must be >= 1, got " + std::to_string(step));
         float *pw = fptr(w), *pm = fptr(mm), *pv = fptr(v);
         const float* pg = cfptr(g);

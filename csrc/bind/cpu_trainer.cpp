@@ -13,6 +13,7 @@
 #include "checks.h"
 #include "fusednn/cpu.h"
 #include "trainer_spec.h"
+#include "trainer_hook.h"
 
 namespace py = pybind11;
 using namespace fusednn;
@@ -44,7 +45,8 @@ class MlpTrainer {
   py::tuple run(const py::object& x_, const py::object& y_, const py::object& order_, const py::object& xb_,
                 const py::object& yb_, const py::object& losses_, std::int64_t step0, std::int64_t step1,
                 std::int64_t iterations, bool stop_on_nonfinite, const py::object& metrics,
-                const py::object& weights, const py::object& step_params_) {
+                const py::object& weights, const py::object& step_params_, const py::object& step_starts_,
+                const py::object& between_) {
     py::array x = as_f32(x_, "x"), y = as_f32(y_, "y");
     check_ndim(x, "x", 2);
     check_ndim(y, "y", 2);
@@ -57,14 +59,17 @@ class MlpTrainer {
       throw py::value_error("y has shape " + shape_of(y) + ", expected (" + std::to_string(n) + ", " +
                             std::to_string(y_cols) + ")");
     const py::array order = as_array<std::int64_t>(order_, "order");
-    if (order.ndim() != 1 || order.shape(0) != n)
-      throw py::value_error("order must be 1-D of length " + std::to_string(n) + ", got shape " + shape_of(order));
+    const ShardSteps shard(step_starts_, batch_);  // data parallelism: this rank's rows of each step
+    const std::int64_t n_order = shard.starts ? shard.rows() : n;
+    if (order.ndim() != 1 || order.shape(0) != n_order)
+      throw py::value_error("order must be 1-D of length " + std::to_string(n_order) + ", got shape " +
+                            shape_of(order));
     const std::int64_t* idx = static_cast<const std::int64_t*>(order.data());
-    for (std::int64_t i = 0; i < n; ++i)  // never gather outside x and y
+    for (std::int64_t i = 0; i < n_order; ++i)  // never gather outside x and y
       if (idx[i] < 0 || idx[i] >= n)
         throw py::value_error("order[" + std::to_string(i) + "] = " + std::to_string(idx[i]) +
                               " is outside [0, " + std::to_string(n) + ")");
-    const std::int64_t steps = (n + batch_ - 1) / batch_;
+    const std::int64_t steps = shard.starts ? shard.steps() : (n + batch_ - 1) / batch_;
     if (step0 < 0 || step1 > steps || step0 > step1)
       throw py::value_error("steps [" + std::to_string(step0) + ", " + std::to_string(step1) +
                             ") are outside the epoch's " + std::to_string(steps) + " steps");
@@ -123,8 +128,8 @@ class MlpTrainer {
         if (int(loss_) >= int(LossKind::loss_fn_base))
           throw py::value_error("sample weights are supported for mse and the cross-entropies, not this loss");
         row_scale = as_f32(w["row_scale"], "row_scale");
-        if (row_scale.ndim() != 1 || row_scale.shape(0) != n)
-          throw py::value_error("row_scale must be 1-D with " + std::to_string(n) + " entries, got shape " +
+        if (row_scale.ndim() != 1 || row_scale.shape(0) != n_order)
+          throw py::value_error("row_scale must be 1-D with " + std::to_string(n_order) + " entries, got shape " +
                                 shape_of(row_scale));
         data.row_scale = cfptr(row_scale);
       }
@@ -135,12 +140,16 @@ class MlpTrainer {
         data.penalty_scale = cfptr(penalty_scale);
       }
     }
+    data.step_starts = shard.starts;
+    StepHook hook(between_);
+    hook.attach(data);
     std::int64_t done = 0, it = 0;
     {
       py::gil_scoped_release nogil;
       it = cpu::train_steps(layers_, opt, loss_, data, batch_, step0, step1, iterations, stop_on_nonfinite,
                             &done);
     }
+    hook.rethrow();
     return py::make_tuple(it, done);
   }
 
@@ -179,5 +188,6 @@ void register_trainer(py::module_& m) {
       .def("run", &MlpTrainer::run, py::arg("x"), py::arg("y"), py::arg("order"), py::arg("x_batch"),
            py::arg("y_batch"), py::arg("step_losses"), py::arg("step0"), py::arg("step1"),
            py::arg("iterations"), py::arg("stop_on_nonfinite") = true, py::arg("metrics") = py::none(),
-           py::arg("weights") = py::none(), py::arg("step_params") = py::none());
+           py::arg("weights") = py::none(), py::arg("step_params") = py::none(), py::arg("step_starts") = py::none(),
+           py::arg("between") = py::none());
 }

@@ -147,6 +147,7 @@ PYBIND11_MODULE(_cuda, m) {
         const DevArray x = as_dev(x_, "x");
         const Act ac = to_act(act);
         const auto [out_obj, out] = out_or_new(out_, x.shape);
+        check_in_place_or_apart(out, "out", x, "x");
         cudaError_t e;
         {
           py::gil_scoped_release nogil;
@@ -164,6 +165,8 @@ PYBIND11_MODULE(_cuda, m) {
         check_same_shape(dy, "dy", y, "y");
         const Act ac = to_act(act);
         const auto [out_obj, out] = out_or_new(out_, dy.shape);
+        check_in_place_or_apart(out, "out", dy, "dy");
+        check_in_place_or_apart(out, "out", y, "y");
         cudaError_t e;
         {
           py::gil_scoped_release nogil;
@@ -186,6 +189,7 @@ PYBIND11_MODULE(_cuda, m) {
         const Act ac = to_act(act);
         const auto [out_obj, out] = out_or_new(out_, x.shape);
         check_no_overlap(out, "out", b, "bias");
+        check_in_place_or_apart(out, "out", x, "x");
         const std::size_t rows = std::size_t(x.dim(0)), cols = std::size_t(x.dim(1));
         cudaError_t e;
         {
@@ -397,6 +401,8 @@ PYBIND11_MODULE(_cuda, m) {
         const DevArray p = as_dev(p_, "pred"), t = as_dev(t_, "target");
         check_same_shape(p, "pred", t, "target");
         const auto [out_obj, out] = out_or_new(out_, p.shape);
+        check_in_place_or_apart(out, "out", p, "pred");
+        check_in_place_or_apart(out, "out", t, "target");
         cudaError_t e;
         {
           py::gil_scoped_release nogil;
@@ -420,6 +426,8 @@ PYBIND11_MODULE(_cuda, m) {
         const auto k = static_cast<fusednn::XentKind>(kind);
         const DevArray z = as_dev(z_, "logits"), t = as_dev(t_, "target");
         check_ndim(z, "logits", 2);
+        if (z.dim(0) > 0 && z.dim(1) == 0)  // a softmax row needs at least one class
+          throw py::value_error("logits must have at least one column (class), got shape " + shape_of(z));
         if (k == fusednn::XentKind::softmax_sparse) {
           if (t.size != std::size_t(z.dim(0)) || t.ndim() > 2 || (t.ndim() == 2 && t.dim(1) != 1))
             throw py::value_error("sparse targets must hold one class index per row: logits have shape " +

@@ -22,10 +22,13 @@
 #include "cuda_checks.h"
 #include "fusednn/cuda.h"
 #include "trainer_spec.h"
+#include "trainer_hook.h"
 
 namespace py = pybind11;
 using namespace fusednn;
 using namespace fusednn::cuda_bind;
+using fusednn::bind::ShardSteps;
+using fusednn::bind::StepHook;
 
 namespace {
 
@@ -58,7 +61,7 @@ class MlpTrainer {
                 const py::object& yb_, const py::object& losses_, std::int64_t step0, std::int64_t step1,
                 std::int64_t iterations, bool stop_on_nonfinite, const py::object& metrics,
                 std::uintptr_t stream, const py::object& ws_, const py::object& weights,
-                const py::object& step_params_) {
+                const py::object& step_params_, const py::object& step_starts_, const py::object& between_) {
     int cur = -1;
     check_launch(cu::current_device(&cur), "current_device");
     if (cur != device_)
@@ -76,10 +79,13 @@ class MlpTrainer {
     if (y.dim(0) != n || y.dim(1) != y_cols)
       throw py::value_error("y has shape " + shape_of(y) + ", expected (" + std::to_string(n) + ", " +
                             std::to_string(y_cols) + ")");
+    const ShardSteps shard(step_starts_, batch_);  // data parallelism: this rank's rows of each step (host)
+    const std::int64_t n_order = shard.starts ? shard.rows() : n;
     const DevArray order = as_dev(order_, "order", false, "<i8");
-    if (order.ndim() != 1 || order.dim(0) != n)
-      throw py::value_error("order must be 1-D of length " + std::to_string(n) + ", got shape " + shape_of(order));
-    const std::int64_t steps = (n + batch_ - 1) / batch_;
+    if (order.ndim() != 1 || order.dim(0) != n_order)
+      throw py::value_error("order must be 1-D of length " + std::to_string(n_order) + ", got shape " +
+                            shape_of(order));
+    const std::int64_t steps = shard.starts ? shard.steps() : (n + batch_ - 1) / batch_;
     if (step0 < 0 || step1 > steps || step0 > step1)
       throw py::value_error("steps [" + std::to_string(step0) + ", " + std::to_string(step1) +
                             ") are outside the epoch's " + std::to_string(steps) + " steps");
@@ -156,8 +162,8 @@ class MlpTrainer {
           throw py::value_error("sample weights are supported for mse and the cross-entropies, not this loss");
         row_scale_obj = w["row_scale"];
         const DevArray rs = as_dev(row_scale_obj, "row_scale");
-        if (rs.ndim() != 1 || rs.dim(0) != n)
-          throw py::value_error("row_scale must be a 1-D device array of " + std::to_string(n) +
+        if (rs.ndim() != 1 || rs.dim(0) != n_order)
+          throw py::value_error("row_scale must be a 1-D device array of " + std::to_string(n_order) +
                                 " entries, got shape " + shape_of(rs));
         data.row_scale = fptr(rs);
         weight_read.push_back(rs);
@@ -183,12 +189,16 @@ class MlpTrainer {
     for (const auto& [r, rn] : read)
       for (const DevArray& k : kept_) check_no_overlap(k, "a layer buffer", r, rn);
 
+    data.step_starts = shard.starts;
+    StepHook hook(between_);  // e.g. an NCCL allreduce queued on the same stream
+    hook.attach(data);
     std::int64_t done = 0, it = 0;
     {
       py::gil_scoped_release nogil;
       it = cu::train_steps(layers_, opt, loss_, data, batch_, step0, step1, iterations, stop_on_nonfinite,
                            &done, as_stream(stream), tf32_, static_cast<double*>(ws.ptr));
     }
+    hook.rethrow();
     return py::make_tuple(it, done);
   }
 
@@ -247,7 +257,7 @@ void register_trainer(py::module_& m) {
            py::arg("y_batch"), py::arg("step_losses"), py::arg("step0"), py::arg("step1"),
            py::arg("iterations"), py::arg("stop_on_nonfinite") = false, py::arg("metrics") = py::none(),
            py::arg("stream") = 0, py::arg("workspace") = py::none(), py::arg("weights") = py::none(),
-           py::arg("step_params") = py::none(),
+           py::arg("step_params") = py::none(), py::arg("step_starts") = py::none(), py::arg("between") = py::none(),
            "Queue steps [step0, step1) on `stream`; returns (iterations, steps run) without waiting "
            "for the GPU. `workspace` (required) is a float64 device array of workspace_len() elements.")
       .def_property("tf32", &MlpTrainer::tf32, &MlpTrainer::set_tf32)

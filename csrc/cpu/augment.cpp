@@ -14,6 +14,7 @@ namespace cpu {
 void affine_warp(float* out, const float* in, const double* mats, std::size_t n, int h, int w, int c,
                  float fill, bool bilinear, bool clamp) {
   const std::size_t image = std::size_t(h) * w * c;
+  if (n == 0 || image == 0) return;  // nothing to write (and image is a divisor below)
   parallel_chunks(n * image, [&](std::size_t b, std::size_t e) {
     for (std::size_t img = b / image; img < (e + image - 1) / image && img < n; ++img) {
       const double* m = mats + img * 6;  // sy = m0 gy + m1 gx + m2; sx = m3 gy + m4 gx + m5
@@ -32,6 +33,13 @@ void affine_warp(float* out, const float* in, const double* mats, std::size_t n,
             sx = sx < 0 ? 0 : (sx > w - 1 ? w - 1 : sx);
           }
           float* o = dst + (std::size_t(i) * w + j) * c;
+          // A source point far outside the image (or NaN, from extreme factors) reads
+          // only fill; testing before the float-to-long conversions below keeps them
+          // defined (converting NaN or a value beyond long's range is undefined).
+          if (!(sy > -2.0 && sy < h + 1.0 && sx > -2.0 && sx < w + 1.0)) {
+            for (int ch = 0; ch < c; ++ch) o[ch] = fill;
+            continue;
+          }
           if (!bilinear) {
             const long y = long(std::floor(sy + 0.5)), x = long(std::floor(sx + 0.5));
             for (int ch = 0; ch < c; ++ch) o[ch] = float(read(y, x, ch));

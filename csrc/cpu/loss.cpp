@@ -87,8 +87,10 @@ double xent(float* g, const float* z, const float* t, std::size_t rows, std::siz
     float* gr = g ? g + r * cols : nullptr;
     if (kind == XentKind::softmax_sparse) {
       const float label = t[r];
-      const long k = long(label);
-      if (!(label >= 0.f) || float(k) != label || k >= long(cols)) {  // bad index: NaN, no gradient
+      // range first: converting NaN or a label beyond long's range is undefined behaviour
+      const bool ok = label >= 0.f && label < float(cols) && label == std::floor(label);
+      const long k = ok ? long(label) : 0;
+      if (!ok || k >= long(cols)) {  // bad index: NaN, no gradient
         total = std::nan("");
         if (gr)
           for (std::size_t c = 0; c < cols; ++c) gr[c] = 0.f;

@@ -29,7 +29,10 @@ void confusion_update(double* counts, const float* p, const float* t, std::size_
       pred = argmax(pr, cols);
     }
     if (sparse) {
-      truth = long(t[r]);
+      // a label outside (-1, classes) (or NaN) is skipped before it is converted:
+      // converting NaN or a huge float to long is undefined behaviour
+      const float label = t[r];
+      truth = label > -1.f && label < float(classes) ? long(label) : -1;
     } else if (cols == 1) {
       truth = t[r] > 0.5f ? 1 : 0;
     } else {

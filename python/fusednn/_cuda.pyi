@@ -14,7 +14,7 @@ LOSS_FN_CODES: dict[str, int]
 class MlpTrainer:
     """Fused training loop for all-Dense models over caller-owned device buffers."""
     def __init__(self: MlpTrainer, layers: list, optimizer: dict, loss: str, batch: typing.SupportsInt | typing.SupportsIndex, tf32: bool = False, loss_param: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None: ...
-    def run(self: MlpTrainer, x: object, y: object, order: object, x_batch: object, y_batch: object, step_losses: object, step0: typing.SupportsInt | typing.SupportsIndex, step1: typing.SupportsInt | typing.SupportsIndex, iterations: typing.SupportsInt | typing.SupportsIndex, stop_on_nonfinite: bool = False, metrics: object = None, stream: typing.SupportsInt | typing.SupportsIndex = 0, workspace: object = None, weights: object = None, step_params: object = None) -> tuple:
+    def run(self: MlpTrainer, x: object, y: object, order: object, x_batch: object, y_batch: object, step_losses: object, step0: typing.SupportsInt | typing.SupportsIndex, step1: typing.SupportsInt | typing.SupportsIndex, iterations: typing.SupportsInt | typing.SupportsIndex, stop_on_nonfinite: bool = False, metrics: object = None, stream: typing.SupportsInt | typing.SupportsIndex = 0, workspace: object = None, weights: object = None, step_params: object = None, step_starts: object = None, between: object = None) -> tuple:
         """Queue steps [step0, step1) on `stream`; returns (iterations, steps run) without waiting for the GPU. `workspace` (required) is a float64 device array of workspace_len() elements."""
     tf32: Any
     def workspace_len() -> int:

@@ -16,6 +16,7 @@ import json
 import math
 import os
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -25,6 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import files
+from .distribution import state as distribution_state
 
 
 class Callback:
@@ -196,10 +198,10 @@ class EarlyStopping(Callback):
             self.model.stop_training = True
 
     def on_train_end(self, logs: Mapping[str, float] | None = None) -> None:
-        if self.stopped_epoch > 0 and self.verbose > 0:
+        if self.stopped_epoch > 0 and self.verbose > 0 and distribution_state.is_chief():
             print(f"Epoch {self.stopped_epoch + 1}: early stopping")
         if self.restore_best_weights and self.best_weights is not None:
-            if self.verbose > 0:
+            if self.verbose > 0 and distribution_state.is_chief():
                 print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
             self.model.set_weights(self.best_weights)
 
@@ -252,6 +254,18 @@ def resolve_verbose(verbose: int | str) -> int:
     raise ValueError(f"verbose must be 0, 1, 2 or 'auto', got {verbose!r}")
 
 
+_open_bars = threading.local()  # this thread's tqdm bars, for close_progress_bars
+
+
+def close_progress_bars() -> None:
+    """Close the progress bars this thread left open: fit, evaluate and predict call it
+    when an exception (KeyboardInterrupt included) ends them, so the terminal's line is
+    finished instead of left under a half-drawn bar."""
+    for bar in getattr(_open_bars, "bars", []):
+        bar.close()  # closing twice is harmless
+    _open_bars.bars = []
+
+
 class ProgbarLogger(Callback):
     """Progress display on stdout. ``verbose=1``: a live tqdm bar per epoch with
     steps, elapsed time, time per step and the running loss (refreshed at most
@@ -273,6 +287,7 @@ class ProgbarLogger(Callback):
         if self.verbose == 1:
             self._bar = tqdm(total=total, desc=desc, unit="step", file=sys.stdout, leave=True,
                              bar_format="{desc}: {n_fmt}/{total_fmt} |{bar:20}| {elapsed}{postfix}")
+            _open_bars.__dict__.setdefault("bars", []).append(self._bar)
 
     def _step(self, logs: Mapping[str, float] | None) -> None:
         if self._bar is None:
@@ -290,6 +305,9 @@ class ProgbarLogger(Callback):
         if self._bar is not None:
             self._bar.set_postfix_str(tail, refresh=False)
             self._bar.close()
+            bars = getattr(_open_bars, "bars", [])
+            if self._bar in bars:
+                bars.remove(self._bar)
             self._bar = None
         elif self.verbose == 2:
             prefix = f"{desc} - " if desc else ""
@@ -355,6 +373,8 @@ class ModelCheckpoint(Callback):
                            f"(available: epoch, {', '.join(logs)})") from None
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float] | None = None) -> None:
+        if not distribution_state.is_chief():  # data parallelism: rank 0 alone writes
+            return
         logs = dict(logs or {})
         path = self._path(epoch, logs)
         if self.save_best_only:

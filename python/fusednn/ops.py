@@ -109,7 +109,9 @@ def _f32(x: Any, name: str, be: Backend) -> Any:
     if x.dtype.kind not in _REAL_KINDS:
         raise TypeError(f"{name}: dtype {x.dtype} is not a real number type (float32 expected)")
     if x.dtype != np.float32 or not x.flags.c_contiguous:
-        x = xp.ascontiguousarray(x, dtype=np.float32)
+        # asarray(order="C"), not ascontiguousarray: the latter turns a 0-d scalar into
+        # shape (1,), and NumPy's ufuncs keep scalars 0-d
+        x = xp.asarray(x, dtype=np.float32, order="C")
     return x
 
 
@@ -163,6 +165,28 @@ def _mat(x: Any, name: str, be: Backend, transposed: bool) -> tuple[Any, bool]:
 
 def _shares(be: Backend, a: Any, b: Any) -> bool:
     return bool(be.xp.may_share_memory(a, b))
+
+
+def _address(a: Any) -> int:
+    return a.data.ptr if hasattr(a.data, "ptr") else a.ctypes.data  # CuPy / NumPy
+
+
+def _check_aliasing(be: Backend, op: str, out: Any, *inputs: tuple[str, Any], in_place: bool) -> None:
+    """Refuse an ``out`` that partly overlaps an input: the kernels stream through memory
+    and would read values they already overwrote. With ``in_place`` (elementwise and
+    row-wise ops, whose kernels read each element before writing it) ``out`` may be the
+    input itself, element for element; otherwise it must not share memory with any."""
+    if out.size == 0:
+        return
+    for name, a in inputs:
+        if a is None or a.size == 0 or not _shares(be, out, a):
+            continue
+        if in_place and a.shape == out.shape and _address(a) == _address(out):
+            continue
+        raise ValueError(
+            f"{op}: out must be {name} itself or not share memory with it (it partly overlaps {name})"
+            if in_place else f"{op}: out must not share memory with {name}"
+        )
 
 
 def _native(*arrays: Any) -> Any:
@@ -261,6 +285,7 @@ def activation(x: Any, name: str | None, *, out: Any = None) -> Any:
     be, _ = _pick(x, out)
     x = _f32(x, "x", be)
     out = _out(out, x.shape, be)
+    _check_aliasing(be, name, out, ("x", x), in_place=True)
     if x.size == 0:
         return out
     return be.act_forward(x, out, name)
@@ -287,6 +312,7 @@ def activation_grad(dy: Any, y: Any, name: str | None, *, x: Any = None, out: An
     saved = _f32(saved, saved_name, be)
     _same_shape(dy, "dy", saved, saved_name)
     out = _out(out, dy.shape, be)
+    _check_aliasing(be, f"{name}_grad", out, ("dy", dy), (saved_name, saved), in_place=True)
     if dy.size == 0:
         return out
     return be.act_backward(dy, saved, out, name)
@@ -396,6 +422,7 @@ def softmax(x: Any, *, out: Any = None) -> Any:
     if x.ndim != 2:
         raise ValueError(f"softmax expects a 2-D array (rows, classes), got shape {tuple(x.shape)}")
     out = _out(out, x.shape, be)
+    _check_aliasing(be, "softmax", out, ("x", x), in_place=True)
     if x.size == 0:
         return out
     return be.softmax(x, out)
@@ -410,6 +437,7 @@ def softmax_grad(dy: Any, y: Any, *, out: Any = None) -> Any:
     if dy.ndim != 2:
         raise ValueError(f"softmax_grad expects 2-D arrays, got shape {tuple(dy.shape)}")
     out = _out(out, dy.shape, be)
+    _check_aliasing(be, "softmax_grad", out, ("dy", dy), ("y", y), in_place=True)
     if dy.size == 0:
         return out
     return be.softmax_backward(dy, y, out)
@@ -422,6 +450,7 @@ def log_softmax(x: Any, *, out: Any = None) -> Any:
     if x.ndim != 2:
         raise ValueError(f"log_softmax expects a 2-D array (rows, classes), got shape {tuple(x.shape)}")
     out = _out(out, x.shape, be)
+    _check_aliasing(be, "log_softmax", out, ("x", x), in_place=False)
     if x.size == 0:
         return out
     return be.log_softmax(x, out)
@@ -436,6 +465,7 @@ def log_softmax_grad(dy: Any, y: Any, *, out: Any = None) -> Any:
     if dy.ndim != 2:
         raise ValueError(f"log_softmax_grad expects 2-D arrays, got shape {tuple(dy.shape)}")
     out = _out(out, dy.shape, be)
+    _check_aliasing(be, "log_softmax_grad", out, ("dy", dy), ("y", y), in_place=False)
     if dy.size == 0:
         return out
     return be.log_softmax_backward(dy, y, out)
@@ -513,6 +543,7 @@ def crossentropy_grad(logits: Any, target: Any, kind: str = "categorical", *, ou
     elements ('binary') or rows ('categorical', 'sparse')."""
     be, z, t = _xent_args(logits, target, kind, out)
     out = _out(out, z.shape, be)
+    _check_aliasing(be, "crossentropy_grad", out, ("logits", z), ("target", t), in_place=False)
     be.xent(kind, z, t, out, None, 1.0 / (z.size if kind == "binary" else z.shape[0]))
     return out
 
@@ -537,6 +568,7 @@ def mse_grad(pred: Any, target: Any, *, out: Any = None) -> Any:
     target = _f32(target, "target", be)
     _same_shape(pred, "pred", target, "target")
     out = _out(out, pred.shape, be)
+    _check_aliasing(be, "mse_grad", out, ("pred", pred), ("target", target), in_place=True)
     if pred.size == 0:
         return out
     return be.mse_grad(pred, target, out, 2.0 / pred.size)
@@ -571,6 +603,14 @@ def _update_args(param, grad, be, *state):
     for name, s in state:
         _inplace(s, name, be)
         _same_shape(param, "param", s, name)
+    # Every array of an update is read and written element by element in one pass, so
+    # two names for one buffer (m is v, param is grad) would silently give another
+    # update on each backend; refuse any sharing, as the native bindings do.
+    named = [("param", param), ("grad", grad), *state]
+    for i, (an, a) in enumerate(named):
+        for bn, b in named[i + 1:]:
+            if a.size and b.size and _shares(be, a, b):
+                raise ValueError(f"{an} and {bn} must not share memory (got the same or overlapping arrays)")
     return param, grad
 
 
@@ -595,9 +635,9 @@ def adam_update(param: Any, grad: Any, m: Any, v: Any, *, step: int, learning_ra
     """In-place Adam step with Keras semantics; ``step`` counts updates from 1
     (this one included). ``m`` and ``v`` are the moment arrays (float32, start at zero)."""
     be, _ = _pick(param, grad, m, v)
+    if isinstance(step, bool) or int(step) != step or not 1 <= int(step) < 2**63:
+        raise ValueError(f"step must be an integer in [1, 2**63) (it counts this update), got {step!r}")
     step = int(step)
-    if step < 1:
-        raise ValueError(f"step must be >= 1 (it counts this update), got {step}")
     param, grad = _update_args(param, grad, be, ("m", m), ("v", v))
     if param.size:
         be.adam_update(param, grad, m, v, float(learning_rate), float(beta_1), float(beta_2),

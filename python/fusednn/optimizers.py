@@ -362,6 +362,12 @@ class Optimizer:
         checked before anything is written."""
         if self._be is None:
             raise RuntimeError("the optimizer is not built; compile a built model first")
+        # The step count reaches the kernels as a 64-bit integer and keeps growing: a
+        # value outside [0, 2**62) (e.g. from a crafted model file) is refused here
+        # rather than failing later inside fit.
+        if (isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer))
+                or not 0 <= int(iterations) < MAX_ITERATIONS):
+            raise ValueError(f"optimizer iterations must be an integer in [0, 2**62), got {iterations!r}")
         own = self.state_arrays()
         if len(arrays) != len(own):
             raise ValueError(f"{type(self).__name__} has {len(own)} state arrays, got {len(arrays)}")
@@ -396,6 +402,10 @@ def _own_keys(cls: type) -> set[str]:
 
 def _common(kwargs: dict[str, Any]) -> dict[str, Any]:
     return kwargs
+
+
+#: the largest step count an optimizer may be restored to (exclusive)
+MAX_ITERATIONS = 2**62
 
 
 class SGD(Optimizer):

@@ -81,6 +81,15 @@ struct TrainData {
   // multiplies that step's regularizer factors (host memory)
   const float* row_scale = nullptr;
   const float* penalty_scale = nullptr;
+  // Data parallelism (all null in one process). step_starts (host memory, steps + 1
+  // entries) says where each step's rows start in `order`: this rank's share of every
+  // global batch, which may be empty for a short last batch. between(ctx, step, rows)
+  // runs after the step's gradients (and weight penalties) and before its update: it
+  // reduces the gradients over the ranks, and returns false to stop the run before the
+  // update (a peer failed).
+  const std::int64_t* step_starts = nullptr;
+  bool (*between)(void* ctx, std::int64_t step, int rows) = nullptr;
+  void* between_ctx = nullptr;
 };
 
 // Run steps [step0, step1) of an epoch of ceil(n / batch) steps. `iterations`
@@ -97,8 +106,9 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
   const int d_in = layers.front().in, d_out = layers.back().out;
   std::int64_t s = step0;
   for (; s < step1; ++s) {
-    const std::int64_t lo = s * batch;
-    const int B = int(std::min<std::int64_t>(batch, data.n - lo));
+    const std::int64_t lo = data.step_starts ? data.step_starts[s] : s * batch;
+    const int B = int(data.step_starts ? data.step_starts[s + 1] - lo : std::min<std::int64_t>(batch, data.n - lo));
+    if (B > 0) {  // (not indented, to keep the diff small) a rank may hold no row of a short last batch
     dev.gather_rows(data.x_batch, data.x, data.order + lo, B, d_in);
     dev.gather_rows(data.y_batch, data.y, data.order + lo, B, data.y_cols);
     // forward: A_l = act(A_{l-1} W_l + b_l), one fused kernel per layer
@@ -148,6 +158,7 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
       if (i > 0)
         dev.matmul(post_grad(layers[i - 1].post, layers[i - 1].G), l.G, l.W, B, l.in, l.out, false, true, nullptr, Act::linear);
     }
+    }  // B > 0
     // weight penalties (kernel/bias regularizers), in layer order as the per-op path:
     // added to this step's loss and to the gradients before the update
     const float ps = data.penalty_scale ? data.penalty_scale[s] : 1.f;
@@ -157,6 +168,9 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
       if (l.b && (l.b_l1 != 0.f || l.b_l2 != 0.f))
         dev.regularize(l.db, l.b, l.out, ps * l.b_l1, ps * l.b_l2, data.step_losses + s);
     }
+    // data parallelism: every rank adds the whole penalty, and the hook's rows / global_rows
+    // scaling makes the sum over ranks count it once
+    if (data.between && !data.between(data.between_ctx, s, B)) break;  // gradient phase -> update phase
     // optimizer update of every parameter with the same step count and the
     // step's row of parameters (Keras: clip the gradients, decay, update, EMA)
     const std::int64_t t = iterations + 1;

@@ -38,13 +38,16 @@ def _default_threads() -> int:
             n = int(env)
         except ValueError:
             raise ValueError(f"FUSEDNN_NUM_THREADS={env!r} is not an integer") from None
-        if n < 1:
-            raise ValueError(f"FUSEDNN_NUM_THREADS must be >= 1, got {n}")
+        if not 1 <= n <= MAX_THREADS:
+            raise ValueError(f"FUSEDNN_NUM_THREADS must be between 1 and {MAX_THREADS}, got {n}")
         return n
     return _usable_cores()
 
 
 _threads: int | None = None
+#: the most threads the pool accepts: far above any core count, far below what would
+#: exhaust the process (each pool thread has its own stack)
+MAX_THREADS = 4096
 
 
 def get_num_threads() -> int:
@@ -55,14 +58,15 @@ def get_num_threads() -> int:
 
 
 def set_num_threads(n: int) -> None:
-    """Use ``n`` threads (>= 1) in the native CPU kernels from now on."""
+    """Use ``n`` threads (1 to :data:`MAX_THREADS`) in the native CPU kernels from now on.
+    A refused ``n`` raises ValueError and leaves the current setting unchanged."""
     global _threads
     n = int(n)
-    if n < 1:
-        raise ValueError(f"number of threads must be >= 1, got {n}")
-    _threads = n
+    if not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"number of threads must be between 1 and {MAX_THREADS}, got {n}")
     if _cpu is not None:
         _cpu.set_num_threads(n)
+    _threads = n  # only once the pool took it
 
 
 class CpuBackend(Backend):

@@ -228,7 +228,7 @@ class CudaTrainer:
         self._t = trainer
 
     def run(self, x, y, order, x_batch, y_batch, step_losses, step0, step1, iterations,
-            stop_on_nonfinite=False, metrics=None, weights=None, step_params=None):
+            stop_on_nonfinite=False, metrics=None, weights=None, step_params=None, step_starts=None, between=None):
         if isinstance(order, np.ndarray):
             order = np.ascontiguousarray(order, dtype=np.int64)
             n = int(x.shape[0])
@@ -238,4 +238,4 @@ class CudaTrainer:
         self._t.tf32 = self._be.tf32  # the backend's setting at the time of the call, as matmul
         s = self._be._stream()
         return self._t.run(x, y, order, x_batch, y_batch, step_losses, step0, step1, iterations, False,
-                           metrics, s, self._be._workspace(s), weights, step_params)
+                           metrics, s, self._be._workspace(s), weights, step_params, step_starts, between)

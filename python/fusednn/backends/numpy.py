@@ -152,9 +152,9 @@ class NumpyBackend(Backend):
             lse = lse + np.log(np.exp(z - lse).sum(axis=1, keepdims=True))
             if kind == "sparse":
                 labels = target.reshape(-1)
-                k = labels.astype(np.int64)
-                bad = ~((labels >= 0) & (k == labels) & (k < z.shape[1]))
-                k = np.where(bad, 0, k)
+                # range first, then convert: NaN or huge floats never reach the int cast
+                bad = ~((labels >= 0) & (labels < z.shape[1]) & (labels == np.floor(labels)))
+                k = np.where(bad, 0, labels).astype(np.int64)
                 t = np.zeros_like(z)
                 t[np.arange(z.shape[0]), k] = 1.0
                 t[bad] = 0.0
@@ -177,7 +177,8 @@ class NumpyBackend(Backend):
     def confusion_update(self, counts, pred, target, classes, sparse, threshold=0.5):
         p = (pred[:, 0] > threshold).astype(np.int64) if pred.shape[1] == 1 else pred.argmax(axis=1)
         if sparse:
-            t = target.reshape(-1).astype(np.int64)
+            labels = target.reshape(-1)  # outside (-1, classes) or NaN: skipped, never converted
+            t = np.where((labels > -1) & (labels < classes), labels, -1).astype(np.int64)
         elif target.shape[1] == 1:
             t = (target[:, 0] > 0.5).astype(np.int64)
         else:

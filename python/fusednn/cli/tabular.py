@@ -235,7 +235,8 @@ def _model_columns(model: Any, table: Table, need_target: bool) -> tuple[list[in
 
 
 def _rows_ok(x: np.ndarray) -> np.ndarray:
-    return np.isfinite(x).all(axis=1)
+    # beyond float32's range is as unusable as inf: the model computes in float32
+    return (np.isfinite(x) & (np.abs(x) <= np.finfo(np.float32).max)).all(axis=1)
 
 
 def evaluate(model_path: str, data_path: str) -> dict[str, float]:

@@ -117,6 +117,8 @@ class _Resampling(_ImageTransform):
     def _apply(self, imgs: np.ndarray) -> np.ndarray:
         n, h, w, _ = imgs.shape
         mats = np.ascontiguousarray(self._affine(n, h, w), dtype=np.float64)
+        if imgs.size == 0:  # a zero-sized side: the empty batch (the kernel has nothing to do)
+            return np.empty(imgs.shape, _float_dtype(imgs.dtype))
         warp = _native_warp()
         if warp is not None and imgs.dtype == np.float32:
             return warp(np.ascontiguousarray(imgs), mats, float(self.fill_value),

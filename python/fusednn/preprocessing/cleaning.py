@@ -44,9 +44,18 @@ class CleanReport:
         )
 
 
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
 def _nonfinite_mask(a: np.ndarray) -> np.ndarray:
+    # A finite float64 beyond float32's range becomes inf when training converts it to
+    # float32, so it counts as non-finite here, where its row can still be named.
     if a.dtype.kind in "fc":
-        return ~np.isfinite(a)
+        bad = ~np.isfinite(a)
+        if a.dtype.itemsize > 4 and a.dtype.kind == "f":
+            with np.errstate(invalid="ignore"):
+                bad |= np.abs(a) > _F32_MAX
+        return bad
     return np.zeros(a.shape, dtype=bool)
 
 
@@ -82,7 +91,8 @@ def clean(
 ) -> tuple[np.ndarray, np.ndarray | None, CleanReport]:
     """Remove or repair bad rows of ``x`` (n_samples, ...) and the matching rows of
     ``y``; returns ``(x_clean, y_clean, report)`` (``y_clean`` None when ``y`` is).
-    ``nonfinite``: 'drop' removes rows with a NaN/inf in x or y; 'impute' replaces
+    ``nonfinite``: 'drop' removes rows with a NaN/inf (or a value beyond float32's range,
+    which training would turn into inf) in x or y; 'impute' replaces
     NaN/inf in x by the median of that column's finite values (rows with a non-finite
     target are still dropped: targets are never invented); 'raise' raises ValueError
     naming the first bad row and column. ``outliers``: None keeps all rows; 'zscore'

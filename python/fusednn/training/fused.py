@@ -13,17 +13,23 @@ the same numbers.
 """
 from __future__ import annotations
 
+import time
 from typing import Any, Callable
 
 import numpy as np
 
 from .. import losses, optimizers
 from ..backends import NEEDS_INPUT, activation_code
+from ..distribution import state as distribution_state
 from ..layers import Activation, BatchNormalization, Dense, Dropout, Flatten, Identity, Normalization, ReLU, Reshape
-from . import inputs
+from . import concurrency, inputs
 from ..metrics.keras_objects import metric_needs
 from .epoch_metrics import EpochMetrics
 
+
+#: the longest a native run of steps should take: Python sees a Ctrl-C (and runs its
+#: signal handlers) only between runs, so an interrupt waits at most about this long
+RUN_SECONDS = 0.05
 
 _FUSED_LOSSES = (losses.MeanSquaredError, losses.BinaryCrossentropy, losses.CategoricalCrossentropy,
                  losses.SparseCategoricalCrossentropy)
@@ -92,6 +98,10 @@ def unsupported_reason(model: Any) -> str | None:
     why = _steps_reason(model, _program(model)[k:])
     if why is not None:
         return why
+    if distribution_state.fit_session(model) is not None and \
+            any(type(layer) is not Dense for layer in _program(model)[k:]):
+        return ("layer steps (Dropout/BatchNormalization/Activation after a Dense) are not fused under a "
+                "distribution yet: their gradients are not in the allreduced buffer")
     if not _fused_loss(model.loss):
         return f"loss {type(model.loss).__name__} is not fused"
     last = model.output_activation
@@ -132,7 +142,7 @@ class FusedTrainer:
     """The backend trainer for one model, batch size and optimizer state, with the
     batch and activation buffers it works in."""
 
-    def __init__(self, model: Any, batch: int) -> None:
+    def __init__(self, model: Any, batch: int, flat_grads: bool = False) -> None:
         be = model.backend
         opt = model.optimizer
         states = _states(opt)
@@ -141,6 +151,11 @@ class FusedTrainer:
         self.norms = _leading_norms(model)
         self._normalized: tuple[Any, Any] | None = None  # (data, its normalised copy) of this fit
         prog = _program(model)
+        # Data parallelism: every layer's gradients are views of one flat buffer (plus a
+        # slot for the step's loss), so one allreduce per step covers them all (Dense
+        # blocks only: unsupported_reason refuses layer steps under a distribution).
+        dense = [layer for layer in prog[len(self.norms):] if type(layer) is Dense]
+        self.flat_grads, views = _flat_gradients(be, dense) if flat_grads else (None, None)
         for i, layer in enumerate(prog[len(self.norms):], start=len(self.norms)):
             if type(layer) is not Dense:  # a step after the last Dense block
                 p = self._add_step(specs[-1], layer, be, batch, opt, states, p)
@@ -151,6 +166,8 @@ class FusedTrainer:
                     "dW": layer.grads[0], "db": layer.grads[1] if layer.use_bias else None}
             if act in NEEDS_INPUT:  # the pre-activation, for the backward pass
                 spec["Z"] = be.empty((batch, layer.units))
+            if views is not None:
+                spec["dW"], spec["db"] = views.pop(0), views.pop(0) if layer.use_bias else None
             for name, i in (("W", p), ("b", p + 1)):
                 if name == "b" and not layer.use_bias:
                     continue
@@ -172,6 +189,7 @@ class FusedTrainer:
         self._smoothed: tuple[Any, Any] | None = None  # (targets, their label-smoothed copy) of this fit
         self.key = _key(model, batch)
         self.metrics: dict | None = None  # accumulator arrays for run(), see use_metrics
+        self.step_seconds = 0.0  # the latest measured time per step (0: not measured yet)
 
     @staticmethod
     def _add_step(spec: dict, layer: Any, be: Any, batch: int, opt: Any, states: list, p: int) -> int:
@@ -219,6 +237,14 @@ class FusedTrainer:
                              f"cross-entropies, not {type(model.loss).__name__}")
         be = model.backend
         opt = model.optimizer
+        session = distribution_state.fit_session(model)
+        if session is not None:
+            if augment is not None or weights is not None:
+                raise NotImplementedError("augment and sample weights are not supported under a DataParallel "
+                                          "distribution")
+            if self.norms:
+                x = self._normalize_once(x)
+            return session.run_epoch(self, x, y, order, step_losses, chunk, on_step, stop_on_nonfinite)
         n = int(order.shape[0])
         steps = -(-n // self.batch)
         if on_step is None:
@@ -229,13 +255,18 @@ class FusedTrainer:
             x = self._normalize_once(x)
         s = 0
         while s < steps:
-            end = min(steps, s + chunk)
+            # Runs are also bounded in time (RUN_SECONDS, from the last measured step time;
+            # a first run of one step measures it) so that Ctrl-C is seen promptly.
+            cap = max(1, int(RUN_SECONDS / self.step_seconds)) if self.step_seconds else 1
+            end = min(steps, s + min(chunk, cap))
+            t0 = time.perf_counter()
             # the chunk's learning rates (schedule) and step parameters, computed once here
             params = opt.step_params(opt.iterations, end - s)
             if augment is None:
-                opt.iterations, done = self.trainer.run(x, y, dev_order, self.x_batch, self.y_batch, step_losses,
-                                                        s, end, opt.iterations, stop_on_nonfinite, self.metrics,
-                                                        weights, params)
+                with concurrency.uninterrupted():  # the step count is recorded with the steps
+                    opt.iterations, done = self.trainer.run(x, y, dev_order, self.x_batch, self.y_batch,
+                                                            step_losses, s, end, opt.iterations,
+                                                            stop_on_nonfinite, self.metrics, weights, params)
             else:  # the chunk's samples, augmented, as a small data set of its own
                 rows = order[s * self.batch:min(n, end * self.batch)]
                 xa = be.asarray(inputs.augmented(augment, np.asarray(be.to_numpy(x))[rows], (len(rows), x.shape[1])))
@@ -243,9 +274,12 @@ class FusedTrainer:
                     norm.transform(xa, xa)
                 ya = be.xp.ascontiguousarray(y[be.xp.asarray(rows)])
                 local = be.xp.arange(len(rows), dtype=np.int64)
-                opt.iterations, done = self.trainer.run(xa, ya, local, self.x_batch, self.y_batch,
-                                                        step_losses[s:end], 0, end - s, opt.iterations,
-                                                        stop_on_nonfinite, self.metrics, None, params)
+                with concurrency.uninterrupted():
+                    opt.iterations, done = self.trainer.run(xa, ya, local, self.x_batch, self.y_batch,
+                                                            step_losses[s:end], 0, end - s, opt.iterations,
+                                                            stop_on_nonfinite, self.metrics, None, params)
+            if done:
+                self.step_seconds = (time.perf_counter() - t0) / done
             if on_step is not None:
                 for k in range(s, s + done):
                     on_step(k, step_losses)
@@ -295,7 +329,21 @@ def _key(model: Any, batch: int) -> tuple:
     ids cannot be reused while it exists). Recompiling or rebuilding changes it."""
     opt = model.optimizer
     arrays = [*model.weights, *(a for s in _states(opt) for a in s.values())]
-    return (batch, id(opt), *map(id, arrays))
+    return (batch, distribution_state.fit_session(model) is not None, id(opt), *map(id, arrays))
+
+
+def _flat_gradients(be: Any, layers: list[Any]) -> tuple[Any, list[Any]]:
+    """One zeroed float32 buffer for the gradients of ``layers`` (Dense) plus one slot,
+    and each layer's (kernel, bias) gradient views into it, in order."""
+    shapes = [s for layer in layers for s in ([tuple(layer.kernel.shape)] +
+                                                ([tuple(layer.bias.shape)] if layer.use_bias else []))]
+    sizes = [int(np.prod(s)) for s in shapes]
+    flat = be.zeros((sum(sizes) + 1,))
+    views, at = [], 0
+    for shape, size in zip(shapes, sizes):
+        views.append(flat[at:at + size].reshape(shape))
+        at += size
+    return flat, views
 
 
 def trainer_for(model: Any, batch: int, tracker: EpochMetrics | None = None,
@@ -306,6 +354,6 @@ def trainer_for(model: Any, batch: int, tracker: EpochMetrics | None = None,
     if unsupported_reason(model) is not None:
         return None
     if cached is None or cached.key != _key(model, batch):
-        cached = FusedTrainer(model, batch)
+        cached = FusedTrainer(model, batch, flat_grads=distribution_state.fit_session(model) is not None)
     cached.use_metrics(tracker)
     return cached

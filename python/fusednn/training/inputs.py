@@ -85,9 +85,23 @@ def batch_size(value: Any) -> int:
 
 
 def augmented(augment: Any, batch: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """``augment(batch)`` checked to keep the batch's shape, as float32."""
-    out = np.ascontiguousarray(augment(batch), dtype=np.float32)
+    """``augment(batch)`` checked as ``x`` is: numbers (as float32), the batch's shape,
+    no NaN or Inf (an augmentation that produces them would silently train the weights
+    into NaN)."""
+    out = augment(batch)
+    try:
+        out = np.asarray(out)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"augment returned something that is not a numeric array ({e})") from None
+    if out.dtype.kind not in _REAL_KINDS:
+        raise TypeError(f"augment returned dtype {out.dtype}; expected numbers (converted to float32)")
+    with np.errstate(over="ignore"):  # beyond float32 becomes inf, reported just below
+        out = np.ascontiguousarray(out, dtype=np.float32)
     if out.shape != tuple(shape):
         raise ValueError(f"augment changed the batch shape from {tuple(shape)} to {out.shape}; "
                          "augmentations must keep it (give image transforms image_shape=...)")
+    finite = np.isfinite(out.reshape(out.shape[0], -1)).all(axis=1) if out.ndim else np.isfinite(out)
+    if not finite.all():
+        raise ValueError(f"augment returned NaN or Inf (first in row {int(np.argmin(finite))} of the batch, "
+                         "after conversion to float32); an augmentation must keep values finite")
     return out

@@ -25,10 +25,11 @@ import numpy as np
 from .. import losses, metrics as metrics_module, optimizers
 from ..backends import Backend, get_backend
 from ..callbacks import (BatchLogs, Callback, CallbackList, History, ProgbarLogger, TerminateOnNaN, overrides,
-                         resolve_verbose)
+                         close_progress_bars, resolve_verbose)
+from ..distribution import state as distribution_state
 from ..layers import Buffers, Layer
 from ..utils import rng
-from . import datasets, fused, inputs, sample_weights
+from . import concurrency, datasets, fused, inputs, sample_weights
 from .epoch_metrics import EpochMetrics
 
 # Buffer sets kept per model: the training batch size, its remainder, and a few
@@ -90,6 +91,40 @@ def _validation_schedule(validation_freq: Any) -> Callable[[int], bool]:
     return lambda epoch: (epoch + 1) in listed
 
 
+def _fit_guard(method: Callable) -> Callable:
+    """``fit`` run as one user of the model (see :mod:`fusednn.training.concurrency`):
+    not beside inference or another fit in other threads, Ctrl-C deferred to step
+    boundaries, progress bars closed and the fused trainer's data copy dropped when an
+    exception (KeyboardInterrupt included) ends it."""
+    @functools.wraps(method)
+    def fit(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with self._guard.fitting(self.name), concurrency.DeferredInterrupt():
+            try:
+                return method(self, *args, **kwargs)
+            except BaseException:
+                close_progress_bars()
+                if self._fused is not None:
+                    self._fused.forget_data()
+                raise
+    return fit
+
+
+def _inference_guard(what: str) -> Callable[[Callable], Callable]:
+    """``predict``/``evaluate``: any number at once in any threads (per-thread buffers),
+    not in another thread than a running fit; progress bars closed on an exception."""
+    def deco(method: Callable) -> Callable:
+        @functools.wraps(method)
+        def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with self._guard.inferring(self.name, what):
+                try:
+                    return method(self, *args, **kwargs)
+                except BaseException:
+                    close_progress_bars()
+                    raise
+        return run
+    return deco
+
+
 class Trainer:
     """Compile / fit / evaluate / predict for a model class that inherits it (see the
     module docstring for what the model provides). Optimizer state persists across
@@ -103,8 +138,10 @@ class Trainer:
         self.history: History | None = None
         #: per-step losses of the last training epoch (host array), e.g. for TerminateOnNaN
         self.last_step_losses: np.ndarray | None = None
-        self._workspaces: dict[int, _Workspace] = {}
-        self._loss_buffers: dict[tuple[str, int], Any] = {}
+        # per thread (concurrency.per_thread): inference may run in several threads at once
+        self._workspaces: dict[int, dict[int, _Workspace]] = {}
+        self._loss_buffers: dict[int, dict[tuple[str, int], Any]] = {}
+        self._guard = concurrency.UseGuard()
         self._fused: fused.FusedTrainer | None = None
         #: compile's ``fused`` switch: "auto", True or False (see :meth:`compile`)
         self.fused_mode: str | bool = "auto"
@@ -241,18 +278,21 @@ class Trainer:
 
     # ---------------------------------------------------------------- compute
     def _workspace(self, batch: int) -> _Workspace:
-        ws = self._workspaces.get(batch)
+        cache = concurrency.per_thread(self._workspaces)
+        ws = cache.get(batch)
         if ws is None:
-            if len(self._workspaces) >= _MAX_WORKSPACES:
-                del self._workspaces[next(iter(self._workspaces))]
-            ws = self._workspaces[batch] = _Workspace(self.layers, batch)
+            if len(cache) >= _MAX_WORKSPACES:
+                del cache[next(iter(cache))]
+            ws = cache[batch] = _Workspace(self.layers, batch)
         return ws
 
     def _loss_buffer(self, kind: str, steps: int) -> Any:
-        buf = self._loss_buffers.get((kind, steps))
+        cache = concurrency.per_thread(self._loss_buffers)
+        buf = cache.get((kind, steps))
         if buf is None:
-            self._loss_buffers = {k: v for k, v in self._loss_buffers.items() if k[0] != kind}
-            buf = self._loss_buffers[(kind, steps)] = self.backend.zeros((steps,))
+            for k in [k for k in cache if k[0] == kind]:
+                del cache[k]
+            buf = cache[(kind, steps)] = self.backend.zeros((steps,))
         return buf
 
     def _folds_output(self) -> bool:
@@ -353,8 +393,10 @@ class Trainer:
             if augment is not None:
                 xb = inputs.augmented(augment, be.to_numpy(xb), xb.shape)
             wb = None if row_weights is None else be.asarray(np.ascontiguousarray(row_weights[order[lo:hi]]))
-            self._compute_gradients(be.asarray(xb), be.asarray(ws.batch_y), ws, step_losses[s:s + 1], tracker, wb)
-            self.optimizer.apply(self.gradients)
+            with concurrency.uninterrupted():  # a Ctrl-C waits for the step's update to finish
+                self._compute_gradients(be.asarray(xb), be.asarray(ws.batch_y), ws, step_losses[s:s + 1], tracker,
+                                        wb)
+                self.optimizer.apply(self.gradients)
             if on_step is not None:
                 on_step(s, step_losses)
         self.last_step_losses = np.array(be.to_numpy(step_losses), dtype=np.float64)
@@ -367,6 +409,7 @@ class Trainer:
         each sample's loss: Keras' ``sum(w_i * l_i) / n``."""
         be = self.backend
         n = x.shape[0]
+        batch_size = min(batch_size, n)  # as Keras: one batch of all the data, not a larger buffer
         steps = -(-n // batch_size)
         step_losses = self._loss_buffer("eval", steps)
         fold = self._folds_output()
@@ -396,6 +439,7 @@ class Trainer:
         return float(sum(layer.penalty() for layer in self.layers))
 
     # --------------------------------------------------------------------- fit
+    @_fit_guard
     def fit(self, x: Any, y: Any = None, batch_size: int | None = 32, epochs: int = 1, verbose: int | str = "auto",
             validation_split: float = 0.0, validation_data: tuple[Any, Any] | None = None,
             shuffle: bool = True, callbacks: Sequence[Callback] | None = None,
@@ -483,13 +527,19 @@ class Trainer:
         if reason is None and source is None and not isinstance(x, self.backend.xp.ndarray):
             reason = "the training data does not fit in device memory (it is copied a batch at a time)"
         self._tell_why_not_fused(reason, verbose)
+        dist = distribution_state.session_for(self, x)  # data parallelism (fusednn.distribution), else None
+        if not distribution_state.is_chief():
+            verbose = 0  # progress shows on rank 0 only
 
         if source is None:
             n = x.shape[0]
+            batch_size = min(batch_size, n)  # as Keras: one batch of all the data, not a larger buffer
             steps = steps_per_epoch or -(-n // batch_size)
             walk = datasets.ArrayWalk(n, batch_size, shuffle) if steps_per_epoch is not None else None
         else:
             steps = source.steps(steps_per_epoch)
+        if dist is not None and (source is not None or walk is not None):
+            raise NotImplementedError("data parallelism takes in-memory arrays without steps_per_epoch")
         val_walk = None
         if val is not None and validation_steps is not None:
             val_walk = datasets.ArrayWalk(val[0].shape[0], val_batch, False)
@@ -532,6 +582,8 @@ class Trainer:
                 source.end_epoch()
             elif walk is None:
                 order = rng().permutation(n) if shuffle else np.arange(n)
+                if dist is not None:
+                    order = dist.shared_order(order)
                 loss = self._train_epoch(x, y, order, batch_size, on_step, chunk, stop_on_nonfinite, tracker,
                                          augment, w)
             else:
@@ -539,6 +591,8 @@ class Trainer:
                                         stop_on_nonfinite, tracker, augment, w)
             logs = {"loss": loss}
             if tracker is not None:
+                if dist is not None:
+                    dist.reduce_metrics(tracker)
                 logs.update(tracker.result())
             if (val is not None or val_source is not None) and should_validate(epoch):
                 if val_tracker is not None:
@@ -560,6 +614,8 @@ class Trainer:
         self.optimizer.finalize_variable_values()  # use_ema: the weights take their moving averages (Keras)
         if self._fused is not None:
             self._fused.forget_data()
+        if dist is not None:
+            dist.close()
         cbs.call("on_train_end", logs)
         return history
 
@@ -673,6 +729,7 @@ class Trainer:
         return w
 
     # ---------------------------------------------------------- evaluate, predict
+    @_inference_guard("evaluate")
     def evaluate(self, x: Any, y: Any = None, batch_size: int | None = 32, verbose: int | str = "auto",
                  sample_weight: Any = None, steps: int | None = None, return_dict: bool = False
                  ) -> float | list[float] | dict[str, float]:
@@ -706,6 +763,7 @@ class Trainer:
                 rows = min(x.shape[0], steps * batch_size)
                 x, y, w = x[:rows], y[:rows], None if w is None else w[:rows]
             x, y = self._place(x, y)
+            batch_size = min(batch_size, x.shape[0])  # as Keras: one batch of all the data
             cbs = None
             if verbose:
                 cbs = CallbackList([ProgbarLogger(verbose)], model=self,
@@ -719,6 +777,7 @@ class Trainer:
             return {"loss": loss, **results}
         return [loss, *results.values()] if tracker is not None else loss
 
+    @_inference_guard("predict")
     def predict(self, x: Any, batch_size: int | None = 32, verbose: int | str = "auto",
                 steps: int | None = None) -> np.ndarray:
         """Model outputs for ``x`` as a NumPy array (n, units), computed in batches.
@@ -740,6 +799,7 @@ class Trainer:
         (x,) = self._place(x)
         be = self.backend
         n = x.shape[0]
+        batch_size = min(batch_size, n)  # as Keras: one batch of all the data, not a larger buffer
         steps = -(-n // batch_size)
         cbs = None
         if verbose:
