@@ -14,12 +14,14 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "cuda_checks.h"
 #include "fusednn/cuda.h"
+#include "fusednn/cuda_persistent.h"
 #include "trainer_spec.h"
 
 namespace py = pybind11;
@@ -30,9 +32,11 @@ namespace {
 
 class MlpTrainer {
  public:
-  MlpTrainer(const py::list& layers, const py::dict& optimizer, const std::string& loss, int batch, bool tf32)
+  MlpTrainer(const py::list& layers, const py::dict& optimizer, const std::string& loss, int batch, bool tf32,
+             const std::string& mode)
       : batch_(batch), tf32_(tf32), loss_(bind_common::to_loss_kind(loss)), opt_(bind_common::to_optimizer(optimizer)) {
     if (batch < 1) throw py::value_error("batch must be >= 1, got " + std::to_string(batch));
+    mode_ = to_mode(mode);
     check_launch(cu::current_device(&device_), "current_device");
     layers_ = bind_common::to_layers(
         layers, opt_, batch,
@@ -44,6 +48,12 @@ class MlpTrainer {
         [&](const py::handle& h, const std::string& name, std::vector<py::ssize_t> shape) {
           return fptr(keep_shaped(h, name, std::move(shape)));
         });
+    if (mode_ == Mode::persistent) {  // refuse up front rather than at the first run
+      const std::string why =
+          persistent::why_not(cu::persistent_plan_for(layers_, opt_, loss_, batch_), cu::persistent_smem_limit());
+      if (!why.empty()) throw py::value_error("MlpTrainer(mode='persistent'): " + why);
+    }
+    if (mode_ == Mode::graph) graphs_ = std::make_unique<cu::StepGraphs>();
   }
 
   // Queue steps [step0, step1) of the epoch whose sample order is `order` on
@@ -53,7 +63,7 @@ class MlpTrainer {
   py::tuple run(const py::object& x_, const py::object& y_, const py::object& order_, const py::object& xb_,
                 const py::object& yb_, const py::object& losses_, std::int64_t step0, std::int64_t step1,
                 std::int64_t iterations, bool stop_on_nonfinite, const py::object& metrics,
-                std::uintptr_t stream, const py::object& ws_) {
+                std::uintptr_t stream, const py::object& ws_, const py::object& scalars_) {
     int cur = -1;
     check_launch(cu::current_device(&cur), "current_device");
     if (cur != device_)
@@ -141,11 +151,32 @@ class MlpTrainer {
     for (const auto& [r, rn] : read)
       for (const DevArray& k : kept_) check_no_overlap(k, "a layer buffer", r, rn);
 
+    float* scalars = nullptr;  // the graph mode's per-step optimizer scalars
+    if (mode_ == Mode::graph) {
+      if (scalars_.is_none())
+        throw py::value_error("MlpTrainer.run: mode 'graph' needs `scalars`, a float32 device array of at least " +
+                              std::to_string(steps) + " elements");
+      const DevArray sc = as_dev(scalars_, "scalars", true);
+      if (sc.size < std::size_t(steps))
+        throw py::value_error("scalars has " + std::to_string(sc.size) + " elements, needs " + std::to_string(steps));
+      for (const auto& [w, wn] : written) check_no_overlap(sc, "scalars", w, wn);
+      for (const auto& [r, rn] : read) check_no_overlap(sc, "scalars", r, rn);
+      for (const DevArray& k : kept_) check_no_overlap(sc, "scalars", k, "a layer buffer");
+      scalars = fptr(sc);
+    }
+
     std::int64_t done = 0, it = 0;
     {
       py::gil_scoped_release nogil;
-      it = cu::train_steps(layers_, opt_, loss_, data, batch_, step0, step1, iterations, stop_on_nonfinite,
-                           &done, as_stream(stream), tf32_, static_cast<double*>(ws.ptr));
+      if (mode_ == Mode::persistent)
+        it = cu::train_persistent(layers_, opt_, loss_, data, batch_, step0, step1, iterations, &done,
+                                  as_stream(stream));
+      else if (mode_ == Mode::graph)
+        it = graphs_->run(layers_, opt_, loss_, data, batch_, step0, step1, iterations, &done, as_stream(stream),
+                          tf32_, static_cast<double*>(ws.ptr), scalars);
+      else
+        it = cu::train_steps(layers_, opt_, loss_, data, batch_, step0, step1, iterations, stop_on_nonfinite,
+                             &done, as_stream(stream), tf32_, static_cast<double*>(ws.ptr));
     }
     return py::make_tuple(it, done);
   }
@@ -155,6 +186,14 @@ class MlpTrainer {
   bool tf32() const { return tf32_; }
   void set_tf32(bool on) { tf32_ = on; }
   static std::size_t workspace_len() { return std::max(cu::mse_workspace_len(), cu::xent_workspace_len()); }
+  std::string mode() const { return mode_ == Mode::persistent ? "persistent" : mode_ == Mode::graph ? "graph" : "ops"; }
+  py::dict graph_stats() const {
+    py::dict d;
+    d["captures"] = graphs_ ? graphs_->captures() : 0;
+    d["replays"] = graphs_ ? graphs_->replays() : 0;
+    d["cached"] = graphs_ ? graphs_->cached() : 0;
+    return d;
+  }
 
  private:
   DevArray keep(const py::handle& h, const std::string& name) {
@@ -181,8 +220,18 @@ class MlpTrainer {
     return {b, a};
   }
 
+  enum class Mode { ops, graph, persistent };
+  static Mode to_mode(const std::string& m) {
+    if (m == "ops") return Mode::ops;
+    if (m == "graph") return Mode::graph;
+    if (m == "persistent") return Mode::persistent;
+    throw py::value_error("MlpTrainer: unknown mode '" + m + "' (ops, graph, persistent)");
+  }
+
   int batch_;
   bool tf32_;
+  Mode mode_ = Mode::ops;
+  std::unique_ptr<cu::StepGraphs> graphs_;
   int device_ = -1;
   LossKind loss_;
   OptimizerConfig opt_;
@@ -196,16 +245,22 @@ class MlpTrainer {
 void register_trainer(py::module_& m) {
   py::class_<MlpTrainer>(m, "MlpTrainer",
                          "Fused training loop for all-Dense models over caller-owned device buffers.")
-      .def(py::init<const py::list&, const py::dict&, const std::string&, int, bool>(), py::arg("layers"),
-           py::arg("optimizer"), py::arg("loss"), py::arg("batch"), py::arg("tf32") = false)
+      .def(py::init<const py::list&, const py::dict&, const std::string&, int, bool, const std::string&>(),
+           py::arg("layers"), py::arg("optimizer"), py::arg("loss"), py::arg("batch"), py::arg("tf32") = false,
+           py::arg("mode") = "ops",
+           "mode: 'ops' (one kernel per operation, the default), 'graph' (step ranges captured in CUDA "
+           "graphs and replayed) or 'persistent' (one block runs the steps in shared memory; ValueError "
+           "when the model does not fit, see persistent_plan)")
       .def("run", &MlpTrainer::run, py::arg("x"), py::arg("y"), py::arg("order"), py::arg("x_batch"),
            py::arg("y_batch"), py::arg("step_losses"), py::arg("step0"), py::arg("step1"),
            py::arg("iterations"), py::arg("stop_on_nonfinite") = false, py::arg("metrics") = py::none(),
-           py::arg("stream") = 0, py::arg("workspace") = py::none(),
+           py::arg("stream") = 0, py::arg("workspace") = py::none(), py::arg("scalars") = py::none(),
            "Queue steps [step0, step1) on `stream`; returns (iterations, steps run) without waiting "
            "for the GPU. `workspace` (required) is a float64 device array of workspace_len() elements.")
       .def_property("learning_rate", &MlpTrainer::learning_rate, &MlpTrainer::set_learning_rate)
       .def_property("tf32", &MlpTrainer::tf32, &MlpTrainer::set_tf32)
+      .def_property_readonly("mode", &MlpTrainer::mode)
+      .def("graph_stats", &MlpTrainer::graph_stats, "Graph mode: {'captures', 'replays', 'cached'} so far.")
       .def_static("workspace_len", &MlpTrainer::workspace_len,
                   "Length (float64 elements) of the device workspace run needs.");
 }

@@ -186,7 +186,13 @@ class CudaBackend(Backend):
     has_trainer = True
 
     def make_trainer(self, layers, optimizer, loss, batch):
-        return CudaTrainer(self, self._k.MlpTrainer(layers, optimizer, loss, batch, self.tf32))
+        # The graph and persistent paths are opt-in (FUSEDNN_CUDA_GRAPH / FUSEDNN_CUDA_PERSISTENT)
+        # until a device run of benchmarks/gpu_check.sh has checked them; see cuda_paths.
+        from .cuda_paths import choose_mode
+
+        mode, self.trainer_path_note = choose_mode(layers, optimizer, loss, batch, self._k.persistent_why_not,
+                                                   self._k.persistent_smem_limit())
+        return CudaTrainer(self, self._k.MlpTrainer(layers, optimizer, loss, batch, self.tf32, mode))
 
 
 class CudaTrainer:
@@ -204,6 +210,15 @@ class CudaTrainer:
     def __init__(self, backend: CudaBackend, trainer: Any) -> None:
         self._be = backend
         self._t = trainer
+        # Graph mode: buffers whose addresses stay fixed from epoch to epoch, so a
+        # captured epoch can be replayed (a new address means a new capture).
+        self._order_buf: Any = None
+        self._scalars: Any = None
+
+    @property
+    def mode(self) -> str:
+        """'ops', 'graph' or 'persistent': how the steps run (see backends.cuda_paths)."""
+        return self._t.mode
 
     @property
     def learning_rate(self) -> float:
@@ -223,5 +238,16 @@ class CudaTrainer:
             order = self._be._cp.asarray(order)
         self._t.tf32 = self._be.tf32  # the backend's setting at the time of the call, as matmul
         s = self._be._stream()
+        scalars = None
+        if self._t.mode == "graph":
+            cp = self._be._cp
+            if self._order_buf is None or self._order_buf.shape != order.shape:
+                self._order_buf = cp.empty(order.shape, dtype=np.int64)
+            self._order_buf[...] = order
+            order = self._order_buf
+            steps = -(-int(x.shape[0]) // int(x_batch.shape[0]))
+            if self._scalars is None or self._scalars.size < steps:
+                self._scalars = cp.empty(steps, dtype=np.float32)
+            scalars = self._scalars
         return self._t.run(x, y, order, x_batch, y_batch, step_losses, step0, step1, iterations, False,
-                           metrics, s, self._be._workspace(s))
+                           metrics, s, self._be._workspace(s), scalars)
