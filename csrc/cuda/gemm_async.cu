@@ -130,6 +130,16 @@ __global__ void __launch_bounds__(T::THREADS, T::MINB) sgemm_async_kernel(const 
 #pragma unroll
     for (int j = 0; j < TN; ++j) acc[i][j] = 0.f;
 
+  // Layout::at's chunk swizzle (mn / 4) % CHUNKS, worked out for this lane's rows and
+  // columns so the fragment reads need no per-element index arithmetic: warp tiles
+  // start at multiples of 32 rows and 64 columns, so for A's row wm0 + 16i + ly + 4q
+  // it is q % CHUNKS (a constant) and for B's column wn0 + 32j + lx + 8q it is
+  // (2q + lx / 4) % CHUNKS.
+  int bsw[4];
+#pragma unroll
+  for (int q = 0; q < 4; ++q) bsw[q] = (2 * q + lx / 4) % LB::CHUNKS;
+  static_assert(T::WM % 32 == 0 && T::WN % 64 == 0, "the swizzle shortcut assumes these warp tiles");
+
   const int ktiles = (p.K + BK - 1) / BK;
 #pragma unroll
   for (int s = 0; s < S - 1; ++s) {
@@ -158,7 +168,8 @@ __global__ void __launch_bounds__(T::THREADS, T::MINB) sgemm_async_kernel(const 
       for (int i = 0; i < TM / 4; ++i) {
         if constexpr (AK) {
 #pragma unroll
-          for (int q = 0; q < 4; ++q) a[4 * i + q] = as[LA::at(row_of(4 * i + q), k)];
+          for (int q = 0; q < 4; ++q)  // the swizzle of row_of(4i + q) is q % CHUNKS (see bsw)
+            a[4 * i + q] = as[row_of(4 * i + q) * BK + (((k / 4) ^ (q % LA::CHUNKS)) * 4) + k % 4];
         } else {
           const float4 v = *reinterpret_cast<const float4*>(as + LA::at(row_of(4 * i), k));
           a[4 * i] = v.x, a[4 * i + 1] = v.y, a[4 * i + 2] = v.z, a[4 * i + 3] = v.w;
@@ -168,7 +179,8 @@ __global__ void __launch_bounds__(T::THREADS, T::MINB) sgemm_async_kernel(const 
       for (int j = 0; j < TN / 4; ++j) {
         if constexpr (BKM) {
 #pragma unroll
-          for (int q = 0; q < 4; ++q) b[4 * j + q] = bs[LB::at(col_of(4 * j + q), k)];
+          for (int q = 0; q < 4; ++q)
+            b[4 * j + q] = bs[col_of(4 * j + q) * BK + (((k / 4) ^ bsw[q]) * 4) + k % 4];
         } else {
           const float4 v = *reinterpret_cast<const float4*>(bs + LB::at(col_of(4 * j), k));
           b[4 * j] = v.x, b[4 * j + 1] = v.y, b[4 * j + 2] = v.z, b[4 * j + 3] = v.w;
