@@ -4,14 +4,16 @@
 them is chosen by :func:`set_backend` / ``FUSEDNN_BACKEND`` (default: cuda if
 usable, else cpu, else numpy).
 """
-__version__ = "0.1.0"
+import sys as _sys
+
+from ._version import __version__
 
 from . import backends, ops
 from .backends import available as available_backends
 from .backends import get_backend, set_backend
-from .threads import get_num_threads, set_num_threads
+from .backends.cpu import get_num_threads, set_num_threads
 
-from . import callbacks, initializers, keras, layers, losses, models, optimizers, utils
+from . import callbacks, initializers, keras, layers, losses, models, optimizers, saving, training, utils
 from .callbacks import Callback, EarlyStopping, History, ProgbarLogger, TerminateOnNaN
 from .callbacks import ModelCheckpoint
 from .layers import Activation, Dense, Input, InputLayer, Normalization
@@ -20,6 +22,15 @@ from .models import Sequential
 from .saving import load_model
 from .optimizers import SGD, Adam
 from .utils import set_random_seed
+
+# Modules that moved keep their old import path: the old name is the moved module
+# object itself (not a copy), so patching either patches both.
+_MOVED = {"threads": backends.cpu, "normalization": layers.normalization, "onnx_export": saving.onnx,
+          "fused": training.fused, "epoch_metrics": training.epoch_metrics, "inputs": training.inputs}
+for _old, _module in _MOVED.items():
+    _sys.modules[f"{__name__}.{_old}"] = _module
+    globals()[_old] = _module
+del _old, _module
 
 __all__ = [
     "__version__",

@@ -41,6 +41,12 @@ class Loss:
         that layer's logits: from_logits, or the activation this loss folds in."""
         return self.from_logits or (self.folds is not None and output_activation == self.folds)
 
+    def folds_output(self, output_activation: str) -> bool:
+        """Whether this loss takes the model's output activation into itself (a sigmoid
+        or softmax output with the matching cross-entropy on probabilities): the model
+        then runs its last layer without that activation and hands the loss logits."""
+        return not self.from_logits and self.folds is not None and output_activation == self.folds
+
     def value(self, be: Backend, pred: Any, target: Any, out: Any, logits: bool = False) -> None:
         """Write the loss of the batch to ``out[0]`` without waiting for it."""
         raise NotImplementedError

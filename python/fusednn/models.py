@@ -1,84 +1,39 @@
-"""The Sequential model: Keras' compile / fit / evaluate / predict over fusednn layers.
+"""The Sequential model's structure: its layers, shapes, weights, config, summary.
 
 A model is bound to the backend that is active when it is built (when its
-input size becomes known) and does all its arithmetic there, through the
-layers, loss and optimizer; the same code runs on numpy, cpu and cuda.
-Training data goes to the device once per ``fit`` when it fits there (else one
-batch at a time); each step then reuses buffers made for its batch size, so
-nothing is allocated after the first batch; the per-step losses are written to
-a device buffer and read back once per epoch, so the host never waits per step.
+input size becomes known) and does all its arithmetic there. Training
+(compile / fit / evaluate / predict) is the :class:`~fusednn.training.Trainer`
+it inherits; saving and export delegate to :mod:`fusednn.saving`.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from . import fused, inputs, losses, metrics as metrics_module, optimizers
-from .epoch_metrics import EpochMetrics
-from .backends import Backend, get_backend
-from .callbacks import (BatchLogs, Callback, CallbackList, History, ProgbarLogger, TerminateOnNaN,
-                        resolve_verbose)
-from .layers import Buffers, InputLayer, Layer, unique_name
-from .utils import rng
 from . import registry, saving
-from .layers import REGISTRY as _LAYERS
+from .backends import Backend, get_backend
+from .layers import REGISTRY as LAYERS, InputLayer, Layer, unique_name
 from .saving import load_model  # noqa: F401 - keras.models.load_model
-
-# Buffer sets kept per model: the training batch size, its remainder, and a few
-# for evaluate/predict; beyond that the oldest ones are dropped.
-_MAX_WORKSPACES = 6
+from .training import Trainer
 
 
-def _weighted_mean(step_losses: np.ndarray, batch_size: int, n: int) -> float:
-    """Keras' epoch loss: the mean of batch losses weighted by batch size, where the
-    batches cover ``n`` samples and only the last may be smaller."""
-    k = len(step_losses)
-    sizes = np.full(k, batch_size, dtype=np.float64)
-    sizes[-1] = n - (k - 1) * batch_size
-    return float(np.dot(np.asarray(step_losses, dtype=np.float64), sizes) / n)
-
-
-def _gather(xp: Any, src: Any, idx: Any, out: Any) -> None:
-    """out = src[idx] without a temporary (NumPy's default mode='raise' makes one;
-    the indices come from a permutation, so they are in range)."""
-    if xp is np:
-        np.take(src, idx, axis=0, out=out, mode="clip")
-    else:
-        xp.take(src, idx, axis=0, out=out)
-
-
-class _Workspace:
-    """The buffers of one batch size: each layer's :class:`Buffers` and the loss gradient."""
-
-    __slots__ = ("layers", "dpred", "batch_x", "batch_y")
-
-    def __init__(self, layers: list[Layer], batch: int) -> None:
-        self.layers: list[Buffers] = [layer.make_buffers(batch) for layer in layers]
-        self.dpred: Any = None
-        self.batch_x: Any = None  # the training batch, gathered from the (shuffled) data
-        self.batch_y: Any = None
-
-
-class Sequential:
+class Sequential(Trainer):
     """A linear stack of layers, Keras' ``Sequential``: ``add`` layers (an ``Input`` or
     the first layer's ``input_shape`` fixes the input size, else the first data does),
-    ``compile`` with an optimizer and a loss, then ``fit``, ``evaluate``, ``predict``.
-    Optimizer state persists across ``fit`` calls until the next ``compile``."""
+    ``compile`` with an optimizer and a loss, then ``fit``, ``evaluate``, ``predict``
+    (those come from :class:`~fusednn.training.Trainer`)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        registry.MODELS.register(cls)
 
     def __init__(self, layers: Sequence[Layer | InputLayer] | None = None, name: str | None = None) -> None:
+        super().__init__()
         self.name = name or unique_name("sequential")
         self.layers: list[Layer] = []
         self.built = False
-        self.optimizer: optimizers.Optimizer | None = None
-        self.loss: losses.Loss | None = None
-        self.metrics: list[metrics_module.Metric] = []
-        self.stop_training = False
-        self.history: History | None = None
-        #: per-step losses of the last training epoch (host array), e.g. for TerminateOnNaN
-        self.last_step_losses: np.ndarray | None = None
         #: JSON-serialisable information that ``save`` writes with the model and ``load_model`` restores
         self.metadata: dict[str, Any] = {}
         self._input_dim: int | None = None
@@ -86,9 +41,6 @@ class Sequential:
         self._backend: Backend | None = None
         self._params: list[Any] = []
         self._grads: list[Any] = []
-        self._workspaces: dict[int, _Workspace] = {}
-        self._loss_buffers: dict[tuple[str, int], Any] = {}
-        self._fused: fused.FusedTrainer | None = None
         for layer in layers or []:
             self.add(layer)
 
@@ -116,6 +68,20 @@ class Sequential:
             raise ValueError(f"input_shape must be (batch, features) or (features,), got {shape}")
         self._build(int(shape[-1]))
 
+    def pop(self) -> Layer:
+        """Remove and return the last layer, as Keras' ``Sequential.pop``; the model is
+        rebuilt without it (the other layers keep their weights)."""
+        if not self.layers:
+            raise IndexError(f"model {self.name!r} has no layers to pop")
+        layer = self.layers.pop()
+        if self.layers and self._input_dim is not None:
+            self.built = False
+            self._build(self._input_dim)
+        else:
+            self.built, self._output_dim, self._params, self._grads = False, None, [], []
+            self.reset_buffers()
+        return layer
+
     def _build(self, input_dim: int) -> None:
         if self.built and input_dim != self._input_dim:
             raise ValueError(f"model {self.name!r} is built for {self._input_dim} input features, got {input_dim}")
@@ -133,337 +99,49 @@ class Sequential:
         self._backend, self._input_dim, self._output_dim = be, input_dim, dim
         self._params = [w for layer in self.layers for w in layer.weights]
         self._grads = [g for layer in self.layers for g in layer.grads]
-        self._workspaces.clear()
-        self._fused = None
+        self.reset_buffers()
         self.built = bool(self.layers)
 
-    def _be(self) -> Backend:
-        return self._backend or get_backend()
+    # ------------------------------------------------------------ public state
+    @property
+    def backend(self) -> Backend | None:
+        """The backend the model is built on (None until it is built)."""
+        return self._backend
 
-    # ----------------------------------------------------------------- compile
-    def compile(self, optimizer: str | optimizers.Optimizer, loss: str | losses.Loss,
-                metrics: Sequence[Any] | None = None) -> None:
-        """Choose the optimizer ('adam', 'sgd' or an instance), the loss ('mse',
-        'binary_crossentropy', 'categorical_crossentropy', 'sparse_categorical_crossentropy'
-        or an instance) and metrics reported by fit/evaluate ('accuracy', 'precision',
-        'recall', 'f1', 'mae', 'mse', Metric instances or callables ``fn(y_true, y_pred)``).
-        Any previous optimizer state is reset."""
-        self.optimizer = optimizers.get(optimizer)
-        self.loss = losses.get(loss)
-        self.metrics = [metrics_module.get(m) for m in (metrics or [])]
-        names = [m.name for m in self.metrics]
-        if len(set(names)) != len(names) or "loss" in names:
-            raise ValueError(f"metric names must be distinct and not 'loss', got {names}")
-        if self.built:
-            self.optimizer.build(self._backend, self._params)
+    @property
+    def input_shape(self) -> tuple[None, int] | None:
+        """``(None, features)`` as in Keras, once the input size is known (else None)."""
+        return (None, self._input_dim) if self._input_dim is not None else None
 
-    def _require_compiled(self, what: str) -> None:
-        if self.optimizer is None or self.loss is None:
-            raise RuntimeError(f"call compile(optimizer=..., loss=...) before {what}()")
+    @property
+    def output_shape(self) -> tuple[None, int] | None:
+        """``(None, outputs)`` as in Keras, once the model is built (else None)."""
+        return (None, self._output_dim) if self.built else None
 
-    def _ready_optimizer(self) -> None:
-        # Built at compile time unless the model was not built yet (or gained layers since).
-        if not self.optimizer.is_built_for(self._backend, self._params):
-            self.optimizer.build(self._backend, self._params)
+    @property
+    def weights(self) -> list[Any]:
+        """The model's weight arrays themselves (backend arrays, Keras order; empty until
+        built): writing into them changes the model. :meth:`get_weights` gives copies."""
+        return list(self._params)
 
-    # -------------------------------------------------------------- data entry
-    def _xy(self, x: Any, y: Any, xname: str = "x", yname: str = "y") -> tuple[Any, Any]:
-        """Checked float32 (x, y); builds the model from x's feature count if needed."""
-        if not self.layers:
-            raise ValueError(f"model {self.name!r} has no layers; add some first")
-        be = self._be()
-        x = inputs.samples(x, xname, be, self._input_dim)
-        if not self.built:
-            self._build(x.shape[1])
-        sparse = self.loss is not None and self.loss.sparse
-        y = inputs.targets(y, yname, be, x.shape[0], 1 if sparse else self._output_dim)
-        inputs.check_finite(x, xname, be)
-        inputs.check_finite(y, yname, be)
-        if self.loss is not None:
-            self.loss.check_targets(y, self._output_dim, be)
-        return x, y
+    @property
+    def gradients(self) -> list[Any]:
+        """The gradient arrays backward passes write, one per weight array in
+        :attr:`weights` order (backend arrays; the optimizer reads them)."""
+        return list(self._grads)
 
-    def _x(self, x: Any) -> Any:
-        if not self.layers:
-            raise ValueError(f"model {self.name!r} has no layers; add some first")
-        x = inputs.samples(x, "x", self._be(), self._input_dim)
-        if not self.built:
-            self._build(x.shape[1])
-        return x
-
-    def _place(self, *arrays: Any, copies: int = 1) -> list[Any]:
-        """Move arrays to the device when ``copies`` of them fit there at once, else keep
-        them where they are (batches are then copied one at a time)."""
-        be = self._backend
-        if be.can_hold(copies * sum(int(a.nbytes) for a in arrays)):
-            return [be.asarray(a) for a in arrays]
-        return list(arrays)
-
-    # ---------------------------------------------------------------- compute
-    def _workspace(self, batch: int) -> _Workspace:
-        ws = self._workspaces.get(batch)
-        if ws is None:
-            if len(self._workspaces) >= _MAX_WORKSPACES:
-                del self._workspaces[next(iter(self._workspaces))]
-            ws = self._workspaces[batch] = _Workspace(self.layers, batch)
-        return ws
-
-    def _loss_buffer(self, kind: str, steps: int) -> Any:
-        buf = self._loss_buffers.get((kind, steps))
-        if buf is None:
-            self._loss_buffers = {k: v for k, v in self._loss_buffers.items() if k[0] != kind}
-            buf = self._loss_buffers[(kind, steps)] = self._backend.zeros((steps,))
-        return buf
-
-    def _output_activation(self) -> str:
+    @property
+    def output_activation(self) -> str:
+        """The activation of the last layer ('linear' for a layer without one)."""
         return getattr(self.layers[-1], "activation", "linear")
-
-    def _folds_output(self) -> bool:
-        """Whether the loss takes the last layer's activation into itself (a sigmoid or
-        softmax output with the matching cross-entropy): training and evaluation then
-        run that layer without its activation and hand the loss logits."""
-        return not self.loss.from_logits and self.loss.folds == self._output_activation()
-
-    def _forward(self, x: Any, ws: _Workspace, logits: bool = False) -> Any:
-        """Run every layer on a device batch ``x`` into ``ws``; returns the output buffer
-        (the last layer's pre-activation with ``logits``)."""
-        last = len(self.layers) - 1
-        for i, (layer, buf) in enumerate(zip(self.layers, ws.layers)):
-            x = layer.forward(x, buf, logits) if (logits and i == last) else layer.forward(x, buf)
-        return x
-
-    def _compute_gradients(self, x: Any, y: Any, ws: _Workspace, loss_out: Any,
-                           tracker: EpochMetrics | None = None) -> None:
-        """Forward, loss (written to ``loss_out[0]``) and backward for one batch: leaves
-        every layer's weight gradients in its ``grads``."""
-        be = self._backend
-        fold = self._folds_output()
-        pred = self._forward(x, ws, fold)
-        on_logits = fold or self.loss.from_logits
-        self.loss.value(be, pred, y, loss_out, logits=on_logits)
-        if tracker is not None:
-            tracker.update(pred, y)
-        if ws.dpred is None:
-            ws.dpred = be.empty(pred.shape)
-        dy = self.loss.gradient(be, pred, y, ws.dpred, logits=on_logits)
-        for i in range(len(self.layers) - 1, -1, -1):
-            dy = self.layers[i].backward(dy, ws.layers[i], i > 0)
-
-    def _tracker(self) -> EpochMetrics | None:
-        if not self.metrics:
-            return None
-        fold = self._folds_output()
-        return EpochMetrics(self.metrics, self._backend, self._output_dim, self.loss.sparse,
-                            fold or self.loss.from_logits, self._output_activation() if fold else None)
-
-    def _train_epoch(self, x: Any, y: Any, order: np.ndarray, batch_size: int,
-                     on_step: Callable[[int, Any], None] | None = None, chunk: int = 1,
-                     stop_on_nonfinite: bool = False, tracker: EpochMetrics | None = None,
-                     augment: Callable[[np.ndarray], np.ndarray] | None = None) -> float:
-        """Train one epoch over the samples in ``order`` (a host permutation) in batches
-        of ``batch_size``; returns the epoch loss (batch losses weighted by batch size)
-        and leaves the per-step losses in ``last_step_losses``. ``x``/``y`` are on the
-        device, or on the host to be copied a batch at a time. ``on_step(step, losses)``,
-        if given, runs after each step with the device array of this epoch's step losses
-        (on the fused path, after each run of ``chunk`` steps). With ``stop_on_nonfinite``
-        the fused path stops after the first step whose loss is NaN or infinite.
-        ``tracker`` accumulates the compiled metrics; ``augment`` transforms each
-        training batch (a host array) before it is used."""
-        be = self._backend
-        n = len(order)
-        steps = -(-n // batch_size)
-        step_losses = self._loss_buffer("train", steps)
-        trainer = fused.trainer_for(self, batch_size, tracker) if isinstance(x, be.xp.ndarray) else None
-        if trainer is not None:
-            done = trainer.epoch(self, x, y, order, step_losses, chunk, on_step, stop_on_nonfinite, augment)
-            if tracker is not None:
-                covered = min(n, done * batch_size)
-                tracker.add_counted(covered, covered * self._output_dim)
-            self.last_step_losses = np.array(be.to_numpy(step_losses[:done]), dtype=np.float64)
-            return _weighted_mean(self.last_step_losses, batch_size, min(n, done * batch_size))
-        xp = be.xp if isinstance(x, be.xp.ndarray) else np
-        idx = xp.asarray(order)
-        for s in range(steps):
-            lo, hi = s * batch_size, min(n, (s + 1) * batch_size)
-            ws = self._workspace(hi - lo)
-            if ws.batch_x is None:
-                ws.batch_x = xp.empty((hi - lo, x.shape[1]), dtype=np.float32)
-                ws.batch_y = xp.empty((hi - lo, y.shape[1]), dtype=np.float32)
-            # gather this batch only: a shuffled copy of the whole set would double
-            # the memory that fit needs
-            _gather(xp, x, idx[lo:hi], ws.batch_x)
-            _gather(xp, y, idx[lo:hi], ws.batch_y)
-            xb = ws.batch_x
-            if augment is not None:
-                xb = inputs.augmented(augment, be.to_numpy(xb), xb.shape)
-            self._compute_gradients(be.asarray(xb), be.asarray(ws.batch_y), ws, step_losses[s:s + 1], tracker)
-            self.optimizer.apply(self._grads)
-            if on_step is not None:
-                on_step(s, step_losses)
-        self.last_step_losses = np.array(be.to_numpy(step_losses), dtype=np.float64)
-        return _weighted_mean(self.last_step_losses, batch_size, n)
-
-    def _evaluate(self, x: Any, y: Any, batch_size: int, cbs: CallbackList | None = None,
-                  tracker: EpochMetrics | None = None) -> float:
-        """The loss over (x, y) in batches, read back from the device once; the compiled
-        metrics accumulate in ``tracker``."""
-        be = self._backend
-        n = x.shape[0]
-        steps = -(-n // batch_size)
-        step_losses = self._loss_buffer("eval", steps)
-        fold = self._folds_output()
-        on_logits = fold or self.loss.from_logits
-        for s in range(steps):
-            lo, hi = s * batch_size, min(n, (s + 1) * batch_size)
-            pred = self._forward(be.asarray(x[lo:hi]), self._workspace(hi - lo), fold)
-            yb = be.asarray(y[lo:hi])
-            self.loss.value(be, pred, yb, step_losses[s:s + 1], logits=on_logits)
-            if tracker is not None:
-                tracker.update(pred, yb)
-            if cbs is not None:
-                covered = hi
-                cbs.call("on_test_batch_end", s, BatchLogs(
-                    lambda s=s, covered=covered: _weighted_mean(be.to_numpy(step_losses[:s + 1]), batch_size,
-                                                                covered)))
-        return _weighted_mean(be.to_numpy(step_losses), batch_size, n)
-
-    # --------------------------------------------------------------------- fit
-    def fit(self, x: Any, y: Any, batch_size: int | None = 32, epochs: int = 1, verbose: int | str = "auto",
-            validation_split: float = 0.0, validation_data: tuple[Any, Any] | None = None,
-            shuffle: bool = True, callbacks: Sequence[Callback] | None = None,
-            initial_epoch: int = 0, augment: Callable[[np.ndarray], np.ndarray] | None = None) -> History:
-        """Train for ``epochs`` epochs (counting from ``initial_epoch``) on (x, y) in
-        mini-batches, with Keras' semantics: ``shuffle`` reorders samples every epoch,
-        ``validation_split`` holds out the *last* fraction of the data (before
-        shuffling) unless ``validation_data=(x_val, y_val)`` is given, and the returned
-        :class:`History` holds per-epoch 'loss' and each compiled metric (and 'val_loss',
-        'val_<metric>'). ``augment`` (e.g. a :class:`fusednn.preprocessing.Augmentation`)
-        transforms each training batch as it is drawn — never the validation data."""
-        self._require_compiled("fit")
-        if augment is not None and not callable(augment):
-            raise TypeError(f"augment must be a callable on a batch of samples, got {type(augment).__name__}")
-        batch_size = inputs.batch_size(batch_size)
-        verbose = resolve_verbose(verbose)
-        epochs, initial_epoch = int(epochs), int(initial_epoch)
-        if initial_epoch < 0:
-            raise ValueError(f"initial_epoch must be >= 0, got {initial_epoch}")
-        if not 0.0 <= validation_split < 1.0:
-            raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
-        x, y = self._xy(x, y)
-        val = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("validation_data must be a pair (x_val, y_val)")
-            val = self._xy(*validation_data, xname="validation_data x", yname="validation_data y")
-        elif validation_split:
-            split = int(math.floor(x.shape[0] * (1.0 - validation_split)))
-            if split in (0, x.shape[0]):
-                raise ValueError(f"{x.shape[0]} samples cannot be split into training and validation "
-                                 f"sets with validation_split={validation_split}")
-            x, y, val = x[:split], y[:split], (x[split:], y[split:])
-        x, y = self._place(x, y)
-        if val is not None:
-            val = self._place(*val)
-        self._ready_optimizer()
-
-        n = x.shape[0]
-        steps = -(-n // batch_size)
-        history = History()
-        cbs = CallbackList([*(callbacks or []), history] + ([ProgbarLogger(verbose)] if verbose else []),
-                           model=self, params={"epochs": epochs, "steps": steps, "verbose": verbose})
-        on_step = None
-        # The fused path runs steps in chunks between batch hooks: one step at a time
-        # for callbacks that act per batch, ~50 chunks an epoch for the progress bar.
-        per_batch = [cb for cb in cbs.callbacks if not isinstance(cb, ProgbarLogger)
-                     and type(cb).on_train_batch_end is not Callback.on_train_batch_end]
-        chunk = 1 if per_batch else max(1, steps // 50)
-        stop_on_nonfinite = any(isinstance(cb, TerminateOnNaN) for cb in cbs.callbacks)
-        if cbs.wants("on_train_batch_end"):
-            be = self._backend
-
-            def on_step(step: int, step_losses: Any) -> None:
-                covered = min(n, (step + 1) * batch_size)
-                cbs.call("on_train_batch_end", step, BatchLogs(
-                    lambda: _weighted_mean(be.to_numpy(step_losses[:step + 1]), batch_size, covered)))
-
-        tracker, val_tracker = self._tracker(), self._tracker()
-        self.stop_training = False
-        self.history = history
-        logs: dict[str, float] | None = None
-        cbs.call("on_train_begin", None)
-        for epoch in range(initial_epoch, epochs):
-            cbs.call("on_epoch_begin", epoch, None)
-            order = rng().permutation(n) if shuffle else np.arange(n)
-            if tracker is not None:
-                tracker.reset()
-            logs = {"loss": self._train_epoch(x, y, order, batch_size, on_step, chunk, stop_on_nonfinite,
-                                              tracker, augment)}
-            if tracker is not None:
-                logs.update(tracker.result())
-            if val is not None:
-                if val_tracker is not None:
-                    val_tracker.reset()
-                logs["val_loss"] = self._evaluate(val[0], val[1], batch_size, tracker=val_tracker)
-                if val_tracker is not None:
-                    logs.update({f"val_{k}": v for k, v in val_tracker.result().items()})
-            cbs.call("on_epoch_end", epoch, logs)
-            if self.stop_training:
-                break
-        if self._fused is not None:
-            self._fused.forget_data()
-        cbs.call("on_train_end", logs)
-        return history
-
-    # ---------------------------------------------------------- evaluate, predict
-    def evaluate(self, x: Any, y: Any, batch_size: int | None = 32, verbose: int | str = "auto"
-                 ) -> float | list[float]:
-        """The loss on (x, y), averaged over samples as in Keras (batches weighted by
-        size); with compiled metrics, ``[loss, *metrics]`` in compile order, as Keras."""
-        self._require_compiled("evaluate")
-        batch_size = inputs.batch_size(batch_size)
-        verbose = resolve_verbose(verbose)
-        x, y = self._place(*self._xy(x, y))
-        steps = -(-x.shape[0] // batch_size)
-        cbs = None
-        if verbose:
-            cbs = CallbackList([ProgbarLogger(verbose)], model=self, params={"steps": steps, "verbose": verbose})
-            cbs.call("on_test_begin", None)
-        tracker = self._tracker()
-        loss = self._evaluate(x, y, batch_size, cbs, tracker)
-        results = tracker.result() if tracker is not None else {}
-        if cbs is not None:
-            cbs.call("on_test_end", {"loss": loss, **results})
-        return [loss, *results.values()] if tracker is not None else loss
-
-    def predict(self, x: Any, batch_size: int | None = 32, verbose: int | str = "auto") -> np.ndarray:
-        """Model outputs for ``x`` as a NumPy array (n, units), computed in batches.
-        Non-finite inputs are not rejected here: they give non-finite outputs."""
-        batch_size = inputs.batch_size(batch_size)
-        verbose = resolve_verbose(verbose)
-        (x,) = self._place(self._x(x))
-        be = self._backend
-        n = x.shape[0]
-        steps = -(-n // batch_size)
-        cbs = None
-        if verbose:
-            cbs = CallbackList([ProgbarLogger(verbose)], model=self, params={"steps": steps, "verbose": verbose})
-            cbs.call("on_predict_begin", None)
-        # Collect on the device and copy back once, so the host waits once, not per batch.
-        out = be.empty((n, self._output_dim))
-        for s in range(steps):
-            lo, hi = s * batch_size, min(n, (s + 1) * batch_size)
-            out[lo:hi] = self._forward(be.asarray(x[lo:hi]), self._workspace(hi - lo))
-            if cbs is not None:
-                cbs.call("on_predict_batch_end", s, None)
-        if cbs is not None:
-            cbs.call("on_predict_end", None)
-        return np.array(be.to_numpy(out), dtype=np.float32)
 
     def __call__(self, x: Any) -> Any:
         """The model's output for ``x`` in one batch, as an array of the model's backend
         (NumPy, or CuPy on the GPU), as calling a Keras model gives a tensor."""
-        x = self._be().asarray(self._x(x))
-        return self._forward(x, _Workspace(self.layers, x.shape[0]))
+        x = (self._backend or get_backend()).asarray(self.check_samples(x))
+        for layer in self.layers:
+            x = layer.forward(x, layer.make_buffers(x.shape[0]))
+        return x
 
     # ------------------------------------------------------------------ weights
     def get_weights(self) -> list[np.ndarray]:
@@ -529,7 +207,7 @@ class Sequential:
         until known) and each layer as ``{"class_name": ..., "config": ...}``."""
         return {"name": self.name,
                 "input_shape": [None, self._input_dim] if self._input_dim is not None else None,
-                "layers": [registry.serialize(layer, _LAYERS) for layer in self.layers]}
+                "layers": [registry.serialize(layer, LAYERS) for layer in self.layers]}
 
     @classmethod
     def from_config(cls, config: dict[str, Any], custom_objects: dict[str, type] | None = None) -> "Sequential":
@@ -540,7 +218,7 @@ class Sequential:
         if shape is not None:
             model.add(InputLayer(shape=tuple(shape[1:])))
         for spec in config["layers"]:
-            model.add(registry.deserialize(spec, _LAYERS, custom_objects))
+            model.add(registry.deserialize(spec, LAYERS, custom_objects))
         return model
 
     def save(self, filepath: str, overwrite: bool = True, include_optimizer: bool = True) -> None:
@@ -560,7 +238,10 @@ class Sequential:
     def export_onnx(self, filepath: str, opset: int = 17) -> None:
         """Write the model as an ONNX graph (float32, input "input" of shape (batch,
         features), output "output", any batch size) for ONNX runtimes; needs the
-        ``onnx`` extra. See :mod:`fusednn.onnx_export`."""
-        from . import onnx_export
+        ``onnx`` extra. See :mod:`fusednn.saving.onnx`."""
+        from .saving import onnx
 
-        onnx_export.export(self, filepath, opset=opset)
+        onnx.export(self, filepath, opset=opset)
+
+
+registry.MODELS.register(Sequential)

@@ -81,6 +81,12 @@ class Optimizer:
         with state list it here so that it can be saved and restored."""
         return []
 
+    def slots(self) -> list[list[Any]]:
+        """Per parameter (in ``build`` order) its state arrays, e.g. SGD with momentum
+        ``[velocity]``, Adam ``[m, v]``, none ``[]``: the same arrays as
+        :meth:`state_arrays`, grouped by the parameter they belong to."""
+        return [[] for _ in self._params]
+
     def get_state(self) -> tuple[int, list[np.ndarray]]:
         """The step count and NumPy copies of :meth:`state_arrays`."""
         return self.iterations, [np.array(self._be.to_numpy(a), dtype=np.float32) for a in self.state_arrays()]
@@ -122,6 +128,9 @@ class SGD(Optimizer):
     def state_arrays(self) -> list[Any]:
         return list(self._velocity)
 
+    def slots(self) -> list[list[Any]]:
+        return [[v] for v in self._velocity] if self.momentum else super().slots()
+
     def _update(self, i: int, param: Any, grad: Any) -> None:
         v = self._velocity[i] if self.momentum else None
         self._be.sgd_update(param, grad, v, self.learning_rate, self.momentum, self.nesterov)
@@ -153,6 +162,9 @@ class Adam(Optimizer):
 
     def state_arrays(self) -> list[Any]:
         return [*self._m, *self._v]
+
+    def slots(self) -> list[list[Any]]:
+        return [[m, v] for m, v in zip(self._m, self._v)]
 
     def _update(self, i: int, param: Any, grad: Any) -> None:
         self._be.adam_update(param, grad, self._m[i], self._v[i], self.learning_rate, self.beta_1,

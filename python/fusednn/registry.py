@@ -53,6 +53,11 @@ class Registry:
                              "before loading, or pass it in custom_objects") from None
 
 
+#: model classes by name (Sequential registers itself), so that loading a model file
+#: rebuilds it without the saving code importing the models
+MODELS = Registry("model")
+
+
 def _owner(cls: type, attr: str) -> type:
     return next(c for c in cls.__mro__ if attr in c.__dict__)
 

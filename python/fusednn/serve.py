@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 
 DEFAULT_MAX_BATCH = 10_000
 DEFAULT_MAX_BODY = 16 << 20
@@ -131,7 +131,7 @@ class Predictor:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.model, self.max_batch = model, int(max_batch)
-        self.input_dim, self.output_dim = model._input_dim, model._output_dim
+        self.input_dim, self.output_dim = model.input_shape[1], model.output_shape[1]
         classes = model.metadata.get("classes") if model.metadata.get("task") == "classification" else None
         self.classes = classes if isinstance(classes, list) and len(classes) == max(2, self.output_dim) else None
         self._lock = threading.Lock()
@@ -167,12 +167,12 @@ class Predictor:
     def metadata(self, max_body: int) -> dict[str, Any]:
         """What /metadata says about the model and the limits."""
         model = self.model
-        layers, dim = [], model._input_dim
+        layers, dim = [], model.input_shape[1]
         for layer in model.layers:
             dim = layer.output_dim(dim)
             layers.append({"name": layer.name, "class_name": type(layer).__name__, "output_shape": [None, dim],
                            "params": layer.count_params(), "config": layer.get_config()})
-        return {"model": model.name, "fusednn_version": __version__, "backend": model._backend.name,
+        return {"model": model.name, "fusednn_version": __version__, "backend": model.backend.name,
                 "input_shape": [None, self.input_dim], "output_shape": [None, self.output_dim],
                 "params": model.count_params(), "layers": layers,
                 "limits": {"max_batch": self.max_batch, "max_body": max_body},
@@ -247,6 +247,6 @@ def serve(model_path: str, host: str = "127.0.0.1", port: int = 8000, max_batch:
     _, uvicorn = _require()
     model = load_model(model_path, compile=False)
     app = create_app(model, max_batch=max_batch, max_body=max_body)
-    print(f"serving {model_path} ({model.name}: {model._input_dim} features -> {model._output_dim} outputs, "
-          f"{model._backend.name} backend) on http://{host}:{port}", flush=True)
+    print(f"serving {model_path} ({model.name}: {model.input_shape[1]} features -> {model.output_shape[1]} outputs, "
+          f"{model.backend.name} backend) on http://{host}:{port}", flush=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)

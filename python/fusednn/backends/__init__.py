@@ -12,6 +12,7 @@ import os
 import numpy as _np
 
 from .base import ACTIVATIONS, XENT_KINDS, Backend, activation_code
+from .compiled import native
 
 NAMES = ("cuda", "cpu", "numpy")
 
@@ -88,6 +89,11 @@ def get_backend() -> Backend:
     return _active
 
 
+def active() -> Backend | None:
+    """The active backend, or None while none has been chosen yet (never chooses one)."""
+    return _active
+
+
 def host_backend() -> Backend:
     """The backend for NumPy inputs: the active one if it runs on the host, else
     the best host backend (cpu when built, else numpy)."""
@@ -103,10 +109,12 @@ __all__ = [
     "Backend",
     "BackendUnavailableError",
     "activation_code",
+    "active",
     "available",
     "backend",
     "get_backend",
     "host_backend",
+    "native",
     "set_backend",
     "unavailable",
 ]

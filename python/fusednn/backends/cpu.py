@@ -1,22 +1,68 @@
-"""The native CPU backend: fusednn._cpu's hand-written C++ kernels."""
+"""The native CPU backend: fusednn._cpu's hand-written C++ kernels, and their thread count.
+
+Thread count default: the cores this process may run on (``os.sched_getaffinity``),
+or ``FUSEDNN_NUM_THREADS`` when set. Our kernels run one at a time from the
+calling thread, so they never compete with NumPy's BLAS threads for cores.
+"""
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
 from .base import XENT_KINDS, Backend, activation_code
 
-try:
-    from .. import _cpu
-except ImportError as e:  # not compiled, or built for another Python
-    _cpu = None
-    IMPORT_ERROR: str | None = f"fusednn._cpu is not built ({e})"
-else:
-    IMPORT_ERROR = None
+from .compiled import import_error, native
+
+_cpu = native("cpu")
+IMPORT_ERROR: str | None = import_error("cpu")
 
 
 def unavailable_reason() -> str | None:
     """None when the backend is usable, else a sentence saying why not."""
     return IMPORT_ERROR
+
+
+# ------------------------------------------------------------------ thread count
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _default_threads() -> int:
+    env = os.environ.get("FUSEDNN_NUM_THREADS", "").strip()
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            raise ValueError(f"FUSEDNN_NUM_THREADS={env!r} is not an integer") from None
+        if n < 1:
+            raise ValueError(f"FUSEDNN_NUM_THREADS must be >= 1, got {n}")
+        return n
+    return _usable_cores()
+
+
+_threads: int | None = None
+
+
+def get_num_threads() -> int:
+    """Threads the native CPU kernels use."""
+    if _threads is None:
+        set_num_threads(_default_threads())
+    return _threads
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` threads (>= 1) in the native CPU kernels from now on."""
+    global _threads
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"number of threads must be >= 1, got {n}")
+    _threads = n
+    if _cpu is not None:
+        _cpu.set_num_threads(n)
 
 
 class CpuBackend(Backend):
@@ -29,8 +75,6 @@ class CpuBackend(Backend):
         if _cpu is None:
             raise RuntimeError(IMPORT_ERROR)
         self._k = _cpu
-        from ..threads import get_num_threads
-
         get_num_threads()  # applies FUSEDNN_NUM_THREADS / the CPU affinity to the pool
 
     def matmul(self, a, b, out, transpose_a=False, transpose_b=False, bias=None, activation="linear"):

@@ -15,13 +15,10 @@ import numpy as np
 
 from .base import XENT_KINDS, Backend, activation_code
 
-try:
-    from .. import _cuda
-except ImportError as e:  # not compiled (no CUDA compiler at build time), or built for another Python
-    _cuda = None
-    _IMPORT_ERROR: str | None = f"fusednn._cuda is not built ({e})"
-else:
-    _IMPORT_ERROR = None
+from .compiled import import_error, native
+
+_cuda = native("cuda")
+_IMPORT_ERROR: str | None = import_error("cuda")
 
 #: default share of free device memory that training data may take (FUSEDNN_GPU_DATA_FRACTION)
 DEFAULT_DATA_FRACTION = 0.5

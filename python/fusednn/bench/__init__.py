@@ -218,7 +218,7 @@ def machine_info() -> dict[str, Any]:
             info["cpu"] = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
     except OSError:
         info["cpu"] = platform.processor()
-    k = backends.cpu._cpu
+    k = backends.native("cpu")
     if k is not None:
         info["simd"] = k.simd_path()
     try:

@@ -1,0 +1,181 @@
+"""Core layers: Dense, Activation and the Input marker, with Keras' names and defaults.
+
+Each layer implements its own forward and backward pass on the backend it was
+built on, and nothing else: it never allocates while running. The caller (a
+model) owns one :class:`Buffers` per layer and batch size, and the layer writes
+its output, and in training its gradients, into them. A layer keeps references
+to what its backward pass needs (its input and output of the last forward).
+Weights and gradients are backend arrays (NumPy or CuPy); initial values are
+drawn on the host so that a seed gives the same model on every backend.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import initializers
+from ..backends import activation_code
+from .base import Buffers, Layer, feature_dim, unique_name
+
+
+def _activation_name(activation: str | None) -> str:
+    name = "linear" if activation is None else activation
+    if not isinstance(name, str):
+        raise TypeError(f"activation must be a name (str) or None, got {type(activation).__name__}")
+    if name != "softmax":  # softmax is row-wise: its own kernels, not the elementwise codes
+        try:
+            activation_code(name)
+        except ValueError:
+            raise ValueError(f"unknown activation {name!r}; valid: linear, relu, sigmoid, softmax, tanh") from None
+    return name
+
+
+
+
+class Dense(Layer):
+    """Fully connected layer ``activation(x @ kernel + bias)``, Keras' Dense: kernel
+    (input_dim, units) initialised with glorot_uniform, bias (units,) with zeros.
+    Its forward pass is one fused matmul+bias+activation kernel call."""
+
+    def __init__(self, units: int, activation: str | None = None, use_bias: bool = True,
+                 kernel_initializer: str | initializers.Initializer = "glorot_uniform",
+                 bias_initializer: str | initializers.Initializer = "zeros",
+                 input_shape: Any = None, input_dim: int | None = None, name: str | None = None) -> None:
+        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
+            raise ValueError(f"Dense units must be a positive integer, got {units!r}")
+        self.units = int(units)
+        self.activation = _activation_name(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        super().__init__(name, input_shape, input_dim)
+        self.kernel: Any = None
+        self.bias: Any = None
+        self._x = self._y = None
+        self._logits = False
+
+    def output_dim(self, input_dim: int) -> int:
+        return self.units
+
+    def build(self, input_dim: int) -> None:
+        super().build(input_dim)
+        be = self.backend
+        self.kernel = be.asarray(self.kernel_initializer((self.input_dim, self.units)))
+        self.weights = [self.kernel]
+        if self.use_bias:
+            self.bias = be.asarray(self.bias_initializer((self.units,)))
+            self.weights.append(self.bias)
+        self.grads = [be.zeros(w.shape) for w in self.weights]
+
+    def forward(self, x: Any, buf: Buffers, logits: bool = False) -> Any:
+        """With ``logits`` the activation is left out: the loss folds it in (see losses)."""
+        act = "linear" if logits or self.activation == "softmax" else self.activation
+        self.backend.matmul(x, self.kernel, out=buf.y, bias=self.bias, activation=act)
+        if self.activation == "softmax" and not logits:
+            self.backend.softmax(buf.y, buf.y)
+        self._x, self._y, self._logits = x, buf.y, logits
+        return buf.y
+
+    def backward(self, dy: Any, buf: Buffers, need_dx: bool) -> Any:
+        be = self.backend
+        if self.activation == "linear" or self._logits:
+            dz = dy
+        else:
+            if buf.dz is None:
+                buf.dz = be.empty(buf.y.shape)
+            if self.activation == "softmax":
+                be.softmax_backward(dy, self._y, buf.dz)
+            else:
+                be.act_backward(dy, self._y, buf.dz, self.activation)
+            dz = buf.dz
+        be.matmul(self._x, dz, out=self.grads[0], transpose_a=True)
+        if self.use_bias:
+            be.sum_rows(dz, self.grads[1])
+        if not need_dx:
+            return None
+        if buf.dx is None:
+            buf.dx = be.empty((buf.batch, self.input_dim))
+        be.matmul(dz, self.kernel, out=buf.dx, transpose_b=True)
+        return buf.dx
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "units": self.units, "activation": self.activation,
+                "use_bias": self.use_bias,
+                "kernel_initializer": initializers.serialize(self.kernel_initializer),
+                "bias_initializer": initializers.serialize(self.bias_initializer)}
+
+    def onnx_nodes(self, builder: Any, x: str) -> str:
+        weights = self.get_weights()
+        w = builder.constant(f"{self.name}.kernel", weights[0])
+        if self.use_bias:
+            z = builder.node("Gemm", [x, w, builder.constant(f"{self.name}.bias", weights[1])])
+        else:
+            z = builder.node("MatMul", [x, w])
+        return builder.activation(self.activation, z)
+
+    def __repr__(self) -> str:
+        return f"<Dense name={self.name!r} units={self.units} activation={self.activation!r}>"
+
+
+class Activation(Layer):
+    """Applies an activation: 'linear', 'relu', 'sigmoid', 'tanh' elementwise, or
+    'softmax' over each sample's features."""
+
+    def __init__(self, activation: str | None, input_shape: Any = None, input_dim: int | None = None,
+                 name: str | None = None) -> None:
+        self.activation = _activation_name(activation)
+        super().__init__(name, input_shape, input_dim)
+        self._y = None
+        self._logits = False
+
+    def forward(self, x: Any, buf: Buffers, logits: bool = False) -> Any:
+        """With ``logits`` the input passes through: the loss folds the activation in."""
+        if logits or self.activation == "linear":
+            buf.y[...] = x
+        elif self.activation == "softmax":
+            self.backend.softmax(x, buf.y)
+        else:
+            self.backend.act_forward(x, buf.y, self.activation)
+        self._y, self._logits = buf.y, logits
+        return buf.y
+
+    def backward(self, dy: Any, buf: Buffers, need_dx: bool) -> Any:
+        if not need_dx:
+            return None
+        if self._logits or self.activation == "linear":
+            return dy
+        if buf.dx is None:
+            buf.dx = self.backend.empty(buf.y.shape)
+        if self.activation == "softmax":
+            self.backend.softmax_backward(dy, self._y, buf.dx)
+        else:
+            self.backend.act_backward(dy, self._y, buf.dx, self.activation)
+        return buf.dx
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "activation": self.activation}
+
+    def onnx_nodes(self, builder: Any, x: str) -> str:
+        return builder.activation(self.activation, x)
+
+
+class InputLayer:
+    """Declares the per-sample input shape ``(features,)`` of a Sequential model when
+    placed first in it, as ``keras.Input(shape=...)`` does; it computes nothing."""
+
+    def __init__(self, shape: Any = None, batch_size: int | None = None, name: str | None = None,
+                 input_shape: Any = None) -> None:
+        self.name = name or unique_name("input_layer")
+        self.batch_size = batch_size
+        self.input_dim = feature_dim(shape if shape is not None else input_shape, None, self.name)
+        if self.input_dim is None:
+            raise ValueError("Input needs a shape, e.g. Input(shape=(10,))")
+
+    def __repr__(self) -> str:
+        return f"<InputLayer name={self.name!r} shape=({self.input_dim},)>"
+
+
+def Input(shape: Any, batch_size: int | None = None, name: str | None = None) -> InputLayer:
+    """``keras.Input``: the input declaration to put first in a Sequential model."""
+    return InputLayer(shape=shape, batch_size=batch_size, name=name)
