@@ -83,15 +83,15 @@ main() {
   # --maxfail rather than -x: one run should show every broken kernel, not the first.
   stage "GPU tests: CUDA kernels and backend" 110 180 \
     "$PY" -m pytest -q -p no:cacheprovider -rs --maxfail=10 --durations=5 \
-    tests/test_cuda_ops.py tests/test_cuda_backend.py tests/test_build.py
+    tests/kernels/test_cuda_kernels.py tests/kernels/test_cuda_backend.py tests/tools/test_build.py
   # The fused trainer against the per-op cuda path (bit for bit) and the cpu backend.
   stage "GPU tests: fused trainer" 60 200 \
-    "$PY" -m pytest -q -p no:cacheprovider -rs --maxfail=10 --durations=5 tests/test_cuda_train.py
+    "$PY" -m pytest -q -p no:cacheprovider -rs --maxfail=10 --durations=5 tests/model/test_cuda_train.py
   # The opt-in paths (persistent kernel, graph replay) against the per-op path and the cpu
   # backend, and their host-side plan/cache/dispatch logic.
   stage "GPU tests: persistent and graph trainer paths" 100 150 \
-    "$PY" -m pytest -q -p no:cacheprovider -rs --maxfail=10 --durations=5 tests/test_cuda_fast_paths.py \
-    tests/test_cuda_paths.py
+    "$PY" -m pytest -q -p no:cacheprovider -rs --maxfail=10 --durations=5 tests/model/test_cuda_fast_paths.py \
+    tests/model/test_cuda_paths.py
   stage "benchmark" 130 90 "$PY" benchmarks/bench_cuda.py --out "$OUTDIR"
   # Whole training runs: the seed program and the larger MLP, fusednn on cuda (and cpu)
   # against a PyTorch CUDA eager loop doing the same work.
@@ -99,8 +99,8 @@ main() {
     "$PY -m fusednn bench training --impl fusednn-cuda --impl fusednn-cuda-graph --impl fusednn-cuda-persist \
        --impl torch-cuda --impl fusednn-cpu --json $OUTDIR/bench_training.json | tee $OUTDIR/bench_training.txt"
   stage "GPU tests: the rest (-m gpu)" 75 10 \
-    "$PY" -m pytest -q -p no:cacheprovider -m gpu --ignore=tests/test_cuda_ops.py --ignore=tests/test_cuda_backend.py \
-    --ignore=tests/test_cuda_train.py --ignore=tests/test_cuda_fast_paths.py
+    "$PY" -m pytest -q -p no:cacheprovider -m gpu --ignore=tests/kernels/test_cuda_kernels.py --ignore=tests/kernels/test_cuda_backend.py \
+    --ignore=tests/model/test_cuda_train.py --ignore=tests/model/test_cuda_fast_paths.py
   echo
   echo "=== [t=$(elapsed)s] SUMMARY ==="
   printf '  %s\n' "${SUMMARY[@]}"

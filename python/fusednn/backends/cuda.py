@@ -92,6 +92,8 @@ class CudaBackend(Backend):
         self._cp = cupy
         self._k = _cuda
         self.tf32 = os.environ.get("FUSEDNN_TF32", "").strip() in ("1", "true", "True")
+        #: why the last make_trainer did not take an opt-in path it was asked for ('' if none)
+        self.trainer_path_note = ""
         # Loss scratch space (mse, xent, the fused trainer), one per (device, stream) so
         # concurrent streams never share it.
         self._loss_ws: dict[tuple[int, int], Any] = {}
@@ -216,6 +218,10 @@ class CudaTrainer:
     def mode(self) -> str:
         """'ops', 'graph' or 'persistent': how the steps run (see backends.cuda_paths)."""
         return self._t.mode
+
+    def graph_stats(self) -> dict[str, int]:
+        """Graph mode: how many step ranges were captured, replayed and are cached."""
+        return dict(self._t.graph_stats())
 
     @property
     def learning_rate(self) -> float:

@@ -116,7 +116,7 @@ def test_path_matches_the_cpu_backend(monkeypatch, path, name):
 
 def test_graph_replays_one_capture_per_step_range(monkeypatch):
     _, _, model = fit("cuda", monkeypatch, "graph", epochs=4)
-    stats = model._fused.trainer._t.graph_stats()
+    stats = model._fused.trainer.graph_stats()
     assert stats["captures"] == 1 and stats["replays"] == 3, stats
 
 
