@@ -13,8 +13,9 @@
 // 16-byte chunks of each row XOR-swizzled by (mn / 4) % (BK / 4). For a K-major
 // operand a lane's rows (columns) are interleaved (lane + 4q, not 4 lane + q),
 // so the lanes that read one k read consecutive rows: banks 8 apart, and the
-// swizzle moves rows 4 apart to the other chunk, so the 4 (A) or 8 (B) distinct
-// addresses of a fragment read land in different banks. Blocks are ordered in groups of kGroupM tile rows so that
+// swizzle moves rows 4 apart to the other chunk, so with BK = 8 the 4 (A) or 8
+// (B) distinct addresses of a fragment read land in different banks (with
+// BK = 16 rows are 16 floats apart and two of them share a bank: 2-way). Blocks are ordered in groups of kGroupM tile rows so that
 // consecutive blocks share panels of A and B in L2.
 #include <cstdint>
 

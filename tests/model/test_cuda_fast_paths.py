@@ -126,18 +126,22 @@ def test_persistent_brief_model_matches_per_op(monkeypatch):
     x = rng.standard_normal((1000, 10)).astype(np.float32)
     y = (x @ rng.standard_normal((10, 1)) + 0.1 * rng.standard_normal((1000, 1))).astype(np.float32)
     out = {}
-    for path in ("persistent", "ops"):
-        monkeypatch.setenv("FUSEDNN_CUDA_PERSISTENT", "1" if path == "persistent" else "0")
-        fusednn.set_backend("cuda")
-        fusednn.utils.set_random_seed(1)
-        m = keras.Sequential([keras.layers.Dense(64, activation="relu", input_shape=(10,)),
-                              keras.layers.Dense(64, activation="relu"), keras.layers.Dense(1)])
-        m.compile(keras.optimizers.Adam(1e-3), "mse")
-        fusednn.utils.set_random_seed(2)
-        h = m.fit(x, y, epochs=5, batch_size=32, verbose=0)
-        assert m._fused.trainer.mode == path
-        out[path] = (m.get_weights(), h.history)
-    monkeypatch.delenv("FUSEDNN_CUDA_PERSISTENT")
+    prev = fusednn.get_backend().name
+    try:
+        for path in ("persistent", "ops"):
+            monkeypatch.setenv("FUSEDNN_CUDA_PERSISTENT", "1" if path == "persistent" else "0")
+            fusednn.set_backend("cuda")
+            fusednn.utils.set_random_seed(1)
+            m = keras.Sequential([keras.layers.Dense(64, activation="relu", input_shape=(10,)),
+                                  keras.layers.Dense(64, activation="relu"), keras.layers.Dense(1)])
+            m.compile(keras.optimizers.Adam(1e-3), "mse")
+            fusednn.utils.set_random_seed(2)
+            h = m.fit(x, y, epochs=5, batch_size=32, verbose=0)
+            assert m._fused.trainer.mode == path
+            out[path] = (m.get_weights(), h.history)
+    finally:
+        fusednn.set_backend(prev)
+        monkeypatch.delenv("FUSEDNN_CUDA_PERSISTENT", raising=False)
     assert max(rel_diff(a, b) for a, b in zip(out["persistent"][0], out["ops"][0])) < 1e-4
     np.testing.assert_allclose(out["persistent"][1]["loss"], out["ops"][1]["loss"], rtol=1e-4)
 
