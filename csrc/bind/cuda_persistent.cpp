@@ -2,7 +2,7 @@
 // dispatch and for CPU tests (nothing here needs a device):
 //   persistent_plan(...)        the shared-memory plan and size rule (persistent_plan.h)
 //   persistent_smem_limit()     the current device's opt-in shared memory per block (0 without one)
-//   GraphCacheModel             the graph cache's bookkeeping (graph_cache.h) over integer handles
+//   GraphCacheModel             the graph book's decisions (graph_cache.h) over integer handles
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -50,27 +50,33 @@ py::dict plan_dict(const persistent::Plan& p) {
   return d;
 }
 
-// The cache policy with integer "graphs": what StepGraphs does with cudaGraphExec_t.
+// The graph book (graph_cache.h) with integer "graphs": what StepGraphs decides per call.
 class GraphCacheModel {
  public:
-  explicit GraphCacheModel(std::size_t capacity)
-      : cache_(capacity, [this](long v) { released_.push_back(v); }) {}
-  // ("hit", value) or ("captured", value, dropped) for a key made of ints.
+  GraphCacheModel(std::size_t capacity, std::size_t seen) : book_(capacity, seen) {
+    book_.set_release([this](long v) { released_.push_back(v); });
+  }
+  // ("replay", graph), ("captured", graph, dropped) or ("direct",) for a key made of ints.
   py::tuple use(const std::vector<std::int64_t>& ints) {
     graphs::Key k;
     for (std::int64_t i : ints) k.words.push_back(std::uint64_t(i));
-    if (long* v = cache_.find(k)) return py::make_tuple("hit", *v);
+    long* hit = nullptr;
+    switch (book_.decide(k, &hit)) {
+      case graphs::Action::replay: return py::make_tuple("replay", *hit);
+      case graphs::Action::direct: return py::make_tuple("direct");
+      default: break;
+    }
     const long v = next_++;
-    const int dropped = cache_.insert(k, v);
+    const int dropped = book_.add(k, v);
     return py::make_tuple("captured", v, dropped);
   }
   std::vector<long> released() const { return released_; }
-  std::size_t size() const { return cache_.size(); }
+  std::size_t size() const { return book_.size(); }
 
  private:
   long next_ = 0;
   std::vector<long> released_;
-  graphs::Cache<long> cache_;
+  graphs::Book<long> book_;
 };
 
 }  // namespace
@@ -101,9 +107,11 @@ void register_persistent(py::module_& m) {
         "Opt-in shared memory per block of the current device, in bytes (0 without a device).");
   py::class_<GraphCacheModel>(m, "GraphCacheModel",
                               "The graph-launched trainer's cache policy over integer handles (for tests).")
-      .def(py::init<std::size_t>(), py::arg("capacity") = graphs::kCapacity)
+      .def(py::init<std::size_t, std::size_t>(), py::arg("capacity") = graphs::kCapacity,
+           py::arg("seen") = graphs::kSeen)
       .def("use", &GraphCacheModel::use, py::arg("key"))
       .def_property_readonly("released", &GraphCacheModel::released)
       .def("__len__", &GraphCacheModel::size);
   m.attr("GRAPH_CACHE_CAPACITY") = graphs::kCapacity;
+  m.attr("GRAPH_SEEN_CAPACITY") = graphs::kSeen;
 }

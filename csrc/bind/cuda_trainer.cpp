@@ -192,6 +192,7 @@ class MlpTrainer {
     d["captures"] = graphs_ ? graphs_->captures() : 0;
     d["replays"] = graphs_ ? graphs_->replays() : 0;
     d["cached"] = graphs_ ? graphs_->cached() : 0;
+    d["direct"] = graphs_ ? graphs_->direct() : 0;
     return d;
   }
 
@@ -260,7 +261,7 @@ void register_trainer(py::module_& m) {
       .def_property("learning_rate", &MlpTrainer::learning_rate, &MlpTrainer::set_learning_rate)
       .def_property("tf32", &MlpTrainer::tf32, &MlpTrainer::set_tf32)
       .def_property_readonly("mode", &MlpTrainer::mode)
-      .def("graph_stats", &MlpTrainer::graph_stats, "Graph mode: {'captures', 'replays', 'cached'} so far.")
+      .def("graph_stats", &MlpTrainer::graph_stats, "Graph mode: {'captures', 'replays', 'direct', 'cached'} so far.")
       .def_static("workspace_len", &MlpTrainer::workspace_len,
                   "Length (float64 elements) of the device workspace run needs.");
 }

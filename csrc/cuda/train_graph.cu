@@ -130,7 +130,7 @@ struct GraphKernels {
 }  // namespace
 
 StepGraphs::~StepGraphs() {
-  cache_.clear();
+  book_.clear();
   if (capture_stream_) cudaStreamDestroy(capture_stream_);
 }
 
@@ -140,19 +140,31 @@ std::int64_t StepGraphs::run(std::vector<DenseBuffers>& layers, const OptimizerC
                              double* workspace, float* scalars) {
   *steps_done = step1 - step0;
   if (step1 <= step0) return iterations;
-  cache_.set_release([](cudaGraphExec_t e) { cudaGraphExecDestroy(e); });
+  book_.set_release([](cudaGraphExec_t e) { cudaGraphExecDestroy(e); });
   const bool adam = opt.kind == OptKind::adam;
   const int count = int(step1 - step0);
   // Every value the captured kernels were launched with, except the table's contents.
-  const graphs::Key key = graphs::make_key(
+  graphs::Key key = graphs::make_key(
       {data.x, data.y, data.order, data.x_batch, data.y_batch, data.step_losses, data.counts, data.err_sums,
        workspace, scalars},
       {step0, step1, batch, data.n, data.y_cols, int(loss), int(opt.kind), int(opt.nesterov), int(tf32),
        data.classes, int(data.sparse_labels)},
       {opt.momentum, opt.beta1, opt.beta2, opt.eps, data.threshold});
-  cudaGraphExec_t* hit = cache_.find(key);
+  // The step scalars go first, in stream order, for every kind of run.
+  fill_scalars<<<(count + 255) / 256 < 64 ? (count + 255) / 256 : 64, 256, 0, stream>>>(
+      scalars, count, iterations + 1, opt.lr, opt.beta1, opt.beta2, adam);
+  check(cudaGetLastError(), "fill_scalars");
+  const GraphKernels direct{stream, tf32, workspace, data.n, scalars, iterations + 1};
+  cudaGraphExec_t* hit = nullptr;
+  const graphs::Action action = book_.decide(key, &hit);
+  if (action == graphs::Action::direct) {  // first sighting: the same kernels, launched one by one
+    std::int64_t done = 0;
+    fusednn::train_steps(direct, layers, opt, loss, data, batch, step0, step1, iterations, false, &done);
+    ++direct_;
+    return iterations + count;
+  }
   cudaGraphExec_t exec = nullptr;
-  if (hit) {
+  if (action == graphs::Action::replay) {
     exec = *hit;
     ++replays_;
   } else {
@@ -160,9 +172,10 @@ std::int64_t StepGraphs::run(std::vector<DenseBuffers>& layers, const OptimizerC
     check(cudaStreamBeginCapture(capture_stream_, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
     std::int64_t done = 0;
     cudaGraph_t graph = nullptr;
+    GraphKernels captured = direct;
+    captured.stream = capture_stream_;
     try {
-      fusednn::train_steps(GraphKernels{capture_stream_, tf32, workspace, data.n, scalars, iterations + 1}, layers,
-                           opt, loss, data, batch, step0, step1, iterations, false, &done);
+      fusednn::train_steps(captured, layers, opt, loss, data, batch, step0, step1, iterations, false, &done);
     } catch (...) {
       cudaStreamEndCapture(capture_stream_, &graph);
       if (graph) cudaGraphDestroy(graph);
@@ -172,12 +185,9 @@ std::int64_t StepGraphs::run(std::vector<DenseBuffers>& layers, const OptimizerC
     const cudaError_t e = cudaGraphInstantiateWithFlags(&exec, graph, 0);
     cudaGraphDestroy(graph);
     check(e, "cudaGraphInstantiate");
-    cache_.insert(key, exec);
+    book_.add(std::move(key), exec);
     ++captures_;
   }
-  fill_scalars<<<(count + 255) / 256 < 64 ? (count + 255) / 256 : 64, 256, 0, stream>>>(
-      scalars, count, iterations + 1, opt.lr, opt.beta1, opt.beta2, adam);
-  check(cudaGetLastError(), "fill_scalars");
   check(cudaGraphLaunch(exec, stream), "cudaGraphLaunch");
   return iterations + count;
 }

@@ -76,17 +76,30 @@ def test_plan_rejects_bad_sizes():
         _cuda.persistent_plan([10, 1], [True, True], 2, 4, 1)
 
 
-def test_graph_cache_replays_matching_keys_and_drops_the_least_recently_used():
-    m = _cuda.GraphCacheModel(2)
-    assert m.use([0, 10, 1]) == ("captured", 0, 0)
-    assert m.use([0, 10, 1]) == ("hit", 0)          # same step range, same pointers: replay
-    assert m.use([0, 10, 2]) == ("captured", 1, 0)  # any field changed: a new capture
-    assert m.use([0, 10, 1]) == ("hit", 0)          # ...and the old one is still there
-    assert m.use([10, 13, 1]) == ("captured", 2, 1)  # full: drops the least recently used (1)
-    assert m.released == [1]
-    assert m.use([0, 10, 2]) == ("captured", 3, 1)
-    assert m.released == [1, 0] and len(m) == 2
-    assert _cuda.GRAPH_CACHE_CAPACITY >= 2  # an epoch's chunks plus its tail
+def test_graph_book_captures_on_the_second_sighting_and_replays_after():
+    m = _cuda.GraphCacheModel(2, 3)
+    assert m.use([0, 10, 1]) == ("direct",)          # first sighting: run without a graph
+    assert m.use([0, 10, 1]) == ("captured", 0, 0)   # second: capture
+    assert m.use([0, 10, 1]) == ("replay", 0)        # then replay
+    assert m.use([0, 10, 2]) == ("direct",)          # any field changed: a new key
+    assert m.use([0, 10, 2]) == ("captured", 1, 0)
+    assert m.use([0, 10, 1]) == ("replay", 0)        # the first graph is still there
+    assert m.use([10, 13, 1]) == ("direct",)
+    assert m.use([10, 13, 1]) == ("captured", 2, 1)  # full: drops the least recently used (graph 1)
+    assert m.released == [1] and len(m) == 2
+    assert m.use([0, 10, 2]) == ("captured", 3, 1)   # still remembered as seen: captured again
+    assert m.released == [1, 0]
+
+
+def test_graph_book_never_captures_ranges_that_do_not_repeat_soon():
+    """One step at a time over a long epoch (a per-batch callback): each range comes back
+    only after more than `seen` others, so none is captured and none costs a capture."""
+    m = _cuda.GraphCacheModel(4, 3)
+    for _ in range(3):
+        assert all(m.use([s, s + 1]) == ("direct",) for s in range(10))
+    assert len(m) == 0 and m.released == []
+    assert _cuda.GRAPH_CACHE_CAPACITY >= 51  # ~50 progress-bar chunks of an epoch plus its tail
+    assert _cuda.GRAPH_SEEN_CAPACITY >= _cuda.GRAPH_CACHE_CAPACITY
 
 
 class _W:

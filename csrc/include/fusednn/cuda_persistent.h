@@ -37,7 +37,7 @@ std::int64_t train_persistent(const std::vector<DenseBuffers>& layers, const Opt
                               std::int64_t iterations, std::int64_t* steps_done, cudaStream_t stream);
 
 // Captured step ranges of one trainer, replayed while everything baked into
-// them is unchanged (graph_cache.h says what). The per-step optimizer scalars
+// them is unchanged (graph_cache.h says what, and when a range is captured). The per-step optimizer scalars
 // (Adam's bias-corrected step size, SGD's learning rate) are not baked: each
 // call writes them into `scalars` (device float32, >= step1 - step0 entries,
 // owned by the caller) and the captured update kernels read them from there,
@@ -54,12 +54,13 @@ class StepGraphs {
                    double* workspace, float* scalars);
   long captures() const { return captures_; }
   long replays() const { return replays_; }
-  std::size_t cached() const { return cache_.size(); }
+  long direct() const { return direct_; }
+  std::size_t cached() const { return book_.size(); }
 
  private:
-  graphs::Cache<cudaGraphExec_t> cache_{graphs::kCapacity};
+  graphs::Book<cudaGraphExec_t> book_;
   cudaStream_t capture_stream_ = nullptr;
-  long captures_ = 0, replays_ = 0;
+  long captures_ = 0, replays_ = 0, direct_ = 0;
 };
 
 }  // namespace cuda

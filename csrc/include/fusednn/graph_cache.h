@@ -6,9 +6,16 @@
 // from a device table. So a graph may be replayed exactly when its Key matches:
 // the step range, batch and sample count, every data/scratch pointer, the loss
 // and metric settings, the TF32 choice and the optimizer's constants (not its
-// learning rate, which lives in the table). Anything else is a new capture; the
-// cache keeps the kCapacity most recently used graphs (an epoch needs one, or
-// two when callbacks split it into chunks plus a tail) and frees the oldest.
+// learning rate, which lives in the table).
+//
+// A capture (and its instantiation) costs far more than running the range once
+// without a graph, so a range is captured only the second time its key is seen
+// (Book::decide): a fit without per-batch callbacks runs epoch 1 directly,
+// captures in epoch 2 and replays from epoch 3 on; the ~50 chunks an epoch of the
+// progress bar are each captured once and replayed after; and ranges that never
+// repeat before kSeen newer ones (one step at a time over a long epoch, for a
+// per-batch callback) are never captured at all, so they cost what the per-op
+// path costs instead of a capture each. kCapacity graphs are kept (LRU).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -21,7 +28,8 @@
 namespace fusednn {
 namespace graphs {
 
-constexpr std::size_t kCapacity = 4;
+constexpr std::size_t kCapacity = 64;  // an epoch's ~50 progress-bar chunks and its tail
+constexpr std::size_t kSeen = 256;     // keys remembered without a graph
 
 struct Key {
   std::vector<std::uint64_t> words;
@@ -93,6 +101,33 @@ class Cache {
   std::size_t capacity_;
   std::function<void(V)> release_;
   std::vector<std::pair<Key, V>> items_;  // least recently used first
+};
+
+enum class Action { replay, capture, direct };
+
+// The decision for each call: replay a cached graph, capture one (a key seen
+// before), or run directly (a key seen for the first time).
+template <class V>
+class Book {
+ public:
+  explicit Book(std::size_t capacity = kCapacity, std::size_t seen = kSeen) : graphs_(capacity), seen_(seen) {}
+  void set_release(std::function<void(V)> release) { graphs_.set_release(std::move(release)); }
+  // *hit is the graph to replay when the answer is Action::replay.
+  Action decide(const Key& k, V** hit) {
+    *hit = graphs_.find(k);
+    if (*hit) return Action::replay;
+    if (seen_.find(k)) return Action::capture;
+    seen_.insert(k, 0);
+    return Action::direct;
+  }
+  // Keep a captured graph; returns how many were dropped to make room (0 or 1).
+  int add(Key k, V v) { return graphs_.insert(std::move(k), v); }
+  void clear() { graphs_.clear(); }
+  std::size_t size() const { return graphs_.size(); }
+
+ private:
+  Cache<V> graphs_;
+  Cache<char> seen_;
 };
 
 }  // namespace graphs
