@@ -11,3 +11,4 @@ fusednn bench --backend cpu --backend numpy --json $R/cpu_kernels.json | tee $R/
 fusednn bench training --json $R/cpu_training.json | tee $R/cpu_training.txt
 python3 benchmarks/fit_memory.py | tee $R/cpu_fit_memory.txt
 for ex in digits breast_cancer diabetes; do python3 examples/$ex.py; done | tee $R/cpu_examples.txt
+python3 benchmarks/bench_sklearn.py --repeats 3 --threads 1 | tee $R/cpu_sklearn.txt

@@ -1,30 +1,13 @@
-"""Independent float64 references and comparison helpers for the op tests."""
+"""Comparison helpers for the tests; the float64 reference of each op is the one
+``fusednn bench`` checks against too (:mod:`fusednn.bench.reference`)."""
 from __future__ import annotations
 
 import numpy as np
 
+from fusednn.bench import reference
 
-def ref_act(x: np.ndarray, name: str) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    if name == "relu":
-        return np.maximum(x, 0.0)
-    if name == "sigmoid":
-        with np.errstate(over="ignore"):
-            return 1.0 / (1.0 + np.exp(-x))
-    if name == "tanh":
-        return np.tanh(x)
-    return x
-
-
-def ref_act_grad(dy: np.ndarray, y: np.ndarray, name: str) -> np.ndarray:
-    dy, y = np.asarray(dy, np.float64), np.asarray(y, np.float64)
-    if name == "relu":
-        return dy * (y > 0)
-    if name == "sigmoid":
-        return dy * y * (1 - y)
-    if name == "tanh":
-        return dy * (1 - y * y)  # exact in float64
-    return dy
+ref_act = reference.activation
+ref_act_grad = reference.activation_grad
 
 
 def rel_err(got: np.ndarray, ref: np.ndarray) -> float:
@@ -38,17 +21,9 @@ def rel_err(got: np.ndarray, ref: np.ndarray) -> float:
 
 
 def matmul_ref(a, b, ta, tb, bias=None, act="linear"):
-    a64 = np.asarray(a, np.float64)
-    b64 = np.asarray(b, np.float64)
-    A = a64.T if ta else a64
-    B = b64.T if tb else b64
-    c = A @ B
-    # |A| @ |B|: the scale of each dot product's terms, for a per-element bound
-    scale = np.abs(A) @ np.abs(B)
-    if bias is not None:
-        c = c + np.asarray(bias, np.float64)
-        scale = scale + np.abs(np.asarray(bias, np.float64))
-    return ref_act(c, act), scale
+    """(act(op(a) @ op(b) + bias), |op(a)| @ |op(b)| + |bias|): the result and the scale
+    of each dot product's terms, for a per-element bound."""
+    return reference.matmul(a, b, ta, tb, bias, act)
 
 
 def poisoned(shape, dtype=np.float32) -> np.ndarray:

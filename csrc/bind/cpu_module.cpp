@@ -65,6 +65,7 @@ void register_trainer(py::module_& m);  // cpu_trainer.cpp
 
 PYBIND11_MODULE(_cpu, m) {
   m.doc() = "fusednn CPU kernels (float32, C-contiguous NumPy arrays)";
+  fusednn::bind_common::add_codes(m);
 
   m.def(
       "matmul",
@@ -384,6 +385,30 @@ PYBIND11_MODULE(_cpu, m) {
       },
       py::arg("param"), py::arg("grad"), py::arg("m"), py::arg("v"), py::arg("learning_rate"),
       py::arg("beta_1"), py::arg("beta_2"), py::arg("epsilon"), py::arg("step"));
+
+  m.def(
+      "regularize",
+      [](const py::object& w_, const py::object& g_, float l1, float l2, const py::object& loss_) {
+        py::array w = as_f32(w_, "param"), g = as_f32(g_, "grad", true);
+        check_same_shape(w, "param", g, "grad");
+        check_no_overlap(g, w, "param");
+        float* lo = nullptr;
+        py::array loss;
+        if (!loss_.is_none()) {
+          loss = as_f32(loss_, "loss", true);
+          if (loss.size() != 1)
+            throw py::value_error("regularize: loss must hold exactly one element, got shape " + shape_of(loss));
+          lo = fptr(loss);
+        }
+        float* pg = fptr(g);
+        const float* pw = cfptr(w);
+        const std::size_t n = std::size_t(w.size());
+        py::gil_scoped_release nogil;
+        cpu::regularize(pg, pw, n, l1, l2, lo);
+      },
+      py::arg("param"), py::arg("grad"), py::arg("l1"), py::arg("l2"), py::arg("loss") = py::none(),
+      "Keras' L1/L2 penalty in place: grad += l1*sign(param) + 2*l2*param; loss[0] += "
+      "sum(l1*|param| + l2*param**2) (float64 sum) when loss is given.");
 
   register_trainer(m);
 

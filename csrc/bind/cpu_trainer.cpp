@@ -41,7 +41,8 @@ class MlpTrainer {
   // Returns (iterations after the last step run, number of steps run).
   py::tuple run(const py::object& x_, const py::object& y_, const py::object& order_, const py::object& xb_,
                 const py::object& yb_, const py::object& losses_, std::int64_t step0, std::int64_t step1,
-                std::int64_t iterations, bool stop_on_nonfinite, const py::object& metrics) {
+                std::int64_t iterations, bool stop_on_nonfinite, const py::object& metrics,
+                const py::object& weights) {
     py::array x = as_f32(x_, "x"), y = as_f32(y_, "y");
     check_ndim(x, "x", 2);
     check_ndim(y, "y", 2);
@@ -53,12 +54,9 @@ class MlpTrainer {
     if (y.shape(0) != n || y.shape(1) != y_cols)
       throw py::value_error("y has shape " + shape_of(y) + ", expected (" + std::to_string(n) + ", " +
                             std::to_string(y_cols) + ")");
-    if (!py::isinstance<py::array_t<std::int64_t>>(order_))
-      throw py::type_error("order must be a numpy.ndarray of int64");
-    py::array order = py::reinterpret_borrow<py::array>(order_);
-    if (!order.dtype().is(py::dtype::of<std::int64_t>()) || !(order.flags() & py::array::c_style) ||
-        order.ndim() != 1 || order.shape(0) != n)
-      throw py::value_error("order must be a C-contiguous int64 array of length " + std::to_string(n));
+    const py::array order = as_array<std::int64_t>(order_, "order");
+    if (order.ndim() != 1 || order.shape(0) != n)
+      throw py::value_error("order must be 1-D of length " + std::to_string(n) + ", got shape " + shape_of(order));
     const std::int64_t* idx = static_cast<const std::int64_t*>(order.data());
     for (std::int64_t i = 0; i < n; ++i)  // never gather outside x and y
       if (idx[i] < 0 || idx[i] >= n)
@@ -106,6 +104,23 @@ class MlpTrainer {
         data.err_sums = static_cast<double*>(sums.mutable_data());
       }
     }
+    py::array row_scale, penalty_scale;
+    if (!weights.is_none()) {  // {"row_scale": (n,) float32 or None, "penalty_scale": (>= steps,) float32 or None}
+      const py::dict w = weights.cast<py::dict>();
+      if (w.contains("row_scale") && !w["row_scale"].is_none()) {
+        row_scale = as_f32(w["row_scale"], "row_scale");
+        if (row_scale.ndim() != 1 || row_scale.shape(0) != n)
+          throw py::value_error("row_scale must be 1-D with " + std::to_string(n) + " entries, got shape " +
+                                shape_of(row_scale));
+        data.row_scale = cfptr(row_scale);
+      }
+      if (w.contains("penalty_scale") && !w["penalty_scale"].is_none()) {
+        penalty_scale = as_f32(w["penalty_scale"], "penalty_scale");
+        if (penalty_scale.ndim() != 1 || penalty_scale.shape(0) < steps)
+          throw py::value_error("penalty_scale must be 1-D with at least " + std::to_string(steps) + " entries");
+        data.penalty_scale = cfptr(penalty_scale);
+      }
+    }
     std::int64_t done = 0, it = 0;
     {
       py::gil_scoped_release nogil;
@@ -150,6 +165,7 @@ void register_trainer(py::module_& m) {
            py::arg("optimizer"), py::arg("loss"), py::arg("batch"))
       .def("run", &MlpTrainer::run, py::arg("x"), py::arg("y"), py::arg("order"), py::arg("x_batch"),
            py::arg("y_batch"), py::arg("step_losses"), py::arg("step0"), py::arg("step1"),
-           py::arg("iterations"), py::arg("stop_on_nonfinite") = true, py::arg("metrics") = py::none())
+           py::arg("iterations"), py::arg("stop_on_nonfinite") = true, py::arg("metrics") = py::none(),
+           py::arg("weights") = py::none())
       .def_property("learning_rate", &MlpTrainer::learning_rate, &MlpTrainer::set_learning_rate);
 }

@@ -1,6 +1,6 @@
-// Argument checks shared by the _cuda binding files (cuda_module.cpp and
-// cuda_trainer.cpp): arrays arrive through __cuda_array_interface__ and each
-// check raises a Python TypeError/ValueError naming the argument and shapes.
+// Argument checks of the _cuda binding files (cuda_module.cpp and cuda_trainer.cpp):
+// arrays arrive through __cuda_array_interface__ and become the shared view of
+// array_view.h, whose checks and messages both bindings use.
 #pragma once
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "array_view.h"
 #include "fusednn/cuda.h"
 #include "trainer_spec.h"
 
@@ -20,28 +21,14 @@ namespace cuda_bind {
 namespace py = pybind11;
 namespace cu = fusednn::cuda;
 
-// A validated view of a device array: pointer, shape, element count.
-struct DevArray {
-  void* ptr = nullptr;
-  std::vector<py::ssize_t> shape;
-  std::size_t size = 1;
-  std::size_t itemsize = 4;
-  bool readonly = false;
-
-  std::size_t nbytes() const { return size * itemsize; }
-  py::ssize_t dim(std::size_t i) const { return shape[i]; }
-  std::size_t ndim() const { return shape.size(); }
-};
-
-inline std::string shape_of(const DevArray& a) {
-  std::string s = "(";
-  for (std::size_t i = 0; i < a.shape.size(); ++i) {
-    if (i) s += ", ";
-    s += std::to_string(a.shape[i]);
-  }
-  if (a.shape.size() == 1) s += ",";
-  return s + ")";
-}
+// A validated view of a device array: the shared view of array_view.h.
+using DevArray = bind_common::ArrayView;
+using bind_common::check_in_place_or_apart;
+using bind_common::check_ndim;
+using bind_common::check_no_overlap;
+using bind_common::check_same_shape;
+using bind_common::overlaps;
+using bind_common::shape_of;
 
 inline std::string type_name(const py::object& obj) {
   return py::str(py::type::of(obj).attr("__name__"));
@@ -70,14 +57,11 @@ inline std::string dtype_name(const std::string& typestr) {
 inline DevArray as_dev(const py::object& obj, const char* name, bool writeable = false,
                        const char* typestr = "<f4") {
   if (!py::hasattr(obj, "__cuda_array_interface__"))
-    throw py::type_error(std::string(name) +
-                         " must be a CUDA device array (an object with __cuda_array_interface__, "
-                         "e.g. a cupy.ndarray), got " + type_name(obj));
+    bind_common::fail_kind(name, "a CUDA device array (an object with __cuda_array_interface__, e.g. a cupy.ndarray)",
+                           type_name(obj));
   const py::dict iface = obj.attr("__cuda_array_interface__");
   const std::string ts = py::str(iface["typestr"]);
-  if (ts != typestr)
-    throw py::type_error(std::string(name) + " must have dtype " + dtype_name(typestr) + " ('" + typestr +
-                         "'), got '" + ts + "'");
+  if (ts != typestr) bind_common::fail_dtype(name, dtype_name(typestr), dtype_name(ts));
   DevArray a;
   a.itemsize = std::string(typestr) == "<f4" ? 4 : 8;
   for (const auto& d : iface["shape"].cast<py::tuple>()) a.shape.push_back(d.cast<py::ssize_t>());
@@ -92,12 +76,11 @@ inline DevArray as_dev(const py::object& obj, const char* name, bool writeable =
     const py::tuple strides = iface["strides"];
     py::ssize_t expect = py::ssize_t(a.itemsize);
     for (std::size_t i = a.shape.size(); i-- > 0;) {
-      if (a.shape[i] != 1 && strides[i].cast<py::ssize_t>() != expect)
-        throw py::value_error(std::string(name) + " must be C-contiguous (shape " + shape_of(a) + ")");
+      if (a.shape[i] != 1 && strides[i].cast<py::ssize_t>() != expect) bind_common::fail_contiguous(name, a.shape);
       expect *= a.shape[i];
     }
   }
-  if (writeable && a.readonly) throw py::value_error(std::string(name) + " is read-only");
+  if (writeable && a.readonly) bind_common::fail_read_only(name);
   if (a.size > 0) {
     bool is_device = false;
     int dev = -1, cur = -1;
@@ -116,37 +99,6 @@ inline DevArray as_dev(const py::object& obj, const char* name, bool writeable =
   return a;
 }
 
-inline void check_ndim(const DevArray& a, const char* name, std::size_t nd) {
-  if (a.ndim() != nd)
-    throw py::value_error(std::string(name) + " must be " + std::to_string(nd) + "-D, got shape " +
-                          shape_of(a));
-}
-
-inline void check_same_shape(const DevArray& a, const char* an, const DevArray& b, const char* bn) {
-  if (a.shape != b.shape)
-    throw py::value_error(std::string(an) + " and " + bn + " must have the same shape, got " +
-                          shape_of(a) + " and " + shape_of(b));
-}
-
-inline bool overlaps(const DevArray& a, const DevArray& b) {
-  const char* a0 = static_cast<const char*>(a.ptr);
-  const char* b0 = static_cast<const char*>(b.ptr);
-  return a.nbytes() && b.nbytes() && a0 < b0 + b.nbytes() && b0 < a0 + a.nbytes();
-}
-
-inline void check_no_overlap(const DevArray& out, const char* out_name, const DevArray& in,
-                             const char* in_name) {
-  if (overlaps(out, in))
-    throw py::value_error(std::string(out_name) + " must not share memory with " + in_name);
-}
-
-// For kernels that may work in place: out is in itself (same shape) or apart from it.
-inline void check_in_place_or_apart(const DevArray& out, const char* out_name, const DevArray& in,
-                                    const char* in_name) {
-  if (overlaps(out, in) && out.ptr != in.ptr)
-    throw py::value_error(std::string(out_name) + " must be " + in_name + " itself or not share memory with it");
-}
-
 using bind_common::to_act;
 using bind_common::to_int_dim;
 
@@ -161,12 +113,7 @@ inline std::pair<py::object, DevArray> out_or_new(const py::object& out,
     return {arr, as_dev(arr, "out", true)};
   }
   DevArray a = as_dev(out, "out", true);
-  if (a.shape != shape) {
-    DevArray want;
-    want.shape = shape;
-    throw py::value_error((op ? std::string(op) + ": " : std::string()) + "out has shape " +
-                          shape_of(a) + ", expected " + shape_of(want));
-  }
+  bind_common::check_out_shape(a, shape, op);
   return {out, a};
 }
 

@@ -91,6 +91,7 @@ PYBIND11_MODULE(_cuda, m) {
       "Every kernel function takes the CUDA stream to run on as `stream` (an integer handle; "
       "0 is the legacy default stream) and returns without waiting for the GPU.";
   m.attr("archs") = FUSEDNN_CUDA_ARCHS;  // "75,80,86,89,90": the SM versions built
+  fusednn::bind_common::add_codes(m);
 
   m.def("device_count", &cu::device_count, "Number of CUDA devices the driver reports (0 without a driver).");
   m.def("current_device", []() {
@@ -450,6 +451,32 @@ PYBIND11_MODULE(_cuda, m) {
       py::arg("x"), py::arg("out") = py::none(), py::arg("stream") = 0,
       "x.sum(axis=0) (the bias gradient), accumulated in float64, deterministic.");
 
+  m.def(
+      "regularize",
+      [](const py::object& w_, const py::object& g_, float l1, float l2, const py::object& loss_,
+         std::uintptr_t stream) {
+        const DevArray w = as_dev(w_, "param"), g = as_dev(g_, "grad", true);
+        check_same_shape(w, "param", g, "grad");
+        check_no_overlap(g, "grad", w, "param");
+        float* lo = nullptr;
+        if (!loss_.is_none()) {
+          const DevArray loss = as_dev(loss_, "loss", true);
+          if (loss.size != 1)
+            throw py::value_error("regularize: loss must hold exactly one element, got shape " + shape_of(loss));
+          check_no_overlap(g, "grad", loss, "loss");
+          lo = fptr(loss);
+        }
+        cudaError_t e;
+        {
+          py::gil_scoped_release nogil;
+          e = cu::regularize(fptr(g), fptr(w), w.size, l1, l2, lo, as_stream(stream));
+        }
+        check_launch(e, "regularize");
+      },
+      py::arg("param"), py::arg("grad"), py::arg("l1"), py::arg("l2"), py::arg("loss") = py::none(),
+      py::arg("stream") = 0,
+      "Keras' L1/L2 penalty in place: grad += l1*sign(param) + 2*l2*param; loss[0] += "
+      "sum(l1*|param| + l2*param**2) (float64 sum, one block, deterministic) when loss is given.");
   m.def(
       "sgd_update",
       [](const py::object& w_, const py::object& g_, const py::object& v_, float lr, float momentum,

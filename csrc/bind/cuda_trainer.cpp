@@ -52,6 +52,9 @@ class MlpTrainer {
       const std::string why =
           persistent::why_not(cu::persistent_plan_for(layers_, opt_, loss_, batch_), cu::persistent_smem_limit());
       if (!why.empty()) throw py::value_error("MlpTrainer(mode='persistent'): " + why);
+      for (const DenseBuffers& l : layers_)
+        if (l.W_l1 != 0.f || l.W_l2 != 0.f || l.b_l1 != 0.f || l.b_l2 != 0.f)
+          throw py::value_error("MlpTrainer(mode='persistent'): the persistent kernel has no weight regularizers");
     }
     if (mode_ == Mode::graph) graphs_ = std::make_unique<cu::StepGraphs>();
   }
@@ -63,7 +66,8 @@ class MlpTrainer {
   py::tuple run(const py::object& x_, const py::object& y_, const py::object& order_, const py::object& xb_,
                 const py::object& yb_, const py::object& losses_, std::int64_t step0, std::int64_t step1,
                 std::int64_t iterations, bool stop_on_nonfinite, const py::object& metrics,
-                std::uintptr_t stream, const py::object& ws_, const py::object& scalars_) {
+                std::uintptr_t stream, const py::object& ws_, const py::object& weights,
+                const py::object& scalars_) {
     int cur = -1;
     check_launch(cu::current_device(&cur), "current_device");
     if (cur != device_)
@@ -83,8 +87,7 @@ class MlpTrainer {
                             std::to_string(y_cols) + ")");
     const DevArray order = as_dev(order_, "order", false, "<i8");
     if (order.ndim() != 1 || order.dim(0) != n)
-      throw py::value_error("order must be a 1-D int64 device array of length " + std::to_string(n) +
-                            ", got shape " + shape_of(order));
+      throw py::value_error("order must be 1-D of length " + std::to_string(n) + ", got shape " + shape_of(order));
     const std::int64_t steps = (n + batch_ - 1) / batch_;
     if (step0 < 0 || step1 > steps || step0 > step1)
       throw py::value_error("steps [" + std::to_string(step0) + ", " + std::to_string(step1) +
@@ -140,6 +143,30 @@ class MlpTrainer {
         written.emplace_back(sums, "sums");
       }
     }
+    py::object row_scale_obj;
+    std::vector<float> penalty_scale;  // host copy: read by the host loop, one entry per step
+    std::vector<DevArray> weight_read;
+    if (!weights.is_none()) {  // {"row_scale": (n,) float32 device array, "penalty_scale": host float32 or None}
+      const py::dict w = weights.cast<py::dict>();
+      if (w.contains("row_scale") && !w["row_scale"].is_none()) {
+        row_scale_obj = w["row_scale"];
+        const DevArray rs = as_dev(row_scale_obj, "row_scale");
+        if (rs.ndim() != 1 || rs.dim(0) != n)
+          throw py::value_error("row_scale must be a 1-D device array of " + std::to_string(n) +
+                                " entries, got shape " + shape_of(rs));
+        data.row_scale = fptr(rs);
+        weight_read.push_back(rs);
+      }
+      if (w.contains("penalty_scale") && !w["penalty_scale"].is_none()) {
+        penalty_scale = w["penalty_scale"].cast<std::vector<float>>();
+        if (std::int64_t(penalty_scale.size()) < steps)
+          throw py::value_error("penalty_scale must be a 1-D host array of at least " + std::to_string(steps) +
+                                " entries");
+        data.penalty_scale = penalty_scale.data();
+      }
+    }
+    for (const DevArray& r : weight_read)
+      for (std::size_t i = 0; i < written.size(); ++i) check_no_overlap(written[i].first, written[i].second, r, "row_scale");
     // Nothing the steps write may share memory with anything else they use.
     const std::pair<DevArray, const char*> read[] = {{x, "x"}, {y, "y"}, {order, "order"}};
     for (std::size_t i = 0; i < written.size(); ++i) {
@@ -168,7 +195,11 @@ class MlpTrainer {
     std::int64_t done = 0, it = 0;
     {
       py::gil_scoped_release nogil;
-      if (mode_ == Mode::persistent)
+      // The persistent kernel has no sample weights: a weighted fit runs on the per-op kernels.
+      if (mode_ == Mode::persistent && (data.row_scale || data.penalty_scale))
+        it = cu::train_steps(layers_, opt_, loss_, data, batch_, step0, step1, iterations, stop_on_nonfinite,
+                             &done, as_stream(stream), tf32_, static_cast<double*>(ws.ptr));
+      else if (mode_ == Mode::persistent)
         it = cu::train_persistent(layers_, opt_, loss_, data, batch_, step0, step1, iterations, &done,
                                   as_stream(stream));
       else if (mode_ == Mode::graph)
@@ -255,7 +286,8 @@ void register_trainer(py::module_& m) {
       .def("run", &MlpTrainer::run, py::arg("x"), py::arg("y"), py::arg("order"), py::arg("x_batch"),
            py::arg("y_batch"), py::arg("step_losses"), py::arg("step0"), py::arg("step1"),
            py::arg("iterations"), py::arg("stop_on_nonfinite") = false, py::arg("metrics") = py::none(),
-           py::arg("stream") = 0, py::arg("workspace") = py::none(), py::arg("scalars") = py::none(),
+           py::arg("stream") = 0, py::arg("workspace") = py::none(), py::arg("weights") = py::none(),
+           py::arg("scalars") = py::none(),
            "Queue steps [step0, step1) on `stream`; returns (iterations, steps run) without waiting "
            "for the GPU. `workspace` (required) is a float64 device array of workspace_len() elements.")
       .def_property("learning_rate", &MlpTrainer::learning_rate, &MlpTrainer::set_learning_rate)

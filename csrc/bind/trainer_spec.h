@@ -40,6 +40,30 @@ inline LossKind to_loss_kind(const std::string& loss) {
   throw py::value_error("MlpTrainer: unsupported loss '" + loss + "' (mse, binary, categorical, sparse)");
 }
 
+// The kernels' integer codes as module attributes (ACTIVATION_CODES, XENT_CODES,
+// TRAINER_LOSSES, TRAINER_OPTIMIZERS: name -> code, built from the C++ enums), so
+// that a test can hold Python's tables (fusednn.backends.base) to them.
+inline void add_codes(py::module_& m) {
+  py::dict acts;
+  acts["linear"] = int(Act::linear);
+  acts["relu"] = int(Act::relu);
+  acts["sigmoid"] = int(Act::sigmoid);
+  acts["tanh"] = int(Act::tanh);
+  m.attr("ACTIVATION_CODES") = acts;
+  py::dict xent;
+  xent["binary"] = int(XentKind::sigmoid_binary);
+  xent["categorical"] = int(XentKind::softmax_categorical);
+  xent["sparse"] = int(XentKind::softmax_sparse);
+  m.attr("XENT_CODES") = xent;
+  py::dict losses;
+  for (const char* name : {"mse", "binary", "categorical", "sparse"}) losses[name] = int(to_loss_kind(name));
+  m.attr("TRAINER_LOSSES") = losses;
+  py::dict opts;
+  opts["sgd"] = int(OptKind::sgd);
+  opts["adam"] = int(OptKind::adam);
+  m.attr("TRAINER_OPTIMIZERS") = opts;
+}
+
 inline OptimizerConfig to_optimizer(const py::dict& o) {
   OptimizerConfig opt;
   const std::string kind = o["kind"].cast<std::string>();
@@ -99,6 +123,12 @@ std::vector<DenseBuffers> to_layers(const py::list& layers, const OptimizerConfi
       l.W_s2 = shaped(d["W_s2"], where + "W_s2", {l.in, l.out});
       if (bias) l.b_s2 = shaped(d["b_s2"], where + "b_s2", {l.out});
     }
+    // optional regularizer factors (Keras L1/L2 on the kernel and the bias)
+    const auto factor = [&](const char* key) { return d.contains(key) ? d[key].cast<float>() : 0.f; };
+    l.W_l1 = factor("W_l1");
+    l.W_l2 = factor("W_l2");
+    l.b_l1 = bias ? factor("b_l1") : 0.f;
+    l.b_l2 = bias ? factor("b_l2") : 0.f;
     out.push_back(l);
   }
   return out;

@@ -50,6 +50,16 @@ struct Kernels {
   void sgd_update(float* w, const float* g, float* v, std::int64_t n, const OptimizerConfig& o) const {
     cpu::sgd_update(w, g, v, std::size_t(n), o.lr, o.momentum, o.nesterov);
   }
+  void regularize(float* g, const float* w, std::int64_t n, float l1, float l2, float* loss) const {
+    cpu::regularize(g, w, std::size_t(n), l1, l2, loss);
+  }
+  void weighted_loss(const float* p, const float* t, const float* s, int rows, int cols, int kind,
+                     float* out) const {
+    *out = float(cpu::weighted_loss(p, t, s, std::size_t(rows), std::size_t(cols), kind));
+  }
+  void scale_rows(float* g, const float* s, int rows, int cols) const {
+    cpu::scale_rows(g, s, std::size_t(rows), std::size_t(cols));
+  }
   bool is_finite(const float* v) const { return std::isfinite(*v); }
 };
 

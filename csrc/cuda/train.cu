@@ -83,6 +83,16 @@ struct Kernels {
     check(cuda::adam_update(w, g, m, v, std::size_t(n), o.lr, o.beta1, o.beta2, o.eps, t, stream),
           "adam_update");
   }
+  void weighted_loss(const float* p, const float* t, const float* s, int rows, int cols, int kind,
+                     float* out) const {
+    check(cuda::weighted_loss(p, t, s, std::size_t(rows), std::size_t(cols), kind, out, stream), "weighted_loss");
+  }
+  void scale_rows(float* g, const float* s, int rows, int cols) const {
+    check(cuda::scale_rows(g, s, std::size_t(rows), std::size_t(cols), stream), "scale_rows");
+  }
+  void regularize(float* g, const float* w, std::int64_t n, float l1, float l2, float* loss) const {
+    check(cuda::regularize(g, w, std::size_t(n), l1, l2, loss, stream), "regularize");
+  }
   void sgd_update(float* w, const float* g, float* v, std::int64_t n, const OptimizerConfig& o) const {
     check(cuda::sgd_update(w, g, v, std::size_t(n), o.lr, o.momentum, o.nesterov, stream), "sgd_update");
   }

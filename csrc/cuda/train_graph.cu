@@ -110,6 +110,16 @@ struct GraphKernels {
   void sum_rows(float* out, const float* x, int rows, int cols) const {
     check(cuda::sum_rows(out, x, std::size_t(rows), std::size_t(cols), stream), "sum_rows");
   }
+  void weighted_loss(const float* p, const float* t, const float* s, int rows, int cols, int kind,
+                     float* out) const {
+    check(cuda::weighted_loss(p, t, s, std::size_t(rows), std::size_t(cols), kind, out, stream), "weighted_loss");
+  }
+  void scale_rows(float* g, const float* s, int rows, int cols) const {
+    check(cuda::scale_rows(g, s, std::size_t(rows), std::size_t(cols), stream), "scale_rows");
+  }
+  void regularize(float* g, const float* w, std::int64_t n, float l1, float l2, float* loss) const {
+    check(cuda::regularize(g, w, std::size_t(n), l1, l2, loss, stream), "regularize");
+  }
   void adam_update(float* w, const float* g, float* m, float* v, std::int64_t n, const OptimizerConfig& o,
                    std::int64_t t) const {
     adam_table_kernel<<<detail::grid_for(std::size_t(n)), kMapThreads, 0, stream>>>(
@@ -146,7 +156,7 @@ std::int64_t StepGraphs::run(std::vector<DenseBuffers>& layers, const OptimizerC
   // Every value the captured kernels were launched with, except the table's contents.
   graphs::Key key = graphs::make_key(
       {data.x, data.y, data.order, data.x_batch, data.y_batch, data.step_losses, data.counts, data.err_sums,
-       workspace, scalars},
+       workspace, scalars, data.row_scale},
       {step0, step1, batch, data.n, data.y_cols, int(loss), int(opt.kind), int(opt.nesterov), int(tf32),
        data.classes, int(data.sparse_labels)},
       {opt.momentum, opt.beta1, opt.beta2, opt.eps, data.threshold});
@@ -156,7 +166,9 @@ std::int64_t StepGraphs::run(std::vector<DenseBuffers>& layers, const OptimizerC
   check(cudaGetLastError(), "fill_scalars");
   const GraphKernels direct{stream, tf32, workspace, data.n, scalars, iterations + 1};
   cudaGraphExec_t* hit = nullptr;
-  const graphs::Action action = book_.decide(key, &hit);
+  // Per-step penalty scales (sample weights with regularizers) are host values that
+  // change every epoch and would be baked into a capture: such runs never use a graph.
+  const graphs::Action action = data.penalty_scale ? graphs::Action::direct : book_.decide(key, &hit);
   if (action == graphs::Action::direct) {  // first sighting: the same kernels, launched one by one
     std::int64_t done = 0;
     fusednn::train_steps(direct, layers, opt, loss, data, batch, step0, step1, iterations, false, &done);

@@ -13,7 +13,7 @@ from .backends import available as available_backends
 from .backends import get_backend, set_backend
 from .backends.cpu import get_num_threads, set_num_threads
 
-from . import callbacks, initializers, keras, layers, losses, models, optimizers, saving, training, utils
+from . import callbacks, initializers, keras, layers, losses, models, optimizers, regularizers, saving, training, utils
 from .callbacks import Callback, EarlyStopping, History, ProgbarLogger, TerminateOnNaN
 from .callbacks import ModelCheckpoint
 from .layers import Activation, Dense, Input, InputLayer, Normalization
@@ -57,6 +57,7 @@ __all__ = [
     "losses",
     "models",
     "optimizers",
+    "regularizers",
     "set_random_seed",
     "utils",
     "available_backends",

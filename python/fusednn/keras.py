@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import sys
 
-from . import callbacks, initializers, layers, losses, models, optimizers, saving, utils
+from . import callbacks, initializers, layers, losses, models, optimizers, regularizers, saving, utils
 from .layers import Input
 from .models import Sequential
 
-for _sub in (callbacks, initializers, layers, losses, models, optimizers, saving, utils):
+for _sub in (callbacks, initializers, layers, losses, models, optimizers, regularizers, saving, utils):
     sys.modules[f"{__name__}.{_sub.__name__.rsplit('.', 1)[1]}"] = _sub
 
 __all__ = ["Input", "Sequential", "callbacks", "initializers", "layers", "losses", "models",
-           "optimizers", "saving", "utils"]
+           "optimizers", "regularizers", "saving", "utils"]

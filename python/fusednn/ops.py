@@ -9,6 +9,11 @@ raise :class:`TypeError`; shapes that do not agree raise :class:`ValueError`
 naming both shapes. Arrays with a zero-length axis give empty (or, for a
 zero inner dimension of ``matmul``, zero) results, as NumPy does.
 
+Any other array with ``__dlpack__`` (a PyTorch tensor, a JAX array) is taken
+zero-copy on the device where it lives (CPU -> the cpu backend, CUDA -> cuda) and
+results come back as the caller's kind (see :mod:`fusednn.dlpack`); arrays of
+different kinds in one call raise :class:`TypeError`.
+
 Functions that take ``out=`` write into that array (float32, C-contiguous, the
 result's shape) and return it, so a loop can avoid allocating.
 """
@@ -20,6 +25,9 @@ import numpy as np
 
 from . import backends as _backends
 from .backends import Backend, activation_code, backend, host_backend
+from .dlpack import ForeignArrays as _ForeignArrays
+from .dlpack import accepts_dlpack as _accepts_dlpack
+from .dlpack import is_foreign as _is_foreign
 
 __all__ = [
     "matmul",
@@ -55,6 +63,8 @@ def _pick(*arrays: Any) -> tuple[Backend, bool]:
     """The backend for these inputs and whether they are device arrays."""
     if all(type(a) is np.ndarray or a is None for a in arrays):  # the common case, fast
         return host_backend(), False
+    if any(_is_foreign(a) for a in arrays):  # torch/JAX/...: converted by the accepts_dlpack wrapper
+        raise _ForeignArrays
     kinds = {_is_device_array(a) for a in arrays if a is not None}
     if len(kinds) > 1:
         raise TypeError(
@@ -435,3 +445,10 @@ def adam_update(param: Any, grad: Any, m: Any, v: Any, *, step: int, learning_ra
     if param.size:
         be.adam_update(param, grad, m, v, float(learning_rate), float(beta_1), float(beta_2),
                        float(epsilon), step)
+
+
+# Every public op also takes DLPack arrays (torch, JAX, ...) and returns the caller's kind.
+for _name in __all__:
+    if _name != "bias_grad":
+        globals()[_name] = _accepts_dlpack(globals()[_name])
+bias_grad = sum_rows  # noqa: F811 - the same (wrapped) function under its second name

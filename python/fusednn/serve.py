@@ -18,7 +18,14 @@ its Content-Length before it is read, or while a chunked body streams in),
 more than ``max_batch`` rows (413), and inputs that are not a list of rows of
 the model's feature count, hold non-numbers, or non-finite values (422) --
 JSON's ``NaN``/``Infinity`` tokens and numbers beyond float32's range such as
-``1e39`` included. Parsing and prediction run in a worker thread, so the event
+``1e39`` included. A body of plain numeric rows (``{"inputs": [[1, 2.5e-3, ...], ...]}``,
+what every client library writes) is parsed straight into float32 without Python
+objects per number: its peak memory is at most about 4x the body's size (3x plus
+the float32 array); other JSON up to ``FALLBACK_JSON_BYTES`` (64 KiB) goes through
+``json.loads``, and larger bodies that are not plain numeric rows get 422. All
+bodies held at once share ``max_inflight_body`` bytes (503 beyond it), and the
+connection limits of :mod:`fusednn.serve_limits` shed slow and idle clients.
+Parsing and prediction run in a worker thread, so the event
 loop keeps answering ``/health`` while a large batch computes; model calls
 are serialised by a lock, because a model reuses its per-batch-size buffers.
 """
@@ -36,6 +43,14 @@ from ._version import __version__
 
 DEFAULT_MAX_BATCH = 10_000
 DEFAULT_MAX_BODY = 16 << 20
+DEFAULT_MAX_INFLIGHT_BODY = 64 << 20
+#: bodies up to this size that are not plain numeric rows are parsed by json.loads
+#: (whose peak is up to ~11x the body); larger ones must be plain numeric rows
+FALLBACK_JSON_BYTES = 64 << 10
+#: bodies up to this size do not count against max_inflight_body, so that large
+#: uploads holding it cannot starve ordinary requests; they are bounded by the
+#: connection limit instead (max_connections x SMALL_BODY)
+SMALL_BODY = 64 << 10
 _F32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -85,9 +100,64 @@ def _bad_cell(rows: list[list[Any]]) -> tuple[int, int, Any]:
     raise AssertionError("no bad cell")
 
 
+_WS = rb"[ \t\n\r]*+"
+_NUMBER = rb"-?+(?:0|[1-9][0-9]*+)(?:\.[0-9]++)?+(?:[eE][+-]?+[0-9]++)?+"
+_ROW = rb"\[" + _WS + _NUMBER + rb"(?:" + _WS + rb"," + _WS + _NUMBER + rb")*+" + _WS + rb"\]"
+# possessive quantifiers: one linear pass, no backtracking (0.4 s for 20 MB here)
+_PLAIN_BODY = re.compile(_WS + rb"\{" + _WS + rb'"inputs"' + _WS + rb":" + _WS + rb"(\[" + _WS + _ROW + rb"(?:" + _WS
+                         + rb"," + _WS + _ROW + rb")*+" + _WS + rb"\]|" + _ROW + rb")" + _WS + rb"\}" + _WS)
+_SEPARATORS = bytes.maketrans(b"[],", b"   ")
+
+
+def _check_range(x: np.ndarray) -> np.ndarray:
+    if x.size and not (np.isfinite(x).all() and np.abs(x).max() <= _F32_MAX):
+        raise BadRequest(422, "inputs must be finite float32 numbers: NaN, infinite values and magnitudes "
+                              f"above {_F32_MAX:.4g} (float32's largest) are not allowed")
+    return x
+
+
+def _parse_plain(body: bytes, input_dim: int, max_batch: int) -> np.ndarray | None:
+    """The inputs of a body of plain numeric rows, parsed with at most ~4x the body's
+    size in memory (the body, one translated copy, the float32 array); None when the
+    body is not of that form."""
+    match = _PLAIN_BODY.fullmatch(body)
+    if match is None:
+        return None
+    start, end = match.span(1)
+    rows = body.count(b"[", start, end) - 1 or 1  # the outer bracket, or a flat list: one sample
+    if rows > max_batch:
+        raise BadRequest(413, f"{rows} rows exceed the limit of {max_batch} per request (--max-batch)")
+    row_start = body.index(b"[", start + 1) if rows > 1 or body.count(b"[", start, end) > 1 else start
+    for i in range(rows):  # bounded by max_batch; counting commas copies nothing
+        row_end = body.index(b"]", row_start)
+        n = body.count(b",", row_start, row_end) + 1
+        if n != input_dim:
+            raise BadRequest(422, f"row {i} has {n} values but the model takes {input_dim} features")
+        row_start = body.find(b"[", row_end)
+    text = body[start:end].translate(_SEPARATORS)
+    # NumPy parses each number as a C double and rounds it to float32: the same value
+    # as float32(float(token)), so the same as the json.loads path below.
+    with np.errstate(over="ignore"):
+        x = np.fromstring(text, dtype=np.float32, sep=" ", count=rows * input_dim)
+        if x.size and np.isfinite(x).all() and np.abs(x).max() == _F32_MAX:
+            # a value may lie just above float32's largest and have rounded down to it: the
+            # json.loads path rejects those, so check the doubles (rare, so the 2x cost is too)
+            x = np.fromstring(text, dtype=np.float64, sep=" ", count=rows * input_dim)
+    del text
+    if x.size != rows * input_dim:
+        raise BadRequest(400, "the body's numbers could not all be read")
+    return _check_range(x.reshape(rows, input_dim)).astype(np.float32, copy=False)
+
+
 def parse_inputs(body: bytes, input_dim: int, max_batch: int) -> np.ndarray:
     """The float32 (rows, input_dim) array of a /predict body; raises BadRequest
     saying what is wrong with it."""
+    plain = _parse_plain(body, input_dim, max_batch)
+    if plain is not None:
+        return plain
+    if len(body) > FALLBACK_JSON_BYTES:
+        raise BadRequest(422, f"a body over {FALLBACK_JSON_BYTES} bytes must be plain numeric rows: "
+                              '{"inputs": [[number, ...], ...]} (no NaN/Infinity, strings or other keys)')
     try:
         doc = json.loads(body, parse_constant=_reject_constant)
     except _NonFiniteToken as e:
@@ -164,7 +234,7 @@ class Predictor:
                 "rows": self.rows, "model_seconds": round(self.model_seconds, 6),
                 "lock_wait_seconds": round(self.wait_seconds, 6)}
 
-    def metadata(self, max_body: int) -> dict[str, Any]:
+    def metadata(self, max_body: int, limits: dict[str, Any] | None = None) -> dict[str, Any]:
         """What /metadata says about the model and the limits."""
         model = self.model
         layers, dim = [], model.input_shape[1]
@@ -175,13 +245,18 @@ class Predictor:
         return {"model": model.name, "fusednn_version": __version__, "backend": model.backend.name,
                 "input_shape": [None, self.input_dim], "output_shape": [None, self.output_dim],
                 "params": model.count_params(), "layers": layers,
-                "limits": {"max_batch": self.max_batch, "max_body": max_body},
+                "limits": {"max_batch": self.max_batch, "max_body": max_body, **(limits or {})},
                 "metadata": model.metadata}
 
 
-def create_app(model: Any, max_batch: int = DEFAULT_MAX_BATCH, max_body: int = DEFAULT_MAX_BODY) -> Any:
-    """The Starlette application serving ``model`` (see the module docstring)."""
+def create_app(model: Any, max_batch: int = DEFAULT_MAX_BATCH, max_body: int = DEFAULT_MAX_BODY,
+               max_inflight_body: int = DEFAULT_MAX_INFLIGHT_BODY) -> Any:
+    """The Starlette application serving ``model`` (see the module docstring);
+    ``max_inflight_body`` bounds the bytes of all request bodies held at once (503
+    beyond it)."""
     _require()
+    from .serve_limits import BodyBudget
+
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
@@ -192,39 +267,55 @@ def create_app(model: Any, max_batch: int = DEFAULT_MAX_BATCH, max_body: int = D
     if max_body < 1:
         raise ValueError(f"max_body must be >= 1 byte, got {max_body}")
     predictor = Predictor(model, max_batch)
+    budget = BodyBudget(max_inflight_body)
+    busy = "the server holds its limit of request bodies (--max-inflight-body); retry"
 
     def error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status)
+        return JSONResponse({"error": message}, status_code=status,
+                            headers={"Retry-After": "1"} if status == 503 else None)
 
-    async def read_body(request: Request) -> bytes:
+    async def read_body(request: Request, held: list[int]) -> bytes:
+        """The body, its bytes reserved in ``budget`` (recorded in ``held`` for the caller
+        to give back) before they are kept: from Content-Length up front, else per chunk."""
         length = request.headers.get("content-length")
         if length is not None:
             if not length.isdigit():
                 raise BadRequest(400, f"invalid Content-Length {length!r}")
             if int(length) > max_body:
                 raise BadRequest(413, f"the body of {int(length)} bytes exceeds the limit of {max_body} (--max-body)")
+            if int(length) > SMALL_BODY:
+                if not budget.take(int(length)):
+                    raise BadRequest(503, busy)
+                held[0] = int(length)
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > max_body:
                 raise BadRequest(413, f"the body exceeds the limit of {max_body} bytes (--max-body)")
+            if size > max(held[0], SMALL_BODY):
+                if not budget.take(size - held[0]):
+                    raise BadRequest(503, busy)
+                held[0] = size
             chunks.append(chunk)
         return b"".join(chunks)
 
     async def predict(request: Request) -> Response:
+        held = [0]
         try:
-            body = await read_body(request)
+            body = await read_body(request, held)
             return JSONResponse(await run_in_threadpool(predictor.predict, body))
         except BadRequest as e:
             return error(e.status, e.message)
         except ClientDisconnect:
             return Response(status_code=400)
+        finally:  # the body and its parse are gone once the answer is built
+            budget.give(held[0])
 
     async def health(request: Request) -> Response:
         return JSONResponse(predictor.health())
 
     async def metadata(request: Request) -> Response:
-        return JSONResponse(predictor.metadata(max_body))
+        return JSONResponse(predictor.metadata(max_body, {"max_inflight_body": max_inflight_body}))
 
     async def http_error(request: Request, exc: HTTPException) -> Response:
         return error(exc.status_code, exc.detail)
@@ -236,17 +327,61 @@ def create_app(model: Any, max_batch: int = DEFAULT_MAX_BATCH, max_body: int = D
                             Route("/metadata", metadata, methods=["GET"])],
                     exception_handlers={HTTPException: http_error, Exception: server_error})
     app.state.predictor = predictor
+    app.state.body_budget = budget
     return app
 
 
+def uvicorn_config(app: Any, header_timeout: float | None = None, body_timeout: float | None = None,
+                   keep_alive: int | None = None, max_connections: int | None = None, **kwargs: Any) -> Any:
+    """A ``uvicorn.Config`` for ``app`` with the limits of :mod:`fusednn.serve_limits`
+    (None: their defaults); ``kwargs`` go to uvicorn (host, port, log_level, ...)."""
+    _, uvicorn = _require()
+    from . import serve_limits as sl
+
+    protocol = sl.guarded_protocol(sl.DEFAULT_HEADER_TIMEOUT if header_timeout is None else header_timeout,
+                                   sl.DEFAULT_BODY_TIMEOUT if body_timeout is None else body_timeout,
+                                   sl.DEFAULT_MAX_CONNECTIONS if max_connections is None else max_connections)
+    return uvicorn.Config(app, http=protocol, timeout_keep_alive=sl.DEFAULT_KEEP_ALIVE if keep_alive is None
+                          else keep_alive, **kwargs)
+
+
+def _ensure_open_files(max_connections: int) -> None:
+    """Raise the soft open-file limit to fit ``max_connections`` plus a margin (up to the
+    hard limit), so that the connection cap, not accept() failing, is what sheds load;
+    warn when the hard limit is too low."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = max_connections + 64
+    if soft == resource.RLIM_INFINITY or soft >= want:
+        return
+    new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if new > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    if new < want:
+        print(f"fusednn serve: warning: the open-file limit {new} is below --max-connections {max_connections} + 64; "
+              "lower --max-connections or raise the limit (ulimit -n)", flush=True)
+
+
 def serve(model_path: str, host: str = "127.0.0.1", port: int = 8000, max_batch: int = DEFAULT_MAX_BATCH,
-          max_body: int = DEFAULT_MAX_BODY, log_level: str = "info", access_log: bool = False) -> None:
-    """Load the model file and serve it with uvicorn until interrupted."""
+          max_body: int = DEFAULT_MAX_BODY, log_level: str = "info", access_log: bool = False,
+          max_inflight_body: int = DEFAULT_MAX_INFLIGHT_BODY, header_timeout: float | None = None,
+          body_timeout: float | None = None, keep_alive: int | None = None,
+          max_connections: int | None = None) -> None:
+    """Load the model file and serve it with uvicorn until interrupted (the limits:
+    see :mod:`fusednn.serve_limits` and :func:`create_app`)."""
     from .saving import load_model
 
     _, uvicorn = _require()
     model = load_model(model_path, compile=False)
-    app = create_app(model, max_batch=max_batch, max_body=max_body)
+    app = create_app(model, max_batch=max_batch, max_body=max_body, max_inflight_body=max_inflight_body)
+    from .serve_limits import DEFAULT_MAX_CONNECTIONS
+
+    _ensure_open_files(DEFAULT_MAX_CONNECTIONS if max_connections is None else max_connections)
     print(f"serving {model_path} ({model.name}: {model.input_shape[1]} features -> {model.output_shape[1]} outputs, "
           f"{model.backend.name} backend) on http://{host}:{port}", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)
+    config = uvicorn_config(app, header_timeout, body_timeout, keep_alive, max_connections, host=host, port=port,
+                            log_level=log_level, access_log=access_log)
+    uvicorn.Server(config).run()

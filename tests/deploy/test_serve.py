@@ -127,7 +127,8 @@ def test_health_and_metadata(served):
     assert meta["fusednn_version"] == fusednn.__version__ and meta["params"] == model.count_params()
     assert [(layer["class_name"], layer["output_shape"]) for layer in meta["layers"]] == \
         [("Dense", [None, 32]), ("Dense", [None, 16]), ("Dense", [None, 3])]
-    assert meta["limits"] == {"max_batch": MAX_BATCH, "max_body": MAX_BODY}
+    assert meta["limits"] == {"max_batch": MAX_BATCH, "max_body": MAX_BODY,
+                              "max_inflight_body": serve.DEFAULT_MAX_INFLIGHT_BODY}
     assert meta["metadata"] == {"source": "test"}
 
 

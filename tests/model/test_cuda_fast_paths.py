@@ -156,3 +156,52 @@ def test_persistent_refuses_a_model_that_does_not_fit():
         _cuda.MlpTrainer([spec], sgd, "mse", 512, False, "persistent")
     with pytest.raises(ValueError, match="unknown mode"):
         _cuda.MlpTrainer([spec], sgd, "mse", 512, False, "turbo")
+
+
+@pytest.mark.parametrize("path", ["persistent", "graph"])
+def test_regularized_and_weighted_fits_on_the_opt_in_paths(monkeypatch, path):
+    """A kernel regularizer keeps a model off the persistent kernel (it trains on the per-op
+    path); the graph path captures the penalty kernels with the rest. Sample weights with
+    per-step penalty scales run uncaptured (graph) or on the per-op kernels (persistent):
+    the same bits as the per-op path with SGD."""
+    from fusednn import regularizers
+    from fusednn.training import fused
+
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((N, 5)).astype(np.float32)
+    y = rng.standard_normal((N, 2)).astype(np.float32)
+    scale = cp.asarray(rng.uniform(0, 2, N).astype(np.float32))
+    out = {}
+    prev = fusednn.get_backend().name
+    try:
+        for p in (path, "ops"):
+            for flag in ("FUSEDNN_CUDA_PERSISTENT", "FUSEDNN_CUDA_GRAPH"):
+                monkeypatch.delenv(flag, raising=False)
+            if p == "persistent":
+                monkeypatch.setenv("FUSEDNN_CUDA_PERSISTENT", "1")
+            elif p == "graph":
+                monkeypatch.setenv("FUSEDNN_CUDA_GRAPH", "1")
+            fusednn.set_backend("cuda")
+            fusednn.utils.set_random_seed(3)
+            model = keras.Sequential([keras.layers.Dense(8, activation="tanh", input_shape=(5,),
+                                                         kernel_regularizer=regularizers.L2(0.01)),
+                                      keras.layers.Dense(2)])
+            model.compile(keras.optimizers.SGD(0.05, momentum=0.9), "mse")
+            fusednn.utils.set_random_seed(4)
+            h = model.fit(x, y, epochs=3, batch_size=7, verbose=0)
+            assert model._fused.trainer.mode == ("ops" if p == "persistent" else p)
+            tr = fused.trainer_for(model, 7)
+            xd, yd = cp.asarray(x), cp.asarray(y)
+            steps = -(-N // 7)
+            for epoch in range(3):
+                losses = cp.zeros(steps, cp.float32)
+                tr.epoch(model, xd, yd, np.random.default_rng(epoch).permutation(N), losses, steps, None, False,
+                         weights={"row_scale": scale, "penalty_scale": np.linspace(0.5, 1.5, steps).astype(np.float32)})
+            out[p] = (model.get_weights(), h.history["loss"], cp.asnumpy(losses))
+    finally:
+        fusednn.set_backend(prev)
+    (wa, la, sa), (wb, lb, sb) = out[path], out["ops"]
+    for a, b in zip(wa, wb):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(la, lb, rtol=1e-6)
+    np.testing.assert_allclose(sa, sb, rtol=1e-6)

@@ -123,6 +123,14 @@ def test_plan_inputs_follow_the_trainer_specs():
     assert cuda_paths.plan_inputs(_specs([5, 3]), {**MOMENTUM, "momentum": 0.0}, "categorical", 7)["y_cols"] == 3
 
 
+def test_choose_mode_keeps_regularized_models_off_the_persistent_kernel():
+    specs = _specs([10, 64, 64, 1])
+    specs[1]["W_l2"] = 1e-4
+    mode, reason = cuda_paths.choose_mode(specs, ADAM, "mse", 32, _cuda.persistent_why_not, H200_SMEM,
+                                          {"FUSEDNN_CUDA_PERSISTENT": "1", "FUSEDNN_CUDA_GRAPH": "1"})
+    assert mode == "graph" and "regularizers" in reason
+
+
 @pytest.mark.parametrize("env,smem,dims,want", [
     ({}, H200_SMEM, [10, 64, 64, 1], "ops"),                                      # today's default
     ({"FUSEDNN_CUDA_GRAPH": "1"}, H200_SMEM, [10, 64, 64, 1], "graph"),

@@ -73,6 +73,21 @@ void affine_warp(float* out, const float* in, const double* mats, std::size_t n,
 // out[c] = sum over rows of x[r, c] (the bias gradient).
 void sum_rows(float* out, const float* x, std::size_t rows, std::size_t cols);
 
+// ---- regularize.cpp
+// Keras' L1/L2 weight penalty: g += l1*sign(w) + 2*l2*w, and (when loss is not
+// null) *loss += sum(l1*|w| + l2*w^2), accumulated in double.
+void regularize(float* g, const float* w, std::size_t n, float l1, float l2, float* loss);
+
+// ---- weighting.cpp (sample weights in the fused trainer)
+// The loss of one row as the fused losses define it (kind -1: mse, else an
+// XentKind on logits p; sparse targets hold one class index).
+double row_loss(const float* p, const float* t, std::size_t cols, int kind);
+// sum_r s[r] * row_loss(row r) / rows, accumulated in double.
+double weighted_loss(const float* p, const float* t, const float* s, std::size_t rows, std::size_t cols,
+                     int kind);
+// g[r, :] *= s[r]
+void scale_rows(float* g, const float* s, std::size_t rows, std::size_t cols);
+
 // ---- optim.cpp (in place, Keras semantics)
 // momentum == 0: w -= lr*g. Otherwise v = momentum*v - lr*g and
 // w += v (or, with nesterov, w += momentum*v - lr*g).

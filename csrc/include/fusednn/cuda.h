@@ -99,6 +99,19 @@ cudaError_t error_sums_update(double* sums, const float* p, const float* t, std:
 cudaError_t sum_rows(float* out, const float* x, std::size_t rows, std::size_t cols,
                      cudaStream_t stream);
 
+// ---- regularize.cu
+// Keras' L1/L2 weight penalty: g += l1*sign(w) + 2*l2*w, and (when loss is not
+// null) *loss += sum(l1*|w| + l2*w^2) (device float), summed in double by one
+// block in a fixed order (deterministic).
+cudaError_t regularize(float* g, const float* w, std::size_t n, float l1, float l2, float* loss,
+                       cudaStream_t stream);
+
+// ---- weighting.cu (sample weights in the fused trainer; the twins of cpu/weighting.cpp)
+// *out = sum_r s[r] * loss(row r) / rows (device float), one block, fixed order.
+cudaError_t weighted_loss(const float* p, const float* t, const float* s, std::size_t rows, std::size_t cols,
+                          int kind, float* out, cudaStream_t stream);
+cudaError_t scale_rows(float* g, const float* s, std::size_t rows, std::size_t cols, cudaStream_t stream);
+
 // ---- optim.cu (in place, Keras semantics, the operation order of cpu/optim.cpp)
 cudaError_t sgd_update(float* w, const float* g, float* v, std::size_t n, float lr, float momentum,
                        bool nesterov, cudaStream_t stream);

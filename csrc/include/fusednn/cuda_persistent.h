@@ -29,7 +29,8 @@ persistent::Plan persistent_plan_for(const std::vector<DenseBuffers>& layers, co
 // Steps [step0, step1) in one launch of the persistent kernel on `stream`; the
 // contract of train_steps (returns the iteration count after the last step,
 // *steps_done = step1 - step0, the per-step losses and metric sums on the
-// device). The model's A/G/x_batch/y_batch buffers are not written; dW/db get
+// device). No sample weights (row_scale/penalty_scale) and no weight regularizers:
+// the binding runs such fits on train_steps. The model's A/G/x_batch/y_batch buffers are not written; dW/db get
 // the last step's gradients. Throws std::invalid_argument when the plan does
 // not fit the device, std::runtime_error when the launch fails.
 std::int64_t train_persistent(const std::vector<DenseBuffers>& layers, const OptimizerConfig& opt, LossKind loss,

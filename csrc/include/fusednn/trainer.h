@@ -36,6 +36,8 @@ struct DenseBuffers {
   float* W_s2 = nullptr;
   float* b_s1 = nullptr;
   float* b_s2 = nullptr;
+  // Keras L1/L2 regularizer factors of the kernel and the bias (0: none)
+  float W_l1 = 0.f, W_l2 = 0.f, b_l1 = 0.f, b_l2 = 0.f;
 };
 
 struct OptimizerConfig {
@@ -59,6 +61,11 @@ struct TrainData {
   bool sparse_labels = false;
   float threshold = 0.5f;
   double* err_sums = nullptr;
+  // sample weights (null: none): row_scale[i] multiplies the loss and gradient of the
+  // row at position i of the epoch's order (device memory); penalty_scale[step]
+  // multiplies that step's regularizer factors (host memory)
+  const float* row_scale = nullptr;
+  const float* penalty_scale = nullptr;
 };
 
 // Run steps [step0, step1) of an epoch of ceil(n / batch) steps. `iterations`
@@ -97,6 +104,11 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
       const float scale = kind == XentKind::sigmoid_binary ? 1.0f / float(count) : 1.0f / float(B);
       dev.xent(last.G, last.A, data.y_batch, B, d_out, kind, scale, data.step_losses + s);
     }
+    if (data.row_scale) {  // sample weights: the weighted mean loss, the rows' gradients scaled
+      const float* rs = data.row_scale + lo;
+      dev.weighted_loss(last.A, data.y_batch, rs, B, d_out, int(loss) - 1, data.step_losses + s);
+      dev.scale_rows(last.G, rs, B, d_out);
+    }
     if (data.counts)
       dev.confusion_update(data.counts, last.A, data.y_batch, B, d_out, data.classes, data.sparse_labels,
                            data.threshold);
@@ -111,6 +123,15 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
       if (l.b) dev.sum_rows(l.db, l.G, B, l.out);
       if (i > 0)
         dev.matmul(layers[i - 1].G, l.G, l.W, B, l.in, l.out, false, true, nullptr, Act::linear);
+    }
+    // weight penalties (kernel/bias regularizers), in layer order as the per-op path:
+    // added to this step's loss and to the gradients before the update
+    const float ps = data.penalty_scale ? data.penalty_scale[s] : 1.f;
+    for (DenseBuffers& l : layers) {
+      if (l.W_l1 != 0.f || l.W_l2 != 0.f)
+        dev.regularize(l.dW, l.W, std::int64_t(l.in) * l.out, ps * l.W_l1, ps * l.W_l2, data.step_losses + s);
+      if (l.b && (l.b_l1 != 0.f || l.b_l2 != 0.f))
+        dev.regularize(l.db, l.b, l.out, ps * l.b_l1, ps * l.b_l2, data.step_losses + s);
     }
     // optimizer update of every parameter with the same step count (Keras)
     const std::int64_t t = iterations + 1;

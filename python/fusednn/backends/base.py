@@ -113,6 +113,11 @@ class Backend:
         """sums[0] += sum|pred - target|, sums[1] += sum (pred - target)^2 (float64)."""
         raise NotImplementedError
 
+    def regularize(self, param, grad, l1, l2, loss=None):
+        """Keras' L1/L2 penalty in place: ``grad += l1*sign(param) + 2*l2*param`` and,
+        with ``loss`` (one float32 element), ``loss[0] += l1*sum|param| + l2*sum param**2``."""
+        raise NotImplementedError
+
     def sgd_update(self, param, grad, velocity, learning_rate, momentum, nesterov):
         raise NotImplementedError
 

@@ -113,6 +113,9 @@ class CpuBackend(Backend):
     def error_sums_update(self, sums, pred, target):
         self._k.error_sums_update(sums, pred, target)
 
+    def regularize(self, param, grad, l1, l2, loss=None):
+        self._k.regularize(param, grad, l1, l2, loss)
+
     def sgd_update(self, param, grad, velocity, learning_rate, momentum, nesterov):
         self._k.sgd_update(param, grad, velocity, learning_rate, momentum, nesterov)
 

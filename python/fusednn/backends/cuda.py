@@ -174,6 +174,9 @@ class CudaBackend(Backend):
     def error_sums_update(self, sums, pred, target):
         self._k.error_sums_update(sums, pred, target, self._stream())
 
+    def regularize(self, param, grad, l1, l2, loss=None):
+        self._k.regularize(param, grad, l1, l2, loss, self._stream())
+
     def sgd_update(self, param, grad, velocity, learning_rate, momentum, nesterov):
         self._k.sgd_update(param, grad, velocity, learning_rate, momentum, nesterov, self._stream())
 
@@ -232,7 +235,7 @@ class CudaTrainer:
         self._t.learning_rate = value
 
     def run(self, x, y, order, x_batch, y_batch, step_losses, step0, step1, iterations,
-            stop_on_nonfinite=False, metrics=None):
+            stop_on_nonfinite=False, metrics=None, weights=None):
         if isinstance(order, np.ndarray):
             order = np.ascontiguousarray(order, dtype=np.int64)
             n = int(x.shape[0])
@@ -253,4 +256,4 @@ class CudaTrainer:
                 self._scalars = cp.empty(steps, dtype=np.float32)
             scalars = self._scalars
         return self._t.run(x, y, order, x_batch, y_batch, step_losses, step0, step1, iterations, False,
-                           metrics, s, self._be._workspace(s), scalars)
+                           metrics, s, self._be._workspace(s), weights=weights, scalars=scalars)

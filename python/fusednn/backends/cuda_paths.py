@@ -46,14 +46,17 @@ def plan_inputs(layers: Sequence[Mapping[str, Any]], optimizer: Mapping[str, Any
 def choose_mode(layers: Sequence[Mapping[str, Any]], optimizer: Mapping[str, Any], loss: str, batch: int,
                 why_not: Callable[..., str], smem_limit: int,
                 env: Mapping[str, str] | None = None) -> tuple[str, str]:
-    """(mode, reason) for a fused trainer: ``persistent`` when FUSEDNN_CUDA_PERSISTENT is set
-    and the plan fits ``smem_limit`` bytes (``why_not(**plan_inputs, smem_limit=...)`` returns
+    """(mode, reason) for a fused trainer: ``persistent`` when FUSEDNN_CUDA_PERSISTENT is set,
+    no layer has a weight regularizer and the plan fits ``smem_limit`` bytes (``why_not(**plan_inputs, smem_limit=...)`` returns
     '' when it does), else ``graph`` when FUSEDNN_CUDA_GRAPH is set, else ``ops``. The reason
     says why a requested path was not taken ('' when nothing requested was refused)."""
     env = os.environ if env is None else env
     reason = ""
     if _flag(env, "FUSEDNN_CUDA_PERSISTENT"):
-        why = why_not(**plan_inputs(layers, optimizer, loss, batch), smem_limit=int(smem_limit))
+        regularized = any(float(spec.get(k) or 0.0) != 0.0 for spec in layers
+                          for k in ("W_l1", "W_l2", "b_l1", "b_l2"))
+        why = ("the persistent kernel has no weight regularizers" if regularized else
+               why_not(**plan_inputs(layers, optimizer, loss, batch), smem_limit=int(smem_limit)))
         if not why:
             return "persistent", ""
         reason = f"persistent trainer not used: {why}"

@@ -159,6 +159,13 @@ class NumpyBackend(Backend):
         sums[0] += np.abs(d).sum()
         sums[1] += (d * d).sum()
 
+    def regularize(self, param, grad, l1, l2, loss=None):
+        grad += np.float32(l1) * np.sign(param) + np.float32(2.0 * np.float32(l2)) * param
+        if loss is not None:
+            w = param.astype(np.float64)
+            pen = np.float64(np.float32(l1)) * np.abs(w).sum() + np.float64(np.float32(l2)) * (w * w).sum()
+            loss.reshape(-1)[0] = np.float32(np.float64(loss.reshape(-1)[0]) + pen)
+
     def sgd_update(self, param, grad, velocity, learning_rate, momentum, nesterov):
         lr, mu = np.float32(learning_rate), np.float32(momentum)
         if momentum == 0 or velocity is None:

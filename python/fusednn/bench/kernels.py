@@ -8,6 +8,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import ops
+from . import reference
 
 Inputs = dict[str, np.ndarray]
 # A runner factory gets the case's inputs already placed on the device of the
@@ -42,8 +43,7 @@ def _matmul_case(M: int, N: int, K: int, ta: bool = False, tb: bool = False, tag
         return {"a": _f32(rng, *((K, M) if ta else (M, K))), "b": _f32(rng, *((N, K) if tb else (K, N)))}
 
     def expected(xs):
-        a, b = xs["a"].astype(np.float64), xs["b"].astype(np.float64)
-        return (a.T if ta else a) @ (b.T if tb else b)
+        return reference.matmul(xs["a"], xs["b"], ta, tb)[0]
 
     def ours(xp, xs):
         a, b = xs["a"], xs["b"]
@@ -73,8 +73,7 @@ def _linear_case(M: int, K: int, N: int, act: str) -> Case:
         return {"x": _f32(rng, M, K), "w": _f32(rng, K, N) / np.float32(np.sqrt(K)), "b": _f32(rng, N)}
 
     def expected(xs):
-        z = xs["x"].astype(np.float64) @ xs["w"] + xs["b"]
-        return {"relu": np.maximum(z, 0), "tanh": np.tanh(z), "sigmoid": 1 / (1 + np.exp(-z))}[act]
+        return reference.matmul(xs["x"], xs["w"], bias=xs["b"], activation_name=act)[0]
 
     def ours(xp, xs):
         out = xp.empty((M, N), dtype=np.float32)
@@ -107,8 +106,7 @@ def _linear_case(M: int, K: int, N: int, act: str) -> Case:
 
 # ----------------------------------------------------------- elementwise
 def _act_ref(act: str, x: np.ndarray) -> np.ndarray:
-    x = x.astype(np.float64)
-    return {"relu": np.maximum(x, 0), "sigmoid": 1 / (1 + np.exp(-x)), "tanh": np.tanh(x)}[act]
+    return reference.activation(x, act)
 
 
 def _act_fwd_case(act: str, n: int) -> Case:
@@ -143,8 +141,7 @@ def _act_bwd_case(act: str, n: int) -> Case:
         return {"dy": _f32(rng, n), "y": y}
 
     def expected(xs):
-        dy, y = xs["dy"].astype(np.float64), xs["y"].astype(np.float64)
-        return {"relu": dy * (y > 0), "sigmoid": dy * y * (1 - y), "tanh": dy * (1 - y * y)}[act]
+        return reference.activation_grad(xs["dy"], xs["y"], act)
 
     def ours(xp, xs):
         out = xp.empty(n, dtype=np.float32)
@@ -196,8 +193,7 @@ def _mse_case(n: int) -> Case:
         return {"p": _f32(rng, n), "t": _f32(rng, n)}
 
     def expected(xs):
-        d = xs["p"].astype(np.float64) - xs["t"]
-        return np.array([np.mean(d * d)])
+        return np.array([reference.mse(xs["p"], xs["t"])])
 
     def ours(xp, xs):
         return lambda: np.array([ops.mse(xs["p"], xs["t"])])
@@ -227,7 +223,7 @@ def _mse_grad_case(n: int) -> Case:
         return lambda: (2.0 / n) * (xs["p"] - xs["t"])
 
     return Case("mse_grad", _pow2(n), 12.0 * n, "GB/s", make,
-                lambda xs: 2.0 / n * (xs["p"].astype(np.float64) - xs["t"]), 1e-6, ours,
+                lambda xs: reference.mse_grad(xs["p"], xs["t"]), 1e-6, ours,
                 {"numpy": ref_np, "cupy": ref_np, "torch": ref_torch}, bandwidth_bound=True)
 
 
@@ -239,11 +235,7 @@ def _adam_case(n: int) -> Case:
         return {"w": _f32(rng, n), "g": _f32(rng, n), "m": np.zeros(n, np.float32), "v": np.zeros(n, np.float32)}
 
     def expected(xs):  # one step from m = v = 0
-        g = xs["g"].astype(np.float64)
-        c1, c2 = float(np.float32(1) - np.float32(b1)), float(np.float32(1) - np.float32(b2))
-        m, v = g * c1, g * g * c2
-        alpha = lr * np.sqrt(1 - b2) / (1 - b1)
-        return xs["w"] - m * alpha / (np.sqrt(v) + eps)
+        return reference.adam_step(xs["w"], xs["g"], xs["m"], xs["v"], 1, lr, b1, b2, eps)[0]
 
     def ours(xp, xs):
         w, g, m, v = (xp.array(xs[k]) for k in "wgmv")  # private copies: updated in place
@@ -283,7 +275,7 @@ def _sgd_case(n: int) -> Case:
         return {"w": _f32(rng, n), "g": _f32(rng, n), "v": np.zeros(n, np.float32)}
 
     def expected(xs):  # one step from v = 0
-        return xs["w"].astype(np.float64) - lr * xs["g"]
+        return reference.sgd_step(xs["w"], xs["g"], xs["v"], lr, mu, False)[0]
 
     def ours(xp, xs):
         w, g, v = (xp.array(xs[k]) for k in "wgv")

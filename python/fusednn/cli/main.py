@@ -164,7 +164,9 @@ def _serve(args: argparse.Namespace) -> int:
         fusednn.set_backend(args.backend)
     try:
         serve.serve(args.model, host=args.host, port=args.port, max_batch=args.max_batch, max_body=args.max_body,
-                    log_level=args.log_level, access_log=args.access_log)
+                    log_level=args.log_level, access_log=args.access_log, max_inflight_body=args.max_inflight_body,
+                    header_timeout=args.header_timeout, body_timeout=args.body_timeout,
+                    keep_alive=args.keep_alive, max_connections=args.max_connections)
     except (ValueError, ImportError, FileNotFoundError) as e:
         print(f"fusednn serve: error: {e}", file=sys.stderr)
         return 2
@@ -174,10 +176,13 @@ def _serve(args: argparse.Namespace) -> int:
 def _data_command(name: str, run: Callable[[], object]) -> int:
     """Run a train/evaluate/predict step; bad data, a bad model file or a missing file
     is reported in one line with exit status 2, as argparse reports bad arguments."""
+    from fusednn.files import allow_streams
+
     from .csv_data import DataError
 
     try:
-        run()
+        with allow_streams():  # --out may name an existing FIFO or /dev/null: written through, as `>` does
+            run()
     except (DataError, ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
         kind = "" if isinstance(e, (DataError, ValueError)) else f"{type(e).__name__}: "
         print(f"fusednn {name}: error: {kind}{e}", file=sys.stderr)
@@ -207,12 +212,24 @@ def _evaluate(args: argparse.Namespace) -> int:
     return _data_command("evaluate", lambda: tabular.evaluate(args.model, args.data))
 
 
+def _is_stdout(path: str) -> bool:
+    """Whether ``path`` (e.g. /dev/stdout) is the file standard output writes to: then
+    the CSV went there and a report line would corrupt it."""
+    import os
+
+    try:
+        a, b = os.stat(path), os.fstat(sys.stdout.fileno())
+    except (OSError, ValueError):
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
 def _predict(args: argparse.Namespace) -> int:
     from . import tabular
 
     def run() -> None:
         n = tabular.predict(args.model, args.data, args.out)
-        if args.out != "-":
+        if args.out != "-" and not _is_stdout(args.out):
             print(f"wrote {n} predictions to {args.out}")
 
     return _data_command("predict", run)
@@ -257,6 +274,41 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0.0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port number from 0 to 65535, got {text!r}")
+    return value
+
+
+def _out_path(text: str) -> str:
+    """An output path: '-' (standard output), a new or regular file, or an existing FIFO or
+    character device (written through); a directory or a trailing slash is an argument error."""
+    from fusednn.files import NotARegularFileError, allow_streams, check_target
+
+    if text == "-":
+        return text
+    try:
+        with allow_streams():
+            check_target(text)
+    except NotARegularFileError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fusednn", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -290,11 +342,22 @@ def build_parser() -> argparse.ArgumentParser:
                         '(needs the serve extra: pip install "fusednn[serve]")')
     sv.add_argument("model", metavar="MODEL", help="model file written by model.save() or fusednn train")
     sv.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    sv.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    sv.add_argument("--port", type=_port, default=8000, help="TCP port (default 8000)")
     sv.add_argument("--max-batch", type=_positive_int, default=10_000, metavar="ROWS",
                     help="most rows per /predict request (default 10000; more: 413)")
     sv.add_argument("--max-body", type=_size, default=16 << 20, metavar="SIZE",
                     help="largest request body, e.g. 16MiB, 512KiB, 1048576 (default 16MiB; more: 413)")
+    sv.add_argument("--max-inflight-body", type=_size, default=64 << 20, metavar="SIZE",
+                    help="bytes of request bodies held at once over all requests (default 64MiB; more: 503)")
+    sv.add_argument("--max-connections", type=_positive_int, default=512, metavar="N",
+                    help="open connections (default 512); beyond it the oldest idle or slow one is closed, "
+                         "or, when all are busy with requests, the new one gets 503")
+    sv.add_argument("--header-timeout", type=_positive_float, default=10.0, metavar="S",
+                    help="seconds a connection has to send a complete request head (default 10; then 408)")
+    sv.add_argument("--body-timeout", type=_positive_float, default=60.0, metavar="S",
+                    help="seconds a request has to send its whole body once its head is in (default 60)")
+    sv.add_argument("--keep-alive", type=_positive_int, default=5, metavar="S",
+                    help="seconds an idle keep-alive connection is kept open (default 5)")
     sv.add_argument("--backend", choices=["numpy", "cpu", "cuda"], default=None,
                     help="backend to run the model on (default: the active one)")
     sv.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
@@ -323,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--backend", choices=["numpy", "cpu", "cuda"], default=None)
     tr.add_argument("--verbose", type=int, choices=[0, 1, 2], default=None,
                     help="0 silent, 1 progress bar, 2 a line per epoch (default: 1 on a terminal, else 2)")
-    tr.add_argument("--out", required=True, metavar="MODEL", help="where to save the model (.npz)")
+    tr.add_argument("--out", required=True, type=_out_path, metavar="MODEL", help="where to save the model (.npz)")
     tr.set_defaults(func=_train)
     ev = sub.add_parser("evaluate", help="metrics of a model saved by `fusednn train` on a labelled CSV file")
     ev.add_argument("model", metavar="MODEL")
@@ -333,7 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "file")
     pr.add_argument("model", metavar="MODEL")
     pr.add_argument("data", metavar="DATA.csv")
-    pr.add_argument("--out", required=True, metavar="PREDS.csv", help="output CSV ('-': standard output)")
+    pr.add_argument("--out", required=True, type=_out_path, metavar="PREDS.csv",
+                    help="output CSV ('-': standard output)")
     pr.set_defaults(func=_predict)
     return p
 

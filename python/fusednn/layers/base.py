@@ -143,6 +143,14 @@ class Layer:
         ``need_dx``: the first layer's is never used)."""
         raise NotImplementedError
 
+    def add_penalties(self, loss_out: Any) -> None:
+        """Add the weight penalties (regularizers) to ``loss_out[0]`` and their gradients
+        to ``grads``, after :meth:`backward`; layers without regularizers do nothing."""
+
+    def penalty(self) -> float:
+        """The current value of the layer's weight penalties (0 without regularizers)."""
+        return 0.0
+
     def __call__(self, x: Any) -> Any:
         """Apply the layer to a 2-D array (building it on first use); returns a new
         array of the layer's backend (NumPy, or CuPy on the GPU)."""

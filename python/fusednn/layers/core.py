@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import initializers
+from .. import initializers, regularizers
 from ..backends import activation_code
 from .base import Buffers, Layer, feature_dim, unique_name
 
@@ -41,6 +41,8 @@ class Dense(Layer):
     def __init__(self, units: int, activation: str | None = None, use_bias: bool = True,
                  kernel_initializer: str | initializers.Initializer = "glorot_uniform",
                  bias_initializer: str | initializers.Initializer = "zeros",
+                 kernel_regularizer: str | dict | regularizers.Regularizer | None = None,
+                 bias_regularizer: str | dict | regularizers.Regularizer | None = None,
                  input_shape: Any = None, input_dim: int | None = None, name: str | None = None) -> None:
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
             raise ValueError(f"Dense units must be a positive integer, got {units!r}")
@@ -49,6 +51,11 @@ class Dense(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        for reg, what in ((self.kernel_regularizer, "kernel_regularizer"), (self.bias_regularizer, "bias_regularizer")):
+            if reg is not None:
+                regularizers.check_fusable(reg, f"Dense {what}")
         super().__init__(name, input_shape, input_dim)
         self.kernel: Any = None
         self.bias: Any = None
@@ -99,11 +106,33 @@ class Dense(Layer):
         be.matmul(dz, self.kernel, out=buf.dx, transpose_b=True)
         return buf.dx
 
+    def regularized(self) -> list[tuple[Any, Any, regularizers.Regularizer]]:
+        """(weight, its gradient, regularizer) for each regularized weight, kernel first."""
+        out = []
+        if self.kernel_regularizer is not None:
+            out.append((self.kernel, self.grads[0], self.kernel_regularizer))
+        if self.use_bias and self.bias_regularizer is not None:
+            out.append((self.bias, self.grads[1], self.bias_regularizer))
+        return out
+
+    def add_penalties(self, loss_out: Any) -> None:
+        for w, g, reg in self.regularized():
+            self.backend.regularize(w, g, reg.l1, reg.l2, loss_out)
+
+    def penalty(self) -> float:
+        return sum(reg(self.backend.to_numpy(w)) for w, _, reg in self.regularized())
+
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "units": self.units, "activation": self.activation,
-                "use_bias": self.use_bias,
-                "kernel_initializer": initializers.serialize(self.kernel_initializer),
-                "bias_initializer": initializers.serialize(self.bias_initializer)}
+        config = {**super().get_config(), "units": self.units, "activation": self.activation,
+                  "use_bias": self.use_bias,
+                  "kernel_initializer": initializers.serialize(self.kernel_initializer),
+                  "bias_initializer": initializers.serialize(self.bias_initializer)}
+        # written only when set, so files saved before regularizers existed stay identical
+        if self.kernel_regularizer is not None:
+            config["kernel_regularizer"] = regularizers.serialize(self.kernel_regularizer)
+        if self.bias_regularizer is not None:
+            config["bias_regularizer"] = regularizers.serialize(self.bias_regularizer)
+        return config
 
     def onnx_nodes(self, builder: Any, x: str) -> str:
         weights = self.get_weights()

@@ -35,6 +35,7 @@ import numpy as np
 from .._version import __version__
 from .. import losses, metrics, optimizers, registry, utils
 from ..files import write_atomically
+from .checks import check_build_fits, check_declared_shapes, check_members, read_regular_file
 
 if TYPE_CHECKING:
     from ..models import Sequential
@@ -191,12 +192,12 @@ def read_file(filepath: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np
     """The JSON document and the arrays of a model (or weights) file, all checked;
     anything wrong with the file raises ValueError saying what."""
     path = os.fspath(filepath)
-    with open(path, "rb") as f:
-        data = f.read()
+    data = read_regular_file(path)
     if not data.startswith(b"PK"):
         raise ValueError(f"{path} is not a fusednn model file: it is not an .npz (zip) archive")
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            check_members(zf, data)
             if CONFIG_KEY + ".npy" not in zf.namelist():
                 raise ValueError(f"it is a zip archive without a {CONFIG_KEY} entry (not saved by fusednn)")
             doc = _read_config(zf, len(data))
@@ -228,6 +229,8 @@ def load_model(filepath: str | os.PathLike, custom_objects: Mapping[str, type] |
     that is not a valid fusednn model file. The model's class comes from
     :data:`fusednn.registry.MODELS` (where model classes register themselves), so
     this module never imports the models."""
+    from ..layers import REGISTRY as LAYERS
+
     doc, arrays = read_file(filepath)
     path = os.fspath(filepath)
     # Building runs the initialisers; their draws must not shift the user's random stream.
@@ -239,10 +242,14 @@ def load_model(filepath: str | os.PathLike, custom_objects: Mapping[str, type] |
                 not isinstance(spec.get("config"), dict):
             raise ValueError("it does not describe a model")
         cls = registry.MODELS.get(spec["class_name"], custom_objects)
+        # Every weight the layers would create must be in the file before any is allocated.
+        check_declared_shapes(doc, arrays, LAYERS, custom_objects)
         model = cls.from_config(spec["config"], custom_objects)
         weights = _layer_weights(doc, arrays, len(model.layers))
-        if any(weights):
+        if model.built:  # checks that the stored weights cover every layer
             model.set_weights([w for layer in weights for w in layer])
+        elif any(weights):
+            raise ValueError("it holds weights but no input shape to build the model with")
         metadata = doc.get("metadata")
         model.metadata = metadata if isinstance(metadata, dict) else {}
         if compile and doc.get("compile"):
@@ -277,5 +284,9 @@ def load_weights(model: "Sequential", filepath: str | os.PathLike) -> None:
         shape = doc.get("input_shape")
         if not (isinstance(shape, list) and len(shape) == 2 and isinstance(shape[1], int)):
             raise ValueError(f"{os.fspath(filepath)} holds no input shape to build model {model.name!r} with")
+        try:
+            check_build_fits(model.layers, shape[1], [tuple(w.shape) for w in flat])
+        except ValueError as e:
+            raise ValueError(f"{os.fspath(filepath)}: {e}") from None
         model.build(shape)
     model.set_weights(flat)

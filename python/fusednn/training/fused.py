@@ -102,6 +102,9 @@ class FusedTrainer:
                     continue
                 for k, s in enumerate(states[i], start=1):
                     spec[f"{name}_s{k}"] = s
+            for w, _, reg in layer.regularized():
+                key = "W" if w is layer.kernel else "b"
+                spec[f"{key}_l1"], spec[f"{key}_l2"] = reg.l1, reg.l2
             p += 2 if layer.use_bias else 1
             specs.append(spec)
         self.batch = batch
@@ -114,13 +117,19 @@ class FusedTrainer:
 
     def epoch(self, model: Any, x: Any, y: Any, order: np.ndarray, step_losses: Any, chunk: int,
               on_step: Callable[[int, Any], None] | None, stop_on_nonfinite: bool,
-              augment: Callable[[np.ndarray], np.ndarray] | None = None) -> int:
+              augment: Callable[[np.ndarray], np.ndarray] | None = None, weights: dict | None = None) -> int:
         """Run the epoch's steps (``chunk`` at a time, calling ``on_step`` after each
         step of a chunk); returns the number of steps run (fewer than the epoch's when
         a loss was not finite and ``stop_on_nonfinite``, on backends that read each
         step's loss for free: the CUDA trainer ignores it rather than wait for the GPU
         every step, and TerminateOnNaN then stops after the epoch). With ``augment``, each chunk's
-        samples are gathered on the host, transformed, and trained on in order."""
+        samples are gathered on the host, transformed, and trained on in order. ``weights``
+        (sample weights, not with ``augment``): ``{"row_scale": backend array (n,),
+        "penalty_scale": host array (steps,) or None}``: the row at position i of the
+        order has its loss and gradient multiplied by row_scale[i], and step s its
+        regularizer factors by penalty_scale[s]."""
+        if weights is not None and augment is not None:
+            raise ValueError("sample weights cannot be combined with augment")
         be = model.backend
         opt = model.optimizer
         self.trainer.learning_rate = opt.learning_rate  # a callback may have changed it
@@ -135,8 +144,10 @@ class FusedTrainer:
         while s < steps:
             end = min(steps, s + chunk)
             if augment is None:
+                extra = () if weights is None else (weights,)
                 opt.iterations, done = self.trainer.run(x, y, dev_order, self.x_batch, self.y_batch, step_losses,
-                                                        s, end, opt.iterations, stop_on_nonfinite, self.metrics)
+                                                        s, end, opt.iterations, stop_on_nonfinite, self.metrics,
+                                                        *extra)
             else:  # the chunk's samples, augmented, as a small data set of its own
                 rows = order[s * self.batch:min(n, end * self.batch)]
                 xa = be.asarray(inputs.augmented(augment, np.asarray(be.to_numpy(x))[rows], (len(rows), x.shape[1])))

@@ -243,6 +243,8 @@ class Trainer:
         dy = self.loss.gradient(be, pred, y, ws.dpred, logits=on_logits)
         for i in range(len(self.layers) - 1, -1, -1):
             dy = self.layers[i].backward(dy, ws.layers[i], i > 0)
+        for layer in self.layers:  # weight penalties, in the fused trainer's order
+            layer.add_penalties(loss_out)
 
     def _tracker(self) -> EpochMetrics | None:
         if not self.metrics:
@@ -322,7 +324,12 @@ class Trainer:
                 cbs.call("on_test_batch_end", s, BatchLogs(
                     lambda s=s, covered=covered: _weighted_mean(be.to_numpy(step_losses[:s + 1]), batch_size,
                                                                 covered)))
-        return _weighted_mean(be.to_numpy(step_losses), batch_size, n)
+        # the weight penalties count in the loss, as in Keras' test step
+        return _weighted_mean(be.to_numpy(step_losses), batch_size, n) + self._penalty()
+
+    def _penalty(self) -> float:
+        """The sum of the layers' current weight penalties (regularizers)."""
+        return float(sum(layer.penalty() for layer in self.layers))
 
     # --------------------------------------------------------------------- fit
     def fit(self, x: Any, y: Any, batch_size: int | None = 32, epochs: int = 1, verbose: int | str = "auto",
