@@ -62,6 +62,7 @@ py::array matmul_checked(MatmulFn fn, const py::object& a_, const py::object& b_
 }  // namespace
 
 void register_trainer(py::module_& m);  // cpu_trainer.cpp
+void register_optim(py::module_& m);    // cpu_optim.cpp
 
 PYBIND11_MODULE(_cpu, m) {
   m.doc() = "fusednn CPU kernels (float32, C-contiguous NumPy arrays)";
@@ -171,6 +172,79 @@ PYBIND11_MODULE(_cpu, m) {
       },
       py::arg("dy"), py::arg("y"), py::arg("out") = py::none(),
       "dy * y - y * sum(dy * y) per row: the gradient through a row softmax with output y.");
+  m.def(
+      "log_softmax",
+      [](const py::object& x_, const py::object& out_) {
+        py::array x = as_f32(x_, "x");
+        check_ndim(x, "x", 2);
+        py::array out = out_or_new(out_, shape_vec(x));
+        float* y = fptr(out);
+        const float* px = cfptr(x);
+        const std::size_t rows = std::size_t(x.shape(0)), cols = std::size_t(x.shape(1));
+        {
+          py::gil_scoped_release nogil;
+          cpu::log_softmax(y, px, rows, cols);
+        }
+        return out;
+      },
+      py::arg("x"), py::arg("out") = py::none(), "Row-wise log-softmax of a 2-D array.");
+  m.def(
+      "log_softmax_backward",
+      [](const py::object& dy_, const py::object& y_, const py::object& out_) {
+        py::array dy = as_f32(dy_, "dy"), y = as_f32(y_, "y");
+        check_ndim(dy, "dy", 2);
+        check_same_shape(dy, "dy", y, "y");
+        py::array out = out_or_new(out_, shape_vec(dy));
+        float* dx = fptr(out);
+        const float *pdy = cfptr(dy), *py_ = cfptr(y);
+        const std::size_t rows = std::size_t(dy.shape(0)), cols = std::size_t(dy.shape(1));
+        {
+          py::gil_scoped_release nogil;
+          cpu::log_softmax_backward(dx, pdy, py_, rows, cols);
+        }
+        return out;
+      },
+      py::arg("dy"), py::arg("y"), py::arg("out") = py::none(),
+      "dy - exp(y) * sum(dy) per row: the gradient through a row log-softmax with output y.");
+  m.def(
+      "loss_grad",
+      [](const py::object& p_, const py::object& t_, int fn, float param, const py::object& grad_,
+         const py::object& out_) {
+        if (!fusednn::loss_fn_is_valid(fn))
+          throw py::value_error("unknown loss code " + std::to_string(fn) + " (see fusednn::LossFn)");
+        const auto k = static_cast<fusednn::LossFn>(fn);
+        py::array p = as_f32(p_, "pred"), t = as_f32(t_, "target");
+        check_ndim(p, "pred", 2);
+        check_same_shape(p, "pred", t, "target");
+        float* g = nullptr;
+        py::array grad;
+        if (!grad_.is_none()) {
+          grad = out_or_new(grad_, shape_vec(p));
+          check_no_overlap(grad, t, "target");
+          check_no_overlap(grad, p, "pred");
+          g = fptr(grad);
+        }
+        float* o = nullptr;
+        py::array out;
+        if (!out_.is_none()) {
+          out = as_f32(out_, "out", true);
+          if (out.size() != 1)
+            throw py::value_error("loss_grad: out must hold exactly one element, got shape " + shape_of(out));
+          o = fptr(out);
+        }
+        const float *pp = cfptr(p), *pt = cfptr(t);
+        const std::size_t rows = std::size_t(p.shape(0)), cols = std::size_t(p.shape(1));
+        double r;
+        {
+          py::gil_scoped_release nogil;
+          r = cpu::loss_grad(g, pp, pt, rows, cols, k, param);
+        }
+        if (o) *o = float(r);
+        return r;
+      },
+      py::arg("pred"), py::arg("target"), py::arg("fn"), py::arg("param") = 0.0f, py::arg("grad") = py::none(),
+      py::arg("out") = py::none(),
+      "Mean Keras loss `fn` (fusednn::LossFn) of pred against target; its gradient w.r.t. pred goes to grad when given.");
   m.def(
       "xent",
       [](const py::object& z_, const py::object& t_, int kind, float scale, const py::object& grad_,
@@ -411,6 +485,7 @@ PYBIND11_MODULE(_cpu, m) {
       "sum(l1*|param| + l2*param**2) (float64 sum) when loss is given.");
 
   register_trainer(m);
+  register_optim(m);
 
   m.def("num_threads", &cpu::num_threads);
   m.def("set_num_threads", &cpu::set_num_threads, py::arg("n"));

@@ -13,6 +13,7 @@
 #include "checks.h"
 #include "fusednn/cpu.h"
 #include "trainer_spec.h"
+#include "trainer_hook.h"
 
 namespace py = pybind11;
 using namespace fusednn;
@@ -22,8 +23,10 @@ namespace {
 
 class MlpTrainer {
  public:
-  MlpTrainer(const py::list& layers, const py::dict& optimizer, const std::string& loss, int batch)
-      : batch_(batch), loss_(bind_common::to_loss_kind(loss)), opt_(bind_common::to_optimizer(optimizer)) {
+  MlpTrainer(const py::list& layers, const py::dict& optimizer, const std::string& loss, int batch,
+             float loss_param)
+      : batch_(batch), loss_param_(loss_param), loss_(bind_common::to_loss_kind(loss)),
+        opt_(bind_common::to_optimizer(optimizer)) {
     if (batch < 1) throw py::value_error("batch must be >= 1, got " + std::to_string(batch));
     layers_ = bind_common::to_layers(
         layers, opt_, batch,
@@ -42,7 +45,8 @@ class MlpTrainer {
   py::tuple run(const py::object& x_, const py::object& y_, const py::object& order_, const py::object& xb_,
                 const py::object& yb_, const py::object& losses_, std::int64_t step0, std::int64_t step1,
                 std::int64_t iterations, bool stop_on_nonfinite, const py::object& metrics,
-                const py::object& weights) {
+                const py::object& weights, const py::object& step_params_, const py::object& step_starts_,
+                const py::object& between_) {
     py::array x = as_f32(x_, "x"), y = as_f32(y_, "y");
     check_ndim(x, "x", 2);
     check_ndim(y, "y", 2);
@@ -55,14 +59,17 @@ class MlpTrainer {
       throw py::value_error("y has shape " + shape_of(y) + ", expected (" + std::to_string(n) + ", " +
                             std::to_string(y_cols) + ")");
     const py::array order = as_array<std::int64_t>(order_, "order");
-    if (order.ndim() != 1 || order.shape(0) != n)
-      throw py::value_error("order must be 1-D of length " + std::to_string(n) + ", got shape " + shape_of(order));
+    const ShardSteps shard(step_starts_, batch_);  // data parallelism: this rank's rows of each step
+    const std::int64_t n_order = shard.starts ? shard.rows() : n;
+    if (order.ndim() != 1 || order.shape(0) != n_order)
+      throw py::value_error("order must be 1-D of length " + std::to_string(n_order) + ", got shape " +
+                            shape_of(order));
     const std::int64_t* idx = static_cast<const std::int64_t*>(order.data());
-    for (std::int64_t i = 0; i < n; ++i)  // never gather outside x and y
+    for (std::int64_t i = 0; i < n_order; ++i)  // never gather outside x and y
       if (idx[i] < 0 || idx[i] >= n)
         throw py::value_error("order[" + std::to_string(i) + "] = " + std::to_string(idx[i]) +
                               " is outside [0, " + std::to_string(n) + ")");
-    const std::int64_t steps = (n + batch_ - 1) / batch_;
+    const std::int64_t steps = shard.starts ? shard.steps() : (n + batch_ - 1) / batch_;
     if (step0 < 0 || step1 > steps || step0 > step1)
       throw py::value_error("steps [" + std::to_string(step0) + ", " + std::to_string(step1) +
                             ") are outside the epoch's " + std::to_string(steps) + " steps");
@@ -72,6 +79,15 @@ class MlpTrainer {
     if (losses.ndim() != 1 || losses.shape(0) < steps)
       throw py::value_error("step_losses must be 1-D with at least " + std::to_string(steps) + " entries");
     if (iterations < 0) throw py::value_error("iterations must be >= 0");
+    if (step_params_.is_none())
+      throw py::value_error("step_params is required: a float32 (step1 - step0, " + std::to_string(kOptParams) +
+                            ") array from Optimizer.step_params");
+    py::array params = as_f32(step_params_, "step_params");
+    if (params.ndim() != 2 || params.shape(0) != step1 - step0 || params.shape(1) != kOptParams)
+      throw py::value_error("step_params has shape " + shape_of(params) + ", expected (" +
+                            std::to_string(step1 - step0) + ", " + std::to_string(kOptParams) + ")");
+    OptimizerConfig opt = opt_;
+    opt.step_params = cfptr(params);
 
     TrainData data;
     data.x = cfptr(x);
@@ -82,6 +98,7 @@ class MlpTrainer {
     data.y_batch = fptr(yb);
     data.step_losses = fptr(losses);
     data.y_cols = y_cols;
+    data.loss_param = loss_param_;
     py::array counts, sums;
     if (!metrics.is_none()) {  // {"counts": (c, c) float64 or None, "classes", "sparse", "threshold", "sums"}
       const py::dict m = metrics.cast<py::dict>();
@@ -108,9 +125,11 @@ class MlpTrainer {
     if (!weights.is_none()) {  // {"row_scale": (n,) float32 or None, "penalty_scale": (>= steps,) float32 or None}
       const py::dict w = weights.cast<py::dict>();
       if (w.contains("row_scale") && !w["row_scale"].is_none()) {
+        if (int(loss_) >= int(LossKind::loss_fn_base))
+          throw py::value_error("sample weights are supported for mse and the cross-entropies, not this loss");
         row_scale = as_f32(w["row_scale"], "row_scale");
-        if (row_scale.ndim() != 1 || row_scale.shape(0) != n)
-          throw py::value_error("row_scale must be 1-D with " + std::to_string(n) + " entries, got shape " +
+        if (row_scale.ndim() != 1 || row_scale.shape(0) != n_order)
+          throw py::value_error("row_scale must be 1-D with " + std::to_string(n_order) + " entries, got shape " +
                                 shape_of(row_scale));
         data.row_scale = cfptr(row_scale);
       }
@@ -121,17 +140,19 @@ class MlpTrainer {
         data.penalty_scale = cfptr(penalty_scale);
       }
     }
+    data.step_starts = shard.starts;
+    StepHook hook(between_);
+    hook.attach(data);
     std::int64_t done = 0, it = 0;
     {
       py::gil_scoped_release nogil;
-      it = cpu::train_steps(layers_, opt_, loss_, data, batch_, step0, step1, iterations, stop_on_nonfinite,
+      it = cpu::train_steps(layers_, opt, loss_, data, batch_, step0, step1, iterations, stop_on_nonfinite,
                             &done);
     }
+    hook.rethrow();
     return py::make_tuple(it, done);
   }
 
-  float learning_rate() const { return opt_.lr; }
-  void set_learning_rate(float lr) { opt_.lr = lr; }
 
  private:
   py::array keep(const py::handle& h, const std::string& name, bool writeable) {
@@ -150,6 +171,7 @@ class MlpTrainer {
   }
 
   int batch_;
+  float loss_param_;
   LossKind loss_;
   OptimizerConfig opt_;
   std::vector<DenseBuffers> layers_;
@@ -161,11 +183,11 @@ class MlpTrainer {
 void register_trainer(py::module_& m) {
   py::class_<MlpTrainer>(m, "MlpTrainer",
                          "Fused training loop for all-Dense models over caller-owned NumPy buffers.")
-      .def(py::init<const py::list&, const py::dict&, const std::string&, int>(), py::arg("layers"),
-           py::arg("optimizer"), py::arg("loss"), py::arg("batch"))
+      .def(py::init<const py::list&, const py::dict&, const std::string&, int, float>(), py::arg("layers"),
+           py::arg("optimizer"), py::arg("loss"), py::arg("batch"), py::arg("loss_param") = 0.0f)
       .def("run", &MlpTrainer::run, py::arg("x"), py::arg("y"), py::arg("order"), py::arg("x_batch"),
            py::arg("y_batch"), py::arg("step_losses"), py::arg("step0"), py::arg("step1"),
            py::arg("iterations"), py::arg("stop_on_nonfinite") = true, py::arg("metrics") = py::none(),
-           py::arg("weights") = py::none())
-      .def_property("learning_rate", &MlpTrainer::learning_rate, &MlpTrainer::set_learning_rate);
+           py::arg("weights") = py::none(), py::arg("step_params") = py::none(), py::arg("step_starts") = py::none(),
+           py::arg("between") = py::none());
 }

@@ -25,6 +25,7 @@ using namespace fusednn::cuda_bind;
 
 void register_trainer(py::module_& m);  // cuda_trainer.cpp
 void register_persistent(py::module_& m);  // cuda_persistent.cpp
+void register_optim(py::module_& m);    // cuda_optim.cpp
 
 namespace {
 
@@ -236,6 +237,109 @@ PYBIND11_MODULE(_cuda, m) {
       },
       py::arg("dy"), py::arg("y"), py::arg("out") = py::none(), py::arg("stream") = 0,
       "y * (dy - sum(dy * y)) per row: the gradient through a row softmax with output y.");
+
+  m.def(
+      "log_softmax",
+      [](const py::object& x_, const py::object& out_, std::uintptr_t stream) {
+        const DevArray x = as_dev(x_, "x");
+        check_ndim(x, "x", 2);
+        const auto [out_obj, out] = out_or_new(out_, x.shape, "log_softmax");
+        check_in_place_or_apart(out, "out", x, "x");
+        const std::size_t rows = std::size_t(x.dim(0)), cols = std::size_t(x.dim(1));
+        cudaError_t e;
+        {
+          py::gil_scoped_release nogil;
+          e = cu::log_softmax(fptr(out), fptr(x), rows, cols, as_stream(stream));
+        }
+        check_launch(e, "log_softmax");
+        return out_obj;
+      },
+      py::arg("x"), py::arg("out") = py::none(), py::arg("stream") = 0,
+      "Row-wise log-softmax of a 2-D array (sums in float64); out may be x.");
+  m.def(
+      "log_softmax_backward",
+      [](const py::object& dy_, const py::object& y_, const py::object& out_, std::uintptr_t stream) {
+        const DevArray dy = as_dev(dy_, "dy"), y = as_dev(y_, "y");
+        check_ndim(dy, "dy", 2);
+        check_same_shape(dy, "dy", y, "y");
+        const auto [out_obj, out] = out_or_new(out_, dy.shape, "log_softmax_backward");
+        check_in_place_or_apart(out, "out", dy, "dy");
+        check_in_place_or_apart(out, "out", y, "y");
+        const std::size_t rows = std::size_t(dy.dim(0)), cols = std::size_t(dy.dim(1));
+        cudaError_t e;
+        {
+          py::gil_scoped_release nogil;
+          e = cu::log_softmax_backward(fptr(out), fptr(dy), fptr(y), rows, cols, as_stream(stream));
+        }
+        check_launch(e, "log_softmax_backward");
+        return out_obj;
+      },
+      py::arg("dy"), py::arg("y"), py::arg("out") = py::none(), py::arg("stream") = 0,
+      "dy - exp(y) * sum(dy) per row: the gradient through a row log-softmax with output y.");
+
+  m.def("loss_grad_workspace_len", &cu::loss_grad_workspace_len,
+        "Length (float64 elements) of the device workspace loss_grad needs.");
+  m.def(
+      "loss_grad",
+      [](const py::object& p_, const py::object& t_, int fn, float param, const py::object& grad_,
+         const py::object& out_, const py::object& ws_, std::uintptr_t stream) -> py::object {
+        if (!fusednn::loss_fn_is_valid(fn))
+          throw py::value_error("unknown loss code " + std::to_string(fn) + " (see fusednn::LossFn)");
+        const auto k = static_cast<fusednn::LossFn>(fn);
+        const DevArray p = as_dev(p_, "pred"), t = as_dev(t_, "target");
+        check_ndim(p, "pred", 2);
+        check_same_shape(p, "pred", t, "target");
+        if (ws_.is_none())
+          throw py::value_error("loss_grad: workspace is required: a float64 device array of at least "
+                                "loss_grad_workspace_len() elements, allocated once by the caller");
+        const DevArray ws = as_dev(ws_, "workspace", true, "<f8");
+        if (ws.size < cu::loss_grad_workspace_len())
+          throw py::value_error("loss_grad: workspace has " + std::to_string(ws.size) + " elements, needs " +
+                                std::to_string(cu::loss_grad_workspace_len()));
+        check_no_overlap(ws, "workspace", p, "pred");
+        check_no_overlap(ws, "workspace", t, "target");
+        float* g = nullptr;
+        if (!grad_.is_none()) {
+          const DevArray grad = as_dev(grad_, "grad", true);
+          if (grad.shape != p.shape)
+            throw py::value_error("loss_grad: grad has shape " + shape_of(grad) + ", expected " + shape_of(p));
+          // row kinds read the whole row of pred after writing parts of the gradient
+          check_no_overlap(grad, "grad", p, "pred");
+          check_no_overlap(grad, "grad", t, "target");
+          check_no_overlap(ws, "workspace", grad, "grad");
+          g = fptr(grad);
+        }
+        float* o = nullptr;
+        if (!out_.is_none()) {
+          const DevArray out = as_dev(out_, "out", true);
+          if (out.size != 1)
+            throw py::value_error("loss_grad: out must hold exactly one element, got shape " + shape_of(out));
+          check_no_overlap(ws, "workspace", out, "out");
+          o = fptr(out);
+        }
+        double* w = static_cast<double*>(ws.ptr);
+        const std::size_t rows = std::size_t(p.dim(0)), cols = std::size_t(p.dim(1));
+        const cudaStream_t s = as_stream(stream);
+        cudaError_t e;
+        {
+          py::gil_scoped_release nogil;
+          e = cu::loss_grad(g, fptr(p), fptr(t), rows, cols, k, param, o, w, s);
+        }
+        check_launch(e, "loss_grad");
+        if (o) return out_;
+        double r = 0.0;
+        {
+          py::gil_scoped_release nogil;
+          e = cudaMemcpyAsync(&r, w + cu::loss_grad_workspace_len() - 1, sizeof(double), cudaMemcpyDeviceToHost, s);
+          if (e == cudaSuccess) e = cudaStreamSynchronize(s);
+        }
+        check_launch(e, "loss_grad (reading the result back)");
+        return py::float_(r);
+      },
+      py::arg("pred"), py::arg("target"), py::arg("fn"), py::arg("param") = 0.0f, py::arg("grad") = py::none(),
+      py::arg("out") = py::none(), py::arg("workspace") = py::none(), py::arg("stream") = 0,
+      "Mean Keras loss `fn` (fusednn::LossFn) of pred against target, reduced in float64 in a fixed order; "
+      "gradient w.r.t. pred to grad when given; out/workspace as for xent.");
 
   m.def("mse_workspace_len", &cu::mse_workspace_len,
         "Length (float64 elements) of the device workspace mse needs; allocate it once and reuse it.");
@@ -532,4 +636,5 @@ PYBIND11_MODULE(_cuda, m) {
 
   register_trainer(m);
   register_persistent(m);
+  register_optim(m);
 }

@@ -10,6 +10,7 @@
 // gather kernel never reads outside x and y: a row whose index is out of range
 // becomes NaN, so a bad order shows up as NaN step losses (and the Python
 // backend checks an order it is given on the host before copying it over).
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -23,18 +24,21 @@
 #include "fusednn/cuda.h"
 #include "fusednn/cuda_persistent.h"
 #include "trainer_spec.h"
+#include "trainer_hook.h"
 
 namespace py = pybind11;
 using namespace fusednn;
 using namespace fusednn::cuda_bind;
+using fusednn::bind::ShardSteps;
+using fusednn::bind::StepHook;
 
 namespace {
 
 class MlpTrainer {
  public:
   MlpTrainer(const py::list& layers, const py::dict& optimizer, const std::string& loss, int batch, bool tf32,
-             const std::string& mode)
-      : batch_(batch), tf32_(tf32), loss_(bind_common::to_loss_kind(loss)), opt_(bind_common::to_optimizer(optimizer)) {
+             float loss_param, const std::string& mode)
+      : batch_(batch), tf32_(tf32), loss_param_(loss_param), loss_(bind_common::to_loss_kind(loss)), opt_(bind_common::to_optimizer(optimizer)) {
     if (batch < 1) throw py::value_error("batch must be >= 1, got " + std::to_string(batch));
     mode_ = to_mode(mode);
     check_launch(cu::current_device(&device_), "current_device");
@@ -48,6 +52,10 @@ class MlpTrainer {
         [&](const py::handle& h, const std::string& name, std::vector<py::ssize_t> shape) {
           return fptr(keep_shaped(h, name, std::move(shape)));
         });
+    if (mode_ != Mode::ops) {  // the opt-in paths refuse what they cannot do exactly
+      const std::string why = fast_path_why_not();
+      if (!why.empty()) throw py::value_error("MlpTrainer(mode='" + mode + "'): " + why);
+    }
     if (mode_ == Mode::persistent) {  // refuse up front rather than at the first run
       const std::string why =
           persistent::why_not(cu::persistent_plan_for(layers_, opt_, loss_, batch_), cu::persistent_smem_limit());
@@ -67,6 +75,7 @@ class MlpTrainer {
                 const py::object& yb_, const py::object& losses_, std::int64_t step0, std::int64_t step1,
                 std::int64_t iterations, bool stop_on_nonfinite, const py::object& metrics,
                 std::uintptr_t stream, const py::object& ws_, const py::object& weights,
+                const py::object& step_params_, const py::object& step_starts_, const py::object& between_,
                 const py::object& scalars_) {
     int cur = -1;
     check_launch(cu::current_device(&cur), "current_device");
@@ -85,10 +94,13 @@ class MlpTrainer {
     if (y.dim(0) != n || y.dim(1) != y_cols)
       throw py::value_error("y has shape " + shape_of(y) + ", expected (" + std::to_string(n) + ", " +
                             std::to_string(y_cols) + ")");
+    const ShardSteps shard(step_starts_, batch_);  // data parallelism: this rank's rows of each step (host)
+    const std::int64_t n_order = shard.starts ? shard.rows() : n;
     const DevArray order = as_dev(order_, "order", false, "<i8");
-    if (order.ndim() != 1 || order.dim(0) != n)
-      throw py::value_error("order must be 1-D of length " + std::to_string(n) + ", got shape " + shape_of(order));
-    const std::int64_t steps = (n + batch_ - 1) / batch_;
+    if (order.ndim() != 1 || order.dim(0) != n_order)
+      throw py::value_error("order must be 1-D of length " + std::to_string(n_order) + ", got shape " +
+                            shape_of(order));
+    const std::int64_t steps = shard.starts ? shard.steps() : (n + batch_ - 1) / batch_;
     if (step0 < 0 || step1 > steps || step0 > step1)
       throw py::value_error("steps [" + std::to_string(step0) + ", " + std::to_string(step1) +
                             ") are outside the epoch's " + std::to_string(steps) + " steps");
@@ -105,6 +117,17 @@ class MlpTrainer {
     if (ws.size < workspace_len())
       throw py::value_error("workspace has " + std::to_string(ws.size) + " elements, needs " +
                             std::to_string(workspace_len()));
+    // the step parameters stay on the host: the loop passes each step's row by value
+    if (step_params_.is_none() || !py::isinstance<py::array>(step_params_))
+      throw py::value_error("step_params is required: a float32 NumPy (step1 - step0, " +
+                            std::to_string(kOptParams) + ") array from Optimizer.step_params");
+    const py::array params = py::reinterpret_borrow<py::array>(step_params_);
+    if (!params.dtype().is(py::dtype::of<float>()) || !(params.flags() & py::array::c_style) ||
+        params.ndim() != 2 || params.shape(0) != step1 - step0 || params.shape(1) != kOptParams)
+      throw py::value_error("step_params must be a C-contiguous float32 array of shape (" +
+                            std::to_string(step1 - step0) + ", " + std::to_string(kOptParams) + ")");
+    OptimizerConfig opt = opt_;
+    opt.step_params = static_cast<const float*>(params.data());
 
     TrainData data;
     data.x = fptr(x);
@@ -115,6 +138,7 @@ class MlpTrainer {
     data.y_batch = fptr(yb);
     data.step_losses = fptr(losses);
     data.y_cols = y_cols;
+    data.loss_param = loss_param_;
     std::vector<std::pair<DevArray, const char*>> written = {
         {xb, "x_batch"}, {yb, "y_batch"}, {losses, "step_losses"}, {ws, "workspace"}};
     py::object counts_obj, sums_obj;  // hold the accumulators for the call
@@ -149,10 +173,12 @@ class MlpTrainer {
     if (!weights.is_none()) {  // {"row_scale": (n,) float32 device array, "penalty_scale": host float32 or None}
       const py::dict w = weights.cast<py::dict>();
       if (w.contains("row_scale") && !w["row_scale"].is_none()) {
+        if (int(loss_) >= int(LossKind::loss_fn_base))
+          throw py::value_error("sample weights are supported for mse and the cross-entropies, not this loss");
         row_scale_obj = w["row_scale"];
         const DevArray rs = as_dev(row_scale_obj, "row_scale");
-        if (rs.ndim() != 1 || rs.dim(0) != n)
-          throw py::value_error("row_scale must be a 1-D device array of " + std::to_string(n) +
+        if (rs.ndim() != 1 || rs.dim(0) != n_order)
+          throw py::value_error("row_scale must be a 1-D device array of " + std::to_string(n_order) +
                                 " entries, got shape " + shape_of(rs));
         data.row_scale = fptr(rs);
         weight_read.push_back(rs);
@@ -178,14 +204,26 @@ class MlpTrainer {
     for (const auto& [r, rn] : read)
       for (const DevArray& k : kept_) check_no_overlap(k, "a layer buffer", r, rn);
 
-    float* scalars = nullptr;  // the graph mode's per-step optimizer scalars
-    if (mode_ == Mode::graph) {
+    data.step_starts = shard.starts;
+    StepHook hook(between_);  // e.g. an NCCL allreduce queued on the same stream
+    hook.attach(data);
+    // The opt-in paths run only what they do exactly (see fast_path_ok); anything
+    // else, and a data-parallel or hooked run, goes to the per-op kernels.
+    const std::int64_t count = step1 > step0 ? step1 - step0 : 0;
+    Mode mode = mode_;
+    if (mode != Mode::ops && (shard.starts || !between_.is_none())) mode = Mode::ops;
+    // The persistent kernel has no sample weights.
+    if (mode == Mode::persistent && (data.row_scale || data.penalty_scale)) mode = Mode::ops;
+
+    float* scalars = nullptr;  // the opt-in modes' device copy of the run's step_params rows
+    if (mode != Mode::ops) {
+      const std::size_t need = std::size_t(count) * kOptParams;
       if (scalars_.is_none())
-        throw py::value_error("MlpTrainer.run: mode 'graph' needs `scalars`, a float32 device array of at least " +
-                              std::to_string(steps) + " elements");
+        throw py::value_error("MlpTrainer.run: modes 'graph' and 'persistent' need `scalars`, a float32 device array of at least " +
+                              std::to_string(need) + " elements");
       const DevArray sc = as_dev(scalars_, "scalars", true);
-      if (sc.size < std::size_t(steps))
-        throw py::value_error("scalars has " + std::to_string(sc.size) + " elements, needs " + std::to_string(steps));
+      if (sc.size < need)
+        throw py::value_error("scalars has " + std::to_string(sc.size) + " elements, needs " + std::to_string(need));
       for (const auto& [w, wn] : written) check_no_overlap(sc, "scalars", w, wn);
       for (const auto& [r, rn] : read) check_no_overlap(sc, "scalars", r, rn);
       for (const DevArray& k : kept_) check_no_overlap(sc, "scalars", k, "a layer buffer");
@@ -195,28 +233,26 @@ class MlpTrainer {
     std::int64_t done = 0, it = 0;
     {
       py::gil_scoped_release nogil;
-      // The persistent kernel has no sample weights: a weighted fit runs on the per-op kernels.
-      if (mode_ == Mode::persistent && (data.row_scale || data.penalty_scale))
-        it = cu::train_steps(layers_, opt_, loss_, data, batch_, step0, step1, iterations, stop_on_nonfinite,
-                             &done, as_stream(stream), tf32_, static_cast<double*>(ws.ptr));
-      else if (mode_ == Mode::persistent)
-        it = cu::train_persistent(layers_, opt_, loss_, data, batch_, step0, step1, iterations, &done,
-                                  as_stream(stream));
-      else if (mode_ == Mode::graph)
-        it = graphs_->run(layers_, opt_, loss_, data, batch_, step0, step1, iterations, &done, as_stream(stream),
+      if (mode == Mode::persistent)
+        it = cu::train_persistent(layers_, opt, loss_, data, batch_, step0, step1, iterations, &done,
+                                  as_stream(stream), scalars);
+      else if (mode == Mode::graph)
+        it = graphs_->run(layers_, opt, loss_, data, batch_, step0, step1, iterations, &done, as_stream(stream),
                           tf32_, static_cast<double*>(ws.ptr), scalars);
       else
-        it = cu::train_steps(layers_, opt_, loss_, data, batch_, step0, step1, iterations, stop_on_nonfinite,
+        it = cu::train_steps(layers_, opt, loss_, data, batch_, step0, step1, iterations, stop_on_nonfinite,
                              &done, as_stream(stream), tf32_, static_cast<double*>(ws.ptr));
     }
+    hook.rethrow();
     return py::make_tuple(it, done);
   }
 
-  float learning_rate() const { return opt_.lr; }
-  void set_learning_rate(float lr) { opt_.lr = lr; }
   bool tf32() const { return tf32_; }
   void set_tf32(bool on) { tf32_ = on; }
-  static std::size_t workspace_len() { return std::max(cu::mse_workspace_len(), cu::xent_workspace_len()); }
+  // the loss's scratch, then one double for the gradient-clipping norm
+  static std::size_t workspace_len() {
+    return std::max({cu::mse_workspace_len(), cu::xent_workspace_len(), cu::loss_grad_workspace_len()}) + 1;
+  }
   std::string mode() const { return mode_ == Mode::persistent ? "persistent" : mode_ == Mode::graph ? "graph" : "ops"; }
   py::dict graph_stats() const {
     py::dict d;
@@ -259,9 +295,24 @@ class MlpTrainer {
     if (m == "persistent") return Mode::persistent;
     throw py::value_error("MlpTrainer: unknown mode '" + m + "' (ops, graph, persistent)");
   }
+  // What the graph and persistent paths do exactly: SGD (momentum, Nesterov) or
+  // plain Adam, no clipping, weight decay or EMA; mse or a cross-entropy on
+  // logits; linear, relu, sigmoid or tanh layers. '' when the model is one of those.
+  std::string fast_path_why_not() const {
+    const int f = opt_.flags;
+    if (opt_.kind == OptKind::sgd ? (f & ~(optf::momentum | optf::nesterov)) != 0
+                                  : (opt_.kind != OptKind::adam || f != 0))
+      return "only SGD (momentum, nesterov) and Adam without clipping, weight decay, amsgrad or EMA";
+    if (int(loss_) >= int(LossKind::loss_fn_base)) return "only mse and the cross-entropies";
+    for (const DenseBuffers& l : layers_)
+      if (int(l.act) > int(Act::tanh)) return "only the activations linear, relu, sigmoid and tanh";
+    return "";
+  }
+  bool fast_path_ok() const { return fast_path_why_not().empty(); }
 
   int batch_;
   bool tf32_;
+  float loss_param_ = 0.f;
   Mode mode_ = Mode::ops;
   std::unique_ptr<cu::StepGraphs> graphs_;
   int device_ = -1;
@@ -277,20 +328,22 @@ class MlpTrainer {
 void register_trainer(py::module_& m) {
   py::class_<MlpTrainer>(m, "MlpTrainer",
                          "Fused training loop for all-Dense models over caller-owned device buffers.")
-      .def(py::init<const py::list&, const py::dict&, const std::string&, int, bool, const std::string&>(),
+      .def(py::init<const py::list&, const py::dict&, const std::string&, int, bool, float, const std::string&>(),
            py::arg("layers"), py::arg("optimizer"), py::arg("loss"), py::arg("batch"), py::arg("tf32") = false,
-           py::arg("mode") = "ops",
+           py::arg("loss_param") = 0.0f, py::arg("mode") = "ops",
            "mode: 'ops' (one kernel per operation, the default), 'graph' (step ranges captured in CUDA "
            "graphs and replayed) or 'persistent' (one block runs the steps in shared memory; ValueError "
-           "when the model does not fit, see persistent_plan)")
+           "when the model does not fit, see persistent_plan). Both opt-in paths run only SGD/Adam "
+           "without clipping, weight decay or EMA, mse and the cross-entropies and the activations "
+           "linear/relu/sigmoid/tanh; other runs take the per-op kernels.")
       .def("run", &MlpTrainer::run, py::arg("x"), py::arg("y"), py::arg("order"), py::arg("x_batch"),
            py::arg("y_batch"), py::arg("step_losses"), py::arg("step0"), py::arg("step1"),
            py::arg("iterations"), py::arg("stop_on_nonfinite") = false, py::arg("metrics") = py::none(),
            py::arg("stream") = 0, py::arg("workspace") = py::none(), py::arg("weights") = py::none(),
+           py::arg("step_params") = py::none(), py::arg("step_starts") = py::none(), py::arg("between") = py::none(),
            py::arg("scalars") = py::none(),
            "Queue steps [step0, step1) on `stream`; returns (iterations, steps run) without waiting "
            "for the GPU. `workspace` (required) is a float64 device array of workspace_len() elements.")
-      .def_property("learning_rate", &MlpTrainer::learning_rate, &MlpTrainer::set_learning_rate)
       .def_property("tf32", &MlpTrainer::tf32, &MlpTrainer::set_tf32)
       .def_property_readonly("mode", &MlpTrainer::mode)
       .def("graph_stats", &MlpTrainer::graph_stats, "Graph mode: {'captures', 'replays', 'direct', 'cached'} so far.")

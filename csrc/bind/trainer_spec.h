@@ -22,7 +22,7 @@ namespace py = pybind11;
 inline Act to_act(int a) {
   if (!fusednn::act_is_valid(a))
     throw py::value_error("unknown activation code " + std::to_string(a) +
-                          " (0=linear, 1=relu, 2=sigmoid, 3=tanh)");
+                          " (0..16, see fusednn::Act)");
   return static_cast<Act>(a);
 }
 
@@ -32,24 +32,41 @@ inline int to_int_dim(py::ssize_t d, const char* what) {
   return int(d);
 }
 
+// fusednn::LossFn by name, in code order (the table Python's LOSS_FNS is held to).
+constexpr int kLossFnCount = 11;
+inline const char* const kLossFnNames[kLossFnCount] = {"mae", "mape", "msle", "huber", "log_cosh", "hinge",
+                                                       "squared_hinge", "categorical_hinge", "kl_divergence",
+                                                       "poisson", "cosine_similarity"};
+// fusednn::Act by name, in code order.
+constexpr int kActCount = 17;
+inline const char* const kActNames[kActCount] = {"linear", "relu", "sigmoid", "tanh", "elu", "selu",
+                                                 "leaky_relu", "gelu", "gelu_tanh", "swish", "softplus",
+                                                 "softsign", "hard_sigmoid", "hard_swish", "relu6", "mish",
+                                                 "exponential"};
+
 inline LossKind to_loss_kind(const std::string& loss) {
   if (loss == "mse") return LossKind::mse;
   if (loss == "binary") return LossKind::xent_binary;
   if (loss == "categorical") return LossKind::xent_categorical;
   if (loss == "sparse") return LossKind::xent_sparse;
-  throw py::value_error("MlpTrainer: unsupported loss '" + loss + "' (mse, binary, categorical, sparse)");
+  for (int k = 0; k < kLossFnCount; ++k)
+    if (loss == kLossFnNames[k]) return static_cast<LossKind>(int(LossKind::loss_fn_base) + k);
+  throw py::value_error("MlpTrainer: unsupported loss '" + loss +
+                        "' (mse, binary, categorical, sparse, or a fusednn::LossFn name)");
 }
 
 // The kernels' integer codes as module attributes (ACTIVATION_CODES, XENT_CODES,
 // TRAINER_LOSSES, TRAINER_OPTIMIZERS: name -> code, built from the C++ enums), so
 // that a test can hold Python's tables (fusednn.backends.base) to them.
 inline void add_codes(py::module_& m) {
+  static_assert(kActCount == int(Act::exponential) + 1, "kActNames must name every fusednn::Act");
+  static_assert(kLossFnCount == int(LossFn::cosine_similarity) + 1, "kLossFnNames must name every LossFn");
   py::dict acts;
-  acts["linear"] = int(Act::linear);
-  acts["relu"] = int(Act::relu);
-  acts["sigmoid"] = int(Act::sigmoid);
-  acts["tanh"] = int(Act::tanh);
+  for (int a = 0; a < kActCount; ++a) acts[kActNames[a]] = a;
   m.attr("ACTIVATION_CODES") = acts;
+  py::dict loss_fns;
+  for (int k = 0; k < kLossFnCount; ++k) loss_fns[kLossFnNames[k]] = k;
+  m.attr("LOSS_FN_CODES") = loss_fns;
   py::dict xent;
   xent["binary"] = int(XentKind::sigmoid_binary);
   xent["categorical"] = int(XentKind::softmax_categorical);
@@ -57,34 +74,43 @@ inline void add_codes(py::module_& m) {
   m.attr("XENT_CODES") = xent;
   py::dict losses;
   for (const char* name : {"mse", "binary", "categorical", "sparse"}) losses[name] = int(to_loss_kind(name));
+  for (const char* name : kLossFnNames) losses[name] = int(to_loss_kind(name));
   m.attr("TRAINER_LOSSES") = losses;
-  py::dict opts;
+  py::dict opts;  // every optimizer kind runs in the trainer (fusednn/optim_update.h)
   opts["sgd"] = int(OptKind::sgd);
   opts["adam"] = int(OptKind::adam);
+  opts["rmsprop"] = int(OptKind::rmsprop);
+  opts["adagrad"] = int(OptKind::adagrad);
+  opts["adadelta"] = int(OptKind::adadelta);
+  opts["adamax"] = int(OptKind::adamax);
+  opts["nadam"] = int(OptKind::nadam);
+  opts["lion"] = int(OptKind::lion);
   m.attr("TRAINER_OPTIMIZERS") = opts;
+  m.attr("OPTIMIZER_FLAGS") = int(optf::all);
+  m.attr("OPTIMIZER_PARAMS") = int(kOptParams);
 }
 
+// {"kind": int (fusednn::OptKind), "flags": int (optf bits)}: what
+// fusednn.optimizers.Optimizer.kernel_spec() gives.
 inline OptimizerConfig to_optimizer(const py::dict& o) {
   OptimizerConfig opt;
-  const std::string kind = o["kind"].cast<std::string>();
-  if (kind == "adam") {
-    opt.kind = OptKind::adam;
-    opt.beta1 = o["beta_1"].cast<float>();
-    opt.beta2 = o["beta_2"].cast<float>();
-    opt.eps = o["epsilon"].cast<float>();
-  } else if (kind == "sgd") {
-    opt.kind = OptKind::sgd;
-    opt.momentum = o["momentum"].cast<float>();
-    opt.nesterov = o["nesterov"].cast<bool>();
-  } else {
-    throw py::value_error("MlpTrainer: unsupported optimizer '" + kind + "'");
-  }
-  opt.lr = o["learning_rate"].cast<float>();
+  const int kind = o["kind"].cast<int>();
+  if (kind < 0 || kind >= kOptKinds)
+    throw py::value_error("MlpTrainer: unknown optimizer kind " + std::to_string(kind));
+  const int flags = o["flags"].cast<int>();
+  if (flags & ~optf::all) throw py::value_error("MlpTrainer: unknown optimizer flags " + std::to_string(flags));
+  opt.kind = static_cast<OptKind>(kind);
+  opt.flags = flags;
   return opt;
 }
 
+// The step parameters of a run of `steps` steps: a C-contiguous float32
+// (steps, kOptParams) array, checked by the caller's `rows(steps)`.
+
 // The layers of MlpTrainer(layers=[{"W", "b", "act", "A", "G", "dW", "db", and
-// the optimizer state "W_s1", "W_s2", "b_s1", "b_s2"}, ...]).
+// the optimizer state "W_s1".."W_s3", "b_s1".."b_s3", "W_ema", "b_ema" that the
+// optimizer uses, and optionally "W_decay"/"b_decay": False where weight decay is
+// excluded}, ...]).
 //   matrix(handle, name) -> std::tuple<float*, py::ssize_t rows, py::ssize_t cols>
 //   shaped(handle, name, std::vector<py::ssize_t> shape) -> float*
 template <class Matrix, class Shaped>
@@ -108,21 +134,34 @@ std::vector<DenseBuffers> to_layers(const py::list& layers, const OptimizerConfi
     l.act = to_act(d["act"].cast<int>());
     l.A = shaped(d["A"], where + "A", {batch, l.out});
     l.G = shaped(d["G"], where + "G", {batch, l.out});
+    // the pre-activation, kept only for activations whose backward needs it
+    if (act_backward_needs_input(l.act)) {
+      if (!d.contains("Z") || d["Z"].is_none())
+        throw py::value_error(where + "needs a Z buffer (batch x units) for its activation");
+      l.Z = shaped(d["Z"], where + "Z", {batch, l.out});
+    }
     l.dW = shaped(d["dW"], where + "dW", {l.in, l.out});
     const bool bias = !d["b"].is_none();
     if (bias) {
       l.b = shaped(d["b"], where + "b", {l.out});
       l.db = shaped(d["db"], where + "db", {l.out});
     }
-    const bool two = opt.kind == OptKind::adam, one = two || opt.momentum != 0.f;
-    if (one) {
-      l.W_s1 = shaped(d["W_s1"], where + "W_s1", {l.in, l.out});
-      if (bias) l.b_s1 = shaped(d["b_s1"], where + "b_s1", {l.out});
+    bool use[3];
+    opt_state_use(opt.kind, opt.flags, &use[0], &use[1], &use[2]);
+    float** wslot[3] = {&l.W_s1, &l.W_s2, &l.W_s3};
+    float** bslot[3] = {&l.b_s1, &l.b_s2, &l.b_s3};
+    for (int k = 0; k < 3; ++k) {
+      if (!use[k]) continue;
+      const std::string sw = "W_s" + std::to_string(k + 1), sb = "b_s" + std::to_string(k + 1);
+      *wslot[k] = shaped(d[sw.c_str()], where + sw, {l.in, l.out});
+      if (bias) *bslot[k] = shaped(d[sb.c_str()], where + sb, {l.out});
     }
-    if (two) {
-      l.W_s2 = shaped(d["W_s2"], where + "W_s2", {l.in, l.out});
-      if (bias) l.b_s2 = shaped(d["b_s2"], where + "b_s2", {l.out});
+    if (opt.flags & optf::ema) {
+      l.W_ema = shaped(d["W_ema"], where + "W_ema", {l.in, l.out});
+      if (bias) l.b_ema = shaped(d["b_ema"], where + "b_ema", {l.out});
     }
+    if (d.contains("W_decay")) l.W_decay = d["W_decay"].cast<bool>();
+    if (d.contains("b_decay")) l.b_decay = d["b_decay"].cast<bool>();
     // optional regularizer factors (Keras L1/L2 on the kernel and the bias)
     const auto factor = [&](const char* key) { return d.contains(key) ? d[key].cast<float>() : 0.f; };
     l.W_l1 = factor("W_l1");

@@ -2,6 +2,7 @@
 // them, else portable loops that use the C library's exp/tanh.
 #include <cmath>
 
+#include "act_scalar.h"
 #include "avx2.h"
 #include "fusednn/cpu.h"
 #include "threads.h"
@@ -31,9 +32,12 @@ void forward_portable(float* y, const float* x, std::size_t n, Act act) {
     case Act::tanh:
       for (std::size_t i = 0; i < n; ++i) y[i] = std::tanh(x[i]);
       break;
-    default:
+    case Act::linear:
       if (y != x)
         for (std::size_t i = 0; i < n; ++i) y[i] = x[i];
+      break;
+    default:
+      for (std::size_t i = 0; i < n; ++i) y[i] = scalar::act_fwd(x[i], act);
   }
 }
 
@@ -49,9 +53,12 @@ void backward_portable(float* dx, const float* dy, const float* y, std::size_t n
       // (1-y)(1+y) rather than 1-y*y: no cancellation when |y| is close to 1
       for (std::size_t i = 0; i < n; ++i) dx[i] = dy[i] * ((1.f - y[i]) * (1.f + y[i]));
       break;
-    default:
+    case Act::linear:
       if (dx != dy)
         for (std::size_t i = 0; i < n; ++i) dx[i] = dy[i];
+      break;
+    default:  // y is the saved input for act_backward_needs_input(act)
+      for (std::size_t i = 0; i < n; ++i) dx[i] = scalar::act_bwd(dy[i], y[i], act);
   }
 }
 
@@ -60,7 +67,7 @@ void backward_portable(float* dx, const float* dy, const float* y, std::size_t n
 void act_forward(float* y, const float* x, std::size_t n, Act act) {
   parallel_chunks(n, [&](std::size_t b, std::size_t e) {
 #ifdef FUSEDNN_HAVE_AVX2_TU
-    if (use_avx2()) return avx2::act_forward(y + b, x + b, e - b, act);
+    if (use_avx2() && avx2::act_forward(y + b, x + b, e - b, act)) return;
 #endif
     forward_portable(y + b, x + b, e - b, act);
   });
@@ -69,7 +76,7 @@ void act_forward(float* y, const float* x, std::size_t n, Act act) {
 void act_backward(float* dx, const float* dy, const float* y, std::size_t n, Act act) {
   parallel_chunks(n, [&](std::size_t b, std::size_t e) {
 #ifdef FUSEDNN_HAVE_AVX2_TU
-    if (use_avx2()) return avx2::act_backward(dx + b, dy + b, y + b, e - b, act);
+    if (use_avx2() && avx2::act_backward(dx + b, dy + b, y + b, e - b, act)) return;
 #endif
     backward_portable(dx + b, dy + b, y + b, e - b, act);
   });
@@ -77,6 +84,12 @@ void act_backward(float* dx, const float* dy, const float* y, std::size_t n, Act
 
 void bias_act(float* y, const float* x, const float* b, std::size_t rows, std::size_t cols,
               Act act) {
+  if (!act_in_gemm_epilogue(act)) {  // the bias pass, then the activation's own kernel
+    for (std::size_t r = 0; r < rows; ++r)
+      for (std::size_t c = 0; c < cols; ++c) y[r * cols + c] = x[r * cols + c] + b[c];
+    act_forward(y, y, rows * cols, act);
+    return;
+  }
 #ifdef FUSEDNN_HAVE_AVX2_TU
   if (use_avx2()) {
     for (std::size_t r = 0; r < rows; ++r) avx2::bias_act_row(y + r * cols, x + r * cols, b, cols, act);
@@ -122,6 +135,36 @@ void softmax_backward(float* dx, const float* dy, const float* y, std::size_t ro
     const float d = float(dot);
     float* dxr = dx + r * cols;
     for (std::size_t c = 0; c < cols; ++c) dxr[c] = yr[c] * (dyr[c] - d);
+  }
+}
+
+}  // namespace cpu
+}  // namespace fusednn
+
+namespace fusednn {
+namespace cpu {
+
+void log_softmax(float* y, const float* x, std::size_t rows, std::size_t cols) {
+  if (cols == 0) return;
+  for (std::size_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * cols;
+    float* yr = y + r * cols;
+    float mx = xr[0];
+    for (std::size_t c = 1; c < cols; ++c) mx = xr[c] > mx ? xr[c] : mx;
+    double sum = 0.0;
+    for (std::size_t c = 0; c < cols; ++c) sum += std::exp(double(xr[c]) - double(mx));
+    const double shift = double(mx) + std::log(sum);
+    for (std::size_t c = 0; c < cols; ++c) yr[c] = float(double(xr[c]) - shift);
+  }
+}
+
+void log_softmax_backward(float* dx, const float* dy, const float* y, std::size_t rows, std::size_t cols) {
+  for (std::size_t r = 0; r < rows; ++r) {
+    const float *dyr = dy + r * cols, *yr = y + r * cols;
+    double sum = 0.0;
+    for (std::size_t c = 0; c < cols; ++c) sum += dyr[c];
+    float* dxr = dx + r * cols;
+    for (std::size_t c = 0; c < cols; ++c) dxr[c] = float(double(dyr[c]) - std::exp(double(yr[c])) * sum);
   }
 }
 

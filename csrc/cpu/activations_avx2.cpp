@@ -43,33 +43,202 @@ inline void map2(float* z, const float* x, const float* y, std::size_t n, F f) {
 
 }  // namespace
 
-void act_forward(float* y, const float* x, std::size_t n, Act act) {
+bool act_forward(float* y, const float* x, std::size_t n, Act act) {
+  using namespace act_const;
+  const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.f);
   switch (act) {
-    case Act::relu: return map1(y, x, n, [](__m256 v) { return act_ps(v, Act::relu); });
-    case Act::sigmoid: return map1(y, x, n, [](__m256 v) { return sigmoid_ps(v); });
-    case Act::tanh: return map1(y, x, n, [](__m256 v) { return tanh_ps(v); });
-    default:
+    case Act::relu: map1(y, x, n, [](__m256 v) { return act_ps(v, Act::relu); }); return true;
+    case Act::sigmoid: map1(y, x, n, [](__m256 v) { return sigmoid_ps(v); }); return true;
+    case Act::tanh: map1(y, x, n, [](__m256 v) { return tanh_ps(v); }); return true;
+    case Act::linear:
       if (y != x) map1(y, x, n, [](__m256 v) { return v; });
+      return true;
+    case Act::elu:
+      map1(y, x, n, [zero](__m256 v) {
+        return _mm256_blendv_ps(v, expm1_ps(v), _mm256_cmp_ps(v, zero, _CMP_LE_OQ));
+      });
+      return true;
+    case Act::selu:
+      map1(y, x, n, [zero](__m256 v) {
+        const __m256 neg = _mm256_mul_ps(_mm256_set1_ps(kSeluAlpha), expm1_ps(v));
+        return _mm256_mul_ps(_mm256_set1_ps(kSeluScale), _mm256_blendv_ps(v, neg, _mm256_cmp_ps(v, zero, _CMP_LE_OQ)));
+      });
+      return true;
+    case Act::leaky_relu:
+      map1(y, x, n, [zero](__m256 v) {
+        return _mm256_blendv_ps(v, _mm256_mul_ps(v, _mm256_set1_ps(kLeakySlope)), _mm256_cmp_ps(v, zero, _CMP_LT_OQ));
+      });
+      return true;
+    case Act::gelu_tanh:
+      map1(y, x, n, [](__m256 v) {
+        const __m256 v3 = _mm256_mul_ps(_mm256_mul_ps(v, v), v);
+        const __m256 u = _mm256_mul_ps(_mm256_set1_ps(2.f * kGeluTanhC), _mm256_fmadd_ps(_mm256_set1_ps(kGeluTanhK), v3, v));
+        return _mm256_mul_ps(v, sigmoid_ps(u));  // x (1 + tanh(u/2)) / 2 = x sigmoid(u)
+      });
+      return true;
+    case Act::swish: map1(y, x, n, [](__m256 v) { return _mm256_mul_ps(v, sigmoid_ps(v)); }); return true;
+    case Act::softsign:
+      map1(y, x, n, [one](__m256 v) {
+        return _mm256_div_ps(v, _mm256_add_ps(one, _mm256_andnot_ps(_mm256_set1_ps(-0.f), v)));
+      });
+      return true;
+    case Act::hard_sigmoid:
+      map1(y, x, n, [zero, one](__m256 v) {
+        // (x + 3) / 6: x + 3 is exact near -3, where x/6 + 0.5 would cancel
+        const __m256 h = _mm256_div_ps(_mm256_add_ps(v, _mm256_set1_ps(3.f)), _mm256_set1_ps(6.f));
+        return keep_nan(_mm256_min_ps(_mm256_max_ps(h, zero), one), v);
+      });
+      return true;
+    case Act::hard_swish:
+      map1(y, x, n, [zero](__m256 v) {
+        const __m256 r = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(v, _mm256_set1_ps(3.f)), zero), _mm256_set1_ps(6.f));
+        return keep_nan(_mm256_div_ps(_mm256_mul_ps(v, r), _mm256_set1_ps(6.f)), v);
+      });
+      return true;
+    case Act::relu6:
+      map1(y, x, n, [zero](__m256 v) {
+        return keep_nan(_mm256_min_ps(_mm256_max_ps(v, zero), _mm256_set1_ps(6.f)), v);
+      });
+      return true;
+    case Act::mish:
+      map1(y, x, n, [](__m256 v) {
+        // tanh(log(1 + e)) = n / (n + 2) with n = e (e + 2): no cancellation anywhere
+        const __m256 e = exp_ps(_mm256_min_ps(v, _mm256_set1_ps(20.f)));
+        const __m256 nn = _mm256_mul_ps(e, _mm256_add_ps(e, _mm256_set1_ps(2.f)));
+        return keep_nan(_mm256_mul_ps(v, _mm256_div_ps(nn, _mm256_add_ps(nn, _mm256_set1_ps(2.f)))), v);
+      });
+      return true;
+    case Act::exponential:
+      map1(y, x, n, [](__m256 v) {  // exp_ps saturates; e^x overflows to inf like the C library
+        const __m256 inf = _mm256_set1_ps(__builtin_inff());
+        return keep_nan(_mm256_blendv_ps(exp_ps(v), inf, _mm256_cmp_ps(v, _mm256_set1_ps(88.72283935546875f), _CMP_GT_OQ)), v);
+      });
+      return true;
+    case Act::gelu:
+      map1(y, x, n, [](__m256 v) { return keep_nan(_mm256_mul_ps(v, normal_cdf_ps(v)), v); });
+      return true;
+    case Act::softplus:
+      map1(y, x, n, [zero](__m256 v) {  // max(x, 0) + log1p(e^-|x|)
+        const __m256 e = exp_ps(_mm256_sub_ps(zero, _mm256_andnot_ps(_mm256_set1_ps(-0.f), v)));
+        return keep_nan(_mm256_add_ps(_mm256_max_ps(v, zero), log1p_unit_ps(e)), v);
+      });
+      return true;
+    default: return false;
   }
 }
 
-void act_backward(float* dx, const float* dy, const float* y, std::size_t n, Act act) {
-  const __m256 one = _mm256_set1_ps(1.f);
+bool act_backward(float* dx, const float* dy, const float* y, std::size_t n, Act act) {
+  using namespace act_const;
+  const __m256 one = _mm256_set1_ps(1.f), zero = _mm256_setzero_ps();
   switch (act) {
     case Act::relu:
-      return map2(dx, dy, y, n, [](__m256 g, __m256 v) {
+      map2(dx, dy, y, n, [](__m256 g, __m256 v) {
         return _mm256_and_ps(g, _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GT_OQ));
       });
+      return true;
     case Act::sigmoid:
-      return map2(dx, dy, y, n, [one](__m256 g, __m256 v) {
+      map2(dx, dy, y, n, [one](__m256 g, __m256 v) {
         return _mm256_mul_ps(g, _mm256_mul_ps(v, _mm256_sub_ps(one, v)));
       });
+      return true;
     case Act::tanh:
-      return map2(dx, dy, y, n, [one](__m256 g, __m256 v) {
+      map2(dx, dy, y, n, [one](__m256 g, __m256 v) {
         return _mm256_mul_ps(g, _mm256_mul_ps(_mm256_sub_ps(one, v), _mm256_add_ps(one, v)));
       });
-    default:
+      return true;
+    case Act::linear:
       if (dx != dy) map1(dx, dy, n, [](__m256 v) { return v; });
+      return true;
+    case Act::elu:  // from y: 1 for y > 0, else y + 1 = e^x
+      map2(dx, dy, y, n, [one, zero](__m256 g, __m256 v) {
+        return _mm256_mul_ps(g, _mm256_blendv_ps(_mm256_add_ps(v, one), one, _mm256_cmp_ps(v, zero, _CMP_GT_OQ)));
+      });
+      return true;
+    case Act::selu:
+      map2(dx, dy, y, n, [zero](__m256 g, __m256 v) {
+        const __m256 neg = _mm256_add_ps(v, _mm256_set1_ps(kSeluScale * kSeluAlpha));
+        return _mm256_mul_ps(g, _mm256_blendv_ps(neg, _mm256_set1_ps(kSeluScale), _mm256_cmp_ps(v, zero, _CMP_GT_OQ)));
+      });
+      return true;
+    case Act::leaky_relu:
+      map2(dx, dy, y, n, [zero](__m256 g, __m256 v) {
+        return _mm256_blendv_ps(_mm256_mul_ps(g, _mm256_set1_ps(kLeakySlope)), g, _mm256_cmp_ps(v, zero, _CMP_GT_OQ));
+      });
+      return true;
+    case Act::swish:  // from x: s (1 + x (1 - s))
+      map2(dx, dy, y, n, [one](__m256 g, __m256 v) {
+        const __m256 s = sigmoid_ps(v);
+        return _mm256_mul_ps(g, _mm256_mul_ps(s, _mm256_fmadd_ps(v, _mm256_sub_ps(one, s), one)));
+      });
+      return true;
+    case Act::gelu_tanh:  // from x: s + 2 x s (1 - s) c (1 + 3 k x^2), s = sigmoid(2u)
+      map2(dx, dy, y, n, [one](__m256 g, __m256 v) {
+        const __m256 v2 = _mm256_mul_ps(v, v);
+        const __m256 u2 = _mm256_mul_ps(_mm256_set1_ps(2.f * kGeluTanhC),
+                                        _mm256_fmadd_ps(_mm256_set1_ps(kGeluTanhK), _mm256_mul_ps(v2, v), v));
+        const __m256 s = sigmoid_ps(u2);
+        const __m256 du = _mm256_mul_ps(_mm256_set1_ps(2.f * kGeluTanhC),
+                                        _mm256_fmadd_ps(_mm256_set1_ps(3.f * kGeluTanhK), v2, one));
+        const __m256 d = _mm256_fmadd_ps(_mm256_mul_ps(v, _mm256_mul_ps(s, _mm256_sub_ps(one, s))), du, s);
+        return _mm256_mul_ps(g, d);
+      });
+      return true;
+    case Act::softsign:  // from x: 1 / (1 + |x|)^2
+      map2(dx, dy, y, n, [one](__m256 g, __m256 v) {
+        const __m256 q = _mm256_add_ps(one, _mm256_andnot_ps(_mm256_set1_ps(-0.f), v));
+        return _mm256_div_ps(g, _mm256_mul_ps(q, q));
+      });
+      return true;
+    case Act::hard_sigmoid:  // from y: 1/6 inside (0, 1)
+      map2(dx, dy, y, n, [one, zero](__m256 g, __m256 v) {
+        const __m256 in = _mm256_and_ps(_mm256_cmp_ps(v, zero, _CMP_GT_OQ), _mm256_cmp_ps(v, one, _CMP_LT_OQ));
+        return _mm256_and_ps(_mm256_mul_ps(g, _mm256_set1_ps(float(1.0 / 6.0))), in);
+      });
+      return true;
+    case Act::hard_swish:  // from x: 0 below -3, 1 above 3, (2x + 3)/6 between
+      map2(dx, dy, y, n, [one](__m256 g, __m256 v) {
+        __m256 d = _mm256_div_ps(_mm256_fmadd_ps(_mm256_set1_ps(2.f), v, _mm256_set1_ps(3.f)), _mm256_set1_ps(6.f));
+        d = _mm256_blendv_ps(d, one, _mm256_cmp_ps(v, _mm256_set1_ps(3.f), _CMP_GT_OQ));
+        d = _mm256_and_ps(d, _mm256_cmp_ps(v, _mm256_set1_ps(-3.f), _CMP_GE_OQ));
+        return _mm256_mul_ps(g, d);
+      });
+      return true;
+    case Act::relu6:  // from y: inside (0, 6)
+      map2(dx, dy, y, n, [zero](__m256 g, __m256 v) {
+        const __m256 in = _mm256_and_ps(_mm256_cmp_ps(v, zero, _CMP_GT_OQ), _mm256_cmp_ps(v, _mm256_set1_ps(6.f), _CMP_LT_OQ));
+        return _mm256_and_ps(g, in);
+      });
+      return true;
+    case Act::exponential:
+      map2(dx, dy, y, n, [](__m256 g, __m256 v) { return _mm256_mul_ps(g, v); });
+      return true;
+    case Act::gelu:  // from x: Phi(x) + x phi(x)
+      map2(dx, dy, y, n, [](__m256 g, __m256 v) {
+        const __m256 pdf = _mm256_mul_ps(_mm256_set1_ps(0.39894228040143268f),
+                                         exp_ps(_mm256_mul_ps(_mm256_set1_ps(-0.5f), _mm256_mul_ps(v, v))));
+        return _mm256_mul_ps(g, _mm256_fmadd_ps(v, pdf, normal_cdf_ps(v)));
+      });
+      return true;
+    case Act::softplus:  // from y: sigmoid(x) = 1 - e^-y
+      map2(dx, dy, y, n, [](__m256 g, __m256 v) {
+        return _mm256_mul_ps(g, _mm256_sub_ps(_mm256_setzero_ps(), expm1_ps(_mm256_sub_ps(_mm256_setzero_ps(), v))));
+      });
+      return true;
+    case Act::mish:  // from x: tanh(sp) + x sech^2(sp) sigmoid(x), all from e = e^x
+      map2(dx, dy, y, n, [one](__m256 g, __m256 v) {
+        const __m256 two = _mm256_set1_ps(2.f);
+        const __m256 e = exp_ps(_mm256_min_ps(v, _mm256_set1_ps(20.f)));
+        const __m256 nn = _mm256_mul_ps(e, _mm256_add_ps(e, two));
+        const __m256 d2 = _mm256_add_ps(nn, two);
+        const __m256 t = _mm256_div_ps(nn, d2);
+        const __m256 sech2 = _mm256_div_ps(_mm256_mul_ps(_mm256_set1_ps(4.f), _mm256_add_ps(nn, one)), _mm256_mul_ps(d2, d2));
+        const __m256 sg = _mm256_div_ps(e, _mm256_add_ps(one, e));
+        __m256 d = _mm256_fmadd_ps(_mm256_mul_ps(v, sech2), sg, t);
+        d = _mm256_blendv_ps(d, one, _mm256_cmp_ps(v, _mm256_set1_ps(20.f), _CMP_GT_OQ));
+        return _mm256_mul_ps(g, d);
+      });
+      return true;
+    default: return false;
   }
 }
 

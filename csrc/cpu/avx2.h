@@ -27,8 +27,10 @@ void pack_b_transposed_16(float* dst, const float* src, long ld, int kc);
 // with b, or (ta: A stored K×M) a sum of A's rows scaled by b.
 void gemm_n1(float* c, const float* A, const float* b, int M, int K, bool ta);
 
-void act_forward(float* y, const float* x, std::size_t n, Act act);
-void act_backward(float* dx, const float* dy, const float* y, std::size_t n, Act act);
+// false (nothing written) for an activation without an AVX2 version: the
+// caller runs the portable loop.
+bool act_forward(float* y, const float* x, std::size_t n, Act act);
+bool act_backward(float* dx, const float* dy, const float* y, std::size_t n, Act act);
 void bias_act_row(float* y, const float* x, const float* b, std::size_t cols, Act act);
 void softmax_row(float* y, const float* x, std::size_t cols);
 
@@ -38,6 +40,11 @@ void adam_update(float* w, const float* g, float* m, float* v, std::size_t n, fl
                  float c2, float eps);
 void sgd_update(float* w, const float* g, float* v, std::size_t n, float lr, float momentum,
                 bool nesterov);
+// cpu::optimizer_update on elements [b, e) with the clipping factor precomputed.
+void optimizer_update(int kind, int flags, const float* p, float factor, std::size_t b, std::size_t e,
+                      float* w, const float* g, float* s1, float* s2, float* s3, float* ema);
+// cpu::sum_squares (the order of optim_keras_impl.h's sum_squares_lanes).
+double sum_squares(const float* x, std::size_t n);
 
 }  // namespace avx2
 }  // namespace cpu

@@ -252,6 +252,11 @@ void fill_epilogue(float* C, int M, int N, const float* bias, Act act) {
 void matmul(float* C, const float* A, const float* B, int M, int N, int K, bool ta, bool tb,
             const float* bias, Act act) {
   if (M <= 0 || N <= 0) return;
+  if (!act_in_gemm_epilogue(act)) {  // the newer activations: one elementwise pass after the product
+    matmul(C, A, B, M, N, K, ta, tb, bias, Act::linear);
+    act_forward(C, C, std::size_t(M) * std::size_t(N), act);
+    return;
+  }
   if (K <= 0) {
     fill_epilogue(C, M, N, bias, act);
     return;
@@ -292,6 +297,11 @@ void matmul(float* C, const float* A, const float* B, int M, int N, int K, bool 
 
 void matmul_reference(float* C, const float* A, const float* B, int M, int N, int K, bool ta,
                       bool tb, const float* bias, Act act) {
+  if (!act_in_gemm_epilogue(act)) {
+    matmul_reference(C, A, B, M, N, K, ta, tb, bias, Act::linear);
+    if (M > 0 && N > 0) act_forward(C, C, std::size_t(M) * std::size_t(N), act);
+    return;
+  }
   for (int i = 0; i < M; ++i)
     for (int j = 0; j < N; ++j) {
       double s = bias ? bias[j] : 0.0;

@@ -82,6 +82,71 @@ static inline __m256 tanh_ps(__m256 x) {
   return keep_nan(_mm256_or_ps(r, sign), x);
 }
 
+// e^x - 1 without the cancellation of exp_ps(x) - 1 near 0: a degree-9 Taylor
+// polynomial for |x| < 0.5 (truncation < 2e-9 relative), exp_ps(x) - 1 beyond
+// (at most ~2 ulp there, where |result| > 0.39).
+static inline __m256 expm1_ps(__m256 x) {
+  const __m256 ax = _mm256_andnot_ps(_mm256_set1_ps(-0.f), x);
+  __m256 p = _mm256_set1_ps(2.75573192e-6f);              // 1/9!
+  p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(2.48015873e-5f));  // 1/8!
+  p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(1.98412698e-4f));  // 1/7!
+  p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(1.38888889e-3f));  // 1/6!
+  p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(8.33333333e-3f));  // 1/5!
+  p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(4.16666667e-2f));  // 1/4!
+  p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(1.66666667e-1f));  // 1/3!
+  p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(0.5f));
+  const __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, x), x, x);
+  const __m256 large = _mm256_sub_ps(exp_ps(x), _mm256_set1_ps(1.f));
+  const __m256 r = _mm256_blendv_ps(large, small, _mm256_cmp_ps(ax, _mm256_set1_ps(0.5f), _CMP_LT_OQ));
+  return keep_nan(r, x);
+}
+
+// log(1 + e) for e in [0, 1] as 2 atanh(s), s = e / (2 + e) in [0, 1/3]: the odd
+// series 2 (s + s^3/3 + ... + s^17/17), truncated below 2e-9 relative; no
+// cancellation for small e.
+static inline __m256 log1p_unit_ps(__m256 e) {
+  const __m256 s = _mm256_div_ps(e, _mm256_add_ps(_mm256_set1_ps(2.f), e));
+  const __m256 s2 = _mm256_mul_ps(s, s);
+  __m256 p = _mm256_set1_ps(1.f / 17.f);
+  p = _mm256_fmadd_ps(p, s2, _mm256_set1_ps(1.f / 15.f));
+  p = _mm256_fmadd_ps(p, s2, _mm256_set1_ps(1.f / 13.f));
+  p = _mm256_fmadd_ps(p, s2, _mm256_set1_ps(1.f / 11.f));
+  p = _mm256_fmadd_ps(p, s2, _mm256_set1_ps(1.f / 9.f));
+  p = _mm256_fmadd_ps(p, s2, _mm256_set1_ps(1.f / 7.f));
+  p = _mm256_fmadd_ps(p, s2, _mm256_set1_ps(1.f / 5.f));
+  p = _mm256_fmadd_ps(p, s2, _mm256_set1_ps(1.f / 3.f));
+  const __m256 s2x = _mm256_add_ps(s, s);
+  return _mm256_fmadd_ps(_mm256_mul_ps(s2x, s2), p, s2x);
+}
+
+// Phi(x) = P(N(0,1) <= x) = erfc(|x| / sqrt 2) / 2 for x < 0 (full relative
+// precision in the lower tail) and 1 - erfc(|x| / sqrt 2) / 2 above, with
+// erfc(z) = t exp(-z^2) exp(P(t)), t = 1 / (1 + z/2): the Chebyshev fit of Numerical
+// Recipes' erfcc (relative error below 1.1e-7 in exact arithmetic on [0, 13]). z^2 =
+// x^2 / 2 is split exactly into hi + lo with an FMA and e^(-hi) taken on its own, so
+// the large exponent is never rounded (that alone cost ~eps * z^2 relative).
+static inline __m256 normal_cdf_ps(__m256 x) {
+  const __m256 a = _mm256_andnot_ps(_mm256_set1_ps(-0.f), x);
+  const __m256 t = _mm256_div_ps(_mm256_set1_ps(1.f),
+                                 _mm256_fmadd_ps(a, _mm256_set1_ps(0.35355339059327376f), _mm256_set1_ps(1.f)));
+  __m256 p = _mm256_set1_ps(0.17087277f);
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.82215223f));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.48851587f));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.13520398f));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.27886807f));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.18628806f));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.09678418f));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.37409196f));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.00002368f));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.26551223f));
+  const __m256 hi = _mm256_mul_ps(a, a);
+  const __m256 lo = _mm256_fmsub_ps(a, a, hi);  // a^2 - hi, exact
+  const __m256 half = _mm256_set1_ps(0.5f);
+  const __m256 g = _mm256_mul_ps(exp_ps(_mm256_mul_ps(_mm256_set1_ps(-0.5f), hi)), exp_ps(_mm256_fnmadd_ps(half, lo, p)));
+  const __m256 c = _mm256_mul_ps(_mm256_mul_ps(half, t), g);
+  return _mm256_blendv_ps(_mm256_sub_ps(_mm256_set1_ps(1.f), c), c, _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ));
+}
+
 static inline __m256 act_ps(__m256 v, Act act) {
   switch (act) {
     case Act::relu: return _mm256_max_ps(_mm256_setzero_ps(), v);  // NaN propagates

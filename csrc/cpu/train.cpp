@@ -10,8 +10,10 @@ namespace cpu {
 
 namespace {
 
-// The CPU kernels run on the calling thread (and the pool): no state needed.
+// The CPU kernels run on the calling thread (and the pool); the only state is
+// the gradient norm of the clipping options.
 struct Kernels {
+  double* norm;
   void gather_rows(float* dst, const float* src, const std::int64_t* idx, int rows, int cols) const {
     for (int r = 0; r < rows; ++r)
       std::memcpy(dst + std::size_t(r) * cols, src + std::size_t(idx[r]) * cols, sizeof(float) * cols);
@@ -37,18 +39,26 @@ struct Kernels {
   void error_sums_update(double* sums, const float* p, const float* t, std::int64_t n) const {
     cpu::error_sums_update(sums, p, t, std::size_t(n));
   }
+  void act_forward(float* y, const float* x, std::int64_t n, Act act) const {
+    cpu::act_forward(y, x, std::size_t(n), act);
+  }
+  void loss_grad(float* g, const float* p, const float* t, int rows, int cols, LossFn fn, float param,
+                 float* loss_out) const {
+    *loss_out = float(cpu::loss_grad(g, p, t, std::size_t(rows), std::size_t(cols), fn, param));
+  }
   void act_backward(float* dx, const float* dy, const float* y, std::int64_t n, Act act) const {
     cpu::act_backward(dx, dy, y, std::size_t(n), act);
   }
   void sum_rows(float* out, const float* x, int rows, int cols) const {
     cpu::sum_rows(out, x, std::size_t(rows), std::size_t(cols));
   }
-  void adam_update(float* w, const float* g, float* m, float* v, std::int64_t n, const OptimizerConfig& o,
-                   std::int64_t t) const {
-    cpu::adam_update(w, g, m, v, std::size_t(n), o.lr, o.beta1, o.beta2, o.eps, t);
-  }
-  void sgd_update(float* w, const float* g, float* v, std::int64_t n, const OptimizerConfig& o) const {
-    cpu::sgd_update(w, g, v, std::size_t(n), o.lr, o.momentum, o.nesterov);
+  // the clipping norm: a sum of squares in double, reset and added to per
+  // gradient (clipnorm) or over all of a step's gradients (global_clipnorm)
+  void norm_reset() const { *norm = 0.0; }
+  void norm_add(const float* g, std::int64_t n) const { *norm += cpu::sum_squares(g, std::size_t(n)); }
+  void opt_update(OptKind kind, int flags, const float* p, float* w, const float* g, float* s1, float* s2,
+                  float* s3, float* ema, std::int64_t n) const {
+    cpu::optimizer_update(kind, flags, p, w, g, s1, s2, s3, ema, std::size_t(n), *norm);
   }
   void regularize(float* g, const float* w, std::int64_t n, float l1, float l2, float* loss) const {
     cpu::regularize(g, w, std::size_t(n), l1, l2, loss);
@@ -68,7 +78,8 @@ struct Kernels {
 std::int64_t train_steps(std::vector<DenseBuffers>& layers, const OptimizerConfig& opt, LossKind loss,
                          const TrainData& data, int batch, std::int64_t step0, std::int64_t step1,
                          std::int64_t iterations, bool stop_on_nonfinite, std::int64_t* steps_done) {
-  return fusednn::train_steps(Kernels{}, layers, opt, loss, data, batch, step0, step1, iterations,
+  double norm = 0.0;
+  return fusednn::train_steps(Kernels{&norm}, layers, opt, loss, data, batch, step0, step1, iterations,
                               stop_on_nonfinite, steps_done);
 }
 

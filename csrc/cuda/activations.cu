@@ -31,6 +31,13 @@ cudaError_t dispatch(float* out, const float* a, const float* b, std::size_t n, 
     case Act::relu: return detail::launch_map<NIN>(out, a, b, n, Op<Act::relu>{}, stream);
     case Act::sigmoid: return detail::launch_map<NIN>(out, a, b, n, Op<Act::sigmoid>{}, stream);
     case Act::tanh: return detail::launch_map<NIN>(out, a, b, n, Op<Act::tanh>{}, stream);
+#define FUSEDNN_ACT_CASE(name) \
+  case Act::name: return detail::launch_map<NIN>(out, a, b, n, Op<Act::name>{}, stream);
+      FUSEDNN_ACT_CASE(elu) FUSEDNN_ACT_CASE(selu) FUSEDNN_ACT_CASE(leaky_relu) FUSEDNN_ACT_CASE(gelu)
+      FUSEDNN_ACT_CASE(gelu_tanh) FUSEDNN_ACT_CASE(swish) FUSEDNN_ACT_CASE(softplus) FUSEDNN_ACT_CASE(softsign)
+      FUSEDNN_ACT_CASE(hard_sigmoid) FUSEDNN_ACT_CASE(hard_swish) FUSEDNN_ACT_CASE(relu6) FUSEDNN_ACT_CASE(mish)
+      FUSEDNN_ACT_CASE(exponential)
+#undef FUSEDNN_ACT_CASE
     default: return detail::launch_map<NIN>(out, a, b, n, Op<Act::linear>{}, stream);
   }
 }
@@ -121,6 +128,46 @@ __global__ void __launch_bounds__(kRowThreads)
   }
 }
 
+// y = x - max - log(sum e^(x - max)), the sum in double (cpu::log_softmax).
+template <int TPR>
+__global__ void __launch_bounds__(kRowThreads)
+    log_softmax_kernel(float* y, const float* x, std::size_t rows, std::size_t cols) {
+  __shared__ float smax[kRowThreads / 32];
+  __shared__ double ssum[kRowThreads / 32];
+  const int lane = RowGroup<TPR>::lane();
+  const std::size_t per_block = RowGroup<TPR>::kPerBlock;
+  for (std::size_t r = blockIdx.x * per_block + RowGroup<TPR>::group(); r < rows;
+       r += std::size_t(gridDim.x) * per_block) {
+    const float* xr = x + r * cols;
+    float* yr = y + r * cols;
+    float mx = -INFINITY;
+    for (std::size_t c = lane; c < cols; c += TPR) mx = fmaxf(mx, xr[c]);
+    mx = detail::group_reduce<TPR>(mx, detail::MaxOp{}, smax);
+    double sum = 0.0;
+    for (std::size_t c = lane; c < cols; c += TPR) sum += exp(double(xr[c]) - double(mx));
+    sum = detail::group_reduce<TPR>(sum, detail::SumOp{}, ssum);
+    const double shift = double(mx) + log(sum);
+    for (std::size_t c = lane; c < cols; c += TPR) yr[c] = float(double(xr[c]) - shift);
+  }
+}
+
+// dx = dy - e^y * sum(dy) per row (the sum in double).
+template <int TPR>
+__global__ void __launch_bounds__(kRowThreads)
+    log_softmax_backward_kernel(float* dx, const float* dy, const float* y, std::size_t rows, std::size_t cols) {
+  __shared__ double ssum[kRowThreads / 32];
+  const int lane = RowGroup<TPR>::lane();
+  const std::size_t per_block = RowGroup<TPR>::kPerBlock;
+  for (std::size_t r = blockIdx.x * per_block + RowGroup<TPR>::group(); r < rows;
+       r += std::size_t(gridDim.x) * per_block) {
+    const std::size_t o = r * cols;
+    double sum = 0.0;
+    for (std::size_t c = lane; c < cols; c += TPR) sum += double(dy[o + c]);
+    sum = detail::group_reduce<TPR>(sum, detail::SumOp{}, ssum);
+    for (std::size_t c = lane; c < cols; c += TPR) dx[o + c] = float(double(dy[o + c]) - exp(double(y[o + c])) * sum);
+  }
+}
+
 // Enough blocks for every row group, at most a few waves of resident blocks
 // (the kernels stride over the rest).
 unsigned row_blocks(std::size_t rows, int per_block) {
@@ -152,6 +199,27 @@ cudaError_t softmax_backward(float* dx, const float* dy, const float* y, std::si
   return cudaGetLastError();
 }
 
+cudaError_t log_softmax(float* y, const float* x, std::size_t rows, std::size_t cols, cudaStream_t stream) {
+  if (rows == 0 || cols == 0) return cudaSuccess;
+  if (cols <= detail::kWarpRowMaxCols)
+    log_softmax_kernel<32><<<row_blocks(rows, RowGroup<32>::kPerBlock), kRowThreads, 0, stream>>>(y, x, rows, cols);
+  else
+    log_softmax_kernel<kRowThreads><<<row_blocks(rows, 1), kRowThreads, 0, stream>>>(y, x, rows, cols);
+  return cudaGetLastError();
+}
+
+cudaError_t log_softmax_backward(float* dx, const float* dy, const float* y, std::size_t rows,
+                                 std::size_t cols, cudaStream_t stream) {
+  if (rows == 0 || cols == 0) return cudaSuccess;
+  if (cols <= detail::kWarpRowMaxCols)
+    log_softmax_backward_kernel<32><<<row_blocks(rows, RowGroup<32>::kPerBlock), kRowThreads, 0, stream>>>(
+        dx, dy, y, rows, cols);
+  else
+    log_softmax_backward_kernel<kRowThreads><<<row_blocks(rows, 1), kRowThreads, 0, stream>>>(dx, dy, y, rows,
+                                                                                               cols);
+  return cudaGetLastError();
+}
+
 cudaError_t act_forward(float* y, const float* x, std::size_t n, Act act, cudaStream_t stream) {
   if (act == Act::linear && y == x) return cudaSuccess;
   return dispatch<Forward, 1>(y, x, nullptr, n, act, stream);
@@ -166,6 +234,11 @@ cudaError_t act_backward(float* dx, const float* dy, const float* y, std::size_t
 cudaError_t bias_act(float* y, const float* x, const float* b, std::size_t rows, std::size_t cols,
                      Act act, cudaStream_t stream) {
   if (rows == 0 || cols == 0) return cudaSuccess;
+  if (!act_in_gemm_epilogue(act)) {  // the bias pass, then the activation's elementwise kernel
+    cudaError_t e = launch_bias_act<Act::linear>(y, x, b, rows, cols, stream);
+    if (e != cudaSuccess) return e;
+    return act_forward(y, y, rows * cols, act, stream);
+  }
   switch (act) {
     case Act::relu: return launch_bias_act<Act::relu>(y, x, b, rows, cols, stream);
     case Act::sigmoid: return launch_bias_act<Act::sigmoid>(y, x, b, rows, cols, stream);

@@ -3,6 +3,7 @@
 #include "activation.cuh"
 #include "elementwise.cuh"
 #include "fusednn/cuda.h"
+#include "fusednn/loss_math.h"
 #include "rows.cuh"
 
 namespace fusednn {
@@ -179,7 +180,79 @@ struct MseGrad {
   __device__ float operator()(float p, float t) const { return __fmul_rn(scale, __fsub_rn(p, t)); }
 };
 
+// flag[0] = 1.0 when every target is 0 or 1 (Keras' hinge label conversion),
+// else 0.0: one block, so no initialisation or atomics are needed.
+__global__ void __launch_bounds__(kThreads) zero_one_flag(const float* t, std::size_t n, double* flag) {
+  int ok = 1;
+  for (std::size_t i = threadIdx.x; i < n; i += kThreads) ok &= (t[i] == 0.f || t[i] == 1.f) ? 1 : 0;
+  ok = __syncthreads_and(ok);
+  if (threadIdx.x == 0) *flag = ok ? 1.0 : 0.0;
+}
+
+// Elementwise LossFn terms (loss_math.h) summed in double per block; the
+// gradient written as float(scale * dl) like cpu::loss_grad.
+__global__ void __launch_bounds__(kThreads)
+    loss_elem_partials(float* g, const float* p, const float* t, std::size_t n, LossFn fn, float param,
+                       const double* flag, double scale, double* partial) {
+  const std::size_t stride = std::size_t(gridDim.x) * kThreads;
+  const bool hinge01 = flag && *flag != 0.0;
+  double acc = 0.0, dl;
+  for (std::size_t i = std::size_t(blockIdx.x) * kThreads + threadIdx.x; i < n; i += stride) {
+    acc += loss_math::elem(fn, p[i], t[i], param, hinge01, &dl);
+    if (g) g[i] = float(scale * dl);
+  }
+  acc = block_sum(acc);
+  if (threadIdx.x == 0) partial[blockIdx.x] = acc;
+}
+
+// The row LossFn kinds: one thread per row (the rows of a batch are short).
+__global__ void __launch_bounds__(kThreads)
+    loss_row_partials(float* g, const float* p, const float* t, std::size_t rows, std::size_t cols, LossFn fn,
+                      float scale, double* partial) {
+  const std::size_t stride = std::size_t(gridDim.x) * kThreads;
+  double acc = 0.0;
+  for (std::size_t r = std::size_t(blockIdx.x) * kThreads + threadIdx.x; r < rows; r += stride)
+    acc += loss_math::row(fn, p + r * cols, t + r * cols, long(cols), scale, g ? g + r * cols : nullptr);
+  acc = block_sum(acc);
+  if (threadIdx.x == 0) partial[blockIdx.x] = acc;
+}
+
 }  // namespace
+
+std::size_t loss_grad_workspace_len() { return kMaxBlocks + 2; }
+
+cudaError_t loss_grad(float* g, const float* p, const float* t, std::size_t rows, std::size_t cols, LossFn fn,
+                      float param, float* loss_out, double* workspace, cudaStream_t stream) {
+  const std::size_t n = rows * cols;
+  std::size_t count = n;
+  unsigned blocks = 1;
+  double* result = workspace + kMaxBlocks + 1;  // the last element, as for mse and xent
+  if (n == 0) {
+    count = 0;
+    mean_final<<<1, kThreads, 0, stream>>>(workspace, 0, 0, loss_out, result);
+    return cudaGetLastError();
+  }
+  if (loss_fn_is_rowwise(fn)) {
+    count = rows;
+    blocks = partial_blocks(rows, kThreads);
+    loss_row_partials<<<blocks, kThreads, 0, stream>>>(g, p, t, rows, cols, fn, float(1.0 / double(rows)),
+                                                       workspace);
+  } else {
+    double* flag = nullptr;
+    if (fn == LossFn::hinge || fn == LossFn::squared_hinge) {
+      flag = workspace + kMaxBlocks;
+      zero_one_flag<<<1, kThreads, 0, stream>>>(t, n, flag);
+      cudaError_t e = cudaGetLastError();
+      if (e != cudaSuccess) return e;
+    }
+    blocks = partial_blocks(n, kThreads);
+    loss_elem_partials<<<blocks, kThreads, 0, stream>>>(g, p, t, n, fn, param, flag, 1.0 / double(n), workspace);
+  }
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) return e;
+  mean_final<<<1, kThreads, 0, stream>>>(workspace, int(blocks), count, loss_out, result);
+  return cudaGetLastError();
+}
 
 std::size_t mse_workspace_len() { return kMaxBlocks + 1; }
 

@@ -54,7 +54,7 @@ struct PArgs {
   std::int64_t step0, step1, iterations;
   int loss;  // LossKind
   int opt;   // OptKind
-  float lr, momentum, beta1, beta2, eps;
+  const float* rows;  // the run's step_params rows on the device, kOptParams floats per step
   bool nesterov;
   float* step_losses;
   double* counts;
@@ -186,7 +186,6 @@ __device__ void copy_layer_state(float* sm, const PLayer& l, bool to_shared) {
 __global__ void __launch_bounds__(kThreads, 1) persistent_mlp_kernel(const __grid_constant__ PArgs p) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   double* red = reinterpret_cast<double*>(smem_raw);                 // [3][kWarps]
-  float* scal = reinterpret_cast<float*>(smem_raw + 3 * kWarps * sizeof(double));  // [alpha]
   float* sm = reinterpret_cast<float*>(smem_raw + pp::kHeaderBytes);
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const int L = p.L;
@@ -211,10 +210,6 @@ __global__ void __launch_bounds__(kThreads, 1) persistent_mlp_kernel(const __gri
       const int r = e / p.y_cols, c = e - (e / p.y_cols) * p.y_cols;
       const std::int64_t k = p.order[lo + r];
       ys[e] = k >= 0 && k < p.n ? p.y[k * p.y_cols + c] : __int_as_float(0x7fc00000);
-    }
-    if (tid == 0 && p.opt == int(OptKind::adam)) {
-      const double t = double(p.iterations + 1 + (s - p.step0));
-      scal[0] = float(double(p.lr) * sqrt(1.0 - pow(double(p.beta2), t)) / (1.0 - pow(double(p.beta1), t)));
     }
     __syncthreads();
 
@@ -333,7 +328,10 @@ __global__ void __launch_bounds__(kThreads, 1) persistent_mlp_kernel(const __gri
     // ---- backward. Phase j updates layer L-j (j >= 1) and pushes the gradient
     // through layer L-1-j (when it has a layer below): a layer's W is read for
     // dX one phase before it is updated.
-    const Update up{p.opt, p.lr, p.momentum, scal[0], 1.f - p.beta1, 1.f - p.beta2, p.eps, p.nesterov};
+    // this step's row of Optimizer.step_params (fusednn/optim_update.h): P_LR the
+    // learning rate; SGD P_A momentum; Adam P_A alpha, P_B 1-b1, P_C 1-b2, P_D epsilon
+    const float* row = p.rows + (s - p.step0) * kOptParams;
+    const Update up{p.opt, row[P_LR], row[P_A], row[P_A], row[P_B], row[P_C], row[P_D], p.nesterov};
     for (int j = 0; j <= L; ++j) {
       if (j == 0 && tid == 0) {  // the step's loss and error sums, in a fixed order
         double a = 0.0, e1 = 0.0, e2 = 0.0;
@@ -417,7 +415,8 @@ persistent::Plan persistent_plan_for(const std::vector<DenseBuffers>& layers, co
 
 std::int64_t train_persistent(const std::vector<DenseBuffers>& layers, const OptimizerConfig& opt, LossKind loss,
                               const TrainData& data, int batch, std::int64_t step0, std::int64_t step1,
-                              std::int64_t iterations, std::int64_t* steps_done, cudaStream_t stream) {
+                              std::int64_t iterations, std::int64_t* steps_done, cudaStream_t stream,
+                              float* table) {
   const persistent::Plan plan = persistent_plan_for(layers, opt, loss, batch);
   const std::string why = persistent::why_not(plan, persistent_smem_limit());
   if (!why.empty()) throw std::invalid_argument("the persistent trainer cannot run this model: " + why);
@@ -439,8 +438,13 @@ std::int64_t train_persistent(const std::vector<DenseBuffers>& layers, const Opt
   a.d_in = layers.front().in, a.y_cols = data.y_cols, a.ldx = plan.ldx, a.ox = int(plan.x), a.oy = int(plan.y);
   a.batch = batch, a.step0 = step0, a.step1 = step1, a.iterations = iterations;
   a.loss = int(loss), a.opt = int(opt.kind);
-  a.lr = opt.lr, a.momentum = opt.momentum, a.beta1 = opt.beta1, a.beta2 = opt.beta2, a.eps = opt.eps;
-  a.nesterov = opt.nesterov;
+  // the run's step rows go to the device first, in stream order (the host rows
+  // are read before cudaMemcpyAsync returns)
+  check(cudaMemcpyAsync(table, opt.step_params, std::size_t(step1 - step0) * kOptParams * sizeof(float),
+                        cudaMemcpyHostToDevice, stream),
+        "cudaMemcpyAsync(step_params)");
+  a.rows = table;
+  a.nesterov = (opt.flags & optf::nesterov) != 0;
   a.step_losses = data.step_losses;
   a.counts = data.counts, a.classes = data.classes, a.sparse = data.sparse_labels, a.threshold = data.threshold;
   a.err_sums = data.err_sums;

@@ -37,6 +37,7 @@ struct Kernels {
   bool tf32;
   double* workspace;
   std::int64_t src_rows;
+  double* norm;
 
   static void check(cudaError_t e, const char* kernel) {
     if (e != cudaSuccess)
@@ -72,16 +73,34 @@ struct Kernels {
   void error_sums_update(double* sums, const float* p, const float* t, std::int64_t n) const {
     check(cuda::error_sums_update(sums, p, t, std::size_t(n), stream), "error_sums_update");
   }
+  void act_forward(float* y, const float* x, std::int64_t n, Act act) const {
+    check(cuda::act_forward(y, x, std::size_t(n), act, stream), "act_forward");
+  }
+  void loss_grad(float* g, const float* p, const float* t, int rows, int cols, LossFn fn, float param,
+                 float* loss_out) const {
+    check(cuda::loss_grad(g, p, t, std::size_t(rows), std::size_t(cols), fn, param, loss_out, workspace, stream),
+          "loss_grad");
+  }
   void act_backward(float* dx, const float* dy, const float* y, std::int64_t n, Act act) const {
     check(cuda::act_backward(dx, dy, y, std::size_t(n), act, stream), "act_backward");
   }
   void sum_rows(float* out, const float* x, int rows, int cols) const {
     check(cuda::sum_rows(out, x, std::size_t(rows), std::size_t(cols), stream), "sum_rows");
   }
-  void adam_update(float* w, const float* g, float* m, float* v, std::int64_t n, const OptimizerConfig& o,
-                   std::int64_t t) const {
-    check(cuda::adam_update(w, g, m, v, std::size_t(n), o.lr, o.beta1, o.beta2, o.eps, t, stream),
-          "adam_update");
+  // the clipping norm: a double on the device (the slot after the loss's
+  // workspace), reset and summed into on the stream, read by the update kernel
+  void norm_reset() const { check(cudaMemsetAsync(norm, 0, sizeof(double), stream), "norm_reset"); }
+  void norm_add(const float* g, std::int64_t n) const {
+    check(cuda::sum_squares_add(norm, g, std::size_t(n), stream), "sum_squares_add");
+  }
+  void opt_update(OptKind kind, int flags, const float* p, float* w, const float* g, float* s1, float* s2,
+                  float* s3, float* ema, std::int64_t n) const {
+    OptStep step;
+    for (int k = 0; k < kOptParams; ++k) step.p[k] = p[k];
+    const bool clip = (flags & (optf::clip_norm | optf::clip_global)) != 0;
+    check(cuda::optimizer_update(kind, flags, step, w, g, s1, s2, s3, ema, std::size_t(n), 0.0,
+                                 clip ? norm : nullptr, stream),
+          "optimizer_update");
   }
   void weighted_loss(const float* p, const float* t, const float* s, int rows, int cols, int kind,
                      float* out) const {
@@ -92,9 +111,6 @@ struct Kernels {
   }
   void regularize(float* g, const float* w, std::int64_t n, float l1, float l2, float* loss) const {
     check(cuda::regularize(g, w, std::size_t(n), l1, l2, loss, stream), "regularize");
-  }
-  void sgd_update(float* w, const float* g, float* v, std::int64_t n, const OptimizerConfig& o) const {
-    check(cuda::sgd_update(w, g, v, std::size_t(n), o.lr, o.momentum, o.nesterov, stream), "sgd_update");
   }
   // Reading a loss would wait for the GPU every step; the caller checks the
   // step losses once per epoch instead.
@@ -117,7 +133,9 @@ std::int64_t train_steps(std::vector<DenseBuffers>& layers, const OptimizerConfi
                          const TrainData& data, int batch, std::int64_t step0, std::int64_t step1,
                          std::int64_t iterations, bool stop_on_nonfinite, std::int64_t* steps_done,
                          cudaStream_t stream, bool tf32, double* workspace) {
-  return fusednn::train_steps(Kernels{stream, tf32, workspace, data.n}, layers, opt, loss, data, batch, step0,
+  // the clipping norm lives in the last workspace slot (MlpTrainer::workspace_len)
+  double* norm = workspace + std::max({mse_workspace_len(), xent_workspace_len(), loss_grad_workspace_len()});
+  return fusednn::train_steps(Kernels{stream, tf32, workspace, data.n, norm}, layers, opt, loss, data, batch, step0,
                               step1, iterations, stop_on_nonfinite, steps_done);
 }
 

@@ -1,12 +1,10 @@
 // Graph-launched steps: fusednn::train_steps (trainer.h) captured into a CUDA
 // graph once per step range and replayed (cuda::StepGraphs, declared in
 // fusednn/cuda_persistent.h). The kernels are those of train.cu except the
-// optimizer updates, which read their per-step scalar (Adam's bias-corrected
-// step size, SGD's learning rate) from a device table that a small kernel
-// fills before each replay; that is what lets one captured epoch serve every
-// epoch. The table is filled with the formula adam_update uses on the host (in
-// double, rounded once to float), so the updates are the per-op path's up to
-// the last bit of pow() on the device.
+// optimizer updates, which read their step's row of Optimizer.step_params from a
+// device copy of the run's rows, written before each replay; that is what lets
+// one captured epoch serve every epoch. The update rule is optim_update.h's
+// opt_core, the one the per-op kernels use, on the same rows.
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -28,44 +26,19 @@ void check(cudaError_t e, const char* what) {
                              cudaGetErrorName(e) + ": " + cudaGetErrorString(e));
 }
 
-// table[i] = the scalar of update t_first + i: Adam's lr * sqrt(1 - b2^t) / (1 - b1^t), or SGD's lr.
-__global__ void fill_scalars(float* table, int count, std::int64_t t_first, float lr, float beta1, float beta2,
-                             bool adam) {
-  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < count; i += gridDim.x * blockDim.x) {
-    const double t = double(t_first + i);
-    table[i] = adam ? float(double(lr) * sqrt(1.0 - pow(double(beta2), t)) / (1.0 - pow(double(beta1), t))) : lr;
-  }
-}
-
-// optim.cu's update formulas, with the step scalar read from device memory.
+// The update of optim_update.h (opt_core, the rule every path shares) with the
+// step's row of Optimizer.step_params read from device memory, so a captured
+// launch serves every epoch. Only the kinds and flags the graph path takes:
+// SGD (momentum, Nesterov) and plain Adam, no clipping, decay or EMA.
+template <int K, int KF>
 __global__ void __launch_bounds__(kMapThreads)
-    adam_table_kernel(float* w, const float* g, float* m, float* v, std::size_t n, const float* alpha_p, float c1,
-                      float c2, float eps) {
-  const float alpha = *alpha_p;
+    opt_table_kernel(float* w, const float* g, float* s1, float* s2, std::size_t n, const float* row) {
+  float p[kOptParams];
+#pragma unroll
+  for (int k = 0; k < kOptParams; ++k) p[k] = row[k];
   for (std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += std::size_t(gridDim.x) * blockDim.x) {
-    const float gi = g[i];
-    const float mi = __fadd_rn(m[i], __fmul_rn(__fsub_rn(gi, m[i]), c1));
-    const float vi = __fadd_rn(v[i], __fmul_rn(__fsub_rn(__fmul_rn(gi, gi), v[i]), c2));
-    m[i] = mi;
-    v[i] = vi;
-    w[i] = __fsub_rn(w[i], __fdiv_rn(__fmul_rn(mi, alpha), __fadd_rn(__fsqrt_rn(vi), eps)));
-  }
-}
-
-__global__ void __launch_bounds__(kMapThreads)
-    sgd_table_kernel(float* w, const float* g, float* v, std::size_t n, const float* lr_p, float mu, bool nesterov) {
-  const float lr = *lr_p;
-  for (std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += std::size_t(gridDim.x) * blockDim.x) {
-    if (v == nullptr) {
-      w[i] = __fsub_rn(w[i], __fmul_rn(lr, g[i]));
-      continue;
-    }
-    const float vi = __fsub_rn(__fmul_rn(mu, v[i]), __fmul_rn(lr, g[i]));
-    v[i] = vi;
-    w[i] = nesterov ? __fadd_rn(w[i], __fsub_rn(__fmul_rn(mu, vi), __fmul_rn(lr, g[i]))) : __fadd_rn(w[i], vi);
-  }
+       i += std::size_t(gridDim.x) * blockDim.x)
+    opt_elem<K, KF>(p, KF, 1.f, i, w, g, s1, s2, nullptr, nullptr);  // KF: no clip/decay/EMA bits here
 }
 
 // train.cu's policy, launching on the capture stream, with table-driven updates.
@@ -74,8 +47,8 @@ struct GraphKernels {
   bool tf32;
   double* workspace;
   std::int64_t src_rows;
-  const float* table;
-  std::int64_t t_first;
+  const float* table;      // device copy of the run's step_params rows
+  const float* host_rows;  // opt.step_params: the rows opt_update's `p` points into
 
   void gather_rows(float* dst, const float* src, const std::int64_t* idx, int rows, int cols) const {
     check(cuda::gather_rows(dst, src, idx, std::size_t(rows), std::size_t(cols), src_rows, stream), "gather_rows");
@@ -120,19 +93,41 @@ struct GraphKernels {
   void regularize(float* g, const float* w, std::int64_t n, float l1, float l2, float* loss) const {
     check(cuda::regularize(g, w, std::size_t(n), l1, l2, loss, stream), "regularize");
   }
-  void adam_update(float* w, const float* g, float* m, float* v, std::int64_t n, const OptimizerConfig& o,
-                   std::int64_t t) const {
-    adam_table_kernel<<<detail::grid_for(std::size_t(n)), kMapThreads, 0, stream>>>(
-        w, g, m, v, std::size_t(n), table + (t - t_first), 1.f - o.beta1, 1.f - o.beta2, o.eps);
-    check(cudaGetLastError(), "adam_update");
+  void act_forward(float* y, const float* x, std::int64_t n, Act act) const {
+    check(cuda::act_forward(y, x, std::size_t(n), act, stream), "act_forward");
   }
-  void sgd_update(float* w, const float* g, float* v, std::int64_t n, const OptimizerConfig& o) const {
-    // The step is not passed here: the trainer updates every parameter of a step
-    // before the next, so the step's slot is the one adam would use; SGD's
-    // scalar is the same for every step, so slot 0 serves.
-    sgd_table_kernel<<<detail::grid_for(std::size_t(n)), kMapThreads, 0, stream>>>(
-        w, g, o.momentum != 0.f ? v : nullptr, std::size_t(n), table, o.momentum, o.nesterov);
-    check(cudaGetLastError(), "sgd_update");
+  void loss_grad(float* g, const float* p, const float* t, int rows, int cols, LossFn fn, float param,
+                 float* loss_out) const {
+    check(cuda::loss_grad(g, p, t, std::size_t(rows), std::size_t(cols), fn, param, loss_out, workspace, stream),
+          "loss_grad");
+  }
+  // no clipping on this path (the binding sends clipped runs to the per-op kernels)
+  void norm_reset() const { throw std::logic_error("graph path: gradient clipping is not supported"); }
+  void norm_add(const float*, std::int64_t) const {
+    throw std::logic_error("graph path: gradient clipping is not supported");
+  }
+  // `p` is the step's host row in opt.step_params; the captured kernel reads the
+  // same row from its device copy in `table`.
+  void opt_update(OptKind kind, int flags, const float* p, float* w, const float* g, float* s1, float* s2,
+                  float* s3, float* ema, std::int64_t n) const {
+    (void)s3;
+    if (ema || (flags & ~(optf::momentum | optf::nesterov)) || (kind != OptKind::sgd && kind != OptKind::adam) ||
+        (kind == OptKind::adam && flags))
+      throw std::logic_error("graph path: only SGD (momentum, nesterov) and plain Adam");
+    const float* row = table + (p - host_rows);
+    const unsigned grid = detail::grid_for(std::size_t(n));
+    if (kind == OptKind::adam)
+      opt_table_kernel<int(OptKind::adam), 0><<<grid, kMapThreads, 0, stream>>>(w, g, s1, s2, std::size_t(n), row);
+    else if (!(flags & optf::momentum))
+      opt_table_kernel<int(OptKind::sgd), 0><<<grid, kMapThreads, 0, stream>>>(w, g, nullptr, nullptr,
+                                                                                std::size_t(n), row);
+    else if (flags & optf::nesterov)
+      opt_table_kernel<int(OptKind::sgd), optf::momentum | optf::nesterov>
+          <<<grid, kMapThreads, 0, stream>>>(w, g, s1, nullptr, std::size_t(n), row);
+    else
+      opt_table_kernel<int(OptKind::sgd), optf::momentum><<<grid, kMapThreads, 0, stream>>>(w, g, s1, nullptr,
+                                                                                            std::size_t(n), row);
+    check(cudaGetLastError(), "opt_update");
   }
   bool is_finite(const float*) const { return true; }
 };
@@ -151,20 +146,20 @@ std::int64_t StepGraphs::run(std::vector<DenseBuffers>& layers, const OptimizerC
   *steps_done = step1 - step0;
   if (step1 <= step0) return iterations;
   book_.set_release([](cudaGraphExec_t e) { cudaGraphExecDestroy(e); });
-  const bool adam = opt.kind == OptKind::adam;
   const int count = int(step1 - step0);
   // Every value the captured kernels were launched with, except the table's contents.
   graphs::Key key = graphs::make_key(
       {data.x, data.y, data.order, data.x_batch, data.y_batch, data.step_losses, data.counts, data.err_sums,
        workspace, scalars, data.row_scale},
-      {step0, step1, batch, data.n, data.y_cols, int(loss), int(opt.kind), int(opt.nesterov), int(tf32),
+      {step0, step1, batch, data.n, data.y_cols, int(loss), int(opt.kind), opt.flags, int(tf32),
        data.classes, int(data.sparse_labels)},
-      {opt.momentum, opt.beta1, opt.beta2, opt.eps, data.threshold});
-  // The step scalars go first, in stream order, for every kind of run.
-  fill_scalars<<<(count + 255) / 256 < 64 ? (count + 255) / 256 : 64, 256, 0, stream>>>(
-      scalars, count, iterations + 1, opt.lr, opt.beta1, opt.beta2, adam);
-  check(cudaGetLastError(), "fill_scalars");
-  const GraphKernels direct{stream, tf32, workspace, data.n, scalars, iterations + 1};
+      {data.threshold, data.loss_param});
+  // The run's step rows go first, in stream order (the host rows are read before
+  // cudaMemcpyAsync returns).
+  check(cudaMemcpyAsync(scalars, opt.step_params, std::size_t(count) * kOptParams * sizeof(float),
+                        cudaMemcpyHostToDevice, stream),
+        "cudaMemcpyAsync(step_params)");
+  const GraphKernels direct{stream, tf32, workspace, data.n, scalars, opt.step_params};
   cudaGraphExec_t* hit = nullptr;
   // Per-step penalty scales (sample weights with regularizers) are host values that
   // change every epoch and would be baked into a capture: such runs never use a graph.

@@ -21,6 +21,7 @@ from .losses import MeanSquaredError
 from .models import Sequential
 from .saving import load_model
 from .optimizers import SGD, Adam
+from .optimizers import Adadelta, Adagrad, Adamax, AdamW, Lion, Nadam, RMSprop
 from .utils import set_random_seed
 
 # Modules that moved keep their old import path: the old name is the moved module
@@ -67,4 +68,5 @@ __all__ = [
     "ops",
     "set_backend",
     "set_num_threads",
+    "Adadelta", "Adagrad", "Adamax", "AdamW", "Lion", "Nadam", "RMSprop",
 ]

@@ -9,11 +9,16 @@ import typing
 
 ACTIVATION_CODES: dict[str, int]
 
+LOSS_FN_CODES: dict[str, int]
+
 class MlpTrainer:
     """Fused training loop for all-Dense models over caller-owned NumPy buffers."""
-    def __init__(self: MlpTrainer, layers: list, optimizer: dict, loss: str, batch: typing.SupportsInt | typing.SupportsIndex) -> None: ...
-    learning_rate: Any
-    def run(self: MlpTrainer, x: object, y: object, order: object, x_batch: object, y_batch: object, step_losses: object, step0: typing.SupportsInt | typing.SupportsIndex, step1: typing.SupportsInt | typing.SupportsIndex, iterations: typing.SupportsInt | typing.SupportsIndex, stop_on_nonfinite: bool = True, metrics: object = None, weights: object = None) -> tuple: ...
+    def __init__(self: MlpTrainer, layers: list, optimizer: dict, loss: str, batch: typing.SupportsInt | typing.SupportsIndex, loss_param: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None: ...
+    def run(self: MlpTrainer, x: object, y: object, order: object, x_batch: object, y_batch: object, step_losses: object, step0: typing.SupportsInt | typing.SupportsIndex, step1: typing.SupportsInt | typing.SupportsIndex, iterations: typing.SupportsInt | typing.SupportsIndex, stop_on_nonfinite: bool = True, metrics: object = None, weights: object = None, step_params: object = None, step_starts: object = None, between: object = None) -> tuple: ...
+
+OPTIMIZER_FLAGS: int
+
+OPTIMIZER_PARAMS: int
 
 TRAINER_LOSSES: dict[str, int]
 
@@ -41,6 +46,15 @@ def error_sums_update(sums: object, pred: object, target: object) -> None: ...
 def force_portable(on: bool) -> None:
     """Use the portable (non-AVX2) kernels even where AVX2 is available (for tests)."""
 
+def log_softmax(x: object, out: object = None) -> numpy.ndarray:
+    """Row-wise log-softmax of a 2-D array."""
+
+def log_softmax_backward(dy: object, y: object, out: object = None) -> numpy.ndarray:
+    """dy - exp(y) * sum(dy) per row: the gradient through a row log-softmax with output y."""
+
+def loss_grad(pred: object, target: object, fn: typing.SupportsInt | typing.SupportsIndex, param: typing.SupportsFloat | typing.SupportsIndex = 0.0, grad: object = None, out: object = None) -> float:
+    """Mean Keras loss `fn` (fusednn::LossFn) of pred against target; its gradient w.r.t. pred goes to grad when given."""
+
 def matmul(a: object, b: object, transpose_a: bool = False, transpose_b: bool = False, bias: object = None, activation: typing.SupportsInt | typing.SupportsIndex = 0, out: object = None) -> numpy.ndarray:
     """act(op(a) @ op(b) + bias), packed-panel GEMM; writes out (or a new array) and returns it."""
 
@@ -54,6 +68,9 @@ def mse_grad(pred: object, target: object, scale: typing.SupportsFloat | typing.
     """scale * (pred - target); scale = 2/N gives d mse / d pred."""
 
 def num_threads() -> int: ...
+
+def optimizer_update(kind: typing.SupportsInt | typing.SupportsIndex, flags: typing.SupportsInt | typing.SupportsIndex, step_params: object, param: object, grad: object, s1: object = None, s2: object = None, s3: object = None, ema: object = None, sumsq: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
+    """In-place update of param and its state by Keras' rule for `kind` (fusednn/optim_update.h)."""
 
 def regularize(param: object, grad: object, l1: typing.SupportsFloat | typing.SupportsIndex, l2: typing.SupportsFloat | typing.SupportsIndex, loss: object = None) -> None:
     """Keras' L1/L2 penalty in place: grad += l1*sign(param) + 2*l2*param; loss[0] += sum(l1*|param| + l2*param**2) (float64 sum) when loss is given."""
@@ -72,6 +89,9 @@ def softmax_backward(dy: object, y: object, out: object = None) -> numpy.ndarray
 
 def sum_rows(x: object, out: object = None) -> numpy.ndarray:
     """x.sum(axis=0) (the bias gradient)."""
+
+def sum_squares(x: object) -> float:
+    """sum(x**2) in double, in order."""
 
 def xent(logits: object, target: object, kind: typing.SupportsInt | typing.SupportsIndex, scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, grad: object = None, out: object = None) -> float:
     """Cross-entropy on logits (mean); writes scale * (act(logits) - target) to grad when given."""

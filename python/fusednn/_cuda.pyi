@@ -19,19 +19,24 @@ class GraphCacheModel:
     released: Any
     def use(self: GraphCacheModel, key: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> tuple: ...
 
+LOSS_FN_CODES: dict[str, int]
+
 class MlpTrainer:
     """Fused training loop for all-Dense models over caller-owned device buffers."""
-    def __init__(self: MlpTrainer, layers: list, optimizer: dict, loss: str, batch: typing.SupportsInt | typing.SupportsIndex, tf32: bool = False, mode: str = 'ops') -> None:
-        """mode: 'ops' (one kernel per operation, the default), 'graph' (step ranges captured in CUDA graphs and replayed) or 'persistent' (one block runs the steps in shared memory; ValueError when the model does not fit, see persistent_plan)"""
+    def __init__(self: MlpTrainer, layers: list, optimizer: dict, loss: str, batch: typing.SupportsInt | typing.SupportsIndex, tf32: bool = False, loss_param: typing.SupportsFloat | typing.SupportsIndex = 0.0, mode: str = 'ops') -> None:
+        """mode: 'ops' (one kernel per operation, the default), 'graph' (step ranges captured in CUDA graphs and replayed) or 'persistent' (one block runs the steps in shared memory; ValueError when the model does not fit, see persistent_plan). Both opt-in paths run only SGD/Adam without clipping, weight decay or EMA, mse and the cross-entropies and the activations linear/relu/sigmoid/tanh; other runs take the per-op kernels."""
     def graph_stats(self: MlpTrainer) -> dict:
         """Graph mode: {'captures', 'replays', 'direct', 'cached'} so far."""
-    learning_rate: Any
     mode: Any
-    def run(self: MlpTrainer, x: object, y: object, order: object, x_batch: object, y_batch: object, step_losses: object, step0: typing.SupportsInt | typing.SupportsIndex, step1: typing.SupportsInt | typing.SupportsIndex, iterations: typing.SupportsInt | typing.SupportsIndex, stop_on_nonfinite: bool = False, metrics: object = None, stream: typing.SupportsInt | typing.SupportsIndex = 0, workspace: object = None, weights: object = None, scalars: object = None) -> tuple:
+    def run(self: MlpTrainer, x: object, y: object, order: object, x_batch: object, y_batch: object, step_losses: object, step0: typing.SupportsInt | typing.SupportsIndex, step1: typing.SupportsInt | typing.SupportsIndex, iterations: typing.SupportsInt | typing.SupportsIndex, stop_on_nonfinite: bool = False, metrics: object = None, stream: typing.SupportsInt | typing.SupportsIndex = 0, workspace: object = None, weights: object = None, step_params: object = None, step_starts: object = None, between: object = None, scalars: object = None) -> tuple:
         """Queue steps [step0, step1) on `stream`; returns (iterations, steps run) without waiting for the GPU. `workspace` (required) is a float64 device array of workspace_len() elements."""
     tf32: Any
     def workspace_len() -> int:
         """Length (float64 elements) of the device workspace run needs."""
+
+OPTIMIZER_FLAGS: int
+
+OPTIMIZER_PARAMS: int
 
 TRAINER_LOSSES: dict[str, int]
 
@@ -69,6 +74,18 @@ def gemm_pick_variant(M: typing.SupportsInt | typing.SupportsIndex, N: typing.Su
 def gemm_variants() -> list[str]:
     """Names of the FP32 GEMM tile configurations, indexed by matmul's `variant`."""
 
+def log_softmax(x: object, out: object = None, stream: typing.SupportsInt | typing.SupportsIndex = 0) -> object:
+    """Row-wise log-softmax of a 2-D array (sums in float64); out may be x."""
+
+def log_softmax_backward(dy: object, y: object, out: object = None, stream: typing.SupportsInt | typing.SupportsIndex = 0) -> object:
+    """dy - exp(y) * sum(dy) per row: the gradient through a row log-softmax with output y."""
+
+def loss_grad(pred: object, target: object, fn: typing.SupportsInt | typing.SupportsIndex, param: typing.SupportsFloat | typing.SupportsIndex = 0.0, grad: object = None, out: object = None, workspace: object = None, stream: typing.SupportsInt | typing.SupportsIndex = 0) -> object:
+    """Mean Keras loss `fn` (fusednn::LossFn) of pred against target, reduced in float64 in a fixed order; gradient w.r.t. pred to grad when given; out/workspace as for xent."""
+
+def loss_grad_workspace_len() -> int:
+    """Length (float64 elements) of the device workspace loss_grad needs."""
+
 def matmul(a: object, b: object, transpose_a: bool = False, transpose_b: bool = False, bias: object = None, activation: typing.SupportsInt | typing.SupportsIndex = 0, out: object = None, variant: typing.SupportsInt | typing.SupportsIndex = -1, tf32: bool = False, stream: typing.SupportsInt | typing.SupportsIndex = 0) -> object:
     """act(op(a) @ op(b) + bias) into out (or a new CuPy array), returned: tiled FP32 GEMM (variant -1 picks the tile by shape), or TF32 tensor cores with tf32=True on compute capability >= 8.0."""
 
@@ -86,6 +103,9 @@ def mse_grad(pred: object, target: object, scale: typing.SupportsFloat | typing.
 
 def mse_workspace_len() -> int:
     """Length (float64 elements) of the device workspace mse needs; allocate it once and reuse it."""
+
+def optimizer_update(kind: typing.SupportsInt | typing.SupportsIndex, flags: typing.SupportsInt | typing.SupportsIndex, step_params: object, param: object, grad: object, s1: object = None, s2: object = None, s3: object = None, ema: object = None, sumsq: typing.SupportsFloat | typing.SupportsIndex = 0.0, stream: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
+    """In-place update of param and its state by Keras' rule for `kind` (fusednn/optim_update.h)."""
 
 def persistent_plan(dims: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], bias: collections.abc.Sequence[bool], states: typing.SupportsInt | typing.SupportsIndex, batch: typing.SupportsInt | typing.SupportsIndex, y_cols: typing.SupportsInt | typing.SupportsIndex) -> dict:
     """The persistent trainer's shared-memory plan for layer widths dims = [in, out_0, out_1, ...], per-layer bias flags, `states` optimizer arrays per parameter (Adam 2, SGD+momentum 1, SGD 0), the batch size and the target columns: {'bytes', 'floats', 'layers': [...], ...}."""

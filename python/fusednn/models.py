@@ -125,6 +125,14 @@ class Sequential(Trainer):
         return list(self._params)
 
     @property
+    def weight_names(self) -> list[str]:
+        """Keras' variable names of :attr:`weights`, in that order: the attribute of the
+        layer that holds each ('kernel', 'bias', ...); what an optimizer's
+        ``exclude_from_weight_decay(var_names=...)`` matches."""
+        return [next((k for k, v in vars(layer).items() if v is w and not k.startswith("_")), "weight")
+                for layer in self.layers for w in layer.weights]
+
+    @property
     def gradients(self) -> list[Any]:
         """The gradient arrays backward passes write, one per weight array in
         :attr:`weights` order (backend arrays; the optimizer reads them)."""

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from . import backends as _backends
-from .backends import Backend, activation_code, backend, host_backend
+from .backends import NEEDS_INPUT, Backend, activation_code, backend, host_backend
+from .backends.base import LOSS_FNS
 from .dlpack import ForeignArrays as _ForeignArrays
 from .dlpack import accepts_dlpack as _accepts_dlpack
 from .dlpack import is_foreign as _is_foreign
@@ -40,8 +41,26 @@ __all__ = [
     "sigmoid_grad",
     "tanh_grad",
     "activation_grad",
+    "elu",
+    "selu",
+    "leaky_relu",
+    "gelu",
+    "swish",
+    "silu",
+    "softplus",
+    "softsign",
+    "hard_sigmoid",
+    "hard_swish",
+    "hard_silu",
+    "relu6",
+    "mish",
+    "exponential",
     "softmax",
     "softmax_grad",
+    "log_softmax",
+    "log_softmax_grad",
+    "loss",
+    "loss_grad",
     "crossentropy",
     "crossentropy_grad",
     "mse",
@@ -229,7 +248,10 @@ def _act_name(name: str | None) -> str:
 
 
 def activation(x: Any, name: str | None, *, out: Any = None) -> Any:
-    """Apply the activation ``name`` (linear, relu, sigmoid, tanh) elementwise."""
+    """Apply the elementwise activation ``name`` (any key of
+    ``fusednn.backends.ACTIVATIONS``: linear, relu, sigmoid, tanh, elu, selu, leaky_relu,
+    gelu, gelu_tanh, swish/silu, softplus, softsign, hard_sigmoid, hard_swish/hard_silu,
+    relu6, mish, exponential; Keras 3's formulas and default constants)."""
     if (k := _native(x, out)) is not None:
         try:
             return k.act_forward(x, _backends.ACTIVATIONS[name or "linear"], out)
@@ -244,23 +266,97 @@ def activation(x: Any, name: str | None, *, out: Any = None) -> Any:
     return be.act_forward(x, out, name)
 
 
-def activation_grad(dy: Any, y: Any, name: str | None, *, out: Any = None) -> Any:
+def activation_grad(dy: Any, y: Any, name: str | None, *, x: Any = None, out: Any = None) -> Any:
     """Gradient through an activation given the upstream gradient ``dy`` and the
-    forward *output* ``y``: relu -> dy*(y>0), sigmoid -> dy*y*(1-y), tanh -> dy*(1-y^2)."""
-    if (k := _native(dy, y, out)) is not None:
+    forward *output* ``y``: relu -> dy*(y>0), sigmoid -> dy*y*(1-y), tanh -> dy*(1-y^2).
+    The activations whose derivative the output does not determine (gelu, gelu_tanh,
+    swish/silu, mish, hard_swish/hard_silu, softsign) need the forward *input* ``x``
+    instead (``y`` may then be None)."""
+    needs_x = (name or "linear") in NEEDS_INPUT
+    if needs_x and x is None:
+        raise ValueError(f"the gradient of {name!r} needs the forward input: pass x=")
+    saved, saved_name = (x, "x") if needs_x else (y, "y")
+    if (k := _native(dy, saved, out)) is not None:
         try:
-            return k.act_backward(dy, y, _backends.ACTIVATIONS[name or "linear"], out)
+            return k.act_backward(dy, saved, _backends.ACTIVATIONS[name or "linear"], out)
         except (TypeError, ValueError, KeyError):
             pass
     name = _act_name(name)
-    be, _ = _pick(dy, y, out)
+    be, _ = _pick(dy, saved, out)
     dy = _f32(dy, "dy", be)
-    y = _f32(y, "y", be)
-    _same_shape(dy, "dy", y, "y")
+    saved = _f32(saved, saved_name, be)
+    _same_shape(dy, "dy", saved, saved_name)
     out = _out(out, dy.shape, be)
     if dy.size == 0:
         return out
-    return be.act_backward(dy, y, out, name)
+    return be.act_backward(dy, saved, out, name)
+
+
+def elu(x: Any, *, out: Any = None) -> Any:
+    """Keras' elu with alpha = 1: x for x > 0, else exp(x) - 1 (computed as expm1)."""
+    return activation(x, "elu", out=out)
+
+
+def selu(x: Any, *, out: Any = None) -> Any:
+    """Keras' selu: scale * elu(x, alpha) with scale = 1.0507..., alpha = 1.6732..."""
+    return activation(x, "selu", out=out)
+
+
+def leaky_relu(x: Any, *, out: Any = None) -> Any:
+    """Keras' leaky_relu with its default negative_slope = 0.2."""
+    return activation(x, "leaky_relu", out=out)
+
+
+def gelu(x: Any, approximate: bool = False, *, out: Any = None) -> Any:
+    """GELU, x * Phi(x): exact (erf) by default, as ``keras.activations.gelu``; with
+    ``approximate`` the tanh form 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    return activation(x, "gelu_tanh" if approximate else "gelu", out=out)
+
+
+def swish(x: Any, *, out: Any = None) -> Any:
+    """x * sigmoid(x) (Keras' swish / silu)."""
+    return activation(x, "swish", out=out)
+
+
+silu = swish
+
+
+def softplus(x: Any, *, out: Any = None) -> Any:
+    """log(1 + exp(x)) without overflow."""
+    return activation(x, "softplus", out=out)
+
+
+def softsign(x: Any, *, out: Any = None) -> Any:
+    """x / (1 + |x|)."""
+    return activation(x, "softsign", out=out)
+
+
+def hard_sigmoid(x: Any, *, out: Any = None) -> Any:
+    """Keras 3's hard_sigmoid: relu6(x + 3) / 6 (0 below -3, 1 above 3)."""
+    return activation(x, "hard_sigmoid", out=out)
+
+
+def hard_swish(x: Any, *, out: Any = None) -> Any:
+    """x * hard_sigmoid(x) (Keras' hard_silu / hard_swish)."""
+    return activation(x, "hard_swish", out=out)
+
+
+hard_silu = hard_swish
+
+
+def relu6(x: Any, *, out: Any = None) -> Any:
+    """min(max(x, 0), 6)."""
+    return activation(x, "relu6", out=out)
+
+
+def mish(x: Any, *, out: Any = None) -> Any:
+    """x * tanh(softplus(x))."""
+    return activation(x, "mish", out=out)
+
+
+def exponential(x: Any, *, out: Any = None) -> Any:
+    """exp(x)."""
+    return activation(x, "exponential", out=out)
 
 
 def relu(x: Any, *, out: Any = None) -> Any:
@@ -317,6 +413,67 @@ def softmax_grad(dy: Any, y: Any, *, out: Any = None) -> Any:
     if dy.size == 0:
         return out
     return be.softmax_backward(dy, y, out)
+
+
+def log_softmax(x: Any, *, out: Any = None) -> Any:
+    """Log-softmax over each row of a 2-D array: x - max - log(sum(exp(x - max)))."""
+    be, _ = _pick(x, out)
+    x = _f32(x, "x", be)
+    if x.ndim != 2:
+        raise ValueError(f"log_softmax expects a 2-D array (rows, classes), got shape {tuple(x.shape)}")
+    out = _out(out, x.shape, be)
+    if x.size == 0:
+        return out
+    return be.log_softmax(x, out)
+
+
+def log_softmax_grad(dy: Any, y: Any, *, out: Any = None) -> Any:
+    """Gradient through a row log-softmax from its output ``y``: ``dy - exp(y) * sum(dy, axis=1)``."""
+    be, _ = _pick(dy, y, out)
+    dy = _f32(dy, "dy", be)
+    y = _f32(y, "y", be)
+    _same_shape(dy, "dy", y, "y")
+    if dy.ndim != 2:
+        raise ValueError(f"log_softmax_grad expects 2-D arrays, got shape {tuple(dy.shape)}")
+    out = _out(out, dy.shape, be)
+    if dy.size == 0:
+        return out
+    return be.log_softmax_backward(dy, y, out)
+
+
+def _loss_args(pred, target, name, *extra):
+    if name not in LOSS_FNS:
+        raise ValueError(f"unknown loss {name!r}; valid: {', '.join(sorted(LOSS_FNS))}")
+    be, _ = _pick(pred, target, *extra)
+    p = _f32(pred, "pred", be)
+    t = _f32(target, "target", be)
+    if p.ndim == 1:
+        p = p.reshape(-1, 1)
+    if t.ndim == 1 and p.shape[1] == 1:
+        t = t.reshape(-1, 1)
+    if p.ndim != 2:
+        raise ValueError(f"pred must be 1-D or 2-D (samples, outputs), got shape {tuple(p.shape)}")
+    _same_shape(p, "pred", t, "target")
+    if p.size == 0:
+        raise ValueError(f"{name} of empty arrays is undefined")
+    return be, p, t
+
+
+def loss(pred: Any, target: Any, name: str, *, delta: float = 1.0) -> float:
+    """The mean Keras loss ``name`` of ``pred`` against ``target`` as a float (float64
+    accumulation): mae, mape, msle, huber (with ``delta``), log_cosh, hinge, squared_hinge,
+    poisson (means over all elements), categorical_hinge, kl_divergence,
+    cosine_similarity (means over rows). Keras' formulas and clipping constants."""
+    be, p, t = _loss_args(pred, target, name)
+    return float(be.loss_grad(name, p, t, None, None, float(delta)))
+
+
+def loss_grad(pred: Any, target: Any, name: str, *, delta: float = 1.0, out: Any = None) -> Any:
+    """d loss(pred, target, name) / d pred, computed in the same pass as the value."""
+    be, p, t = _loss_args(pred, target, name, out)
+    g = _out(out, tuple(np.shape(pred)) if np.ndim(pred) == 1 else p.shape, be)
+    be.loss_grad(name, p, t, g.reshape(p.shape), None, float(delta))
+    return g
 
 
 _XENT = ("binary", "categorical", "sparse")
@@ -445,6 +602,50 @@ def adam_update(param: Any, grad: Any, m: Any, v: Any, *, step: int, learning_ra
     if param.size:
         be.adam_update(param, grad, m, v, float(learning_rate), float(beta_1), float(beta_2),
                        float(epsilon), step)
+
+
+# ------------------------------------------------- every Keras optimizer (optim_update.h)
+__all__ += ["optimizer_update", "sum_squares"]
+
+
+def optimizer_update(param: Any, grad: Any, *, kind: str | int, step_params: Any, flags: int = 0, s1: Any = None,
+                     s2: Any = None, s3: Any = None, ema: Any = None, sumsq: float = 0.0) -> None:
+    """One in-place step of a Keras optimizer's rule on ``param`` and its state arrays:
+    ``kind`` is a name of ``fusednn.optimizers.KINDS`` ('sgd', 'adam', 'rmsprop',
+    'adagrad', 'adadelta', 'adamax', 'nadam', 'lion'), ``flags`` the bits of
+    ``Optimizer.kernel_flags()``, ``step_params`` one row of ``Optimizer.step_params``
+    (the step's learning rate, bias corrections...), ``s1..s3``/``ema`` the state arrays
+    the rule uses (float32, param's shape; see fusednn/optim_update.h) and ``sumsq`` the
+    sum of squares gradient clipping derives from (:func:`sum_squares`). An
+    ``Optimizer`` object does all of this for a list of parameters (``build``/``apply``)."""
+    from .backends import optim_codes as O
+
+    code = O.KINDS.get(kind) if isinstance(kind, str) else int(kind)
+    if code is None or not 0 <= code < len(O.KINDS):
+        raise ValueError(f"unknown optimizer kind {kind!r}; valid: {', '.join(O.KINDS)}")
+    flags = int(flags)
+    if flags & ~O.ALL_FLAGS:
+        raise ValueError(f"unknown optimizer flags {flags}")
+    p = np.ascontiguousarray(step_params, dtype=np.float32).reshape(-1)
+    if p.shape != (O.N_PARAMS,):
+        raise ValueError(f"step_params must hold {O.N_PARAMS} values, got shape {np.shape(step_params)}")
+    use = (*O.state_use(code, flags), bool(flags & O.EMA))
+    given = (s1, s2, s3, ema)
+    for name, needed, a in zip(("s1", "s2", "s3", "ema"), use, given):
+        if needed and a is None:
+            raise ValueError(f"optimizer_update: kind {kind!r} with flags {flags} needs state array {name}")
+    be, _ = _pick(param, grad, *given)
+    state = [(name, a) for name, needed, a in zip(("s1", "s2", "s3", "ema"), use, given) if needed]
+    param, grad = _update_args(param, grad, be, *state)
+    arrays = [a if needed else None for needed, a in zip(use, given)]
+    if param.size:
+        be.optimizer_update(code, flags, p, param, grad, *arrays, float(sumsq))
+
+
+def sum_squares(x: Any) -> float:
+    """``sum(x**2)`` accumulated in float64 (the norm gradient clipping uses)."""
+    be, _ = _pick(x)
+    return float(be.sum_squares(_f32(x, "x", be)))
 
 
 # Every public op also takes DLPack arrays (torch, JAX, ...) and returns the caller's kind.

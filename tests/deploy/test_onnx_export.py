@@ -101,3 +101,21 @@ def test_missing_onnx_names_the_extra(host_backend_name, tmp_path, monkeypatch):
     model = keras.Sequential([keras.layers.Dense(3, input_shape=(2,))])
     with pytest.raises(ImportError, match=r'pip install "fusednn\[onnx\]"'):
         model.export_onnx(tmp_path / "m.onnx")
+
+
+def test_new_activations_export(host_backend_name, tmp_path):
+    """Every activation fusednn names exports to opset 17 and onnxruntime computes what
+    predict does."""
+    names = ["elu", "selu", "leaky_relu", "gelu", "gelu_tanh", "swish", "silu", "softplus", "softsign",
+             "hard_sigmoid", "hard_swish", "relu6", "mish", "exponential"]
+    fusednn.set_random_seed(1)
+    layers = [keras.layers.Dense(6, activation=names[0], input_shape=(5,))]
+    layers += [keras.layers.Dense(6, activation=n) if i % 2 else keras.layers.Activation(n)
+               for i, n in enumerate(names[1:])]
+    layers += [keras.layers.Dense(3), keras.layers.Activation("log_softmax")]
+    model = keras.Sequential(layers)
+    x = np.random.default_rng(2).standard_normal((40, 5)) * 2
+    path = tmp_path / "acts.onnx"
+    model.export_onnx(path)
+    got, ref = run_onnx(path, x), model.predict(x, verbose=0)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)

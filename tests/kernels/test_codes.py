@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fusednn import losses
-from fusednn.backends import base, compiled
+from fusednn.backends import base, compiled, optim_codes
 
 
 @pytest.fixture(params=["cpu", "cuda"])
@@ -21,12 +21,15 @@ def ext(request):
 def test_python_tables_equal_the_extension_enums(ext):
     assert base.ACTIVATIONS == ext.ACTIVATION_CODES
     assert base.XENT_KINDS == ext.XENT_CODES
-    # the fused trainer takes 'mse' or a cross-entropy kind, and 'sgd' or 'adam'
+    # the fused trainer takes 'mse' or a cross-entropy kind, and every optimizer kind
     fused_losses = [losses.MeanSquaredError(), losses.BinaryCrossentropy(), losses.CategoricalCrossentropy(),
                     losses.SparseCategoricalCrossentropy()]
     kinds = {"mse" if isinstance(loss, losses.MeanSquaredError) else loss.kind for loss in fused_losses}
-    assert kinds == set(ext.TRAINER_LOSSES) == {"mse", *base.XENT_KINDS}
-    assert set(ext.TRAINER_OPTIMIZERS) == {"sgd", "adam"}
+    assert kinds | set(base.LOSS_FNS) == set(ext.TRAINER_LOSSES) == {"mse", *base.XENT_KINDS, *base.LOSS_FNS}
+    assert base.LOSS_FNS == ext.LOSS_FN_CODES
+    assert {loss.fn for loss in map(losses.get, base.LOSS_FNS)} == set(base.LOSS_FNS)
+    assert ext.TRAINER_OPTIMIZERS == optim_codes.KINDS
+    assert ext.OPTIMIZER_FLAGS == optim_codes.ALL_FLAGS and ext.OPTIMIZER_PARAMS == optim_codes.N_PARAMS
     assert sorted(ext.ACTIVATION_CODES.values()) == list(range(len(ext.ACTIVATION_CODES)))
 
 

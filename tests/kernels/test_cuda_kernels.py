@@ -631,7 +631,7 @@ def test_binding_rejects_bad_arrays():
     with pytest.raises(ValueError, match="variant"):
         _cuda.matmul(A, A, out=out, variant=len(VARIANTS))
     with pytest.raises(ValueError, match="activation"):
-        _cuda.act_forward(A, 7, out)
+        _cuda.act_forward(A, 17, out)
     with pytest.raises(ValueError, match="read-only"):
         _cuda.act_forward(A, 1, _Iface(out, data=(out.data.ptr, True)))
     host_buf = np.ones(16, np.float32)

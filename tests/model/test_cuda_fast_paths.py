@@ -8,8 +8,9 @@ a multiple of none of them.
 
 Bounds: the persistent path's weights are within 1e-4 (relative, whole array) of the
 per-op path's and its per-epoch losses within rtol 1e-4 after 3 epochs; the graph
-path runs the very kernels of the per-op path (only Adam's step size is computed on the
-device instead of the host), so its weights agree to 1e-6."""
+path runs the very kernels of the per-op path (the optimizer update reads its step's
+row of Optimizer.step_params from a device copy instead of a kernel argument), so its
+weights agree to 1e-6."""
 from __future__ import annotations
 
 import numpy as np
@@ -151,11 +152,50 @@ def test_persistent_refuses_a_model_that_does_not_fit():
     W = cp.zeros((784, 4096), cp.float32)
     spec = {"W": W, "b": None, "act": 1, "A": cp.zeros((512, 4096), cp.float32),
             "G": cp.zeros((512, 4096), cp.float32), "dW": cp.zeros_like(W), "db": None}
-    sgd = {"kind": "sgd", "learning_rate": 0.1, "momentum": 0.0, "nesterov": False}
+    sgd = fusednn.optimizers.SGD(0.1).kernel_spec()
     with pytest.raises(ValueError, match="shared memory"):
-        _cuda.MlpTrainer([spec], sgd, "mse", 512, False, "persistent")
+        _cuda.MlpTrainer([spec], sgd, "mse", 512, False, mode="persistent")
     with pytest.raises(ValueError, match="unknown mode"):
-        _cuda.MlpTrainer([spec], sgd, "mse", 512, False, "turbo")
+        _cuda.MlpTrainer([spec], sgd, "mse", 512, False, mode="turbo")
+    with pytest.raises(ValueError, match="only SGD"):  # what the opt-in paths cannot do exactly
+        _cuda.MlpTrainer([spec], fusednn.optimizers.Adam(clipnorm=1.0).kernel_spec(), "mse", 512, False,
+                         mode="graph")
+
+
+@pytest.mark.parametrize("path", ["persistent", "graph"])
+def test_opt_in_paths_follow_a_schedule_and_decline_clipping(monkeypatch, path):
+    """The per-step rows of Optimizer.step_params reach the opt-in paths (an lr schedule
+    changes them every step), and a clipped optimizer trains on the per-op kernels."""
+    from fusednn import schedules
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((N, 5)).astype(np.float32)
+    y = rng.standard_normal((N, 2)).astype(np.float32)
+    makers = {"schedule": lambda: keras.optimizers.Adam(schedules.ExponentialDecay(0.05, 3, 0.5)),
+              "clip": lambda: keras.optimizers.Adam(0.01, clipnorm=0.1)}
+    prev = fusednn.get_backend().name
+    try:
+        for name, make in makers.items():
+            out = {}
+            for p in (path, "ops"):
+                for flag in ("FUSEDNN_CUDA_PERSISTENT", "FUSEDNN_CUDA_GRAPH"):
+                    monkeypatch.delenv(flag, raising=False)
+                if p != "ops":
+                    monkeypatch.setenv("FUSEDNN_CUDA_PERSISTENT" if p == "persistent" else "FUSEDNN_CUDA_GRAPH", "1")
+                fusednn.set_backend("cuda")
+                fusednn.utils.set_random_seed(3)
+                model = keras.Sequential([keras.layers.Dense(8, activation="tanh", input_shape=(5,)),
+                                          keras.layers.Dense(2)])
+                model.compile(make(), "mse")
+                fusednn.utils.set_random_seed(4)
+                h = model.fit(x, y, epochs=3, batch_size=7, verbose=0)
+                assert model._fused.trainer.mode == (p if name == "schedule" else "ops")
+                out[p] = (model.get_weights(), h.history["loss"])
+            tol = 1e-4 if path == "persistent" else 1e-6
+            assert max(rel_diff(a, b) for a, b in zip(out[path][0], out["ops"][0])) < tol
+            np.testing.assert_allclose(out[path][1], out["ops"][1], rtol=tol)
+    finally:
+        fusednn.set_backend(prev)
 
 
 @pytest.mark.parametrize("path", ["persistent", "graph"])

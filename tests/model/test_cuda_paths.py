@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import fusednn.optimizers
 from fusednn.backends import cuda_paths
 
 _cuda = pytest.importorskip("fusednn._cuda")
@@ -111,8 +112,9 @@ def _specs(dims, bias=True):
     return [{"W": _W((a, b)), "b": object() if bias else None} for a, b in zip(dims, dims[1:])]
 
 
-ADAM = {"kind": "adam", "learning_rate": 1e-3, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}
-MOMENTUM = {"kind": "sgd", "learning_rate": 0.1, "momentum": 0.9, "nesterov": False}
+# Optimizer.kernel_spec() of Adam() and SGD(momentum=0.9)
+ADAM = fusednn.optimizers.Adam().kernel_spec()
+MOMENTUM = fusednn.optimizers.SGD(momentum=0.9).kernel_spec()
 
 
 def test_plan_inputs_follow_the_trainer_specs():
@@ -120,7 +122,7 @@ def test_plan_inputs_follow_the_trainer_specs():
     assert got == {"dims": [10, 64, 64, 1], "bias": [True] * 3, "states": 2, "batch": 32, "y_cols": 1}
     got = cuda_paths.plan_inputs(_specs([5, 8, 3], bias=False), MOMENTUM, "sparse", 7)
     assert got["states"] == 1 and got["y_cols"] == 1 and got["bias"] == [False, False]
-    assert cuda_paths.plan_inputs(_specs([5, 3]), {**MOMENTUM, "momentum": 0.0}, "categorical", 7)["y_cols"] == 3
+    assert cuda_paths.plan_inputs(_specs([5, 3]), fusednn.optimizers.SGD().kernel_spec(), "categorical", 7)["y_cols"] == 3
 
 
 def test_choose_mode_keeps_regularized_models_off_the_persistent_kernel():
@@ -148,6 +150,30 @@ def test_choose_mode(env, smem, dims, want):
     assert bool(reason) == (asked_persistent and want != "persistent")
     if reason:
         assert "shared memory" in reason
+
+
+@pytest.mark.parametrize("opt,loss,act,declined", [
+    (fusednn.optimizers.Adam(), "mse", 1, ""),
+    (fusednn.optimizers.SGD(momentum=0.9, nesterov=True), "sparse", 3, ""),
+    (fusednn.optimizers.SGD(), "categorical", 0, ""),
+    (fusednn.optimizers.Adam(clipnorm=1.0), "mse", 1, "clipping"),
+    (fusednn.optimizers.Adam(global_clipnorm=1.0), "mse", 1, "clipping"),
+    (fusednn.optimizers.AdamW(), "mse", 1, "weight decay"),
+    (fusednn.optimizers.Adam(amsgrad=True), "mse", 1, "amsgrad"),
+    (fusednn.optimizers.SGD(use_ema=True), "mse", 1, "EMA"),
+    (fusednn.optimizers.RMSprop(), "mse", 1, "only SGD"),
+    (fusednn.optimizers.Adam(), "huber", 1, "losses"),
+    (fusednn.optimizers.Adam(), "mse", 7, "activations"),  # gelu
+])
+@pytest.mark.parametrize("env", [{"FUSEDNN_CUDA_PERSISTENT": "1"}, {"FUSEDNN_CUDA_GRAPH": "1"}])
+def test_choose_mode_declines_what_the_fast_paths_cannot_do_exactly(opt, loss, act, declined, env):
+    specs = [{**spec, "act": act} for spec in _specs([10, 16, 3])]
+    mode, reason = cuda_paths.choose_mode(specs, opt.kernel_spec(), loss, 8, _cuda.persistent_why_not, H200_SMEM,
+                                          env)
+    if declined:
+        assert mode == "ops" and declined in reason
+    else:
+        assert mode != "ops" and reason == ""
 
 
 def test_info_names_the_measured_crossover_when_both_backends_exist(monkeypatch, capsys):

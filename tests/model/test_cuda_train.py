@@ -104,7 +104,9 @@ def _spec(batch=4):
             "G": cp.zeros((batch, 2), cp.float32), "dW": cp.zeros((3, 2), cp.float32), "db": None}
 
 
-SGD = {"kind": "sgd", "learning_rate": 0.1, "momentum": 0.0, "nesterov": False}
+SGD = {"kind": 0, "flags": 0}
+P2 = np.zeros((2, 16), np.float32)
+P2[:, 0] = 0.1  # learning rate
 
 
 def test_trainer_checks_its_buffers():
@@ -122,18 +124,18 @@ def test_trainer_checks_its_buffers():
     losses, ws = cp.zeros(2, cp.float32), cp.empty(_cuda.MlpTrainer.workspace_len(), cp.float64)
     order = cp.arange(6, dtype=cp.int64)
     with pytest.raises(TypeError, match="int64"):
-        t.run(x, y, cp.arange(6, dtype=cp.int32), None, None, losses, 0, 2, 0, workspace=ws)
+        t.run(x, y, cp.arange(6, dtype=cp.int32), None, None, losses, 0, 2, 0, workspace=ws, step_params=P2)
     with pytest.raises(ValueError, match="length 6"):
-        t.run(x, y, order[:5], None, None, losses, 0, 2, 0, workspace=ws)
+        t.run(x, y, order[:5], None, None, losses, 0, 2, 0, workspace=ws, step_params=P2)
     with pytest.raises(ValueError, match="steps"):
-        t.run(x, y, order, None, None, losses, 0, 3, 0, workspace=ws)
+        t.run(x, y, order, None, None, losses, 0, 3, 0, workspace=ws, step_params=P2)
     with pytest.raises(ValueError, match="workspace"):
-        t.run(x, y, order, None, None, losses, 0, 2, 0)
+        t.run(x, y, order, None, None, losses, 0, 2, 0, step_params=P2)
     with pytest.raises(ValueError, match="x_batch has shape"):
-        t.run(x, y, order, cp.zeros((3, 3), cp.float32), None, losses, 0, 2, 0, workspace=ws)
+        t.run(x, y, order, cp.zeros((3, 3), cp.float32), None, losses, 0, 2, 0, workspace=ws, step_params=P2)
     with pytest.raises(ValueError, match="share memory"):
-        t.run(x, y, order, None, None, spec["W"].reshape(-1), 0, 2, 0, workspace=ws)
-    assert t.run(x, y, order, None, None, losses, 0, 2, 0, workspace=ws) == (2, 2)
+        t.run(x, y, order, None, None, spec["W"].reshape(-1), 0, 2, 0, workspace=ws, step_params=P2)
+    assert t.run(x, y, order, None, None, losses, 0, 2, 0, workspace=ws, step_params=P2) == (2, 2)
     assert cp.asnumpy(losses).tolist() == [0.0, 0.0]
 
 

@@ -135,7 +135,10 @@ def test_trainer_rejects_bad_buffers():
     W = np.zeros((3, 2), np.float32)
     spec = {"W": W, "b": None, "act": 1, "A": np.zeros((4, 2), np.float32), "G": np.zeros((4, 2), np.float32),
             "dW": np.zeros((3, 2), np.float32), "db": None}
-    opt = {"kind": "sgd", "learning_rate": 0.1, "momentum": 0.0, "nesterov": False}
+    opt = keras.optimizers.SGD(0.1).kernel_spec()
+    P = keras.optimizers.SGD(0.1).step_params(0, 2)
+    with pytest.raises(ValueError, match="kind"):
+        k.MlpTrainer([spec], {"kind": 99, "flags": 0}, "mse", 4)
     with pytest.raises(ValueError, match="A has shape"):
         k.MlpTrainer([{**spec, "A": np.zeros((5, 2), np.float32)}], opt, "mse", 4)
     with pytest.raises(ValueError, match="shares memory"):
@@ -144,7 +147,11 @@ def test_trainer_rejects_bad_buffers():
     x, y = np.zeros((6, 3), np.float32), np.zeros((6, 2), np.float32)
     losses = np.zeros(2, np.float32)
     with pytest.raises(ValueError, match="outside"):
-        t.run(x, y, np.array([0, 1, 2, 3, 4, 6]), None, None, losses, 0, 2, 0)
+        t.run(x, y, np.array([0, 1, 2, 3, 4, 6]), None, None, losses, 0, 2, 0, step_params=P)
     with pytest.raises(ValueError, match="steps"):
-        t.run(x, y, np.arange(6), None, None, losses, 0, 3, 0)
-    assert t.run(x, y, np.arange(6), None, None, losses, 0, 2, 0) == (2, 2)
+        t.run(x, y, np.arange(6), None, None, losses, 0, 3, 0, step_params=P)
+    with pytest.raises(ValueError, match="step_params"):
+        t.run(x, y, np.arange(6), None, None, losses, 0, 2, 0)
+    with pytest.raises(ValueError, match="step_params has shape"):
+        t.run(x, y, np.arange(6), None, None, losses, 0, 2, 0, step_params=P[:1])
+    assert t.run(x, y, np.arange(6), None, None, losses, 0, 2, 0, step_params=P) == (2, 2)

@@ -118,10 +118,10 @@ def test_automatic_names_are_unique():
 
 
 def test_unknown_activation_lists_valid_names():
-    with pytest.raises(ValueError, match="linear, relu, sigmoid, softmax, tanh"):
-        keras.layers.Dense(3, activation="swish")
+    with pytest.raises(ValueError, match="linear, .*relu, .*sigmoid, .*softmax, .*tanh"):
+        keras.layers.Dense(3, activation="swishy")
     with pytest.raises(ValueError, match="relu"):
-        keras.layers.Activation("gelu")
+        keras.layers.Activation("gelux")
 
 
 @pytest.mark.parametrize("units", [0, -1, 2.5, True])

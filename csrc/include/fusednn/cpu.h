@@ -23,7 +23,9 @@ void matmul_reference(float* C, const float* A, const float* B, int M, int N, in
 
 // ---- activations.cpp
 void act_forward(float* y, const float* x, std::size_t n, Act act);
-// dx = dy * act'(x), written in terms of the forward output y.
+// dx = dy * act'(x), written in terms of the forward output y, or, where
+// act_backward_needs_input(act) (gelu, swish, mish, ...), of the forward input x
+// passed in its place.
 void act_backward(float* dx, const float* dy, const float* y, std::size_t n, Act act);
 // y[r, c] = act(x[r, c] + b[c]); x may alias y.
 void bias_act(float* y, const float* x, const float* b, std::size_t rows, std::size_t cols, Act act);
@@ -32,6 +34,10 @@ void bias_act(float* y, const float* x, const float* b, std::size_t rows, std::s
 void softmax(float* y, const float* x, std::size_t rows, std::size_t cols);
 // dx = y * (dy - sum_j dy_j y_j) per row, from the softmax output y.
 void softmax_backward(float* dx, const float* dy, const float* y, std::size_t rows, std::size_t cols);
+// Row-wise log-softmax x - max - log(sum e^(x - max)) (sum in double); and its
+// gradient dx = dy - e^y * sum_j dy_j from the output y.
+void log_softmax(float* y, const float* x, std::size_t rows, std::size_t cols);
+void log_softmax_backward(float* dx, const float* dy, const float* y, std::size_t rows, std::size_t cols);
 
 // ---- loss.cpp
 // mean((p - t)^2) over n elements, accumulated in double.
@@ -50,6 +56,16 @@ void mse_grad(float* g, const float* p, const float* t, std::size_t n, float sca
 // scale * (act(z) - t), the gradient w.r.t. z when scale = 1/elements or 1/rows.
 double xent(float* g, const float* z, const float* t, std::size_t rows, std::size_t cols, XentKind kind,
             float scale);
+
+// ---- loss_extra.cpp
+// The mean Keras loss `fn` (LossFn) of predictions p against targets t
+// (rows×cols), accumulated in double with a fixed reduction order (the same
+// bits for any thread count); g (may be null) receives its gradient w.r.t. p.
+// `param` is Huber's delta (unused otherwise). Hinge losses take labels in
+// {-1, 1}, or in {0, 1} when every target of the call is 0 or 1 (Keras'
+// conversion, decided per call).
+double loss_grad(float* g, const float* p, const float* t, std::size_t rows, std::size_t cols, LossFn fn,
+                 float param);
 
 // ---- metrics.cpp: accumulators that fit/evaluate read once per epoch
 // counts[true * classes + predicted] += 1 per row. With classes == 2 and
@@ -96,6 +112,16 @@ void sgd_update(float* w, const float* g, float* v, std::size_t n, float lr,
 // step is the 1-based count of updates including this one.
 void adam_update(float* w, const float* g, float* m, float* v, std::size_t n, float lr,
                  float beta1, float beta2, float eps, std::int64_t step);
+
+// ---- optim_keras.cpp: every Keras optimizer (fusednn/optim_update.h), in place.
+// p is the step's row of kOptParams parameters; s1..s3 and ema are the state
+// arrays the kind and flags use (others may be null); sumsq is the sum of squares
+// the clipping factor derives from (this gradient's for clip_norm, all of the
+// step's gradients' for clip_global; ignored otherwise).
+void optimizer_update(OptKind kind, int flags, const float* p, float* w, const float* g, float* s1, float* s2,
+                      float* s3, float* ema, std::size_t n, double sumsq);
+// sum of x[i]^2 in double, in one fixed order of additions (the same on every SIMD path).
+double sum_squares(const float* x, std::size_t n);
 
 // ---- train.cpp: fusednn::train_steps (trainer.h) on the CPU kernels above.
 std::int64_t train_steps(std::vector<DenseBuffers>& layers, const OptimizerConfig& opt, LossKind loss,

@@ -14,6 +14,15 @@
 namespace fusednn {
 namespace cuda {
 
+// ---- loss.cu: the LossFn losses, with the contract of cpu::loss_grad: the
+// mean loss reduced in double with a fixed tree (workspace of
+// loss_grad_workspace_len() doubles; result left as a double in its last
+// element and as a float in loss_out[0] when not null), g (may be null) the
+// gradient. Nothing waits.
+std::size_t loss_grad_workspace_len();
+cudaError_t loss_grad(float* g, const float* p, const float* t, std::size_t rows, std::size_t cols, LossFn fn,
+                      float param, float* loss_out, double* workspace, cudaStream_t stream);
+
 // ---- gemm.cu
 // C[M,N] = act(op(A)·op(B) + bias), op(A) is M×K (A stored K×M when ta),
 // op(B) is K×N (B stored N×K when tb); bias is a length-N row or null.
@@ -39,7 +48,8 @@ bool tf32_supported();
 
 // ---- activations.cu
 cudaError_t act_forward(float* y, const float* x, std::size_t n, Act act, cudaStream_t stream);
-// dx = dy * act'(x), written in terms of the forward output y.
+// dx = dy * act'(x), written in terms of the forward output y, or of the
+// forward input passed in its place where act_backward_needs_input(act).
 cudaError_t act_backward(float* dx, const float* dy, const float* y, std::size_t n, Act act,
                          cudaStream_t stream);
 // y[r, c] = act(x[r, c] + b[c]); x may alias y.
@@ -52,6 +62,12 @@ cudaError_t softmax(float* y, const float* x, std::size_t rows, std::size_t cols
 // output y; dx may alias dy or y.
 cudaError_t softmax_backward(float* dx, const float* dy, const float* y, std::size_t rows,
                              std::size_t cols, cudaStream_t stream);
+
+// Row-wise log-softmax and its gradient dx = dy - e^y * sum(dy) (the twins of
+// cpu::log_softmax; sums in double); dx may alias dy.
+cudaError_t log_softmax(float* y, const float* x, std::size_t rows, std::size_t cols, cudaStream_t stream);
+cudaError_t log_softmax_backward(float* dx, const float* dy, const float* y, std::size_t rows,
+                                 std::size_t cols, cudaStream_t stream);
 
 // ---- loss.cu
 // Number of doubles of device scratch space mse needs (independent of n).
@@ -120,6 +136,14 @@ cudaError_t sgd_update(float* w, const float* g, float* v, std::size_t n, float 
 cudaError_t adam_update(float* w, const float* g, float* m, float* v, std::size_t n, float lr,
                         float beta1, float beta2, float eps, std::int64_t step,
                         cudaStream_t stream);
+
+// ---- optim_keras.cu: every Keras optimizer (fusednn/optim_update.h), in place.
+// The clipping factor derives from *sumsq_dev when it is not null, else from sumsq.
+cudaError_t optimizer_update(OptKind kind, int flags, const OptStep& p, float* w, const float* g, float* s1,
+                             float* s2, float* s3, float* ema, std::size_t n, double sumsq,
+                             const double* sumsq_dev, cudaStream_t stream);
+// *acc += sum(x^2), accumulated in double in a fixed order (deterministic).
+cudaError_t sum_squares_add(double* acc, const float* x, std::size_t n, cudaStream_t stream);
 
 // ---- train.cu
 // dst[r, :] = src[idx[r], :] for r < rows (rows of `cols` floats). A row whose

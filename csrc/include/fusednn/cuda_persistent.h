@@ -32,17 +32,23 @@ persistent::Plan persistent_plan_for(const std::vector<DenseBuffers>& layers, co
 // device). No sample weights (row_scale/penalty_scale) and no weight regularizers:
 // the binding runs such fits on train_steps. The model's A/G/x_batch/y_batch buffers are not written; dW/db get
 // the last step's gradients. Throws std::invalid_argument when the plan does
-// not fit the device, std::runtime_error when the launch fails.
+// not fit the device, std::runtime_error when the launch fails. `table` (device
+// float32, >= (step1 - step0) * kOptParams entries, owned by the caller) gets the
+// run's opt.step_params rows, which the kernel reads per step. Only SGD
+// (momentum, Nesterov) and plain Adam, no clipping/decay/EMA (the binding checks).
 std::int64_t train_persistent(const std::vector<DenseBuffers>& layers, const OptimizerConfig& opt, LossKind loss,
                               const TrainData& data, int batch, std::int64_t step0, std::int64_t step1,
-                              std::int64_t iterations, std::int64_t* steps_done, cudaStream_t stream);
+                              std::int64_t iterations, std::int64_t* steps_done, cudaStream_t stream,
+                              float* table);
 
 // Captured step ranges of one trainer, replayed while everything baked into
-// them is unchanged (graph_cache.h says what, and when a range is captured). The per-step optimizer scalars
-// (Adam's bias-corrected step size, SGD's learning rate) are not baked: each
-// call writes them into `scalars` (device float32, >= step1 - step0 entries,
-// owned by the caller) and the captured update kernels read them from there,
-// so one graph serves every epoch.
+// them is unchanged (graph_cache.h says what, and when a range is captured). The
+// per-step optimizer parameters (the rows of opt.step_params: schedule's learning
+// rate, Adam's bias-corrected step size) are not baked: each call copies the
+// run's rows into `scalars` (device float32, >= (step1 - step0) * kOptParams
+// entries, owned by the caller) and the captured update kernels read their row
+// from there, so one graph serves every epoch. Only SGD (momentum, Nesterov) and
+// plain Adam without clipping/decay/EMA (the binding checks), no step hook.
 class StepGraphs {
  public:
   StepGraphs() = default;

@@ -15,12 +15,13 @@
 #include <vector>
 
 #include "fusednn/activation.h"
+#include "fusednn/optim_update.h"
 
 namespace fusednn {
 
-// mse on the outputs, or a cross-entropy on the last layer's logits (XentKind + 1)
-enum class LossKind : int { mse = 0, xent_binary = 1, xent_categorical = 2, xent_sparse = 3 };
-enum class OptKind : int { sgd = 0, adam = 1 };
+// mse on the outputs, or a cross-entropy on the last layer's logits (XentKind + 1),
+// or a LossFn loss on the outputs (LossFn + loss_fn_base; TrainData::loss_param)
+enum class LossKind : int { mse = 0, xent_binary = 1, xent_categorical = 2, xent_sparse = 3, loss_fn_base = 16 };
 
 struct DenseBuffers {
   int in = 0, out = 0;
@@ -28,22 +29,32 @@ struct DenseBuffers {
   float* W = nullptr;   // in×out
   float* b = nullptr;   // out, or null without bias
   float* A = nullptr;   // batch×out: the layer's output
+  float* Z = nullptr;   // batch×out: the pre-activation, only where act_backward_needs_input(act)
   float* G = nullptr;   // batch×out: gradient w.r.t. the output, then the pre-activation
   float* dW = nullptr;  // in×out
   float* db = nullptr;  // out (null without bias)
-  // optimizer state: SGD uses s1 (velocity, null when momentum == 0); Adam uses s1 = m, s2 = v
+  // optimizer state (fusednn/optim_update.h says which kind uses which; null when unused)
+  // and the exponential moving average of the parameter (null without use_ema)
   float* W_s1 = nullptr;
   float* W_s2 = nullptr;
+  float* W_s3 = nullptr;
+  float* W_ema = nullptr;
   float* b_s1 = nullptr;
   float* b_s2 = nullptr;
+  float* b_s3 = nullptr;
+  float* b_ema = nullptr;
+  bool W_decay = true, b_decay = true;  // weight decay applies (exclude_from_weight_decay)
   // Keras L1/L2 regularizer factors of the kernel and the bias (0: none)
   float W_l1 = 0.f, W_l2 = 0.f, b_l1 = 0.f, b_l2 = 0.f;
 };
 
 struct OptimizerConfig {
   OptKind kind = OptKind::sgd;
-  float lr = 0.01f, momentum = 0.f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-7f;
-  bool nesterov = false;
+  int flags = 0;  // optf bits
+  // Row k (kOptParams floats) holds the parameters of step step0 + k of a run:
+  // the learning rate of the schedule, bias corrections and the like, computed
+  // by the Python optimizer for the run's steps (set per run by the binding).
+  const float* step_params = nullptr;
 };
 
 struct TrainData {
@@ -61,11 +72,21 @@ struct TrainData {
   bool sparse_labels = false;
   float threshold = 0.5f;
   double* err_sums = nullptr;
+  float loss_param = 0.f;            // Huber's delta for LossKind huber
   // sample weights (null: none): row_scale[i] multiplies the loss and gradient of the
   // row at position i of the epoch's order (device memory); penalty_scale[step]
   // multiplies that step's regularizer factors (host memory)
   const float* row_scale = nullptr;
   const float* penalty_scale = nullptr;
+  // Data parallelism (all null in one process). step_starts (host memory, steps + 1
+  // entries) says where each step's rows start in `order`: this rank's share of every
+  // global batch, which may be empty for a short last batch. between(ctx, step, rows)
+  // runs after the step's gradients (and weight penalties) and before its update: it
+  // reduces the gradients over the ranks, and returns false to stop the run before the
+  // update (a peer failed).
+  const std::int64_t* step_starts = nullptr;
+  bool (*between)(void* ctx, std::int64_t step, int rows) = nullptr;
+  void* between_ctx = nullptr;
 };
 
 // Run steps [step0, step1) of an epoch of ceil(n / batch) steps. `iterations`
@@ -82,14 +103,20 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
   const int d_in = layers.front().in, d_out = layers.back().out;
   std::int64_t s = step0;
   for (; s < step1; ++s) {
-    const std::int64_t lo = s * batch;
-    const int B = int(std::min<std::int64_t>(batch, data.n - lo));
+    const std::int64_t lo = data.step_starts ? data.step_starts[s] : s * batch;
+    const int B = int(data.step_starts ? data.step_starts[s + 1] - lo : std::min<std::int64_t>(batch, data.n - lo));
+    if (B > 0) {  // (not indented, to keep the diff small) a rank may hold no row of a short last batch
     dev.gather_rows(data.x_batch, data.x, data.order + lo, B, d_in);
     dev.gather_rows(data.y_batch, data.y, data.order + lo, B, data.y_cols);
     // forward: A_l = act(A_{l-1} W_l + b_l), one fused kernel per layer
     const float* a_prev = data.x_batch;
     for (DenseBuffers& l : layers) {
-      dev.matmul(l.A, a_prev, l.W, B, l.out, l.in, false, false, l.b, l.act);
+      if (l.Z) {  // keep the pre-activation for the backward pass
+        dev.matmul(l.Z, a_prev, l.W, B, l.out, l.in, false, false, l.b, Act::linear);
+        dev.act_forward(l.A, l.Z, std::int64_t(B) * l.out, l.act);
+      } else {
+        dev.matmul(l.A, a_prev, l.W, B, l.out, l.in, false, false, l.b, l.act);
+      }
       a_prev = l.A;
     }
     DenseBuffers& last = layers.back();
@@ -99,6 +126,9 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
     if (loss == LossKind::mse) {
       dev.mse(last.A, data.y_batch, count, data.step_losses + s);
       dev.mse_grad(last.G, last.A, data.y_batch, count, 2.0f / float(count));
+    } else if (int(loss) >= int(LossKind::loss_fn_base)) {
+      const auto fn = static_cast<LossFn>(int(loss) - int(LossKind::loss_fn_base));
+      dev.loss_grad(last.G, last.A, data.y_batch, B, d_out, fn, data.loss_param, data.step_losses + s);
     } else {
       const auto kind = static_cast<XentKind>(int(loss) - 1);
       const float scale = kind == XentKind::sigmoid_binary ? 1.0f / float(count) : 1.0f / float(B);
@@ -117,13 +147,14 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
     for (int i = L - 1; i >= 0; --i) {
       DenseBuffers& l = layers[i];
       const std::int64_t size = std::int64_t(B) * l.out;
-      if (l.act != Act::linear) dev.act_backward(l.G, l.G, l.A, size, l.act);
+      if (l.act != Act::linear) dev.act_backward(l.G, l.G, l.Z ? l.Z : l.A, size, l.act);
       const float* a_in = i > 0 ? layers[i - 1].A : data.x_batch;
       dev.matmul(l.dW, a_in, l.G, l.in, l.out, B, true, false, nullptr, Act::linear);
       if (l.b) dev.sum_rows(l.db, l.G, B, l.out);
       if (i > 0)
         dev.matmul(layers[i - 1].G, l.G, l.W, B, l.in, l.out, false, true, nullptr, Act::linear);
     }
+    }  // B > 0
     // weight penalties (kernel/bias regularizers), in layer order as the per-op path:
     // added to this step's loss and to the gradients before the update
     const float ps = data.penalty_scale ? data.penalty_scale[s] : 1.f;
@@ -133,16 +164,35 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
       if (l.b && (l.b_l1 != 0.f || l.b_l2 != 0.f))
         dev.regularize(l.db, l.b, l.out, ps * l.b_l1, ps * l.b_l2, data.step_losses + s);
     }
-    // optimizer update of every parameter with the same step count (Keras)
+    // data parallelism: every rank adds the whole penalty, and the hook's rows / global_rows
+    // scaling makes the sum over ranks count it once
+    if (data.between && !data.between(data.between_ctx, s, B)) break;  // gradient phase -> update phase
+    // optimizer update of every parameter with the same step count and the
+    // step's row of parameters (Keras: clip the gradients, decay, update, EMA)
     const std::int64_t t = iterations + 1;
+    const float* P = opt.step_params + (s - step0) * kOptParams;
+    if (opt.flags & optf::clip_global) {  // one norm over all of the step's gradients
+      dev.norm_reset();
+      for (DenseBuffers& l : layers) {
+        dev.norm_add(l.dW, std::int64_t(l.in) * l.out);
+        if (l.b) dev.norm_add(l.db, l.out);
+      }
+    }
     for (DenseBuffers& l : layers) {
       const std::int64_t nw = std::int64_t(l.in) * l.out;
-      if (opt.kind == OptKind::adam) {
-        dev.adam_update(l.W, l.dW, l.W_s1, l.W_s2, nw, opt, t);
-        if (l.b) dev.adam_update(l.b, l.db, l.b_s1, l.b_s2, l.out, opt, t);
-      } else {
-        dev.sgd_update(l.W, l.dW, l.W_s1, nw, opt);
-        if (l.b) dev.sgd_update(l.b, l.db, l.b_s1, l.out, opt);
+      if (opt.flags & optf::clip_norm) {
+        dev.norm_reset();
+        dev.norm_add(l.dW, nw);
+      }
+      const int no_wd = opt.flags & ~optf::weight_decay;
+      dev.opt_update(opt.kind, l.W_decay ? opt.flags : no_wd, P, l.W, l.dW, l.W_s1, l.W_s2, l.W_s3, l.W_ema, nw);
+      if (l.b) {
+        if (opt.flags & optf::clip_norm) {
+          dev.norm_reset();
+          dev.norm_add(l.db, l.out);
+        }
+        dev.opt_update(opt.kind, l.b_decay ? opt.flags : no_wd, P, l.b, l.db, l.b_s1, l.b_s2, l.b_s3, l.b_ema,
+                       l.out);
       }
     }
     iterations = t;

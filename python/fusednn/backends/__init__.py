@@ -11,7 +11,7 @@ import os
 
 import numpy as _np
 
-from .base import ACTIVATIONS, XENT_KINDS, Backend, activation_code
+from .base import ACTIVATIONS, LOSS_FNS, NEEDS_INPUT, XENT_KINDS, Backend, activation_code, canonical_activation
 from .compiled import native
 
 NAMES = ("cuda", "cpu", "numpy")
@@ -106,6 +106,9 @@ def host_backend() -> Backend:
 __all__ = [
     "ACTIVATIONS",
     "XENT_KINDS",
+    "LOSS_FNS",
+    "NEEDS_INPUT",
+    "canonical_activation",
     "Backend",
     "BackendUnavailableError",
     "activation_code",

@@ -12,10 +12,31 @@ from typing import Any
 
 import numpy as np
 
-#: activation name -> integer code shared with the C++/CUDA kernels (fusednn/activation.h)
-ACTIVATIONS = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3}
+#: activation name -> integer code shared with the C++/CUDA kernels (fusednn/activation.h:
+#: the one table of codes). Keras 3 names and formulas; 'gelu' is the exact (erf) form,
+#: Keras' default for the string, 'gelu_tanh' its approximate=True form.
+ACTIVATIONS = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3,
+               "elu": 4, "selu": 5, "leaky_relu": 6, "gelu": 7, "gelu_tanh": 8, "swish": 9,
+               "softplus": 10, "softsign": 11, "hard_sigmoid": 12, "hard_swish": 13, "relu6": 14,
+               "mish": 15, "exponential": 16}
+#: Keras' other names for the same functions
+ALIASES = {"silu": "swish", "hard_silu": "hard_swish"}
+#: activations whose backward kernel takes the forward input rather than the output
+#: (fusednn::act_backward_needs_input)
+NEEDS_INPUT = frozenset({"gelu", "gelu_tanh", "swish", "silu", "mish", "hard_swish", "hard_silu", "softsign"})
+#: row-wise activations with their own kernels (not elementwise codes)
+ROW_ACTIVATIONS = ("softmax", "log_softmax")
 #: cross-entropy kind -> integer code (fusednn::XentKind)
 XENT_KINDS = {"binary": 0, "categorical": 1, "sparse": 2}
+#: the other Keras losses -> integer code (fusednn::LossFn); the row kinds average over rows
+LOSS_FNS = {"mae": 0, "mape": 1, "msle": 2, "huber": 3, "log_cosh": 4, "hinge": 5, "squared_hinge": 6,
+            "categorical_hinge": 7, "kl_divergence": 8, "poisson": 9, "cosine_similarity": 10}
+ROW_LOSS_FNS = frozenset({"categorical_hinge", "kl_divergence", "cosine_similarity"})
+
+
+def canonical_activation(name: str) -> str:
+    """The kernel's name for an activation name or Keras alias ('silu' -> 'swish')."""
+    return ALIASES.get(name, name)
 
 
 def activation_code(name: str | None) -> int:
@@ -23,10 +44,10 @@ def activation_code(name: str | None) -> int:
     if name is None:
         return 0
     try:
-        return ACTIVATIONS[name]
-    except KeyError:
+        return ACTIVATIONS[ALIASES.get(name, name)]
+    except (KeyError, TypeError):
         raise ValueError(
-            f"unknown activation {name!r}; valid: {', '.join(sorted(ACTIVATIONS))}"
+            f"unknown activation {name!r}; valid: {', '.join(sorted([*ACTIVATIONS, *ALIASES]))}"
         ) from None
 
 
@@ -87,6 +108,21 @@ class Backend:
     def sum_rows(self, x, out):
         raise NotImplementedError
 
+    def log_softmax(self, x, out):
+        """Row-wise log-softmax of a 2-D array (max-shifted, sum in float64)."""
+        raise NotImplementedError
+
+    def log_softmax_backward(self, dy, y, out):
+        """Gradient through a row log-softmax from its output ``y``: dy - exp(y) * sum(dy)."""
+        raise NotImplementedError
+
+    def loss_grad(self, fn, pred, target, grad=None, out=None, param=0.0):
+        """The mean Keras loss ``fn`` (a LOSS_FNS name) of 2-D ``pred`` against ``target``,
+        in one pass with its gradient w.r.t. ``pred`` (written to ``grad`` when given).
+        ``param`` is Huber's delta. The loss goes to ``out[0]`` as for ``mse``; without
+        ``out`` it is returned as a float."""
+        raise NotImplementedError
+
     def softmax(self, x, out):
         """Row-wise softmax of a 2-D array (max-shifted: no overflow)."""
         raise NotImplementedError
@@ -124,11 +160,24 @@ class Backend:
     def adam_update(self, param, grad, m, v, learning_rate, beta_1, beta_2, epsilon, step):
         raise NotImplementedError
 
+    def optimizer_update(self, kind, flags, step_params, param, grad, s1, s2, s3, ema, sumsq):
+        """One Keras optimizer step on one parameter, in place (fusednn/optim_update.h):
+        ``kind``/``flags`` from ``Optimizer.kernel_spec()``, ``step_params`` the step's
+        float32 row of ``Optimizer.step_params``, ``s1..s3``/``ema`` the state arrays
+        the kind uses (others None), ``sumsq`` the sum of squares the clipping factor
+        derives from (a Python float)."""
+        raise NotImplementedError
+
+    def sum_squares(self, x) -> float:
+        """sum(x**2) as a Python float, accumulated in float64."""
+        raise NotImplementedError
+
     # ---- fused training -------------------------------------------------
     #: whether make_trainer is implemented (see fusednn.fused)
     has_trainer = False
 
-    def make_trainer(self, layers: list[dict], optimizer: dict, loss: str, batch: int) -> Any:
+    def make_trainer(self, layers: list[dict], optimizer: dict, loss: str, batch: int,
+                     loss_param: float = 0.0) -> Any:
         """A fused trainer over the given buffers (see fusednn/trainer.h): an object
         with ``run(x, y, order, x_batch, y_batch, step_losses, step0, step1, iterations,
         stop_on_nonfinite) -> (iterations, steps_done)`` and a ``learning_rate``."""

@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from .base import XENT_KINDS, Backend, activation_code
+from .base import LOSS_FNS, XENT_KINDS, Backend, activation_code
 
 from .compiled import import_error, native
 
@@ -104,6 +104,15 @@ class CpuBackend(Backend):
     def softmax_backward(self, dy, y, out):
         return self._k.softmax_backward(dy, y, out)
 
+    def log_softmax(self, x, out):
+        return self._k.log_softmax(x, out)
+
+    def log_softmax_backward(self, dy, y, out):
+        return self._k.log_softmax_backward(dy, y, out)
+
+    def loss_grad(self, fn, pred, target, grad=None, out=None, param=0.0):
+        return self._k.loss_grad(pred, target, LOSS_FNS[fn], param, grad, out)
+
     def xent(self, kind, logits, target, grad=None, out=None, scale=1.0):
         return self._k.xent(logits, target, XENT_KINDS[kind], scale, grad, out)
 
@@ -122,7 +131,13 @@ class CpuBackend(Backend):
     def adam_update(self, param, grad, m, v, learning_rate, beta_1, beta_2, epsilon, step):
         self._k.adam_update(param, grad, m, v, learning_rate, beta_1, beta_2, epsilon, step)
 
+    def optimizer_update(self, kind, flags, step_params, param, grad, s1, s2, s3, ema, sumsq):
+        self._k.optimizer_update(kind, flags, step_params, param, grad, s1, s2, s3, ema, sumsq)
+
+    def sum_squares(self, x):
+        return self._k.sum_squares(x)
+
     has_trainer = True
 
-    def make_trainer(self, layers, optimizer, loss, batch):
-        return self._k.MlpTrainer(layers, optimizer, loss, batch)
+    def make_trainer(self, layers, optimizer, loss, batch, loss_param=0.0):
+        return self._k.MlpTrainer(layers, optimizer, loss, batch, loss_param)

@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from .base import XENT_KINDS, Backend, activation_code
+from .base import LOSS_FNS, XENT_KINDS, Backend, activation_code
 
 from .compiled import import_error, native
+from .optim_codes import N_PARAMS
 
 _cuda = native("cuda")
 _IMPORT_ERROR: str | None = import_error("cuda")
@@ -139,7 +140,8 @@ class CudaBackend(Backend):
         key = (self._cp.cuda.runtime.getDevice(), stream)
         ws = self._loss_ws.get(key)
         if ws is None:
-            n = max(self._k.mse_workspace_len(), self._k.xent_workspace_len(), self._k.MlpTrainer.workspace_len())
+            n = max(self._k.mse_workspace_len(), self._k.xent_workspace_len(), self._k.MlpTrainer.workspace_len(),
+                    self._k.loss_grad_workspace_len())
             ws = self._loss_ws[key] = self._cp.empty(n, dtype=np.float64)
         return ws
 
@@ -161,6 +163,17 @@ class CudaBackend(Backend):
 
     def softmax_backward(self, dy, y, out):
         return self._k.softmax_backward(dy, y, out, self._stream())
+
+    def log_softmax(self, x, out):
+        return self._k.log_softmax(x, out, self._stream())
+
+    def log_softmax_backward(self, dy, y, out):
+        return self._k.log_softmax_backward(dy, y, out, self._stream())
+
+    def loss_grad(self, fn, pred, target, grad=None, out=None, param=0.0):
+        """The loss as xent returns it: a float without ``out``, else written to ``out``."""
+        s = self._stream()
+        return self._k.loss_grad(pred, target, LOSS_FNS[fn], param, grad, out, self._workspace(s), s)
 
     def xent(self, kind, logits, target, grad=None, out=None, scale=1.0):
         """Without ``out``: the loss as a Python float (waits for the stream). With ``out``
@@ -184,17 +197,24 @@ class CudaBackend(Backend):
         self._k.adam_update(param, grad, m, v, learning_rate, beta_1, beta_2, epsilon, step,
                             self._stream())
 
+    def optimizer_update(self, kind, flags, step_params, param, grad, s1, s2, s3, ema, sumsq):
+        self._k.optimizer_update(kind, flags, np.ascontiguousarray(step_params, dtype=np.float32), param, grad,
+                                 s1, s2, s3, ema, float(sumsq), self._stream())
+
+    def sum_squares(self, x):
+        return float(self._cp.sum(self._cp.square(x.astype(self._cp.float64))))
+
     # ---- fused training -------------------------------------------------
     has_trainer = True
 
-    def make_trainer(self, layers, optimizer, loss, batch):
+    def make_trainer(self, layers, optimizer, loss, batch, loss_param=0.0):
         # The graph and persistent paths are opt-in (FUSEDNN_CUDA_GRAPH / FUSEDNN_CUDA_PERSISTENT)
         # until a device run of benchmarks/gpu_check.sh has checked them; see cuda_paths.
         from .cuda_paths import choose_mode
 
         mode, self.trainer_path_note = choose_mode(layers, optimizer, loss, batch, self._k.persistent_why_not,
                                                    self._k.persistent_smem_limit())
-        return CudaTrainer(self, self._k.MlpTrainer(layers, optimizer, loss, batch, self.tf32, mode))
+        return CudaTrainer(self, self._k.MlpTrainer(layers, optimizer, loss, batch, self.tf32, loss_param, mode))
 
 
 class CudaTrainer:
@@ -226,16 +246,8 @@ class CudaTrainer:
         """Graph mode: how many step ranges were captured, replayed and are cached."""
         return dict(self._t.graph_stats())
 
-    @property
-    def learning_rate(self) -> float:
-        return self._t.learning_rate
-
-    @learning_rate.setter
-    def learning_rate(self, value: float) -> None:
-        self._t.learning_rate = value
-
     def run(self, x, y, order, x_batch, y_batch, step_losses, step0, step1, iterations,
-            stop_on_nonfinite=False, metrics=None, weights=None):
+            stop_on_nonfinite=False, metrics=None, weights=None, step_params=None, step_starts=None, between=None):
         if isinstance(order, np.ndarray):
             order = np.ascontiguousarray(order, dtype=np.int64)
             n = int(x.shape[0])
@@ -245,15 +257,19 @@ class CudaTrainer:
         self._t.tf32 = self._be.tf32  # the backend's setting at the time of the call, as matmul
         s = self._be._stream()
         scalars = None
-        if self._t.mode == "graph":
+        if self._t.mode != "ops":  # the device copy of the run's step_params rows
             cp = self._be._cp
-            if self._order_buf is None or self._order_buf.shape != order.shape:
-                self._order_buf = cp.empty(order.shape, dtype=np.int64)
-            self._order_buf[...] = order
-            order = self._order_buf
-            steps = -(-int(x.shape[0]) // int(x_batch.shape[0]))
-            if self._scalars is None or self._scalars.size < steps:
-                self._scalars = cp.empty(steps, dtype=np.float32)
+            if self._t.mode == "graph":
+                if self._order_buf is None or self._order_buf.shape != order.shape:
+                    self._order_buf = cp.empty(order.shape, dtype=np.int64)
+                self._order_buf[...] = order
+                order = self._order_buf
+            # sized for a whole epoch, so that the address (baked into captures) stays put
+            epoch = -(-int(x.shape[0]) // int(x_batch.shape[0]))
+            need = max(epoch, int(step1) - int(step0), 1) * N_PARAMS
+            if self._scalars is None or self._scalars.size < need:
+                self._scalars = cp.empty(need, dtype=np.float32)
             scalars = self._scalars
         return self._t.run(x, y, order, x_batch, y_batch, step_losses, step0, step1, iterations, False,
-                           metrics, s, self._be._workspace(s), weights=weights, scalars=scalars)
+                           metrics, s, self._be._workspace(s), weights, step_params, step_starts, between,
+                           scalars)

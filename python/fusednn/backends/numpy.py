@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Backend
+from .base import ACTIVATIONS, ROW_LOSS_FNS, Backend, canonical_activation
+from . import numpy_ext as _ext
+from .optim_codes import (AMSGRAD, CENTERED, CLIP_GLOBAL, CLIP_NORM, CLIP_VALUE, EMA, MOMENTUM, NESTEROV, P_A, P_B,
+                          P_C, P_CLIP, P_D, P_E, P_EMA, P_EMA1, P_EMA_OW, P_F, P_G, P_H, P_LR, P_WD, WEIGHT_DECAY,
+                          clip_factor)
 
 
 def _sigmoid(x: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -28,6 +32,9 @@ def act_forward_np(x: np.ndarray, out: np.ndarray, activation: str) -> np.ndarra
     elif activation in ("linear", None):
         if out is not x:
             np.copyto(out, x)
+    elif canonical_activation(activation) in ACTIVATIONS:
+        np.copyto(out, _ext.act_forward64(x.astype(np.float64), canonical_activation(activation)),
+                  casting="same_kind")
     else:
         raise ValueError(f"unknown activation {activation!r}")
     return out
@@ -44,6 +51,9 @@ def act_backward_np(dy: np.ndarray, y: np.ndarray, out: np.ndarray, activation: 
     elif activation in ("linear", None):
         if out is not dy:
             np.copyto(out, dy)
+    elif canonical_activation(activation) in ACTIVATIONS:  # y is the forward input for the NEEDS_INPUT activations
+        d = _ext.act_derivative64(y.astype(np.float64), canonical_activation(activation))
+        np.copyto(out, _ext.times_derivative(dy, d), casting="same_kind")
     else:
         raise ValueError(f"unknown activation {activation!r}")
     return out
@@ -96,6 +106,27 @@ class NumpyBackend(Backend):
     def sum_rows(self, x, out):
         np.copyto(out, x.sum(axis=0, dtype=np.float64))
         return out
+
+    def log_softmax(self, x, out):
+        np.copyto(out, _ext.log_softmax64(x.astype(np.float64)), casting="same_kind")
+        return out
+
+    def log_softmax_backward(self, dy, y, out):
+        d = dy.astype(np.float64)
+        np.copyto(out, d - np.exp(y.astype(np.float64)) * d.sum(axis=1, keepdims=True), casting="same_kind")
+        return out
+
+    def loss_grad(self, fn, pred, target, grad=None, out=None, param=0.0):
+        loss, g = _ext.loss_and_grad64(fn, pred.astype(np.float64), target.astype(np.float64),
+                                       float(np.float32(param)))
+        if grad is not None:
+            scale = 1.0 / (pred.shape[0] if fn in ROW_LOSS_FNS else pred.size)
+            if fn in ROW_LOSS_FNS:
+                scale = float(np.float32(scale))  # the kernels round the row kinds' scale to float32
+            np.copyto(grad, g * scale, casting="same_kind")
+        if out is not None:
+            out.reshape(-1)[0] = loss
+        return loss
 
     def softmax(self, x, out):
         e = np.exp(x - x.max(axis=1, keepdims=True))
@@ -182,3 +213,93 @@ class NumpyBackend(Backend):
         m += (grad - m) * np.float32(1 - np.float32(beta_1))
         v += (grad * grad - v) * np.float32(1 - np.float32(beta_2))
         param -= (m * alpha) / (np.sqrt(v) + np.float32(epsilon))
+
+    def sum_squares(self, x):
+        x64 = x.astype(np.float64).reshape(-1)
+        return float(np.dot(x64, x64))
+
+    def optimizer_update(self, kind, flags, step_params, param, grad, s1, s2, s3, ema, sumsq):
+        optimizer_update_np(kind, flags, step_params, param, grad, s1, s2, s3, ema, sumsq)
+
+
+def optimizer_update_np(kind, flags, p, w, grad, s1, s2, s3, ema, sumsq):
+    """fusednn/optim_update.h in float32 NumPy: the same operations in the same order."""
+    p = np.asarray(p, dtype=np.float32)
+    lr = p[P_LR]
+    g = grad
+    if flags & CLIP_VALUE:
+        g = np.clip(g, -p[P_CLIP], p[P_CLIP])
+    elif flags & CLIP_NORM:
+        g = (g * p[P_CLIP]) / np.float32(clip_factor(flags, float(p[P_CLIP]), sumsq))
+    elif flags & CLIP_GLOBAL:
+        g = g * np.float32(clip_factor(flags, float(p[P_CLIP]), sumsq))
+    wi = w.copy()
+    if flags & WEIGHT_DECAY:
+        wi = wi - wi * p[P_WD] * lr
+    if kind == 0:  # sgd
+        if flags & MOMENTUM:
+            m = s1 * p[P_A] - g * lr
+            s1[...] = m
+            wi = wi + (m * p[P_A] - g * lr if flags & NESTEROV else m)
+        else:
+            wi = wi - g * lr
+    elif kind == 1:  # adam
+        m = s1 + (g - s1) * p[P_B]
+        v = s2 + (g * g - s2) * p[P_C]
+        s1[...] = m
+        s2[...] = v
+        if flags & AMSGRAD:
+            v = np.maximum(s3, v)
+            s3[...] = v
+        wi = wi - (m * p[P_A]) / (np.sqrt(v) + p[P_D])
+    elif kind == 2:  # rmsprop
+        vel = p[P_A] * s1 + p[P_B] * (g * g)
+        s1[...] = vel
+        if flags & CENTERED:
+            ag = p[P_A] * s3 + p[P_B] * g
+            s3[...] = ag
+            den = (vel - ag * ag) + p[P_C]
+        else:
+            den = vel + p[P_C]
+        inc = (lr * g) / np.sqrt(den)
+        if flags & MOMENTUM:
+            mo = p[P_D] * s2 + inc
+            s2[...] = mo
+            wi = wi - mo
+        else:
+            wi = wi - inc
+    elif kind == 3:  # adagrad
+        acc = s1 + g * g
+        s1[...] = acc
+        wi = wi - (lr * g) / np.sqrt(acc + p[P_A])
+    elif kind == 4:  # adadelta
+        ag = p[P_A] * s1 + p[P_B] * (g * g)
+        s1[...] = ag
+        delta = -((np.sqrt(s2 + p[P_C]) * g) / np.sqrt(ag + p[P_C]))
+        s2[...] = p[P_A] * s2 + p[P_B] * (delta * delta)
+        wi = wi + lr * delta
+    elif kind == 5:  # adamax
+        m = s1 + (g - s1) * p[P_A]
+        u = np.maximum(p[P_B] * s2, np.abs(g))
+        s1[...] = m
+        s2[...] = u
+        wi = wi - (lr * m) / (p[P_D] * (u + p[P_C]))
+    elif kind == 6:  # nadam
+        m = s1 + (g - s1) * p[P_A]
+        v = s2 + (g * g - s2) * p[P_B]
+        s1[...] = m
+        s2[...] = v
+        m_hat = (p[P_D] * m) / p[P_E] + (p[P_F] * g) / p[P_G]
+        wi = wi - (m_hat * lr) / (np.sqrt(v / p[P_H]) + p[P_C])
+    elif kind == 7:  # lion
+        m = s1.copy()
+        wi = wi - lr * np.sign(m * p[P_A] + g * p[P_B])
+        s1[...] = m * p[P_C] + g * p[P_D]
+    else:
+        raise ValueError(f"unknown optimizer kind {kind}")
+    w[...] = wi
+    if flags & EMA:
+        a = p[P_EMA] * ema + p[P_EMA1] * wi
+        ema[...] = a
+        if p[P_EMA_OW] != 0:
+            w[...] = a

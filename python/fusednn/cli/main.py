@@ -194,6 +194,13 @@ def _train(args: argparse.Namespace) -> int:
     """Train a model on a CSV file and save it (see fusednn.cli.tabular)."""
     from . import tabular
 
+    if args.ranks is not None:  # data parallelism: re-run under mpiexec, or join as one of its ranks
+        from fusednn.distribution.launch import run_as_ranks
+
+        code = run_as_ranks(args.ranks, args.argv)
+        if code is not None:
+            return code
+
     if args.backend:
         import fusednn
 
@@ -387,6 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--verbose", type=int, choices=[0, 1, 2], default=None,
                     help="0 silent, 1 progress bar, 2 a line per epoch (default: 1 on a terminal, else 2)")
     tr.add_argument("--out", required=True, type=_out_path, metavar="MODEL", help="where to save the model (.npz)")
+    tr.add_argument("--ranks", type=_positive_int, default=None, metavar="N",
+                    help="data-parallel training on N MPI ranks: re-runs itself under mpiexec (needs the mpi "
+                         "extra); rank 0 prints and saves")
     tr.set_defaults(func=_train)
     ev = sub.add_parser("evaluate", help="metrics of a model saved by `fusednn train` on a labelled CSV file")
     ev.add_argument("model", metavar="MODEL")
@@ -403,7 +413,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # `train --ranks N` re-runs the same command line under mpiexec
     return args.func(args)
 
 

@@ -52,12 +52,13 @@ def feature_dim(input_shape: Any, input_dim: Any, where: str) -> int | None:
 
 class Buffers:
     """Per-layer arrays for one batch size: the output ``y`` and, allocated on the
-    first backward pass, the activation gradient ``dz`` and input gradient ``dx``."""
+    first backward pass, the activation gradient ``dz`` and input gradient ``dx``; ``z``
+    holds the pre-activation of a layer whose activation's backward needs it (gelu, swish...)."""
 
-    __slots__ = ("batch", "y", "dz", "dx")
+    __slots__ = ("batch", "y", "dz", "dx", "z")
 
     def __init__(self, batch: int, y: Any) -> None:
-        self.batch, self.y, self.dz, self.dx = batch, y, None, None
+        self.batch, self.y, self.dz, self.dx, self.z = batch, y, None, None, None
 
 
 class Layer:

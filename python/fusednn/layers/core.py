@@ -15,19 +15,23 @@ from typing import Any
 import numpy as np
 
 from .. import initializers, regularizers
-from ..backends import activation_code
+from ..activations import name_of
+from ..backends import NEEDS_INPUT, activation_code
 from .base import Buffers, Layer, feature_dim, unique_name
 
 
 def _activation_name(activation: str | None) -> str:
-    name = "linear" if activation is None else activation
+    name = "linear" if activation is None else name_of(activation)  # keras.activations.f stands for 'f'
     if not isinstance(name, str):
         raise TypeError(f"activation must be a name (str) or None, got {type(activation).__name__}")
-    if name != "softmax":  # softmax is row-wise: its own kernels, not the elementwise codes
+    if name not in ("softmax", "log_softmax"):  # row-wise: their own kernels, not the elementwise codes
         try:
             activation_code(name)
         except ValueError:
-            raise ValueError(f"unknown activation {name!r}; valid: linear, relu, sigmoid, softmax, tanh") from None
+            from ..backends import ACTIVATIONS
+
+            valid = ", ".join(sorted([*ACTIVATIONS, "softmax", "log_softmax"]))
+            raise ValueError(f"unknown activation {name!r}; valid: {valid}") from None
     return name
 
 
@@ -59,7 +63,7 @@ class Dense(Layer):
         super().__init__(name, input_shape, input_dim)
         self.kernel: Any = None
         self.bias: Any = None
-        self._x = self._y = None
+        self._x = self._y = self._z = None
         self._logits = False
 
     def output_dim(self, input_dim: int) -> int:
@@ -77,11 +81,18 @@ class Dense(Layer):
 
     def forward(self, x: Any, buf: Buffers, logits: bool = False) -> Any:
         """With ``logits`` the activation is left out: the loss folds it in (see losses)."""
-        act = "linear" if logits or self.activation == "softmax" else self.activation
-        self.backend.matmul(x, self.kernel, out=buf.y, bias=self.bias, activation=act)
-        if self.activation == "softmax" and not logits:
-            self.backend.softmax(buf.y, buf.y)
-        self._x, self._y, self._logits = x, buf.y, logits
+        row = self.activation in ("softmax", "log_softmax")
+        act = "linear" if logits or row else self.activation
+        if act in NEEDS_INPUT:  # the backward pass needs the pre-activation: keep it in buf.z
+            if buf.z is None:
+                buf.z = self.backend.empty(buf.y.shape)
+            self.backend.matmul(x, self.kernel, out=buf.z, bias=self.bias, activation="linear")
+            self.backend.act_forward(buf.z, buf.y, act)
+        else:
+            self.backend.matmul(x, self.kernel, out=buf.y, bias=self.bias, activation=act)
+        if row and not logits:
+            (self.backend.softmax if self.activation == "softmax" else self.backend.log_softmax)(buf.y, buf.y)
+        self._x, self._y, self._z, self._logits = x, buf.y, buf.z, logits
         return buf.y
 
     def backward(self, dy: Any, buf: Buffers, need_dx: bool) -> Any:
@@ -93,8 +104,11 @@ class Dense(Layer):
                 buf.dz = be.empty(buf.y.shape)
             if self.activation == "softmax":
                 be.softmax_backward(dy, self._y, buf.dz)
+            elif self.activation == "log_softmax":
+                be.log_softmax_backward(dy, self._y, buf.dz)
             else:
-                be.act_backward(dy, self._y, buf.dz, self.activation)
+                saved = self._z if self.activation in NEEDS_INPUT else self._y
+                be.act_backward(dy, saved, buf.dz, self.activation)
             dz = buf.dz
         be.matmul(self._x, dz, out=self.grads[0], transpose_a=True)
         if self.use_bias:
@@ -148,14 +162,14 @@ class Dense(Layer):
 
 
 class Activation(Layer):
-    """Applies an activation: 'linear', 'relu', 'sigmoid', 'tanh' elementwise, or
-    'softmax' over each sample's features."""
+    """Applies an activation: any elementwise one of ``fusednn.backends.ACTIVATIONS``
+    ('relu', 'gelu', 'swish', ...), or 'softmax' / 'log_softmax' over each sample's features."""
 
     def __init__(self, activation: str | None, input_shape: Any = None, input_dim: int | None = None,
                  name: str | None = None) -> None:
         self.activation = _activation_name(activation)
         super().__init__(name, input_shape, input_dim)
-        self._y = None
+        self._x = self._y = None
         self._logits = False
 
     def forward(self, x: Any, buf: Buffers, logits: bool = False) -> Any:
@@ -164,9 +178,11 @@ class Activation(Layer):
             buf.y[...] = x
         elif self.activation == "softmax":
             self.backend.softmax(x, buf.y)
+        elif self.activation == "log_softmax":
+            self.backend.log_softmax(x, buf.y)
         else:
             self.backend.act_forward(x, buf.y, self.activation)
-        self._y, self._logits = buf.y, logits
+        self._x, self._y, self._logits = x, buf.y, logits
         return buf.y
 
     def backward(self, dy: Any, buf: Buffers, need_dx: bool) -> Any:
@@ -178,8 +194,11 @@ class Activation(Layer):
             buf.dx = self.backend.empty(buf.y.shape)
         if self.activation == "softmax":
             self.backend.softmax_backward(dy, self._y, buf.dx)
+        elif self.activation == "log_softmax":
+            self.backend.log_softmax_backward(dy, self._y, buf.dx)
         else:
-            self.backend.act_backward(dy, self._y, buf.dx, self.activation)
+            saved = self._x if self.activation in NEEDS_INPUT else self._y
+            self.backend.act_backward(dy, saved, buf.dx, self.activation)
         return buf.dx
 
     def get_config(self) -> dict[str, Any]:

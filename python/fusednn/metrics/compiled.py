@@ -233,3 +233,8 @@ def get(identifier: str | Callable[[Any, Any], float]) -> Metric:
         f"metric must be a name or a callable, got {type(identifier).__name__}; "
         f"valid names: {', '.join(sorted(_REGISTRY))}"
     )
+
+
+def names() -> list[str]:
+    """The metric names :func:`get` knows."""
+    return sorted(_REGISTRY)

@@ -34,6 +34,7 @@ import numpy as np
 
 from .._version import __version__
 from .. import losses, metrics, optimizers, registry, utils
+from ..distribution import state as distribution_state
 from ..files import write_atomically
 from .checks import check_build_fits, check_declared_shapes, check_members, read_regular_file
 
@@ -99,7 +100,10 @@ def _metric_names(model: "Sequential") -> list[str]:
     names = []
     for m in getattr(model, "metrics", []):
         try:
-            same = type(metrics.get(m.name)) is type(m) and vars(metrics.get(m.name)) == vars(m)
+            again = metrics.get(m.name)
+            # Keras metric objects compare by settings (their accumulated state differs)
+            settings = (lambda o: o.get_config()) if hasattr(m, "get_config") else vars
+            same = type(again) is type(m) and settings(again) == settings(m)
         except (ValueError, TypeError):
             same = False
         if same:
@@ -123,7 +127,10 @@ def save_model(model: "Sequential", filepath: str | os.PathLike, overwrite: bool
                include_optimizer: bool = True) -> None:
     """Write ``model`` (architecture, weights, compile settings and, with
     ``include_optimizer``, the optimizer's state, so that ``fit`` continues where it
-    stopped) to ``filepath`` as described in this module's docstring."""
+    stopped) to ``filepath`` as described in this module's docstring. Under data
+    parallelism only rank 0 writes (the ranks hold the same weights)."""
+    if not distribution_state.is_chief():
+        return
     doc, arrays = _document(model, "model", include_optimizer)
     write_atomically(filepath, lambda f: _write(f, doc, arrays), overwrite)
 
@@ -132,6 +139,8 @@ def save_weights(model: "Sequential", filepath: str | os.PathLike, overwrite: bo
     """Write only ``model``'s weights (with its architecture for reference) to ``filepath``."""
     if not model.built:
         raise ValueError(f"model {model.name!r} is not built yet, so it has no weights to save")
+    if not distribution_state.is_chief():  # data parallelism: rank 0 alone writes
+        return
     doc, arrays = _document(model, "weights", include_optimizer=False)
     write_atomically(filepath, lambda f: _write(f, doc, arrays), overwrite)
 

@@ -23,6 +23,20 @@ if TYPE_CHECKING:
 
 #: activation name -> ONNX operator (linear adds no node; softmax is over the features)
 _ACTIVATIONS = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "softmax": "Softmax"}
+#: activations that are one opset-17 operator with Keras' constants as attributes
+_ACTIVATIONS_WITH_ATTRS = {
+    "elu": ("Elu", {"alpha": 1.0}),
+    "selu": ("Selu", {"alpha": 1.6732632423543772, "gamma": 1.0507009873554805}),
+    "leaky_relu": ("LeakyRelu", {"alpha": 0.2}),
+    "softplus": ("Softplus", {}),
+    "softsign": ("Softsign", {}),
+    "hard_sigmoid": ("HardSigmoid", {"alpha": 1.0 / 6.0, "beta": 0.5}),
+    "hard_swish": ("HardSwish", {}), "hard_silu": ("HardSwish", {}),
+    "exponential": ("Exp", {}),
+    "log_softmax": ("LogSoftmax", {"axis": -1}),
+}
+#: activations written as a few opset-17 operators (see GraphBuilder.activation)
+_COMPOSED = ("relu6", "swish", "silu", "mish", "gelu", "gelu_tanh")
 
 
 def _onnx() -> Any:
@@ -68,12 +82,39 @@ class GraphBuilder:
         """Apply activation ``name`` to tensor ``x`` (linear: ``x`` itself)."""
         if name == "linear":
             return x
+        if name in _ACTIVATIONS_WITH_ATTRS:
+            op, attrs = _ACTIVATIONS_WITH_ATTRS[name]
+            return self.node(op, [x], **attrs)
+        if name in _COMPOSED:
+            return self._composed(name, x)
         try:
             op = _ACTIVATIONS[name]
         except KeyError:
+            valid = sorted([*_ACTIVATIONS, *_ACTIVATIONS_WITH_ATTRS, *_COMPOSED])
             raise ValueError(f"activation {name!r} has no ONNX export (exportable: linear, "
-                             f"{', '.join(sorted(_ACTIVATIONS))})") from None
+                             f"{', '.join(valid)})") from None
         return self.node(op, [x], axis=-1) if op == "Softmax" else self.node(op, [x])
+
+    def _scalar(self, name: str, value: float) -> str:
+        return self.constant(name, np.float32(value))
+
+    def _composed(self, name: str, x: str) -> str:
+        """The activations without one opset-17 operator, from the ones there are."""
+        if name == "relu6":
+            return self.node("Clip", [x, self._scalar("relu6_min", 0.0), self._scalar("relu6_max", 6.0)])
+        if name in ("swish", "silu"):
+            return self.node("Mul", [x, self.node("Sigmoid", [x])])
+        if name == "mish":
+            return self.node("Mul", [x, self.node("Tanh", [self.node("Softplus", [x])])])
+        if name == "gelu":  # x * (1 + erf(x / sqrt 2)) / 2
+            erf = self.node("Erf", [self.node("Mul", [x, self._scalar("gelu_inv_sqrt2", 0.7071067811865476)])])
+            half_x = self.node("Mul", [x, self._scalar("gelu_half", 0.5)])
+            return self.node("Mul", [half_x, self.node("Add", [erf, self._scalar("gelu_one", 1.0)])])
+        # gelu_tanh: x * sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3)), the tanh form without cancellation
+        x3 = self.node("Mul", [self.node("Mul", [x, x]), x])
+        inner = self.node("Add", [x, self.node("Mul", [x3, self._scalar("gelu_k", 0.044715)])])
+        u2 = self.node("Mul", [inner, self._scalar("gelu_2c", 2 * 0.7978845608028654)])
+        return self.node("Mul", [x, self.node("Sigmoid", [u2])])
 
 
 def to_onnx(model: "Sequential", opset: int = 17) -> Any:

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..backends import Backend
 from ..metrics.compiled import Metric
+from ..metrics.keras_objects import metric_needs
 
 
 class EpochMetrics:
@@ -31,11 +32,14 @@ class EpochMetrics:
         self.sparse = sparse
         self.threshold = 0.0 if logits else 0.5
         self.folded = folded
-        needs = {m.needs for m in metrics}
+        self.needs = [metric_needs(m, output_dim, sparse) for m in metrics]
+        needs = set(self.needs)
         xp = be.xp
         self.counts = xp.zeros((self.classes, self.classes), dtype=np.float64) if "confusion" in needs else None
         self.sums = xp.zeros(2, dtype=np.float64) if "errors" in needs else None
-        self.custom = [m for m in metrics if m.needs is None]
+        self.custom = [m for m, k in zip(metrics, self.needs) if k is None]
+        # Keras metric objects that keep their own state, updated per batch on the host
+        self.stateful = [m for m, k in zip(metrics, self.needs) if k == "state"]
         self.reset()
 
     def reset(self) -> None:
@@ -47,6 +51,8 @@ class EpochMetrics:
         self.values = 0  # how many output values the error sums cover
         self.samples = 0
         self.custom_sums = [0.0] * len(self.custom)
+        for m in self.stateful:
+            m.reset_state()
 
     def update(self, pred: Any, target: Any) -> None:
         """Add one batch: ``pred`` the model's outputs (as handed to the loss), ``target``
@@ -54,7 +60,7 @@ class EpochMetrics:
         n = pred.shape[0]
         if self.counts is not None:
             self.be.confusion_update(self.counts, pred, target, self.classes, self.sparse, self.threshold)
-        if self.folded is not None and (self.sums is not None or self.custom):
+        if self.folded is not None and (self.sums is not None or self.custom or self.stateful):
             out = self.be.empty(pred.shape)
             if self.folded == "softmax":
                 pred = self.be.softmax(pred, out)
@@ -63,10 +69,12 @@ class EpochMetrics:
         if self.sums is not None:
             self.be.error_sums_update(self.sums, pred, target)
             self.values += int(pred.size)
-        if self.custom:
+        if self.custom or self.stateful:
             p, t = self.be.to_numpy(pred), self.be.to_numpy(target)
             for i, m in enumerate(self.custom):
                 self.custom_sums[i] += float(m(t, p)) * n
+            for m in self.stateful:
+                m.update_state(t, p)
         self.samples += n
 
     def add_counted(self, samples: int, values: int) -> None:
@@ -79,10 +87,12 @@ class EpochMetrics:
         counts = np.asarray(self.be.to_numpy(self.counts)) if self.counts is not None else None
         sums = np.asarray(self.be.to_numpy(self.sums)) if self.sums is not None else None
         out, custom = {}, iter(self.custom_sums)
-        for m in self.metrics:
-            if m.needs == "confusion":
+        for m, needs in zip(self.metrics, self.needs):
+            if needs == "state":
+                out[m.name] = m.result()
+            elif needs == "confusion":
                 out[m.name] = m.from_confusion(counts, self.binary)
-            elif m.needs == "errors":
+            elif needs == "errors":
                 out[m.name] = m.from_error_sums(sums, self.values)
             else:
                 out[m.name] = next(custom) / self.samples if self.samples else 0.0

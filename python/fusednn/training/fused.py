@@ -2,7 +2,8 @@
 
 For a Sequential model made only of Dense layers (linear, relu, sigmoid, tanh, or a
 sigmoid/softmax output folded into its cross-entropy) trained with MSE or a
-cross-entropy on logits and SGD or Adam, a backend that offers a fused trainer
+cross-entropy on logits and any of Keras' optimizers (with schedules, clipping,
+weight decay and EMA), a backend that offers a fused trainer
 (``Backend.make_trainer``) runs the epoch — batch gathering, forward, loss,
 backward and updates — without returning to Python between steps. It works on
 the model's own parameter, gradient and optimizer-state arrays, so
@@ -17,9 +18,11 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import losses, optimizers
-from ..backends import activation_code
+from ..backends import NEEDS_INPUT, activation_code
+from ..distribution import state as distribution_state
 from ..layers import Dense, Normalization
 from . import inputs
+from ..metrics.keras_objects import metric_needs
 from .epoch_metrics import EpochMetrics
 
 
@@ -38,7 +41,14 @@ def _leading_norms(model: Any) -> list[Normalization]:
 
 
 def _loss_kind(model: Any) -> str:
-    return "mse" if type(model.loss) is losses.MeanSquaredError else model.loss.kind
+    if type(model.loss) is losses.MeanSquaredError:
+        return "mse"
+    fn = getattr(model.loss, "fn", None)  # the LossFunction losses
+    return fn if fn is not None else model.loss.kind
+
+
+def _fused_loss(loss: Any) -> bool:
+    return type(loss) in _FUSED_LOSSES or getattr(loss, "fn", None) is not None
 
 
 def unsupported_reason(model: Any) -> str | None:
@@ -49,42 +59,46 @@ def unsupported_reason(model: Any) -> str | None:
     k = len(_leading_norms(model))
     if not model.layers[k:] or not all(type(layer) is Dense for layer in model.layers[k:]):
         return "the model has layers other than Dense (after any leading Normalization)"
-    if type(model.loss) not in _FUSED_LOSSES:
+    if not _fused_loss(model.loss):
         return f"loss {type(model.loss).__name__} is not fused"
     last = model.output_activation
     fold = model.loss.folds_output(last)
-    if _loss_kind(model) != "mse" and not model.loss.on_logits(last):
+    if model.loss.folds is not None and not model.loss.on_logits(last):  # a cross-entropy
         return "a cross-entropy on probabilities (no matching sigmoid/softmax output layer) is not fused"
     if last == "softmax" and not fold:
         return "a softmax output not folded into a cross-entropy is not fused"
-    if any(m.needs is None for m in model.metrics):
+    if any(layer.activation == "log_softmax" for layer in model.layers[k:]):
+        return "a log_softmax activation is not fused (row-wise; per-op kernels only)"
+    if any(layer.activation == "softmax" for layer in model.layers[k:-1]):
+        return "a softmax hidden layer is not fused"
+    needs = [metric_needs(m, model.output_shape[1], model.loss.sparse) for m in model.metrics]
+    if any(need is None for need in needs):
         return "a metric computed per batch on the host is not fused"
-    if fold and any(m.needs == "errors" for m in model.metrics):
+    for m, need in zip(model.metrics, needs):
+        if need == "state":
+            return (f"metric {m.name!r} ({type(m).__name__} with these settings on this output) accumulates "
+                    "per batch on the host and is not fused")
+    if getattr(model.loss, "label_smoothing", 0) and "errors" in needs:
+        return "regression metrics with label smoothing are not fused (they would see smoothed targets)"
+    if fold and "errors" in needs:
         return "regression metrics on a folded (logits) output are not fused"
-    if type(model.optimizer) not in (optimizers.SGD, optimizers.Adam):
+    if getattr(model.optimizer, "kind", None) not in optimizers.KINDS or \
+            type(model.optimizer).apply is not optimizers.Optimizer.apply:
         return f"optimizer {type(model.optimizer).__name__} is not fused"
     return None
 
 
-def _optimizer_config(opt: optimizers.Optimizer) -> dict[str, Any]:
-    if isinstance(opt, optimizers.Adam):
-        return {"kind": "adam", "learning_rate": opt.learning_rate, "beta_1": opt.beta_1,
-                "beta_2": opt.beta_2, "epsilon": opt.epsilon}
-    return {"kind": "sgd", "learning_rate": opt.learning_rate, "momentum": opt.momentum,
-            "nesterov": opt.nesterov}
-
-
-def _states(opt: optimizers.Optimizer) -> list[list[Any]]:
-    """Per parameter (model order): its optimizer state arrays (SGD: [velocity] or [];
-    Adam: [m, v])."""
-    return opt.slots()
+def _states(opt: optimizers.Optimizer) -> list[dict[str, Any]]:
+    """Per parameter (model order): its optimizer state arrays by trainer slot
+    ("s1".."s3", "ema")."""
+    return opt.param_states()
 
 
 class FusedTrainer:
     """The backend trainer for one model, batch size and optimizer state, with the
     batch and activation buffers it works in."""
 
-    def __init__(self, model: Any, batch: int) -> None:
+    def __init__(self, model: Any, batch: int, flat_grads: bool = False) -> None:
         be = model.backend
         opt = model.optimizer
         states = _states(opt)
@@ -92,16 +106,24 @@ class FusedTrainer:
         fold = model.loss.folds_output(model.output_activation)
         self.norms = _leading_norms(model)
         self._normalized: tuple[Any, Any] | None = None  # (data, its normalised copy) of this fit
+        # Data parallelism: every layer's gradients are views of one flat buffer (plus a
+        # slot for the step's loss), so one allreduce per step covers them all.
+        self.flat_grads, views = _flat_gradients(be, model.layers[len(self.norms):]) if flat_grads else (None, None)
         for i, layer in enumerate(model.layers[len(self.norms):], start=len(self.norms)):
             act = "linear" if (fold and i == len(model.layers) - 1) else layer.activation
             spec = {"W": layer.kernel, "b": layer.bias, "act": activation_code(act),
                     "A": be.empty((batch, layer.units)), "G": be.empty((batch, layer.units)),
                     "dW": layer.grads[0], "db": layer.grads[1] if layer.use_bias else None}
+            if act in NEEDS_INPUT:  # the pre-activation, for the backward pass
+                spec["Z"] = be.empty((batch, layer.units))
+            if views is not None:
+                spec["dW"], spec["db"] = views.pop(0), views.pop(0) if layer.use_bias else None
             for name, i in (("W", p), ("b", p + 1)):
                 if name == "b" and not layer.use_bias:
                     continue
-                for k, s in enumerate(states[i], start=1):
-                    spec[f"{name}_s{k}"] = s
+                for slot, s in states[i].items():
+                    spec[f"{name}_{slot}"] = s
+                spec[f"{name}_decay"] = opt.uses_weight_decay(i)
             for w, _, reg in layer.regularized():
                 key = "W" if w is layer.kernel else "b"
                 spec[f"{key}_l1"], spec[f"{key}_l2"] = reg.l1, reg.l2
@@ -111,7 +133,9 @@ class FusedTrainer:
         self.optimizer = opt  # keeps id(opt) in the key unique while this trainer exists
         self.x_batch = be.empty((batch, model.input_shape[1]))
         self.y_batch = be.empty((batch, 1 if model.loss.sparse else model.output_shape[1]))
-        self.trainer = be.make_trainer(specs, _optimizer_config(opt), _loss_kind(model), batch)
+        loss_param = float(getattr(model.loss, "delta", 0.0))  # Huber's delta
+        self.trainer = be.make_trainer(specs, opt.kernel_spec(), _loss_kind(model), batch, loss_param)
+        self._smoothed: tuple[Any, Any] | None = None  # (targets, their label-smoothed copy) of this fit
         self.key = _key(model, batch)
         self.metrics: dict | None = None  # accumulator arrays for run(), see use_metrics
 
@@ -130,24 +154,36 @@ class FusedTrainer:
         regularizer factors by penalty_scale[s]."""
         if weights is not None and augment is not None:
             raise ValueError("sample weights cannot be combined with augment")
+        if weights is not None and getattr(model.loss, "fn", None) is not None:
+            raise ValueError(f"sample weights in the fused trainer are supported for mse and the "
+                             f"cross-entropies, not {type(model.loss).__name__}")
         be = model.backend
         opt = model.optimizer
-        self.trainer.learning_rate = opt.learning_rate  # a callback may have changed it
+        session = distribution_state.fit_session(model)
+        if session is not None:
+            if augment is not None or weights is not None:
+                raise NotImplementedError("augment and sample weights are not supported under a DataParallel "
+                                          "distribution")
+            if self.norms:
+                x = self._normalize_once(x)
+            return session.run_epoch(self, x, y, order, step_losses, chunk, on_step, stop_on_nonfinite)
         n = int(order.shape[0])
         steps = -(-n // self.batch)
         if on_step is None:
             chunk = steps if augment is None else max(1, 4096 // self.batch)
         dev_order = be.xp.asarray(np.ascontiguousarray(order, dtype=np.int64))
+        y = self._smooth_once(model, y)
         if self.norms and augment is None:
             x = self._normalize_once(x)
         s = 0
         while s < steps:
             end = min(steps, s + chunk)
+            # the chunk's learning rates (schedule) and step parameters, computed once here
+            params = opt.step_params(opt.iterations, end - s)
             if augment is None:
-                extra = () if weights is None else (weights,)
                 opt.iterations, done = self.trainer.run(x, y, dev_order, self.x_batch, self.y_batch, step_losses,
                                                         s, end, opt.iterations, stop_on_nonfinite, self.metrics,
-                                                        *extra)
+                                                        weights, params)
             else:  # the chunk's samples, augmented, as a small data set of its own
                 rows = order[s * self.batch:min(n, end * self.batch)]
                 xa = be.asarray(inputs.augmented(augment, np.asarray(be.to_numpy(x))[rows], (len(rows), x.shape[1])))
@@ -157,7 +193,7 @@ class FusedTrainer:
                 local = be.xp.arange(len(rows), dtype=np.int64)
                 opt.iterations, done = self.trainer.run(xa, ya, local, self.x_batch, self.y_batch,
                                                         step_losses[s:end], 0, end - s, opt.iterations,
-                                                        stop_on_nonfinite, self.metrics)
+                                                        stop_on_nonfinite, self.metrics, None, params)
             if on_step is not None:
                 for k in range(s, s + done):
                     on_step(k, step_losses)
@@ -176,9 +212,21 @@ class FusedTrainer:
             self._normalized = (x, xn)
         return self._normalized[1]
 
+    def _smooth_once(self, model: Any, y: Any) -> Any:
+        """The targets with the loss's label smoothing applied (the cross-entropies are
+        linear in the target, so smoothing the data set once is the same as smoothing
+        each batch), kept for the fit's later epochs; ``y`` itself without smoothing."""
+        smooth = getattr(model.loss, "smooth_targets", None)
+        if smooth is None or not getattr(model.loss, "label_smoothing", 0):
+            return y
+        if self._smoothed is None or self._smoothed[0] is not y:
+            self._smoothed = (y, smooth(model.backend, y))
+        return self._smoothed[1]
+
     def forget_data(self) -> None:
-        """Drop the normalised copy of a finished fit's data."""
+        """Drop the normalised (and label-smoothed) copies of a finished fit's data."""
         self._normalized = None
+        self._smoothed = None
 
     def use_metrics(self, tracker: EpochMetrics | None) -> None:
         """Point the trainer's metric accumulators at ``tracker``'s (None: no metrics)."""
@@ -194,8 +242,22 @@ def _key(model: Any, batch: int) -> tuple:
     the parameters and the state arrays (the trainer keeps them all alive, so their
     ids cannot be reused while it exists). Recompiling or rebuilding changes it."""
     opt = model.optimizer
-    arrays = [*model.weights, *(a for s in _states(opt) for a in s)]
-    return (batch, id(opt), *map(id, arrays))
+    arrays = [*model.weights, *(a for s in _states(opt) for a in s.values())]
+    return (batch, distribution_state.fit_session(model) is not None, id(opt), *map(id, arrays))
+
+
+def _flat_gradients(be: Any, layers: list[Any]) -> tuple[Any, list[Any]]:
+    """One zeroed float32 buffer for the gradients of ``layers`` (Dense) plus one slot,
+    and each layer's (kernel, bias) gradient views into it, in order."""
+    shapes = [s for layer in layers for s in ([tuple(layer.kernel.shape)] +
+                                                ([tuple(layer.bias.shape)] if layer.use_bias else []))]
+    sizes = [int(np.prod(s)) for s in shapes]
+    flat = be.zeros((sum(sizes) + 1,))
+    views, at = [], 0
+    for shape, size in zip(shapes, sizes):
+        views.append(flat[at:at + size].reshape(shape))
+        at += size
+    return flat, views
 
 
 def trainer_for(model: Any, batch: int, tracker: EpochMetrics | None = None,
@@ -206,6 +268,6 @@ def trainer_for(model: Any, batch: int, tracker: EpochMetrics | None = None,
     if unsupported_reason(model) is not None:
         return None
     if cached is None or cached.key != _key(model, batch):
-        cached = FusedTrainer(model, batch)
+        cached = FusedTrainer(model, batch, flat_grads=distribution_state.fit_session(model) is not None)
     cached.use_metrics(tracker)
     return cached

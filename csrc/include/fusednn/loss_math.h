@@ -1,0 +1,131 @@
+// The formulas of the LossFn losses (activation.h), shared by the CPU kernel
+// (cpu/loss_extra.cpp) and its CUDA twin (cuda/loss.cu) so both compute the
+// same thing in the same order: each term in double from float inputs, the
+// gradient rounded to float once. Keras 3's definitions (keras/src/losses):
+// eps is keras.backend.epsilon() = 1e-7.
+#pragma once
+#include <cmath>
+
+#include "fusednn/activation.h"
+
+#ifdef __CUDACC__
+#define FUSEDNN_HD __host__ __device__ __forceinline__
+#else
+#define FUSEDNN_HD inline
+#endif
+
+namespace fusednn {
+namespace loss_math {
+
+constexpr double kEps = 1e-7;
+
+// Loss term of one element and its derivative w.r.t. p (before the mean's
+// scale). hinge01: the call's targets are all 0 or 1, so they become 2t - 1.
+FUSEDNN_HD double elem(LossFn fn, float pf, float tf, float param, bool hinge01, double* dl) {
+  const double p = pf, t = tf;
+  switch (fn) {
+    case LossFn::mae: {
+      const double d = p - t;
+      *dl = d > 0 ? 1.0 : (d < 0 ? -1.0 : 0.0);
+      return fabs(d);
+    }
+    case LossFn::mape: {  // 100 |t - p| / max(|t|, eps)
+      const double m = fmax(fabs(t), kEps), d = p - t;
+      *dl = (d > 0 ? 100.0 : (d < 0 ? -100.0 : 0.0)) / m;
+      return 100.0 * fabs(d) / m;
+    }
+    case LossFn::msle: {  // (log(max(p, eps) + 1) - log(max(t, eps) + 1))^2
+      const double pc = fmax(p, kEps), d = log1p(pc) - log1p(fmax(t, kEps));
+      *dl = p > kEps ? 2.0 * d / (pc + 1.0) : 0.0;
+      return d * d;
+    }
+    case LossFn::huber: {
+      const double delta = param, e = p - t, a = fabs(e);
+      if (a <= delta) {
+        *dl = e;
+        return 0.5 * e * e;
+      }
+      *dl = e > 0 ? delta : -delta;
+      return delta * a - 0.5 * delta * delta;
+    }
+    case LossFn::log_cosh: {  // x + softplus(-2x) - log 2, x = p - t: log(cosh x) without overflow
+      const double x = p - t;
+      *dl = tanh(x);
+      return fabs(x) + log1p(exp(-2.0 * fabs(x))) - 0.69314718055994530942;
+    }
+    case LossFn::hinge:
+    case LossFn::squared_hinge: {
+      const double y = hinge01 ? 2.0 * t - 1.0 : t, m = 1.0 - y * p;
+      if (m <= 0) {
+        *dl = 0.0;
+        return 0.0;
+      }
+      if (fn == LossFn::hinge) {
+        *dl = -y;
+        return m;
+      }
+      *dl = -2.0 * y * m;
+      return m * m;
+    }
+    case LossFn::poisson: {  // p - t log(p + eps)
+      *dl = 1.0 - t / (p + kEps);
+      return p - t * log(p + kEps);
+    }
+    default:
+      *dl = 0.0;
+      return 0.0;
+  }
+}
+
+// Loss of one row of `cols` values (the row kinds) and, when g is not null,
+// scale * its gradient w.r.t. the row of p.
+FUSEDNN_HD double row(LossFn fn, const float* p, const float* t, long cols, float scale, float* g) {
+  if (fn == LossFn::categorical_hinge) {  // max(neg - pos + 1, 0), neg = max_j (1 - t_j) p_j, pos = sum t p
+    double pos = 0.0, neg = -INFINITY;
+    long jmax = 0;
+    for (long j = 0; j < cols; ++j) {
+      pos += double(t[j]) * double(p[j]);
+      const double v = (1.0 - double(t[j])) * double(p[j]);
+      if (v > neg) {
+        neg = v;
+        jmax = j;
+      }
+    }
+    const double l = neg - pos + 1.0;
+    if (g) {
+      for (long j = 0; j < cols; ++j) {
+        const double d = l > 0 ? -double(t[j]) + (j == jmax ? 1.0 - double(t[j]) : 0.0) : 0.0;
+        g[j] = float(double(scale) * d);
+      }
+    }
+    return l > 0 ? l : 0.0;
+  }
+  if (fn == LossFn::kl_divergence) {  // sum tc log(tc / pc), tc, pc clipped to [eps, 1]
+    double l = 0.0;
+    for (long j = 0; j < cols; ++j) {
+      const double tc = fmin(fmax(double(t[j]), kEps), 1.0), pj = p[j], pc = fmin(fmax(pj, kEps), 1.0);
+      l += tc * log(tc / pc);
+      if (g) g[j] = float(double(scale) * (pj >= kEps && pj <= 1.0 ? -tc / pc : 0.0));
+    }
+    return l;
+  }
+  // cosine_similarity: -sum t^ p^ with x^ = x / sqrt(max(sum x^2, eps^2))
+  double pp = 0.0, tt = 0.0, tp = 0.0;
+  for (long j = 0; j < cols; ++j) {
+    pp += double(p[j]) * double(p[j]);
+    tt += double(t[j]) * double(t[j]);
+    tp += double(t[j]) * double(p[j]);
+  }
+  const double floor2 = kEps * kEps;
+  const double ip = 1.0 / sqrt(fmax(pp, floor2)), it = 1.0 / sqrt(fmax(tt, floor2));
+  const double l = -tp * ip * it;
+  if (g) {
+    // d/dp_j of -(t.p) it ip: -t_j it ip + (t.p) it ip^3 p_j (the second term only where the norm is not clamped)
+    const double c = pp > floor2 ? tp * it * ip * ip * ip : 0.0;
+    for (long j = 0; j < cols; ++j) g[j] = float(double(scale) * (-double(t[j]) * it * ip + c * double(p[j])));
+  }
+  return l;
+}
+
+}  // namespace loss_math
+}  // namespace fusednn
