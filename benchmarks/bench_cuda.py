@@ -2,8 +2,8 @@
 
     python benchmarks/bench_cuda.py [--quick] [--out DIR]
 
-GEMM: every tile variant, the automatic choice and the TF32 path at 256^3, 1024^3,
-4096^3 and the seed MLP's shapes, against cupy.matmul in FP32 (CuPy's default,
+GEMM: every tile variant (the cp.async pipelines too), the automatic choice and the TF32
+path at 256^3, 1024^3, 2048^3, 4096^3 and the two MLPs' shapes, against cupy.matmul in FP32 (CuPy's default,
 TF32 off) and, for TF32, torch.matmul with allow_tf32 (when torch is there).
 Streaming kernels at 2^26 floats as a fraction of the device-to-device copy
 bandwidth measured in the same run (bytes read + written). Each case is checked
@@ -337,7 +337,9 @@ def main(argv: list[str] | None = None) -> int:
         "gemm": [], "stream": None, "overhead": [],
     }
     log(f"device: {info['name']} cc {result['device']['cc']}; variants: {_cuda.gemm_variants()}")
-    shapes = [(32, 64, 10), (32, 64, 64), (128, 256, 784), (256, 256, 256), (1024, 1024, 1024)]
+    # the seed MLP's and the 784-256-256-10 MLP's forward products, then square ones
+    shapes = [(32, 64, 10), (32, 64, 64), (128, 256, 784), (128, 256, 256), (128, 10, 256), (256, 256, 256),
+              (1024, 1024, 1024), (2048, 2048, 2048)]
     if not args.quick:
         shapes.append((4096, 4096, 4096))
     for M, N, K in shapes:

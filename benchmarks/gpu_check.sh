@@ -5,16 +5,20 @@
 #     bash benchmarks/gpu_check.sh
 #
 # builds fusednn for sm_90 only (FUSEDNN_CUDA_ARCHS=90, so it compiles fast), prints
-# `fusednn info`, runs the GPU tests, the kernel and training benchmarks, and writes
-# gpu_check.log, build.log, bench_cuda.{json,txt} and bench_training.{json,txt} to
-# $OUT when set. Each stage has a time limit and a failure is recorded, not fatal;
-# the whole run keeps within BUDGET seconds (default 430; a smaller BUDGET still runs
-# every stage, with less time for the later ones); the benchmark tables print last.
+# `fusednn info` and the ptxas resource usage of the new kernels, runs the GPU tests
+# (the opt-in graph and persistent trainer paths and the cp.async GEMM variants
+# included), the kernel and training benchmarks (every trainer path beside PyTorch
+# CUDA eager and our cpu backend), checks issue 14's targets, and writes
+# gpu_check.log, build.log, ptxas.txt, bench_cuda.{json,txt}, bench_training.{json,txt}
+# and targets.txt to $OUT when set. Each stage has a time limit and a failure is
+# recorded, not fatal; the whole run keeps within BUDGET seconds (default 450, under
+# 8 minutes; a smaller BUDGET still runs every stage, with less time for the later
+# ones); the benchmark tables and the target check print last.
 set -u
 export PYTHONUNBUFFERED=1
 cd "$(dirname "$0")/.."
 
-BUDGET=${BUDGET:-430}
+BUDGET=${BUDGET:-450}
 START=$(date +%s)
 OUTDIR=${OUT:-}
 if [ -n "$OUTDIR" ]; then mkdir -p "$OUTDIR"; else OUTDIR=$(mktemp -d); fi
@@ -74,22 +78,29 @@ main() {
      git log --oneline -1 2>/dev/null || true"
   stage "build (pip install, sm_90)" 200 150 bash -c build
   stage "fusednn info" 30 140 "$PY" -m fusednn info
+  stage "ptxas resource usage (new kernels)" 60 260 bash -c \
+    "bash benchmarks/ptxas_report.sh $OUTDIR/ptxas.txt; grep -c 'Used' $OUTDIR/ptxas.txt"
   # --maxfail rather than -x: one run should show every broken kernel, not the first.
   stage "GPU tests: CUDA kernels and backend" 110 180 \
     "$PY" -m pytest -q -p no:cacheprovider -rs --maxfail=10 --durations=5 \
-    tests/test_cuda_ops.py tests/test_cuda_backend.py tests/test_build.py
+    tests/kernels/test_cuda_kernels.py tests/kernels/test_cuda_backend.py tests/tools/test_build.py
   # The fused trainer against the per-op cuda path (bit for bit) and the cpu backend.
-  stage "GPU tests: fused trainer" 60 120 \
-    "$PY" -m pytest -q -p no:cacheprovider -rs --maxfail=10 --durations=5 tests/test_cuda_train.py
+  stage "GPU tests: fused trainer" 60 200 \
+    "$PY" -m pytest -q -p no:cacheprovider -rs --maxfail=10 --durations=5 tests/model/test_cuda_train.py
+  # The opt-in paths (persistent kernel, graph replay) against the per-op path and the cpu
+  # backend, and their host-side plan/cache/dispatch logic.
+  stage "GPU tests: persistent and graph trainer paths" 100 150 \
+    "$PY" -m pytest -q -p no:cacheprovider -rs --maxfail=10 --durations=5 tests/model/test_cuda_fast_paths.py \
+    tests/model/test_cuda_paths.py
   stage "benchmark" 130 90 "$PY" benchmarks/bench_cuda.py --out "$OUTDIR"
   # Whole training runs: the seed program and the larger MLP, fusednn on cuda (and cpu)
   # against a PyTorch CUDA eager loop doing the same work.
-  stage "training benchmark" 70 60 bash -c \
-    "$PY -m fusednn bench training --impl fusednn-cuda --impl torch-cuda --impl fusednn-cpu \
-       --json $OUTDIR/bench_training.json | tee $OUTDIR/bench_training.txt"
-  stage "GPU tests: the rest (-m gpu)" 75 0 \
-    "$PY" -m pytest -q -p no:cacheprovider -m gpu --ignore=tests/test_cuda_ops.py --ignore=tests/test_cuda_backend.py \
-    --ignore=tests/test_cuda_train.py
+  stage "training benchmark" 100 50 bash -c \
+    "$PY -m fusednn bench training --impl fusednn-cuda --impl fusednn-cuda-graph --impl fusednn-cuda-persist \
+       --impl torch-cuda --impl fusednn-cpu --json $OUTDIR/bench_training.json | tee $OUTDIR/bench_training.txt"
+  stage "GPU tests: the rest (-m gpu)" 75 10 \
+    "$PY" -m pytest -q -p no:cacheprovider -m gpu --ignore=tests/kernels/test_cuda_kernels.py --ignore=tests/kernels/test_cuda_backend.py \
+    --ignore=tests/model/test_cuda_train.py --ignore=tests/model/test_cuda_fast_paths.py
   echo
   echo "=== [t=$(elapsed)s] SUMMARY ==="
   printf '  %s\n' "${SUMMARY[@]}"
@@ -100,6 +111,8 @@ main() {
     echo "no benchmark table (see the benchmark stage above)"
   fi
   [ -f "$OUTDIR/bench_training.txt" ] && { echo; cat "$OUTDIR/bench_training.txt"; }
+  echo
+  "$PY" benchmarks/check_targets.py "$OUTDIR" || true
 }
 
 main 2>&1 | tee "$OUTDIR/gpu_check.log"

@@ -24,6 +24,7 @@ namespace cu = fusednn::cuda;
 using namespace fusednn::cuda_bind;
 
 void register_trainer(py::module_& m);  // cuda_trainer.cpp
+void register_persistent(py::module_& m);  // cuda_persistent.cpp
 void register_optim(py::module_& m);    // cuda_optim.cpp
 
 namespace {
@@ -642,5 +643,6 @@ PYBIND11_MODULE(_cuda, m) {
       py::arg("beta_1"), py::arg("beta_2"), py::arg("epsilon"), py::arg("step"), py::arg("stream") = 0);
 
   register_trainer(m);
+  register_persistent(m);
   register_optim(m);
 }

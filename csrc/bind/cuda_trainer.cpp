@@ -15,12 +15,14 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "cuda_checks.h"
 #include "fusednn/cuda.h"
+#include "fusednn/cuda_persistent.h"
 #include "trainer_spec.h"
 #include "trainer_hook.h"
 
@@ -35,9 +37,10 @@ namespace {
 class MlpTrainer {
  public:
   MlpTrainer(const py::list& layers, const py::dict& optimizer, const std::string& loss, int batch, bool tf32,
-             float loss_param)
+             float loss_param, const std::string& mode)
       : batch_(batch), tf32_(tf32), loss_param_(loss_param), loss_(bind_common::to_loss_kind(loss)), opt_(bind_common::to_optimizer(optimizer)) {
     if (batch < 1) throw py::value_error("batch must be >= 1, got " + std::to_string(batch));
+    mode_ = to_mode(mode);
     check_launch(cu::current_device(&device_), "current_device");
     layers_ = bind_common::to_layers(
         layers, opt_, batch,
@@ -51,6 +54,19 @@ class MlpTrainer {
         });
     // layer steps (Dropout/BatchNormalization/Activation) on the GPU are opt-in until they have run on a
     // device: fusednn.backends.cuda passes them only with FUSEDNN_CUDA_TRAINER_STEPS=1
+    if (mode_ != Mode::ops) {  // the opt-in paths refuse what they cannot do exactly
+      const std::string why = fast_path_why_not();
+      if (!why.empty()) throw py::value_error("MlpTrainer(mode='" + mode + "'): " + why);
+    }
+    if (mode_ == Mode::persistent) {  // refuse up front rather than at the first run
+      const std::string why =
+          persistent::why_not(cu::persistent_plan_for(layers_, opt_, loss_, batch_), cu::persistent_smem_limit());
+      if (!why.empty()) throw py::value_error("MlpTrainer(mode='persistent'): " + why);
+      for (const DenseBuffers& l : layers_)
+        if (l.W_l1 != 0.f || l.W_l2 != 0.f || l.b_l1 != 0.f || l.b_l2 != 0.f)
+          throw py::value_error("MlpTrainer(mode='persistent'): the persistent kernel has no weight regularizers");
+    }
+    if (mode_ == Mode::graph) graphs_ = std::make_unique<cu::StepGraphs>();
   }
 
   // Queue steps [step0, step1) of the epoch whose sample order is `order` on
@@ -61,7 +77,8 @@ class MlpTrainer {
                 const py::object& yb_, const py::object& losses_, std::int64_t step0, std::int64_t step1,
                 std::int64_t iterations, bool stop_on_nonfinite, const py::object& metrics,
                 std::uintptr_t stream, const py::object& ws_, const py::object& weights,
-                const py::object& step_params_, const py::object& step_starts_, const py::object& between_) {
+                const py::object& step_params_, const py::object& step_starts_, const py::object& between_,
+                const py::object& scalars_) {
     int cur = -1;
     check_launch(cu::current_device(&cur), "current_device");
     if (cur != device_)
@@ -192,11 +209,41 @@ class MlpTrainer {
     data.step_starts = shard.starts;
     StepHook hook(between_);  // e.g. an NCCL allreduce queued on the same stream
     hook.attach(data);
+    // The opt-in paths run only what they do exactly (see fast_path_why_not); anything
+    // else, and a data-parallel or hooked run, goes to the per-op kernels.
+    const std::int64_t count = step1 > step0 ? step1 - step0 : 0;
+    Mode mode = mode_;
+    if (mode != Mode::ops && (shard.starts || !between_.is_none())) mode = Mode::ops;
+    // The persistent kernel has no sample weights.
+    if (mode == Mode::persistent && (data.row_scale || data.penalty_scale)) mode = Mode::ops;
+
+    float* scalars = nullptr;  // the opt-in modes' device copy of the run's step_params rows
+    if (mode != Mode::ops) {
+      const std::size_t need = std::size_t(count) * kOptParams;
+      if (scalars_.is_none())
+        throw py::value_error("MlpTrainer.run: modes 'graph' and 'persistent' need `scalars`, a float32 device array of at least " +
+                              std::to_string(need) + " elements");
+      const DevArray sc = as_dev(scalars_, "scalars", true);
+      if (sc.size < need)
+        throw py::value_error("scalars has " + std::to_string(sc.size) + " elements, needs " + std::to_string(need));
+      for (const auto& [w, wn] : written) check_no_overlap(sc, "scalars", w, wn);
+      for (const auto& [r, rn] : read) check_no_overlap(sc, "scalars", r, rn);
+      for (const DevArray& k : kept_) check_no_overlap(sc, "scalars", k, "a layer buffer");
+      scalars = fptr(sc);
+    }
+
     std::int64_t done = 0, it = 0;
     {
       py::gil_scoped_release nogil;
-      it = cu::train_steps(layers_, opt, loss_, data, batch_, step0, step1, iterations, stop_on_nonfinite,
-                           &done, as_stream(stream), tf32_, static_cast<double*>(ws.ptr));
+      if (mode == Mode::persistent)
+        it = cu::train_persistent(layers_, opt, loss_, data, batch_, step0, step1, iterations, &done,
+                                  as_stream(stream), scalars);
+      else if (mode == Mode::graph)
+        it = graphs_->run(layers_, opt, loss_, data, batch_, step0, step1, iterations, &done, as_stream(stream),
+                          tf32_, static_cast<double*>(ws.ptr), scalars);
+      else
+        it = cu::train_steps(layers_, opt, loss_, data, batch_, step0, step1, iterations, stop_on_nonfinite,
+                             &done, as_stream(stream), tf32_, static_cast<double*>(ws.ptr));
     }
     hook.rethrow();
     return py::make_tuple(it, done);
@@ -207,6 +254,15 @@ class MlpTrainer {
   // the loss's scratch, then one double for the gradient-clipping norm
   static std::size_t workspace_len() {
     return std::max({cu::mse_workspace_len(), cu::xent_workspace_len(), cu::loss_grad_workspace_len()}) + 1;
+  }
+  std::string mode() const { return mode_ == Mode::persistent ? "persistent" : mode_ == Mode::graph ? "graph" : "ops"; }
+  py::dict graph_stats() const {
+    py::dict d;
+    d["captures"] = graphs_ ? graphs_->captures() : 0;
+    d["replays"] = graphs_ ? graphs_->replays() : 0;
+    d["cached"] = graphs_ ? graphs_->cached() : 0;
+    d["direct"] = graphs_ ? graphs_->direct() : 0;
+    return d;
   }
 
  private:
@@ -234,9 +290,34 @@ class MlpTrainer {
     return {b, a};
   }
 
+  enum class Mode { ops, graph, persistent };
+  static Mode to_mode(const std::string& m) {
+    if (m == "ops") return Mode::ops;
+    if (m == "graph") return Mode::graph;
+    if (m == "persistent") return Mode::persistent;
+    throw py::value_error("MlpTrainer: unknown mode '" + m + "' (ops, graph, persistent)");
+  }
+  // What the graph and persistent paths do exactly: SGD (momentum, Nesterov) or
+  // plain Adam, no clipping, weight decay or EMA; mse or a cross-entropy on
+  // logits; linear, relu, sigmoid or tanh layers. '' when the model is one of those.
+  std::string fast_path_why_not() const {
+    const int f = opt_.flags;
+    if (opt_.kind == OptKind::sgd ? (f & ~(optf::momentum | optf::nesterov)) != 0
+                                  : (opt_.kind != OptKind::adam || f != 0))
+      return "only SGD (momentum, nesterov) and Adam without clipping, weight decay, amsgrad or EMA";
+    if (int(loss_) >= int(LossKind::loss_fn_base)) return "only mse and the cross-entropies";
+    for (const DenseBuffers& l : layers_) {
+      if (int(l.act) > int(Act::tanh)) return "only the activations linear, relu, sigmoid and tanh";
+      if (!l.post.empty()) return "only Dense layers (no Dropout, BatchNormalization or activation steps)";
+    }
+    return "";
+  }
+
   int batch_;
   bool tf32_;
   float loss_param_ = 0.f;
+  Mode mode_ = Mode::ops;
+  std::unique_ptr<cu::StepGraphs> graphs_;
   int device_ = -1;
   LossKind loss_;
   OptimizerConfig opt_;
@@ -250,17 +331,25 @@ class MlpTrainer {
 void register_trainer(py::module_& m) {
   py::class_<MlpTrainer>(m, "MlpTrainer",
                          "Fused training loop for all-Dense models over caller-owned device buffers.")
-      .def(py::init<const py::list&, const py::dict&, const std::string&, int, bool, float>(), py::arg("layers"),
-           py::arg("optimizer"), py::arg("loss"), py::arg("batch"), py::arg("tf32") = false,
-           py::arg("loss_param") = 0.0f)
+      .def(py::init<const py::list&, const py::dict&, const std::string&, int, bool, float, const std::string&>(),
+           py::arg("layers"), py::arg("optimizer"), py::arg("loss"), py::arg("batch"), py::arg("tf32") = false,
+           py::arg("loss_param") = 0.0f, py::arg("mode") = "ops",
+           "mode: 'ops' (one kernel per operation, the default), 'graph' (step ranges captured in CUDA "
+           "graphs and replayed) or 'persistent' (one block runs the steps in shared memory; ValueError "
+           "when the model does not fit, see persistent_plan). Both opt-in paths run only SGD/Adam "
+           "without clipping, weight decay or EMA, mse and the cross-entropies and the activations "
+           "linear/relu/sigmoid/tanh; other runs take the per-op kernels.")
       .def("run", &MlpTrainer::run, py::arg("x"), py::arg("y"), py::arg("order"), py::arg("x_batch"),
            py::arg("y_batch"), py::arg("step_losses"), py::arg("step0"), py::arg("step1"),
            py::arg("iterations"), py::arg("stop_on_nonfinite") = false, py::arg("metrics") = py::none(),
            py::arg("stream") = 0, py::arg("workspace") = py::none(), py::arg("weights") = py::none(),
            py::arg("step_params") = py::none(), py::arg("step_starts") = py::none(), py::arg("between") = py::none(),
+           py::arg("scalars") = py::none(),
            "Queue steps [step0, step1) on `stream`; returns (iterations, steps run) without waiting "
            "for the GPU. `workspace` (required) is a float64 device array of workspace_len() elements.")
       .def_property("tf32", &MlpTrainer::tf32, &MlpTrainer::set_tf32)
+      .def_property_readonly("mode", &MlpTrainer::mode)
+      .def("graph_stats", &MlpTrainer::graph_stats, "Graph mode: {'captures', 'replays', 'direct', 'cached'} so far.")
       .def_static("workspace_len", &MlpTrainer::workspace_len,
                   "Length (float64 elements) of the device workspace run needs.");
 }

@@ -163,6 +163,16 @@ using T128x256 = Tiling<128, 256, 8, 8, 16, 1>;
 using T128x64 = Tiling<128, 64, 8, 8, 8, 3>;
 using T64x64 = Tiling<64, 64, 8, 4, 4, 4>;
 using T32x32 = Tiling<32, 32, 8, 4, 4, 8>;
+// The cp.async kernels where they can run (sm_80+, 16-byte groups), else the
+// register-staged kernel of the same block tile, so every variant takes every input.
+template <int BM, int BN, int BK, int TM, int TN, int STAGES>
+cudaError_t launch_async(const GemmArgs& p, bool ta, bool tb, cudaStream_t stream) {
+  if (compute_major() >= 8 && p.vec_a && p.vec_b)
+    return detail::launch_sgemm_async<BM, BN, BK, TM, TN, STAGES>(p, ta, tb, stream);
+  if (BN == 256) return launch_sgemm<T128x256>(p, ta, tb, stream);
+  return launch_sgemm<T128x128>(p, ta, tb, stream);
+}
+
 constexpr Variant kVariants[] = {
     {"128x128x8/8x8", 128, 128, T128x128::THREADS / 32, true, launch_sgemm<T128x128>},
     {"128x128x16/8x8", 128, 128, T128x128k16::THREADS / 32, false, launch_sgemm<T128x128k16>},
@@ -170,8 +180,15 @@ constexpr Variant kVariants[] = {
     {"128x64x8/8x8", 128, 64, T128x64::THREADS / 32, true, launch_sgemm<T128x64>},
     {"64x64x8/4x4", 64, 64, T64x64::THREADS / 32, true, launch_sgemm<T64x64>},
     {"32x32x8/4x4", 32, 32, T32x32::THREADS / 32, true, launch_sgemm<T32x32>},
+    // cp.async pipelines (gemm_async.cu), selectable only until timed on a device
+    {"async128x128x8/8x8s3", 128, 128, 8, false, launch_async<128, 128, 8, 8, 8, 3>},
+    {"async128x128x8/8x8s4", 128, 128, 8, false, launch_async<128, 128, 8, 8, 8, 4>},
+    {"async128x128x16/8x8s3", 128, 128, 8, false, launch_async<128, 128, 16, 8, 8, 3>},
+    {"async128x256x8/8x16s3", 128, 256, 8, false, launch_async<128, 256, 8, 8, 16, 3>},
 };
 constexpr int kNumVariants = int(sizeof(kVariants) / sizeof(kVariants[0]));
+constexpr int kSmallestVariant = 5;  // 32x32: small products
+static_assert(kVariants[kSmallestVariant].bm == 32, "the smallest tile's index");
 
 // One output per thread, double accumulation: slow and obviously right.
 __global__ void gemm_reference_kernel(const GemmArgs p, bool ta, bool tb) {
@@ -223,7 +240,7 @@ int gemm_pick_variant(int M, int N, int K) {
     const long long blocks = ((M + t.bm - 1LL) / t.bm) * ((N + t.bn - 1LL) / t.bn);
     if (blocks >= wave) return v;
   }
-  return kNumVariants - 1;
+  return kSmallestVariant;
 }
 
 bool tf32_supported() { return compute_major() >= 8; }

@@ -26,6 +26,12 @@ struct GemmArgs {
 // that the device is sm_80 or newer.
 cudaError_t launch_gemm_tf32(const GemmArgs& p, bool ta, bool tb, cudaStream_t stream);
 
+// The multi-stage cp.async FP32 kernels (gemm_async.cu), instantiated for the
+// tilings gemm.cu lists; they need sm_80+ and 16-byte-aligned operands with a
+// row pitch divisible by 4 (gemm.cu falls back otherwise).
+template <int BM, int BN, int BK, int TM, int TN, int STAGES>
+cudaError_t launch_sgemm_async(const GemmArgs& p, bool ta, bool tb, cudaStream_t stream);
+
 // One operand of a tile: BMN rows of the M (or N) dimension by BK columns of
 // K, per K step. The operand is "K-major" in global memory when consecutive
 // addresses run along K (A not transposed, B transposed), else "MN-major".

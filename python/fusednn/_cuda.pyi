@@ -9,12 +9,26 @@ import typing
 
 ACTIVATION_CODES: dict[str, int]
 
+GRAPH_CACHE_CAPACITY: int
+
+GRAPH_SEEN_CAPACITY: int
+
+class GraphCacheModel:
+    """The graph-launched trainer's cache policy over integer handles (for tests)."""
+    def __init__(self: GraphCacheModel, capacity: typing.SupportsInt | typing.SupportsIndex = 64, seen: typing.SupportsInt | typing.SupportsIndex = 256) -> None: ...
+    released: Any
+    def use(self: GraphCacheModel, key: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> tuple: ...
+
 LOSS_FN_CODES: dict[str, int]
 
 class MlpTrainer:
     """Fused training loop for all-Dense models over caller-owned device buffers."""
-    def __init__(self: MlpTrainer, layers: list, optimizer: dict, loss: str, batch: typing.SupportsInt | typing.SupportsIndex, tf32: bool = False, loss_param: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None: ...
-    def run(self: MlpTrainer, x: object, y: object, order: object, x_batch: object, y_batch: object, step_losses: object, step0: typing.SupportsInt | typing.SupportsIndex, step1: typing.SupportsInt | typing.SupportsIndex, iterations: typing.SupportsInt | typing.SupportsIndex, stop_on_nonfinite: bool = False, metrics: object = None, stream: typing.SupportsInt | typing.SupportsIndex = 0, workspace: object = None, weights: object = None, step_params: object = None, step_starts: object = None, between: object = None) -> tuple:
+    def __init__(self: MlpTrainer, layers: list, optimizer: dict, loss: str, batch: typing.SupportsInt | typing.SupportsIndex, tf32: bool = False, loss_param: typing.SupportsFloat | typing.SupportsIndex = 0.0, mode: str = 'ops') -> None:
+        """mode: 'ops' (one kernel per operation, the default), 'graph' (step ranges captured in CUDA graphs and replayed) or 'persistent' (one block runs the steps in shared memory; ValueError when the model does not fit, see persistent_plan). Both opt-in paths run only SGD/Adam without clipping, weight decay or EMA, mse and the cross-entropies and the activations linear/relu/sigmoid/tanh; other runs take the per-op kernels."""
+    def graph_stats(self: MlpTrainer) -> dict:
+        """Graph mode: {'captures', 'replays', 'direct', 'cached'} so far."""
+    mode: Any
+    def run(self: MlpTrainer, x: object, y: object, order: object, x_batch: object, y_batch: object, step_losses: object, step0: typing.SupportsInt | typing.SupportsIndex, step1: typing.SupportsInt | typing.SupportsIndex, iterations: typing.SupportsInt | typing.SupportsIndex, stop_on_nonfinite: bool = False, metrics: object = None, stream: typing.SupportsInt | typing.SupportsIndex = 0, workspace: object = None, weights: object = None, step_params: object = None, step_starts: object = None, between: object = None, scalars: object = None) -> tuple:
         """Queue steps [step0, step1) on `stream`; returns (iterations, steps run) without waiting for the GPU. `workspace` (required) is a float64 device array of workspace_len() elements."""
     tf32: Any
     def workspace_len() -> int:
@@ -92,6 +106,15 @@ def mse_workspace_len() -> int:
 
 def optimizer_update(kind: typing.SupportsInt | typing.SupportsIndex, flags: typing.SupportsInt | typing.SupportsIndex, step_params: object, param: object, grad: object, s1: object = None, s2: object = None, s3: object = None, ema: object = None, sumsq: typing.SupportsFloat | typing.SupportsIndex = 0.0, stream: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
     """In-place update of param and its state by Keras' rule for `kind` (fusednn/optim_update.h)."""
+
+def persistent_plan(dims: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], bias: collections.abc.Sequence[bool], states: typing.SupportsInt | typing.SupportsIndex, batch: typing.SupportsInt | typing.SupportsIndex, y_cols: typing.SupportsInt | typing.SupportsIndex) -> dict:
+    """The persistent trainer's shared-memory plan for layer widths dims = [in, out_0, out_1, ...], per-layer bias flags, `states` optimizer arrays per parameter (Adam 2, SGD+momentum 1, SGD 0), the batch size and the target columns: {'bytes', 'floats', 'layers': [...], ...}."""
+
+def persistent_smem_limit() -> int:
+    """Opt-in shared memory per block of the current device, in bytes (0 without a device)."""
+
+def persistent_why_not(dims: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], bias: collections.abc.Sequence[bool], states: typing.SupportsInt | typing.SupportsIndex, batch: typing.SupportsInt | typing.SupportsIndex, y_cols: typing.SupportsInt | typing.SupportsIndex, smem_limit: typing.SupportsInt | typing.SupportsIndex) -> str:
+    """Why the plan cannot run with smem_limit bytes per block ('' when it can)."""
 
 def regularize(param: object, grad: object, l1: typing.SupportsFloat | typing.SupportsIndex, l2: typing.SupportsFloat | typing.SupportsIndex, loss: object = None, stream: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
     """Keras' L1/L2 penalty in place: grad += l1*sign(param) + 2*l2*param; loss[0] += sum(l1*|param| + l2*param**2) (float64 sum, one block, deterministic) when loss is given."""

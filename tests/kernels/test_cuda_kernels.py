@@ -162,7 +162,31 @@ def test_gemm_pick_variant_is_a_variant():
     for shape in [(1, 1, 1), (32, 64, 10), (128, 256, 784), (1024, 1024, 1024), (4096, 4096, 4096)]:
         assert 0 <= _cuda.gemm_pick_variant(*shape) < len(VARIANTS)
     assert _cuda.gemm_pick_variant(4096, 4096, 4096) == 2  # the 128x256 tile for big products
-    assert _cuda.gemm_pick_variant(256, 256, 256) == len(VARIANTS) - 1  # too few blocks: the smallest tile
+    # too few blocks: the smallest tile (the cp.async variants listed after it are never picked)
+    assert _cuda.gemm_variants()[_cuda.gemm_pick_variant(256, 256, 256)] == "32x32x8/4x4"
+    for shape in [(1, 1, 1), (256, 256, 256), (1024, 1024, 1024), (4096, 4096, 4096)]:
+        assert not _cuda.gemm_variants()[_cuda.gemm_pick_variant(*shape)].startswith("async")
+
+
+ASYNC = [v for v, name in enumerate(_cuda.gemm_variants()) if name.startswith("async")]
+
+
+@pytest.mark.parametrize("ta,tb", [(False, False), (False, True), (True, False), (True, True)])
+def test_async_variants_vs_cublas_every_layout(ta, tb):
+    """The cp.async pipelines (their swizzled K-major layouts and grouped block order) on
+    a product with many K slices, partial edge tiles and more tile rows than one group,
+    every transpose combination, against cuBLAS FP32 and the float64 reference. Every
+    pitch is a multiple of 4, so the cp.async path (not the fallback) runs on sm_80+."""
+    assert len(ASYNC) >= 3
+    M, N, K = 1100, 1000, 900
+    rng = np.random.default_rng(11 + 2 * ta + tb)
+    a, b, bv, pre, scale = gemm_case(rng, M, N, K, ta, tb, bias=True)
+    A, B, BV = dev(a), dev(b), dev(bv)
+    ref32 = host(cp.matmul(A.T if ta else A, B.T if tb else B) + BV)
+    for variant in ASYNC:
+        got = host(_cuda.matmul(A, B, ta, tb, BV, ACTS["linear"], poisoned((M, N)), variant))
+        check_gemm(got, pre, scale, "linear", K)
+        assert np.linalg.norm(got - ref32) / np.linalg.norm(ref32) < 1e-5, _cuda.gemm_variants()[variant]
 
 
 # ------------------------------------------------------------- activations

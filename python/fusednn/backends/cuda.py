@@ -16,6 +16,7 @@ import numpy as np
 from .base import LOSS_FNS, XENT_KINDS, Backend, activation_code
 
 from .compiled import import_error, native
+from .optim_codes import N_PARAMS
 
 _cuda = native("cuda")
 _IMPORT_ERROR: str | None = import_error("cuda")
@@ -92,6 +93,8 @@ class CudaBackend(Backend):
         self._cp = cupy
         self._k = _cuda
         self.tf32 = os.environ.get("FUSEDNN_TF32", "").strip() in ("1", "true", "True")
+        #: why the last make_trainer did not take an opt-in path it was asked for ('' if none)
+        self.trainer_path_note = ""
         # Loss scratch space (mse, xent, the fused trainer), one per (device, stream) so
         # concurrent streams never share it.
         self._loss_ws: dict[tuple[int, int], Any] = {}
@@ -208,7 +211,13 @@ class CudaBackend(Backend):
     trainer_steps = os.environ.get("FUSEDNN_CUDA_TRAINER_STEPS", "") == "1"
 
     def make_trainer(self, layers, optimizer, loss, batch, loss_param=0.0):
-        return CudaTrainer(self, self._k.MlpTrainer(layers, optimizer, loss, batch, self.tf32, loss_param))
+        # The graph and persistent paths are opt-in (FUSEDNN_CUDA_GRAPH / FUSEDNN_CUDA_PERSISTENT)
+        # until a device run of benchmarks/gpu_check.sh has checked them; see cuda_paths.
+        from .cuda_paths import choose_mode
+
+        mode, self.trainer_path_note = choose_mode(layers, optimizer, loss, batch, self._k.persistent_why_not,
+                                                   self._k.persistent_smem_limit())
+        return CudaTrainer(self, self._k.MlpTrainer(layers, optimizer, loss, batch, self.tf32, loss_param, mode))
 
 
 class CudaTrainer:
@@ -226,6 +235,19 @@ class CudaTrainer:
     def __init__(self, backend: CudaBackend, trainer: Any) -> None:
         self._be = backend
         self._t = trainer
+        # Graph mode: buffers whose addresses stay fixed from epoch to epoch, so a
+        # captured epoch can be replayed (a new address means a new capture).
+        self._order_buf: Any = None
+        self._scalars: Any = None
+
+    @property
+    def mode(self) -> str:
+        """'ops', 'graph' or 'persistent': how the steps run (see backends.cuda_paths)."""
+        return self._t.mode
+
+    def graph_stats(self) -> dict[str, int]:
+        """Graph mode: how many step ranges were captured, replayed and are cached."""
+        return dict(self._t.graph_stats())
 
     def run(self, x, y, order, x_batch, y_batch, step_losses, step0, step1, iterations,
             stop_on_nonfinite=False, metrics=None, weights=None, step_params=None, step_starts=None, between=None):
@@ -237,5 +259,20 @@ class CudaTrainer:
             order = self._be._cp.asarray(order)
         self._t.tf32 = self._be.tf32  # the backend's setting at the time of the call, as matmul
         s = self._be._stream()
+        scalars = None
+        if self._t.mode != "ops":  # the device copy of the run's step_params rows
+            cp = self._be._cp
+            if self._t.mode == "graph":
+                if self._order_buf is None or self._order_buf.shape != order.shape:
+                    self._order_buf = cp.empty(order.shape, dtype=np.int64)
+                self._order_buf[...] = order
+                order = self._order_buf
+            # sized for a whole epoch, so that the address (baked into captures) stays put
+            epoch = -(-int(x.shape[0]) // int(x_batch.shape[0]))
+            need = max(epoch, int(step1) - int(step0), 1) * N_PARAMS
+            if self._scalars is None or self._scalars.size < need:
+                self._scalars = cp.empty(need, dtype=np.float32)
+            scalars = self._scalars
         return self._t.run(x, y, order, x_batch, y_batch, step_losses, step0, step1, iterations, False,
-                           metrics, s, self._be._workspace(s), weights, step_params, step_starts, between)
+                           metrics, s, self._be._workspace(s), weights, step_params, step_starts, between,
+                           scalars)

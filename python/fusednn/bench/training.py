@@ -214,6 +214,27 @@ def _keras(w: Workload, x, y, seed):
     return dt, float(model.evaluate(x, y, verbose=0))
 
 
+def _fusednn_cuda_path(flag: str) -> Callable[[Workload, np.ndarray, np.ndarray, int], tuple[float, float]]:
+    """fusednn on cuda with an opt-in trainer path (FUSEDNN_CUDA_GRAPH / FUSEDNN_CUDA_PERSISTENT)
+    switched on for the run; a model the persistent kernel cannot hold falls back (to graph
+    replay when both flags are set, else the per-op path) and says so in the note."""
+    inner = _fusednn("cuda")
+
+    def run(w: Workload, x, y, seed):
+        import os
+
+        old = os.environ.get(flag)
+        os.environ[flag] = "1"
+        try:
+            return inner(w, x, y, seed)
+        finally:
+            if old is None:
+                del os.environ[flag]
+            else:
+                os.environ[flag] = old
+    return run
+
+
 def implementations(workload: str) -> dict[str, Callable]:
     """Every implementation that can run here, by name."""
     import importlib.util
@@ -221,6 +242,9 @@ def implementations(workload: str) -> dict[str, Callable]:
     from .. import backends
 
     impls: dict[str, Callable] = {f"fusednn-{b}": _fusednn(b) for b in backends.available()}
+    if "cuda" in impls:  # the opt-in trainer paths, timed beside the default
+        impls["fusednn-cuda-graph"] = _fusednn_cuda_path("FUSEDNN_CUDA_GRAPH")
+        impls["fusednn-cuda-persist"] = _fusednn_cuda_path("FUSEDNN_CUDA_PERSISTENT")
     if importlib.util.find_spec("torch"):
         impls["torch-cpu"] = _torch("cpu")
         import torch
@@ -248,7 +272,7 @@ def run(workloads: list[str] | None = None, impls: list[str] | None = None, repe
         for name in names:
             fn = available[name]
             # the NumPy backend and the slow frameworks run the long workload once
-            k = 1 if (name in ("fusednn-numpy", "keras", "sklearn") or (wname == "mlp" and name != "fusednn-cpu")) else repeats
+            k = 1 if (name in ("fusednn-numpy", "keras", "sklearn") or (wname == "mlp" and not name.startswith("fusednn-c"))) else repeats
             try:
                 if name.startswith("torch"):  # PyTorch initialises lazily: warm it up untimed
                     fn(dataclasses.replace(w, n=256, epochs=1), x[:256], y[:256], seed)
@@ -272,12 +296,12 @@ def run(workloads: list[str] | None = None, impls: list[str] | None = None, repe
 
 
 def format_table(runs: list[Run]) -> str:
-    head = f"{'workload':<9} {'impl':<15} {'time (median)':>14} {'range':>17} {'final loss':>11} {'vs fusednn-cpu':>15}  note"
+    head = f"{'workload':<9} {'impl':<20} {'time (median)':>14} {'range':>17} {'final loss':>11} {'vs fusednn-cpu':>15}  note"
     lines = [head, "-" * len(head)]
     for r in runs:
         t = f"{r.seconds:.3f} s" if r.seconds is not None else "FAILED"
         rng = f"{r.low:.3f}-{r.high:.3f} s" if r.low is not None else ""
         loss = f"{r.loss:.4g}" if r.loss is not None else ""
         ratio = f"{r.ratio:.1f}x slower" if r.ratio and r.ratio > 1.05 else (f"{r.ratio:.2f}x" if r.ratio else "")
-        lines.append(f"{r.workload:<9} {r.impl:<15} {t:>14} {rng:>17} {loss:>11} {ratio:>15}  {r.note}")
+        lines.append(f"{r.workload:<9} {r.impl:<20} {t:>14} {rng:>17} {loss:>11} {ratio:>15}  {r.note}")
     return "\n".join(lines)

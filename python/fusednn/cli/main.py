@@ -49,6 +49,13 @@ def _info(args: argparse.Namespace) -> int:
         print(f"gpu {d['device']}: {d['name']}, compute capability {cc}, {d['multiprocessors']} SMs, "
               f"{d['total_memory'] / 2**30:.1f} GiB{free}; machine code for sm_{cc.replace('.', '')} "
               f"{'built' if d['arch_built'] else 'NOT built (runs from PTX, if at all)'}")
+    if "cuda" in avail and "cpu" in avail:
+        # measured on an H200 machine (benchmarks/RESULTS.md); see README "Small models and the GPU"
+        print("note: for small models the cpu backend can be faster than cuda's default path "
+              "(measured on an H200 + 16-core CPU: 1000x10 -> 64 -> 64 -> 1, batch 32: cpu 2.6x faster; "
+              "60000x784 -> 256 -> 256 -> 10, batch 128: cuda 1.8x faster); FUSEDNN_BACKEND=cpu picks the cpu, "
+              "FUSEDNN_CUDA_PERSISTENT=1 / FUSEDNN_CUDA_GRAPH=1 the opt-in launch-light GPU paths (not yet "
+              "verified on a device)")
     return 0
 
 
