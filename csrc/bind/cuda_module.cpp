@@ -91,7 +91,7 @@ PYBIND11_MODULE(_cuda, m) {
       "fusednn CUDA kernels on float32 device arrays (anything with __cuda_array_interface__). "
       "Every kernel function takes the CUDA stream to run on as `stream` (an integer handle; "
       "0 is the legacy default stream) and returns without waiting for the GPU.";
-  m.attr("archs") = FUSEDNN_CUDA_ARCHS;  // "75,80,86,89,90": the SM versions built
+  m.attr("archs") = FUSEDNN_CUDA_ARCHS;  // CMake list with commas, e.g. "75-real,80-real,90"
   fusednn::bind_common::add_codes(m);
 
   m.def("device_count", &cu::device_count, "Number of CUDA devices the driver reports (0 without a driver).");

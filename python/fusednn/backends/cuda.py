@@ -40,6 +40,25 @@ def unavailable_reason() -> str | None:
     return None
 
 
+def _built_archs(spec: str) -> list[tuple[int, int]]:
+    """The machine-code (SASS) targets of a CMake architecture list such as
+    "75-real,80-real,90": ``-virtual`` entries carry PTX only."""
+    out = []
+    for token in spec.replace(",", ";").split(";"):
+        token = token.strip()
+        if not token or token.endswith("-virtual"):
+            continue
+        digits = token.split("-")[0]
+        if digits.isdigit() and len(digits) >= 2:
+            out.append((int(digits[:-1]), int(digits[-1])))
+    return out
+
+
+def _runs_natively(built: list[tuple[int, int]], major: int, minor: int) -> bool:
+    """A cubin runs on its own major version at the same or a later minor one."""
+    return any(b_major == major and b_minor <= minor for b_major, b_minor in built)
+
+
 def device_info() -> list[dict[str, Any]]:
     """One dict per CUDA device (name, compute_capability, multiprocessors, total_memory,
     l2_bytes, and free_memory for the current device), plus whether this build carries
@@ -47,14 +66,14 @@ def device_info() -> list[dict[str, Any]]:
     present."""
     if _cuda is None or _cuda.device_count() < 1:
         return []
-    archs = {a.strip() for a in str(_cuda.archs).replace(",", ";").split(";") if a.strip()}
+    archs = _built_archs(str(_cuda.archs))
     current = _cuda.current_device()
     out = []
     for dev in range(_cuda.device_count()):
         info = dict(_cuda.device_info(dev))
         major, minor = info["compute_capability"]
         info["device"] = dev
-        info["arch_built"] = f"{major}{minor}" in archs
+        info["arch_built"] = _runs_natively(archs, major, minor)
         if dev == current:
             info["free_memory"] = _cuda.memory_info()[0]
         out.append(info)
