@@ -18,7 +18,9 @@ for _sub in (activations, callbacks, distribution, initializers, layers, losses,
              saving, utils):
     sys.modules[f"{__name__}.{_sub.__name__.rsplit('.', 1)[1]}"] = _sub
 sys.modules[f"{__name__}.metrics"] = metrics  # Keras 3's metric objects (fusednn.metrics keeps scikit-learn's)
+from . import keras_ops as ops  # noqa: E402 - keras.ops (differentiable by fusednn.autodiff)
+sys.modules[f"{__name__}.ops"] = ops
 
 __all__ = ["Input", "Sequential", "activations", "callbacks", "distribution", "initializers", "layers", "losses",
-           "metrics", "models",
+           "metrics", "models", "ops",
            "optimizers", "regularizers", "saving", "utils"]

@@ -20,6 +20,12 @@ from .backends import Backend, get_backend
 EPSILON = 1e-7  # Keras' backend epsilon, used to clip probabilities
 
 
+def _snake_name(name: str) -> str:
+    import re
+
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
 #: every Loss subclass by class name, for restoring a saved model's compile settings
 REGISTRY = registry.Registry("loss")
 
@@ -36,6 +42,35 @@ class Loss:
     #: whether targets are class indices (one per sample) rather than rows like the output
     sparse = False
 
+    def __init__(self, name: str | None = None, reduction: str = "sum_over_batch_size", dtype: Any = None) -> None:
+        """Keras' ``Loss`` arguments, for subclasses that define :meth:`call` (and the
+        built-in losses without arguments of their own): ``reduction`` is
+        'sum_over_batch_size' (the mean, Keras' default) or, for a ``call`` loss, 'sum'."""
+        from .custom_losses import check_reduction
+
+        self.name = name or _snake_name(type(self).__name__)
+        allowed = reduction if type(self).call is not Loss.call else "sum_over_batch_size"
+        if reduction != allowed:
+            raise ValueError(f"{type(self).__name__}: reduction {reduction!r} is not supported (only Keras' default "
+                             "'sum_over_batch_size')")
+        self.reduction = check_reduction(reduction, f"loss {self.name!r}")
+        dname = getattr(dtype, "name", dtype)
+        if dname not in (None, "float32"):
+            raise NotImplementedError(f"loss {self.name!r}: dtype {dname!r} is not supported (float32 only)")
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        """Keras' ``Loss.call``: per-sample loss values written with ``keras.ops``. A
+        subclass that defines it is trained through :mod:`fusednn.autodiff` (per-op path)."""
+        raise NotImplementedError(f"{type(self).__name__} defines neither call() nor value()/gradient()")
+
+    @property
+    def not_fused_reason(self) -> str | None:
+        """Why this loss keeps a model off the fused trainer (None when it may be fused)."""
+        if type(self).call is not Loss.call:
+            return (f"the custom loss {type(self).__name__} computes in Python (call(), differentiated by "
+                    "fusednn.autodiff each step), which the fused trainer cannot do")
+        return None
+
     def on_logits(self, output_activation: str) -> bool:
         """Whether a model whose last layer has ``output_activation`` feeds this loss
         that layer's logits: from_logits, or the activation this loss folds in."""
@@ -49,11 +84,21 @@ class Loss:
 
     def value(self, be: Backend, pred: Any, target: Any, out: Any, logits: bool = False) -> None:
         """Write the loss of the batch to ``out[0]`` without waiting for it."""
-        raise NotImplementedError
+        if type(self).call is Loss.call:
+            raise NotImplementedError
+        from .custom_losses import loss_value
+
+        loss_value(self.call, f"{type(self).__name__}.call", getattr(self, "reduction", "sum_over_batch_size"),
+                   pred, target, out)
 
     def gradient(self, be: Backend, pred: Any, target: Any, out: Any, logits: bool = False) -> Any:
         """Write d loss / d pred (d loss / d logits with ``logits``) into ``out`` and return it."""
-        raise NotImplementedError
+        if type(self).call is Loss.call:
+            raise NotImplementedError
+        from .custom_losses import loss_gradient
+
+        return loss_gradient(self.call, f"{type(self).__name__}.call", getattr(self, "reduction", "sum_over_batch_size"),
+                             pred, target, out)
 
     def check_targets(self, y: Any, output_dim: int, be: Backend) -> None:
         """Raise ValueError for targets this loss cannot use (e.g. a class index out of range)."""
@@ -431,9 +476,17 @@ KLD = KLDivergence  # Keras' legacy class alias
 
 
 def get(identifier: str | Loss) -> Loss:
-    """A loss from a Keras name ('mse', 'mean_squared_error', 'MeanSquaredError') or an instance."""
+    """A loss from a Keras name ('mse', 'mean_squared_error', 'MeanSquaredError'), an
+    instance, or a function ``fn(y_true, y_pred)`` written with ``keras.ops`` (wrapped in
+    :class:`~fusednn.custom_losses.LossFunctionWrapper`; trained on the per-op path)."""
     if isinstance(identifier, Loss):
         return identifier
+    if isinstance(identifier, type) and issubclass(identifier, Loss):
+        return identifier()
+    if callable(identifier) and not isinstance(identifier, str):
+        from .custom_losses import LossFunctionWrapper
+
+        return LossFunctionWrapper(identifier)
     if isinstance(identifier, str):
         cls = _ALIASES.get(identifier.lower())
         if cls is not None:
@@ -450,3 +503,6 @@ def serialize(loss: Loss) -> dict[str, Any]:
 def deserialize(config: dict[str, Any]) -> Loss:
     """The loss :func:`serialize` described."""
     return registry.deserialize(config, REGISTRY)
+
+
+from .custom_losses import LossFunctionWrapper  # noqa: E402 - defined over Loss; keras.losses.LossFunctionWrapper

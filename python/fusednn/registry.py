@@ -86,6 +86,8 @@ def deserialize(spec: Any, registry: Registry, custom_objects: Mapping[str, type
         raise ValueError(f"a saved {registry.kind} must be {{'class_name': str, 'config': dict}}, got {spec!r:.200}")
     cls = registry.get(spec["class_name"], custom_objects)
     try:
+        if getattr(cls.from_config, "takes_custom_objects", False):  # it looks up functions by name itself
+            return cls.from_config(spec["config"], custom_objects)
         return cls.from_config(spec["config"])
     except (TypeError, ValueError) as e:
         raise ValueError(f"cannot rebuild {registry.kind} {spec['class_name']} from its saved config "

@@ -66,7 +66,8 @@ class Layer:
     for a given ``input_dim`` on the backend active at that moment, and owns its
     ``weights`` and matching ``grads`` (backend arrays, Keras order)."""
 
-    def __init__(self, name: str | None = None, input_shape: Any = None, input_dim: int | None = None) -> None:
+    def __init__(self, name: str | None = None, input_shape: Any = None, input_dim: int | None = None,
+                 **kwargs: Any) -> None:
         self.name = name or unique_name(_snake(type(self).__name__))
         self.input_dim = feature_dim(input_shape, input_dim, self.name)
         self.backend: Backend | None = None
@@ -75,6 +76,10 @@ class Layer:
         self.grads: list[Any] = []
         #: weights that are saved but not trained (BatchNormalization's moving statistics)
         self.non_trainable_weights: list[Any] = []
+        if kwargs:  # Keras' other layer arguments (trainable, dtype), as custom layers pass them on
+            from .custom import keras_kwargs
+
+            keras_kwargs(self, kwargs)
 
     # ---- shape and construction --------------------------------------------
     def output_dim(self, input_dim: int) -> int:
@@ -83,6 +88,8 @@ class Layer:
 
     def build(self, input_dim: int) -> None:
         """Create the weights for ``input_dim`` input features on the active backend."""
+        if isinstance(input_dim, (tuple, list)):  # Keras' input_shape (batch, features), from a custom build
+            input_dim = input_dim[-1]
         if self.input_dim is not None and self.input_dim != input_dim:
             raise ValueError(f"layer {self.name!r} expects {self.input_dim} input features, got {input_dim}")
         self.input_dim = int(input_dim)
@@ -92,6 +99,22 @@ class Layer:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         REGISTRY.register(cls)
+        from . import custom
+
+        if custom.is_keras_style(cls):  # build/call written as in Keras: trained through fusednn.autodiff
+            custom.adapt(cls)
+
+    def add_weight(self, shape: Any = None, initializer: Any = None, dtype: Any = None, trainable: bool = True,
+                   autocast: bool = True, regularizer: Any = None, constraint: Any = None, aggregation: str = "none",
+                   overwrite_with_gradient: bool = False, name: str | None = None) -> Any:
+        """Keras' ``add_weight`` for layers written with ``build``/``call`` (see
+        :mod:`fusednn.layers.custom`): a new float32 weight, returned as a Variable."""
+        from .custom import add_weight
+
+        return add_weight(self, shape, initializer, dtype, trainable, autocast, regularizer, constraint,
+                          aggregation, overwrite_with_gradient, name)
+
+    add_variable = add_weight
 
     # ---- saving and export ---------------------------------------------------
     def get_config(self) -> dict[str, Any]:

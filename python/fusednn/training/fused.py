@@ -103,7 +103,7 @@ def unsupported_reason(model: Any) -> str | None:
         return ("layer steps (Dropout/BatchNormalization/Activation after a Dense) are not fused under a "
                 "distribution yet: their gradients are not in the allreduced buffer")
     if not _fused_loss(model.loss):
-        return f"loss {type(model.loss).__name__} is not fused"
+        return getattr(model.loss, "not_fused_reason", None) or f"loss {type(model.loss).__name__} is not fused"
     last = model.output_activation
     fold = model.loss.folds_output(last)
     if model.loss.folds is not None and not model.loss.on_logits(last):  # a cross-entropy
