@@ -459,6 +459,23 @@ def reduce_prod(x: Any, axis: Any = None, keepdims: bool = False) -> Tensor:
     return make(out, (x,), vjp)
 
 
+def reduce_std(x: Any, axis: Any = None, keepdims: bool = False) -> Tensor:
+    """The biased standard deviation; where it is 0 (e.g. over a size-1 axis) its
+    gradient is taken as 0 (the limit along the data), not 0/0."""
+    xp = xp_of(x)
+    xv = _val(x, xp)
+    axes = _axes(axis, xv.ndim)
+    count = int(np.prod([xv.shape[a] for a in axes])) if axes else 1
+    d = xv - xp.mean(xv, axis=axes, keepdims=True)
+    kept = xp.sqrt(xp.mean(d * d, axis=axes, keepdims=True))
+    out = kept if keepdims else (xp.squeeze(kept, axis=axes) if axes else kept)
+
+    def vjp(g: Any) -> tuple[Any]:
+        safe = xp.where(kept > 0, kept, 1)
+        return (xp.where(kept > 0, _keep(g, axes, keepdims, xp) * d / (count * safe), 0),)
+    return make(out, (x,), vjp)
+
+
 def logsumexp(x: Any, axis: Any = None, keepdims: bool = False) -> Tensor:
     xp = xp_of(x)
     xv = _val(x, xp)

@@ -331,8 +331,8 @@ def var(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
 
 @_public
 def std(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
-    """The (biased) standard deviation over ``axis``."""
-    return sqrt(var(x, axis, keepdims))
+    """The (biased) standard deviation over ``axis`` (gradient 0 where it is 0)."""
+    return ad.reduce_std(_floating(x), axis, keepdims)
 
 
 @_public

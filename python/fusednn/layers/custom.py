@@ -63,6 +63,10 @@ def adapt(cls: type) -> None:
         if name not in cls.__dict__:
             setattr(cls, name, getattr(_Methods, name))
     cls.uses_training = True
+    if "not_fused_reason" not in cls.__dict__:
+        cls.not_fused_reason = property(lambda self: (
+            f"custom layer {self.name!r} ({type(self).__name__}) runs its call() in Python, differentiated by "
+            "fusednn.autodiff each step, which the fused trainer cannot do"))
 
 
 def _wrap_build(user_build: Any) -> Any:

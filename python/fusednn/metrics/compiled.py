@@ -59,12 +59,42 @@ class Metric:
         """The metric from (sum |pred - target|, sum (pred - target)^2) over ``count`` values."""
         raise NotImplementedError
 
-    def __init__(self, name: str | None = None) -> None:
+    def __init__(self, name: str | None = None, dtype: Any = None) -> None:
         if name is not None:
             self.name = name
+        dname = getattr(dtype, "name", dtype)
+        if dname not in (None, "float32", "float64"):
+            raise NotImplementedError(f"metric {self.name!r}: dtype {dname!r} is not supported")
+        self.dtype = dname or "float32"
 
-    def __call__(self, y_true: Any, y_pred_raw: Any) -> float:
-        raise NotImplementedError
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "update_state" in cls.__dict__ and not cls.__module__.startswith("fusednn."):
+            cls.needs = "state"  # a user's keras.metrics.Metric subclass: updated per batch on the host
+
+    def add_variable(self, shape: Any = (), initializer: Any = "zeros", dtype: Any = None, aggregation: str = "sum",
+                     name: str | None = None) -> Any:
+        """Keras' ``Metric.add_variable`` (also ``add_weight``): a state variable on the host
+        that :meth:`reset_state` returns to its initial value; see :mod:`.custom`."""
+        from .custom import add_variable
+
+        return add_variable(self, shape, initializer, dtype, name)
+
+    add_weight = add_variable
+
+    def reset_state(self) -> None:
+        """Return every variable made by :meth:`add_variable` to its initial value (Keras'
+        default; subclasses with other state override it)."""
+        from .custom import reset_variables
+
+        reset_variables(self)
+
+    def __call__(self, y_true: Any, y_pred_raw: Any, sample_weight: Any = None) -> Any:
+        update = getattr(self, "update_state", None)
+        if update is None:
+            raise NotImplementedError
+        update(y_true, y_pred_raw, sample_weight)  # a stateful metric: update, then read, as Keras
+        return self.result()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
@@ -198,8 +228,18 @@ class _FunctionMetric(Metric):
         super().__init__(getattr(fn, "__name__", "metric"))
         self.fn = fn
 
-    def __call__(self, y_true: Any, y_pred_raw: Any) -> float:
-        return float(self.fn(y_true, y_pred_raw))
+    def sum_and_count(self, y_true: Any, y_pred_raw: Any) -> tuple[float, int]:
+        """The sum and number of the values ``fn`` returns for a batch: Keras averages a
+        metric function's values over every value of the epoch (a per-sample array counts
+        each sample, a scalar counts once)."""
+        from ..keras_ops import convert_to_numpy
+
+        v = np.asarray(convert_to_numpy(self.fn(y_true, y_pred_raw)), dtype=np.float64)
+        return float(v.sum()), int(v.size)
+
+    def __call__(self, y_true: Any, y_pred_raw: Any, sample_weight: Any = None) -> float:
+        total, count = self.sum_and_count(y_true, y_pred_raw)
+        return total / count if count else 0.0
 
 
 _REGISTRY: dict[str, type[Metric]] = {

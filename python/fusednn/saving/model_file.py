@@ -54,7 +54,7 @@ def _json_constant(token: str) -> None:
 
 
 def _host_f32(a: Any) -> np.ndarray:
-    return np.ascontiguousarray(a, dtype="<f4")
+    return np.ascontiguousarray(a, dtype="<f4").reshape(np.shape(a))  # keeps 0-d weights 0-d
 
 
 def _document(model: "Sequential", kind: str, include_optimizer: bool) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

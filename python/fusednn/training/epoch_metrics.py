@@ -51,6 +51,7 @@ class EpochMetrics:
         self.values = 0  # how many output values the error sums cover
         self.samples = 0
         self.custom_sums = [0.0] * len(self.custom)
+        self.custom_counts = [0] * len(self.custom)
         for m in self.stateful:
             m.reset_state()
 
@@ -72,7 +73,12 @@ class EpochMetrics:
         if self.custom or self.stateful:
             p, t = self.be.to_numpy(pred), self.be.to_numpy(target)
             for i, m in enumerate(self.custom):
-                self.custom_sums[i] += float(m(t, p)) * n
+                if hasattr(m, "sum_and_count"):  # a metric function: Keras' mean over all its values
+                    total, count = m.sum_and_count(t, p)
+                else:
+                    total, count = float(m(t, p)) * n, n
+                self.custom_sums[i] += total
+                self.custom_counts[i] += count
             for m in self.stateful:
                 m.update_state(t, p)
         self.samples += n
@@ -86,14 +92,27 @@ class EpochMetrics:
         """Each metric's value over what was added since :meth:`reset`, by name."""
         counts = np.asarray(self.be.to_numpy(self.counts)) if self.counts is not None else None
         sums = np.asarray(self.be.to_numpy(self.sums)) if self.sums is not None else None
-        out, custom = {}, iter(self.custom_sums)
+        out, custom = {}, iter(zip(self.custom_sums, self.custom_counts))
         for m, needs in zip(self.metrics, self.needs):
             if needs == "state":
-                out[m.name] = m.result()
+                out[m.name] = _host_result(m.result())
             elif needs == "confusion":
                 out[m.name] = m.from_confusion(counts, self.binary)
             elif needs == "errors":
                 out[m.name] = m.from_error_sums(sums, self.values)
             else:
-                out[m.name] = next(custom) / self.samples if self.samples else 0.0
+                total, count = next(custom)
+                out[m.name] = total / count if count else 0.0
         return out
+
+
+def _host_result(value: Any) -> Any:
+    """A metric's result as a float (or a host array for per-class results): a user
+    metric's ``result()`` may return a keras.ops tensor or variable."""
+    from ..autodiff import Tensor
+
+    if isinstance(value, Tensor):
+        value = value.numpy()
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        return float(value)
+    return value

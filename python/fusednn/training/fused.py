@@ -94,6 +94,10 @@ def unsupported_reason(model: Any) -> str | None:
     be = model.backend
     if not getattr(be, "has_trainer", False):
         return f"backend {be.name!r} has no fused trainer"
+    for layer in model.layers:  # layers written in Python (custom build/call) say why themselves
+        why = getattr(layer, "not_fused_reason", None)
+        if why:
+            return why
     k = len(_leading_norms(model))
     why = _steps_reason(model, _program(model)[k:])
     if why is not None:
