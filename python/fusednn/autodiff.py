@@ -137,12 +137,12 @@ class Tensor:
     def __pos__(self) -> "Tensor": return self
     def __abs__(self) -> "Tensor": return absolute(self)
     def __getitem__(self, key: Any) -> "Tensor": return getitem(self, key)
-    def __gt__(self, o: Any) -> "Tensor": return _compare("greater", self, o)
-    def __ge__(self, o: Any) -> "Tensor": return _compare("greater_equal", self, o)
-    def __lt__(self, o: Any) -> "Tensor": return _compare("less", self, o)
-    def __le__(self, o: Any) -> "Tensor": return _compare("less_equal", self, o)
-    def __eq__(self, o: Any) -> "Tensor": return _compare("equal", self, o)  # type: ignore[override]
-    def __ne__(self, o: Any) -> "Tensor": return _compare("not_equal", self, o)  # type: ignore[override]
+    def __gt__(self, o: Any) -> "Tensor": return compare("greater", self, o)
+    def __ge__(self, o: Any) -> "Tensor": return compare("greater_equal", self, o)
+    def __lt__(self, o: Any) -> "Tensor": return compare("less", self, o)
+    def __le__(self, o: Any) -> "Tensor": return compare("less_equal", self, o)
+    def __eq__(self, o: Any) -> "Tensor": return compare("equal", self, o)  # type: ignore[override]
+    def __ne__(self, o: Any) -> "Tensor": return compare("not_equal", self, o)  # type: ignore[override]
 
     @property
     def T(self) -> "Tensor":  # noqa: N802 - NumPy's name
@@ -381,7 +381,7 @@ def where(c: Any, a: Any, b: Any) -> Tensor:
                            unbroadcast(xp.where(cv, 0, g), sb) if _needs(b) else None))
 
 
-def _compare(kind: str, a: Any, b: Any) -> Tensor:
+def compare(kind: str, a: Any, b: Any) -> Tensor:
     xp = xp_of(a, b)
     return constant(getattr(xp, kind)(_val(a, xp), _val(b, xp)))
 

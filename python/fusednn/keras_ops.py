@@ -613,7 +613,7 @@ def sparse_categorical_crossentropy(target: Any, output: Any, from_logits: bool 
 # ---------------------------------------------------------------------------- comparisons, casting, creation
 def _compare_op(name: str) -> Callable[[Any, Any], Any]:
     def op(x1: Any, x2: Any) -> Any:
-        return ad._compare(name, _t(x1), _t(x2))
+        return ad.compare(name, _t(x1), _t(x2))
     op.__name__ = name
     op.__doc__ = f"Elementwise ``{name}`` (a boolean array; no gradient)."
     return _public(op)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from . import registry
+from . import custom_losses, custom_objects, registry
 from .backends import Backend, get_backend
 
 EPSILON = 1e-7  # Keras' backend epsilon, used to clip probabilities
@@ -46,14 +46,12 @@ class Loss:
         """Keras' ``Loss`` arguments, for subclasses that define :meth:`call` (and the
         built-in losses without arguments of their own): ``reduction`` is
         'sum_over_batch_size' (the mean, Keras' default) or, for a ``call`` loss, 'sum'."""
-        from .custom_losses import check_reduction
-
         self.name = name or _snake_name(type(self).__name__)
         allowed = reduction if type(self).call is not Loss.call else "sum_over_batch_size"
         if reduction != allowed:
             raise ValueError(f"{type(self).__name__}: reduction {reduction!r} is not supported (only Keras' default "
                              "'sum_over_batch_size')")
-        self.reduction = check_reduction(reduction, f"loss {self.name!r}")
+        self.reduction = custom_losses.check_reduction(reduction, f"loss {self.name!r}")
         dname = getattr(dtype, "name", dtype)
         if dname not in (None, "float32"):
             raise NotImplementedError(f"loss {self.name!r}: dtype {dname!r} is not supported (float32 only)")
@@ -86,18 +84,14 @@ class Loss:
         """Write the loss of the batch to ``out[0]`` without waiting for it."""
         if type(self).call is Loss.call:
             raise NotImplementedError
-        from .custom_losses import loss_value
-
-        loss_value(self.call, f"{type(self).__name__}.call", getattr(self, "reduction", "sum_over_batch_size"),
+        custom_losses.loss_value(self.call, f"{type(self).__name__}.call", getattr(self, "reduction", "sum_over_batch_size"),
                    pred, target, out)
 
     def gradient(self, be: Backend, pred: Any, target: Any, out: Any, logits: bool = False) -> Any:
         """Write d loss / d pred (d loss / d logits with ``logits``) into ``out`` and return it."""
         if type(self).call is Loss.call:
             raise NotImplementedError
-        from .custom_losses import loss_gradient
-
-        return loss_gradient(self.call, f"{type(self).__name__}.call", getattr(self, "reduction", "sum_over_batch_size"),
+        return custom_losses.loss_gradient(self.call, f"{type(self).__name__}.call", getattr(self, "reduction", "sum_over_batch_size"),
                              pred, target, out)
 
     def check_targets(self, y: Any, output_dim: int, be: Backend) -> None:
@@ -478,14 +472,12 @@ KLD = KLDivergence  # Keras' legacy class alias
 def get(identifier: str | Loss) -> Loss:
     """A loss from a Keras name ('mse', 'mean_squared_error', 'MeanSquaredError'), an
     instance, or a function ``fn(y_true, y_pred)`` written with ``keras.ops`` (wrapped in
-    :class:`~fusednn.custom_losses.LossFunctionWrapper`; trained on the per-op path)."""
+    :class:`LossFunctionWrapper`; trained on the per-op path)."""
     if isinstance(identifier, Loss):
         return identifier
     if isinstance(identifier, type) and issubclass(identifier, Loss):
         return identifier()
     if callable(identifier) and not isinstance(identifier, str):
-        from .custom_losses import LossFunctionWrapper
-
         return LossFunctionWrapper(identifier)
     if isinstance(identifier, str):
         cls = _ALIASES.get(identifier.lower())
@@ -505,4 +497,55 @@ def deserialize(config: dict[str, Any]) -> Loss:
     return registry.deserialize(config, REGISTRY)
 
 
-from .custom_losses import LossFunctionWrapper  # noqa: E402 - defined over Loss; keras.losses.LossFunctionWrapper
+
+# ---- losses written as Python code with keras.ops (gradients by fusednn.autodiff; per-op path)
+class LossFunctionWrapper(Loss):
+    """A loss function ``fn(y_true, y_pred)`` written with ``keras.ops`` (Keras'
+    ``LossFunctionWrapper``, what ``compile(loss=fn)`` makes): the batch loss is the mean
+    of what ``fn`` returns; its gradient comes from :mod:`fusednn.autodiff`."""
+
+    def __init__(self, fn: Callable[[Any, Any], Any], reduction: str = "sum_over_batch_size",
+                 name: str | None = None, **kwargs: Any) -> None:
+        if not callable(fn):
+            raise TypeError(f"LossFunctionWrapper needs a function fn(y_true, y_pred), got {type(fn).__name__}")
+        self.loss_fn = fn  # not `fn`: that names a fused loss kernel (losses.LossFunction)
+        self.loss_kwargs = kwargs
+        self.name = name or getattr(fn, "__name__", "loss")
+        self.reduction = custom_losses.check_reduction(reduction, f"loss {self.name!r}")
+
+    @property
+    def not_fused_reason(self) -> str:
+        """Why a model with this loss trains on the per-op path."""
+        return (f"the custom loss {self.name!r} is Python code, run and differentiated (fusednn.autodiff) each "
+                "step, which the fused trainer cannot do")
+
+    def _call(self, y_true: Any, y_pred: Any) -> Any:
+        return self.loss_fn(y_true, y_pred, **self.loss_kwargs)
+
+    def value(self, be: Backend, pred: Any, target: Any, out: Any, logits: bool = False) -> None:
+        custom_losses.loss_value(self._call, f"loss function {self.name!r}", self.reduction, pred, target, out)
+
+    def gradient(self, be: Backend, pred: Any, target: Any, out: Any, logits: bool = False) -> Any:
+        return custom_losses.loss_gradient(self._call, f"loss function {self.name!r}", self.reduction, pred, target, out)
+
+    def get_config(self) -> dict[str, Any]:
+        if self.loss_kwargs:
+            raise NotImplementedError(f"loss {self.name!r}: a wrapped function with keyword arguments cannot be saved")
+        return {"fn": custom_objects.get_registered_name(self.loss_fn), "reduction": self.reduction, "name": self.name}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], custom_objects_map: dict[str, Any] | None = None) -> "Loss":
+        name = config.get("fn")
+        fn = custom_objects.get_registered_object(name, custom_objects_map) if isinstance(name, str) else None
+        if fn is None or not callable(fn):
+            raise ValueError(f"the loss function {name!r} is not known here: define it and decorate it with "
+                             "keras.saving.register_keras_serializable(), or pass it in custom_objects "
+                             "(saved files never hold code)")
+        return cls(fn, reduction=config.get("reduction", "sum_over_batch_size"), name=config.get("name"))
+
+    def __repr__(self) -> str:
+        return f"LossFunctionWrapper({self.name})"
+
+
+# registry.deserialize hands this from_config the load's custom_objects (functions are looked up there)
+LossFunctionWrapper.from_config.__func__.takes_custom_objects = True  # type: ignore[attr-defined]

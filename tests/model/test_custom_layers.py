@@ -74,7 +74,8 @@ def test_custom_dense_trains_like_builtin_dense(activation, host_backend_name):
     for a, b in zip(mine.get_weights(), ref.get_weights()):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
     np.testing.assert_allclose(mine.predict(x, verbose=0), ref.predict(x, verbose=0), rtol=2e-5, atol=2e-6)
-    assert "custom layer" in mine.fused_reason and "LinearLayer" in mine.fused_reason
+    if host_backend_name == "cpu":  # (numpy has no fused trainer at all)
+        assert "custom layer" in mine.fused_reason and "LinearLayer" in mine.fused_reason
 
 
 def test_input_gradient_flows_through_custom_layer_in_the_middle():

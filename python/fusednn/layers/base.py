@@ -101,8 +101,8 @@ class Layer:
         REGISTRY.register(cls)
         from . import custom
 
-        if custom.is_keras_style(cls):  # build/call written as in Keras: trained through fusednn.autodiff
-            custom.adapt(cls)
+        if custom.is_keras_style(cls, Layer):  # build/call written as in Keras: trained through fusednn.autodiff
+            custom.adapt(cls, Layer)
 
     def add_weight(self, shape: Any = None, initializer: Any = None, dtype: Any = None, trainable: bool = True,
                    autocast: bool = True, regularizer: Any = None, constraint: Any = None, aggregation: str = "none",

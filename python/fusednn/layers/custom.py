@@ -25,13 +25,16 @@ import numpy as np
 from .. import autodiff as ad
 from .. import initializers, regularizers
 from ..backends import get_backend
-from .base import Buffers, Layer
+
+# The base class, handed over by adapt(): base.py imports this module, so this one cannot
+# import base.py back (imports run one way)
+Layer: Any = None
 
 #: Keras' layer keyword arguments a custom layer may pass on to ``super().__init__``
 _KERAS_KWARGS = ("trainable", "dtype", "autocast", "input_shape", "input_dim", "batch_input_shape")
 
 
-def keras_kwargs(layer: Layer, kwargs: dict[str, Any]) -> None:
+def keras_kwargs(layer: Any, kwargs: dict[str, Any]) -> None:
     """Apply the Keras layer arguments ``Layer.__init__`` does not take by name
     (``trainable``, ``dtype``, ``autocast``); anything else is a TypeError naming it."""
     for key, value in kwargs.items():
@@ -49,13 +52,17 @@ def keras_kwargs(layer: Layer, kwargs: dict[str, Any]) -> None:
                             f"(Keras' layer arguments taken: name, {', '.join(_KERAS_KWARGS)})")
 
 
-def is_keras_style(cls: type) -> bool:
-    """Whether ``cls`` is a layer written as in Keras: it defines ``call`` and not ``forward``."""
-    return getattr(cls, "call", None) is not None and cls.forward is Layer.forward
+def is_keras_style(cls: type, base: type) -> bool:
+    """Whether ``cls`` (a subclass of the layer base class ``base``) is a layer written as
+    in Keras: it defines ``call`` and not ``forward``."""
+    return getattr(cls, "call", None) is not None and cls.forward is base.forward
 
 
-def adapt(cls: type) -> None:
-    """Give a Keras-style layer class the model-facing methods (see the module docstring)."""
+def adapt(cls: type, base: type) -> None:
+    """Give a Keras-style layer class the model-facing methods (see the module docstring);
+    ``base`` is the layer base class."""
+    global Layer
+    Layer = base
     build = cls.build
     if not getattr(build, "_fusednn_keras_build", False):
         cls.build = _wrap_build(build)
@@ -71,7 +78,7 @@ def adapt(cls: type) -> None:
 
 def _wrap_build(user_build: Any) -> Any:
     @functools.wraps(user_build)
-    def build(self: Layer, input_shape: Any) -> None:
+    def build(self: Any, input_shape: Any) -> None:
         if self.__dict__.get("_in_build"):  # super().build(input_shape) from inside the user's build
             if user_build is not Layer.build:
                 user_build(self, input_shape)
@@ -92,7 +99,7 @@ def _wrap_build(user_build: Any) -> Any:
     return build
 
 
-def _check_sublayers(layer: Layer) -> None:
+def _check_sublayers(layer: Any) -> None:
     for key, value in vars(layer).items():
         items = value if isinstance(value, (list, tuple)) else [value]
         for item in items:
@@ -104,11 +111,11 @@ def _check_sublayers(layer: Layer) -> None:
                     "in the model")
 
 
-def _variables(layer: Layer) -> list[ad.Variable]:
+def _variables(layer: Any) -> list[ad.Variable]:
     return layer.__dict__.setdefault("_keras_variables", [])
 
 
-def add_weight(layer: Layer, shape: Any = None, initializer: Any = None, dtype: Any = None, trainable: bool = True,
+def add_weight(layer: Any, shape: Any = None, initializer: Any = None, dtype: Any = None, trainable: bool = True,
                autocast: bool = True, regularizer: Any = None, constraint: Any = None, aggregation: str = "none",
                overwrite_with_gradient: bool = False, name: str | None = None) -> ad.Variable:
     """Keras' ``Layer.add_weight``: a float32 weight of ``shape`` filled by ``initializer``
@@ -153,7 +160,7 @@ def add_weight(layer: Layer, shape: Any = None, initializer: Any = None, dtype: 
     return var
 
 
-def _sync_weights(layer: Layer) -> None:
+def _sync_weights(layer: Any) -> None:
     """The layer's weight lists from its variables: trainable ones (with gradient arrays)
     in ``weights``/``grads``, the others in ``non_trainable_weights``; Keras' order."""
     be = layer.backend or get_backend()
@@ -172,7 +179,7 @@ def _takes(fn: Any, arg: str) -> bool:
     return arg in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
-def _run_call(layer: Layer, x: Any, training: bool) -> Any:
+def _run_call(layer: Any, x: Any, training: bool) -> Any:
     kwargs = {"training": training} if _takes(layer.call, "training") else {}
     try:
         return layer.call(x, **kwargs)
@@ -183,7 +190,7 @@ def _run_call(layer: Layer, x: Any, training: bool) -> Any:
         raise
 
 
-def _check_out(layer: Layer, out: Any, batch: int) -> Any:
+def _check_out(layer: Any, out: Any, batch: int) -> Any:
     v = ad.value_of(out)
     shape = tuple(np.shape(v))
     if len(shape) != 2 or shape[0] != batch:
@@ -216,7 +223,7 @@ class _Methods:
         cache[input_dim] = dim
         return dim
 
-    def forward(self: Any, x: Any, buf: Buffers, training: bool = False) -> Any:
+    def forward(self: Any, x: Any, buf: Any, training: bool = False) -> Any:
         record = bool(training) and ad.grad_enabled()
         xt = ad.Tensor(x, requires_grad=record)
         with (contextlib.nullcontext() if record else ad.no_grad()):
@@ -229,7 +236,7 @@ class _Methods:
         self._tape = (xt, out) if record and isinstance(out, ad.Tensor) else None
         return buf.y
 
-    def backward(self: Any, dy: Any, buf: Buffers, need_dx: bool) -> Any:
+    def backward(self: Any, dy: Any, buf: Any, need_dx: bool) -> Any:
         tape = self.__dict__.get("_tape")
         train = [v for v in _variables(self) if v.trainable]
         if tape is None:  # the output did not depend on anything recorded

@@ -5,7 +5,7 @@ rebuilt through :data:`fusednn.registry.MODELS`); ``onnx`` exports to ONNX. Noth
 here imports the models: a model class registers itself and calls in.
 """
 from . import model_file, onnx
-from .custom_objects import (get_custom_objects, get_registered_name, get_registered_object,
+from ..custom_objects import (get_custom_objects, get_registered_name, get_registered_object,
                              register_keras_serializable)
 from .model_file import (CONFIG_KEY, FORMAT, FORMAT_VERSION, load_model, load_weights, read_file, save_model,
                          save_weights)
