@@ -23,7 +23,8 @@ EPSILON = 1e-7  # Keras' backend epsilon, used to clip probabilities
 def _snake_name(name: str) -> str:
     import re
 
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)  # Keras' to_snake_case
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 #: every Loss subclass by class name, for restoring a saved model's compile settings

@@ -136,6 +136,35 @@ def test_config_save_and_load(tmp_path):
     assert keras.saving.get_registered_object("tests>LinearLayer") is LinearLayer
 
 
+class MLPBlock(keras.layers.Layer):
+    """Custom layers inside a custom layer (the Keras guide's example): built on first call,
+    their weights are the block's weights."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.linear_1 = LinearLayer(6, activation="relu")
+        self.linear_2 = LinearLayer(1)
+
+    def call(self, inputs):
+        return self.linear_2(self.linear_1(inputs))
+
+
+def test_nested_custom_layers_train_like_dense_stack():
+    x, y = _data(64)
+    ref = keras.Sequential([keras.Input(shape=(5,)), keras.layers.Dense(6, activation="relu"), keras.layers.Dense(1)])
+    block = MLPBlock()
+    mine = keras.Sequential([keras.Input(shape=(5,)), block])
+    assert block.name == "mlp_block" or block.name.startswith("mlp_block_")  # Keras' to_snake_case
+    assert [w.shape for w in mine.get_weights()] == [(5, 6), (6,), (6, 1), (1,)]
+    mine.set_weights(ref.get_weights())
+    for m in (ref, mine):
+        m.compile(optimizer="adam", loss="mse", fused=False)
+        m.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0)
+    for a, b in zip(mine.get_weights(), ref.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=3e-5, atol=3e-6)
+    np.testing.assert_array_equal(block.linear_1.get_weights()[0], mine.get_weights()[0])  # shared arrays
+
+
 def test_unsupported_custom_code_is_refused_by_name():
     class HoldsDense(keras.layers.Layer):
         def __init__(self, **kwargs):
@@ -145,7 +174,7 @@ def test_unsupported_custom_code_is_refused_by_name():
         def call(self, inputs):
             return inputs
 
-    with pytest.raises(NotImplementedError, match="holds the layer"):
+    with pytest.raises(NotImplementedError, match="holds the built-in layer"):
         keras.Sequential([keras.Input(shape=(2,)), HoldsDense()])
 
     class NumpyCall(keras.layers.Layer):

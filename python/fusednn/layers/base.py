@@ -31,7 +31,9 @@ def unique_name(prefix: str) -> str:
 
 
 def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    """Keras' ``to_snake_case`` of a class name: 'dense', 'batch_normalization', 're_lu', 'mlp_block'."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def feature_dim(input_shape: Any, input_dim: Any, where: str) -> int | None:
@@ -189,7 +191,13 @@ class Layer:
     def __call__(self, x: Any, training: bool = False) -> Any:
         """Apply the layer to a 2-D array (building it on first use); returns a new
         array of the layer's backend (NumPy, or CuPy on the GPU). ``training`` runs
-        the training behaviour of layers that have one (Dropout, BatchNormalization)."""
+        the training behaviour of layers that have one (Dropout, BatchNormalization).
+        Inside a custom layer's ``call``, on a keras.ops tensor, a custom layer records its
+        ``call`` into the caller's graph (:func:`fusednn.layers.custom.call_on_tensor`)."""
+        from . import custom
+
+        if custom.is_tensor(x):
+            return custom.call_on_tensor(self, x, training)
         if not self.built:
             self.build(int(np.shape(x)[1]))
         x = self.backend.asarray(x)

@@ -55,7 +55,7 @@ def keras_kwargs(layer: Any, kwargs: dict[str, Any]) -> None:
 def is_keras_style(cls: type, base: type) -> bool:
     """Whether ``cls`` (a subclass of the layer base class ``base``) is a layer written as
     in Keras: it defines ``call`` and not ``forward``."""
-    return getattr(cls, "call", None) is not None and cls.forward is base.forward
+    return getattr(cls, "call", None) is not None and cls.forward in (base.forward, _Methods.forward)
 
 
 def adapt(cls: type, base: type) -> None:
@@ -93,26 +93,65 @@ def _wrap_build(user_build: Any) -> Any:
                 user_build(self, (None, int(dim)))
         finally:
             self._in_build = False
-        _check_sublayers(self)
         self.built = True
+        _check_sublayers(self)
+        if _held_layers(self):  # run call once so that the layers it holds build (as Keras does on first call)
+            self.output_dim(int(dim))
+        _sync_weights(self)
     build._fusednn_keras_build = True
     return build
 
 
-def _check_sublayers(layer: Any) -> None:
+def _held_layers(layer: Any) -> list[tuple[str, Any]]:
+    """(attribute, layer) for the layers held in the layer's attributes (or lists of them)."""
+    out, seen = [], set()
     for key, value in vars(layer).items():
         items = value if isinstance(value, (list, tuple)) else [value]
         for item in items:
-            if isinstance(item, Layer):
-                raise NotImplementedError(
-                    f"custom layer {layer.name!r} ({type(layer).__name__}) holds the layer {item.name!r} "
-                    f"({type(item).__name__}) in self.{key}: layers inside a custom layer are not supported; "
-                    "create the weights with self.add_weight and write call() with keras.ops, or put the layers "
-                    "in the model")
+            if isinstance(item, Layer) and id(item) not in seen:
+                seen.add(id(item))
+                out.append((key, item))
+    return out
+
+
+def _check_sublayers(layer: Any) -> None:
+    for key, item in _held_layers(layer):
+        if not is_keras_style(type(item), Layer):
+            raise NotImplementedError(
+                f"custom layer {layer.name!r} ({type(layer).__name__}) holds the built-in layer {item.name!r} "
+                f"({type(item).__name__}) in self.{key}: only layers written with build/call and keras.ops can be "
+                "used inside a custom layer; create the weights with self.add_weight, or put the layer in the model")
 
 
 def _variables(layer: Any) -> list[ad.Variable]:
     return layer.__dict__.setdefault("_keras_variables", [])
+
+
+def _all_variables(layer: Any) -> list[ad.Variable]:
+    """The layer's own variables, then those of the custom layers it holds (recursively)."""
+    out = list(_variables(layer))
+    for _, item in _held_layers(layer):
+        out.extend(_all_variables(item))
+    return out
+
+
+def is_tensor(x: Any) -> bool:
+    """Whether ``x`` is a recorded keras.ops tensor (what a custom layer's call receives)."""
+    return isinstance(x, ad.Tensor)
+
+
+def call_on_tensor(layer: Any, x: Any, training: Any = None) -> Any:
+    """A layer called on a tensor inside a custom layer's ``call``: a custom layer runs its
+    ``call`` (recorded into the outer layer's graph; built on first use); a built-in layer
+    is refused by name."""
+    if not is_keras_style(type(layer), Layer):
+        raise NotImplementedError(f"the built-in layer {layer.name!r} ({type(layer).__name__}) cannot be called "
+                                  "inside a custom layer's call(); write that part with keras.ops and add_weight")
+    if x.ndim != 2:
+        raise ValueError(f"layer {layer.name!r} takes (batch, features) tensors, got shape {x.shape}")
+    if not layer.built:
+        layer.build(int(x.shape[-1]))
+    return _run_call(layer, x, bool(training))
 
 
 def add_weight(layer: Any, shape: Any = None, initializer: Any = None, dtype: Any = None, trainable: bool = True,
@@ -165,10 +204,11 @@ def _sync_weights(layer: Any) -> None:
     in ``weights``/``grads``, the others in ``non_trainable_weights``; Keras' order."""
     be = layer.backend or get_backend()
     old = {id(w): g for w, g in zip(layer.weights, layer.grads)}
-    train = [v for v in _variables(layer) if v.trainable]
+    variables = _all_variables(layer)
+    train = [v for v in variables if v.trainable]
     layer.weights = [v.value for v in train]
     layer.grads = [old.get(id(v.value)) if id(v.value) in old else be.xp.zeros_like(v.value) for v in train]
-    layer.non_trainable_weights = [v.value for v in _variables(layer) if not v.trainable]
+    layer.non_trainable_weights = [v.value for v in variables if not v.trainable]
 
 
 def _takes(fn: Any, arg: str) -> bool:
@@ -238,7 +278,7 @@ class _Methods:
 
     def backward(self: Any, dy: Any, buf: Any, need_dx: bool) -> Any:
         tape = self.__dict__.get("_tape")
-        train = [v for v in _variables(self) if v.trainable]
+        train = [v for v in _all_variables(self) if v.trainable]
         if tape is None:  # the output did not depend on anything recorded
             for g in self.grads:
                 g[...] = 0
@@ -259,7 +299,7 @@ class _Methods:
 
     def penalty(self: Any) -> float:
         total = 0.0
-        for v in _variables(self):
+        for v in _all_variables(self):
             reg = getattr(v, "regularizer", None)
             if reg is not None:
                 with ad.no_grad():
@@ -267,7 +307,7 @@ class _Methods:
         return total
 
     def add_penalties(self: Any, loss_out: Any) -> None:
-        train = [v for v in _variables(self) if v.trainable]
+        train = [v for v in _all_variables(self) if v.trainable]
         for v, g in zip(train, self.grads):
             reg = getattr(v, "regularizer", None)
             if reg is None:
