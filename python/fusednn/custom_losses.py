@@ -13,6 +13,7 @@ Python per step, so a model compiled with such a loss trains on the per-op path 
 """
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -50,16 +51,29 @@ def _batch_loss(fn: Callable[[Any, Any], Any], who: str, reduction: str, target:
     return ad.reduce_mean(ad.cast(values, pred.dtype))
 
 
+# The trainer asks a loss for its value and then, on the same arrays, for its gradient: the
+# value's recorded graph is kept (per thread) for that gradient, so the function runs once a step.
+_last = threading.local()
+
+
 def loss_value(fn: Callable[[Any, Any], Any], who: str, reduction: str, pred: Any, target: Any, out: Any) -> None:
-    """``out[0]`` = the batch loss of ``fn`` (no recording)."""
-    with ad.no_grad():
-        v = _batch_loss(fn, who, reduction, ad.Tensor(target.astype(pred.dtype, copy=False)), ad.Tensor(pred))
+    """``out[0]`` = the batch loss of ``fn``; the recorded graph is kept for a
+    :func:`loss_gradient` on the same ``pred`` and ``target`` that follows."""
+    leaf = ad.Tensor(pred, requires_grad=True)
+    v = _batch_loss(fn, who, reduction, ad.Tensor(target.astype(pred.dtype, copy=False)), leaf)
     out[...] = v.value.reshape(out.shape)
+    _last.entry = (fn, pred, target, leaf, v)
 
 
 def loss_gradient(fn: Callable[[Any, Any], Any], who: str, reduction: str, pred: Any, target: Any, out: Any) -> Any:
-    """``out`` = d(batch loss)/d(pred), by recording ``fn`` on ``pred``."""
-    leaf = ad.Tensor(pred, requires_grad=True)
-    v = _batch_loss(fn, who, reduction, ad.Tensor(target.astype(pred.dtype, copy=False)), leaf)
+    """``out`` = d(batch loss)/d(pred), from the graph :func:`loss_value` just recorded on
+    these arrays, else by recording ``fn`` on ``pred`` now."""
+    entry = getattr(_last, "entry", None)
+    _last.entry = None
+    if entry is not None and entry[0] == fn and entry[1] is pred and entry[2] is target:
+        leaf, v = entry[3], entry[4]
+    else:
+        leaf = ad.Tensor(pred, requires_grad=True)
+        v = _batch_loss(fn, who, reduction, ad.Tensor(target.astype(pred.dtype, copy=False)), leaf)
     out[...] = ad.gradients(v, [leaf])[0]
     return out
