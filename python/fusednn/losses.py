@@ -20,6 +20,14 @@ from .backends import Backend, get_backend
 EPSILON = 1e-7  # Keras' backend epsilon, used to clip probabilities
 
 
+def _looks_sparse(y: Any, output_dim: int) -> bool:
+    """Whether targets ``y`` are one class index per sample for a model of ``output_dim`` outputs."""
+    shape = getattr(y, "shape", None)
+    if shape is None:
+        shape = np.shape(y)
+    return output_dim > 1 and (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1))
+
+
 def _snake_name(name: str) -> str:
     import re
 
@@ -56,6 +64,14 @@ class Loss:
         dname = getattr(dtype, "name", dtype)
         if dname not in (None, "float32"):
             raise NotImplementedError(f"loss {self.name!r}: dtype {dname!r} is not supported (float32 only)")
+
+    def adapt_to_targets(self, y: Any, output_dim: int) -> None:
+        """Called with each ``fit``/``evaluate`` target array before it is checked: a loss
+        written in Python (``call`` or a wrapped function) takes one class index per sample
+        when the model has several outputs and ``y`` one column, as Keras hands it whatever
+        ``y`` is; the built-in losses keep their fixed kind."""
+        if type(self).call is not Loss.call:
+            self.sparse = _looks_sparse(y, output_dim)
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
         """Keras' ``Loss.call``: per-sample loss values written with ``keras.ops``. A
@@ -519,6 +535,9 @@ class LossFunctionWrapper(Loss):
         """Why a model with this loss trains on the per-op path."""
         return (f"the custom loss {self.name!r} is Python code, run and differentiated (fusednn.autodiff) each "
                 "step, which the fused trainer cannot do")
+
+    def adapt_to_targets(self, y: Any, output_dim: int) -> None:
+        self.sparse = _looks_sparse(y, output_dim)
 
     def _call(self, y_true: Any, y_pred: Any) -> Any:
         return self.loss_fn(y_true, y_pred, **self.loss_kwargs)

@@ -25,6 +25,7 @@ class LinearLayer(keras.layers.Layer):
         self.w = self.add_weight(shape=(input_shape[-1], self.units), initializer="glorot_uniform",
                                  trainable=True, name="kernel")
         self.b = self.add_weight(shape=(self.units,), initializer="zeros", trainable=True, name="bias")
+        super().build(input_shape)  # the Keras 2 habit: harmless
 
     def call(self, inputs):
         y = ops.matmul(inputs, self.w) + self.b

@@ -176,3 +176,20 @@ def test_metric_subclass():
     metric.reset_state()
     assert float(metric.big.numpy()) == 0.0
     assert float(metric(y[:4], y[:4] + 1.0)) == 1.0  # update_state then result
+
+
+def test_custom_sparse_loss_takes_class_indices_as_given():
+    def my_scce(y_true, y_pred):
+        return ops.sparse_categorical_crossentropy(y_true, y_pred)
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((90, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(int) + (x[:, 1] > 0.5)
+    hist = []
+    for loss in (my_scce, "sparse_categorical_crossentropy"):
+        keras.utils.set_random_seed(0)
+        m = keras.Sequential([keras.Input(shape=(4,)), keras.layers.Dense(3, activation="softmax")])
+        m.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
+        hist.append(m.fit(x, y, epochs=3, shuffle=False, verbose=0).history)
+    np.testing.assert_allclose(hist[0]["loss"], hist[1]["loss"], rtol=1e-5)
+    assert hist[0]["accuracy"] == hist[1]["accuracy"]

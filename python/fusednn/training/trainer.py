@@ -233,6 +233,8 @@ class Trainer:
         x = inputs.samples(self._flat_samples(x, xname), xname, be, self._input_features())
         if not self.built:
             self.build((None, x.shape[1]))
+        if self.loss is not None:  # a loss written in Python takes targets as given (class indices or rows)
+            self.loss.adapt_to_targets(y, self.output_shape[1])
         sparse = self.loss is not None and self.loss.sparse
         y = inputs.targets(y, yname, be, x.shape[0], 1 if sparse else self.output_shape[1])
         inputs.check_finite(x, xname, be)
