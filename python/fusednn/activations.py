@@ -9,16 +9,55 @@ functions as Keras does.
 """
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Any, Callable
 
-from . import ops
+from . import keras_ops, ops
+from .autodiff import Tensor
 
 
 def _named(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
-        fn.keras_name = name  # what Dense/Activation store for this function
-        return fn
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def run(x: Any, *args: Any, **kwargs: Any) -> Any:
+            if isinstance(x, Tensor):  # in a custom layer's call or a custom loss: the differentiable form
+                bound = signature.bind(x, *args, **kwargs)
+                bound.apply_defaults()
+                return _on_tensor(name, **bound.arguments)
+            return fn(x, *args, **kwargs)
+        run.keras_name = name  # what Dense/Activation store for this function
+        return run
     return mark
+
+
+def _on_tensor(name: str, x: Tensor, **args: Any) -> Tensor:
+    """The activation ``name`` written with keras.ops (recorded for fusednn.autodiff), any
+    argument values allowed."""
+    k = keras_ops
+    if name == "relu":
+        ns, mv, th = args["negative_slope"], args["max_value"], args["threshold"]
+        y = k.relu(x) if ns == 0 and th == 0 else k.where(x >= th, x, k.multiply(ns, k.subtract(x, th)))
+        return y if mv is None else k.minimum(y, mv)
+    if name == "linear":
+        return x
+    if name in ("elu",):
+        return k.elu(x, args["alpha"])
+    if name == "leaky_relu":
+        return k.leaky_relu(x, args["negative_slope"])
+    if name == "gelu":
+        return k.gelu(x, args["approximate"])
+    if name in ("softmax", "log_softmax"):
+        return getattr(k, name)(x, args["axis"])
+    if name in ("hard_silu", "hard_swish"):
+        return k.multiply(x, k.hard_sigmoid(x))
+    if name == "mish":
+        return k.multiply(x, k.tanh(k.softplus(x)))
+    if name == "exponential":
+        return k.exp(x)
+    return getattr(k, name)(x)  # sigmoid, tanh, selu, relu6, swish, silu, softplus, softsign, hard_sigmoid
 
 
 def _default_only(fn_name: str, **args: Any) -> None:

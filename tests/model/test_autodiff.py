@@ -28,7 +28,7 @@ def fd_check(fn, inputs, eps=1e-6, rtol=1e-6, atol=1e-8):
     grads = ad.gradients(out, leaves, w)
 
     def objective(vals):
-        return float(np.sum(w * ops.convert_to_numpy(fn(*vals))))
+        return float(np.sum(w * ops.convert_to_numpy(fn(*[ad.Tensor(v) for v in vals]))))  # float64 throughout
 
     for i, x in enumerate(inputs):
         assert grads[i].shape == x.shape, (i, grads[i].shape, x.shape)
@@ -220,3 +220,21 @@ def test_value_and_grad_and_bad_output():
     np.testing.assert_array_equal(g, [1.0, 3.0])
     with pytest.raises(TypeError, match="must return a tensor"):
         ad.value_and_grad(lambda x: 1.0, np.ones(2))
+
+
+ACTIVATIONS = ["relu", "sigmoid", "tanh", "linear", "elu", "selu", "leaky_relu", "relu6", "gelu", "swish", "silu",
+               "softplus", "softsign", "hard_sigmoid", "hard_silu", "hard_swish", "mish", "exponential", "softmax",
+               "log_softmax"]
+
+
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_keras_activations_on_tensors(name):
+    """keras.activations.<name> on a recorded tensor (a custom layer's call): the kernels' values
+    on arrays, and gradients by finite differences."""
+    from fusednn import keras
+
+    f = keras.activations.get(name)
+    x = _away_from(_randn((3, 4)) * 3, [0.0, 6.0, -3.0, 3.0])
+    np.testing.assert_allclose(f(ad.Tensor(x)).value, np.asarray(f(x.astype(np.float32)), dtype=np.float64),
+                               rtol=2e-5, atol=2e-6)
+    fd_check(f, [x])
