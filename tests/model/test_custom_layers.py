@@ -166,6 +166,31 @@ def test_nested_custom_layers_train_like_dense_stack():
     np.testing.assert_array_equal(block.linear_1.get_weights()[0], mine.get_weights()[0])  # shared arrays
 
 
+class RegularizedLinear(keras.layers.Layer):
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1], 4), regularizer=keras.regularizers.L2(0.05), name="kernel")
+        self.b = self.add_weight(shape=(4,), initializer="zeros", regularizer="l1", name="bias")
+
+    def call(self, inputs):
+        return ops.matmul(inputs, self.w) + self.b
+
+
+def test_add_weight_regularizer_matches_dense_regularizers():
+    x, y = _data(48)
+    ref = keras.Sequential([keras.Input(shape=(5,)), keras.layers.Dense(
+        4, kernel_regularizer=keras.regularizers.L2(0.05), bias_regularizer="l1"), keras.layers.Dense(1)])
+    mine = keras.Sequential([keras.Input(shape=(5,)), RegularizedLinear(), keras.layers.Dense(1)])
+    mine.set_weights(ref.get_weights())
+    hist = []
+    for m in (ref, mine):
+        m.compile(optimizer="sgd", loss="mse", fused=False)
+        hist.append(m.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0).history["loss"])
+    np.testing.assert_allclose(hist[1], hist[0], rtol=2e-5)  # the penalty is in the loss, as Keras
+    for a, b in zip(mine.get_weights(), ref.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+    assert mine.evaluate(x, y, verbose=0) == pytest.approx(ref.evaluate(x, y, verbose=0), rel=2e-5)
+
+
 def test_unsupported_custom_code_is_refused_by_name():
     class HoldsDense(keras.layers.Layer):
         def __init__(self, **kwargs):
@@ -201,6 +226,13 @@ def test_unsupported_custom_code_is_refused_by_name():
 
     with pytest.raises(NotImplementedError, match="float16"):
         keras.Sequential([keras.Input(shape=(2,)), Half()])
+    class AddsLoss(keras.layers.Layer):
+        def call(self, inputs):
+            self.add_loss(ops.sum(inputs))
+            return inputs
+
+    with pytest.raises(NotImplementedError, match="add_loss"):
+        keras.Sequential([keras.Input(shape=(2,)), AddsLoss()])
     with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
         LinearLayer(3, colour="red")
     assert LinearLayer(3, trainable=False, dtype="float32").trainable is False

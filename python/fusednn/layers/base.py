@@ -118,6 +118,11 @@ class Layer:
 
     add_variable = add_weight
 
+    def add_loss(self, loss: Any) -> None:
+        """Keras' ``add_loss`` (activity losses from ``call``): not supported."""
+        raise NotImplementedError(f"layer {self.name!r}: add_loss() is not supported; use "
+                                  "add_weight(regularizer=...) for weight penalties, or a custom loss")
+
     # ---- saving and export ---------------------------------------------------
     def get_config(self) -> dict[str, Any]:
         """The constructor arguments as JSON values (Keras' layer config); subclasses
