@@ -29,7 +29,7 @@ from ..callbacks import (BatchLogs, Callback, CallbackList, History, ProgbarLogg
 from ..distribution import state as distribution_state
 from ..layers import Buffers, Layer
 from ..utils import rng
-from . import concurrency, datasets, fused, inputs, sample_weights
+from . import concurrency, datasets, fused, inputs, on_batch, sample_weights
 from .epoch_metrics import EpochMetrics
 
 # Buffer sets kept per model: the training batch size, its remainder, and a few
@@ -727,6 +727,11 @@ class Trainer:
                                                                 self.loss.sparse)
             w = cw if w is None else w * cw
         return w
+
+    # Keras' one-batch methods (see :mod:`.on_batch`), guarded as fit and evaluate/predict are
+    train_on_batch = _fit_guard(on_batch.train_on_batch)
+    test_on_batch = _inference_guard("test_on_batch")(on_batch.test_on_batch)
+    predict_on_batch = on_batch.predict_on_batch
 
     # ---------------------------------------------------------- evaluate, predict
     @_inference_guard("evaluate")
