@@ -541,6 +541,40 @@ def getitem(x: Any, key: Any) -> Tensor:
     return make(xv[key], (x,), vjp)
 
 
+def take_along_axis(x: Any, indices: Any, axis: int) -> Tensor:
+    """NumPy's ``take_along_axis``; repeated indices accumulate in the gradient."""
+    xp = xp_of(x)
+    xv = _val(x, xp)
+    iv = xp.asarray(_val(indices, xp)).astype(np.int64)
+    out = xp.take_along_axis(xv, iv, axis=axis)
+    ax = int(axis) % xv.ndim
+
+    def vjp(g: Any) -> tuple[Any]:
+        full = xp.broadcast_to(iv, out.shape)
+        index = tuple(full if d == ax else xp.arange(out.shape[d]).reshape([-1 if e == d else 1
+                                                                             for e in range(out.ndim)])
+                      for d in range(out.ndim))
+        res = xp.zeros_like(xv, dtype=g.dtype)
+        if xp is np:
+            np.add.at(res, index, g)
+        else:  # pragma: no cover - GPU only
+            import cupyx
+            cupyx.scatter_add(res, index, g)
+        return (res,)
+    return make(out, (x,), vjp)
+
+
+def cumsum(x: Any, axis: int | None = None) -> Tensor:
+    """The cumulative sum along ``axis`` (of the flattened array by default)."""
+    xp = xp_of(x)
+    xv = _val(x, xp)
+    if axis is None:
+        flat = reshape(x, (-1,))
+        return cumsum(flat, 0)
+    out = xp.cumsum(xv, axis=axis)
+    return make(out, (x,), lambda g: (xp.flip(xp.cumsum(xp.flip(g, axis), axis=axis), axis),))
+
+
 def concatenate(xs: Sequence[Any], axis: int = 0) -> Tensor:
     xp = xp_of(*xs)
     vals = [_val(x, xp) for x in xs]

@@ -33,7 +33,8 @@ __all__ = [
     # reductions
     "sum", "mean", "max", "min", "prod", "std", "var", "logsumexp", "norm",
     # shapes and linear algebra
-    "matmul", "dot", "transpose", "reshape", "expand_dims", "squeeze", "concatenate", "stack", "ravel",
+    "matmul", "dot", "transpose", "reshape", "expand_dims", "squeeze", "concatenate", "stack", "ravel", "take",
+    "take_along_axis", "cumsum", "any", "all",
     # nn
     "relu", "relu6", "sigmoid", "tanh", "softmax", "log_softmax", "softplus", "softsign", "elu", "selu", "gelu", "silu",
     "swish", "leaky_relu", "log_sigmoid", "hard_sigmoid", "binary_crossentropy", "categorical_crossentropy",
@@ -419,6 +420,50 @@ def concatenate(xs: Sequence[Any], axis: int = 0) -> Any:
 def stack(x: Sequence[Any], axis: int = 0) -> Any:
     """Join arrays along a new axis."""
     return ad.stack([v if isinstance(v, Tensor) else _arr(v) for v in x], axis)
+
+
+@_public
+def take(x: Any, indices: Any, axis: int | None = None) -> Any:
+    """Elements of ``x`` at ``indices`` along ``axis`` (of the flattened array by default);
+    repeated indices accumulate in the gradient."""
+    x = x if isinstance(x, Tensor) else _arr(x)
+    idx = _arr(indices).astype(np.int64)
+    if axis is None:
+        return ad.getitem(ad.reshape(x, (-1,)), idx)
+    ax = int(axis) % np.ndim(value_of(x))
+    return ad.getitem(x, (slice(None),) * ax + (idx,))
+
+
+@_public
+def take_along_axis(x: Any, indices: Any, axis: int | None = None) -> Any:
+    """NumPy's ``take_along_axis`` (e.g. each row's value at its label)."""
+    x = x if isinstance(x, Tensor) else _arr(x)
+    if axis is None:
+        return ad.take_along_axis(ad.reshape(x, (-1,)), ravel(indices), 0)
+    return ad.take_along_axis(x, indices, axis)
+
+
+@_public
+def cumsum(x: Any, axis: int | None = None, dtype: Any = None) -> Any:
+    """The cumulative sum along ``axis`` (of the flattened array by default)."""
+    x = x if isinstance(x, Tensor) else _arr(x)
+    if dtype is not None:
+        x = ad.cast(x, _dtype(dtype))
+    return ad.cumsum(x, axis)
+
+
+@_public
+def any(x: Any, axis: Any = None, keepdims: bool = False) -> Any:  # noqa: A001 - Keras' name
+    """Whether any element along ``axis`` is true (no gradient)."""
+    v = _arr(x)
+    return ad.constant(_xp(v).any(v, axis=axis, keepdims=keepdims))
+
+
+@_public
+def all(x: Any, axis: Any = None, keepdims: bool = False) -> Any:  # noqa: A001 - Keras' name
+    """Whether every element along ``axis`` is true (no gradient)."""
+    v = _arr(x)
+    return ad.constant(_xp(v).all(v, axis=axis, keepdims=keepdims))
 
 
 # ---------------------------------------------------------------------------- nn

@@ -159,6 +159,12 @@ def test_shape_ops():
     fd_check(lambda a: a[1:, ::2] * 2.0, [_randn((3, 5))])
     fd_check(lambda a: a[np.array([0, 2, 0])], [_randn((3, 2))])  # repeated rows accumulate
     fd_check(lambda a: ops.cast(a, "float64") * a, [_randn((2, 2))])
+    fd_check(lambda a: ops.take(a, np.array([2, 0, 2]), axis=1), [_randn((2, 3))])
+    fd_check(lambda a: ops.take(a, np.array([[1, 1], [5, 0]])), [_randn((2, 3))])
+    fd_check(lambda a: ops.take_along_axis(a, np.array([[0], [2], [2]]), axis=-1), [_randn((3, 4))])
+    fd_check(lambda a: ops.take_along_axis(a, np.array([[0, 0, 1]]), axis=0), [_randn((2, 3))])
+    fd_check(lambda a: ops.cumsum(a, axis=1), [_randn((2, 4))])
+    fd_check(lambda a: ops.cumsum(a), [_randn((2, 3))])
 
 
 @pytest.mark.parametrize("axis", [-1, 0])

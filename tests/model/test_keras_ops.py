@@ -98,6 +98,11 @@ CASES = {
     "argmin": (lambda: ops.argmin(X), X.argmin()),
     "one_hot": (lambda: ops.one_hot(np.array([1, 0, 3]), 4), np.eye(4)[[1, 0, 3]]),
     "zeros_like": (lambda: ops.zeros_like(X), np.zeros_like(X)),
+    "take": (lambda: ops.take(X, np.array([3, 0, 3]), axis=1), X[:, [3, 0, 3]]),
+    "take_along_axis": (lambda: ops.take_along_axis(X, np.array([[1], [0], [3]]), axis=1), X[[0, 1, 2], [1, 0, 3]][:, None]),
+    "cumsum": (lambda: ops.cumsum(X, axis=0), np.cumsum(X, 0)),
+    "any": (lambda: ops.any(X > 1.5, axis=1), (X > 1.5).any(1)),
+    "all": (lambda: ops.all(X > -3), (X > -3).all()),
     "ones_like": (lambda: ops.ones_like(X), np.ones_like(X)),
 }
 
@@ -179,7 +184,8 @@ REAL = ["add", "subtract", "multiply", "divide", "power", "square", "sqrt", "abs
         "matmul", "dot", "transpose", "reshape", "expand_dims", "squeeze", "concatenate", "stack", "relu", "sigmoid",
         "tanh", "softmax", "log_softmax", "softplus", "elu", "gelu", "gelu_exact", "silu", "binary_crossentropy",
         "binary_crossentropy_logits", "categorical_crossentropy", "categorical_crossentropy_logits",
-        "sparse_categorical_crossentropy", "equal", "greater", "less", "argmax", "argmin", "one_hot"]
+        "sparse_categorical_crossentropy", "equal", "greater", "less", "argmax", "argmin", "one_hot", "take",
+        "take_along_axis", "cumsum", "any", "all"]
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
