@@ -140,11 +140,12 @@ def test_metric_function_history_matches_numpy():
     x, y = _data(50)
     m = _model()
     m.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse", metrics=[abs_error, batch_max])
-    h = m.fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0)
-    assert set(h.history) == {"loss", "abs_error", "batch_max"}
+    h = m.fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0, validation_data=(x[:20], y[:20]))
+    assert set(h.history) == {"loss", "abs_error", "batch_max", "val_loss", "val_abs_error", "val_batch_max"}
     err = np.abs(m.predict(x, verbose=0).astype(np.float64) - y)
     np.testing.assert_allclose(h.history["abs_error"], [err.mean()] * 2, rtol=1e-5)
     np.testing.assert_allclose(h.history["batch_max"], [(err[:32].max() + err[32:].max()) / 2] * 2, rtol=1e-5)
+    np.testing.assert_allclose(h.history["val_abs_error"], [err[:20].mean()] * 2, rtol=1e-5)
     res = m.evaluate(x, y, batch_size=32, verbose=0, return_dict=True)
     assert res["abs_error"] == pytest.approx(err.mean(), rel=1e-5)
 
