@@ -126,6 +126,12 @@ class CpuBackend(Backend):
     def error_sums_update(self, sums, pred, target):
         self._k.error_sums_update(sums, pred, target)
 
+    def metric_update(self, spec, acc, pred, target, weights=None):
+        self._k.metric_update({**spec, "acc": acc}, pred, target, weights)
+
+    def weighted_loss_fn(self, fn, pred, target, weights, out, param=0.0):
+        out.reshape(-1)[0] = self._k.weighted_loss_fn(pred, target, weights, LOSS_FNS[fn], param)
+
     def regularize(self, param, grad, l1, l2, loss=None):
         self._k.regularize(param, grad, l1, l2, loss)
 

@@ -206,6 +206,23 @@ class CudaBackend(Backend):
     def error_sums_update(self, sums, pred, target):
         self._k.error_sums_update(sums, pred, target, self._stream())
 
+    def metric_update(self, spec, acc, pred, target, weights=None):
+        # The per-op path's metric objects on the host with the float64 reference (one copy
+        # per batch): the CUDA kernel (csrc/cuda/metric_objects.cu) has not run on a device yet.
+        from . import metric_kernels
+
+        h = self.to_numpy(acc)
+        metric_kernels.metric_update(spec, h, self.to_numpy(pred), self.to_numpy(target),
+                                     None if weights is None else self.to_numpy(weights))
+        acc[...] = self._cp.asarray(h)
+
+    def weighted_loss_fn(self, fn, pred, target, weights, out, param=0.0):
+        from . import metric_kernels
+
+        v = metric_kernels.weighted_loss_fn(fn, self.to_numpy(pred), self.to_numpy(target), self.to_numpy(weights),
+                                            float(np.float32(param)))
+        out.reshape(-1)[0] = v
+
     def regularize(self, param, grad, l1, l2, loss=None):
         self._k.regularize(param, grad, l1, l2, loss, self._stream())
 
