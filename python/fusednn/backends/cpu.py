@@ -164,6 +164,8 @@ class CpuBackend(Backend):
 
     has_trainer = True
     trainer_steps = True
+    #: the metric-object kernels (fusednn/metric_math.h) and weighted LossFn losses run in the fused trainer
+    trainer_metric_objects = True
 
     def make_trainer(self, layers, optimizer, loss, batch, loss_param=0.0):
         return self._k.MlpTrainer(layers, optimizer, loss, batch, loss_param)

@@ -245,6 +245,9 @@ class CudaBackend(Backend):
     #: Dropout/BatchNormalization/Activation steps in the CUDA fused trainer (csrc/cuda/layers.cu):
     #: opt-in with FUSEDNN_CUDA_TRAINER_STEPS=1 until they have been run on a device
     trainer_steps = os.environ.get("FUSEDNN_CUDA_TRAINER_STEPS", "") == "1"
+    #: the metric-object kernels and weighted LossFn losses in the CUDA fused trainer
+    #: (csrc/cuda/metric_objects.cu): opt-in with FUSEDNN_CUDA_TRAINER_METRICS=1 until run on a device
+    trainer_metric_objects = os.environ.get("FUSEDNN_CUDA_TRAINER_METRICS", "") == "1"
 
     def make_trainer(self, layers, optimizer, loss, batch, loss_param=0.0):
         # The graph and persistent paths are opt-in (FUSEDNN_CUDA_GRAPH / FUSEDNN_CUDA_PERSISTENT)
