@@ -171,3 +171,29 @@ def test_binding_rejects_bad_input():
         k.weighted_loss_fn(p, p, np.ones(4, np.float32), 99, 0.0)
     with pytest.raises(TypeError):
         k.weighted_loss_fn(p, p, np.ones(4), 0, 0.0)
+
+
+@pytest.mark.parametrize("spacing", ["keras", "uneven"])
+def test_auc_buckets_exact_at_edges(device, spacing):
+    """The bucket of a value (#thresholds below it) is exact for Keras' evenly spaced
+    thresholds and for any ascending array: values on a threshold, just beside it,
+    outside [0, 1], infinite or NaN."""
+    rng = np.random.default_rng(7)
+    if spacing == "keras":
+        th = np.array([-1e-7] + [(i + 1) / 199 for i in range(198)] + [1 + 1e-7])
+    else:
+        th = np.sort(np.concatenate([rng.random(30), [0.25, 0.25, 0.5]]))
+    near = th.astype(np.float32)
+    p = np.concatenate([near, np.nextafter(near, np.float32(2)), np.nextafter(near, np.float32(-2)),
+                        rng.standard_normal(200).astype(np.float32) * 2,
+                        np.array([np.inf, -np.inf, np.nan, 0, 1], np.float32)]).astype(np.float32)
+    p = p[:len(p) // 3 * 3].reshape(-1, 3)
+    t = (rng.random(p.shape) < 0.5).astype(np.float32)
+    spec = {"kind": KEYS["auc"], "pre": 0, "k": 0, "threshold": None, "sparse": False, "thresholds": th}
+    want = np.zeros(2 * (len(th) + 1))
+    mk.metric_update(spec, want, p, t)
+    direct = np.array([(th < v).sum() if not np.isnan(v) else 0 for v in p.reshape(-1).astype(np.float64)])
+    np.testing.assert_array_equal(want[:len(th) + 1] + want[len(th) + 1:], np.bincount(direct, minlength=len(th) + 1))
+    acc = device.put(np.zeros_like(want))
+    backends.get_backend().metric_update({**spec, "thresholds": device.put(th)}, acc, device.put(p), device.put(t))
+    np.testing.assert_array_equal(device.get(acc), want)

@@ -82,8 +82,19 @@ FUSEDNN_MHD long argmax(const float* v, long n) {
   return best;
 }
 
-// #{i : thresholds[i] < p}: the bucket of p (NaN: 0, above no threshold)
+// #{i : thresholds[i] < p}: the bucket of p (NaN: 0, above no threshold). The first guess
+// is where p falls among evenly spaced thresholds in [0, 1] (Keras' default), checked and
+// moved against the array; a binary search settles any other case, so the result is
+// exact for every ascending array (a search alone costs several mispredicted branches).
 FUSEDNN_MHD int bucket(const double* th, int n, double p) {
+  if (p != p) return 0;
+  const double gp = p * double(n - 1);
+  int g = gp <= 0.0 ? 0 : (gp >= double(n - 1) ? n : int(gp) + 1);
+  for (int k = 0; k < 3; ++k) {
+    if (g < n && th[g] < p) ++g;
+    else if (g > 0 && !(th[g - 1] < p)) --g;
+    else return g;
+  }
   int lo = 0, hi = n;
   while (lo < hi) {
     const int mid = (lo + hi) / 2;

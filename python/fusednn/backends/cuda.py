@@ -212,6 +212,8 @@ class CudaBackend(Backend):
         from . import metric_kernels
 
         h = self.to_numpy(acc)
+        if spec.get("thresholds") is not None:
+            spec = {**spec, "thresholds": self.to_numpy(spec["thresholds"])}
         metric_kernels.metric_update(spec, h, self.to_numpy(pred), self.to_numpy(target),
                                      None if weights is None else self.to_numpy(weights))
         acc[...] = self._cp.asarray(h)
