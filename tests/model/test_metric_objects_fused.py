@@ -56,6 +56,8 @@ CASES = [("binary", _binary_metrics, "binary_crossentropy", YB, 1, "sigmoid"),
          ("categorical", _multi_metrics, "categorical_crossentropy", Y4, 4, "softmax"),
          ("sparse", lambda: [M.SparseTopKCategoricalAccuracy(k=2), "accuracy"], "sparse_categorical_crossentropy",
           LAB.astype(np.float32), 4, "softmax"),
+         ("from_logits", lambda: [M.AUC(from_logits=True), M.AUC(name="raw"), M.F1Score(threshold=0.5), "accuracy"],
+          F.losses.BinaryCrossentropy(from_logits=True), YB, 1, "linear"),
          ("regression", lambda: [M.R2Score(), M.MeanAbsolutePercentageError(), M.Accuracy(), "mse",
                                  M.RootMeanSquaredError()], "mse", YR, 2, "linear")]
 
