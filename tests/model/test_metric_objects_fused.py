@@ -24,6 +24,13 @@ YR = (X[:, :2] @ np.array([[1.0, -0.5], [0.3, 2.0]], np.float32) + 0.1).astype(n
 W = (0.2 + rng.random(230)).astype(np.float32)
 
 
+@pytest.fixture(autouse=True)
+def _restore_backend():
+    previous = fusednn.get_backend().name
+    yield
+    fusednn.set_backend(previous)
+
+
 def _binary_metrics():
     return [M.AUC(), M.AUC(curve="PR", name="pr"), M.AUC(num_thresholds=17, summation_method="minoring", name="mi"),
             M.F1Score(threshold=0.5), M.R2Score(), M.MeanAbsolutePercentageError(), M.Accuracy(name="exact"),
@@ -232,3 +239,22 @@ def test_sparse_top_k_matches_keras():
     assert fm.result() == pytest.approx(float(km.result()), rel=1e-6)
     assert fm.get_config()["k"] == 2 and fm.name == "sparse_top_k_categorical_accuracy"
     assert fusednn.metrics.get("sparse_top_k_categorical_accuracy").k == 5
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("case", [CASES[0], CASES[1]], ids=["binary", "categorical"])
+def test_cuda_metric_objects_match_cpu(monkeypatch, case):
+    """Unverified here (no GPU in this session): the opt-in CUDA metric-object kernels and
+    weighted LossFn loss in the CUDA fused trainer against the cpu backend."""
+    from fusednn.backends import cuda as cuda_backend
+
+    monkeypatch.setattr(cuda_backend.CudaBackend, "trainer_metric_objects", True)
+    _, metrics, loss, y, out, act = case
+    cm, ch = _fit("cuda", "auto", metrics(), loss, y, out, act, W)
+    assert cm.fused_reason is None
+    _, h = _fit("cpu", "auto", metrics(), loss, y, out, act, W)
+    _same(ch, h, rtol=1e-4)
+    lm, lh = _fit("cuda", "auto", [], "log_cosh", YR, 2, "linear", W)
+    assert lm.fused_reason is None
+    _, lc = _fit("cpu", "auto", [], "log_cosh", YR, 2, "linear", W)
+    np.testing.assert_allclose(lh["loss"], lc["loss"], rtol=1e-4)
