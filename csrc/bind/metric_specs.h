@@ -48,6 +48,9 @@ MetricSpec to_metric_spec(const py::dict& d, long cols, long t_cols, const std::
   }
   if (s.kind == MetricKind::top_k && s.k < 1) throw py::value_error(where + "top_k needs k >= 1");
   if (s.kind == MetricKind::auc) {
+    if (s.k < 0 || (s.k >= 2 && s.k - 2 >= cols))
+      throw py::value_error(where + "auc k must be 0 (pooled), 1 (per output) or 2 + an output index < " +
+                            std::to_string(cols));
     if (!d.contains("thresholds") || d["thresholds"].is_none())
       throw py::value_error(where + "auc needs its thresholds");
     auto th = f64(d["thresholds"], where + "thresholds", false);

@@ -22,7 +22,7 @@ def _spec(kind, cols, pre=0, k=0, threshold=None, sparse=False):
 
 
 CASES = [("confusion", dict(k=3)), ("confusion", dict(k=3, sparse=True)), ("error_sums", {}),
-         ("error_sums", dict(pre=2)), ("auc", {}), ("auc", dict(pre=1)), ("top_k", dict(k=2)),
+         ("error_sums", dict(pre=2)), ("auc", {}), ("auc", dict(pre=1)), ("auc", dict(k=1)), ("auc", dict(k=4, pre=2)), ("top_k", dict(k=2)),
          ("top_k", dict(k=1, sparse=True)), ("fbeta", {}), ("fbeta", dict(threshold=0.3, pre=2)),
          ("r2", {}), ("r2", dict(pre=1)), ("mape", {}), ("equal", {})]
 
@@ -164,6 +164,8 @@ def test_binding_rejects_bad_input():
         k.metric_update({**spec, "thresholds": AUC_T[::-1].copy(), "acc": np.zeros(size)}, p, p, None)
     with pytest.raises(ValueError, match="kind"):
         k.metric_update({**spec, "kind": 99, "acc": np.zeros(size)}, p, p, None)
+    with pytest.raises(ValueError, match="output index"):  # output 3 of 3
+        k.metric_update({**spec, "k": 5, "acc": np.zeros(size)}, p, p, None)
     spec, size = _spec("fbeta", 3)
     with pytest.raises(ValueError, match="sparse"):
         k.metric_update({**spec, "sparse": True, "acc": np.zeros(size)}, p, p[:, :1].copy(), None)

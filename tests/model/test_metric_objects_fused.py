@@ -65,6 +65,11 @@ CASES = [("binary", _binary_metrics, "binary_crossentropy", YB, 1, "sigmoid"),
           LAB.astype(np.float32), 4, "softmax"),
          ("from_logits", lambda: [M.AUC(from_logits=True), M.AUC(name="raw"), M.F1Score(threshold=0.5), "accuracy"],
           F.losses.BinaryCrossentropy(from_logits=True), YB, 1, "linear"),
+         ("multilabel", lambda: [M.AUC(multi_label=True, name="ml"), M.AUC(label_weights=[1, 2, 0.5], name="lw"),
+                                 M.AUC(multi_label=True, label_weights=[1, 0, 2], curve="PR", name="mlw"),
+                                 M.Precision(thresholds=[0.7, 0.2, 0.5], name="p3"), M.Recall(class_id=1, name="r1"),
+                                 M.Precision(), M.Recall(thresholds=0.3, class_id=2, name="r2")],
+          "binary_crossentropy", (YR > 0.8).astype(np.float32)[:, [0, 1, 0]], 3, "sigmoid"),
          ("regression", lambda: [M.R2Score(), M.MeanAbsolutePercentageError(), M.Accuracy(), "mse",
                                  M.RootMeanSquaredError()], "mse", YR, 2, "linear")]
 
@@ -106,6 +111,19 @@ def test_evaluate_matches_standalone_objects_and_sklearn(weighted):
     f1 = sk.f1_score(YB[:, 0], p[:, 0] > 0.5, sample_weight=sw)
     assert float(np.asarray(got["f1_score"]).reshape(-1)[0]) == pytest.approx(f1, rel=1e-6)
     assert got["r2_score"] == pytest.approx(sk.r2_score(YB[:, 0], p[:, 0], sample_weight=sw), rel=1e-5, abs=1e-6)
+
+
+@needs_cpu
+def test_multilabel_thresholds_match_standalone_objects():
+    _, metrics, loss, y, out, act = [c for c in CASES if c[0] == "multilabel"][0]
+    m, _ = _fit("cpu", "auto", metrics(), loss, y, out, act, W)
+    assert m.fused_reason is None
+    got = m.evaluate(X, y, verbose=0, sample_weight=W, return_dict=True)
+    p = m.predict(X, verbose=0).astype(np.float64)
+    for obj in metrics():
+        obj.update_state(y, p, W)
+        np.testing.assert_allclose(np.asarray(got[obj.name], np.float64), np.asarray(obj.result(), np.float64),
+                                   rtol=1e-6, atol=1e-12, err_msg=obj.name)
 
 
 @needs_cpu
@@ -217,8 +235,8 @@ def test_sample_weights_with_label_smoothing(loss):
 @needs_cpu
 def test_what_stays_per_op_says_why():
     fusednn.set_backend("cpu")
-    for metric, why in ((M.AUC(multi_label=True), "'auc'"), (M.AUC(label_weights=[1.0]), "'auc'"),
-                        (M.Precision(thresholds=0.3), "'precision'")):
+    for metric, why in ((M.Precision(top_k=1), "'precision'"), (M.BinaryAccuracy(threshold=0.7), "'binary_accuracy'"),
+                        (M.Recall(class_id=3), "'recall'")):  # (no output 3)
         m = F.Sequential([F.layers.Dense(4, input_shape=(6,)), F.layers.Dense(1, activation="sigmoid")])
         m.compile("adam", "binary_crossentropy", metrics=[metric])
         assert why in m.fused_reason

@@ -10,7 +10,9 @@
 //   error_sums [sum w |p - t|, sum w (p - t)^2, sum w * cols]
 //   auc        [positive weight by bucket (T + 1), negative weight by bucket (T + 1)]: an element
 //              p lands in bucket b = #{thresholds < p} (p > threshold is Keras' rule), so the
-//              count at threshold i is the sum over buckets b > i
+//              count at threshold i is the sum over buckets b > i. k = 0: every output pooled;
+//              k = 1: one such pair per output (cols x 2 x (T + 1)); k = 2 + c: output c only
+//              (AUC and Precision/Recall with thresholds, multi_label, class_id)
 //   top_k      [sum w * in_top_k, sum w]
 //   fbeta      [tp (cols), fp (cols), fn (cols), sum w * t (cols)]
 //   r2         [sum w t (cols), sum w t^2 (cols), sum w (t - p)^2 (cols), sum w (cols)]
@@ -141,9 +143,11 @@ FUSEDNN_MHD void row_update(const MetricSpec& s, const float* p, const float* t,
     case MetricKind::auc: {
       const Row v = make_row(p, cols, s.pre);
       const long T1 = s.num_thresholds + 1;
-      for (long j = 0; j < cols; ++j) {
+      const long j0 = s.k >= 2 ? s.k - 2 : 0, j1 = s.k >= 2 ? j0 + 1 : cols;
+      for (long j = j0; j < j1; ++j) {
         const int b = bucket(s.thresholds, s.num_thresholds, v[j]);
-        add(acc + (t[j] != 0.f ? 0 : T1) + b, w);  // Keras casts the label to bool
+        const long base = s.k == 1 ? j * 2 * T1 : 0;
+        add(acc + base + (t[j] != 0.f ? 0 : T1) + b, w);  // Keras casts the label to bool
       }
       return;
     }
@@ -209,7 +213,7 @@ inline std::int64_t acc_size(MetricKind kind, long cols, int k, int num_threshol
   switch (kind) {
     case MetricKind::confusion: return std::int64_t(k) * k;
     case MetricKind::error_sums: return 3;
-    case MetricKind::auc: return 2 * (std::int64_t(num_thresholds) + 1);
+    case MetricKind::auc: return 2 * (std::int64_t(num_thresholds) + 1) * (k == 1 ? cols : 1);
     case MetricKind::fbeta:
     case MetricKind::r2: return 4 * std::int64_t(cols);
     default: return 2;

@@ -29,8 +29,8 @@ def acc_size(kind: str, cols: int, k: int = 0, num_thresholds: int = 0) -> int:
         return k * k
     if kind == "error_sums":
         return 3
-    if kind == "auc":
-        return 2 * (num_thresholds + 1)
+    if kind == "auc":  # k: 0 pooled, 1 per output, 2 + c output c only
+        return 2 * (num_thresholds + 1) * (cols if k == 1 else 1)
     if kind in ("fbeta", "r2"):
         return 4 * cols
     return 2
@@ -92,13 +92,19 @@ def metric_update(spec: dict[str, Any], acc: np.ndarray, pred: np.ndarray, targe
         acc[2] += float(w.sum() * cols)
     elif kind == "auc":
         th = np.asarray(spec["thresholds"], dtype=np.float64)
-        b = np.searchsorted(th, v.reshape(-1), side="left")  # #{thresholds < p}; NaN: below none
-        b = np.where(np.isnan(v.reshape(-1)), 0, b)
-        ww = np.repeat(w, cols)
-        pos = (t.reshape(-1) != 0)
         t1 = len(th) + 1
-        acc[:t1] += np.bincount(b[pos], weights=ww[pos], minlength=t1)
-        acc[t1:] += np.bincount(b[~pos], weights=ww[~pos], minlength=t1)
+        k = int(spec.get("k", 0))
+        if k >= 2:  # one output only
+            v, t, cols = v[:, k - 2:k - 1], t[:, k - 2:k - 1], 1
+        for c in range(cols) if k == 1 else [None]:
+            vc, tc = (v, t) if c is None else (v[:, c:c + 1], t[:, c:c + 1])
+            b = np.searchsorted(th, vc.reshape(-1), side="left")  # #{thresholds < p}; NaN: below none
+            b = np.where(np.isnan(vc.reshape(-1)), 0, b)
+            ww = np.repeat(w, vc.shape[1])
+            pos = (tc.reshape(-1) != 0)
+            a = acc[c * 2 * t1:(c + 1) * 2 * t1] if c is not None else acc
+            a[:t1] += np.bincount(b[pos], weights=ww[pos], minlength=t1)
+            a[t1:] += np.bincount(b[~pos], weights=ww[~pos], minlength=t1)
     elif kind == "fbeta":
         thr = spec.get("threshold")
         if thr is None or np.isnan(thr):

@@ -12,13 +12,13 @@ per-step Python, in the fused trainer: ``MeanSquaredError``,
 and ``SparseCategoricalAccuracy`` always; ``BinaryAccuracy``, ``Precision`` and
 ``Recall`` at their default 0.5 threshold (no ``class_id``/``top_k``) on a model with
 one output; and, through the metric-object kernels (``fusednn/metric_math.h``: float64
-accumulators on the device, see :meth:`KerasMetric.device_spec`), ``AUC`` (one curve
-over all outputs: per-threshold bucket counts), ``TopKCategoricalAccuracy``,
+accumulators on the device, see :meth:`KerasMetric.device_spec`), ``AUC`` (per-threshold
+bucket counts, pooled or per output for ``multi_label``/``label_weights``),
+``Precision``/``Recall`` with ``thresholds`` or ``class_id`` (the same buckets), ``TopKCategoricalAccuracy``,
 ``SparseTopKCategoricalAccuracy``, ``F1Score``/``FBetaScore`` (per-class TP/FP/FN),
 ``R2Score``, ``MeanAbsolutePercentageError`` and ``Accuracy``. The others
-(``Precision``/``Recall``/``BinaryAccuracy`` with other thresholds, ``class_id`` or
-``top_k``, ``AUC(multi_label=True)`` or ``label_weights``) accumulate per batch on the
-host: the model then trains on the per-op path and says so in ``fused_reason``.
+(``Precision``/``Recall`` with ``top_k``, ``BinaryAccuracy`` with another threshold)
+accumulate per batch on the host: the model then trains on the per-op path and says so in ``fused_reason``.
 Sample weights (``sample_weight``, ``class_weight``) weigh every compiled metric as in
 Keras: weighted means, weighted confusion counts.
 """
@@ -425,6 +425,22 @@ class _Thresholded(KerasMetric):
         k = len(self.thresholds)
         self.true_positives, self.false_positives, self.false_negatives = np.zeros(k), np.zeros(k), np.zeros(k)
 
+    def device_spec(self, output_dim, sparse, folded):
+        if sparse or self.top_k is not None or (self.class_id is not None and not 0 <= self.class_id < output_dim):
+            return None
+        th = np.ascontiguousarray(np.sort(self.thresholds, kind="stable"), dtype=np.float64)
+        return {"kind": "auc", "pre": _pre(folded), "k": 0 if self.class_id is None else 2 + self.class_id,
+                "thresholds": th}
+
+    def from_device(self, acc: np.ndarray, samples: int, output_dim: int) -> Any:
+        order = np.argsort(self.thresholds, kind="stable")  # the kernel's thresholds are sorted
+        tp, fp, _, fn = _counts_from_buckets(acc, len(self.thresholds), output_dim, False)
+        for name, c in (("true_positives", tp), ("false_positives", fp), ("false_negatives", fn)):
+            out = np.empty(len(order))
+            out[order] = c[:, 0]
+            setattr(self, name, out)
+        return self.result()
+
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         yt, yp = _match_shape(_f64(y_true), _f64(y_pred))
         w = np.broadcast_to(_weights(sample_weight, len(yp))[:, None], yp.shape)
@@ -446,6 +462,22 @@ class _Thresholded(KerasMetric):
     def get_config(self):
         return {**super().get_config(), "thresholds": self.init_thresholds, "top_k": self.top_k,
                 "class_id": self.class_id}
+
+
+def _counts_from_buckets(acc: np.ndarray, num_thresholds: int, cols: int,
+                         per_output: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(TP, FP, TN, FN) per threshold (rows) and output (columns; one column when pooled)
+    from the metric-object kernel's bucket sums: bucket b holds the elements above
+    thresholds 0..b-1, so the count above threshold i sums buckets i+1.."""
+    t1 = num_thresholds + 1
+    if per_output:
+        a = acc.reshape(cols, 2, t1)
+        pos, neg = a[:, 0, :].T, a[:, 1, :].T
+    else:
+        pos, neg = acc[:t1, None], acc[t1:2 * t1, None]
+    above = lambda h: np.cumsum(h[::-1], axis=0)[::-1][1:]  # noqa: E731
+    below = lambda h: np.cumsum(h, axis=0)[:-1]  # noqa: E731
+    return above(pos), above(neg), below(neg), below(pos)
 
 
 def _div_no_nan(a: Any, b: Any) -> Any:
@@ -524,25 +556,31 @@ class AUC(KerasMetric):
     def thresholds(self) -> list[float]:
         return list(self._thresholds)
 
+    def _per_output(self) -> bool:
+        return self.multi_label or self.label_weights is not None
+
     def device_spec(self, output_dim, sparse, folded):
-        if sparse or self.multi_label or self.label_weights is not None:
+        if sparse:
             return None
         if self.from_logits and folded is not None:
             return None  # Keras would apply the sigmoid to the output activation's values
+        if self.label_weights is not None and self.label_weights.shape != (output_dim,):
+            return None  # update_state reports the mismatch
         pre = 1 if self.from_logits else _pre(folded)
-        return {"kind": "auc", "pre": pre, "thresholds": np.ascontiguousarray(self._thresholds, dtype=np.float64)}
+        return {"kind": "auc", "pre": pre, "k": 1 if self._per_output() else 0,
+                "thresholds": np.ascontiguousarray(self._thresholds, dtype=np.float64)}
 
     def from_device(self, acc: np.ndarray, samples: int, output_dim: int) -> Any:
         """The counts per threshold from the kernel's buckets: an element in bucket b is
         above thresholds 0..b-1 (``pred > threshold``)."""
-        t1 = self.num_thresholds + 1
-        pos, neg = acc[:t1], acc[t1:]
         if samples:
-            above_pos = np.cumsum(pos[::-1])[::-1][1:]  # sum over buckets > i
-            above_neg = np.cumsum(neg[::-1])[::-1][1:]
-            self.true_positives, self.false_positives = above_pos[:, None], above_neg[:, None]
-            self.false_negatives = np.cumsum(pos)[:-1][:, None]
-            self.true_negatives = np.cumsum(neg)[:-1][:, None]
+            (self.true_positives, self.false_positives, self.true_negatives,
+             self.false_negatives) = _counts_from_buckets(acc, self.num_thresholds, output_dim, self._per_output())
+            if not self.multi_label and self.label_weights is not None:  # one curve, outputs weighted
+                lw = self.label_weights[None, :]
+                (self.true_positives, self.false_positives, self.true_negatives, self.false_negatives) = (
+                    (c * lw).sum(axis=1, keepdims=True) for c in (self.true_positives, self.false_positives,
+                                                                  self.true_negatives, self.false_negatives))
         return self.result()
 
     def reset_state(self) -> None:
