@@ -277,3 +277,20 @@ def test_cuda_metric_objects_match_cpu(monkeypatch, case):
     assert lm.fused_reason is None
     _, lc = _fit("cuda", False, [], "log_cosh", YR, 2, "linear", W)
     np.testing.assert_allclose(lh["loss"], lc["loss"], rtol=1e-4)
+
+
+def test_class_weight_does_not_weigh_validation_split():
+    """Keras 3 splits (x, y, sample_weight) for validation_split and applies class_weight
+    to the training batches only."""
+    fusednn.set_backend("numpy")
+    fusednn.utils.set_random_seed(0)
+    m = F.Sequential([F.layers.Dense(4, input_shape=(6,)), F.layers.Dense(1, activation="sigmoid")])
+    m.compile("adam", "binary_crossentropy", metrics=["accuracy"])
+    h = m.fit(X, YB, epochs=1, validation_split=0.25, class_weight={0: 0.2, 1: 5.0}, verbose=0)
+    split = int(np.floor(230 * 0.75))
+    want = m.evaluate(X[split:], YB[split:], verbose=0, return_dict=True)
+    assert h.history["val_loss"][0] == pytest.approx(want["loss"], rel=1e-6)
+    assert h.history["val_accuracy"][0] == pytest.approx(want["accuracy"], rel=1e-12)
+    h = m.fit(X, YB, epochs=1, validation_split=0.25, class_weight={0: 0.2, 1: 5.0}, sample_weight=W, verbose=0)
+    want = m.evaluate(X[split:], YB[split:], sample_weight=W[split:], verbose=0)
+    assert h.history["val_loss"][0] == pytest.approx(want[0], rel=1e-6)

@@ -529,7 +529,11 @@ class Trainer:
                                  f"sets with validation_split={validation_split}")
             x, y, val = x[:split], y[:split], (x[split:], y[split:])
             if w is not None:
-                w, val_w = w[:split], w[split:]
+                # as Keras 3: the split takes the sample weights along; class_weight weighs
+                # the training rows only
+                w = w[:split]
+                if sample_weight is not None:
+                    val_w = sample_weights.check_sample_weight(sample_weight, split + val[0].shape[0])[split:]
         if source is None:
             x, y = self._place(x, y)
         if val is not None:
