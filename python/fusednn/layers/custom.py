@@ -257,7 +257,7 @@ class _Methods:
             if not self.built:
                 self.build(int(input_dim))
             x = (self.backend or get_backend()).zeros((1, int(input_dim)))
-            with ad.no_grad():
+            with ad.no_grad(), np.errstate(all="ignore"):  # only the shape matters: no warnings from zeros
                 out = _run_call(self, ad.Tensor(x), False)
             dim = int(_check_out(self, out, 1).shape[1])
         cache[input_dim] = dim
