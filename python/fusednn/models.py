@@ -141,8 +141,12 @@ class Sequential(Trainer):
 
     @property
     def output_activation(self) -> str:
-        """The activation of the last layer ('linear' for a layer without one)."""
-        return getattr(self.layers[-1], "activation", "linear")
+        """The activation of the last layer ('linear' for a layer without one, and for a
+        custom layer: its ``call`` applies any activation itself, so no loss may fold it)."""
+        last = self.layers[-1]
+        if getattr(last, "not_fused_reason", None):
+            return "linear"
+        return getattr(last, "activation", "linear")
 
     def __call__(self, x: Any) -> Any:
         """The model's output for ``x`` in one batch, as an array of the model's backend

@@ -191,6 +191,30 @@ def test_add_weight_regularizer_matches_dense_regularizers():
     assert mine.evaluate(x, y, verbose=0) == pytest.approx(ref.evaluate(x, y, verbose=0), rel=2e-5)
 
 
+def test_custom_output_layer_with_an_activation_attribute_is_not_folded():
+    """A custom last layer that stores ``self.activation = 'sigmoid'`` applies it in call: the
+    cross-entropy must take its probabilities, not fold the sigmoid as for a Dense output."""
+
+    class Out(keras.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.activation = "sigmoid"
+
+        def build(self, input_shape):
+            self.w = self.add_weight(shape=(input_shape[-1], 1), name="w")
+
+        def call(self, inputs):
+            return keras.activations.get(self.activation)(ops.matmul(inputs, self.w))
+
+    x, _ = _data(64)
+    y = (x[:, :1] > 0).astype(np.float32)
+    m = keras.Sequential([keras.Input(shape=(5,)), Out()])
+    m.compile(optimizer="sgd", loss="binary_crossentropy")
+    p = m.predict(x, verbose=0).astype(np.float64)
+    want = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+    assert m.evaluate(x, y, verbose=0) == pytest.approx(want, rel=1e-5)
+
+
 def test_unsupported_custom_code_is_refused_by_name():
     class HoldsDense(keras.layers.Layer):
         def __init__(self, **kwargs):
