@@ -22,7 +22,17 @@ import numpy as np
 from . import autodiff as ad
 from .autodiff import Tensor, Variable, value_of, xp_of
 
-EPSILON = 1e-7  # keras.backend.epsilon()
+EPSILON = 1e-7  # keras.backend.epsilon()'s default
+
+
+def _epsilon() -> float:
+    """``keras.backend.epsilon()`` where that module exists (it follows ``set_epsilon``, as
+    Keras' ops read it at call time), else Keras' default 1e-7."""
+    try:
+        from .keras_backend import epsilon
+    except ImportError:
+        return EPSILON
+    return float(epsilon())
 
 __all__ = [
     "Tensor", "Variable",
@@ -602,7 +612,8 @@ def binary_crossentropy(target: Any, output: Any, from_logits: bool = False) -> 
     if from_logits:
         # max(x, 0) - x t + log(1 + exp(-|x|))
         return ad.add(ad.subtract(relu(output), ad.multiply(output, target)), log1p(exp(negative(abs(output)))))
-    p = ad.clip(output, EPSILON, 1.0 - EPSILON)
+    eps = _epsilon()
+    p = ad.clip(output, eps, 1.0 - eps)
     return negative(ad.add(ad.multiply(target, log(p)), ad.multiply(ad.subtract(1.0, target), log(ad.subtract(1.0, p)))))
 
 
@@ -620,7 +631,8 @@ def categorical_crossentropy(target: Any, output: Any, from_logits: bool = False
         logp = log_softmax(output, axis)
     else:
         p = ad.divide(output, ad.reduce_sum(output, axis, True))
-        logp = log(ad.clip(p, EPSILON, 1.0 - EPSILON))
+        eps = _epsilon()
+        logp = log(ad.clip(p, eps, 1.0 - eps))
     return negative(ad.reduce_sum(ad.multiply(target, logp), axis, False))
 
 
