@@ -194,3 +194,39 @@ def test_custom_sparse_loss_takes_class_indices_as_given():
         hist.append(m.fit(x, y, epochs=3, shuffle=False, verbose=0).history)
     np.testing.assert_allclose(hist[0]["loss"], hist[1]["loss"], rtol=1e-5)
     assert hist[0]["accuracy"] == hist[1]["accuracy"]
+
+
+class ScaledAbs(keras.losses.Loss):
+    def __init__(self, scale=2.0, name="scaled_abs", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.scale = scale
+
+    def call(self, y_true, y_pred):
+        return self.scale * ops.mean(ops.abs(y_true - y_pred), axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale, "name": self.name}
+
+
+def test_loss_subclass_config_save_and_load(tmp_path):
+    x, y = _data(32)
+    m, _ = _train(ScaledAbs(scale=3.0), x, y)
+    path = str(tmp_path / "m.npz")
+    m.save(path)
+    loaded = keras.models.load_model(path)
+    assert type(loaded.loss) is ScaledAbs and loaded.loss.scale == 3.0 and loaded.loss.name == "scaled_abs"
+    assert loaded.evaluate(x, y, verbose=0) == pytest.approx(m.evaluate(x, y, verbose=0), rel=1e-6)
+    want = 3.0 * np.abs(m.predict(x, verbose=0).astype(np.float64) - y).mean()
+    assert m.evaluate(x, y, batch_size=32, verbose=0) == pytest.approx(want, rel=1e-5)
+
+    class NoConfig(keras.losses.Loss):
+        def __init__(self, scale):
+            super().__init__()
+            self.scale = scale
+
+        def call(self, y_true, y_pred):
+            return ops.abs(y_true - y_pred) * self.scale
+
+    m.compile(optimizer="sgd", loss=NoConfig(2.0))
+    with pytest.raises(NotImplementedError, match="get_config"):
+        m.save(str(tmp_path / "n.npz"))
