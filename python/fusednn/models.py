@@ -130,8 +130,13 @@ class Sequential(Trainer):
         """Keras' variable names of :attr:`weights`, in that order: the attribute of the
         layer that holds each ('kernel', 'bias', ...); what an optimizer's
         ``exclude_from_weight_decay(var_names=...)`` matches."""
-        return [next((k for k, v in vars(layer).items() if v is w and not k.startswith("_")), "weight")
-                for layer in self.layers for w in layer.weights]
+        names: list[str] = []
+        for layer in self.layers:
+            own = getattr(layer, "variable_names", None)  # a custom layer: its add_weight names
+            names += list(own) if own is not None else [
+                next((k for k, v in vars(layer).items() if v is w and not k.startswith("_")), "weight")
+                for w in layer.weights]
+        return names
 
     @property
     def gradients(self) -> list[Any]:

@@ -70,6 +70,8 @@ def adapt(cls: type, base: type) -> None:
         if name not in cls.__dict__:
             setattr(cls, name, getattr(_Methods, name))
     cls.uses_training = True
+    if "variable_names" not in cls.__dict__:
+        cls.variable_names = property(lambda self: [v.name for v in _all_variables(self) if v.trainable])
     if "not_fused_reason" not in cls.__dict__:
         cls.not_fused_reason = property(lambda self: (
             f"custom layer {self.name!r} ({type(self).__name__}) runs its call() in Python, differentiated by "
