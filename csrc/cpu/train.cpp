@@ -43,7 +43,7 @@ struct Kernels {
   void act_forward(float* y, const float* x, std::int64_t n, Act act) const {
     cpu::act_forward(y, x, std::size_t(n), act);
   }
-  void loss_grad(float* g, const float* p, const float* t, int rows, int cols, LossFn fn, float param,
+  void loss_grad(float* g, const float* p, const float* t, int rows, int cols, LossFn fn, LossParams param,
                  float* loss_out) const {
     *loss_out = float(cpu::loss_grad(g, p, t, std::size_t(rows), std::size_t(cols), fn, param));
   }

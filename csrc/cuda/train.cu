@@ -77,7 +77,7 @@ struct Kernels {
   void act_forward(float* y, const float* x, std::int64_t n, Act act) const {
     check(cuda::act_forward(y, x, std::size_t(n), act, stream), "act_forward");
   }
-  void loss_grad(float* g, const float* p, const float* t, int rows, int cols, LossFn fn, float param,
+  void loss_grad(float* g, const float* p, const float* t, int rows, int cols, LossFn fn, LossParams param,
                  float* loss_out) const {
     check(cuda::loss_grad(g, p, t, std::size_t(rows), std::size_t(cols), fn, param, loss_out, workspace, stream),
           "loss_grad");

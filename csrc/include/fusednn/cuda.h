@@ -21,7 +21,7 @@ namespace cuda {
 // gradient. Nothing waits.
 std::size_t loss_grad_workspace_len();
 cudaError_t loss_grad(float* g, const float* p, const float* t, std::size_t rows, std::size_t cols, LossFn fn,
-                      float param, float* loss_out, double* workspace, cudaStream_t stream);
+                      LossParams param, float* loss_out, double* workspace, cudaStream_t stream);
 
 // ---- gemm.cu
 // C[M,N] = act(op(A)·op(B) + bias), op(A) is M×K (A stored K×M when ta),

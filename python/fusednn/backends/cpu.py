@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from .base import LOSS_FNS, XENT_KINDS, Backend, activation_code
+from .base import LOSS_FNS, XENT_KINDS, Backend, activation_code, loss_params
 
 from .compiled import import_error, native
 
@@ -115,7 +115,7 @@ class CpuBackend(Backend):
         return self._k.log_softmax_backward(dy, y, out)
 
     def loss_grad(self, fn, pred, target, grad=None, out=None, param=0.0):
-        return self._k.loss_grad(pred, target, LOSS_FNS[fn], param, grad, out)
+        return self._k.loss_grad(pred, target, LOSS_FNS[fn], loss_params(param), grad, out)
 
     def xent(self, kind, logits, target, grad=None, out=None, scale=1.0):
         return self._k.xent(logits, target, XENT_KINDS[kind], scale, grad, out)
@@ -160,4 +160,4 @@ class CpuBackend(Backend):
     trainer_steps = True
 
     def make_trainer(self, layers, optimizer, loss, batch, loss_param=0.0):
-        return self._k.MlpTrainer(layers, optimizer, loss, batch, loss_param)
+        return self._k.MlpTrainer(layers, optimizer, loss, batch, loss_params(loss_param))

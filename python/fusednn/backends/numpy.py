@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import ACTIVATIONS, ROW_LOSS_FNS, Backend, canonical_activation
+from .base import ACTIVATIONS, ROW_LOSS_FNS, Backend, canonical_activation, loss_params
 from . import numpy_ext as _ext
 from .optim_codes import (AMSGRAD, CENTERED, CLIP_GLOBAL, CLIP_NORM, CLIP_VALUE, EMA, MOMENTUM, NESTEROV, P_A, P_B,
                           P_C, P_CLIP, P_D, P_E, P_EMA, P_EMA1, P_EMA_OW, P_F, P_G, P_H, P_LR, P_WD, WEIGHT_DECAY,
@@ -117,8 +117,10 @@ class NumpyBackend(Backend):
         return out
 
     def loss_grad(self, fn, pred, target, grad=None, out=None, param=0.0):
+        a, alpha, smoothing, flags = loss_params(param)  # the kernels' float32 constants
         loss, g = _ext.loss_and_grad64(fn, pred.astype(np.float64), target.astype(np.float64),
-                                       float(np.float32(param)))
+                                       (float(np.float32(a)), float(np.float32(alpha)),
+                                        float(np.float32(smoothing)), flags))
         if grad is not None:
             scale = 1.0 / (pred.shape[0] if fn in ROW_LOSS_FNS else pred.size)
             if fn in ROW_LOSS_FNS:

@@ -527,7 +527,11 @@ class Trainer:
                                  f"sets with validation_split={validation_split}")
             x, y, val = x[:split], y[:split], (x[split:], y[split:])
             if w is not None:
-                w, val_w = w[:split], w[split:]
+                # as Keras 3: the split takes the sample weights along; class_weight weighs
+                # the training rows only
+                w = w[:split]
+                if sample_weight is not None:
+                    val_w = sample_weights.check_sample_weight(sample_weight, split + val[0].shape[0])[split:]
         if source is None:
             x, y = self._place(x, y)
         if val is not None:
@@ -860,6 +864,7 @@ class Trainer:
             outs = [self.predict(xb, batch_size=max(1, len(xb)), verbose=0) for xb, _, _ in source.epoch(steps)]
             if not outs:
                 raise ValueError("the dataset gave no batches")
+            source.end_epoch()
             return np.concatenate(outs)
         x = self.check_samples(x)
         if steps is not None:
