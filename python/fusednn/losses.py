@@ -280,6 +280,11 @@ class LossFunction(Loss):
         the focal losses' (gamma, alpha, label_smoothing, flags) (backends.base.loss_params)."""
         return self._param
 
+    def kernel_param_on(self, logits: bool) -> float | tuple[float, float, float, int]:
+        """:attr:`kernel_param` for predictions that are logits or not (only the focal
+        losses tell them apart)."""
+        return self._param
+
     def _scratch(self, be: Backend) -> Any:
         scratch = getattr(self, "_scratch_arrays", None)
         if scratch is None:
@@ -450,11 +455,25 @@ class _Focal(LossFunction):
         super().__init__(reduction, name)
 
     def _flags(self) -> int:
-        return LOSS_FROM_LOGITS if self.from_logits else 0
+        return 0
 
     @property
     def _param(self) -> tuple[float, float, float, int]:
-        return (self.gamma, self.alpha, self.label_smoothing, self._flags())
+        return self.kernel_param_on(self.from_logits)
+
+    def kernel_param_on(self, logits: bool) -> tuple[float, float, float, int]:
+        """The kernel's (gamma, alpha, label_smoothing, flags) for predictions that are
+        logits (always with ``from_logits``; else when the output activation is folded)
+        or probabilities."""
+        logits = logits or self.from_logits
+        return (self.gamma, self.alpha, self.label_smoothing, self._flags() | (LOSS_FROM_LOGITS if logits else 0))
+
+    def value(self, be: Backend, pred: Any, target: Any, out: Any, logits: bool = False) -> None:
+        be.loss_grad(self.fn, pred, target, None, out, self.kernel_param_on(logits))
+
+    def gradient(self, be: Backend, pred: Any, target: Any, out: Any, logits: bool = False) -> Any:
+        be.loss_grad(self.fn, pred, target, out, self._scratch(be), self.kernel_param_on(logits))
+        return out
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "from_logits": self.from_logits, "label_smoothing": self.label_smoothing,
@@ -491,9 +510,12 @@ class CategoricalFocalCrossentropy(_Focal):
     """Keras' categorical focal cross-entropy, mean over samples of
     ``sum(alpha (1 - q)^gamma (-t log q))`` over the classes, ``q`` the prediction row
     normalised to sum 1 (a softmax of it with ``from_logits``); one-hot (or probability)
-    target rows, smoothed towards 1/classes by ``label_smoothing``."""
+    target rows, smoothed towards 1/classes by ``label_smoothing``. A softmax output layer
+    is folded in (the loss applies the softmax to its logits: the same formula, and it
+    lets the fused trainer run it)."""
 
     fn = "categorical_focal_crossentropy"
+    folds = "softmax"
 
     default_name = "categorical_focal_crossentropy"
 
@@ -501,6 +523,9 @@ class CategoricalFocalCrossentropy(_Focal):
                  label_smoothing: float = 0.0, axis: int = -1, reduction: str = "sum_over_batch_size",
                  name: str | None = None, dtype: Any = None) -> None:
         super().__init__(alpha, gamma, from_logits, label_smoothing, axis, reduction, name, dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        return super().get_config()  # (every constructor argument is in _Focal's)
 
 
 def _per_sample(fn: str, y_true: Any, y_pred: Any, param: tuple[float, float, float, int]) -> np.ndarray:

@@ -187,7 +187,9 @@ class FusedTrainer:
         self.x_batch = be.empty((batch, model.input_shape[1]))
         self.y_batch = be.empty((batch, 1 if model.loss.sparse else model.output_shape[1]))
         self.specs = specs  # keeps the steps' host counters alive with the trainer
-        loss_param = getattr(model.loss, "kernel_param", 0.0)  # Huber's delta, the focal losses' constants
+        loss_param = 0.0  # Huber's delta, the focal losses' constants (on logits when folded)
+        if isinstance(model.loss, losses.LossFunction):
+            loss_param = model.loss.kernel_param_on(model.loss.on_logits(model.output_activation))
         self.trainer = be.make_trainer(specs, opt.kernel_spec(), _loss_kind(model), batch, loss_param)
         self._smoothed: tuple[Any, Any] | None = None  # (targets, their label-smoothed copy) of this fit
         self.key = _key(model, batch)
