@@ -280,3 +280,23 @@ def test_saturated_outputs_match_real_keras(host_backend_name, keras3, cfg):
     grad = be.empty(p.shape)
     ours.gradient(be, be.asarray(p), be.asarray(t), grad)
     np.testing.assert_allclose(be.to_numpy(grad), pt.grad.numpy(), rtol=1e-4, atol=1e-7)
+
+
+def test_ops_functions_take_the_focal_arguments(host_backend_name):
+    from fusednn import ops
+
+    p, t = data("binary", {}, (9, 2), seed=6)
+    cfg = {"gamma": 1.5, "alpha": 0.4, "apply_class_balancing": True, "label_smoothing": 0.1}
+    assert ops.loss(p, t, "binary_focal_crossentropy") == pytest.approx(float(np.mean(reference("binary", t, p, {}))),
+                                                                        rel=1e-6)
+    assert ops.loss(p, t, "binary_focal_crossentropy", **cfg) == pytest.approx(
+        float(np.mean(reference("binary", t, p, cfg))), rel=1e-6)
+    g = ops.loss_grad(p, t, "binary_focal_crossentropy", **cfg)
+    be = fusednn.get_backend()
+    want = be.empty(p.shape)
+    losses.BinaryFocalCrossentropy(**cfg).gradient(be, be.asarray(p), be.asarray(t), want)
+    np.testing.assert_array_equal(be.to_numpy(g), be.to_numpy(want))
+    with pytest.raises(ValueError, match="apply_class_balancing"):
+        ops.loss(p, t, "categorical_focal_crossentropy", apply_class_balancing=True)
+    with pytest.raises(ValueError, match="gamma"):
+        ops.loss(p, t, "binary_focal_crossentropy", gamma=-1.0)
