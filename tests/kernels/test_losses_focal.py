@@ -200,14 +200,16 @@ def test_sample_weights_weigh_each_row(host_backend_name):
 
 @pytest.mark.parametrize("kind,cfg", [CASES[2], CASES[3], CASES[7], CASES[8]], ids=[IDS[2], IDS[3], IDS[7], IDS[8]])
 def test_fused_trainer_matches_per_op_path(kind, cfg):
-    """The fused native trainer (loss kernel inside the epoch) against the per-op path
-    on the NumPy reference backend: same weights and losses after three epochs."""
+    """The fused native trainer (loss kernel inside the epoch, sample weights too) against
+    the per-op path on the NumPy reference backend: same weights and losses after three
+    epochs, and the same weighted evaluate."""
     pytest.importorskip("fusednn._cpu")
     rng = np.random.default_rng(4)
     x = rng.standard_normal((70, 5)).astype(np.float32)
     classes = 1 if kind == "binary" else 4
     y = (rng.integers(0, 2, (70, 1)) if kind == "binary" else np.eye(4)[rng.integers(0, 4, 70)]).astype(np.float32)
     out_act = "linear" if cfg.get("from_logits") else ("sigmoid" if kind == "binary" else "softmax")
+    w = rng.uniform(0.0, 2.0, 70)
     runs = {}
     for backend, fused in (("numpy", False), ("cpu", True)):
         fusednn.set_backend(backend)
@@ -218,8 +220,9 @@ def test_fused_trainer_matches_per_op_path(kind, cfg):
             model.compile(optimizer=keras.optimizers.Adam(0.01), loss=make(kind, cfg), fused=fused)
             if fused:
                 assert model.fused_reason is None
-            hist = model.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0)
-            runs[backend] = (hist.history["loss"], model.get_weights())
+            hist = model.fit(x, y, epochs=3, batch_size=16, shuffle=False, sample_weight=w, verbose=0)
+            runs[backend] = (hist.history["loss"] + [model.evaluate(x, y, sample_weight=w, verbose=0)],
+                             model.get_weights())
         finally:
             fusednn.set_backend("cpu")
     np.testing.assert_allclose(runs["cpu"][0], runs["numpy"][0], rtol=1e-5)

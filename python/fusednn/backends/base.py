@@ -48,6 +48,13 @@ def loss_params(param: Any) -> tuple[float, float, float, int]:
     return float(param), 0.0, 0.0, 0
 
 
+def loss_params_f32(param: Any) -> tuple[float, float, float, int]:
+    """:func:`loss_params` with the constants rounded to float32, as the kernels receive
+    them (the NumPy reference computes with these values)."""
+    a, alpha, smoothing, flags = loss_params(param)
+    return float(np.float32(a)), float(np.float32(alpha)), float(np.float32(smoothing)), flags
+
+
 def canonical_activation(name: str) -> str:
     """The kernel's name for an activation name or Keras alias ('silu' -> 'swish')."""
     return ALIASES.get(name, name)
@@ -161,6 +168,17 @@ class Backend:
 
     def error_sums_update(self, sums, pred, target):
         """sums[0] += sum|pred - target|, sums[1] += sum (pred - target)^2 (float64)."""
+        raise NotImplementedError
+
+    def metric_update(self, spec, acc, pred, target, weights=None):
+        """Add a batch to a Keras metric object's float64 accumulators ``acc`` on the device
+        (``spec``: kind, pre, k, threshold, thresholds, sparse; fusednn/metric_math.h and
+        :mod:`.metric_kernels`), each row weighted by ``weights`` (one per row) or 1."""
+        raise NotImplementedError
+
+    def weighted_loss_fn(self, fn, pred, target, weights, out, param=0.0):
+        """``out[0] = sum_i weights[i] * l_i / rows`` for the LOSS_FNS loss ``fn`` (Keras'
+        weighted 'sum_over_batch_size'): l_i is row i's loss; ``param`` as for :meth:`loss_grad`."""
         raise NotImplementedError
 
     def regularize(self, param, grad, l1, l2, loss=None):

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import ACTIVATIONS, ROW_LOSS_FNS, Backend, canonical_activation, loss_params
+from .base import ACTIVATIONS, ROW_LOSS_FNS, Backend, canonical_activation, loss_params_f32
+from . import metric_kernels as _metric_kernels
 from . import numpy_ext as _ext
 from .optim_codes import (AMSGRAD, CENTERED, CLIP_GLOBAL, CLIP_NORM, CLIP_VALUE, EMA, MOMENTUM, NESTEROV, P_A, P_B,
                           P_C, P_CLIP, P_D, P_E, P_EMA, P_EMA1, P_EMA_OW, P_F, P_G, P_H, P_LR, P_WD, WEIGHT_DECAY,
@@ -117,10 +118,8 @@ class NumpyBackend(Backend):
         return out
 
     def loss_grad(self, fn, pred, target, grad=None, out=None, param=0.0):
-        a, alpha, smoothing, flags = loss_params(param)  # the kernels' float32 constants
         loss, g = _ext.loss_and_grad64(fn, pred.astype(np.float64), target.astype(np.float64),
-                                       (float(np.float32(a)), float(np.float32(alpha)),
-                                        float(np.float32(smoothing)), flags))
+                                       loss_params_f32(param))  # the kernels' float32 constants
         if grad is not None:
             scale = 1.0 / (pred.shape[0] if fn in ROW_LOSS_FNS else pred.size)
             if fn in ROW_LOSS_FNS:
@@ -192,6 +191,12 @@ class NumpyBackend(Backend):
         d = pred.astype(np.float64) - target
         sums[0] += np.abs(d).sum()
         sums[1] += (d * d).sum()
+
+    def metric_update(self, spec, acc, pred, target, weights=None):
+        _metric_kernels.metric_update(spec, acc, pred, target, weights)
+
+    def weighted_loss_fn(self, fn, pred, target, weights, out, param=0.0):
+        out.reshape(-1)[0] = _metric_kernels.weighted_loss_fn(fn, pred, target, weights, loss_params_f32(param))
 
     def regularize(self, param, grad, l1, l2, loss=None):
         grad += np.float32(l1) * np.sign(param) + np.float32(2.0 * np.float32(l2)) * param
