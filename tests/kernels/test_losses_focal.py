@@ -303,3 +303,18 @@ def test_ops_functions_take_the_focal_arguments(host_backend_name):
         ops.loss(p, t, "categorical_focal_crossentropy", apply_class_balancing=True)
     with pytest.raises(ValueError, match="gamma"):
         ops.loss(p, t, "binary_focal_crossentropy", gamma=-1.0)
+
+
+def test_saved_model_keeps_the_focal_loss(tmp_path):
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((20, 4)).astype(np.float32)
+    y = np.eye(3)[rng.integers(0, 3, 20)].astype(np.float32)
+    m = keras.Sequential([keras.Input(shape=(4,)), keras.layers.Dense(3, activation="softmax")])
+    m.compile(optimizer="adam", loss=keras.losses.CategoricalFocalCrossentropy(alpha=0.5, gamma=1.0,
+                                                                              label_smoothing=0.1))
+    m.fit(x, y, epochs=1, verbose=0)
+    m.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras")
+    assert type(again.loss) is losses.CategoricalFocalCrossentropy
+    assert again.loss.get_config() == m.loss.get_config()
+    assert again.evaluate(x, y, verbose=0) == m.evaluate(x, y, verbose=0)
