@@ -222,8 +222,10 @@ std::vector<DenseBuffers> to_layers(const py::list& layers, const OptimizerConfi
       l.b = shaped(d["b"], where + "b", {l.out});
       l.db = shaped(d["db"], where + "db", {l.out});
     }
+    l.frozen = d.contains("frozen") && d["frozen"].cast<bool>();
     bool use[3];
     opt_state_use(opt.kind, opt.flags, &use[0], &use[1], &use[2]);
+    if (l.frozen) use[0] = use[1] = use[2] = false;  // a frozen block has no optimizer state
     float** wslot[3] = {&l.W_s1, &l.W_s2, &l.W_s3};
     float** bslot[3] = {&l.b_s1, &l.b_s2, &l.b_s3};
     for (int k = 0; k < 3; ++k) {
@@ -232,7 +234,7 @@ std::vector<DenseBuffers> to_layers(const py::list& layers, const OptimizerConfi
       *wslot[k] = shaped(d[sw.c_str()], where + sw, {l.in, l.out});
       if (bias) *bslot[k] = shaped(d[sb.c_str()], where + sb, {l.out});
     }
-    if (opt.flags & optf::ema) {
+    if ((opt.flags & optf::ema) && !l.frozen) {
       l.W_ema = shaped(d["W_ema"], where + "W_ema", {l.in, l.out});
       if (bias) l.b_ema = shaped(d["b_ema"], where + "b_ema", {l.out});
     }

@@ -18,7 +18,7 @@ from .callbacks import Callback, EarlyStopping, History, ProgbarLogger, Terminat
 from .callbacks import ModelCheckpoint
 from .layers import Activation, Dense, Input, InputLayer, Normalization
 from .losses import MeanSquaredError
-from .models import Sequential
+from .models import Model, Sequential
 from .saving import load_model
 from .optimizers import SGD, Adam
 from .optimizers import Adadelta, Adagrad, Adamax, AdamW, Lion, Nadam, RMSprop
@@ -43,6 +43,7 @@ __all__ = [
     "History",
     "Input",
     "InputLayer",
+    "Model",
     "MeanSquaredError",
     "Normalization",
     "ModelCheckpoint",

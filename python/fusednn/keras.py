@@ -12,13 +12,13 @@ from . import (activations, callbacks, distribution, initializers, layers, losse
                saving, utils)
 from .metrics import keras_objects as metrics
 from .layers import Input
-from .models import Sequential
+from .models import Model, Sequential
 
 for _sub in (activations, callbacks, distribution, initializers, layers, losses, models, optimizers, regularizers,
              saving, utils):
     sys.modules[f"{__name__}.{_sub.__name__.rsplit('.', 1)[1]}"] = _sub
 sys.modules[f"{__name__}.metrics"] = metrics  # Keras 3's metric objects (fusednn.metrics keeps scikit-learn's)
 
-__all__ = ["Input", "Sequential", "activations", "callbacks", "distribution", "initializers", "layers", "losses",
+__all__ = ["Input", "Model", "Sequential", "activations", "callbacks", "distribution", "initializers", "layers", "losses",
            "metrics", "models",
            "optimizers", "regularizers", "saving", "utils"]

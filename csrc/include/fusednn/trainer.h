@@ -45,6 +45,9 @@ struct DenseBuffers {
   float* b_s3 = nullptr;
   float* b_ema = nullptr;
   bool W_decay = true, b_decay = true;  // weight decay applies (exclude_from_weight_decay)
+  // a frozen block (Keras' layer.trainable = False): its W and b get no gradient, no
+  // update and no optimizer state; its input gradient still flows to the block below
+  bool frozen = false;
   // Keras L1/L2 regularizer factors of the kernel and the bias (0: none)
   float W_l1 = 0.f, W_l2 = 0.f, b_l1 = 0.f, b_l2 = 0.f;
   // the steps after the dense GEMM (batch-norm, activation, dropout): layer_steps.h
@@ -153,8 +156,10 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
       if (!l.post.empty()) post_backward(dev, l.post, l.A, l.G, B);
       if (l.act != Act::linear) dev.act_backward(l.G, l.G, l.Z ? l.Z : l.A, size, l.act);
       const float* a_in = i > 0 ? post_output(layers[i - 1].post, layers[i - 1].A) : data.x_batch;
-      dev.matmul(l.dW, a_in, l.G, l.in, l.out, B, true, false, nullptr, Act::linear);
-      if (l.b) dev.sum_rows(l.db, l.G, B, l.out);
+      if (!l.frozen) {
+        dev.matmul(l.dW, a_in, l.G, l.in, l.out, B, true, false, nullptr, Act::linear);
+        if (l.b) dev.sum_rows(l.db, l.G, B, l.out);
+      }
       if (i > 0)
         dev.matmul(post_grad(layers[i - 1].post, layers[i - 1].G), l.G, l.W, B, l.in, l.out, false, true, nullptr, Act::linear);
     }
@@ -178,13 +183,19 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
     if (opt.flags & optf::clip_global) {  // one norm over all of the step's gradients
       dev.norm_reset();
       for (DenseBuffers& l : layers) {
-        dev.norm_add(l.dW, std::int64_t(l.in) * l.out);
-        if (l.b) dev.norm_add(l.db, l.out);
+        if (!l.frozen) {
+          dev.norm_add(l.dW, std::int64_t(l.in) * l.out);
+          if (l.b) dev.norm_add(l.db, l.out);
+        }
         if (!l.post.empty()) post_norm_add(dev, l.post);  // in model order, as the per-op path
       }
     }
     for (DenseBuffers& l : layers) {
       const std::int64_t nw = std::int64_t(l.in) * l.out;
+      if (l.frozen) {  // the steps after it (batch-norm) may still train
+        if (!l.post.empty()) post_update(dev, l.post, opt, P);
+        continue;
+      }
       if (opt.flags & optf::clip_norm) {
         dev.norm_reset();
         dev.norm_add(l.dW, nw);

@@ -11,7 +11,9 @@ from .batch_normalization import BatchNormalization, LayerNormalization
 from .normalization import Normalization
 from .reshaping import Flatten, Reshape
 from .regularization import Dropout, GaussianDropout, GaussianNoise
+from .merging import Add, Concatenate, add, concatenate
+from .symbolic import KerasTensor
 
-__all__ = ["ELU", "REGISTRY", "Activation", "BatchNormalization", "Dropout", "Flatten", "GaussianDropout", "GaussianNoise", "Identity", "LayerNormalization", "LeakyReLU", "ReLU", "Reshape",
+__all__ = ["Add", "Concatenate", "KerasTensor", "add", "concatenate", "ELU", "REGISTRY", "Activation", "BatchNormalization", "Dropout", "Flatten", "GaussianDropout", "GaussianNoise", "Identity", "LayerNormalization", "LeakyReLU", "ReLU", "Reshape",
            "Softmax", "Buffers", "Dense", "Input", "InputLayer", "Layer", "Normalization",
            "feature_dim", "unique_name"]

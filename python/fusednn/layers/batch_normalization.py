@@ -71,9 +71,12 @@ class BatchNormalization(Layer):
         return self.grads[-1] if self.center else None
 
     def forward(self, x: Any, buf: Buffers, training: bool = False) -> Any:
+        """Batch statistics in training, moving ones in inference; a frozen layer
+        (``trainable=False``) runs in inference mode even in training, as in Keras 3."""
         be = self.backend
-        if not training:
+        if not (training and self.trainable):
             self._xhat = None
+            self._frozen_pass = bool(training)  # training through a frozen layer: backward is the affine map
             be.batchnorm_infer(x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.epsilon, buf.y)
             return buf.y
         if buf.dz is None:  # xhat of this batch size
@@ -85,6 +88,8 @@ class BatchNormalization(Layer):
 
     def backward(self, dy: Any, buf: Buffers, need_dx: bool) -> Any:
         be = self.backend
+        if self._xhat is None and getattr(self, "_frozen_pass", False):
+            return self._frozen_backward(dy, buf, need_dx)
         if self._xhat is None:
             raise RuntimeError(f"BatchNormalization {self.name!r}: backward needs a training forward pass")
         if buf.dx is None:
@@ -92,6 +97,21 @@ class BatchNormalization(Layer):
         be.batchnorm_backward(dy, self._xhat, self._invstd, self.gamma, buf.dx, self._grad("gamma"),
                               self._grad("beta"))
         return buf.dx if need_dx else None
+
+    def _frozen_backward(self, dy: Any, buf: Buffers, need_dx: bool) -> Any:
+        """Backward through the inference-mode map ``gamma (x - mean) / sqrt(var + eps) + beta``
+        with the moving statistics (constants): dx = dy * gamma / sqrt(var + eps); gamma and
+        beta get no gradient (the layer is frozen)."""
+        if not need_dx:
+            return None
+        xp = self.backend.xp
+        scale = (1.0 / xp.sqrt(self.moving_variance.astype(np.float64) + self.epsilon))
+        if self.scale:
+            scale = scale * self.gamma
+        if buf.dx is None:
+            buf.dx = self.backend.empty(buf.y.shape)
+        xp.multiply(dy, scale.astype(np.float32), out=buf.dx)
+        return buf.dx
 
     def fused_step(self, be: Any, batch: int) -> dict:
         """The fused trainer's step (fusednn/layer_steps.h); the caller adds the optimizer state."""

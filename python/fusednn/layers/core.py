@@ -234,6 +234,24 @@ class InputLayer:
         return f"<InputLayer name={self.name!r} shape=({self.input_dim},)>"
 
 
-def Input(shape: Any, batch_size: int | None = None, name: str | None = None) -> InputLayer:
-    """``keras.Input``: the input declaration to put first in a Sequential model."""
-    return InputLayer(shape=shape, batch_size=batch_size, name=name)
+    @property
+    def output(self) -> Any:
+        """The symbolic tensor this input stands for (Keras' ``InputLayer.output``)."""
+        from .symbolic import KerasTensor
+
+        if getattr(self, "_output", None) is None:
+            dims = self.sample_shape if self.sample_shape is not None else (self.input_dim,)
+            self._output = KerasTensor((None, *dims), layer=self, name=self.name)
+        return self._output
+
+    def get_config(self) -> dict[str, Any]:
+        """Keras' InputLayer config: ``batch_shape`` (batch None), dtype and name."""
+        dims = self.sample_shape if self.sample_shape is not None else (self.input_dim,)
+        return {"batch_shape": [self.batch_size, *dims], "dtype": "float32", "sparse": False, "name": self.name}
+
+
+def Input(shape: Any, batch_size: int | None = None, name: str | None = None) -> Any:
+    """``keras.Input(shape, batch_size=None, name=None)``: a symbolic tensor of shape
+    ``(None, *shape)`` to call layers on (functional API, :class:`fusednn.Model`) or to
+    put first in a Sequential model (it then declares the input shape)."""
+    return InputLayer(shape=shape, batch_size=batch_size, name=name).output

@@ -85,7 +85,7 @@ def _document(model: "Sequential", kind: str, include_optimizer: bool) -> tuple[
         doc["compile"] = {"optimizer": optimizers.serialize(model.optimizer), "loss": losses.serialize(model.loss),
                           "metrics": _metric_names(model), "fused": model.fused_mode}
         opt = model.optimizer
-        if include_optimizer and model.built and opt.is_built_for(model.backend, model.weights):
+        if include_optimizer and model.built and opt.is_built_for(model.backend, model.optimized_weights):
             iterations, state = opt.get_state()
             names = [f"optimizer.{k}" for k in range(len(state))]
             arrays.update(zip(names, map(_host_f32, state)))

@@ -94,6 +94,18 @@ def unsupported_reason(model: Any) -> str | None:
     be = model.backend
     if not getattr(be, "has_trainer", False):
         return f"backend {be.name!r} has no fused trainer"
+    graph = getattr(model, "graph_reason", None)  # a functional model that is not a chain
+    if graph is not None:
+        return graph
+    trained = {id(layer) for layer in model.trained_layers()}
+    for layer in model.layers:
+        if id(layer) not in trained and layer.weights and type(layer) is not Dense:
+            return (f"a frozen {type(layer).__name__} ({layer.name!r}, trainable=False) is not fused (only frozen "
+                    "Dense layers are)")
+        if type(layer) is BatchNormalization and not layer.trainable:
+            return f"a BatchNormalization with trainable=False ({layer.name!r}) runs in inference mode per-op only"
+    if len(trained) != len(model.layers) and distribution_state.fit_session(model) is not None:
+        return "frozen layers are not fused under a distribution"
     k = len(_leading_norms(model))
     why = _steps_reason(model, _program(model)[k:])
     if why is not None:
@@ -151,6 +163,7 @@ class FusedTrainer:
         self.norms = _leading_norms(model)
         self._normalized: tuple[Any, Any] | None = None  # (data, its normalised copy) of this fit
         prog = _program(model)
+        trained = {id(layer) for layer in model.trained_layers()}
         # Data parallelism: every layer's gradients are views of one flat buffer (plus a
         # slot for the step's loss), so one allreduce per step covers them all (Dense
         # blocks only: unsupported_reason refuses layer steps under a distribution).
@@ -161,6 +174,14 @@ class FusedTrainer:
                 p = self._add_step(specs[-1], layer, be, batch, opt, states, p)
                 continue
             act = "linear" if (fold and i == len(prog) - 1) else layer.activation
+            if id(layer) not in trained:  # frozen: no gradient, update, state or penalty (Keras)
+                spec = {"W": layer.kernel, "b": layer.bias, "act": activation_code(act), "frozen": True,
+                        "A": be.empty((batch, layer.units)), "G": be.empty((batch, layer.units)),
+                        "dW": layer.grads[0], "db": layer.grads[1] if layer.use_bias else None}
+                if act in NEEDS_INPUT:
+                    spec["Z"] = be.empty((batch, layer.units))
+                specs.append(spec)
+                continue
             spec = {"W": layer.kernel, "b": layer.bias, "act": activation_code(act),
                     "A": be.empty((batch, layer.units)), "G": be.empty((batch, layer.units)),
                     "dW": layer.grads[0], "db": layer.grads[1] if layer.use_bias else None}
@@ -329,7 +350,8 @@ def _key(model: Any, batch: int) -> tuple:
     ids cannot be reused while it exists). Recompiling or rebuilding changes it."""
     opt = model.optimizer
     arrays = [*model.weights, *(a for s in _states(opt) for a in s.values())]
-    return (batch, distribution_state.fit_session(model) is not None, id(opt), *map(id, arrays))
+    return (batch, distribution_state.fit_session(model) is not None, id(opt), model.frozen_at_compile,
+            *map(id, arrays))
 
 
 def _flat_gradients(be: Any, layers: list[Any]) -> tuple[Any, list[Any]]:
