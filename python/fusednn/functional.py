@@ -83,6 +83,7 @@ class _Graph:
 
         for t in outputs:
             visit(t, ())
+        order = _keras_order(order, outputs)
         self.layers: list[Layer] = [t.layer for t in order]
         names = [layer.name for layer in self.layers]
         if len({id(layer) for layer in self.layers}) != len(self.layers):
@@ -103,6 +104,30 @@ class _Graph:
                          and all(ins == [k + i - 1 if i else 0] for i, ins in enumerate(self.inbound)))
 
 
+def _keras_order(topo: list[KerasTensor], outputs: list[KerasTensor]) -> list[KerasTensor]:
+    """Keras' layer order of a graph (``model.layers``, hence ``get_weights``): by depth
+    (the longest path to an output), deepest first, ties by first visit in a pre-order
+    walk from the outputs, as Keras' ``map_graph`` sorts them. ``topo`` is a topological
+    order of the nodes."""
+    index: dict[int, int] = {}
+
+    def walk(t: KerasTensor) -> None:
+        if id(t) in index:
+            return
+        index[id(t)] = len(index)
+        for u in t.inbound:
+            walk(u)
+
+    for t in outputs:
+        walk(t)
+    depth = {id(t): 0 for t in topo}
+    for t in reversed(topo):  # consumers before producers
+        for u in t.inbound:
+            if id(u) in depth:
+                depth[id(u)] = max(depth[id(u)], depth[id(t)] + 1)
+    return sorted(topo, key=lambda t: (-depth[id(t)], index[id(t)]))
+
+
 class OutputLosses(losses_module.Loss):
     """The loss of a model with several outputs: ``sum_i loss_weights[i] * losses[i]``
     over the outputs, which the model packs side by side (``pred_cols[i]`` columns each;
@@ -114,6 +139,15 @@ class OutputLosses(losses_module.Loss):
         self.losses, self.loss_weights = losses, [float(w) for w in weights]
         self.pred_cols, self.target_cols = pred_cols, target_cols
         self._scratch: dict[int, Any] = {}
+
+    def get_config(self) -> dict[str, Any]:
+        return {"losses": [losses_module.serialize(loss) for loss in self.losses],
+                "loss_weights": self.loss_weights, "pred_cols": self.pred_cols, "target_cols": self.target_cols}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "OutputLosses":
+        return cls([losses_module.deserialize(c) for c in config["losses"]], config["loss_weights"],
+                   config["pred_cols"], config["target_cols"])
 
     def slices(self, pred: Any, target: Any) -> list[tuple[Any, Any]]:
         """Each output's (pred, target) as contiguous arrays."""
@@ -468,6 +502,8 @@ class Model(Sequential):
             return
         names = self.output_names
         k = len(names)
+        if isinstance(loss, OutputLosses):  # a saved model's compile settings
+            loss, loss_weights = list(loss.losses), list(loss.loss_weights)
         if isinstance(loss, (list, tuple)):
             if len(loss) != k:
                 raise ValueError(f"loss is a list of {len(loss)} but the model has {k} outputs {names}")

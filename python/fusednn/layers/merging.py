@@ -27,6 +27,9 @@ class _Merge(Layer):
     def _output_features(self, dims: list[int]) -> int:
         raise NotImplementedError
 
+    def get_config(self) -> dict[str, Any]:
+        return super().get_config()
+
     def output_dim(self, input_dim: Any = None) -> int:
         if self.input_dims is None:
             raise ValueError(f"layer {self.name!r} is not built yet")
