@@ -99,11 +99,11 @@ def unsupported_reason(model: Any) -> str | None:
         return graph
     trained = {id(layer) for layer in model.trained_layers()}
     for layer in model.layers:
+        if type(layer) is BatchNormalization and not layer.trainable:
+            return f"a BatchNormalization with trainable=False ({layer.name!r}) runs in inference mode per-op only"
         if id(layer) not in trained and layer.weights and type(layer) is not Dense:
             return (f"a frozen {type(layer).__name__} ({layer.name!r}, trainable=False) is not fused (only frozen "
                     "Dense layers are)")
-        if type(layer) is BatchNormalization and not layer.trainable:
-            return f"a BatchNormalization with trainable=False ({layer.name!r}) runs in inference mode per-op only"
     if len(trained) != len(model.layers) and distribution_state.fit_session(model) is not None:
         return "frozen layers are not fused under a distribution"
     k = len(_leading_norms(model))
