@@ -18,7 +18,8 @@ from .callbacks import Callback, EarlyStopping, History, ProgbarLogger, Terminat
 from .callbacks import ModelCheckpoint
 from .layers import Activation, Dense, Input, InputLayer, Normalization
 from .losses import MeanSquaredError
-from .models import Model, Sequential
+from .functional import Model
+from .models import Sequential
 from .saving import load_model
 from .optimizers import SGD, Adam
 from .optimizers import Adadelta, Adagrad, Adamax, AdamW, Lion, Nadam, RMSprop

@@ -16,7 +16,9 @@ several outputs likewise, with one loss per output (:class:`OutputLosses`).
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -24,8 +26,7 @@ import numpy as np
 from . import losses as losses_module, metrics as metrics_module, registry
 from .backends import Backend, get_backend
 from .layers import REGISTRY as LAYERS, InputLayer, Layer, unique_name
-from .layers.base import _snake
-from .layers.merging import _Merge
+from .layers.merging import Merge
 from .layers.symbolic import KerasTensor
 from .models import Sequential
 from .training import inputs as checks
@@ -229,7 +230,7 @@ class Model(Sequential):
         if kwargs:
             raise TypeError(f"Model() got unexpected keyword arguments {sorted(kwargs)}")
         subclassed = type(self).call is not Model.call
-        default = _snake(type(self).__name__) if subclassed else "functional"
+        default = re.sub(r"(?<!^)(?=[A-Z])", "_", type(self).__name__).lower() if subclassed else "functional"
         super().__init__(name=name or unique_name(default))
         self._graph: _Graph | None = None
         self._input_tensors: list[KerasTensor] = []
@@ -306,7 +307,7 @@ class Model(Sequential):
             what.append(f"{g.n_inputs} inputs")
         if len(g.outputs) > 1:
             what.append(f"{len(g.outputs)} outputs")
-        merges = [layer.name for layer in self.layers if isinstance(layer, _Merge)]
+        merges = [layer.name for layer in self.layers if isinstance(layer, Merge)]
         if merges:
             what.append(f"merge layers ({', '.join(merges)})")
         if not what:
@@ -430,7 +431,7 @@ class Model(Sequential):
                 x = x[0]
             return super()._flat_samples(x, name)
         parts = self._pick(x, self.input_names, name)
-        be = self._be()
+        be = self.backend or get_backend()
         cols = []
         for part, t, key in zip(parts, self._input_tensors, self.input_names):
             a = checks.float32_array(part, f"{name}[{key!r}]", be)
@@ -463,7 +464,7 @@ class Model(Sequential):
             if self._graph is not None and len(self._output_tensors) == 1 and isinstance(y, dict):
                 y = self._pick(y, self.output_names, yname)[0]
             return super()._xy(x, y, xname, yname)
-        be = self._be()
+        be = self.backend or get_backend()
         x = checks.samples(self._flat_samples(x, xname), xname, be, self._input_features())
         parts = self._pick(y, self.output_names, yname)
         cols = []
@@ -569,7 +570,7 @@ class Model(Sequential):
         last = g.outputs[0] - g.n_inputs if len(g.outputs) == 1 else -1
         for i, (layer, buf, ins) in enumerate(zip(self.layers, ws.layers, g.inbound)):
             args = [vals[j] for j in ins]
-            a = args if isinstance(layer, _Merge) else args[0]
+            a = args if isinstance(layer, Merge) else args[0]
             if layer.uses_training:
                 y = layer.forward(a, buf, training=training)
             elif logits and i == last:
@@ -605,7 +606,7 @@ class Model(Sequential):
             dx = layer.backward(gy, ws.layers[i], need)
             if not need:
                 continue
-            for j, d in zip(ins, dx if isinstance(layer, _Merge) else [dx]):
+            for j, d in zip(ins, dx if isinstance(layer, Merge) else [dx]):
                 if j >= k:  # out of place: d may be a buffer another gradient aliases
                     grads[j] = d if grads[j] is None else grads[j] + d
 
@@ -620,9 +621,8 @@ class Model(Sequential):
         if not self.is_graph:
             return super().__call__(x, training=training)
         x = self.backend.asarray(self.check_samples(x))
-        from .training.trainer import _Workspace
-
-        out = self._forward(x, _Workspace(self.layers, x.shape[0]), training=bool(training))
+        ws = SimpleNamespace(layers=[layer.make_buffers(x.shape[0]) for layer in self.layers])
+        out = self._forward(x, ws, training=bool(training))
         return self._split_outputs(out)
 
     def _split_outputs(self, out: Any) -> Any:
@@ -667,7 +667,7 @@ class Model(Sequential):
             lines.append(row(f"{t.layer.name} (InputLayer)", str(tuple(t.shape)).replace("None,)", "None)"), "0",
                              "-"))
         for i, layer in enumerate(self.layers):
-            dims = layer.output_dim() if isinstance(layer, _Merge) else layer.output_dim(layer.input_dim)
+            dims = layer.output_dim() if isinstance(layer, Merge) else layer.output_dim(layer.input_dim)
             inbound = ", ".join(f"{names[j]}[0][0]" for j in g.inbound[i])
             lines.append(row(f"{layer.name} ({type(layer).__name__})", f"(None, {dims})",
                              f"{layer.count_params():,}", inbound))
@@ -693,7 +693,7 @@ class Model(Sequential):
         names = [t.layer.name for t in self._input_tensors] + [layer.name for layer in self.layers]
         shapes = [list(t.shape) for t in self._input_tensors]
         for layer in self.layers:
-            shapes.append([None, layer.output_dim() if isinstance(layer, _Merge) else layer.output_dim(layer.input_dim)])
+            shapes.append([None, layer.output_dim() if isinstance(layer, Merge) else layer.output_dim(layer.input_dim)])
 
         def tensor(j: int) -> dict[str, Any]:
             return {"class_name": "__keras_tensor__",
@@ -705,7 +705,7 @@ class Model(Sequential):
                            "registered_name": None, "name": t.layer.name, "inbound_nodes": []})
         for i, layer in enumerate(self.layers):
             spec = registry.serialize(layer, LAYERS)
-            args = [[tensor(j) for j in g.inbound[i]]] if isinstance(layer, _Merge) else [tensor(g.inbound[i][0])]
+            args = [[tensor(j) for j in g.inbound[i]]] if isinstance(layer, Merge) else [tensor(g.inbound[i][0])]
             layers.append({"module": "keras.layers", **spec, "registered_name": None, "name": layer.name,
                            "inbound_nodes": [{"args": args, "kwargs": {}}]})
         del tensors

@@ -349,5 +349,3 @@ def _weight_names(layer: Layer) -> list[str]:
     return [next((k for k, v in vars(layer).items() if v is w and not k.startswith("_")), "weight")
             for w in layer.weights]
 
-
-from .functional import Model  # noqa: E402 - keras.models.Model (functional/subclassed; builds on Sequential)

@@ -17,8 +17,8 @@ from .base import Buffers, Layer
 from .symbolic import KerasTensor, is_symbolic
 
 
-class _Merge(Layer):
-    """Base of the merging layers: several inputs (a list), one output."""
+class Merge(Layer):
+    """Base of the merging layers (Keras' ``Merge``): several inputs (a list), one output."""
 
     def __init__(self, name: str | None = None, **kwargs: Any) -> None:
         super().__init__(name, **kwargs)
@@ -89,7 +89,7 @@ class _Merge(Layer):
         return self.forward(xs, self.make_buffers(xs[0].shape[0]))
 
 
-class Concatenate(_Merge):
+class Concatenate(Merge):
     """``keras.layers.Concatenate(axis=-1)``: joins its inputs along the feature axis
     (the only axis of 2-D inputs besides the batch: -1 or 1)."""
 
@@ -126,7 +126,7 @@ class Concatenate(_Merge):
         return {**super().get_config(), "axis": self.axis}
 
 
-class Add(_Merge):
+class Add(Merge):
     """``keras.layers.Add()``: the elementwise sum of inputs of equal shape."""
 
     def _output_features(self, dims: list[int]) -> int:

@@ -8,10 +8,11 @@ from the outputs to find the layer graph (:mod:`fusednn.functional`).
 """
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
-from .base import unique_name
+_tensor_ids = itertools.count()
 
 
 class KerasTensor:
@@ -25,7 +26,7 @@ class KerasTensor:
         self.shape = tuple(shape)
         self.layer = layer
         self.inbound = tuple(inbound)
-        self.name = name or (getattr(layer, "name", None) or unique_name("keras_tensor"))
+        self.name = name or getattr(layer, "name", None) or f"keras_tensor_{next(_tensor_ids)}"
 
     @property
     def ndim(self) -> int:
