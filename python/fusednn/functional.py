@@ -27,8 +27,8 @@ from . import losses as losses_module, metrics as metrics_module, registry
 from .backends import Backend, get_backend
 from .layers import REGISTRY as LAYERS, InputLayer, Layer, unique_name
 from .layers.merging import Merge
-from .layers.symbolic import KerasTensor
-from .models import Sequential
+from .layers.symbolic import KerasTensor, is_symbolic
+from .models import Sequential, refuse_inference_call
 from .training import inputs as checks
 from .training.epoch_metrics import EpochMetrics
 
@@ -482,10 +482,10 @@ class Model(Sequential):
                 loss_weights: Any = None) -> None:
         """Sequential's compile, plus Keras' multi-output forms: ``loss`` a list (output
         order) or dict (by output name) of losses, or one loss for every output;
-        ``loss_weights`` a list or dict of floats (default 1 each); ``metrics`` a list
-        applied to every output, a list of lists, or a dict by output name."""
-        if self._graph is None and type(self).call is not Model.call:
-            pass  # subclassed, traced on the first data: single output assumed until then
+        ``loss_weights`` a list or dict of floats (default 1 each); ``metrics`` a list of
+        lists (one per output), a list of one metric per output, or a dict by output name
+        (as in Keras 3, a flat list of another length is an error). A subclassed model not
+        traced yet is compiled as a single-output one."""
         multi = self._graph is not None and len(self._output_tensors) > 1
         if not multi:
             if loss_weights is not None:
@@ -535,8 +535,11 @@ class Model(Sequential):
             if len(metrics) != k:
                 raise ValueError(f"metrics is a list of {len(metrics)} lists for {k} outputs")
             per_metrics = [list(m or []) for m in metrics]
+        elif isinstance(metrics, (list, tuple)) and len(metrics) == k:  # Keras: one metric per output
+            per_metrics = [[m] if m is not None else [] for m in metrics]
         else:
-            per_metrics = [list(metrics) for _ in names]
+            raise ValueError(f"Invalid `metrics`: for a model with outputs {names}, give a dict by output name, "
+                             f"a list of {k} lists (one per output) or a list of {k} metrics; got {metrics!r}")
         super().compile(optimizer, "mse", None, fused)
         objs = []
         for n, spec in zip(names, per):
@@ -548,6 +551,12 @@ class Model(Sequential):
         self.loss = OutputLosses(objs, weights, pred_cols, target_cols)
         self.output_metrics = [[metrics_module.get(m) for m in ms] for ms in per_metrics]
         self.metrics = [m for ms in self.output_metrics for m in ms]
+
+    def _sample_weights(self, sample_weight: Any, class_weight: Any, y: Any) -> np.ndarray | None:
+        if class_weight is not None and isinstance(self.loss, OutputLosses):
+            raise ValueError("class_weight is not supported for a model with several outputs (as in Keras); "
+                             "pass sample_weight")
+        return super()._sample_weights(sample_weight, class_weight, y)
 
     def _tracker(self) -> Any:
         if isinstance(self.loss, OutputLosses):
@@ -613,17 +622,40 @@ class Model(Sequential):
     def __call__(self, x: Any, training: bool = False) -> Any:
         """Predictions for ``x`` in one batch (backend arrays; a list, or a dict by output
         name, for several outputs); on symbolic tensors: not supported (nesting models)."""
-        from .layers.symbolic import is_symbolic
-
         if is_symbolic(x):
-            raise NotImplementedError("calling a Model on symbolic tensors (nesting models) is not supported; "
-                                      "call its layers instead")
+            return self.symbolic_call(x, training)
         if not self.is_graph:
             return super().__call__(x, training=training)
         x = self.backend.asarray(self.check_samples(x))
         ws = SimpleNamespace(layers=[layer.make_buffers(x.shape[0]) for layer in self.layers])
         out = self._forward(x, ws, training=bool(training))
         return self._split_outputs(out)
+
+    def symbolic_call(self, inputs: Any, training: Any = None) -> Any:
+        """This model's graph replayed on other symbolic tensors (a model used as a layer
+        of another functional model): each of its layers is called on the tensors that
+        correspond to its inputs; returns the outputs in the model's structure."""
+        if self._graph is None:
+            first = inputs[0] if isinstance(inputs, (list, tuple)) else \
+                (next(iter(inputs.values())) if isinstance(inputs, dict) else inputs)
+            self.build(first.shape)
+        refuse_inference_call(self, training)
+        g = self._graph
+        given = self._pick(inputs, self.input_names, "the inputs")
+        vals: list[Any] = []
+        for t, u in zip(self._input_tensors, given):
+            if not isinstance(u, KerasTensor) or tuple(u.shape[1:]) != tuple(t.shape[1:]):
+                raise ValueError(f"model {self.name!r} input {t.name!r} takes shape {t.shape}, got {u!r}")
+            vals.append(u)
+        for layer, ins in zip(self.layers, g.inbound):
+            args = [vals[j] for j in ins]
+            vals.append(layer(args if isinstance(layer, Merge) else args[0]))
+        outs = [vals[j] for j in g.outputs]
+        if len(outs) == 1:
+            return outs[0]
+        if self._output_keys is not None and any(k is not None for k in self._output_keys):
+            return dict(zip(self.output_names, outs))
+        return outs
 
     def _split_outputs(self, out: Any) -> Any:
         if len(self._output_tensors) == 1:

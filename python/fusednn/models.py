@@ -15,7 +15,7 @@ import numpy as np
 from . import registry, saving
 from .backends import Backend, get_backend
 from .layers import REGISTRY as LAYERS, InputLayer, Layer, unique_name
-from .layers.symbolic import KerasTensor
+from .layers.symbolic import KerasTensor, is_symbolic
 from .saving import load_model  # noqa: F401 - keras.models.load_model
 from .training import Trainer
 
@@ -230,11 +230,26 @@ class Sequential(Trainer):
         """The model's output for ``x`` in one batch, as an array of the model's backend
         (NumPy, or CuPy on the GPU), as calling a Keras model gives a tensor; ``training``
         runs the training behaviour of Dropout/BatchNormalization (the moving statistics
-        of a BatchNormalization move, as in Keras)."""
+        of a BatchNormalization move, as in Keras). On a symbolic tensor (functional API)
+        the model's layers are applied to it in turn (see :meth:`symbolic_call`)."""
+        if is_symbolic(x):
+            return self.symbolic_call(x, training)
         x = (self._backend or get_backend()).asarray(self.check_samples(x))
         for layer in self.layers:
             buf = layer.make_buffers(x.shape[0])
             x = layer.forward(x, buf, training=bool(training)) if layer.uses_training else layer.forward(x, buf)
+        return x
+
+    def symbolic_call(self, inputs: Any, training: Any = None) -> Any:
+        """A model called on symbolic tensors inside another functional model: its layers
+        are applied to them in turn, so the outer model holds (and trains) the same layer
+        objects. ``training=False`` (Keras' transfer-learning idiom: run the inner model in
+        inference mode) is refused for a model whose Dropout-like layers would still act
+        (freeze it with ``trainable = False``, which makes BatchNormalization infer)."""
+        refuse_inference_call(self, training)
+        x = inputs
+        for layer in self.layers:
+            x = layer(x)
         return x
 
     # ------------------------------------------------------------------ weights
@@ -341,6 +356,20 @@ class Sequential(Trainer):
 
 
 registry.MODELS.register(Sequential)
+
+
+def refuse_inference_call(model: Any, training: Any) -> None:
+    """NotImplementedError when ``model`` is called symbolically with ``training=False``
+    and has a layer that acts in training other than a frozen BatchNormalization: the
+    graph cannot keep a per-call inference mode."""
+    if training is not False:
+        return
+    active = [layer.name for layer in model.layers if layer.uses_training
+              and not (type(layer).__name__ == "BatchNormalization" and not layer.trainable)]
+    if active:
+        raise NotImplementedError(f"calling model {model.name!r} with training=False inside another model is not "
+                                  f"supported while its layers {active} act in training (a frozen "
+                                  "BatchNormalization already runs in inference mode)")
 
 
 def _weight_names(layer: Layer) -> list[str]:

@@ -289,3 +289,34 @@ def test_shaped_input_with_flatten_chain():
                                x.reshape(4, 6) @ model.get_weights()[0] + model.get_weights()[1], rtol=1e-5)
     with pytest.raises(ValueError, match="Flatten"):
         L.Dense(2)(keras.Input(shape=(2, 3)))
+
+
+def test_model_called_inside_another_model(host_backend_name):
+    fusednn.set_random_seed(8)
+    base = keras.Sequential([keras.Input((6,)), L.Dense(8, activation="relu", name="b1"), L.Dense(4, name="b2")])
+    base.trainable = False
+    inp = keras.Input((6,))
+    model = keras.Model(inp, L.Dense(2, name="top")(base(inp)))
+    assert [layer.name for layer in model.layers] == ["b1", "b2", "top"]
+    assert all(a is b for a, b in zip(model.layers, base.layers))  # the same layers, shared weights
+    model.compile(optimizer="adam", loss="mse")
+    if host_backend_name == "cpu":
+        assert model.fused_reason is None
+    frozen = base.get_weights()
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(30, 6)).astype(np.float32)
+    model.fit(x, rng.normal(size=(30, 2)), epochs=2, verbose=0)
+    for a, b in zip(frozen, base.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(model.predict(x, verbose=0),
+                               base.predict(x, verbose=0) @ model.get_layer("top").get_weights()[0]
+                               + model.get_layer("top").get_weights()[1], rtol=1e-5, atol=1e-6)
+    # a functional model replayed on new inputs; training=False with an active Dropout is refused
+    a = keras.Input((3,))
+    inner = keras.Model(a, L.concatenate([a, L.Dense(2)(a)]))
+    b = keras.Input((3,))
+    outer = keras.Model(b, L.Dense(1)(inner(b)))
+    assert len(outer.layers) == 3 and outer.count_params() == inner.count_params() + 6
+    drop = keras.Sequential([keras.Input((3,)), L.Dropout(0.5)])
+    with pytest.raises(NotImplementedError, match="training=False"):
+        drop(keras.Input((3,)), training=False)
