@@ -26,9 +26,14 @@ def test_merge_layers_forward_and_finite_differences(backend_name):
     np.testing.assert_array_equal(y, np.concatenate([a, b, c], axis=1))
     add = L.Add()
     np.testing.assert_allclose(be.to_numpy(add([a, c])), a + c, rtol=1e-6)
+    np.testing.assert_allclose(be.to_numpy(L.Subtract()([a, c])), a - c, rtol=1e-6)
+    np.testing.assert_allclose(be.to_numpy(L.Multiply()([a, c, a])), a * c * a, rtol=1e-6)
+    np.testing.assert_allclose(be.to_numpy(L.Average()([a, c])), (a + c) / 2, rtol=1e-6)
     # gradients: loss = sum(r * merge(x)) for a random r; d loss / d x_i by central differences
     r = rng.normal(size=(5, 7))
-    for layer, xs in ((L.Concatenate(axis=1), [a, b, c]), (L.Add(), [a, c, a * 2])):
+    cases = ((L.Concatenate(axis=1), [a, b, c]), (L.Add(), [a, c, a * 2]), (L.Subtract(), [a, c]),
+             (L.Multiply(), [a, c, c + 1]), (L.Average(), [a, c, a - c]))
+    for layer, xs in cases:
         layer([be.asarray(x) for x in xs])  # build
         buf = layer.make_buffers(5)
         out = layer.forward([be.asarray(x) for x in xs], buf)

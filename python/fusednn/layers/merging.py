@@ -1,5 +1,5 @@
-"""Merging layers of Keras' functional API: ``Concatenate`` and ``Add`` (and the
-function forms ``concatenate`` / ``add``).
+"""Merging layers of Keras' functional API: ``Concatenate``, ``Add``, ``Subtract``,
+``Multiply``, ``Average`` (and the function forms ``concatenate``, ``add``, ...).
 
 They take a list of 2-D inputs (batch, features_i). Forward and backward run on the
 backend's array module (NumPy on numpy/cpu, CuPy on cuda): a concatenation and a sum
@@ -146,6 +146,84 @@ class Add(Merge):
         return [dy] * len(self.input_dims) if need_dx else None
 
 
+class _Elementwise(Merge):
+    """Shared shape rule of the elementwise merges: inputs of equal shape."""
+
+    def _output_features(self, dims: list[int]) -> int:
+        if len(set(dims)) != 1:
+            raise ValueError(f"{type(self).__name__} needs inputs of equal shape, got features {dims}")
+        return dims[0]
+
+    def _grad_buffers(self, buf: Buffers) -> list[Any]:
+        if buf.dx is None:
+            buf.dx = [self.backend.empty((buf.batch, d)) for d in self.input_dims]
+        return buf.dx
+
+
+class Subtract(_Elementwise):
+    """``keras.layers.Subtract()``: ``inputs[0] - inputs[1]`` (exactly two inputs)."""
+
+    def _output_features(self, dims: list[int]) -> int:
+        if len(dims) != 2:
+            raise ValueError(f"Subtract takes exactly 2 inputs, got {len(dims)}")
+        return super()._output_features(dims)
+
+    def forward(self, xs: list[Any], buf: Buffers) -> Any:
+        self.backend.xp.subtract(xs[0], xs[1], out=buf.y)
+        return buf.y
+
+    def backward(self, dy: Any, buf: Buffers, need_dx: bool) -> list[Any] | None:
+        if not need_dx:
+            return None
+        g = self._grad_buffers(buf)
+        self.backend.xp.negative(dy, out=g[1])
+        return [dy, g[1]]
+
+
+class Multiply(_Elementwise):
+    """``keras.layers.Multiply()``: the elementwise product of inputs of equal shape."""
+
+    def forward(self, xs: list[Any], buf: Buffers) -> Any:
+        xp = self.backend.xp
+        xp.multiply(xs[0], xs[1], out=buf.y)
+        for x in xs[2:]:
+            buf.y *= x
+        self._xs = list(xs)
+        return buf.y
+
+    def backward(self, dy: Any, buf: Buffers, need_dx: bool) -> list[Any] | None:
+        """d prod / d x_i = dy times the product of the other inputs."""
+        if not need_dx:
+            return None
+        xp = self.backend.xp
+        g = self._grad_buffers(buf)
+        for i in range(len(self._xs)):
+            g[i][...] = dy
+            for j, x in enumerate(self._xs):
+                if j != i:
+                    xp.multiply(g[i], x, out=g[i])
+        return g
+
+
+class Average(_Elementwise):
+    """``keras.layers.Average()``: the elementwise mean of inputs of equal shape."""
+
+    def forward(self, xs: list[Any], buf: Buffers) -> Any:
+        xp = self.backend.xp
+        xp.add(xs[0], xs[1], out=buf.y)
+        for x in xs[2:]:
+            buf.y += x
+        buf.y *= np.float32(1.0 / len(xs))
+        return buf.y
+
+    def backward(self, dy: Any, buf: Buffers, need_dx: bool) -> list[Any] | None:
+        if not need_dx:
+            return None
+        g = self._grad_buffers(buf)
+        self.backend.xp.multiply(dy, np.float32(1.0 / len(g)), out=g[0])
+        return [g[0]] * len(g)
+
+
 def concatenate(inputs: list[Any], axis: int = -1, **kwargs: Any) -> Any:
     """``keras.layers.concatenate``: ``Concatenate(axis=axis, **kwargs)(inputs)``."""
     return Concatenate(axis=axis, **kwargs)(inputs)
@@ -154,3 +232,18 @@ def concatenate(inputs: list[Any], axis: int = -1, **kwargs: Any) -> Any:
 def add(inputs: list[Any], **kwargs: Any) -> Any:
     """``keras.layers.add``: ``Add(**kwargs)(inputs)``."""
     return Add(**kwargs)(inputs)
+
+
+def subtract(inputs: list[Any], **kwargs: Any) -> Any:
+    """``keras.layers.subtract``: ``Subtract(**kwargs)(inputs)``."""
+    return Subtract(**kwargs)(inputs)
+
+
+def multiply(inputs: list[Any], **kwargs: Any) -> Any:
+    """``keras.layers.multiply``: ``Multiply(**kwargs)(inputs)``."""
+    return Multiply(**kwargs)(inputs)
+
+
+def average(inputs: list[Any], **kwargs: Any) -> Any:
+    """``keras.layers.average``: ``Average(**kwargs)(inputs)``."""
+    return Average(**kwargs)(inputs)
