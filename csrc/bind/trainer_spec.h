@@ -203,9 +203,29 @@ std::vector<DenseBuffers> to_layers(const py::list& layers, const OptimizerConfi
     std::tie(l.W, rows, cols) = matrix(d["W"], where + "W");
     l.in = to_int_dim(rows, "W rows");
     l.out = to_int_dim(cols, "W columns");
-    if (prev_out >= 0 && l.in != prev_out)
+    if (d.contains("src") && !d["src"].is_none()) {  // a graph block (fusednn/trainer.h)
+      for (const auto& k : d["src"].cast<py::list>()) l.src.push_back(k.cast<int>());
+      l.merge = d.contains("merge") ? d["merge"].cast<int>() : 0;
+      if (l.src.empty() || l.merge < 0 || l.merge > 2 || (l.merge == 0 && l.src.size() != 1) ||
+          (l.merge != 0 && l.src.size() < 2))
+        throw py::value_error(where + "has a bad src/merge");
+      int width = 0;
+      for (int k : l.src) {
+        if (k < -1 || k >= int(i)) throw py::value_error(where + "src must name earlier layers or -1 (the batch)");
+        if (i == 0 && (l.merge != 0 || k != -1)) throw py::value_error("layer 0 must take the batch itself");
+        const int w = k < 0 ? (i == 0 ? l.in : out.front().in) : out[std::size_t(k)].out;
+        if (l.merge == 2 && w != l.in) throw py::value_error(where + "adds inputs of another width than its input");
+        width += w;
+      }
+      if ((l.merge == 1 || l.merge == 0) && width != l.in)
+        throw py::value_error(where + "takes " + std::to_string(l.in) + " inputs but its sources give " +
+                              std::to_string(width));
+      if (l.merge != 0) l.X = shaped(d["X"], where + "X", {batch, l.in});
+      if (l.merge != 0 || l.src[0] >= 0) l.dX = shaped(d["dX"], where + "dX", {batch, l.in});
+    } else if (prev_out >= 0 && l.in != prev_out) {
       throw py::value_error(where + "takes " + std::to_string(l.in) + " inputs but the previous layer has " +
                             std::to_string(prev_out) + " units");
+    }
     prev_out = l.out;
     l.act = to_act(d["act"].cast<int>());
     l.A = shaped(d["A"], where + "A", {batch, l.out});

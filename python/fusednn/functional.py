@@ -298,7 +298,8 @@ class Model(Sequential):
 
     @property
     def graph_reason(self) -> str | None:
-        """Why the fused trainer cannot run this model's layer graph (None for a chain)."""
+        """Why the fused trainer cannot run this model's layer graph whatever its layers
+        (several inputs or outputs), else None; the fused module judges the rest."""
         if self._graph is None or self._graph.is_chain:
             return None
         g = self._graph
@@ -307,13 +308,20 @@ class Model(Sequential):
             what.append(f"{g.n_inputs} inputs")
         if len(g.outputs) > 1:
             what.append(f"{len(g.outputs)} outputs")
-        merges = [layer.name for layer in self.layers if isinstance(layer, Merge)]
-        if merges:
-            what.append(f"merge layers ({', '.join(merges)})")
         if not what:
-            what.append("branches")
-        return (f"a functional model with {' and '.join(what)} runs the per-op path (the fused trainer runs a "
-                "single chain of layers)")
+            return None
+        return (f"a functional model with {' and '.join(what)} runs the per-op path (the fused trainer takes one "
+                "input and one output)")
+
+    @property
+    def graph_inbound(self) -> list[list[int]] | None:
+        """For a layer graph other than a chain (None otherwise): for each layer of
+        :attr:`layers`, the indices in :attr:`layers` of the layers whose outputs it takes
+        (``-1 - j`` for model input ``j``), in call order."""
+        if not self.is_graph:
+            return None
+        k = self._graph.n_inputs
+        return [[j - k if j >= k else -1 - j for j in ins] for ins in self._graph.inbound]
 
     @property
     def is_graph(self) -> bool:

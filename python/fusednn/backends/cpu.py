@@ -158,6 +158,8 @@ class CpuBackend(Backend):
 
     has_trainer = True
     trainer_steps = True
+    #: the fused trainer runs layer graphs (Dense blocks with Concatenate/Add merges)
+    trainer_merges = True
 
     def make_trainer(self, layers, optimizer, loss, batch, loss_param=0.0):
         return self._k.MlpTrainer(layers, optimizer, loss, batch, loss_param)

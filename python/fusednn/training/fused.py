@@ -21,7 +21,8 @@ import numpy as np
 from .. import losses, optimizers
 from ..backends import NEEDS_INPUT, activation_code
 from ..distribution import state as distribution_state
-from ..layers import Activation, BatchNormalization, Dense, Dropout, Flatten, Identity, Normalization, ReLU, Reshape
+from ..layers import (Activation, Add, BatchNormalization, Concatenate, Dense, Dropout, Flatten, Identity, Normalization,
+                      ReLU, Reshape)
 from . import concurrency, inputs
 from ..metrics.keras_objects import metric_needs
 from .epoch_metrics import EpochMetrics
@@ -78,6 +79,87 @@ def _steps_reason(model: Any, layers: list[Any]) -> str | None:
     return None
 
 
+class GraphPlan:
+    """How a functional model's layer graph runs as Dense blocks (fusednn/trainer.h's
+    graph blocks): ``block_of[i]`` is the block layer ``i`` belongs to (its Dense, or the
+    Dense a step layer follows; None for a merge), ``inputs[b]`` / ``merge[b]`` where block
+    ``b`` takes its input from (block indices, -1 the batch; 0 one source, 1 concatenate,
+    2 add). ``reason`` says why the graph cannot run so (then the rest is empty)."""
+
+    def __init__(self, model: Any) -> None:
+        self.block_of: list[int | None] = []
+        self.inputs: list[list[int]] = []
+        self.merge: list[int] = []
+        self.reason = self._plan(model)
+
+    def _plan(self, model: Any) -> str | None:
+        layers, inbound = model.layers, model.graph_inbound
+        owner: dict[int, int] = {}  # layer -> its block
+        last: dict[int, int] = {}   # block -> the layer whose output is the block's output
+        refs: list[tuple[int, str]] = []  # (layer whose output is read, by whom)
+        merge_users: dict[int, int] = {}
+        heads: list[int] = []  # block -> its Dense layer
+        for i, (layer, ins) in enumerate(zip(layers, inbound)):
+            kind = type(layer)
+            if kind is Dense:
+                (src,) = ins
+                if src >= 0 and type(layers[src]) in (Concatenate, Add):
+                    merge_users[src] = merge_users.get(src, 0) + 1
+                    sources = []
+                    for k in inbound[src]:
+                        if k >= 0 and k not in owner:
+                            return (f"merge {layers[src].name!r} takes {layers[k].name!r}, which is not the output of "
+                                    "a Dense block (fused merges take Dense outputs or the model input)")
+                        sources.append(-1 if k < 0 else owner[k])
+                        if k >= 0:
+                            refs.append((k, layers[src].name))
+                    self.inputs.append(sources)
+                    self.merge.append(1 if type(layers[src]) is Concatenate else 2)
+                elif src >= 0 and src not in owner:
+                    return f"Dense {layer.name!r} takes {layers[src].name!r} ({type(layers[src]).__name__}), not fused"
+                else:
+                    self.inputs.append([-1 if src < 0 else owner[src]])
+                    self.merge.append(0)
+                    if src >= 0:
+                        refs.append((src, layer.name))
+                owner[i] = len(self.inputs) - 1
+                last[owner[i]] = i
+                heads.append(i)
+                self.block_of.append(owner[i])
+            elif kind in (Concatenate, Add):
+                self.block_of.append(None)
+            elif kind in _STEP_LAYERS:
+                (src,) = ins
+                if src < 0 or src not in owner:
+                    return f"layer {layer.name!r} ({kind.__name__}) must follow a Dense to be fused"
+                dense = layers[heads[owner[src]]]
+                why = _steps_reason(model, [dense, layer, dense])  # the per-layer checks of a chain
+                if why is not None:
+                    return why
+                if last[owner[src]] != src:
+                    return f"{layer.name!r} follows {layers[src].name!r}, not the end of its block: not fused"
+                owner[i] = owner[src]
+                last[owner[i]] = i
+                self.block_of.append(owner[i])
+            else:
+                return f"layer {layer.name!r} ({kind.__name__}) is not fused in a layer graph"
+        for m, layer in enumerate(layers):
+            if type(layer) in (Concatenate, Add) and merge_users.get(m, 0) != 1:
+                return f"merge {layer.name!r} must feed exactly one Dense to be fused"
+            if type(layer) in (Concatenate, Add) and sum(m in ins for ins in inbound) != 1:
+                return f"merge {layer.name!r} must feed exactly one Dense to be fused"
+        for k, user in refs:
+            if last[owner[k]] != k:
+                return (f"{user!r} reads {layers[k].name!r} before the layers that follow it in its block; a branch "
+                        "there is not fused")
+        out = len(layers) - 1
+        if owner.get(out) != len(self.inputs) - 1 or last[owner[out]] != out:
+            return "the output must be the last Dense block's output to be fused"
+        if type(layers[0]) is not Dense:
+            return "the graph must start with a Dense to be fused"
+        return None
+
+
 def _loss_kind(model: Any) -> str:
     if type(model.loss) is losses.MeanSquaredError:
         return "mse"
@@ -94,9 +176,18 @@ def unsupported_reason(model: Any) -> str | None:
     be = model.backend
     if not getattr(be, "has_trainer", False):
         return f"backend {be.name!r} has no fused trainer"
-    graph = getattr(model, "graph_reason", None)  # a functional model that is not a chain
+    graph = getattr(model, "graph_reason", None)  # a functional model with several inputs/outputs
     if graph is not None:
         return graph
+    plan = None
+    if getattr(model, "graph_inbound", None) is not None:  # a layer graph: Dense blocks with merges
+        if not getattr(be, "trainer_merges", False):
+            return f"the {be.name} fused trainer does not run layer graphs (merges, branches) yet"
+        if distribution_state.fit_session(model) is not None:
+            return "layer graphs are not fused under a distribution"
+        plan = GraphPlan(model)
+        if plan.reason is not None:
+            return plan.reason
     trained = {id(layer) for layer in model.trained_layers()}
     for layer in model.layers:
         if type(layer) is BatchNormalization and not layer.trainable:
@@ -106,8 +197,8 @@ def unsupported_reason(model: Any) -> str | None:
                     "Dense layers are)")
     if len(trained) != len(model.layers) and distribution_state.fit_session(model) is not None:
         return "frozen layers are not fused under a distribution"
-    k = len(_leading_norms(model))
-    why = _steps_reason(model, _program(model)[k:])
+    k = len(_leading_norms(model)) if plan is None else 0
+    why = _steps_reason(model, _program(model)[k:]) if plan is None else None
     if why is not None:
         return why
     if distribution_state.fit_session(model) is not None and \
@@ -169,17 +260,27 @@ class FusedTrainer:
         # blocks only: unsupported_reason refuses layer steps under a distribution).
         dense = [layer for layer in prog[len(self.norms):] if type(layer) is Dense]
         self.flat_grads, views = _flat_gradients(be, dense) if flat_grads else (None, None)
-        for i, layer in enumerate(prog[len(self.norms):], start=len(self.norms)):
-            if type(layer) is not Dense:  # a step after the last Dense block
-                p = self._add_step(specs[-1], layer, be, batch, opt, states, p)
+        plan = GraphPlan(model) if getattr(model, "graph_inbound", None) is not None else None
+        if plan is None:
+            walk, last = list(enumerate(prog[len(self.norms):], start=len(self.norms))), len(prog) - 1
+        else:  # a layer graph: every layer in model order, merges folded into the Dense after them
+            walk, last = list(enumerate(model.layers)), len(model.layers) - 1
+        for i, layer in walk:
+            if plan is not None and plan.block_of[i] is None:  # a merge: its Dense assembles the input
                 continue
-            act = "linear" if (fold and i == len(prog) - 1) else layer.activation
+            if type(layer) is not Dense:  # a step after its Dense block (the last one, for a chain)
+                block = specs[-1] if plan is None else specs[plan.block_of[i]]
+                p = self._add_step(block, layer, be, batch, opt, states, p)
+                continue
+            act = "linear" if (fold and i == last) else layer.activation
             if id(layer) not in trained:  # frozen: no gradient, update, state or penalty (Keras)
                 spec = {"W": layer.kernel, "b": layer.bias, "act": activation_code(act), "frozen": True,
                         "A": be.empty((batch, layer.units)), "G": be.empty((batch, layer.units)),
                         "dW": layer.grads[0], "db": layer.grads[1] if layer.use_bias else None}
                 if act in NEEDS_INPUT:
                     spec["Z"] = be.empty((batch, layer.units))
+                if plan is not None:
+                    _graph_input(spec, plan, len(specs), layer, be, batch)
                 specs.append(spec)
                 continue
             spec = {"W": layer.kernel, "b": layer.bias, "act": activation_code(act),
@@ -199,6 +300,8 @@ class FusedTrainer:
                 key = "W" if w is layer.kernel else "b"
                 spec[f"{key}_l1"], spec[f"{key}_l2"] = reg.l1, reg.l2
             p += 2 if layer.use_bias else 1
+            if plan is not None:
+                _graph_input(spec, plan, len(specs), layer, be, batch)
             specs.append(spec)
         self.batch = batch
         self.optimizer = opt  # keeps id(opt) in the key unique while this trainer exists
@@ -342,6 +445,17 @@ class FusedTrainer:
         else:
             self.metrics = {"counts": tracker.counts, "classes": tracker.classes, "sparse": tracker.sparse,
                             "threshold": tracker.threshold, "sums": tracker.sums}
+
+
+def _graph_input(spec: dict, plan: GraphPlan, b: int, layer: Any, be: Any, batch: int) -> None:
+    """Block ``b``'s input sources (fusednn/trainer.h's graph blocks) and the buffers of
+    its merged input and of the input gradient."""
+    spec["src"], spec["merge"] = list(plan.inputs[b]), plan.merge[b]
+    n_in = layer.input_dim
+    if plan.merge[b]:
+        spec["X"] = be.empty((batch, n_in))
+    if plan.merge[b] or plan.inputs[b][0] >= 0:
+        spec["dX"] = be.empty((batch, n_in))
 
 
 def _key(model: Any, batch: int) -> tuple:
