@@ -58,9 +58,11 @@ def _flatten(struct: Any, what: str) -> tuple[list[KerasTensor], Any]:
 class _Graph:
     """A layer graph in topological order: ``nodes[i]`` is layer ``layers[i]`` applied to
     the tensors numbered ``inbound[i]`` (inputs are 0..k-1, the output of node i is
-    k + i); ``outputs`` numbers the model's outputs."""
+    k + i); ``outputs`` numbers the model's outputs. With ``input_layers`` (functional
+    models, as Keras lists them) each input's InputLayer is a node too: the identity on
+    that input, which the layers reading the input read instead."""
 
-    def __init__(self, inputs: list[KerasTensor], outputs: list[KerasTensor]) -> None:
+    def __init__(self, inputs: list[KerasTensor], outputs: list[KerasTensor], input_layers: bool = True) -> None:
         order: list[KerasTensor] = []
         seen: set[int] = set()
         input_ids = {id(t): j for j, t in enumerate(inputs)}
@@ -70,7 +72,12 @@ class _Graph:
                                  f"{getattr(t.layer, 'name', None)!r})")
 
         def visit(t: KerasTensor, path: tuple[int, ...]) -> None:
-            if id(t) in seen or id(t) in input_ids:
+            if id(t) in seen:
+                return
+            if id(t) in input_ids:
+                if input_layers:
+                    seen.add(id(t))
+                    order.append(t)
                 return
             if t.is_input:
                 raise ValueError(f"Graph disconnected: the outputs depend on input {t.name!r}, which is not in "
@@ -96,7 +103,8 @@ class _Graph:
         number = dict(input_ids)
         for i, t in enumerate(order):
             number[id(t)] = len(inputs) + i
-        self.inbound: list[list[int]] = [[number[id(u)] for u in t.inbound] for t in order]
+        self.inbound: list[list[int]] = [[input_ids[id(t)]] if id(t) in input_ids else [number[id(u)] for u in t.inbound]
+                                         for t in order]
         self.outputs: list[int] = [number[id(t)] for t in outputs]
         self.n_inputs = len(inputs)
         k = len(inputs)
@@ -257,11 +265,14 @@ class Model(Sequential):
         super().__setattr__(key, value)
 
     # ------------------------------------------------------------------ graph
-    def _init_graph(self, inputs: Any, outputs: Any) -> None:
+    def _init_graph(self, inputs: Any, outputs: Any, input_layers: bool = True) -> None:
         ins, self._input_keys = _flatten(inputs, "inputs")
         outs, self._output_keys = _flatten(outputs, "outputs")
-        graph = _Graph(ins, outs)
-        if not graph.layers:
+        graph = _Graph(ins, outs, input_layers)
+        for t in ins:  # InputLayers are layers of the model (the identity): built like the rest
+            if not t.layer.built:
+                t.layer.build(t.features)
+        if not [layer for layer in graph.layers if not isinstance(layer, InputLayer)]:
             raise ValueError("the model has no layers between its inputs and outputs")
         self._graph = graph
         self._input_tensors, self._output_tensors = ins, outs
@@ -361,7 +372,7 @@ class Model(Sequential):
                           "fusednn traces call() once: it may only call layers (fusednn's, or Layer subclasses) "
                           "on tensors and return their output(s); tensor arithmetic, Python branches on values "
                           "and layers called twice are not supported") from e
-        self._init_graph(x, y)
+        self._init_graph(x, y, input_layers=False)  # Keras lists no InputLayer for a subclassed model
 
     def _build(self, input_dim: int) -> None:
         if self._graph is None:  # subclassed, not traced yet
@@ -657,6 +668,9 @@ class Model(Sequential):
             vals.append(u)
         for layer, ins in zip(self.layers, g.inbound):
             args = [vals[j] for j in ins]
+            if isinstance(layer, InputLayer):  # the new input itself
+                vals.append(args[0])
+                continue
             vals.append(layer(args if isinstance(layer, Merge) else args[0]))
         outs = [vals[j] for j in g.outputs]
         if len(outs) == 1:
@@ -684,8 +698,21 @@ class Model(Sequential):
         return self._split_outputs(out) if self._graph is not None else out
 
     # ------------------------------------------------------------------ summary
+    def _tensor_names_shapes(self) -> tuple[list[str], list[list[Any]]]:
+        """The producing layer's name and the shape of every tensor of the graph, by number."""
+        names = [t.layer.name for t in self._input_tensors]
+        shapes = [list(t.shape) for t in self._input_tensors]
+        for layer, ins in zip(self.layers, self._graph.inbound):
+            names.append(layer.name)
+            if isinstance(layer, InputLayer):
+                shapes.append(shapes[ins[0]])
+            else:
+                shapes.append([None, layer.output_dim() if isinstance(layer, Merge) else
+                               layer.output_dim(layer.input_dim)])
+        return names, shapes
+
     def summary(self, print_fn: Callable[[str], Any] | None = None) -> None:
-        """Keras' functional summary: the input layers, then each layer with its output
+        """Keras' functional summary: each layer (InputLayers included) with its output
         shape, parameter count and (for a graph) the layers it is connected to; then the
         total, trainable and non-trainable parameter counts."""
         if not self.built:
@@ -694,71 +721,73 @@ class Model(Sequential):
         g = self._graph
         connect = not g.is_chain
         widths = (33, 25, 12, 25) if connect else (33, 25, 12)
-        tensors = [*self._input_tensors, *[None] * len(self.layers)]
-        names = [t.layer.name for t in self._input_tensors] + [layer.name for layer in self.layers]
+        names, shapes = self._tensor_names_shapes()
 
         def row(*cells: str) -> str:
             text = "".join(c.ljust(w) for c, w in zip(cells[:2], widths)) + cells[2].rjust(widths[2])
             return text + ("  " + cells[3] if connect else "")
 
+        def shape_text(shape: list[Any]) -> str:
+            return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
+
         header = ("Layer (type)", "Output Shape", "Param #", "Connected to")
         lines = [f'Model: "{self.name}"', "_" * sum(widths), row(*header), "=" * sum(widths)]
-        for t in self._input_tensors:
-            lines.append(row(f"{t.layer.name} (InputLayer)", str(tuple(t.shape)).replace("None,)", "None)"), "0",
-                             "-"))
+        k = g.n_inputs  # (a traced subclassed model lists no InputLayer, as Keras)
         for i, layer in enumerate(self.layers):
-            dims = layer.output_dim() if isinstance(layer, Merge) else layer.output_dim(layer.input_dim)
-            inbound = ", ".join(f"{names[j]}[0][0]" for j in g.inbound[i])
-            lines.append(row(f"{layer.name} ({type(layer).__name__})", f"(None, {dims})",
+            inbound = "-" if isinstance(layer, InputLayer) else ", ".join(f"{names[j]}[0][0]" for j in g.inbound[i])
+            lines.append(row(f"{layer.name} ({type(layer).__name__})", shape_text(shapes[k + i]),
                              f"{layer.count_params():,}", inbound))
         total = self.count_params()
         fixed = sum(int(w.size) for w in self.non_trainable_weights)
         lines += ["=" * sum(widths), f"Total params: {total:,} ({total * 4 / 1024:.2f} KB)",
                   f"Trainable params: {total - fixed:,}", f"Non-trainable params: {fixed:,}", "_" * sum(widths)]
-        del tensors
         for line in lines:
             print_fn(line)
 
     # ------------------------------------------------------------------ config
     def get_config(self) -> dict[str, Any]:
-        """Keras' functional config: ``name``, ``trainable``, ``layers`` (each with
-        ``class_name``, ``config``, ``name`` and ``inbound_nodes`` in Keras 3's
-        ``{"args": [...], "kwargs": {}}`` form, InputLayers first), ``input_layers`` and
-        ``output_layers`` as ``[name, 0, 0]`` lists (a dict for dict inputs/outputs). A
-        subclassed model's traced graph is written the same way."""
+        """Keras' functional config: ``name``, ``trainable``, ``layers`` in
+        :attr:`layers` order (each with ``class_name``, ``config``, ``name`` and
+        ``inbound_nodes`` in Keras 3's ``{"args": [...], "kwargs": {}}`` form; InputLayers
+        with ``batch_shape``), ``input_layers`` and ``output_layers`` as ``[name, 0, 0]``
+        lists (a dict for dict inputs/outputs). A subclassed model's traced graph is
+        written the same way (its InputLayers first, and ``"fusednn_traced": true``)."""
         if self._graph is None:
             raise ValueError(f"model {self.name!r} is not built yet (a subclassed model is traced on its first data)")
         g = self._graph
-        tensors = [*self._input_tensors, *[None] * len(self.layers)]
-        names = [t.layer.name for t in self._input_tensors] + [layer.name for layer in self.layers]
-        shapes = [list(t.shape) for t in self._input_tensors]
-        for layer in self.layers:
-            shapes.append([None, layer.output_dim() if isinstance(layer, Merge) else layer.output_dim(layer.input_dim)])
+        names, shapes = self._tensor_names_shapes()
 
         def tensor(j: int) -> dict[str, Any]:
             return {"class_name": "__keras_tensor__",
                     "config": {"shape": shapes[j], "dtype": "float32", "keras_history": [names[j], 0, 0]}}
 
-        layers = []
-        for t in self._input_tensors:
-            layers.append({"module": "keras.layers", "class_name": "InputLayer", "config": t.layer.get_config(),
-                           "registered_name": None, "name": t.layer.name, "inbound_nodes": []})
+        def input_entry(layer: InputLayer) -> dict[str, Any]:
+            return {"module": "keras.layers", "class_name": "InputLayer", "config": layer.get_config(),
+                    "registered_name": None, "name": layer.name, "inbound_nodes": []}
+
+        traced = not any(isinstance(layer, InputLayer) for layer in self.layers)
+        layers = [input_entry(t.layer) for t in self._input_tensors] if traced else []
         for i, layer in enumerate(self.layers):
+            if isinstance(layer, InputLayer):
+                layers.append(input_entry(layer))
+                continue
             spec = registry.serialize(layer, LAYERS)
             args = [[tensor(j) for j in g.inbound[i]]] if isinstance(layer, Merge) else [tensor(g.inbound[i][0])]
             layers.append({"module": "keras.layers", **spec, "registered_name": None, "name": layer.name,
                            "inbound_nodes": [{"args": args, "kwargs": {}}]})
-        del tensors
 
-        def ends(tensors: list[KerasTensor], keys: Any, numbers: list[int]) -> Any:
+        def ends(keys: Any, numbers: list[int]) -> Any:
             refs = [[names[j], 0, 0] for j in numbers]
             if keys is not None and any(k is not None for k in keys):
                 return dict(zip(keys, refs))
             return refs
 
-        return {"name": self.name, "trainable": self.trainable, "layers": layers,
-                "input_layers": ends(self._input_tensors, self._input_keys, list(range(g.n_inputs))),
-                "output_layers": ends(self._output_tensors, self._output_keys, g.outputs)}
+        config = {"name": self.name, "trainable": self.trainable, "layers": layers,
+                  "input_layers": ends(self._input_keys, list(range(g.n_inputs))),
+                  "output_layers": ends(self._output_keys, g.outputs)}
+        if traced:
+            config["fusednn_traced"] = True
+        return config
 
     @classmethod
     def from_config(cls, config: dict[str, Any], custom_objects: dict[str, type] | None = None) -> "Model":
@@ -810,6 +839,8 @@ class Model(Sequential):
         if isinstance(outs, list) and len(outs) == 1:
             outs = outs[0]
         model = Model(ins, outs, name=config.get("name"))
+        if config.get("fusednn_traced"):  # a saved subclassed model: its layers without InputLayers, as saved
+            model._init_graph(ins, outs, input_layers=False)
         if config.get("trainable") is False:
             model.trainable = False
         return model

@@ -124,8 +124,8 @@ def test_graph_model_sgd_step_matches_float64_gradient(host_backend_name):
     s = L.add([h2, skip])
     out = L.Dense(2)(L.concatenate([inp, s]))
     model = keras.Model(inp, out)
-    assert [type(layer).__name__ for layer in model.layers] == ["Dense", "Dense", "Dense", "Add", "Concatenate",
-                                                              "Dense"]
+    assert [type(layer).__name__ for layer in model.layers] == ["InputLayer", "Dense", "Dense", "Dense", "Add",
+                                                              "Concatenate", "Dense"]
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1), loss="mse")
     if host_backend_name == "cpu":  # a merge of a merge: per-op
         assert "not the output of a Dense block" in model.fused_reason
@@ -264,7 +264,8 @@ def test_model_structure_api():
     inp = keras.Input(shape=(4,), name="inp")
     h = L.Dense(3, name="h")(inp)
     model = keras.models.Model(inputs=inp, outputs=L.Dense(1, name="o")(h), name="m")
-    assert model.get_layer("h") is model.layers[0] and model.get_layer(index=-1).name == "o"
+    assert model.get_layer("h") is model.layers[1] and model.get_layer(index=-1).name == "o"
+    assert type(model.get_layer(index=0)).__name__ == "InputLayer" and model.layers[0].name == "inp"  # as Keras
     with pytest.raises(ValueError, match="No such layer: nope"):
         model.get_layer("nope")
     with pytest.raises(ValueError, match="only a layer name or a layer index"):
@@ -302,8 +303,8 @@ def test_model_called_inside_another_model(host_backend_name):
     base.trainable = False
     inp = keras.Input((6,))
     model = keras.Model(inp, L.Dense(2, name="top")(base(inp)))
-    assert [layer.name for layer in model.layers] == ["b1", "b2", "top"]
-    assert all(a is b for a, b in zip(model.layers, base.layers))  # the same layers, shared weights
+    assert [layer.name for layer in model.layers[1:]] == ["b1", "b2", "top"]
+    assert all(a is b for a, b in zip(model.layers[1:], base.layers))  # the same layers, shared weights
     model.compile(optimizer="adam", loss="mse")
     if host_backend_name == "cpu":
         assert model.fused_reason is None
@@ -321,7 +322,7 @@ def test_model_called_inside_another_model(host_backend_name):
     inner = keras.Model(a, L.concatenate([a, L.Dense(2)(a)]))
     b = keras.Input((3,))
     outer = keras.Model(b, L.Dense(1)(inner(b)))
-    assert len(outer.layers) == 3 and outer.count_params() == inner.count_params() + 6
+    assert len(outer.layers) == 4 and outer.count_params() == inner.count_params() + 6
     drop = keras.Sequential([keras.Input((3,)), L.Dropout(0.5)])
     with pytest.raises(NotImplementedError, match="training=False"):
         drop(keras.Input((3,)), training=False)
@@ -371,3 +372,24 @@ def test_graph_fused_reasons():
     two = keras.Model(b, [L.Dense(1)(b), L.Dense(2)(b)])
     two.compile(optimizer="sgd", loss="mse")
     assert "2 outputs" in two.fused_reason or two.fused_reason.startswith("backend")
+
+
+def test_subclassed_model_save_load(tmp_path):
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__(name="net")
+            self.a = L.Dense(4, activation="relu")
+            self.b = L.Dense(2)
+
+        def call(self, inputs, training=None):
+            return self.b(self.a(inputs))
+
+    net = Net()
+    net.compile(optimizer="adam", loss="mse")
+    x = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)
+    net.fit(x, x[:, :2], epochs=1, verbose=0)
+    assert [type(layer).__name__ for layer in net.layers] == ["Dense", "Dense"]  # no InputLayer, as Keras
+    net.save(tmp_path / "n.npz")
+    again = keras.models.load_model(tmp_path / "n.npz")
+    assert [layer.name for layer in again.layers] == [layer.name for layer in net.layers]
+    np.testing.assert_array_equal(again.predict(x, verbose=0), net.predict(x, verbose=0))

@@ -167,6 +167,12 @@ def _check_graph_shapes(specs: list[Any], names: Any, arrays: Mapping[str, Any],
     from .. import registry
 
     compute = [s for s in specs if not (isinstance(s, dict) and s.get("class_name") == "InputLayer")]
+    # a functional model's InputLayers are layers (no weights); a traced subclassed model's are not
+    with_inputs = isinstance(names, list) and len(names) == len(specs) and len(specs) != len(compute)
+    if with_inputs:
+        if any(names[j] for j, spec in enumerate(specs) if isinstance(spec, dict) and spec.get("class_name") == "InputLayer"):
+            raise ValueError("its weight list gives an InputLayer weights")
+        names = [n for n, spec in zip(names, specs) if not (isinstance(spec, dict) and spec.get("class_name") == "InputLayer")]
     if not isinstance(names, list) or len(names) != len(compute) or \
             not all(isinstance(n, list) and all(isinstance(s, str) for s in n) for n in names):
         raise ValueError(f"its weight list does not match the model's {len(compute)} layers")

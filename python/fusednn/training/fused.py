@@ -21,8 +21,8 @@ import numpy as np
 from .. import losses, optimizers
 from ..backends import NEEDS_INPUT, activation_code
 from ..distribution import state as distribution_state
-from ..layers import (Activation, Add, BatchNormalization, Concatenate, Dense, Dropout, Flatten, Identity, Normalization,
-                      ReLU, Reshape)
+from ..layers import (Activation, Add, BatchNormalization, Concatenate, Dense, Dropout, Flatten, Identity, InputLayer,
+                      Normalization, ReLU, Reshape)
 from . import concurrency, inputs
 from ..metrics.keras_objects import metric_needs
 from .epoch_metrics import EpochMetrics
@@ -37,7 +37,7 @@ _FUSED_LOSSES = (losses.MeanSquaredError, losses.BinaryCrossentropy, losses.Cate
 
 
 #: layers that are the identity on the flat rows the trainer works on: left out of the program
-_IDENTITY = (Flatten, Reshape, Identity)
+_IDENTITY = (Flatten, Reshape, Identity, InputLayer)
 
 
 def _program(model: Any) -> list[Any]:
@@ -93,7 +93,10 @@ class GraphPlan:
         self.reason = self._plan(model)
 
     def _plan(self, model: Any) -> str | None:
-        layers, inbound = model.layers, model.graph_inbound
+        layers = model.layers
+        # a functional model's InputLayers are the identity: reading one reads the batch
+        inputs = {i for i, layer in enumerate(layers) if type(layer) is InputLayer}
+        inbound = [[-1 if (k < 0 or k in inputs) else k for k in ins] for ins in model.graph_inbound]
         owner: dict[int, int] = {}  # layer -> its block
         last: dict[int, int] = {}   # block -> the layer whose output is the block's output
         refs: list[tuple[int, str]] = []  # (layer whose output is read, by whom)
@@ -101,6 +104,9 @@ class GraphPlan:
         heads: list[int] = []  # block -> its Dense layer
         for i, (layer, ins) in enumerate(zip(layers, inbound)):
             kind = type(layer)
+            if kind is InputLayer:
+                self.block_of.append(None)
+                continue
             if kind is Dense:
                 (src,) = ins
                 if src >= 0 and type(layers[src]) in (Concatenate, Add):
@@ -155,7 +161,7 @@ class GraphPlan:
         out = len(layers) - 1
         if owner.get(out) != len(self.inputs) - 1 or last[owner[out]] != out:
             return "the output must be the last Dense block's output to be fused"
-        if type(layers[0]) is not Dense:
+        if type(next(layer for layer in layers if type(layer) is not InputLayer)) is not Dense:
             return "the graph must start with a Dense to be fused"
         return None
 
