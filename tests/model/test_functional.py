@@ -393,3 +393,18 @@ def test_subclassed_model_save_load(tmp_path):
     again = keras.models.load_model(tmp_path / "n.npz")
     assert [layer.name for layer in again.layers] == [layer.name for layer in net.layers]
     np.testing.assert_array_equal(again.predict(x, verbose=0), net.predict(x, verbose=0))
+
+
+def test_graph_model_onnx_export(tmp_path):
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (the onnx extra)")
+    fusednn.set_random_seed(4)
+    inp = keras.Input((5,))
+    h = L.Dense(6, activation="tanh")(inp)
+    g = L.Dense(6)(inp)
+    m = L.concatenate([L.add([h, g]), L.subtract([h, g]), L.multiply([h, g]), L.average([h, g]), inp])
+    model = keras.Model(inp, L.Dense(2, activation="sigmoid")(m))
+    path = tmp_path / "m.onnx"
+    model.export_onnx(path)
+    x = np.random.default_rng(1).normal(size=(7, 5)).astype(np.float32)
+    got = ort.InferenceSession(str(path)).run(None, {"input": x})[0]
+    np.testing.assert_allclose(got, model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)

@@ -125,6 +125,9 @@ class Concatenate(Merge):
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "axis": self.axis}
 
+    def onnx_nodes(self, builder: Any, xs: list[str]) -> str:
+        return builder.node("Concat", list(xs), axis=1)
+
 
 class Add(Merge):
     """``keras.layers.Add()``: the elementwise sum of inputs of equal shape."""
@@ -144,6 +147,9 @@ class Add(Merge):
     def backward(self, dy: Any, buf: Buffers, need_dx: bool) -> list[Any] | None:
         """d sum / d x_i is the identity: every input gets ``dy`` itself (read-only)."""
         return [dy] * len(self.input_dims) if need_dx else None
+
+    def onnx_nodes(self, builder: Any, xs: list[str]) -> str:
+        return builder.node("Sum", list(xs))
 
 
 class _Elementwise(Merge):
@@ -179,6 +185,9 @@ class Subtract(_Elementwise):
         self.backend.xp.negative(dy, out=g[1])
         return [dy, g[1]]
 
+    def onnx_nodes(self, builder: Any, xs: list[str]) -> str:
+        return builder.node("Sub", list(xs))
+
 
 class Multiply(_Elementwise):
     """``keras.layers.Multiply()``: the elementwise product of inputs of equal shape."""
@@ -204,6 +213,12 @@ class Multiply(_Elementwise):
                     xp.multiply(g[i], x, out=g[i])
         return g
 
+    def onnx_nodes(self, builder: Any, xs: list[str]) -> str:
+        y = xs[0]
+        for x in xs[1:]:
+            y = builder.node("Mul", [y, x])
+        return y
+
 
 class Average(_Elementwise):
     """``keras.layers.Average()``: the elementwise mean of inputs of equal shape."""
@@ -222,6 +237,10 @@ class Average(_Elementwise):
         g = self._grad_buffers(buf)
         self.backend.xp.multiply(dy, np.float32(1.0 / len(g)), out=g[0])
         return [g[0]] * len(g)
+
+    def onnx_nodes(self, builder: Any, xs: list[str]) -> str:
+        scale = builder.constant(f"{self.name}.scale", np.float32(1.0 / len(xs)))
+        return builder.node("Mul", [builder.node("Sum", list(xs)), scale])
 
 
 def concatenate(inputs: list[Any], axis: int = -1, **kwargs: Any) -> Any:
