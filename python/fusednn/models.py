@@ -46,9 +46,10 @@ class Sequential(Trainer):
             self.add(layer)
 
     # ------------------------------------------------------------ construction
-    def add(self, layer: Layer | InputLayer) -> None:
+    def add(self, layer: Layer | InputLayer, rebuild: bool = True) -> None:
         """Append a layer (or, first of all, an ``Input``); builds it as soon as the
-        model's input size is known."""
+        model's input size is known (``rebuild`` is Keras' argument: building here is cheap
+        and always done)."""
         if isinstance(layer, KerasTensor) and layer.is_input:  # keras.Input(...)
             layer = layer.layer
         if isinstance(layer, InputLayer):
@@ -72,7 +73,7 @@ class Sequential(Trainer):
             raise ValueError(f"input_shape must be (batch, features) or (features,), got {shape}")
         self._build(int(shape[-1]))
 
-    def pop(self) -> Layer:
+    def pop(self, rebuild: bool = True) -> Layer:
         """Remove and return the last layer, as Keras' ``Sequential.pop``; the model is
         rebuilt without it (the other layers keep their weights)."""
         if not self.layers:
