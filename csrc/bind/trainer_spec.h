@@ -155,6 +155,14 @@ std::vector<LayerStep> to_steps(const py::list& steps, const OptimizerConfig& op
       st.xhat = shaped(d["xhat"], at + "xhat", {batch, cols});
       st.invstd = shaped(d["invstd"], at + "invstd", {cols});
       st.scratch = shaped(d["scratch"], at + "scratch", {3 * cols});
+      st.frozen = d.contains("frozen") && d["frozen"].cast<bool>();
+      if (st.frozen) {  // inference mode: gamma and beta as constants, no gradient, state or update
+        st.zeros = shaped(d["zeros"], at + "zeros", {cols});
+        if (!d["gamma"].is_none()) st.gamma = shaped(d["gamma"], at + "gamma", {cols});
+        if (!d["beta"].is_none()) st.beta = shaped(d["beta"], at + "beta", {cols});
+        out.push_back(st);
+        continue;
+      }
       struct Param {
         const char* name;
         float **w, **g, **s, **ema;

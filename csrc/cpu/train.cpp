@@ -102,6 +102,10 @@ struct Kernels {
   void add(float* y, const float* a, const float* b, std::int64_t n) const {
     for (std::int64_t k = 0; k < n; ++k) y[k] = a[k] + b[k];
   }
+  void batchnorm_infer(float* y, const float* x, const float* gamma, const float* beta, const float* mean,
+                       const float* var, int rows, int cols, float eps) const {
+    cpu::batchnorm_infer(y, x, gamma, beta, mean, var, rows, cols, eps);
+  }
   bool is_finite(const float* v) const { return std::isfinite(*v); }
 };
 

@@ -160,6 +160,8 @@ class CpuBackend(Backend):
     trainer_steps = True
     #: the fused trainer runs layer graphs (Dense blocks with Concatenate/Add merges)
     trainer_merges = True
+    #: the fused trainer runs a frozen BatchNormalization (inference mode) as a step
+    trainer_frozen_batchnorm = True
 
     def make_trainer(self, layers, optimizer, loss, batch, loss_param=0.0):
         return self._k.MlpTrainer(layers, optimizer, loss, batch, loss_param)

@@ -64,6 +64,7 @@ class BatchNormalization(Layer):
         self.moving_variance = be.asarray(self.moving_variance_initializer((n,)))
         self.non_trainable_weights = [self.moving_mean, self.moving_variance]
         self._invstd = be.empty((n,))
+        self._zeros = be.zeros((n,))  # the zero mean of the frozen backward (see _frozen_backward)
 
     def _grad(self, which: str) -> Any:
         if which == "gamma":
@@ -100,22 +101,27 @@ class BatchNormalization(Layer):
 
     def _frozen_backward(self, dy: Any, buf: Buffers, need_dx: bool) -> Any:
         """Backward through the inference-mode map ``gamma (x - mean) / sqrt(var + eps) + beta``
-        with the moving statistics (constants): dx = dy * gamma / sqrt(var + eps); gamma and
-        beta get no gradient (the layer is frozen)."""
+        with the moving statistics (constants): dx = dy * gamma / sqrt(var + eps), computed as
+        that map with a zero mean and no beta (the same kernel the fused trainer calls);
+        gamma and beta get no gradient (the layer is frozen)."""
+        for g in self.grads:  # frozen after compile (not recompiled): nothing for the optimizer to apply
+            g.fill(0)
         if not need_dx:
             return None
-        xp = self.backend.xp
-        scale = (1.0 / xp.sqrt(self.moving_variance.astype(np.float64) + self.epsilon))
-        if self.scale:
-            scale = scale * self.gamma
         if buf.dx is None:
             buf.dx = self.backend.empty(buf.y.shape)
-        xp.multiply(dy, scale.astype(np.float32), out=buf.dx)
+        self.backend.batchnorm_infer(dy, self.gamma, None, self._zeros, self.moving_variance, self.epsilon, buf.dx)
         return buf.dx
 
     def fused_step(self, be: Any, batch: int) -> dict:
         """The fused trainer's step (fusednn/layer_steps.h); the caller adds the optimizer state."""
         n = self.input_dim
+        if not self.trainable:  # inference mode, as the per-op path (frozen: Keras 3)
+            return {"kind": "batchnorm", "frozen": True, "gamma": self.gamma, "beta": self.beta,
+                    "dgamma": None, "dbeta": None, "moving_mean": self.moving_mean,
+                    "moving_var": self.moving_variance, "zeros": self._zeros, "xhat": be.empty((batch, n)),
+                    "invstd": be.empty((n,)), "scratch": be.empty((3 * n,)), "eps": self.epsilon,
+                    "momentum": self.momentum}
         return {"kind": "batchnorm", "gamma": self.gamma, "beta": self.beta, "dgamma": self._grad("gamma"),
                 "dbeta": self._grad("beta"), "moving_mean": self.moving_mean,
                 "moving_var": self.moving_variance, "xhat": be.empty((batch, n)), "invstd": be.empty((n,)),

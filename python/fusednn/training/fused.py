@@ -196,9 +196,14 @@ def unsupported_reason(model: Any) -> str | None:
             return plan.reason
     trained = {id(layer) for layer in model.trained_layers()}
     for layer in model.layers:
-        if type(layer) is BatchNormalization and not layer.trainable:
-            return f"a BatchNormalization with trainable=False ({layer.name!r}) runs in inference mode per-op only"
-        if id(layer) not in trained and layer.weights and type(layer) is not Dense:
+        if type(layer) is BatchNormalization and not layer.trainable and \
+                not getattr(be, "trainer_frozen_batchnorm", False):
+            return (f"the {be.name} fused trainer does not run a BatchNormalization with trainable=False "
+                    f"({layer.name!r}, inference mode) yet")
+        if type(layer) is BatchNormalization and (id(layer) in trained) == (not layer.trainable):
+            return (f"BatchNormalization {layer.name!r} changed trainable since compile: recompile to train it "
+                    "fused")
+        if id(layer) not in trained and layer.weights and type(layer) not in (Dense, BatchNormalization):
             return (f"a frozen {type(layer).__name__} ({layer.name!r}, trainable=False) is not fused (only frozen "
                     "Dense layers are)")
     if len(trained) != len(model.layers) and distribution_state.fit_session(model) is not None:
@@ -276,7 +281,7 @@ class FusedTrainer:
                 continue
             if type(layer) is not Dense:  # a step after its Dense block (the last one, for a chain)
                 block = specs[-1] if plan is None else specs[plan.block_of[i]]
-                p = self._add_step(block, layer, be, batch, opt, states, p)
+                p = self._add_step(block, layer, be, batch, opt, states, p, id(layer) in trained)
                 continue
             act = "linear" if (fold and i == last) else layer.activation
             if id(layer) not in trained:  # frozen: no gradient, update, state or penalty (Keras)
@@ -322,7 +327,8 @@ class FusedTrainer:
         self.step_seconds = 0.0  # the latest measured time per step (0: not measured yet)
 
     @staticmethod
-    def _add_step(spec: dict, layer: Any, be: Any, batch: int, opt: Any, states: list, p: int) -> int:
+    def _add_step(spec: dict, layer: Any, be: Any, batch: int, opt: Any, states: list, p: int,
+                  trained: bool = True) -> int:
         """Append ``layer``'s step to the Dense block ``spec``; returns the index of the
         next parameter (in the optimizer's order)."""
         if type(layer) is Activation:
@@ -334,7 +340,7 @@ class FusedTrainer:
             step = None
         else:
             step = layer.fused_step(be, batch)
-        if type(layer) is BatchNormalization:
+        if type(layer) is BatchNormalization and trained:  # (a frozen one has no optimizer state)
             for name, on in (("gamma", layer.scale), ("beta", layer.center)):
                 if on:
                     for slot, st in states[p].items():
@@ -471,6 +477,7 @@ def _key(model: Any, batch: int) -> tuple:
     opt = model.optimizer
     arrays = [*model.weights, *(a for s in _states(opt) for a in s.values())]
     return (batch, distribution_state.fit_session(model) is not None, id(opt), model.frozen_at_compile,
+            tuple(layer.trainable for layer in model.layers),
             *map(id, arrays))
 
 
