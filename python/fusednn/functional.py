@@ -29,7 +29,7 @@ from .layers import REGISTRY as LAYERS, InputLayer, Layer, unique_name
 from .layers.merging import Merge
 from .layers.symbolic import KerasTensor, is_symbolic
 from .models import Sequential, refuse_inference_call
-from .training import inputs as checks
+from .training import inputs as checks, sample_weights
 from .training.epoch_metrics import EpochMetrics
 
 
@@ -208,14 +208,19 @@ class _OutputTracker:
             if t is not None:
                 t.reset()
 
-    def update(self, pred: Any, target: Any) -> None:
+    def update(self, pred: Any, target: Any, weights: Any = None) -> None:
+        """Add one batch (``weights``: per-sample weights of the batch, or None)."""
         tmp = self.be.zeros((1,))
         n = pred.shape[0]
         for i, (loss, (p, t)) in enumerate(zip(self.loss.losses, self.loss.slices(pred, target))):
-            loss.value(self.be, p, t, tmp, logits=loss.from_logits)
+            if weights is None:
+                loss.value(self.be, p, t, tmp, logits=loss.from_logits)
+            else:
+                sample_weights.weighted_rows_loss(loss, self.be, p, t, weights, tmp, loss.from_logits,
+                                                  self.be.empty((n,)))
             self.sums[i] += float(self.be.to_numpy(tmp)[0]) * n
             if self.trackers[i] is not None:
-                self.trackers[i].update(p, t)
+                self.trackers[i].update(p, t, weights)
         self.samples += n
 
     def result(self) -> dict[str, float]:
