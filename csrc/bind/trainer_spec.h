@@ -208,9 +208,17 @@ std::vector<DenseBuffers> to_layers(const py::list& layers, const OptimizerConfi
     const std::string where = "layer " + std::to_string(i) + " ";
     DenseBuffers l;
     py::ssize_t rows, cols;
-    std::tie(l.W, rows, cols) = matrix(d["W"], where + "W");
-    l.in = to_int_dim(rows, "W rows");
-    l.out = to_int_dim(cols, "W columns");
+    const bool merge_block = d["W"].is_none();  // a graph's merge block (no W: fusednn/trainer.h)
+    if (merge_block) {
+      if (!d.contains("src") || d["src"].is_none() || !d.contains("merge") || d["merge"].cast<int>() == 0)
+        throw py::value_error(where + "has no W but is not a merge block (src, merge 1 or 2)");
+      l.in = l.out = d["units"].cast<int>();
+      if (l.in < 1) throw py::value_error(where + "units must be >= 1");
+    } else {
+      std::tie(l.W, rows, cols) = matrix(d["W"], where + "W");
+      l.in = to_int_dim(rows, "W rows");
+      l.out = to_int_dim(cols, "W columns");
+    }
     if (d.contains("src") && !d["src"].is_none()) {  // a graph block (fusednn/trainer.h)
       for (const auto& k : d["src"].cast<py::list>()) l.src.push_back(k.cast<int>());
       l.merge = d.contains("merge") ? d["merge"].cast<int>() : 0;
@@ -244,13 +252,14 @@ std::vector<DenseBuffers> to_layers(const py::list& layers, const OptimizerConfi
         throw py::value_error(where + "needs a Z buffer (batch x units) for its activation");
       l.Z = shaped(d["Z"], where + "Z", {batch, l.out});
     }
-    l.dW = shaped(d["dW"], where + "dW", {l.in, l.out});
+    if (!merge_block) l.dW = shaped(d["dW"], where + "dW", {l.in, l.out});
     const bool bias = !d["b"].is_none();
     if (bias) {
       l.b = shaped(d["b"], where + "b", {l.out});
       l.db = shaped(d["db"], where + "db", {l.out});
     }
-    l.frozen = d.contains("frozen") && d["frozen"].cast<bool>();
+    l.frozen = merge_block || (d.contains("frozen") && d["frozen"].cast<bool>());
+    if (merge_block && !d["b"].is_none()) throw py::value_error(where + "a merge block has no bias");
     bool use[3];
     opt_state_use(opt.kind, opt.flags, &use[0], &use[1], &use[2]);
     if (l.frozen) use[0] = use[1] = use[2] = false;  // a frozen block has no optimizer state

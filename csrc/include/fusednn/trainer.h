@@ -55,6 +55,8 @@ struct DenseBuffers {
   // first). Else block indices (< this one; -1: the batch): merge 0 takes src[0] itself,
   // 1 concatenates them along the columns into X, 2 adds them into X; dX (batch×in) holds
   // the gradient w.r.t. the input before it is split to the sources.
+  // A merge block has no W (and is frozen): its output A is a copy of the merged input X,
+  // followed by its steps; its input gradient is G.
   std::vector<int> src;
   int merge = 0;
   float* X = nullptr;
@@ -159,12 +161,16 @@ void block_input_backward(const D& dev, std::vector<DenseBuffers>& layers, std::
   if (!any) return;
   const auto grad_of = [&](int k) { return post_grad(layers[std::size_t(k)].post, layers[std::size_t(k)].G); };
   const auto width = [&](int k) { return k < 0 ? d_in : layers[std::size_t(k)].out; };
-  if (l.merge == 0 && count[std::size_t(l.src[0])] == 0) {  // straight into the source's gradient
+  if (l.W && l.merge == 0 && count[std::size_t(l.src[0])] == 0) {  // straight into the source's gradient
     dev.matmul(grad_of(l.src[0]), l.G, l.W, B, l.in, l.out, false, true, nullptr, Act::linear);
     ++count[std::size_t(l.src[0])];
     return;
   }
-  dev.matmul(l.dX, l.G, l.W, B, l.in, l.out, false, true, nullptr, Act::linear);
+  const float* dX = l.dX;
+  if (l.W)
+    dev.matmul(l.dX, l.G, l.W, B, l.in, l.out, false, true, nullptr, Act::linear);
+  else
+    dX = l.G;  // a merge block: the identity from X to A
   if constexpr (has_merges<D>::value) {
     int at = 0;
     for (int k : l.src) {
@@ -172,9 +178,9 @@ void block_input_backward(const D& dev, std::vector<DenseBuffers>& layers, std::
       at += w;
       if (k < 0) continue;
       if (count[std::size_t(k)]++ == 0)
-        dev.copy_cols(grad_of(k), w, 0, l.dX, l.in, off, w, B);
+        dev.copy_cols(grad_of(k), w, 0, dX, l.in, off, w, B);
       else
-        dev.add_cols(grad_of(k), w, 0, l.dX, l.in, off, w, B);
+        dev.add_cols(grad_of(k), w, 0, dX, l.in, off, w, B);
     }
   }
 }
@@ -202,7 +208,9 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
     for (std::size_t li = 0; li < layers.size(); ++li) {
       DenseBuffers& l = layers[li];
       if (graph) a_prev = block_input(dev, layers, li, data.x_batch, B, d_in);
-      if (l.Z) {  // keep the pre-activation for the backward pass
+      if (!l.W) {  // a merge block: its output is the merged input
+        if constexpr (has_merges<D>::value) dev.copy_cols(l.A, l.out, 0, a_prev, l.in, 0, l.in, B);
+      } else if (l.Z) {  // keep the pre-activation for the backward pass
         dev.matmul(l.Z, a_prev, l.W, B, l.out, l.in, false, false, l.b, Act::linear);
         dev.act_forward(l.A, l.Z, std::int64_t(B) * l.out, l.act);
       } else {

@@ -80,11 +80,13 @@ def _steps_reason(model: Any, layers: list[Any]) -> str | None:
 
 
 class GraphPlan:
-    """How a functional model's layer graph runs as Dense blocks (fusednn/trainer.h's
-    graph blocks): ``block_of[i]`` is the block layer ``i`` belongs to (its Dense, or the
-    Dense a step layer follows; None for a merge), ``inputs[b]`` / ``merge[b]`` where block
-    ``b`` takes its input from (block indices, -1 the batch; 0 one source, 1 concatenate,
-    2 add). ``reason`` says why the graph cannot run so (then the rest is empty)."""
+    """How a functional model's layer graph runs as blocks of fusednn/trainer.h: a Dense
+    block per Dense layer and a merge block per Concatenate/Add (no weights: its output is
+    the merged input), each followed by its step layers (Dropout, BatchNormalization,
+    activations). ``block_of[i]`` is the block layer ``i`` belongs to (None for an
+    InputLayer), ``inputs[b]`` / ``merge[b]`` where block ``b`` takes its input from (block
+    indices, -1 the batch; 0 one source, 1 concatenate, 2 add). ``reason`` says why the
+    graph cannot run so (then the rest is incomplete)."""
 
     def __init__(self, model: Any) -> None:
         self.block_of: list[int | None] = []
@@ -100,45 +102,30 @@ class GraphPlan:
         owner: dict[int, int] = {}  # layer -> its block
         last: dict[int, int] = {}   # block -> the layer whose output is the block's output
         refs: list[tuple[int, str]] = []  # (layer whose output is read, by whom)
-        merge_users: dict[int, int] = {}
-        heads: list[int] = []  # block -> its Dense layer
+        heads: list[int] = []  # block -> its Dense or merge layer
         for i, (layer, ins) in enumerate(zip(layers, inbound)):
             kind = type(layer)
             if kind is InputLayer:
                 self.block_of.append(None)
                 continue
-            if kind is Dense:
-                (src,) = ins
-                if src >= 0 and type(layers[src]) in (Concatenate, Add):
-                    merge_users[src] = merge_users.get(src, 0) + 1
-                    sources = []
-                    for k in inbound[src]:
-                        if k >= 0 and k not in owner:
-                            return (f"merge {layers[src].name!r} takes {layers[k].name!r}, which is not the output of "
-                                    "a Dense block (fused merges take Dense outputs or the model input)")
-                        sources.append(-1 if k < 0 else owner[k])
-                        if k >= 0:
-                            refs.append((k, layers[src].name))
-                    self.inputs.append(sources)
-                    self.merge.append(1 if type(layers[src]) is Concatenate else 2)
-                elif src >= 0 and src not in owner:
-                    return f"Dense {layer.name!r} takes {layers[src].name!r} ({type(layers[src]).__name__}), not fused"
-                else:
-                    self.inputs.append([-1 if src < 0 else owner[src]])
-                    self.merge.append(0)
-                    if src >= 0:
-                        refs.append((src, layer.name))
+            if kind in (Dense, Concatenate, Add):
+                for k in ins:
+                    if k >= 0 and k not in owner:
+                        return (f"{layer.name!r} takes {layers[k].name!r} ({type(layers[k]).__name__}), which is not "
+                                "fused")
+                    if k >= 0:
+                        refs.append((k, layer.name))
+                self.inputs.append([-1 if k < 0 else owner[k] for k in ins])
+                self.merge.append(0 if kind is Dense else 1 if kind is Concatenate else 2)
                 owner[i] = len(self.inputs) - 1
                 last[owner[i]] = i
                 heads.append(i)
                 self.block_of.append(owner[i])
-            elif kind in (Concatenate, Add):
-                self.block_of.append(None)
             elif kind in _STEP_LAYERS:
                 (src,) = ins
                 if src < 0 or src not in owner:
-                    return f"layer {layer.name!r} ({kind.__name__}) must follow a Dense to be fused"
-                dense = layers[heads[owner[src]]]
+                    return f"layer {layer.name!r} ({kind.__name__}) must follow a Dense or a merge to be fused"
+                dense = next(x for x in layers if type(x) is Dense)
                 why = _steps_reason(model, [dense, layer, dense])  # the per-layer checks of a chain
                 if why is not None:
                     return why
@@ -149,20 +136,15 @@ class GraphPlan:
                 self.block_of.append(owner[i])
             else:
                 return f"layer {layer.name!r} ({kind.__name__}) is not fused in a layer graph"
-        for m, layer in enumerate(layers):
-            if type(layer) in (Concatenate, Add) and merge_users.get(m, 0) != 1:
-                return f"merge {layer.name!r} must feed exactly one Dense to be fused"
-            if type(layer) in (Concatenate, Add) and sum(m in ins for ins in inbound) != 1:
-                return f"merge {layer.name!r} must feed exactly one Dense to be fused"
         for k, user in refs:
             if last[owner[k]] != k:
                 return (f"{user!r} reads {layers[k].name!r} before the layers that follow it in its block; a branch "
                         "there is not fused")
         out = len(layers) - 1
         if owner.get(out) != len(self.inputs) - 1 or last[owner[out]] != out:
-            return "the output must be the last Dense block's output to be fused"
-        if type(next(layer for layer in layers if type(layer) is not InputLayer)) is not Dense:
-            return "the graph must start with a Dense to be fused"
+            return "the output must be the last block's output to be fused"
+        if type(layers[heads[0]]) is not Dense or type(layers[heads[-1]]) is not Dense:
+            return "the graph must start and end with a Dense block to be fused"
         return None
 
 
@@ -291,7 +273,16 @@ class FusedTrainer:
         else:  # a layer graph: every layer in model order, merges folded into the Dense after them
             walk, last = list(enumerate(model.layers)), len(model.layers) - 1
         for i, layer in walk:
-            if plan is not None and plan.block_of[i] is None:  # a merge: its Dense assembles the input
+            if plan is not None and plan.block_of[i] is None:  # an InputLayer: the batch itself
+                continue
+            if type(layer) in (Concatenate, Add):  # a merge block: its output is the merged input
+                width = layer.output_dim()
+                out = be.empty((batch, width))
+                grad = be.empty((batch, width))
+                specs.append({"W": None, "b": None, "act": 0, "units": width, "A": out, "G": grad, "dW": None,
+                              "db": None, "frozen": True, "src": list(plan.inputs[plan.block_of[i]]),
+                              "merge": plan.merge[plan.block_of[i]], "X": be.empty((batch, width)),
+                              "dX": be.empty((batch, width))})
                 continue
             if type(layer) is not Dense:  # a step after its Dense block (the last one, for a chain)
                 block = specs[-1] if plan is None else specs[plan.block_of[i]]
