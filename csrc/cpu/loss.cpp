@@ -81,10 +81,23 @@ double xent(float* g, const float* z, const float* t, std::size_t rows, std::siz
     const float* zr = z + r * cols;
     float mx = zr[0];
     for (std::size_t c = 1; c < cols; ++c) mx = zr[c] > mx ? zr[c] : mx;
-    double sum = 0.0;
-    for (std::size_t c = 0; c < cols; ++c) sum += std::exp(double(zr[c] - mx));
-    const double lse = double(mx) + std::log(sum);
     float* gr = g ? g + r * cols : nullptr;
+    // With a separate gradient buffer each exponential is taken once (in
+    // float, stored in gr) and reused for the probabilities below: the exp
+    // calls were most of this kernel's time in small-batch training.
+    const bool once = gr != nullptr && gr != zr;
+    double sum = 0.0;
+    if (once) {
+      for (std::size_t c = 0; c < cols; ++c) {
+        const float e = std::exp(zr[c] - mx);
+        gr[c] = e;
+        sum += double(e);
+      }
+    } else {
+      for (std::size_t c = 0; c < cols; ++c) sum += std::exp(double(zr[c] - mx));
+    }
+    const double lse = double(mx) + std::log(sum);
+    const double inv_sum = 1.0 / sum;
     if (kind == XentKind::softmax_sparse) {
       const float label = t[r];
       // range first: converting NaN or a label beyond long's range is undefined behaviour
@@ -97,14 +110,20 @@ double xent(float* g, const float* z, const float* t, std::size_t rows, std::siz
         continue;
       }
       total += lse - zr[k];
-      if (gr)
+      if (once)
+        for (std::size_t c = 0; c < cols; ++c)
+          gr[c] = scale * (float(double(gr[c]) * inv_sum) - (long(c) == k ? 1.f : 0.f));
+      else if (gr)
         for (std::size_t c = 0; c < cols; ++c)
           gr[c] = scale * (float(std::exp(double(zr[c]) - lse)) - (long(c) == k ? 1.f : 0.f));
     } else {
       const float* tr = t + r * cols;
       for (std::size_t c = 0; c < cols; ++c) {
         total += double(tr[c]) * (lse - zr[c]);
-        if (gr) gr[c] = scale * (float(std::exp(double(zr[c]) - lse)) - tr[c]);
+        if (once)
+          gr[c] = scale * (float(double(gr[c]) * inv_sum) - tr[c]);
+        else if (gr)
+          gr[c] = scale * (float(std::exp(double(zr[c]) - lse)) - tr[c]);
       }
     }
   }
