@@ -27,6 +27,10 @@ void pack_b_transposed_16(float* dst, const float* src, long ld, int kc);
 // with b, or (ta: A stored K×M) a sum of A's rows scaled by b.
 void gemm_n1(float* c, const float* A, const float* b, int M, int K, bool ta);
 
+// e[c] = exp(z[c] - shift) for c < cols (about 1 ulp); returns their sum
+// (in double). The softmax cross-entropy's exponentials (loss.cpp).
+double exp_shifted_sum(float* e, const float* z, std::size_t cols, float shift);
+
 // false (nothing written) for an activation without an AVX2 version: the
 // caller runs the portable loop.
 bool act_forward(float* y, const float* x, std::size_t n, Act act);

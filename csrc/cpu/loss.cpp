@@ -2,6 +2,7 @@
 #include <cmath>
 #include <vector>
 
+#include "avx2.h"
 #include "fusednn/cpu.h"
 #include "threads.h"
 
@@ -88,6 +89,11 @@ double xent(float* g, const float* z, const float* t, std::size_t rows, std::siz
     const bool once = gr != nullptr && gr != zr;
     double sum = 0.0;
     if (once) {
+#ifdef FUSEDNN_HAVE_AVX2_TU
+      if (use_avx2())
+        sum = avx2::exp_shifted_sum(gr, zr, cols, mx);
+      else
+#endif
       for (std::size_t c = 0; c < cols; ++c) {
         const float e = std::exp(zr[c] - mx);
         gr[c] = e;
@@ -118,13 +124,15 @@ double xent(float* g, const float* z, const float* t, std::size_t rows, std::siz
           gr[c] = scale * (float(std::exp(double(zr[c]) - lse)) - (long(c) == k ? 1.f : 0.f));
     } else {
       const float* tr = t + r * cols;
+      double row = 0.0;  // a local sum: `total` lived on the stack, a store-forwarding chain per element
       for (std::size_t c = 0; c < cols; ++c) {
-        total += double(tr[c]) * (lse - zr[c]);
+        row += double(tr[c]) * (lse - zr[c]);
         if (once)
           gr[c] = scale * (float(double(gr[c]) * inv_sum) - tr[c]);
         else if (gr)
           gr[c] = scale * (float(std::exp(double(zr[c]) - lse)) - tr[c]);
       }
+      total += row;
     }
   }
   return rows ? total / double(rows) : 0.0;
