@@ -73,6 +73,29 @@ def _dense(X: Any) -> np.ndarray:
     return np.ascontiguousarray(X, dtype=np.float32)
 
 
+class _StepParamBlocks:
+    """The optimizer's step parameter rows for the fused trainer, computed for
+    ``epochs`` epochs at a time: scikit-learn's epochs are a few steps each, and one
+    ``step_params`` call per epoch cost as much as the epoch's native run (diabetes).
+    Rows are a function of the step number and the learning rate only, so a block is
+    reused while the learning rate stays (``invscaling``/``adaptive`` change it)."""
+
+    def __init__(self, steps: int, epochs: int = 64) -> None:
+        self.steps, self.epochs = steps, epochs
+        self._rows: np.ndarray | None = None
+        self._start = 0
+        self._lr: Any = None
+
+    def rows(self, opt: Any) -> np.ndarray:
+        """The rows of the next epoch's steps (``steps`` rows from ``opt.iterations``)."""
+        it, lr = int(opt.iterations), opt.learning_rate
+        rows = self._rows
+        if rows is None or lr != self._lr or it < self._start or it + self.steps > self._start + len(rows):
+            rows = self._rows = opt.step_params(it, self.steps * self.epochs)
+            self._start, self._lr = it, lr
+        return rows[it - self._start:it - self._start + self.steps]
+
+
 class _BaseMLP(BaseEstimator):
     """The parameters, training loop and prediction shared by the two estimators."""
 
@@ -316,6 +339,7 @@ class _BaseMLP(BaseEstimator):
         sizes[-1] = n - (steps - 1) * batch
         step_losses = be.zeros((steps,)) if trainer is not None else None
         sample_idx = np.arange(n, dtype=np.int64)
+        param_blocks = _StepParamBlocks(steps, epochs=max(1, min(64, self.max_iter)))
         if sw_train is not None and trainer is None:
             raise ValueError(f"sample_weight needs a backend with a fused trainer (cpu or cuda), not {be.name!r}")
         # the regularizer's factor per step (scikit-learn divides by the step's sample
@@ -333,7 +357,8 @@ class _BaseMLP(BaseEstimator):
                 if trainer is not None:
                     weights = const_weights if sw_train is None else \
                         self._step_weights(sw_train[sample_idx], batch, sizes, be)
-                    trainer.epoch(net, xd, yd, sample_idx, step_losses, steps, None, False, weights=weights)
+                    trainer.epoch(net, xd, yd, sample_idx, step_losses, steps, None, False, weights=weights,
+                                  params=param_blocks.rows(net.optimizer))
                     epoch_loss = float(np.dot(be.to_numpy(step_losses).astype(np.float64), sizes) / n)
                 else:  # a backend without a fused trainer: the per-op path, batches in this order
                     hist = net.fit(xd[sample_idx], yd[sample_idx], batch_size=batch, epochs=1, shuffle=False,
