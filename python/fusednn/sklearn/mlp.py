@@ -39,6 +39,7 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
+from sklearn.utils._available_if import available_if
 from sklearn.utils._param_validation import Interval, Options, StrOptions, validate_parameter_constraints
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
@@ -47,6 +48,9 @@ import fusednn
 from fusednn import keras, regularizers
 from fusednn.training import fused
 
+from ._lbfgs import fit_lbfgs
+
+_STOCHASTIC_SOLVERS = ("sgd", "adam")
 _ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
 _OUTPUT = {"softmax": ("softmax", "categorical_crossentropy"), "logistic": ("sigmoid", "binary_crossentropy"),
            "identity": (None, "mse")}
@@ -102,7 +106,7 @@ class _BaseMLP(BaseEstimator):
     _parameter_constraints: dict = {
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions({"identity", "logistic", "tanh", "relu"})],
-        "solver": [StrOptions({"sgd", "adam"})],
+        "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
@@ -122,6 +126,7 @@ class _BaseMLP(BaseEstimator):
         "beta_2": [Interval(Real, 0, 1, closed="left")],
         "epsilon": [Interval(Real, 0, None, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), Options(Real, {np.inf})],
+        "max_fun": [Interval(Integral, 1, None, closed="left")],
         "backend": [None, StrOptions({"numpy", "cpu", "cuda"})],
     }
 
@@ -129,7 +134,7 @@ class _BaseMLP(BaseEstimator):
                  batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5,
                  max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, backend=None):
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000, backend=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -152,6 +157,7 @@ class _BaseMLP(BaseEstimator):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
         self.backend = backend
 
     def _check_params(self) -> None:
@@ -248,6 +254,9 @@ class _BaseMLP(BaseEstimator):
             coef, intercept = self._init_coef(layer_units[i], layer_units[i + 1], dtype)
             self.coefs_.append(coef)
             self.intercepts_.append(intercept)
+        self._net = None
+        if self.solver not in _STOCHASTIC_SOLVERS:  # scikit-learn sets the curves for these only
+            return
         self._best_coefs = [c.copy() for c in self.coefs_]
         self._best_intercepts = [i.copy() for i in self.intercepts_]
         self.loss_curve_ = []
@@ -281,12 +290,24 @@ class _BaseMLP(BaseEstimator):
         elif [c.shape for c in self.coefs_] != [(a, b) for a, b in zip(layer_units[:-1], layer_units[1:])]:
             raise ValueError(f"the fitted network has layer sizes {[c.shape for c in self.coefs_]}; "
                              f"hidden_layer_sizes={hidden} with this data needs {layer_units}")
-        self._fit_stochastic(X, y, sample_weight, incremental)
+        if self.solver == "lbfgs":
+            self._fit_lbfgs(X, y, sample_weight)
+        else:
+            self._fit_stochastic(X, y, sample_weight, incremental)
         weights = [*self.coefs_, *self.intercepts_]
         if not all(np.isfinite(w).all() for w in weights):
             raise ValueError("Solver produced non-finite parameter weights. The input data may"
                              " contain large values and need to be preprocessed.")
         return self
+
+    def _fit_lbfgs(self, X: Any, y: np.ndarray, sample_weight: np.ndarray | None) -> None:
+        """scikit-learn's full-batch L-BFGS (scipy's L-BFGS-B) over fusednn's loss and
+        gradient (see ``_lbfgs.py``)."""
+        self._batch = X.shape[0]
+        net = self._build_net(self._batch)
+        be = net.layers[0].backend
+        fit_lbfgs(self, be, be.asarray(_dense(X)), y, sample_weight)
+        net.set_weights([w for pair in zip(self.coefs_, self.intercepts_) for w in pair])
 
     def _fit_stochastic(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None,
                         incremental: bool) -> None:
@@ -458,6 +479,13 @@ class _BaseMLP(BaseEstimator):
         out = self._model().predict(_dense(X), batch_size=max(1, min(4096, X.shape[0])), verbose=0)
         return out.astype(X.dtype if X.dtype == np.float32 else np.float64, copy=False)
 
+    def _check_solver(self) -> bool:
+        """partial_fit exists for the stochastic solvers only (scikit-learn's AttributeError)."""
+        if self.solver not in _STOCHASTIC_SOLVERS:
+            raise AttributeError("partial_fit is only available for stochastic optimizers. %s is not stochastic."
+                                 % self.solver)
+        return True
+
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> "_BaseMLP":
         """Fit the model to data matrix X and target(s) y (scikit-learn's ``fit``);
         ``sample_weight`` weighs each sample's loss as in scikit-learn."""
@@ -467,9 +495,9 @@ class _BaseMLP(BaseEstimator):
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
     """Multi-layer perceptron classifier with scikit-learn's ``MLPClassifier``
-    parameters, attributes and methods (solvers 'adam' and 'sgd'; 'lbfgs' is not
-    offered), trained by fusednn's fused native trainer on the ``backend`` given
-    (None: the active one). Multi-class (softmax output), binary and multi-label
+    parameters, attributes and methods (solvers 'adam' and 'sgd' in fusednn's fused
+    native trainer, 'lbfgs' as scipy's L-BFGS-B over fusednn's kernels) on the
+    ``backend`` given (None: the active one). Multi-class (softmax output), binary and multi-label
     (logistic outputs, indicator ``y``); ``alpha`` is an L2 penalty on the weights."""
 
     def _validate_input(self, X: Any, y: Any, incremental: bool, reset: bool) -> tuple[Any, np.ndarray]:
@@ -492,6 +520,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                                  f"'y' has {classes}.")
         return X, self._label_binarizer.transform(y).astype(bool)
 
+    @available_if(lambda est: est._check_solver())
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None, classes: Any = None) -> "MLPClassifier":
         """One epoch over (X, y), keeping the optimizer state between calls; ``classes``
         (all the labels there will be) is required on the first call."""
@@ -539,9 +568,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor with scikit-learn's ``MLPRegressor``
-    parameters, attributes and methods (squared error; solvers 'adam' and 'sgd'),
-    trained by fusednn's fused native trainer on the ``backend`` given (None: the
-    active one); one or several outputs, identity output activation."""
+    parameters, attributes and methods (squared error; solvers 'adam' and 'sgd' in
+    fusednn's fused native trainer, 'lbfgs' as scipy's L-BFGS-B over fusednn's
+    kernels) on the ``backend`` given (None: the active one); one or several outputs, identity output activation."""
 
     _parameter_constraints: dict = {**_BaseMLP._parameter_constraints, "loss": [StrOptions({"squared_error"})]}
 
@@ -549,14 +578,14 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  alpha=0.0001, batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5,
                  max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, backend=None):
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000, backend=None):
         super().__init__(hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver, alpha=alpha,
                          batch_size=batch_size, learning_rate=learning_rate, learning_rate_init=learning_rate_init,
                          power_t=power_t, max_iter=max_iter, shuffle=shuffle, random_state=random_state, tol=tol,
                          verbose=verbose, warm_start=warm_start, momentum=momentum,
                          nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
                          validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
-                         n_iter_no_change=n_iter_no_change, backend=backend)
+                         n_iter_no_change=n_iter_no_change, max_fun=max_fun, backend=backend)
         self.loss = loss
 
     def _validate_input(self, X: Any, y: Any, incremental: bool, reset: bool) -> tuple[Any, np.ndarray]:
@@ -566,6 +595,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             y = column_or_1d(y, warn=True)
         return X, y
 
+    @available_if(lambda est: est._check_solver())
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> "MLPRegressor":
         """One epoch over (X, y), keeping the optimizer state between calls."""
         self._check_params()
