@@ -168,11 +168,16 @@ class _BaseMLP(BaseEstimator):
     # ------------------------------------------------------------ pickling
     def __getstate__(self) -> dict[str, Any]:
         # the fusednn model holds backend arrays and native trainers: rebuilt from
-        # coefs_/intercepts_ on first use after unpickling (optimizer state restarts)
+        # coefs_/intercepts_ on first use after unpickling. The optimizer's state (step
+        # count, moments/velocities) travels as NumPy arrays, so that partial_fit after
+        # unpickling continues it as scikit-learn's pickled _optimizer does.
         state = super().__getstate__()
-        state.pop("_net", None)
-        state.pop("_net_key", None)
+        net = state.pop("_net", None)
+        key = state.pop("_net_key", None)
         state.pop("_trainer", None)
+        if net is not None and self.solver in _STOCHASTIC_SOLVERS:
+            iterations, arrays = net.optimizer.get_state()
+            state["_opt_state"] = {"key": key, "iterations": int(iterations), "arrays": arrays}
         return state
 
     def __sklearn_tags__(self):
@@ -215,6 +220,9 @@ class _BaseMLP(BaseEstimator):
         net.compile(optimizer=opt, loss=loss)
         self._net, self._net_key = net, (batch, self.alpha, self.solver, self.activation)
         self._trainer = None
+        saved = self.__dict__.pop("_opt_state", None)  # from unpickling: continue that optimizer
+        if saved is not None and saved["key"] is not None and saved["key"][1:] == self._net_key[1:]:
+            net.optimizer.set_state(saved["iterations"], saved["arrays"])
         return net
 
     def _set_penalty(self, net: keras.Sequential, batch: int) -> None:
@@ -277,6 +285,8 @@ class _BaseMLP(BaseEstimator):
         if np.any(np.array(hidden) <= 0):
             raise ValueError("hidden_layer_sizes must be > 0, got %s." % hidden)
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+        if not incremental:  # fit starts a new optimizer, as scikit-learn's
+            self.__dict__.pop("_opt_state", None)
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X)
