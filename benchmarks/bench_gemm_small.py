@@ -11,8 +11,9 @@ classes), breast-cancer (30, 1 logistic output), diabetes (10, 1) and
 California-like (8, 1) tasks of bench_sklearn.py. Each row times both
 libraries writing into a preallocated output (NumPy: ``np.matmul(..., out=)``
 on the transposed views, which OpenBLAS reads in place), ``--inner`` calls per
-sample, and reports the median of ``--repeats`` samples per call in µs (Python
-call overhead included on both sides, about 1 µs each). Every product is first
+sample, the two libraries' samples taken in turn, and reports the median of
+``--repeats`` samples per call in µs of process CPU time (Python call overhead
+included on both sides, about 1 µs each). Every product is first
 checked against a float64 product.
 """
 from __future__ import annotations
@@ -49,15 +50,20 @@ SHAPES = [
 ]
 
 
-def per_call_us(fn, inner: int, repeats: int) -> float:
-    fn()
-    samples = []
+def per_call_us(fns, inner: int, repeats: int) -> list[float]:
+    """Median µs per call of each function in ``fns``, sampled in turn (so that both
+    libraries see the same machine state), timed as this process's CPU time: the
+    shared machine deschedules us often, and wall time would count that."""
+    for fn in fns:
+        fn()
+    samples: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        samples.append((time.perf_counter() - t0) / inner * 1e6)
-    return statistics.median(samples)
+        for i, fn in enumerate(fns):
+            t0 = time.process_time()
+            for _ in range(inner):
+                fn()
+            samples[i].append((time.process_time() - t0) / inner * 1e6)
+    return [statistics.median(s) for s in samples]
 
 
 def main() -> None:
@@ -103,8 +109,7 @@ def main() -> None:
                 def theirs():
                     np.matmul(av, bv, out=out_np)
 
-            t_f = per_call_us(ours, args.inner, args.repeats)
-            t_n = per_call_us(theirs, args.inner, args.repeats)
+            t_f, t_n = per_call_us([ours, theirs], args.inner, args.repeats)
             ratios.append(t_n / t_f)
             print(f"| {label} | {M}×{N}×{K} | {t_f:.2f} | {t_n:.2f} | {t_n / t_f:.2f} |", flush=True)
     gm = float(np.exp(np.mean(np.log(ratios))))

@@ -19,6 +19,11 @@ void gemm_ukernel_6x16(int kc, const float* A, long rsa, long csa, const float* 
                        float* C, long ldc, int mr, int nr, bool accumulate, bool final,
                        const float* bias, Act act);
 
+// The same contract for two full 6-row slivers (rows 0-5 from A0, 6-11 from A1,
+// both with strides rsa/csa) against one sliver of nr <= 8 columns (12 rows of C).
+void gemm_ukernel_12x8(int kc, const float* A0, const float* A1, long rsa, long csa, const float* B, long rsb,
+                       float* C, long ldc, int nr, bool accumulate, bool final, const float* bias, Act act);
+
 // Pack a 16-wide sliver of op(B) when B is stored transposed: op(B)(k, j) is
 // src[j*ld + k] for j < 16, written k-major as dst[k*16 + j] (kc rows).
 void pack_b_transposed_16(float* dst, const float* src, long ld, int kc);

@@ -175,7 +175,9 @@ Ukernel select_ukernel() {
 // Products this small are read in place instead of packed: their operands sit
 // in L1/L2 anyway, and packing would cost as much as the arithmetic.
 bool small_product(int M, int N, int K) {
-  return K <= KC && long(M) * K <= 16384 && long(K) * N <= 32768;
+  // With a single sliver of columns each sliver of A is read once: packing it
+  // would only add a pass.
+  return K <= KC && long(K) * N <= 32768 && (N <= NR || long(M) * K <= 32768);
 }
 
 // C[M,N] = epilogue(op(A)·op(B)) on one thread.
@@ -220,6 +222,17 @@ void gemm_serial(float* C, long ldc, View a, View b, int M, int N, int K, const 
           for (int ir = 0; ir < mc; ir += MR) {
             const int mr = std::min(MR, mc - ir);
             float* c = C + long(ic + ir) * ldc + jc + jr;
+#ifdef FUSEDNN_HAVE_AVX2_TU
+            if (nr <= 8 && ir + 2 * MR <= mc && use_avx2()) {  // two full slivers at once
+              const bool in_place = direct;  // full slivers are read in place when direct
+              const float* a0 = in_place ? a.at(ic + ir, pc) : buf.a + std::size_t(ir) * kc;
+              const float* a1 = in_place ? a.at(ic + ir + MR, pc) : buf.a + std::size_t(ir + MR) * kc;
+              avx2::gemm_ukernel_12x8(kc, a0, a1, in_place ? a.rs : 1, in_place ? a.cs : MR, bp, rsb, c, ldc, nr,
+                                      !first, final, bias_j, act);
+              ir += MR;
+              continue;
+            }
+#endif
             if (direct && mr == MR)
               uk(kc, a.at(ic + ir, pc), a.rs, a.cs, bp, rsb, c, ldc, mr, nr, !first, final, bias_j, act);
             else
@@ -238,8 +251,9 @@ void gemm_serial(float* C, long ldc, View a, View b, int M, int N, int K, const 
 long tiled_cost(int M, int N) {
   const long rows = long(M + MR - 1) / MR * MR;
   const int tail = N % NR;
-  // the 6×8 kernel runs at about three quarters of the 6×16 one's rate per lane
-  return rows * (long(N / NR) * NR + (tail == 0 ? 0 : tail <= 8 ? 12 : NR));
+  // a sliver of at most 8 columns runs on the 12×8 kernel (6×8 for a last odd
+  // sliver of rows), at about the 6×16 kernel's rate per lane
+  return rows * (long(N / NR) * NR + (tail == 0 ? 0 : tail <= 8 ? 8 : NR));
 }
 
 // A narrow output (a few classes, or a weight gradient of a few input

@@ -81,6 +81,48 @@ void ukernel_6x8(int kc, const float* A, long rsa, long csa, const float* B, lon
 }
 }  // namespace
 
+void gemm_ukernel_12x8(int kc, const float* A0, const float* A1, long rsa, long csa, const float* B, long rsb,
+                       float* C, long ldc, int nr, bool accumulate, bool final, const float* bias, Act act) {
+  // Two full 6-row slivers against one sliver of at most 8 columns: twelve
+  // independent accumulators keep both FMA pipes busy, which the six of the
+  // 6×8 kernel cannot (FMA latency 4 × 2 pipes needs 8 chains).
+  __m256 c0 = _mm256_setzero_ps(), c1 = _mm256_setzero_ps(), c2 = _mm256_setzero_ps();
+  __m256 c3 = _mm256_setzero_ps(), c4 = _mm256_setzero_ps(), c5 = _mm256_setzero_ps();
+  __m256 c6 = _mm256_setzero_ps(), c7 = _mm256_setzero_ps(), c8 = _mm256_setzero_ps();
+  __m256 c9 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+  const float* a0 = A0;
+  const float* a3 = A0 + 3 * rsa;
+  const float* a6 = A1;
+  const float* a9 = A1 + 3 * rsa;
+  const long r2 = 2 * rsa;
+#pragma GCC unroll 2
+  for (int k = 0; k < kc; ++k) {
+    const __m256 b0 = _mm256_loadu_ps(B);
+    c0 = _mm256_fmadd_ps(_mm256_broadcast_ss(a0), b0, c0);
+    c1 = _mm256_fmadd_ps(_mm256_broadcast_ss(a0 + rsa), b0, c1);
+    c2 = _mm256_fmadd_ps(_mm256_broadcast_ss(a0 + r2), b0, c2);
+    c3 = _mm256_fmadd_ps(_mm256_broadcast_ss(a3), b0, c3);
+    c4 = _mm256_fmadd_ps(_mm256_broadcast_ss(a3 + rsa), b0, c4);
+    c5 = _mm256_fmadd_ps(_mm256_broadcast_ss(a3 + r2), b0, c5);
+    c6 = _mm256_fmadd_ps(_mm256_broadcast_ss(a6), b0, c6);
+    c7 = _mm256_fmadd_ps(_mm256_broadcast_ss(a6 + rsa), b0, c7);
+    c8 = _mm256_fmadd_ps(_mm256_broadcast_ss(a6 + r2), b0, c8);
+    c9 = _mm256_fmadd_ps(_mm256_broadcast_ss(a9), b0, c9);
+    c10 = _mm256_fmadd_ps(_mm256_broadcast_ss(a9 + rsa), b0, c10);
+    c11 = _mm256_fmadd_ps(_mm256_broadcast_ss(a9 + r2), b0, c11);
+    a0 += csa;
+    a3 += csa;
+    a6 += csa;
+    a9 += csa;
+    B += rsb;
+  }
+  const __m256 z = _mm256_setzero_ps();
+  const __m256 top[MR][2] = {{c0, z}, {c1, z}, {c2, z}, {c3, z}, {c4, z}, {c5, z}};
+  const __m256 bottom[MR][2] = {{c6, z}, {c7, z}, {c8, z}, {c9, z}, {c10, z}, {c11, z}};
+  store_tile<1>(C, ldc, top, MR, nr, accumulate, final, bias, act);
+  store_tile<1>(C + MR * ldc, ldc, bottom, MR, nr, accumulate, final, bias, act);
+}
+
 void gemm_ukernel_6x16(int kc, const float* A, long rsa, long csa, const float* B, long rsb, float* C,
                        long ldc, int mr, int nr, bool accumulate, bool final, const float* bias,
                        Act act) {
