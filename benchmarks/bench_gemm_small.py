@@ -1,7 +1,7 @@
 """The small GEMMs of scikit-learn-sized MLP training: fusednn's CPU matmul against
 NumPy/OpenBLAS, same run.
 
-    python benchmarks/bench_gemm_small.py [--repeats 7] [--threads 1]
+    python benchmarks/bench_gemm_small.py [--repeats 7] [--threads 1] [--baseline OTHER/_cpu.so]
 
 One training step of a (features -> 100 relu -> outputs) network on a batch of
 200 rows runs five products: the two forward ones (A·W + b, fused epilogue), the
@@ -14,11 +14,14 @@ on the transposed views, which OpenBLAS reads in place), ``--inner`` calls per
 sample, the two libraries' samples taken in turn, and reports the median of
 ``--repeats`` samples per call in µs of process CPU time (Python call overhead
 included on both sides, about 1 µs each). Every product is first
-checked against a float64 product.
+checked against a float64 product. ``--baseline`` loads another build of the
+``_cpu`` extension (e.g. one built from an earlier commit) and times it in the same
+run, as a third column, so that a kernel change is measured against its predecessor.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import statistics
 import time
@@ -71,15 +74,24 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--inner", type=int, default=300)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--baseline", help="path of another build's _cpu extension module, timed beside this one")
     args = ap.parse_args()
     fusednn.set_num_threads(args.threads)
     k = backends.native("cpu")
+    base = None
+    if args.baseline:
+        spec = importlib.util.spec_from_file_location("_cpu", args.baseline)
+        base = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(base)
+        if hasattr(base, "set_num_threads"):
+            base.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     load = os.getloadavg()[0]
     print(f"# fusednn {fusednn.__version__} threads={args.threads} repeats={args.repeats} inner={args.inner}; "
           f"load average {load:.2f}")
-    print("| product | M×N×K | fusednn µs | NumPy µs | NumPy/fusednn |")
-    print("|---|---|---|---|---|")
+    extra_head, extra_rule = (" baseline µs | baseline/fusednn |", "---|---|") if base else ("", "")
+    print(f"| product | M×N×K | fusednn µs | NumPy µs | NumPy/fusednn |{extra_head}")
+    print(f"|---|---|---|---|---|{extra_rule}")
     ratios = []
     with threadpool_limits(args.threads):
         for label, M, N, K, ta, tb, epi in SHAPES:
@@ -109,9 +121,17 @@ def main() -> None:
                 def theirs():
                     np.matmul(av, bv, out=out_np)
 
-            t_f, t_n = per_call_us([ours, theirs], args.inner, args.repeats)
+            fns = [ours, theirs]
+            if base is not None:
+                out_b = np.empty((M, N), np.float32)
+                base.matmul(a, b, ta, tb, bias, act, out_b)
+                assert np.max(np.abs(out_b - ref)) / max(np.max(np.abs(ref)), 1e-30) < 1e-5, label
+                fns.append(lambda: base.matmul(a, b, ta, tb, bias, act, out_b))
+            times = per_call_us(fns, args.inner, args.repeats)
+            t_f, t_n = times[0], times[1]
             ratios.append(t_n / t_f)
-            print(f"| {label} | {M}×{N}×{K} | {t_f:.2f} | {t_n:.2f} | {t_n / t_f:.2f} |", flush=True)
+            extra = f" {times[2]:.2f} | {times[2] / t_f:.2f} |" if base is not None else ""
+            print(f"| {label} | {M}×{N}×{K} | {t_f:.2f} | {t_n:.2f} | {t_n / t_f:.2f} |{extra}", flush=True)
     gm = float(np.exp(np.mean(np.log(ratios))))
     print(f"# geometric mean NumPy/fusednn: {gm:.2f}; load average at end {os.getloadavg()[0]:.2f}")
 

@@ -28,6 +28,10 @@ void gemm_ukernel_12x8(int kc, const float* A0, const float* A1, long rsa, long 
 // src[j*ld + k] for j < 16, written k-major as dst[k*16 + j] (kc rows).
 void pack_b_transposed_16(float* dst, const float* src, long ld, int kc);
 
+// K == 1 (an outer product: the input gradient of a one-output layer):
+// C[i][j] = act(a[i*sa] * b[j] + bias[j]), C row-major M×N, b and bias contiguous.
+void gemm_k1(float* C, const float* a, long sa, const float* b, int M, int N, const float* bias, Act act);
+
 // c[M] = op(A)·b for a single output column (N == 1): dot products of A's rows
 // with b, or (ta: A stored K×M) a sum of A's rows scaled by b.
 void gemm_n1(float* c, const float* A, const float* b, int M, int K, bool ta);

@@ -332,6 +332,14 @@ void matmul(float* C, const float* A, const float* B, int M, int N, int K, bool 
   }
   const View a = ta ? View{A, 1, M} : View{A, K, 1};
   const View b = tb ? View{B, 1, K} : View{B, N, 1};
+#ifdef FUSEDNN_HAVE_AVX2_TU
+  // K == 1: an outer product, memory-bound on writing C; the tiled kernels would
+  // spend their time in per-tile set-up and epilogues around a single k step.
+  if (K == 1 && double(M) * N < kParallelMinFlops && use_avx2()) {
+    avx2::gemm_k1(C, A, a.rs, B, M, N, bias, act);  // op(B)'s one row is contiguous either way
+    return;
+  }
+#endif
   int nt = num_threads();
   if (double(M) * N * K < kParallelMinFlops) nt = 1;
   // Split the larger of M and N into one contiguous range per thread; each

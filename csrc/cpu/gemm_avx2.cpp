@@ -207,6 +207,26 @@ void pack_b_transposed_16(float* dst, const float* src, long ld, int kc) {
     for (int j = 0; j < 16; ++j) dst[k * 16 + j] = src[j * ld + k];
 }
 
+void gemm_k1(float* C, const float* a, long sa, const float* b, int M, int N, const float* bias, Act act) {
+  const __m256i tail = lane_mask(N % 8, 0);
+  const int n8 = N - N % 8;
+  for (int i = 0; i < M; ++i) {
+    const __m256 ai = _mm256_broadcast_ss(a + i * sa);
+    float* c = C + long(i) * N;
+    int j = 0;
+    for (; j < n8; j += 8) {
+      __m256 v = bias ? _mm256_fmadd_ps(ai, _mm256_loadu_ps(b + j), _mm256_loadu_ps(bias + j))
+                      : _mm256_mul_ps(ai, _mm256_loadu_ps(b + j));
+      _mm256_storeu_ps(c + j, act_ps(v, act));
+    }
+    if (j < N) {
+      __m256 v = _mm256_mul_ps(ai, _mm256_maskload_ps(b + j, tail));
+      if (bias) v = _mm256_add_ps(v, _mm256_maskload_ps(bias + j, tail));
+      _mm256_maskstore_ps(c + j, tail, act_ps(v, act));
+    }
+  }
+}
+
 void gemm_n1(float* c, const float* A, const float* b, int M, int K, bool ta) {
   if (ta) {  // c = A^T b, A stored K×M: accumulate b[k] * (row k of A)
     // 32 outputs per pass (four independent multiply-add chains, so the loop

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif("cpu" not in backends.available(), reason="cpu b
 # to land on each path: narrow outputs (N in 1..12, K >= 32: the transposed path when
 # it pays, e.g. 200x10x100 and 64x10x200), the 12x8 kernel (N <= 8 and M >= 12, also
 # accumulating over K > 256), few rows (M = 1..10), tails of 1..15
-# columns/rows, K = 1 and K past the 256-deep blocking, and in-place reads up to
+# columns/rows, K = 1 (the outer-product path) and K past the 256-deep blocking, and in-place reads up to
 # K*N = 32768 (64x100x200).
 SHAPES = [
     (200, 10, 100), (100, 10, 200), (64, 10, 200), (13, 3, 77), (97, 7, 33), (31, 12, 40),
@@ -48,7 +48,7 @@ def test_small_products_match_float64(kernels, M, N, K, ta, tb):
     assert np.max(np.abs(out - ref) / scale) <= 1e-5
 
 
-@pytest.mark.parametrize("M,N,K", [(200, 10, 100), (64, 10, 200), (13, 3, 77), (8, 100, 200), (40, 5, 600),
+@pytest.mark.parametrize("M,N,K", [(200, 10, 100), (64, 10, 200), (13, 3, 77), (8, 100, 200), (40, 5, 600), (201, 13, 1),
                                    (201, 101, 9), (97, 7, 33), (37, 1, 64), (1, 1, 1)])
 @pytest.mark.parametrize("act", ["linear", "relu", "sigmoid", "tanh"])
 @pytest.mark.parametrize("ta", [False, True])
