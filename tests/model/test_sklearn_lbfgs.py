@@ -15,7 +15,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 import fusednn  # noqa: E402
 from fusednn.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
-from fusednn.sklearn._lbfgs import LossGrad  # noqa: E402
+from fusednn.sklearn.lbfgs import LossGrad  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 

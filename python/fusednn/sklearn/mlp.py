@@ -48,7 +48,7 @@ import fusednn
 from fusednn import keras, regularizers
 from fusednn.training import fused
 
-from ._lbfgs import fit_lbfgs
+from .lbfgs import fit_lbfgs
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
 _ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
@@ -312,7 +312,7 @@ class _BaseMLP(BaseEstimator):
 
     def _fit_lbfgs(self, X: Any, y: np.ndarray, sample_weight: np.ndarray | None) -> None:
         """scikit-learn's full-batch L-BFGS (scipy's L-BFGS-B) over fusednn's loss and
-        gradient (see ``_lbfgs.py``)."""
+        gradient (see ``lbfgs.py``)."""
         self._batch = X.shape[0]
         net = self._build_net(self._batch)
         be = net.layers[0].backend
