@@ -366,7 +366,8 @@ class FusedTrainer:
 
     def epoch(self, model: Any, x: Any, y: Any, order: np.ndarray, step_losses: Any, chunk: int,
               on_step: Callable[[int, Any], None] | None, stop_on_nonfinite: bool,
-              augment: Callable[[np.ndarray], np.ndarray] | None = None, weights: dict | None = None) -> int:
+              augment: Callable[[np.ndarray], np.ndarray] | None = None, weights: dict | None = None,
+              params: np.ndarray | None = None) -> int:
         """Run the epoch's steps (``chunk`` at a time, calling ``on_step`` after each
         step of a chunk); returns the number of steps run (fewer than the epoch's when
         a loss was not finite and ``stop_on_nonfinite``, on backends that read each
@@ -376,7 +377,9 @@ class FusedTrainer:
         (sample weights, not with ``augment``): ``{"row_scale": backend array (n,),
         "penalty_scale": host array (steps,) or None}``: the row at position i of the
         order has its loss and gradient multiplied by row_scale[i], and step s its
-        regularizer factors by penalty_scale[s]."""
+        regularizer factors by penalty_scale[s]. ``params``: the epoch's step parameter
+        rows (``optimizer.step_params(optimizer.iterations, steps)``) when the caller
+        computed them ahead (scikit-learn's small epochs: once per block of epochs)."""
         if weights is not None and augment is not None:
             raise ValueError("sample weights cannot be combined with augment")
         if weights is not None and not weights_fused(model, self.tracker):
@@ -408,14 +411,14 @@ class FusedTrainer:
             end = min(steps, s + min(chunk, cap))
             t0 = time.perf_counter()
             # the chunk's learning rates (schedule) and step parameters, computed once here
-            params = opt.step_params(opt.iterations, end - s)
+            params_run = opt.step_params(opt.iterations, end - s) if params is None else params[s:end]
             if augment is None:
                 metrics = self.metrics if weights is None or self.tracker is None else \
                     self.tracker.trainer_metrics(True)
                 with concurrency.uninterrupted():  # the step count is recorded with the steps
                     opt.iterations, done = self.trainer.run(x, y, dev_order, self.x_batch, self.y_batch,
                                                             step_losses, s, end, opt.iterations,
-                                                            stop_on_nonfinite, metrics, weights, params)
+                                                            stop_on_nonfinite, metrics, weights, params_run)
             else:  # the chunk's samples, augmented, as a small data set of its own
                 rows = order[s * self.batch:min(n, end * self.batch)]
                 xa = be.asarray(inputs.augmented(augment, np.asarray(be.to_numpy(x))[rows], (len(rows), x.shape[1])))
@@ -426,7 +429,7 @@ class FusedTrainer:
                 with concurrency.uninterrupted():
                     opt.iterations, done = self.trainer.run(xa, ya, local, self.x_batch, self.y_batch,
                                                             step_losses[s:end], 0, end - s, opt.iterations,
-                                                            stop_on_nonfinite, self.metrics, None, params)
+                                                            stop_on_nonfinite, self.metrics, None, params_run)
             if done:
                 self.step_seconds = (time.perf_counter() - t0) / done
             if on_step is not None:
