@@ -101,6 +101,26 @@ def test_input_gradient_flows_through_custom_layer_in_the_middle():
         np.testing.assert_allclose(a, b, rtol=3e-5, atol=3e-6)
 
 
+def test_custom_layer_in_a_functional_model_trains_like_dense():
+    x, y = _data(96)
+
+    def build(middle):
+        inp = keras.Input(shape=(5,))
+        h = keras.layers.Dense(8, activation="tanh")(inp)
+        h2 = middle(h)
+        return keras.Model(inp, keras.layers.Dense(1)(keras.layers.Concatenate()([h, h2])))
+
+    ref, mine = build(keras.layers.Dense(6, activation="relu")), build(LinearLayer(6, activation="relu"))
+    mine.set_weights(ref.get_weights())
+    ref.compile(optimizer="adam", loss="mse", fused=False)
+    mine.compile(optimizer="adam", loss="mse")
+    h_ref = ref.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0).history["loss"]
+    h_mine = mine.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0).history["loss"]
+    np.testing.assert_allclose(h_mine, h_ref, rtol=3e-5)
+    for a, b in zip(mine.get_weights(), ref.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=3e-5, atol=3e-6)
+
+
 def test_weights_gradients_and_training_flag():
     layer = ScaledTanh()
     model = keras.Sequential([keras.Input(shape=(3,)), layer, keras.layers.Dense(1)])
