@@ -189,9 +189,29 @@ std::vector<LayerStep> to_steps(const py::list& steps, const OptimizerConfig& op
 // excluded}, ...]).
 //   matrix(handle, name) -> std::tuple<float*, py::ssize_t rows, py::ssize_t cols>
 //   shaped(handle, name, std::vector<py::ssize_t> shape) -> float*
+// Optional per layer: "W_constraint"/"b_constraint": {"kind", "axis", "min_value", "max_value", "rate"}
+// (fusednn.constraints kernel_spec); only a trainer built with allow_constraints takes them.
+inline Constraint to_constraint(const py::handle& h, const std::string& where) {
+  const py::dict d = h.cast<py::dict>();
+  Constraint c;
+  const int kind = d["kind"].cast<int>(), axis = d["axis"].cast<int>();
+  if (kind < int(ConstraintKind::none) || kind > int(ConstraintKind::min_max_norm))
+    throw py::value_error(where + "has unknown constraint kind " + std::to_string(kind));
+  if (axis < int(ConstraintAxis::rows) || axis > int(ConstraintAxis::all))
+    throw py::value_error(where + "has unknown constraint axis code " + std::to_string(axis));
+  c.kind = static_cast<ConstraintKind>(kind);
+  c.axis = static_cast<ConstraintAxis>(axis);
+  c.min_value = d["min_value"].cast<float>();
+  c.max_value = d["max_value"].cast<float>();
+  c.rate = d["rate"].cast<float>();
+  if (!(c.min_value >= 0.f && c.max_value >= c.min_value))
+    throw py::value_error(where + "constraint needs 0 <= min_value <= max_value");
+  return c;
+}
+
 template <class Matrix, class Shaped>
 std::vector<DenseBuffers> to_layers(const py::list& layers, const OptimizerConfig& opt, int batch,
-                                    Matrix&& matrix, Shaped&& shaped) {
+                                    Matrix&& matrix, Shaped&& shaped, bool allow_constraints = false) {
   if (layers.empty()) throw py::value_error("MlpTrainer needs at least one layer");
   std::vector<DenseBuffers> out;
   int prev_out = -1;
@@ -244,6 +264,19 @@ std::vector<DenseBuffers> to_layers(const py::list& layers, const OptimizerConfi
     l.W_l2 = factor("W_l2");
     l.b_l1 = bias ? factor("b_l1") : 0.f;
     l.b_l2 = bias ? factor("b_l2") : 0.f;
+    for (const char* key : {"W_constraint", "b_constraint"}) {
+      if (!d.contains(key) || d[key].is_none()) continue;
+      if (!allow_constraints)
+        throw py::value_error(where + key + ": this device's fused trainer does not apply weight constraints");
+      Constraint c = to_constraint(d[key], where + key + " ");
+      if (key[0] == 'W') {
+        l.W_con = c;
+      } else {
+        if (!bias) throw py::value_error(where + "has a b_constraint but no bias");
+        l.b_con = c;
+        if (c.axis == ConstraintAxis::cols) l.b_con.axis = ConstraintAxis::all;  // a bias is one vector
+      }
+    }
     if (d.contains("post") && !d["post"].is_none())
       l.post = to_steps(d["post"].cast<py::list>(), opt, batch, l.out, where, shaped);
     out.push_back(l);

@@ -85,6 +85,9 @@ struct Kernels {
                           const float* invstd, const float* gamma, int rows, int cols, float*) const {
     cpu::batchnorm_backward(dx, dgamma, dbeta, dy, xhat, invstd, gamma, rows, cols);
   }
+  void constrain(float* w, int rows, int cols, const Constraint& c) const {
+    cpu::constrain(w, std::size_t(rows), std::size_t(cols), c);
+  }
   bool is_finite(const float* v) const { return std::isfinite(*v); }
 };
 

@@ -18,7 +18,10 @@ for _sub in (activations, callbacks, distribution, initializers, layers, losses,
              saving, utils):
     sys.modules[f"{__name__}.{_sub.__name__.rsplit('.', 1)[1]}"] = _sub
 sys.modules[f"{__name__}.metrics"] = metrics  # Keras 3's metric objects (fusednn.metrics keeps scikit-learn's)
+from . import constraints, keras_backend as backend  # noqa: E402 - keras.constraints, keras.backend
+sys.modules[f"{__name__}.constraints"] = constraints
+sys.modules[f"{__name__}.backend"] = backend
 
-__all__ = ["Input", "Sequential", "activations", "callbacks", "distribution", "initializers", "layers", "losses",
+__all__ = ["Input", "Sequential", "activations", "backend", "callbacks", "constraints", "distribution", "initializers", "layers", "losses",
            "metrics", "models",
            "optimizers", "regularizers", "saving", "utils"]

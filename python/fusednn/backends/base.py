@@ -154,6 +154,14 @@ class Backend:
         with ``loss`` (one float32 element), ``loss[0] += l1*sum|param| + l2*sum param**2``."""
         raise NotImplementedError
 
+    def constrain(self, param, spec):
+        """Project ``param`` (1-D or 2-D float32) in place onto a built-in weight constraint,
+        ``spec`` from :meth:`fusednn.constraints.Constraint.kernel_spec` (runs on any array
+        module; the cpu backend overrides it with its C++ kernel)."""
+        from ..constraints import project
+
+        project(self.xp, param, spec)
+
     def sgd_update(self, param, grad, velocity, learning_rate, momentum, nesterov):
         raise NotImplementedError
 
@@ -236,6 +244,8 @@ class Backend:
     #: whether the fused trainer runs layer steps (Dropout, BatchNormalization,
     #: Activation after a Dense): fusednn/layer_steps.h
     trainer_steps = False
+    #: whether the fused trainer applies Dense kernel/bias constraints after each update
+    trainer_constraints = False
 
     #: whether make_trainer is implemented (see fusednn.fused)
     has_trainer = False

@@ -129,6 +129,12 @@ class CpuBackend(Backend):
     def regularize(self, param, grad, l1, l2, loss=None):
         self._k.regularize(param, grad, l1, l2, loss)
 
+    def constrain(self, param, spec):
+        self._k.constrain(param, spec["kind"], spec["axis"], spec["min_value"], spec["max_value"], spec["rate"])
+
+    #: the fused trainer applies Dense kernel/bias constraints (csrc/cpu/constrain.cpp)
+    trainer_constraints = True
+
     def sgd_update(self, param, grad, velocity, learning_rate, momentum, nesterov):
         self._k.sgd_update(param, grad, velocity, learning_rate, momentum, nesterov)
 

@@ -30,6 +30,12 @@ def unique_name(prefix: str) -> str:
     return prefix if n == 0 else f"{prefix}_{n}"
 
 
+def reset_names() -> None:
+    """Forget every automatic name handed out, so the next layer is 'dense' again
+    (``keras.backend.clear_session`` does this, as in Keras)."""
+    _name_counts.clear()
+
+
 def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
@@ -162,6 +168,10 @@ class Layer:
     def penalty(self) -> float:
         """The current value of the layer's weight penalties (0 without regularizers)."""
         return 0.0
+
+    def apply_constraints(self) -> None:
+        """Project the weights onto their constraints in place, after an optimizer update
+        (as Keras' optimizer does); layers without constraints do nothing."""
 
     def __call__(self, x: Any, training: bool = False) -> Any:
         """Apply the layer to a 2-D array (building it on first use); returns a new
