@@ -37,7 +37,10 @@ def reset_names() -> None:
 
 
 def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    """Keras' to_snake_case: 'Dense' -> 'dense', 'PReLU' -> 'p_re_lu', 'LeakyReLU' -> 'leaky_re_lu'."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def feature_dim(input_shape: Any, input_dim: Any, where: str) -> int | None:

@@ -35,9 +35,8 @@ def _axis_tuple(axis: Any) -> tuple[int, ...]:
 
 
 def _batch(item: Any) -> np.ndarray:
-    """An adapt batch: the inputs of an (x, y[, w]) tuple, as float64."""
-    if isinstance(item, (tuple, list)) and len(item) in (2, 3) and not np.isscalar(item[0]) \
-            and np.ndim(item[0]) >= 1 and np.ndim(item[1]) >= 1 and len(item[0]) == len(item[1]):
+    """An adapt batch as float64: a tuple is (x, y[, sample_weight]) and gives x (Keras' rule)."""
+    if isinstance(item, tuple):
         item = item[0]
     return np.asarray(item, dtype=np.float64)
 
@@ -93,8 +92,7 @@ class Normalization(Layer):
         (x, y) batches use x). The mean and population variance over the samples (and,
         with axis=None, over the features too), combined over batches exactly; returns
         the layer."""
-        if isinstance(data, (list, tuple)) and data and all(hasattr(b, "__array__") or isinstance(b, tuple)
-                                                            for b in data):
+        if isinstance(data, list) and data and all(hasattr(b, "__array__") or isinstance(b, tuple) for b in data):
             batches: Any = (_batch(b) for b in data)  # a list of batches
         elif isinstance(data, (np.ndarray, list, tuple)) or np.isscalar(data) or hasattr(data, "__array__"):
             batches = [np.asarray(data, dtype=np.float64)]
@@ -107,11 +105,11 @@ class Normalization(Layer):
         keep = len(self.axis) > 0
         count, mean, var = 0, None, None
         for b in batches:
+            if b.size == 0:
+                continue
             if keep and b.ndim != 2:
                 raise ValueError(f"adapt needs 2-D batches (samples, features) with axis={self.axis}, "
                                  f"got shape {b.shape}")
-            if b.size == 0:
-                continue
             if not np.isfinite(b).all():
                 raise ValueError("adapt: data contains NaN or Inf; clean it first (fusednn.preprocessing.clean)")
             if keep and mean is not None and b.shape[1] != mean.shape[0]:

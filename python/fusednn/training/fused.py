@@ -78,6 +78,18 @@ def _steps_reason(model: Any, layers: list[Any]) -> str | None:
     return None
 
 
+def _constraints_reason(model: Any, layers: list[Any]) -> str | None:
+    """Why the Dense layers' kernel/bias constraints cannot run in the fused trainer, or None."""
+    for layer in layers:
+        for w, con in layer.constrained() if type(layer) is Dense else []:
+            if not getattr(model.backend, "trainer_constraints", False):
+                return (f"the {model.backend.name} fused trainer does not apply weight constraints yet "
+                        f"(layer {layer.name!r})")
+            if con.kernel_spec(w.ndim, layer.name) is None:
+                return f"constraint {type(con).__name__} of layer {layer.name!r} is a Python projection, not fused"
+    return None
+
+
 def _loss_kind(model: Any) -> str:
     if type(model.loss) is losses.MeanSquaredError:
         return "mse"
@@ -102,6 +114,9 @@ def unsupported_reason(model: Any) -> str | None:
             any(type(layer) is not Dense for layer in _program(model)[k:]):
         return ("layer steps (Dropout/BatchNormalization/Activation after a Dense) are not fused under a "
                 "distribution yet: their gradients are not in the allreduced buffer")
+    why = _constraints_reason(model, _program(model)[k:])
+    if why is not None:
+        return why
     if not _fused_loss(model.loss):
         return f"loss {type(model.loss).__name__} is not fused"
     last = model.output_activation
@@ -177,6 +192,8 @@ class FusedTrainer:
             for w, _, reg in layer.regularized():
                 key = "W" if w is layer.kernel else "b"
                 spec[f"{key}_l1"], spec[f"{key}_l2"] = reg.l1, reg.l2
+            for w, con in layer.constrained():  # projected after each update (constraint.h)
+                spec["W_constraint" if w is layer.kernel else "b_constraint"] = con.kernel_spec(w.ndim, layer.name)
             p += 2 if layer.use_bias else 1
             specs.append(spec)
         self.batch = batch
