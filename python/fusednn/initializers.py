@@ -23,9 +23,16 @@ REGISTRY = registry.Registry("initializer")
 _TRUNCATED_STD = 0.87962566103423978
 
 
-def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
-    """Keras' ``compute_fans``: (fan_in, fan_out) of a weight shape; for more than two
-    axes the leading ones are the receptive field (conv kernels)."""
+def _fans(shape: tuple[int, ...], input_axes: list[int] | None = None,
+          output_axes: list[int] | None = None) -> tuple[int, int]:
+    """Keras' ``compute_fans``: (fan_in, fan_out) of a weight shape — the products over
+    ``input_axes``/``output_axes`` when both are given; else for more than two axes the
+    leading ones are the receptive field (conv kernels)."""
+    if input_axes is not None and output_axes is not None:
+        try:
+            return int(np.prod([shape[a] for a in input_axes])), int(np.prod([shape[a] for a in output_axes]))
+        except IndexError:
+            raise ValueError(f"input_axes {input_axes} / output_axes {output_axes} do not fit shape {shape}") from None
     if len(shape) < 1:
         return 1, 1
     if len(shape) == 1:
@@ -108,7 +115,8 @@ class VarianceScaling(Initializer):
     makes every call return the same values, as in Keras."""
 
     def __init__(self, scale: float = 1.0, mode: str = "fan_in", distribution: str = "truncated_normal",
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, input_axes: list[int] | None = None,
+                 output_axes: list[int] | None = None) -> None:
         if not float(scale) > 0:
             raise ValueError(f"scale must be > 0, got {scale}")
         distribution = str(distribution).lower()
@@ -120,10 +128,12 @@ class VarianceScaling(Initializer):
             raise ValueError("distribution must be 'uniform', 'truncated_normal' or "
                              f"'untruncated_normal', got {distribution!r}")
         self.scale, self.mode, self.distribution, self.seed = float(scale), mode, distribution, _check_seed(seed)
+        self.input_axes = None if input_axes is None else [int(v) for v in input_axes]
+        self.output_axes = None if output_axes is None else [int(v) for v in output_axes]
 
     def __call__(self, shape: tuple[int, ...]) -> np.ndarray:
         shape = _shape(shape)
-        fan_in, fan_out = _fans(shape)
+        fan_in, fan_out = _fans(shape, self.input_axes, self.output_axes)
         n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[self.mode]
         var = self.scale / max(1.0, n)
         g = rng(self.seed)
@@ -137,7 +147,8 @@ class VarianceScaling(Initializer):
         return w.astype(np.float32)
 
     def get_config(self) -> dict[str, Any]:
-        return {"scale": self.scale, "mode": self.mode, "distribution": self.distribution, "seed": self.seed}
+        return {"seed": self.seed, "scale": self.scale, "mode": self.mode, "distribution": self.distribution,
+                "input_axes": self.input_axes, "output_axes": self.output_axes}
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(scale={self.scale}, mode={self.mode!r}, "
@@ -147,61 +158,67 @@ class VarianceScaling(Initializer):
 class GlorotUniform(VarianceScaling):
     """Uniform in [-limit, limit], limit = sqrt(6 / (fan_in + fan_out)) (Keras' default kernel init)."""
 
-    def __init__(self, seed: int | None = None) -> None:
-        super().__init__(1.0, "fan_avg", "uniform", seed)
+    def __init__(self, seed: int | None = None, input_axes: list[int] | None = None,
+                 output_axes: list[int] | None = None) -> None:
+        super().__init__(1.0, "fan_avg", "uniform", seed, input_axes, output_axes)
 
     def get_config(self) -> dict[str, Any]:
-        return {"seed": self.seed}
+        return {"seed": self.seed, "input_axes": self.input_axes, "output_axes": self.output_axes}
 
 
 class GlorotNormal(VarianceScaling):
     """Truncated normal with standard deviation sqrt(2 / (fan_in + fan_out))."""
 
-    def __init__(self, seed: int | None = None) -> None:
-        super().__init__(1.0, "fan_avg", "truncated_normal", seed)
+    def __init__(self, seed: int | None = None, input_axes: list[int] | None = None,
+                 output_axes: list[int] | None = None) -> None:
+        super().__init__(1.0, "fan_avg", "truncated_normal", seed, input_axes, output_axes)
 
     def get_config(self) -> dict[str, Any]:
-        return {"seed": self.seed}
+        return {"seed": self.seed, "input_axes": self.input_axes, "output_axes": self.output_axes}
 
 
 class HeNormal(VarianceScaling):
     """Truncated normal with standard deviation sqrt(2 / fan_in) (for relu layers)."""
 
-    def __init__(self, seed: int | None = None) -> None:
-        super().__init__(2.0, "fan_in", "truncated_normal", seed)
+    def __init__(self, seed: int | None = None, input_axes: list[int] | None = None,
+                 output_axes: list[int] | None = None) -> None:
+        super().__init__(2.0, "fan_in", "truncated_normal", seed, input_axes, output_axes)
 
     def get_config(self) -> dict[str, Any]:
-        return {"seed": self.seed}
+        return {"seed": self.seed, "input_axes": self.input_axes, "output_axes": self.output_axes}
 
 
 class HeUniform(VarianceScaling):
     """Uniform in [-limit, limit], limit = sqrt(6 / fan_in)."""
 
-    def __init__(self, seed: int | None = None) -> None:
-        super().__init__(2.0, "fan_in", "uniform", seed)
+    def __init__(self, seed: int | None = None, input_axes: list[int] | None = None,
+                 output_axes: list[int] | None = None) -> None:
+        super().__init__(2.0, "fan_in", "uniform", seed, input_axes, output_axes)
 
     def get_config(self) -> dict[str, Any]:
-        return {"seed": self.seed}
+        return {"seed": self.seed, "input_axes": self.input_axes, "output_axes": self.output_axes}
 
 
 class LecunNormal(VarianceScaling):
     """Truncated normal with standard deviation sqrt(1 / fan_in) (for selu layers)."""
 
-    def __init__(self, seed: int | None = None) -> None:
-        super().__init__(1.0, "fan_in", "truncated_normal", seed)
+    def __init__(self, seed: int | None = None, input_axes: list[int] | None = None,
+                 output_axes: list[int] | None = None) -> None:
+        super().__init__(1.0, "fan_in", "truncated_normal", seed, input_axes, output_axes)
 
     def get_config(self) -> dict[str, Any]:
-        return {"seed": self.seed}
+        return {"seed": self.seed, "input_axes": self.input_axes, "output_axes": self.output_axes}
 
 
 class LecunUniform(VarianceScaling):
     """Uniform in [-limit, limit], limit = sqrt(3 / fan_in)."""
 
-    def __init__(self, seed: int | None = None) -> None:
-        super().__init__(1.0, "fan_in", "uniform", seed)
+    def __init__(self, seed: int | None = None, input_axes: list[int] | None = None,
+                 output_axes: list[int] | None = None) -> None:
+        super().__init__(1.0, "fan_in", "uniform", seed, input_axes, output_axes)
 
     def get_config(self) -> dict[str, Any]:
-        return {"seed": self.seed}
+        return {"seed": self.seed, "input_axes": self.input_axes, "output_axes": self.output_axes}
 
 
 class Constant(Initializer):

@@ -46,7 +46,7 @@ def test_variance_scaling_family(name, cls, scale, mode, dist):
         # the truncated draws have exactly the target variance scale/n (Keras' correction)
         _check_normal(w, 0.0, math.sqrt(scale / n), False)
         assert np.abs(w).max() <= 2 * math.sqrt(scale / n) / TRUNC
-    assert cls(seed=1).get_config() == {"seed": 1}
+    assert cls(seed=1).get_config() == {"seed": 1, "input_axes": None, "output_axes": None}
 
 
 @pytest.mark.parametrize("mode", ["fan_in", "fan_out", "fan_avg"])
@@ -65,7 +65,8 @@ def test_variance_scaling_formulas(mode, dist):
     else:
         assert np.abs(w).max() > 2 * std / TRUNC  # 150000 normal draws reach past 2.27 sigma
     cfg = init.get_config()
-    assert cfg == {"scale": 3.0, "mode": mode, "distribution": dist, "seed": 4}
+    assert cfg == {"scale": 3.0, "mode": mode, "distribution": dist, "seed": 4, "input_axes": None,
+                   "output_axes": None}
     assert I.VarianceScaling(distribution="normal").distribution == "truncated_normal"  # Keras' alias
 
 
@@ -76,6 +77,9 @@ def test_fans_of_conv_shapes_and_vectors():
     assert np.abs(w).max() > 0.99 * math.sqrt(3 / (3 * 3 * 16))
     v = I.HeUniform(seed=0)((5000,))
     assert np.abs(v).max() <= math.sqrt(6 / 5000)
+    # Keras 3.15's input_axes/output_axes: the fans are those axes' products
+    a = I.VarianceScaling(1.0, "fan_out", "uniform", seed=0, input_axes=[0], output_axes=[1, 2])((50, 4, 10))
+    assert np.abs(a).max() <= math.sqrt(3 / 40) and np.abs(a).max() > 0.99 * math.sqrt(3 / 40)
 
 
 def test_random_normal_uniform_truncated():
@@ -172,7 +176,8 @@ def test_in_layers_and_saved_models(tmp_path):
     np.testing.assert_array_equal(w[4], 2.0)
     np.testing.assert_allclose(w[8].T @ w[8], 0.25 * np.eye(3), atol=1e-6)  # (4, 3): orthonormal columns
     cfg = model.layers[1].get_config()
-    assert cfg["kernel_initializer"] == {"class_name": "LecunNormal", "config": {"seed": None}}
+    assert cfg["kernel_initializer"] == {"class_name": "LecunNormal",
+                                         "config": {"seed": None, "input_axes": None, "output_axes": None}}
     assert cfg["bias_initializer"] == {"class_name": "RandomUniform",
                                        "config": {"minval": 0.0, "maxval": 0.01, "seed": 1}}
     path = tmp_path / "m.npz"
