@@ -48,6 +48,9 @@ def bias_act(x: object, bias: object, activation: typing.SupportsInt | typing.Su
 
 def confusion_update(counts: object, pred: object, target: object, classes: typing.SupportsInt | typing.SupportsIndex, sparse: bool, threshold: typing.SupportsFloat | typing.SupportsIndex = 0.5) -> None: ...
 
+def constrain(param: object, kind: typing.SupportsInt | typing.SupportsIndex, axis: typing.SupportsInt | typing.SupportsIndex = 0, min_value: typing.SupportsFloat | typing.SupportsIndex = 0.0, max_value: typing.SupportsFloat | typing.SupportsIndex = 0.0, rate: typing.SupportsFloat | typing.SupportsIndex = 1.0) -> None:
+    """Project param (1-D: one column) in place onto a Keras weight constraint (fusednn/constraint.h)."""
+
 def cpu_features() -> dict: ...
 
 def dropout_mask(mask: object, rate: typing.SupportsFloat | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex, step: typing.SupportsInt | typing.SupportsIndex, row_b: bool = False, col_b: bool = False) -> None:
