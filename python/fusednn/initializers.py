@@ -148,7 +148,12 @@ class VarianceScaling(Initializer):
 
     def get_config(self) -> dict[str, Any]:
         return {"seed": self.seed, "scale": self.scale, "mode": self.mode, "distribution": self.distribution,
-                "input_axes": self.input_axes, "output_axes": self.output_axes}
+                **self._axes_config()}
+
+    def _axes_config(self) -> dict[str, Any]:
+        # Keras 3.15's input_axes/output_axes, written only when set: files stay loadable by older Keras
+        return {} if self.input_axes is None and self.output_axes is None else \
+            {"input_axes": self.input_axes, "output_axes": self.output_axes}
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(scale={self.scale}, mode={self.mode!r}, "
@@ -163,7 +168,7 @@ class GlorotUniform(VarianceScaling):
         super().__init__(1.0, "fan_avg", "uniform", seed, input_axes, output_axes)
 
     def get_config(self) -> dict[str, Any]:
-        return {"seed": self.seed, "input_axes": self.input_axes, "output_axes": self.output_axes}
+        return {"seed": self.seed, **self._axes_config()}
 
 
 class GlorotNormal(VarianceScaling):
@@ -174,7 +179,7 @@ class GlorotNormal(VarianceScaling):
         super().__init__(1.0, "fan_avg", "truncated_normal", seed, input_axes, output_axes)
 
     def get_config(self) -> dict[str, Any]:
-        return {"seed": self.seed, "input_axes": self.input_axes, "output_axes": self.output_axes}
+        return {"seed": self.seed, **self._axes_config()}
 
 
 class HeNormal(VarianceScaling):
@@ -185,7 +190,7 @@ class HeNormal(VarianceScaling):
         super().__init__(2.0, "fan_in", "truncated_normal", seed, input_axes, output_axes)
 
     def get_config(self) -> dict[str, Any]:
-        return {"seed": self.seed, "input_axes": self.input_axes, "output_axes": self.output_axes}
+        return {"seed": self.seed, **self._axes_config()}
 
 
 class HeUniform(VarianceScaling):
@@ -196,7 +201,7 @@ class HeUniform(VarianceScaling):
         super().__init__(2.0, "fan_in", "uniform", seed, input_axes, output_axes)
 
     def get_config(self) -> dict[str, Any]:
-        return {"seed": self.seed, "input_axes": self.input_axes, "output_axes": self.output_axes}
+        return {"seed": self.seed, **self._axes_config()}
 
 
 class LecunNormal(VarianceScaling):
@@ -207,7 +212,7 @@ class LecunNormal(VarianceScaling):
         super().__init__(1.0, "fan_in", "truncated_normal", seed, input_axes, output_axes)
 
     def get_config(self) -> dict[str, Any]:
-        return {"seed": self.seed, "input_axes": self.input_axes, "output_axes": self.output_axes}
+        return {"seed": self.seed, **self._axes_config()}
 
 
 class LecunUniform(VarianceScaling):
@@ -218,7 +223,7 @@ class LecunUniform(VarianceScaling):
         super().__init__(1.0, "fan_in", "uniform", seed, input_axes, output_axes)
 
     def get_config(self) -> dict[str, Any]:
-        return {"seed": self.seed, "input_axes": self.input_axes, "output_axes": self.output_axes}
+        return {"seed": self.seed, **self._axes_config()}
 
 
 class Constant(Initializer):

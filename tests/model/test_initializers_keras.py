@@ -46,7 +46,8 @@ def test_variance_scaling_family(name, cls, scale, mode, dist):
         # the truncated draws have exactly the target variance scale/n (Keras' correction)
         _check_normal(w, 0.0, math.sqrt(scale / n), False)
         assert np.abs(w).max() <= 2 * math.sqrt(scale / n) / TRUNC
-    assert cls(seed=1).get_config() == {"seed": 1, "input_axes": None, "output_axes": None}
+    assert cls(seed=1).get_config() == {"seed": 1}
+    assert cls(input_axes=[0], output_axes=[1]).get_config() == {"seed": None, "input_axes": [0], "output_axes": [1]}
 
 
 @pytest.mark.parametrize("mode", ["fan_in", "fan_out", "fan_avg"])
@@ -65,8 +66,7 @@ def test_variance_scaling_formulas(mode, dist):
     else:
         assert np.abs(w).max() > 2 * std / TRUNC  # 150000 normal draws reach past 2.27 sigma
     cfg = init.get_config()
-    assert cfg == {"scale": 3.0, "mode": mode, "distribution": dist, "seed": 4, "input_axes": None,
-                   "output_axes": None}
+    assert cfg == {"scale": 3.0, "mode": mode, "distribution": dist, "seed": 4}
     assert I.VarianceScaling(distribution="normal").distribution == "truncated_normal"  # Keras' alias
 
 
@@ -176,8 +176,7 @@ def test_in_layers_and_saved_models(tmp_path):
     np.testing.assert_array_equal(w[4], 2.0)
     np.testing.assert_allclose(w[8].T @ w[8], 0.25 * np.eye(3), atol=1e-6)  # (4, 3): orthonormal columns
     cfg = model.layers[1].get_config()
-    assert cfg["kernel_initializer"] == {"class_name": "LecunNormal",
-                                         "config": {"seed": None, "input_axes": None, "output_axes": None}}
+    assert cfg["kernel_initializer"] == {"class_name": "LecunNormal", "config": {"seed": None}}
     assert cfg["bias_initializer"] == {"class_name": "RandomUniform",
                                        "config": {"minval": 0.0, "maxval": 0.01, "seed": 1}}
     path = tmp_path / "m.npz"

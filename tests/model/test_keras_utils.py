@@ -96,3 +96,14 @@ def test_backend_functions():
     import sys
     assert sys.modules["fusednn.keras.backend"] is kb and sys.modules["fusednn.keras.constraints"] is \
         fusednn.constraints
+
+
+def test_set_random_seed_covers_unseeded_augmentation():
+    from fusednn.preprocessing import GaussianNoise
+
+    x = np.zeros((4, 3))
+    keras.utils.set_random_seed(2)
+    a = GaussianNoise(0.1)(x)
+    keras.utils.set_random_seed(2)
+    np.testing.assert_array_equal(GaussianNoise(0.1)(x), a)
+    assert not np.array_equal(GaussianNoise(0.1)(x), a)
