@@ -88,6 +88,13 @@ struct Kernels {
   void constrain(float* w, int rows, int cols, const Constraint& c) const {
     cpu::constrain(w, std::size_t(rows), std::size_t(cols), c);
   }
+  void prelu_forward(float* y, const float* x, const float* alpha, int rows, int cols, int alpha_n) const {
+    cpu::prelu_forward(y, x, alpha, rows, cols, alpha_n);
+  }
+  void prelu_backward(float* dx, float* dalpha, const float* dy, const float* x, const float* alpha, int rows,
+                      int cols, int alpha_n) const {
+    cpu::prelu_backward(dx, dalpha, dy, x, alpha, rows, cols, alpha_n);
+  }
   bool is_finite(const float* v) const { return std::isfinite(*v); }
 };
 

@@ -90,6 +90,12 @@ def num_threads() -> int: ...
 def optimizer_update(kind: typing.SupportsInt | typing.SupportsIndex, flags: typing.SupportsInt | typing.SupportsIndex, step_params: object, param: object, grad: object, s1: object = None, s2: object = None, s3: object = None, ema: object = None, sumsq: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
     """In-place update of param and its state by Keras' rule for `kind` (fusednn/optim_update.h)."""
 
+def prelu_backward(dy: object, x: object, alpha: object, dx: object, dalpha: object) -> None:
+    """PReLU's gradients: dx = dy * (1 | alpha | 0 at x > 0 | < 0 | == 0), dalpha = sum dy * min(x, 0) (double)."""
+
+def prelu_forward(x: object, alpha: object, y: object) -> None:
+    """PReLU: y = x if x > 0 else alpha * x (alpha per column or one)."""
+
 def regularize(param: object, grad: object, l1: typing.SupportsFloat | typing.SupportsIndex, l2: typing.SupportsFloat | typing.SupportsIndex, loss: object = None) -> None:
     """Keras' L1/L2 penalty in place: grad += l1*sign(param) + 2*l2*param; loss[0] += sum(l1*|param| + l2*param**2) (float64 sum) when loss is given."""
 

@@ -1,6 +1,7 @@
 """PReLU: forward against the float64 formula, the input and alpha gradients against
-finite differences, shared alpha, its regularizer and constraint, training on the
-per-op path (the fused path declines it by name), config and save/load."""
+finite differences, the kernels on every backend against float64, shared alpha, its
+regularizer and constraint (per-op), the fused cpu trainer equal to the per-op path
+bit for bit, config and save/load."""
 from __future__ import annotations
 
 import numpy as np
@@ -71,7 +72,7 @@ def test_trains_per_op_with_regularizer_and_constraint(tmp_path):
     x = rng.standard_normal((64, 4))
     y = np.maximum(x @ rng.standard_normal((4, 1)), 0) - 0.3 * np.maximum(-x[:, :1], 0)
     m = _model(alpha_initializer=keras.initializers.Constant(0.25), alpha_constraint=keras.constraints.MaxNorm(0.5))
-    assert "PReLU" in m.fused_reason
+    assert "alpha_constraint" in m.fused_reason or "no fused trainer" in m.fused_reason
     h = m.fit(x, y, epochs=15, batch_size=16, verbose=0)
     assert h.history["loss"][-1] < h.history["loss"][0]
     alpha = m.layers[1].get_weights()[0]
@@ -86,3 +87,100 @@ def test_trains_per_op_with_regularizer_and_constraint(tmp_path):
     m.save(str(path))
     back = fusednn.load_model(str(path))
     np.testing.assert_array_equal(back.predict(x, verbose=0), m.predict(x, verbose=0))
+
+
+@pytest.mark.parametrize("shape,shared", [((7, 5), False), ((7, 5), True), ((1, 1), False), ((33, 130), False),
+                                          ((33, 130), True), ((4, 1), True)])
+def test_kernels_against_float64(backend_name, shape, shared):
+    from fusednn.backends import backend
+
+    be = backend(backend_name)
+    rng = np.random.default_rng(sum(shape))
+    x = rng.standard_normal(shape).astype(np.float32)
+    x.reshape(-1)[0] = 0.0  # the kink: dx = 0 there (Keras' convention)
+    a = rng.uniform(-0.5, 0.5, size=(1 if shared else shape[1],)).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    y, dx, da = be.empty(shape), be.empty(shape), be.empty(a.shape)
+    be.prelu_forward(be.asarray(x), be.asarray(a), y)
+    be.prelu_backward(be.asarray(dy), be.asarray(x), be.asarray(a), dx, da)
+    x64, a64, dy64 = x.astype(np.float64), a.astype(np.float64), dy.astype(np.float64)
+    np.testing.assert_allclose(be.to_numpy(y), np.where(x64 > 0, x64, a64 * x64), rtol=1e-7, atol=0)
+    np.testing.assert_allclose(be.to_numpy(dx), dy64 * np.where(x64 > 0, 1, np.where(x64 < 0, a64, 0)), rtol=1e-7)
+    ref = (dy64 * np.minimum(x64, 0)).sum(axis=0)
+    np.testing.assert_allclose(be.to_numpy(da), ref.sum(keepdims=True) if shared else ref, rtol=1e-6, atol=1e-6)
+
+
+def test_binding_rejects_bad_input():
+    if "cpu" not in fusednn.backends.available():
+        pytest.skip("cpu backend not built")
+    from fusednn import _cpu
+
+    x = np.ones((3, 4), np.float32)
+    with pytest.raises(ValueError, match="alpha must hold 1 or 4"):
+        _cpu.prelu_forward(x, np.ones(3, np.float32), np.empty_like(x))
+    with pytest.raises((TypeError, ValueError)):
+        _cpu.prelu_forward(x, np.ones(4, np.float32), np.empty((4, 3), np.float32))
+    with pytest.raises((TypeError, ValueError)):
+        _cpu.prelu_backward(x, x[:, ::2], np.ones(2, np.float32), np.empty((3, 2), np.float32),
+                            np.empty(2, np.float32))
+    with pytest.raises(ValueError):
+        _cpu.prelu_backward(x, x, np.ones(4, np.float32), x, np.empty(4, np.float32))  # dx overlaps x
+
+
+@pytest.mark.parametrize("shared", [None, [1]])
+@pytest.mark.parametrize("make_opt", [lambda: keras.optimizers.Adam(0.05),
+                                      lambda: keras.optimizers.SGD(0.1, momentum=0.9, global_clipnorm=0.5),
+                                      lambda: keras.optimizers.AdamW(0.05, clipnorm=0.3, use_ema=True)],
+                         ids=["adam", "sgd-globalclip", "adamw-clip-ema"])
+def test_fused_equals_per_op(shared, make_opt):
+    if "cpu" not in fusednn.backends.available():
+        pytest.skip("cpu backend not built")
+    prev = fusednn.get_backend().name
+    fusednn.set_backend("cpu")
+    try:
+        rng = np.random.default_rng(4)
+        x = rng.standard_normal((77, 4))
+        y = np.maximum(x @ rng.standard_normal((4, 2)), 0) - 0.3 * np.maximum(-x[:, :2], 0)
+
+        def make(fused):
+            fusednn.utils.set_random_seed(2)
+            m = keras.Sequential([keras.layers.Dense(8, input_shape=(4,)),
+                                  keras.layers.PReLU(alpha_initializer=keras.initializers.Constant(0.1),
+                                                     shared_axes=shared),
+                                  keras.layers.Dropout(0.1, seed=3), keras.layers.Dense(2)])
+            m.compile(make_opt(), "mse", fused=fused)
+            return m
+
+        a, b = make("auto"), make(False)
+        assert a.fused_reason is None
+        fusednn.utils.set_random_seed(6)
+        ha = a.fit(x, y, epochs=3, batch_size=16, verbose=0)
+        fusednn.utils.set_random_seed(6)
+        hb = b.fit(x, y, epochs=3, batch_size=16, verbose=0)
+        for wa, wb in zip(a.get_weights(), b.get_weights()):
+            np.testing.assert_array_equal(wa, wb)
+        np.testing.assert_array_equal(ha.history["loss"], hb.history["loss"])
+        assert not np.allclose(a.layers[1].get_weights()[0], 0.1)  # alpha moved inside the fused trainer
+    finally:
+        fusednn.set_backend(prev)
+
+
+def test_cuda_trainer_refuses_prelu_steps_and_reason():
+    if "cpu" not in fusednn.backends.available():
+        pytest.skip("cpu backend not built")
+    prev = fusednn.get_backend().name
+    fusednn.set_backend("cpu")
+    try:
+        m = _model(alpha_regularizer="l2")
+        assert "alpha_regularizer" in m.fused_reason
+        m = _model()
+        assert m.fused_reason is None
+        from fusednn.training.fused import FusedTrainer
+
+        t = FusedTrainer(m, 4)
+        assert t.specs[0]["post"][0]["kind"] == "prelu"
+        bad = [dict(t.specs[0], post=[dict(t.specs[0]["post"][0], alpha=np.ones(3, np.float32))]), t.specs[1]]
+        with pytest.raises(ValueError, match="alpha must hold 1 or 8"):
+            m.backend.make_trainer(bad, m.optimizer.kernel_spec(), "mse", 4, 0.0)
+    finally:
+        fusednn.set_backend(prev)

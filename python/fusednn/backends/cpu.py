@@ -153,6 +153,15 @@ class CpuBackend(Backend):
     def batchnorm_backward(self, dy, xhat, invstd, gamma, dx, dgamma, dbeta):
         self._k.batchnorm_backward(dy, xhat, invstd, gamma, dx, dgamma, dbeta)
 
+    def prelu_forward(self, x, alpha, y):
+        self._k.prelu_forward(x, alpha, y)
+
+    def prelu_backward(self, dy, x, alpha, dx, dalpha):
+        self._k.prelu_backward(dy, x, alpha, dx, dalpha)
+
+    #: PReLU steps in the fused trainer (csrc/cpu/prelu.cpp)
+    trainer_prelu = True
+
     def batchnorm_infer(self, x, gamma, beta, mean, variance, epsilon, y):
         self._k.batchnorm_infer(x, gamma, beta, mean, variance, epsilon, y)
 

@@ -2,10 +2,11 @@
 
 ``y = x`` for ``x > 0`` and ``alpha * x`` otherwise (Keras computes
 ``relu(x) - alpha * relu(-x)``), with one alpha per feature, or one shared by all
-features with ``shared_axes=[1]``. It runs on the per-op path (NumPy/CuPy
-expressions on the backend), so ``model.fused_reason`` names it; alpha takes Keras'
-``alpha_initializer`` ('zeros'), ``alpha_regularizer`` (L1/L2, added to the loss and
-gradient) and ``alpha_constraint`` (applied after each update).
+features with ``shared_axes=[1]``. Its kernels are the backend's ``prelu_forward`` /
+``prelu_backward`` (C++ on cpu, where it also runs as a step of the fused trainer;
+NumPy/CuPy expressions elsewhere). alpha takes Keras' ``alpha_initializer`` ('zeros'),
+``alpha_regularizer`` (L1/L2, added to the loss and gradient) and ``alpha_constraint``
+(applied after each update); those two keep the layer on the per-op path.
 """
 from __future__ import annotations
 
@@ -52,23 +53,21 @@ class PReLU(Layer):
         self.grads = [self.backend.zeros(shape)]
 
     def forward(self, x: Any, buf: Buffers) -> Any:
-        xp = self.backend.xp
-        buf.y[...] = xp.where(x > 0, x, self.alpha * x)
+        self.backend.prelu_forward(x, self.alpha, buf.y)
         self._x = x
         return buf.y
 
     def backward(self, dy: Any, buf: Buffers, need_dx: bool) -> Any:
-        xp, f32 = self.backend.xp, np.float32
-        x = self._x
-        dalpha = (dy.astype(np.float64) * xp.minimum(x, f32(0))).sum(axis=0)
-        self.grads[0][...] = (dalpha.sum(keepdims=True) if self.shared_axes else dalpha).astype(f32)
-        if not need_dx:
-            return None
+        # dx is computed either way (the kernel writes both); the first layer's is unused
         if buf.dx is None:
             buf.dx = self.backend.empty(buf.y.shape)
-        # relu's derivative is 0 at 0 (Keras' and torch's convention), on both sides of the sum
-        buf.dx[...] = dy * xp.where(x > 0, f32(1), xp.where(x < 0, self.alpha, f32(0)))
-        return buf.dx
+        self.backend.prelu_backward(dy, self._x, self.alpha, buf.dx, self.grads[0])
+        return buf.dx if need_dx else None
+
+    def fused_step(self, be: Any, batch: int) -> dict[str, Any]:
+        """The fused trainer's prelu step (fusednn/layer_steps.h): alpha and its gradient;
+        the trainer adds the optimizer state and the output/gradient buffers."""
+        return {"kind": "prelu", "alpha": self.alpha, "dalpha": self.grads[0]}
 
     def add_penalties(self, loss_out: Any) -> None:
         reg = self.alpha_regularizer

@@ -21,7 +21,8 @@ import numpy as np
 from .. import losses, optimizers
 from ..backends import NEEDS_INPUT, activation_code
 from ..distribution import state as distribution_state
-from ..layers import Activation, BatchNormalization, Dense, Dropout, Flatten, Identity, Normalization, ReLU, Reshape
+from ..layers import (Activation, BatchNormalization, Dense, Dropout, Flatten, Identity, Normalization, PReLU, ReLU,
+                      Reshape)
 from . import concurrency, inputs
 from ..metrics.keras_objects import metric_needs
 from .epoch_metrics import EpochMetrics
@@ -55,7 +56,7 @@ def _leading_norms(model: Any) -> list[Normalization]:
 
 
 #: layers that run as steps after a Dense block in the fused trainer (fusednn/layer_steps.h)
-_STEP_LAYERS = (Dropout, BatchNormalization, Activation, ReLU, Identity)
+_STEP_LAYERS = (Dropout, BatchNormalization, Activation, ReLU, Identity, PReLU)
 
 
 def _steps_reason(model: Any, layers: list[Any]) -> str | None:
@@ -72,6 +73,11 @@ def _steps_reason(model: Any, layers: list[Any]) -> str | None:
             return f"a {layer.activation} Activation layer ({layer.name!r}) inside the model is not fused"
         if type(layer) is ReLU and not layer.plain:
             return f"ReLU layer {layer.name!r} with max_value/negative_slope/threshold is not fused"
+        if type(layer) is PReLU:
+            if layer.alpha_regularizer is not None or layer.alpha_constraint is not None:
+                return f"PReLU layer {layer.name!r} with an alpha_regularizer/alpha_constraint is not fused"
+            if not getattr(model.backend, "trainer_prelu", False):
+                return f"the {model.backend.name} fused trainer does not run PReLU layers yet (layer {layer.name!r})"
         if not getattr(model.backend, "trainer_steps", False):
             return (f"the {model.backend.name} fused trainer does not run {type(layer).__name__} layers yet "
                     f"(layer {layer.name!r})")
@@ -221,6 +227,11 @@ class FusedTrainer:
             step = None
         else:
             step = layer.fused_step(be, batch)
+        if type(layer) is PReLU:  # alpha: one trainable parameter, in the optimizer's order
+            for slot, st in states[p].items():
+                step[f"alpha_{slot}"] = st
+            step["alpha_decay"] = opt.uses_weight_decay(p)
+            p += 1
         if type(layer) is BatchNormalization:
             for name, on in (("gamma", layer.scale), ("beta", layer.center)):
                 if on:
