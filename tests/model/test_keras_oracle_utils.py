@@ -167,3 +167,27 @@ def test_prelu_equal():
             {k: oc[k] for k in ("shared_axes", "alpha_regularizer", "alpha_constraint")}
     assert keras3.layers.PReLU().get_config()["alpha_initializer"]["class_name"] == \
         keras.layers.PReLU().get_config()["alpha_initializer"]["class_name"]
+
+
+def test_prelu_training_matches_keras():
+    """Five full-batch SGD steps of Dense -> PReLU -> Dense with MaxNorm kernels from the
+    same weights: Keras' gradients of alpha and its constraint step, matched."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((32, 3)).astype(np.float32)
+    y = rng.standard_normal((32, 2)).astype(np.float32)
+
+    def layers(lib):
+        return [lib.layers.Dense(5, kernel_constraint=lib.constraints.MaxNorm(0.6)),
+                lib.layers.PReLU(alpha_initializer=lib.initializers.Constant(0.2)),
+                lib.layers.Dense(2, bias_constraint="non_neg")]
+
+    t = keras3.Sequential([keras3.Input(shape=(3,)), *layers(keras3)])
+    o = keras.Sequential([keras.Input(shape=(3,)), *layers(keras)])
+    o.set_weights(t.get_weights())
+    t.compile(keras3.optimizers.SGD(0.2), "mse")
+    o.compile(keras.optimizers.SGD(0.2), "mse")
+    t.fit(x, y, epochs=5, batch_size=32, shuffle=False, verbose=0)
+    o.fit(x, y, epochs=5, batch_size=32, shuffle=False, verbose=0)
+    for a, b in zip(o.get_weights(), t.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+    assert not np.allclose(o.get_weights()[2], 0.2)
