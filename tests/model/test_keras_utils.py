@@ -107,3 +107,33 @@ def test_set_random_seed_covers_unseeded_augmentation():
     keras.utils.set_random_seed(2)
     np.testing.assert_array_equal(GaussianNoise(0.1)(x), a)
     assert not np.array_equal(GaussianNoise(0.1)(x), a)
+
+
+def test_pydataset_base_class_feeds_fit():
+    class Data(keras.utils.PyDataset):
+        def __init__(self, x, y, **kwargs):
+            super().__init__(**kwargs)
+            self.x, self.y, self.ends = x, y, 0
+
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, i):
+            return self.x[i * 10:(i + 1) * 10], self.y[i * 10:(i + 1) * 10]
+
+        def on_epoch_end(self):
+            self.ends += 1
+
+    rng = np.random.default_rng(0)
+    data = Data(rng.standard_normal((30, 2)), rng.standard_normal((30, 1)), workers=2)
+    assert data.workers == 2 and not data.use_multiprocessing and data.max_queue_size == 10
+    assert data.num_batches == 3
+    m = keras.Sequential([keras.Input(shape=(2,)), keras.layers.Dense(1)])
+    m.compile("sgd", "mse")
+    h = m.fit(data, epochs=2, verbose=0)
+    assert len(h.history["loss"]) == 2 and data.ends == 2
+    with pytest.raises(NotImplementedError, match="__getitem__"):
+        keras.utils.PyDataset()[0]
+    assert keras.utils.PyDataset().num_batches is None
+    with pytest.raises(ValueError, match="workers"):
+        keras.utils.PyDataset(workers=0)

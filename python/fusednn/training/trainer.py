@@ -55,6 +55,16 @@ def _gather(xp: Any, src: Any, idx: Any, out: Any) -> None:
         xp.take(src, idx, axis=0, out=out)
 
 
+def _batch_logs(loss: float, tracker: EpochMetrics | None, return_dict: bool) -> float | list[float] | dict[str, float]:
+    """Keras' value of train/test_on_batch: ``{"loss", *metrics}``, or its values in order
+    (a bare float when there are no metrics)."""
+    logs = {"loss": float(loss), **({k: float(v) for k, v in tracker.result().items()} if tracker else {})}
+    if return_dict:
+        return logs
+    values = list(logs.values())
+    return values[0] if len(values) == 1 else values
+
+
 class _Workspace:
     """The buffers of one batch size: each layer's :class:`Buffers` and the loss gradient."""
 
@@ -327,7 +337,7 @@ class Trainer:
             sample_weights.weighted_rows_loss(self.loss, be, pred, y, weights, loss_out, on_logits,
                                               self._loss_buffer("rows", pred.shape[0]))
         if tracker is not None:
-            tracker.update(pred, y)
+            tracker.update(pred, y, weights)
         if ws.dpred is None:
             ws.dpred = be.empty(pred.shape)
         dy = self.loss.gradient(be, pred, y, ws.dpred, logits=on_logits)
@@ -367,6 +377,8 @@ class Trainer:
         trainer = None
         if self.fused_mode is not False and isinstance(x, be.xp.ndarray):
             trainer = self._fused = fused.trainer_for(self, batch_size, tracker, self._fused)
+        if trainer is not None and row_weights is not None and not fused.weights_fused(self, tracker):
+            trainer = None  # this backend's fused trainer cannot weigh this loss or these metrics
         if trainer is not None:
             wdict = None if row_weights is None else \
                 {"row_scale": be.asarray(np.ascontiguousarray(row_weights[order])), "penalty_scale": None}
@@ -374,7 +386,7 @@ class Trainer:
                                  weights=wdict)
             if tracker is not None:
                 covered = min(n, done * batch_size)
-                tracker.add_counted(covered, covered * self.output_shape[1])
+                tracker.add_counted(covered, covered * self.output_shape[1], weighted=row_weights is not None)
             self.last_step_losses = np.array(be.to_numpy(step_losses[:done]), dtype=np.float64)
             return _weighted_mean(self.last_step_losses, batch_size, min(n, done * batch_size))
         xp = be.xp if isinstance(x, be.xp.ndarray) else np
@@ -420,14 +432,14 @@ class Trainer:
             lo, hi = s * batch_size, min(n, (s + 1) * batch_size)
             pred = self._forward(be.asarray(x[lo:hi]), self._workspace(hi - lo), fold)
             yb = be.asarray(y[lo:hi])
+            wb = None if weights is None else be.asarray(np.ascontiguousarray(weights[lo:hi]))
             if weights is None:
                 self.loss.value(be, pred, yb, step_losses[s:s + 1], logits=on_logits)
             else:
-                sample_weights.weighted_rows_loss(self.loss, be, pred, yb, be.asarray(weights[lo:hi]),
-                                                  step_losses[s:s + 1], on_logits,
+                sample_weights.weighted_rows_loss(self.loss, be, pred, yb, wb, step_losses[s:s + 1], on_logits,
                                                   self._loss_buffer("rows", hi - lo))
             if tracker is not None:
-                tracker.update(pred, yb)
+                tracker.update(pred, yb, wb)
             if cbs is not None:
                 covered = hi
                 cbs.call("on_test_batch_end", s, BatchLogs(
@@ -519,7 +531,11 @@ class Trainer:
                                  f"sets with validation_split={validation_split}")
             x, y, val = x[:split], y[:split], (x[split:], y[split:])
             if w is not None:
-                w, val_w = w[:split], w[split:]
+                # as Keras 3: the split takes the sample weights along; class_weight weighs
+                # the training rows only
+                w = w[:split]
+                if sample_weight is not None:
+                    val_w = sample_weights.check_sample_weight(sample_weight, split + val[0].shape[0])[split:]
         if source is None:
             x, y = self._place(x, y)
         if val is not None:
@@ -729,6 +745,64 @@ class Trainer:
                                                                 self.loss.sparse)
             w = cw if w is None else w * cw
         return w
+
+    # ------------------------------------------------------ one batch at a time
+    # Keras' single-batch methods, which older tutorials (and GAN-style loops) use to
+    # drive training by hand. They reuse fit's pieces (input checks, sample/class
+    # weights, the one-step fused chunk that streamed datasets use), so a batch trained
+    # here is trained exactly as inside fit. As in Keras 3 the compiled metrics are
+    # reset at each call: the values returned are this batch's.
+    @_fit_guard
+    def train_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None, class_weight: Any = None,
+                       return_dict: bool = False) -> float | list[float] | dict[str, float]:
+        """One gradient step on the batch ``(x, y)`` (all of it, however large), with Keras'
+        ``sample_weight``/``class_weight`` (not both, as in Keras); returns the batch's loss
+        (with weight penalties, as Keras' train step reports it) and metrics as
+        :meth:`evaluate` does: a float without metrics, else a list in compile order, or a
+        dict with ``return_dict``."""
+        self._require_compiled("train_on_batch")
+        if sample_weight is not None and class_weight is not None:
+            raise ValueError("train_on_batch: sample_weight and class_weight cannot be given together (as in Keras)")
+        if y is None:
+            raise ValueError("train_on_batch needs targets y")
+        x, y = self._xy(x, y)
+        w = self._sample_weights(sample_weight, class_weight, y)
+        n = x.shape[0]
+        # one fused trainer for the largest batch so far: a smaller batch runs as its partial
+        # last step, so a loop's full and remainder batches do not rebuild it at every call
+        self._on_batch_rows = max(n, getattr(self, "_on_batch_rows", 0))
+        xd, yd = self._place(x, y)
+        self._ready_optimizer()
+        tracker = self._tracker()
+        if tracker is not None:
+            tracker.reset()
+        loss = self._train_epoch(xd, yd, np.arange(n), self._on_batch_rows, None, 1, False, tracker, None, w)
+        if self._fused is not None:
+            self._fused.forget_data()
+        return _batch_logs(loss, tracker, return_dict)
+
+    @_inference_guard("test_on_batch")
+    def test_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None,
+                      return_dict: bool = False) -> float | list[float] | dict[str, float]:
+        """The loss and metrics on the batch ``(x, y)`` in inference mode (one batch, no
+        update), returned as :meth:`train_on_batch` does; ``sample_weight`` weighs the loss."""
+        self._require_compiled("test_on_batch")
+        if y is None:
+            raise ValueError("test_on_batch needs targets y")
+        x, y = self._xy(x, y)
+        w = None if sample_weight is None else sample_weights.check_sample_weight(sample_weight, x.shape[0])
+        tracker = self._tracker()
+        if tracker is not None:
+            tracker.reset()
+        xd, yd = self._place(x, y)
+        return _batch_logs(self._evaluate(xd, yd, x.shape[0], tracker=tracker, weights=w), tracker, return_dict)
+
+    def predict_on_batch(self, x: Any) -> np.ndarray:
+        """The model's outputs for ``x`` computed as one batch (a NumPy array)."""
+        n = int(np.shape(x)[0]) if np.ndim(x) else 0
+        if n < 1:
+            raise ValueError("predict_on_batch needs a batch of at least one sample")
+        return self.predict(x, batch_size=n, verbose=0)
 
     # ---------------------------------------------------------- evaluate, predict
     @_inference_guard("evaluate")
