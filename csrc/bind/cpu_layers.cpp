@@ -165,6 +165,7 @@ void register_layer_kernels(py::module_& m) {
           throw py::value_error("prelu_backward: alpha must hold 1 or " + std::to_string(cols) + " values, got shape " +
                                 shape_of(alpha));
         check_no_overlap(dx, x, "x");
+        check_no_overlap(dx, dy, "dy");
         check_no_overlap(da, dy, "dy");
         check_no_overlap(da, dx, "dx");
         const std::int64_t an = alpha.shape(0);
