@@ -184,3 +184,30 @@ def test_cuda_trainer_refuses_prelu_steps_and_reason():
             m.backend.make_trainer(bad, m.optimizer.kernel_spec(), "mse", 4, 0.0)
     finally:
         fusednn.set_backend(prev)
+
+
+def test_portable_and_avx2_kernels_give_the_same_bits():
+    """prelu.cpp dispatches to the AVX2 copy of the same loops where the CPU has it: both
+    must give identical results (the per-op and fused paths may run on either)."""
+    if "cpu" not in fusednn.backends.available():
+        pytest.skip("cpu backend not built")
+    from fusednn import _cpu
+
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((37, 19)).astype(np.float32)
+    x[0, :3] = 0.0
+    dy = rng.standard_normal((37, 19)).astype(np.float32)
+    out = {}
+    try:
+        for portable in (True, False):
+            _cpu.force_portable(portable)
+            for alpha in (rng.uniform(-1, 1, 19).astype(np.float32), np.array([0.3], np.float32)):
+                y, dx, da = np.empty_like(x), np.empty_like(x), np.empty_like(alpha)
+                _cpu.prelu_forward(x, alpha, y)
+                _cpu.prelu_backward(dy, x, alpha, dx, da)
+                out.setdefault(alpha.size, []).append((y, dx, da))
+    finally:
+        _cpu.force_portable(False)
+    for (a, b) in out.values():
+        for u, v in zip(a, b):
+            np.testing.assert_array_equal(u, v)
