@@ -198,10 +198,11 @@ def test_portable_and_avx2_kernels_give_the_same_bits():
     x[0, :3] = 0.0
     dy = rng.standard_normal((37, 19)).astype(np.float32)
     out = {}
+    alphas = (rng.uniform(-1, 1, 19).astype(np.float32), np.array([0.3], np.float32))
     try:
         for portable in (True, False):
             _cpu.force_portable(portable)
-            for alpha in (rng.uniform(-1, 1, 19).astype(np.float32), np.array([0.3], np.float32)):
+            for alpha in alphas:
                 y, dx, da = np.empty_like(x), np.empty_like(x), np.empty_like(alpha)
                 _cpu.prelu_forward(x, alpha, y)
                 _cpu.prelu_backward(dy, x, alpha, dx, da)
