@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from .py_dataset import PyDataset  # noqa: F401  (keras.utils.PyDataset)
+
 _rng = np.random.default_rng()
 
 
@@ -82,51 +84,3 @@ def normalize(x: Any, axis: int = -1, order: int | float = 2) -> np.ndarray:
     norm[norm == 0] = 1
     return x / np.expand_dims(norm, axis if axis is not None else -1)
 
-
-class PyDataset:
-    """``keras.utils.PyDataset``: base class for a data set of batches that ``fit``,
-    ``evaluate`` and ``predict`` read by index. Subclasses call ``super().__init__(**kwargs)``
-    and define ``__len__`` (batches per epoch) and ``__getitem__(i)`` (batch ``i``: ``x``,
-    ``(x, y)`` or ``(x, y, sample_weight)``); ``on_epoch_end`` runs after each epoch.
-    ``workers``, ``use_multiprocessing`` and ``max_queue_size`` are Keras' arguments, kept
-    as attributes: fusednn reads the batches in the calling thread, in order."""
-
-    def __init__(self, workers: int = 1, use_multiprocessing: bool = False, max_queue_size: int = 10) -> None:
-        for name, value in (("workers", workers), ("max_queue_size", max_queue_size)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        self._workers, self._use_multiprocessing = int(workers), bool(use_multiprocessing)
-        self._max_queue_size = int(max_queue_size)
-
-    @property
-    def workers(self) -> int:
-        return getattr(self, "_workers", 1)
-
-    @property
-    def use_multiprocessing(self) -> bool:
-        return getattr(self, "_use_multiprocessing", False)
-
-    @property
-    def max_queue_size(self) -> int:
-        return getattr(self, "_max_queue_size", 10)
-
-    def __getitem__(self, index: int) -> Any:
-        raise NotImplementedError(f"{type(self).__name__} must define __getitem__(index) returning a batch")
-
-    def __len__(self) -> int:
-        raise NotImplementedError(f"{type(self).__name__} must define __len__ (the number of batches)")
-
-    @property
-    def num_batches(self) -> int | None:
-        """Batches per epoch (``len(self)``), or None when ``__len__`` is not defined."""
-        try:
-            return len(self)
-        except NotImplementedError:
-            return None
-
-    def on_epoch_begin(self) -> None:
-        """Keras' hook before each epoch (nothing by default); fusednn's fit calls only
-        :meth:`on_epoch_end`."""
-
-    def on_epoch_end(self) -> None:
-        """Called after each epoch (nothing by default): e.g. reshuffle here."""
