@@ -48,7 +48,8 @@ class Normalization(Layer):
     feature, broadcast as Keras does). ``axis=-1`` (or 1) keeps one mean/variance per
     feature, ``axis=None`` one for all features; the batch axis 0 cannot be kept.
     ``invert=True`` maps normalised values back. Keras divides by ``max(sqrt(variance),
-    1e-7)``, so a constant feature is centred, not scaled."""
+    1e-7)``: a constant feature maps to 0 on its training values, any other value is
+    divided by 1e-7."""
 
     def __init__(self, axis: int | tuple[int, ...] | None = -1, mean: Any = None, variance: Any = None,
                  invert: bool = False, input_shape: Any = None, input_dim: int | None = None,
