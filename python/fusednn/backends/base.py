@@ -292,6 +292,8 @@ class Backend:
     trainer_constraints = False
     #: whether the fused trainer runs PReLU steps
     trainer_prelu = False
+    #: whether the fused trainer runs layer graphs (functional models with merges)
+    trainer_merges = False
 
     #: whether make_trainer is implemented (see fusednn.fused)
     has_trainer = False
