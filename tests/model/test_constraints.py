@@ -233,3 +233,20 @@ def test_saved_with_the_model(tmp_path):
     back = fusednn.load_model(str(path))
     assert back.layers[0].kernel_constraint.get_config() == {"max_value": 1.5, "axis": 1}
     assert isinstance(back.layers[1].bias_constraint, constraints.NonNeg)
+
+
+@pytest.mark.parametrize("fused", ["auto", False])
+def test_frozen_layer_is_not_projected(host_backend_name, fused):
+    """Keras constrains only the variables its optimizer updates: a frozen Dense keeps
+    weights that break its constraint."""
+    x, y = _data(40)
+    model = _model(kc=constraints.MaxNorm(0.05), fused=fused)
+    before = model.layers[0].get_weights()
+    assert np.linalg.norm(before[0], axis=0).max() > 0.05
+    model.layers[0].trainable = False
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="mse", fused=fused)
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    for a, b in zip(model.layers[0].get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(np.linalg.norm(model.layers[1].get_weights()[0].astype(np.float64), axis=1), 1.0,
+                               rtol=1e-6)  # the trained layer's UnitNorm still holds
