@@ -250,3 +250,25 @@ def test_frozen_layer_is_not_projected(host_backend_name, fused):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(np.linalg.norm(model.layers[1].get_weights()[0].astype(np.float64), axis=1), 1.0,
                                rtol=1e-6)  # the trained layer's UnitNorm still holds
+
+
+@pytest.mark.parametrize("cls", ["BatchNormalization", "LayerNormalization"])
+def test_normalization_beta_gamma_constraints(host_backend_name, cls, tmp_path):
+    x, y = _data(48)
+    make = getattr(keras.layers, cls)
+    fusednn.utils.set_random_seed(1)
+    norm = make(gamma_initializer=keras.initializers.Constant(3.0), gamma_constraint=constraints.MaxNorm(1.0),
+                beta_constraint="non_neg")
+    model = keras.Sequential([keras.layers.Dense(6, input_shape=(5,)), norm, keras.layers.Dense(3)])
+    model.compile(keras.optimizers.SGD(0.1), "mse")
+    if cls == "BatchNormalization":
+        assert "gamma_constraint" in (model.fused_reason or "") or "no fused trainer" in model.fused_reason
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    gamma, beta = norm.get_weights()[:2]
+    assert np.linalg.norm(gamma.astype(np.float64)) <= 1.0 * (1 + 1e-6) and (beta >= 0).all()
+    cfg = norm.get_config()
+    assert cfg["gamma_constraint"] == {"class_name": "MaxNorm", "config": {"max_value": 1.0, "axis": 0}}
+    assert "beta_constraint" not in make().get_config()
+    model.save(str(tmp_path / "m.npz"))
+    back = fusednn.load_model(str(tmp_path / "m.npz"))
+    assert isinstance(back.layers[1].beta_constraint, constraints.NonNeg)

@@ -73,6 +73,8 @@ def _steps_reason(model: Any, layers: list[Any]) -> str | None:
             return f"a {layer.activation} Activation layer ({layer.name!r}) inside the model is not fused"
         if type(layer) is ReLU and not layer.plain:
             return f"ReLU layer {layer.name!r} with max_value/negative_slope/threshold is not fused"
+        if type(layer) is BatchNormalization and layer.has_constraints:
+            return f"BatchNormalization {layer.name!r} with a beta_constraint/gamma_constraint is not fused"
         if type(layer) is PReLU:
             if layer.alpha_regularizer is not None or layer.alpha_constraint is not None:
                 return f"PReLU layer {layer.name!r} with an alpha_regularizer/alpha_constraint is not fused"
