@@ -24,7 +24,10 @@ models.Model = Model
 sys.modules[f"{__name__}.metrics"] = metrics  # Keras 3's metric objects (fusednn.metrics keeps scikit-learn's)
 from . import keras_ops as ops  # noqa: E402 - keras.ops (differentiable by fusednn.autodiff)
 sys.modules[f"{__name__}.ops"] = ops
+from . import constraints, keras_backend as backend  # noqa: E402 - keras.constraints, keras.backend
+sys.modules[f"{__name__}.constraints"] = constraints
+sys.modules[f"{__name__}.backend"] = backend
 
-__all__ = ["Input", "Model", "Sequential", "activations", "callbacks", "distribution", "initializers", "layers", "losses",
+__all__ = ["Input", "Model", "Sequential", "activations", "backend", "callbacks", "constraints", "distribution", "initializers", "layers", "losses",
            "metrics", "models", "ops",
            "optimizers", "regularizers", "saving", "utils"]
