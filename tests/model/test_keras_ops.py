@@ -206,3 +206,15 @@ def test_same_results_as_real_keras_ops(real_ops, name):
         globals().update(dict(zip(("X", "Y", "P"), saved)))
     assert out_mine.shape == out_real.shape
     np.testing.assert_allclose(out_mine, out_real, rtol=3e-6, atol=3e-6)
+
+
+def test_cross_entropies_clip_with_keras_backend_epsilon():
+    """As Keras' ops read backend.epsilon() at call time: set_epsilon changes the clipping."""
+    old = keras.backend.epsilon()
+    try:
+        keras.backend.set_epsilon(1e-3)
+        out = ops.binary_crossentropy(np.array([1.0]), np.array([0.0]))
+        np.testing.assert_allclose(out, [-np.log(1e-3)], rtol=1e-12)
+    finally:
+        keras.backend.set_epsilon(old)
+    np.testing.assert_allclose(ops.binary_crossentropy(np.array([1.0]), np.array([0.0])), [-np.log(1e-7)], rtol=1e-6)
