@@ -184,14 +184,15 @@ def _build(label: str, config: dict[str, Any], classes: list[str], weights_bytes
             if weights_bytes is None:
                 raise ValueError("it has no model.weights.h5")
             with keras_h5.WeightsFile(weights_bytes, f"{label}:{WEIGHTS_NAME}") as wf:
-                d = dim
+                d, adapted = dim, set()
                 for i, (layer, spec) in enumerate(zip(layers, config["layers"])):
                     if spec["class_name"] == "Normalization" and spec["config"].get("mean") is None:
                         _adapted_normalization(wf, keys[i], d, spec)
                         layers[i] = registry.deserialize(spec, _registry(), custom_objects)
+                        adapted.add(keys[i])
                     d = layers[i].output_dim(d)
                 shapes = declared_weight_shapes(layers, dim)
-                stored = keras_h5.read_layer_weights(wf, keys, shapes)
+                stored = keras_h5.read_layer_weights(wf, keys, shapes, frozenset(adapted))
             flat = [w for ws in stored for w in ws]
         cls = registry.MODELS.get("Sequential")
         model = cls.from_config(config, custom_objects)

@@ -128,11 +128,13 @@ class WeightsFile:
         return np.array(value, dtype=np.float32, order="C")  # (ascontiguousarray would make a scalar 1-D)
 
 
-def read_layer_weights(wf: WeightsFile, keys: Sequence[str], shapes: Sequence[Sequence[tuple[int, ...]]]
-                       ) -> list[list[np.ndarray]]:
+def read_layer_weights(wf: WeightsFile, keys: Sequence[str], shapes: Sequence[Sequence[tuple[int, ...]]],
+                       skip: frozenset[str] = frozenset()) -> list[list[np.ndarray]]:
     """Each layer's weights from ``layers/<key>/vars``, checked to be exactly ``shapes``
-    (number and shape) before any is read."""
+    (number and shape) before any is read; layers in ``skip`` (read otherwise) are not."""
     for key, want in zip(keys, shapes):
+        if key in skip:
+            continue
         n = wf.count(f"layers/{key}/vars")
         if n is None and want:
             raise ValueError(f"{wf.label}: it holds no weights for layer {key!r} (expected {len(want)} arrays)")
@@ -143,7 +145,8 @@ def read_layer_weights(wf: WeightsFile, keys: Sequence[str], shapes: Sequence[Se
             if got != tuple(s):
                 raise ValueError(f"{wf.label}: weight {i} of layer {key!r} has shape {got}, the model needs "
                                  f"{tuple(s)}")
-    return [[wf.read(f"layers/{key}/vars/{i}", s) for i, s in enumerate(want)] for key, want in zip(keys, shapes)]
+    return [[] if key in skip else [wf.read(f"layers/{key}/vars/{i}", s) for i, s in enumerate(want)]
+            for key, want in zip(keys, shapes)]
 
 
 # ------------------------------------------------------------------------------ writing
