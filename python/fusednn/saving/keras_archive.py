@@ -230,11 +230,18 @@ def _compile(model: "Sequential", compile_config: Any, extra: dict[str, Any], we
         _restore_optimizer(model, wf)
 
 
+def _optimized(model: "Sequential") -> list[Any]:
+    """The weights the optimizer updates (Keras: the trainable variables at compile time):
+    all of them, or those of the layers not frozen when a model has ``optimized_weights``."""
+    return list(getattr(model, "optimized_weights", model.weights))
+
+
 def _restore_optimizer(model: "Sequential", wf: keras_h5.WeightsFile) -> None:
     opt = model.optimizer
-    if not opt.is_built_for(model.backend, model.weights):
+    params = _optimized(model)
+    if not opt.is_built_for(model.backend, params):
         return
-    why = keras_h5.optimizer_from_keras(opt, wf, [tuple(w.shape) for w in model.weights])
+    why = keras_h5.optimizer_from_keras(opt, wf, [tuple(w.shape) for w in params])
     if why is not None and "holds no optimizer" not in why:
         warnings.warn(f"{wf.label}: optimizer state not restored: {why}", UserWarning, stacklevel=4)
 
@@ -249,8 +256,9 @@ def _weights_file(model: "Sequential", include_optimizer: bool) -> bytes:
     optimizer = None
     if include_optimizer and model.optimizer is not None:
         opt = model.optimizer
-        built = model.built and opt.is_built_for(model.backend, model.weights)
-        optimizer = (opt.name, keras_h5.optimizer_to_keras(opt, len(model.weights), built))
+        params = _optimized(model) if model.built else []
+        built = model.built and opt.is_built_for(model.backend, params)
+        optimizer = (opt.name, keras_h5.optimizer_to_keras(opt, len(params), built))
     return keras_h5.write_file(keys, [layer.name for layer in model.layers], weights, model.name, optimizer)
 
 

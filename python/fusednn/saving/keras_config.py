@@ -9,12 +9,13 @@ metrics that fusednn has under the same name), from Keras' own modules: a ``Lamb
 layer, a class registered by user code (``registered_name`` ``"package>Name"``), a
 module outside Keras, or an activation saved as a function is a ValueError naming it,
 never an import. A Keras argument fusednn does not take is accepted only at a value
-that changes nothing (``None``, ``False``, or the defaults in :data:`_HARMLESS`);
+that changes nothing (``None``, or the Keras defaults in :data:`_HARMLESS`);
 anything else is a ValueError naming the layer and the argument, rather than a model
 that silently computes something else.
 """
 from __future__ import annotations
 
+import importlib
 import inspect
 import math
 import re
@@ -42,6 +43,9 @@ _HARMLESS: dict[str, tuple[Any, ...]] = {
     "axis": (-1, [-1], (-1,)),
     "input_axes": (None,), "output_axes": (None,),  # initializers of einsum layers
     "reduction": ("sum_over_batch_size",),  # losses: fusednn's only reduction
+    # Keras switches that are off by default (None, the other default, is always harmless)
+    **{key: (False,) for key in ("synchronized", "renorm", "rms_scaling", "invert", "sparse", "ragged", "optional",
+                                 "is_legacy_optimizer")},
 }
 
 #: Keras' float32 dtype policy, as every layer config carries it
@@ -131,16 +135,17 @@ def _fit_config(cls: type, config: Mapping[str, Any], where: str, nested: Any,
             if "dtype" not in accepted:
                 continue
         if key == "trainable" and "trainable" not in accepted:
-            if value is False:
-                raise ValueError(f"{where}: trainable=False is not supported by this fusednn's {cls.__name__}")
+            if value is False:  # a frozen layer: Layer.from_config takes it where layers can be frozen
+                out["trainable"] = False
             continue
         if isinstance(value, dict) and "class_name" in value:
             value = nested(key, value)
-        if key in accepted or (open_kwargs and key not in _HARMLESS):
+        if key in accepted:
             out[key] = value
-        elif key in droppable or value is None or value is False or value in _HARMLESS.get(key, ()) or (
-                isinstance(value, (list, tuple)) and len(value) == 0):
+        elif key in droppable or value is None or value in _HARMLESS.get(key, ()):
             continue
+        elif open_kwargs:  # the class checks its own keyword arguments
+            out[key] = value
         else:
             raise ValueError(f"{where}: Keras argument {key}={value!r:.100} is not supported by fusednn's "
                              f"{cls.__name__}")
@@ -172,8 +177,8 @@ def _nested_registry(key: str) -> Any:
     if key.endswith("_regularizer"):
         return regularizers.REGISTRY
     if key.endswith("_constraint"):
-        try:
-            from .. import constraints  # type: ignore[attr-defined]  # added by the constraints work
+        try:  # keras.constraints, where this build has them (fusednn.constraints)
+            constraints = importlib.import_module("fusednn.constraints")
         except ImportError:
             return None
         return getattr(constraints, "REGISTRY", None)
