@@ -72,6 +72,65 @@ py::object matmul_checked(bool reference, const py::object& a_, const py::object
   return out_obj;
 }
 
+// The outputs of a reduced loss kernel (loss_grad, xent): the optional gradient (its own
+// memory: row kinds read a whole input row after writing part of the gradient), the
+// optional one-element device result, and the caller's float64 workspace, whose last
+// element holds the reduced value when no `out` is given.
+struct LossOutputs {
+  float* grad = nullptr;
+  float* out = nullptr;
+  double* ws = nullptr;
+};
+
+LossOutputs loss_outputs(const char* name, const DevArray& x, const char* x_name, const DevArray& t,
+                         const py::object& grad_, const py::object& out_, const py::object& ws_,
+                         std::size_t ws_len, const char* len_fn) {
+  const std::string fn(name);
+  if (ws_.is_none())
+    throw py::value_error(fn + ": workspace is required: a float64 device array of at least " + len_fn +
+                          "() elements, allocated once by the caller");
+  const DevArray ws = as_dev(ws_, "workspace", true, "<f8");
+  if (ws.size < ws_len)
+    throw py::value_error(fn + ": workspace has " + std::to_string(ws.size) + " elements, needs " +
+                          std::to_string(ws_len));
+  check_no_overlap(ws, "workspace", x, x_name);
+  check_no_overlap(ws, "workspace", t, "target");
+  LossOutputs o;
+  if (!grad_.is_none()) {
+    const DevArray grad = as_dev(grad_, "grad", true);
+    if (grad.shape != x.shape)
+      throw py::value_error(fn + ": grad has shape " + shape_of(grad) + ", expected " + shape_of(x));
+    check_no_overlap(grad, "grad", x, x_name);
+    check_no_overlap(grad, "grad", t, "target");
+    check_no_overlap(ws, "workspace", grad, "grad");
+    o.grad = fptr(grad);
+  }
+  if (!out_.is_none()) {
+    const DevArray out = as_dev(out_, "out", true);
+    if (out.size != 1)
+      throw py::value_error(fn + ": out must hold exactly one element, got shape " + shape_of(out));
+    check_no_overlap(ws, "workspace", out, "out");
+    o.out = fptr(out);
+  }
+  o.ws = static_cast<double*>(ws.ptr);
+  return o;
+}
+
+// `out_` when the kernel wrote the device result, else the workspace's last element as a float.
+py::object loss_result(const char* name, const LossOutputs& o, const py::object& out_, std::size_t ws_len,
+                       cudaStream_t s) {
+  if (o.out) return out_;
+  double r = 0.0;
+  cudaError_t e;
+  {
+    py::gil_scoped_release nogil;
+    e = cudaMemcpyAsync(&r, o.ws + ws_len - 1, sizeof(double), cudaMemcpyDeviceToHost, s);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(s);
+  }
+  check_launch(e, (std::string(name) + " (reading the result back)").c_str());
+  return py::float_(r);
+}
+
 py::dict device_info(int dev) {
   cu::DeviceInfo info;
   check_launch(cu::device_info(dev, &info), "device_info");
@@ -293,52 +352,17 @@ PYBIND11_MODULE(_cuda, m) {
         const DevArray p = as_dev(p_, "pred"), t = as_dev(t_, "target");
         check_ndim(p, "pred", 2);
         check_same_shape(p, "pred", t, "target");
-        if (ws_.is_none())
-          throw py::value_error("loss_grad: workspace is required: a float64 device array of at least "
-                                "loss_grad_workspace_len() elements, allocated once by the caller");
-        const DevArray ws = as_dev(ws_, "workspace", true, "<f8");
-        if (ws.size < cu::loss_grad_workspace_len())
-          throw py::value_error("loss_grad: workspace has " + std::to_string(ws.size) + " elements, needs " +
-                                std::to_string(cu::loss_grad_workspace_len()));
-        check_no_overlap(ws, "workspace", p, "pred");
-        check_no_overlap(ws, "workspace", t, "target");
-        float* g = nullptr;
-        if (!grad_.is_none()) {
-          const DevArray grad = as_dev(grad_, "grad", true);
-          if (grad.shape != p.shape)
-            throw py::value_error("loss_grad: grad has shape " + shape_of(grad) + ", expected " + shape_of(p));
-          // row kinds read the whole row of pred after writing parts of the gradient
-          check_no_overlap(grad, "grad", p, "pred");
-          check_no_overlap(grad, "grad", t, "target");
-          check_no_overlap(ws, "workspace", grad, "grad");
-          g = fptr(grad);
-        }
-        float* o = nullptr;
-        if (!out_.is_none()) {
-          const DevArray out = as_dev(out_, "out", true);
-          if (out.size != 1)
-            throw py::value_error("loss_grad: out must hold exactly one element, got shape " + shape_of(out));
-          check_no_overlap(ws, "workspace", out, "out");
-          o = fptr(out);
-        }
-        double* w = static_cast<double*>(ws.ptr);
+        const LossOutputs o = loss_outputs("loss_grad", p, "pred", t, grad_, out_, ws_,
+                                           cu::loss_grad_workspace_len(), "loss_grad_workspace_len");
         const std::size_t rows = std::size_t(p.dim(0)), cols = std::size_t(p.dim(1));
         const cudaStream_t s = as_stream(stream);
         cudaError_t e;
         {
           py::gil_scoped_release nogil;
-          e = cu::loss_grad(g, fptr(p), fptr(t), rows, cols, k, param, o, w, s);
+          e = cu::loss_grad(o.grad, fptr(p), fptr(t), rows, cols, k, param, o.out, o.ws, s);
         }
         check_launch(e, "loss_grad");
-        if (o) return out_;
-        double r = 0.0;
-        {
-          py::gil_scoped_release nogil;
-          e = cudaMemcpyAsync(&r, w + cu::loss_grad_workspace_len() - 1, sizeof(double), cudaMemcpyDeviceToHost, s);
-          if (e == cudaSuccess) e = cudaStreamSynchronize(s);
-        }
-        check_launch(e, "loss_grad (reading the result back)");
-        return py::float_(r);
+        return loss_result("loss_grad", o, out_, cu::loss_grad_workspace_len(), s);
       },
       py::arg("pred"), py::arg("target"), py::arg("fn"), py::arg("param") = 0.0f, py::arg("grad") = py::none(),
       py::arg("out") = py::none(), py::arg("workspace") = py::none(), py::arg("stream") = 0,
@@ -436,53 +460,17 @@ PYBIND11_MODULE(_cuda, m) {
         } else {
           check_same_shape(z, "logits", t, "target");
         }
-        if (ws_.is_none())
-          throw py::value_error("xent: workspace is required: a float64 device array of at least "
-                                "xent_workspace_len() elements, allocated once by the caller");
-        const DevArray ws = as_dev(ws_, "workspace", true, "<f8");
-        if (ws.size < cu::xent_workspace_len())
-          throw py::value_error("xent: workspace has " + std::to_string(ws.size) + " elements, needs " +
-                                std::to_string(cu::xent_workspace_len()));
-        check_no_overlap(ws, "workspace", z, "logits");
-        check_no_overlap(ws, "workspace", t, "target");
-        float* g = nullptr;
-        if (!grad_.is_none()) {
-          const DevArray grad = as_dev(grad_, "grad", true);
-          if (grad.shape != z.shape)
-            throw py::value_error("xent: grad has shape " + shape_of(grad) + ", expected " + shape_of(z));
-          // a row's threads read logits another thread of the row may already
-          // have overwritten: the gradient needs its own memory
-          check_no_overlap(grad, "grad", z, "logits");
-          check_no_overlap(grad, "grad", t, "target");
-          check_no_overlap(ws, "workspace", grad, "grad");
-          g = fptr(grad);
-        }
-        float* o = nullptr;
-        if (!out_.is_none()) {
-          const DevArray out = as_dev(out_, "out", true);
-          if (out.size != 1)
-            throw py::value_error("xent: out must hold exactly one element, got shape " + shape_of(out));
-          check_no_overlap(ws, "workspace", out, "out");
-          o = fptr(out);
-        }
-        double* w = static_cast<double*>(ws.ptr);
+        const LossOutputs o =
+            loss_outputs("xent", z, "logits", t, grad_, out_, ws_, cu::xent_workspace_len(), "xent_workspace_len");
         const std::size_t rows = std::size_t(z.dim(0)), cols = std::size_t(z.dim(1));
         const cudaStream_t s = as_stream(stream);
         cudaError_t e;
         {
           py::gil_scoped_release nogil;
-          e = cu::xent(g, fptr(z), fptr(t), rows, cols, k, scale, o, w, s);
+          e = cu::xent(o.grad, fptr(z), fptr(t), rows, cols, k, scale, o.out, o.ws, s);
         }
         check_launch(e, "xent");
-        if (o) return out_;
-        double r = 0.0;
-        {
-          py::gil_scoped_release nogil;
-          e = cudaMemcpyAsync(&r, w + cu::xent_workspace_len() - 1, sizeof(double), cudaMemcpyDeviceToHost, s);
-          if (e == cudaSuccess) e = cudaStreamSynchronize(s);
-        }
-        check_launch(e, "xent (reading the result back)");
-        return py::float_(r);
+        return loss_result("xent", o, out_, cu::xent_workspace_len(), s);
       },
       py::arg("logits"), py::arg("target"), py::arg("kind"), py::arg("scale") = 1.0f,
       py::arg("grad") = py::none(), py::arg("out") = py::none(), py::arg("workspace") = py::none(),

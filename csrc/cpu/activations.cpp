@@ -2,7 +2,7 @@
 // them, else portable loops that use the C library's exp/tanh.
 #include <cmath>
 
-#include "act_scalar.h"
+#include "fusednn/act_ext.h"
 #include "avx2.h"
 #include "fusednn/cpu.h"
 #include "threads.h"
@@ -37,7 +37,7 @@ void forward_portable(float* y, const float* x, std::size_t n, Act act) {
         for (std::size_t i = 0; i < n; ++i) y[i] = x[i];
       break;
     default:
-      for (std::size_t i = 0; i < n; ++i) y[i] = scalar::act_fwd(x[i], act);
+      for (std::size_t i = 0; i < n; ++i) y[i] = act_ext::act_fwd(x[i], act);
   }
 }
 
@@ -58,7 +58,7 @@ void backward_portable(float* dx, const float* dy, const float* y, std::size_t n
         for (std::size_t i = 0; i < n; ++i) dx[i] = dy[i];
       break;
     default:  // y is the saved input for act_backward_needs_input(act)
-      for (std::size_t i = 0; i < n; ++i) dx[i] = scalar::act_bwd(dy[i], y[i], act);
+      for (std::size_t i = 0; i < n; ++i) dx[i] = act_ext::act_bwd(dy[i], y[i], act);
   }
 }
 

@@ -1,5 +1,6 @@
 // Elementwise activations and their gradients, and the row softmax and its
 // gradient (the twins of cpu/activations.cpp).
+#include <type_traits>
 #include <algorithm>
 
 #include "activation.cuh"
@@ -176,48 +177,44 @@ unsigned row_blocks(std::size_t rows, int per_block) {
   return unsigned(std::max<std::size_t>(1, std::min(want, cap)));
 }
 
+// Rows of at most kWarpRowMaxCols take one warp each (several rows per block); wider
+// rows take a whole block. `launch(width, blocks)` launches the kernel of that width.
+template <class Launch>
+cudaError_t by_row_width(std::size_t rows, std::size_t cols, Launch launch) {
+  if (rows == 0 || cols == 0) return cudaSuccess;
+  if (cols <= detail::kWarpRowMaxCols)
+    launch(std::integral_constant<int, 32>{}, row_blocks(rows, RowGroup<32>::kPerBlock));
+  else
+    launch(std::integral_constant<int, kRowThreads>{}, row_blocks(rows, 1));
+  return cudaGetLastError();
+}
+
 }  // namespace
 
 cudaError_t softmax(float* y, const float* x, std::size_t rows, std::size_t cols, cudaStream_t stream) {
-  if (rows == 0 || cols == 0) return cudaSuccess;
-  if (cols <= detail::kWarpRowMaxCols)
-    softmax_kernel<32><<<row_blocks(rows, RowGroup<32>::kPerBlock), kRowThreads, 0, stream>>>(y, x, rows, cols);
-  else
-    softmax_kernel<kRowThreads><<<row_blocks(rows, 1), kRowThreads, 0, stream>>>(y, x, rows, cols);
-  return cudaGetLastError();
+  return by_row_width(rows, cols, [&](auto width, unsigned blocks) {
+    softmax_kernel<decltype(width)::value><<<blocks, kRowThreads, 0, stream>>>(y, x, rows, cols);
+  });
 }
 
 cudaError_t softmax_backward(float* dx, const float* dy, const float* y, std::size_t rows,
                              std::size_t cols, cudaStream_t stream) {
-  if (rows == 0 || cols == 0) return cudaSuccess;
-  if (cols <= detail::kWarpRowMaxCols)
-    softmax_backward_kernel<32><<<row_blocks(rows, RowGroup<32>::kPerBlock), kRowThreads, 0, stream>>>(
-        dx, dy, y, rows, cols);
-  else
-    softmax_backward_kernel<kRowThreads><<<row_blocks(rows, 1), kRowThreads, 0, stream>>>(dx, dy, y, rows,
-                                                                                           cols);
-  return cudaGetLastError();
+  return by_row_width(rows, cols, [&](auto width, unsigned blocks) {
+    softmax_backward_kernel<decltype(width)::value><<<blocks, kRowThreads, 0, stream>>>(dx, dy, y, rows, cols);
+  });
 }
 
 cudaError_t log_softmax(float* y, const float* x, std::size_t rows, std::size_t cols, cudaStream_t stream) {
-  if (rows == 0 || cols == 0) return cudaSuccess;
-  if (cols <= detail::kWarpRowMaxCols)
-    log_softmax_kernel<32><<<row_blocks(rows, RowGroup<32>::kPerBlock), kRowThreads, 0, stream>>>(y, x, rows, cols);
-  else
-    log_softmax_kernel<kRowThreads><<<row_blocks(rows, 1), kRowThreads, 0, stream>>>(y, x, rows, cols);
-  return cudaGetLastError();
+  return by_row_width(rows, cols, [&](auto width, unsigned blocks) {
+    log_softmax_kernel<decltype(width)::value><<<blocks, kRowThreads, 0, stream>>>(y, x, rows, cols);
+  });
 }
 
 cudaError_t log_softmax_backward(float* dx, const float* dy, const float* y, std::size_t rows,
                                  std::size_t cols, cudaStream_t stream) {
-  if (rows == 0 || cols == 0) return cudaSuccess;
-  if (cols <= detail::kWarpRowMaxCols)
-    log_softmax_backward_kernel<32><<<row_blocks(rows, RowGroup<32>::kPerBlock), kRowThreads, 0, stream>>>(
-        dx, dy, y, rows, cols);
-  else
-    log_softmax_backward_kernel<kRowThreads><<<row_blocks(rows, 1), kRowThreads, 0, stream>>>(dx, dy, y, rows,
-                                                                                               cols);
-  return cudaGetLastError();
+  return by_row_width(rows, cols, [&](auto width, unsigned blocks) {
+    log_softmax_backward_kernel<decltype(width)::value><<<blocks, kRowThreads, 0, stream>>>(dx, dy, y, rows, cols);
+  });
 }
 
 cudaError_t act_forward(float* y, const float* x, std::size_t n, Act act, cudaStream_t stream) {

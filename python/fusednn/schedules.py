@@ -71,27 +71,38 @@ def _f(steps: np.ndarray) -> np.ndarray:
     return np.asarray(steps, dtype=np.float64)
 
 
-class ExponentialDecay(_Builtin):
-    """``initial_learning_rate * decay_rate ** (step / decay_steps)`` (the exponent
-    floored with ``staircase``)."""
+class _RateDecay(_Builtin):
+    """The shared shape of ExponentialDecay and InverseTimeDecay: a function of
+    ``step / decay_steps`` (floored with ``staircase``) and ``decay_rate``."""
 
     def __init__(self, initial_learning_rate: float, decay_steps: float, decay_rate: float, staircase: bool = False,
-                 name: str = "ExponentialDecay") -> None:
+                 name: str | None = None) -> None:
         self.initial_learning_rate = initial_learning_rate
         self.decay_steps = _positive_steps("decay_steps", decay_steps)
         self.decay_rate = decay_rate
         self.staircase = bool(staircase)
-        self.name = name
+        self.name = type(self).__name__ if name is None else name  # Keras' default names are the class names
+
+    def _decay(self, p: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
 
     def at_steps(self, steps: np.ndarray) -> np.ndarray:
         p = _f(steps) / float(self.decay_steps)
         if self.staircase:
             p = np.floor(p)
-        return float(self.initial_learning_rate) * np.power(float(self.decay_rate), p)
+        return self._decay(p)
 
     def get_config(self) -> dict[str, Any]:
         return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
                 "decay_rate": self.decay_rate, "staircase": self.staircase, "name": self.name}
+
+
+class ExponentialDecay(_RateDecay):
+    """``initial_learning_rate * decay_rate ** (step / decay_steps)`` (the exponent
+    floored with ``staircase``)."""
+
+    def _decay(self, p: np.ndarray) -> np.ndarray:
+        return float(self.initial_learning_rate) * np.power(float(self.decay_rate), p)
 
 
 class PiecewiseConstantDecay(_Builtin):
@@ -151,27 +162,12 @@ class PolynomialDecay(_Builtin):
                 "name": self.name}
 
 
-class InverseTimeDecay(_Builtin):
+class InverseTimeDecay(_RateDecay):
     """``initial_learning_rate / (1 + decay_rate * step / decay_steps)`` (the ratio
     floored with ``staircase``)."""
 
-    def __init__(self, initial_learning_rate: float, decay_steps: float, decay_rate: float, staircase: bool = False,
-                 name: str = "InverseTimeDecay") -> None:
-        self.initial_learning_rate = initial_learning_rate
-        self.decay_steps = _positive_steps("decay_steps", decay_steps)
-        self.decay_rate = decay_rate
-        self.staircase = bool(staircase)
-        self.name = name
-
-    def at_steps(self, steps: np.ndarray) -> np.ndarray:
-        p = _f(steps) / float(self.decay_steps)
-        if self.staircase:
-            p = np.floor(p)
+    def _decay(self, p: np.ndarray) -> np.ndarray:
         return float(self.initial_learning_rate) / (1.0 + float(self.decay_rate) * p)
-
-    def get_config(self) -> dict[str, Any]:
-        return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
-                "decay_rate": self.decay_rate, "staircase": self.staircase, "name": self.name}
 
 
 def _cosine(step: np.ndarray, decay_steps: float, decay_from: float, alpha: float) -> np.ndarray:
