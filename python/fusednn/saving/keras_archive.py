@@ -138,10 +138,13 @@ def _adapted_normalization(wf: keras_h5.WeightsFile, key: str, dim: int, spec: d
     stats = []
     for i in range(2):
         shape = wf.dataset_shape(f"layers/{key}/vars/{i}")
-        if shape not in ((dim,), (1, dim)):
+        if shape not in ((dim,), (1, dim), (), (1,)):  # per feature, or one for all (axis=None)
             raise ValueError(f"{wf.label}: statistic {i} of Normalization {key!r} has shape {shape}, expected "
                              f"({dim},)")
         stats.append(wf.read(f"layers/{key}/vars/{i}", shape).astype(np.float64).reshape(-1))
+    if len(stats[0]) == 1 and dim != 1 and spec["config"].get("axis", -1) is None:
+        spec["config"]["mean"], spec["config"]["variance"] = float(stats[0][0]), max(float(stats[1][0]), 1e-14)
+        return
     spec["config"]["mean"] = stats[0].tolist()
     spec["config"]["variance"] = [max(float(v), 1e-14) for v in stats[1]]  # Keras: max(sqrt(var), 1e-7)
 

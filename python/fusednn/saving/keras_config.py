@@ -25,7 +25,7 @@ from typing import Any
 #: Keras layer classes fusednn reads and writes (same names on both sides)
 LAYERS = frozenset({"Dense", "Dropout", "BatchNormalization", "LayerNormalization", "Flatten", "Reshape",
                     "Activation", "ReLU", "LeakyReLU", "ELU", "Softmax", "Normalization", "Identity",
-                    "GaussianNoise", "GaussianDropout"})
+                    "GaussianNoise", "GaussianDropout", "PReLU"})
 
 #: layers whose Keras class holds code or whose config cannot be honoured; named in the error
 _REFUSED = {"Lambda": "a Lambda layer holds Python code (a function or bytecode); loading never runs code",
@@ -375,12 +375,22 @@ def to_keras_model(model: Any) -> dict[str, Any]:
     return doc
 
 
+def _zero_variance_is_one() -> bool:
+    """Whether this fusednn's Normalization treats a zero variance as one (scikit-learn's
+    rule, fusednn before it took Keras' ``max(sqrt(variance), 1e-7)``): asked of the
+    layer itself on one number, so the writer follows whichever rule the layer has."""
+    import numpy as np
+
+    from ..layers import Normalization
+
+    return abs(float(np.asarray(Normalization(mean=[0.0], variance=[0.0])(np.ones((1, 1), np.float32)))[0, 0])) < 2
+
+
 def _keras_normalization(cfg: dict[str, Any]) -> dict[str, Any]:
-    """fusednn's Normalization treats a zero variance as one (the feature is only
-    centred); Keras divides by max(sqrt(variance), 1e-7): write 1 there so Keras
-    computes the same."""
+    """Keras divides by ``max(sqrt(variance), 1e-7)``: where fusednn's layer treats a zero
+    variance as one, write 1 there so Keras computes the same."""
     cfg = dict(cfg)
-    if cfg.get("variance") is not None:
+    if isinstance(cfg.get("variance"), list) and 0 in cfg["variance"] and _zero_variance_is_one():
         cfg["variance"] = [1.0 if v == 0 else v for v in cfg["variance"]]
     cfg.setdefault("axis", -1)
     cfg.setdefault("invert", False)
