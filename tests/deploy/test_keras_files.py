@@ -449,3 +449,17 @@ def test_optimizer_state_of_other_shape_warns_and_starts_fresh(tmp_path):
     with pytest.warns(UserWarning, match="optimizer state not restored"):
         model = keras.models.load_model(_h5_edit(tmp_path, drop))
     assert model.optimizer.iterations == 0
+
+
+def test_checkpoint_and_hdf5_given_to_load_model(tmp_path):
+    x, y = _data()
+    model = _small_model()
+    best = keras.callbacks.ModelCheckpoint(str(tmp_path / "best.weights.h5"), monitor="loss", save_best_only=True,
+                                           save_weights_only=True)
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[best])
+    assert (tmp_path / "best.weights.h5").read_bytes().startswith(b"\x89HDF")
+    fresh = _small_model(seed=3)
+    fresh.load_weights(tmp_path / "best.weights.h5")
+    assert fresh.optimizer.iterations == model.optimizer.iterations
+    with pytest.raises(ValueError, match="HDF5 file: a weights file.*load_weights"):
+        keras.models.load_model(tmp_path / "best.weights.h5")
