@@ -159,13 +159,16 @@ def load_model(filepath: str | os.PathLike, custom_objects: Mapping[str, type] |
         data = read_regular_file(label)
     doc, metadata, weights_bytes = read_archive(data, label)
     try:
-        config, classes = keras_config.from_keras_model(doc)
+        config, classes, kind = keras_config.from_keras_model(doc)
     except ValueError as e:
         raise ValueError(f"{label}: {e}") from None
     generator = utils.rng()
     rng_state = generator.bit_generator.state  # building runs initialisers: keep the user's stream
     try:
-        model = _build(label, config, classes, weights_bytes, custom_objects)
+        if kind == "Sequential":
+            model = _build(label, config, classes, weights_bytes, custom_objects)
+        else:
+            model = _build_functional(label, config, classes, weights_bytes, custom_objects)
         extra = metadata.get("fusednn") if isinstance(metadata.get("fusednn"), dict) else {}
         if isinstance(extra.get("metadata"), dict):
             model.metadata = extra["metadata"]
@@ -204,6 +207,53 @@ def _build(label: str, config: dict[str, Any], classes: list[str], weights_bytes
     except ValueError as e:
         raise ValueError(f"{label}: cannot rebuild the saved model: {e}") from None
     except (TypeError, KeyError, AttributeError, IndexError, RuntimeError) as e:
+        raise ValueError(f"{label}: cannot rebuild the saved model: {type(e).__name__}: {e}") from None
+    return model
+
+
+class _Declared:
+    """A stored dataset's shape, standing in for the array in the shape checks."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+
+
+def _build_functional(label: str, config: dict[str, Any], classes: list[str], weights_bytes: bytes | None,
+                      custom_objects: Mapping[str, type] | None) -> "Sequential":
+    """A functional model from its translated config: every layer's stored weight shapes
+    are checked against the graph (:func:`check_declared_shapes`) before anything is
+    built or read, then each layer's weights are set by its name."""
+    from .checks import check_declared_shapes
+
+    try:
+        compute = [spec for spec in config["layers"] if spec["class_name"] != "InputLayer"]
+        keys = keras_config.weight_keys(classes)
+        for spec in compute:
+            if spec["class_name"] == "Normalization" and spec["config"].get("mean") is None:
+                raise ValueError(f"Normalization layer {spec['name']!r} keeps adapted statistics as weights; in a "
+                                 "functional model fusednn reads them only from the config")
+        if weights_bytes is None:
+            raise ValueError("it has no model.weights.h5")
+        with keras_h5.WeightsFile(weights_bytes, f"{label}:{WEIGHTS_NAME}") as wf:
+            names, declared = [], {}
+            for key in keys:
+                n = wf.count(f"layers/{key}/vars") or 0
+                names.append([f"{key}/{i}" for i in range(n)])
+                declared.update({f"{key}/{i}": _Declared(wf.dataset_shape(f"layers/{key}/vars/{i}"))
+                                 for i in range(n)})
+            check_declared_shapes({"model": {"config": config}, "weights": names}, declared, _registry(),
+                                  custom_objects)
+            model = registry.MODELS.get("Model").from_config(config, custom_objects)
+            for spec, stored in zip(compute, names):
+                layer = model.get_layer(spec["name"])
+                want = [tuple(w.shape) for w in layer.all_weights]
+                if [declared[n].shape for n in stored] != want:
+                    raise ValueError(f"layer {spec['name']!r} has weights of shapes {want}, the file holds "
+                                     f"{[declared[n].shape for n in stored]}")
+                layer.set_weights([wf.read(f"layers/{n.replace('/', '/vars/')}", s) for n, s in zip(stored, want)])
+    except ValueError as e:
+        raise ValueError(f"{label}: cannot rebuild the saved model: {e}") from None
+    except (TypeError, KeyError, AttributeError, IndexError, RuntimeError, NotImplementedError) as e:
         raise ValueError(f"{label}: cannot rebuild the saved model: {type(e).__name__}: {e}") from None
     return model
 
@@ -256,13 +306,20 @@ def _weights_file(model: "Sequential", include_optimizer: bool) -> bytes:
     classes = [LAYERS.name_of(type(layer)) for layer in model.layers]
     keys = keras_config.weight_keys(classes)
     weights = [layer.get_weights() if layer.built else [] for layer in model.layers]
+    names = [layer.name for layer in model.layers]
+    functional = keras_config.functional_class()
+    inputs = [t.layer.name for t in model.inputs] if functional is not None and isinstance(model, functional) else []
+    if inputs:  # a functional model: Keras keeps an (empty) entry for each InputLayer
+        keys += keras_config.weight_keys(["InputLayer"] * len(inputs))
+        weights += [[] for _ in inputs]
+        names += inputs
     optimizer = None
     if include_optimizer and model.optimizer is not None:
         opt = model.optimizer
         params = _optimized(model) if model.built else []
         built = model.built and opt.is_built_for(model.backend, params)
         optimizer = (opt.name, keras_h5.optimizer_to_keras(opt, len(params), built))
-    return keras_h5.write_file(keys, [layer.name for layer in model.layers], weights, model.name, optimizer)
+    return keras_h5.write_file(keys, names, weights, model.name, optimizer)
 
 
 def _metric_names(model: "Sequential") -> list[str]:

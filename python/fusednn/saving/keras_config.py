@@ -216,25 +216,71 @@ def _input_shape(spec: dict[str, Any], where: str) -> list[int] | None:
     return None
 
 
-def from_keras_model(doc: Any) -> tuple[dict[str, Any], list[str]]:
-    """The fusednn Sequential config of a Keras ``config.json`` document, and each
-    fusednn layer's Keras class name (for the weights file's keys). ValueError for a
-    model fusednn cannot hold, naming what."""
+#: layers that only functional models have (several inputs)
+MERGE_LAYERS = frozenset({"Concatenate", "Add"})
+
+
+def functional_class() -> type | None:
+    """fusednn's functional model class (``keras.Model``) where this build has one."""
+    from .. import registry
+
+    try:
+        cls = registry.MODELS.get("Model")
+    except ValueError:
+        return None
+    return cls if hasattr(cls, "get_layer") else None
+
+
+def _layer_spec(spec: Any, where: str, allowed: frozenset[str]) -> dict[str, Any]:
+    """One saved Keras layer as fusednn's ``{"class_name", "config"}``, checked."""
+    from ..layers import REGISTRY as LAYER_REGISTRY
+
+    cls, cfg = check_object(spec, where)
+    name = cfg.get("name") if isinstance(cfg, dict) else None
+    where = f"{where} ({cls} {name!r})" if name else f"{where} ({cls})"
+    if cls not in allowed:
+        raise ValueError(f"{where}: Keras layer class {cls!r} is not supported by fusednn's .keras reader "
+                         f"(supported: {', '.join(sorted(allowed))})")
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{where}: its config is not a JSON object")
+    if cfg.get("activation") is not None and not isinstance(cfg["activation"], str):
+        act = cfg["activation"]
+        label = act.get("config") if isinstance(act, dict) else act
+        raise ValueError(f"{where}: its activation {label!r:.100} is saved as a function object; fusednn "
+                         "loads activations by name only and never runs saved code")
+    layer_cls = LAYER_REGISTRY.get(cls)
+    fitted = _fit_config(layer_cls, cfg, where, lambda k, v: _translate_nested(where, k, v))
+    fitted.pop("input_shape", None)
+    fitted.pop("batch_input_shape", None)
+    if cls == "Normalization":
+        for key in ("mean", "variance"):
+            if fitted.get(key) is not None:
+                fitted[key] = _flat_floats(fitted[key], f"{where}.{key}")
+        if fitted.get("variance") is not None:  # Keras divides by max(sqrt(variance), 1e-7)
+            fitted["variance"] = [max(v, 1e-14) for v in fitted["variance"]]
+    return {"class_name": cls, "config": fitted}
+
+
+def from_keras_model(doc: Any) -> tuple[dict[str, Any], list[str], str]:
+    """The fusednn model config of a Keras ``config.json`` document, each weighted
+    layer's Keras class name (for the weights file's keys), and the fusednn model class
+    ("Sequential", or "Model" for a functional model where this build has the functional
+    API). ValueError for a model fusednn cannot hold, naming what."""
     if not isinstance(doc, dict):
         raise ValueError("its config.json is not a JSON object")
     cls_name, config = check_object(doc, "the model")
     if cls_name in ("Functional", "Model"):
-        raise ValueError(f"it holds a functional Keras model (class {cls_name!r}); fusednn reads Sequential "
-                         "models from .keras files only (functional models are not supported by this reader "
-                         "yet): rebuild it as a keras.Sequential model, or save its weights and load them into "
-                         "a fusednn model of the same layers")
+        if functional_class() is None:
+            raise ValueError(f"it holds a functional Keras model (class {cls_name!r}); this fusednn reads "
+                             "Sequential models from .keras files only (it has no functional API): rebuild it as "
+                             "a keras.Sequential model, or load its weights into a fusednn model of the same layers")
+        fconfig, classes = _from_keras_functional(config)
+        return fconfig, classes, "Model"
     if cls_name != "Sequential":
         raise ValueError(f"it holds a Keras model of class {cls_name!r}; only Sequential models are read")
     if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
         raise ValueError("its Sequential config has no list of layers")
     _check_dtype(config.get("dtype"), "the model")
-    from ..layers import REGISTRY as LAYER_REGISTRY
-
     specs = list(config["layers"])
     sample_shape: list[int] | None = None
     if specs and isinstance(specs[0], dict) and specs[0].get("class_name") == "InputLayer":
@@ -248,35 +294,10 @@ def from_keras_model(doc: Any) -> tuple[dict[str, Any], list[str]]:
         if given is not None:
             sample_shape = _shape(given, "the model's build_config")[1:]  # type: ignore[assignment]
     layers: list[dict[str, Any]] = []
-    classes: list[str] = []
     for i, spec in enumerate(specs):
-        cls, cfg = check_object(spec, f"layer {i + 1}")
-        name = cfg.get("name") if isinstance(cfg, dict) else None
-        where = f"layer {i + 1} ({cls} {name!r})" if name else f"layer {i + 1} ({cls})"
-        if cls == "InputLayer":
-            raise ValueError(f"{where}: an InputLayer may only come first")
-        if cls not in LAYERS:
-            raise ValueError(f"{where}: Keras layer class {cls!r} is not supported by fusednn's .keras reader "
-                             f"(supported: {', '.join(sorted(LAYERS))})")
-        if not isinstance(cfg, dict):
-            raise ValueError(f"{where}: its config is not a JSON object")
-        if cfg.get("activation") is not None and not isinstance(cfg["activation"], str):
-            act = cfg["activation"]
-            label = act.get("config") if isinstance(act, dict) else act
-            raise ValueError(f"{where}: its activation {label!r:.100} is saved as a function object; fusednn "
-                             "loads activations by name only and never runs saved code")
-        layer_cls = LAYER_REGISTRY.get(cls)
-        fitted = _fit_config(layer_cls, cfg, where, lambda k, v, w=where: _translate_nested(w, k, v))
-        fitted.pop("input_shape", None)
-        fitted.pop("batch_input_shape", None)
-        if cls == "Normalization":
-            for key in ("mean", "variance"):
-                if fitted.get(key) is not None:
-                    fitted[key] = _flat_floats(fitted[key], f"{where}.{key}")
-            if fitted.get("variance") is not None:  # Keras divides by max(sqrt(variance), 1e-7)
-                fitted["variance"] = [max(v, 1e-14) for v in fitted["variance"]]
-        layers.append({"class_name": cls, "config": fitted})
-        classes.append(cls)
+        if isinstance(spec, dict) and spec.get("class_name") == "InputLayer":
+            raise ValueError(f"layer {i + 1}: an InputLayer may only come first")
+        layers.append(_layer_spec(spec, f"layer {i + 1}", LAYERS))
     input_shape = None
     if sample_shape is not None:
         if len(sample_shape) > 1:
@@ -285,8 +306,83 @@ def from_keras_model(doc: Any) -> tuple[dict[str, Any], list[str]]:
                                  "features, so a Flatten (or Reshape) must come first")
             layers[0]["config"]["input_shape"] = list(sample_shape)
         input_shape = [None, math.prod(sample_shape)]
+    return ({"name": config.get("name") if isinstance(config.get("name"), str) else None,
+             "input_shape": input_shape, "layers": layers}, [spec["class_name"] for spec in layers], "Sequential")
+
+
+def _tensor_ref(ref: Any, known: set[str], where: str) -> dict[str, Any]:
+    """A saved ``__keras_tensor__`` reference to the output of an earlier layer, checked."""
+    hist = ref.get("config", {}).get("keras_history") if isinstance(ref, dict) and isinstance(
+        ref.get("config"), dict) and ref.get("class_name") == "__keras_tensor__" else None
+    if not (isinstance(hist, list) and len(hist) == 3 and isinstance(hist[0], str)):
+        raise ValueError(f"{where}: an input is not a reference to a layer's output: {ref!r:.150}")
+    if hist[0] not in known:
+        raise ValueError(f"{where}: its input comes from {hist[0]!r}, which is not an earlier layer")
+    if hist[1:] != [0, 0]:
+        raise ValueError(f"{where}: it uses output {hist[1:]} of {hist[0]!r}; fusednn's functional models call "
+                         "each layer once")
+    shape = ref["config"].get("shape")
+    return {"class_name": "__keras_tensor__",
+            "config": {"shape": shape if isinstance(shape, list) else None, "dtype": "float32",
+                       "keras_history": [hist[0], 0, 0]}}
+
+
+def _ends(refs: Any, known: set[str], what: str) -> Any:
+    def one(r: Any) -> list[Any]:
+        if not (isinstance(r, list) and len(r) == 3 and isinstance(r[0], str) and r[0] in known and r[1:] == [0, 0]):
+            raise ValueError(f"its {what} {r!r:.100} do not name a layer's output")
+        return [r[0], 0, 0]
+
+    if isinstance(refs, dict):
+        return {str(k): one(v) for k, v in refs.items()}
+    if isinstance(refs, list) and len(refs) == 3 and isinstance(refs[0], str):
+        return one(refs)
+    if isinstance(refs, list) and refs:
+        return [one(r) for r in refs]
+    raise ValueError(f"its {what} are missing")
+
+
+def _from_keras_functional(config: Any) -> tuple[dict[str, Any], list[str]]:
+    """fusednn's functional config (Keras' own layout, checked and translated layer by
+    layer) and the Keras classes of its layers other than the inputs."""
+    if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+        raise ValueError("its functional config has no list of layers")
+    _check_dtype(config.get("dtype"), "the model")
+    known: set[str] = set()
+    layers: list[dict[str, Any]] = []
+    classes: list[str] = []
+    for i, spec in enumerate(config["layers"]):
+        where = f"layer {i}"
+        name = spec.get("name") if isinstance(spec, dict) else None
+        if not isinstance(name, str) or not name or name in known:
+            raise ValueError(f"{where}: it has no name, or a name used before: {name!r:.100}")
+        if spec.get("class_name") == "InputLayer":
+            check_object(spec, where)
+            shape = _input_shape(spec, f"{where} ({name!r})")
+            if shape is None:
+                raise ValueError(f"{where}: InputLayer {name!r} declares no shape")
+            layers.append({"class_name": "InputLayer", "config": {"batch_shape": [None, *shape], "name": name},
+                           "name": name, "inbound_nodes": []})
+            known.add(name)
+            continue
+        entry = _layer_spec(spec, where, LAYERS | MERGE_LAYERS)
+        nodes = spec.get("inbound_nodes")
+        if not (isinstance(nodes, list) and len(nodes) == 1 and isinstance(nodes[0], dict)):
+            raise ValueError(f"{where} ({name!r}): it must be called exactly once (one inbound node)")
+        args, kwargs = nodes[0].get("args"), nodes[0].get("kwargs") or {}
+        if not isinstance(kwargs, dict) or any(v is not None and v is not False for v in kwargs.values()):
+            raise ValueError(f"{where} ({name!r}): call arguments {kwargs!r:.100} are not supported")
+        if not (isinstance(args, list) and len(args) == 1):
+            raise ValueError(f"{where} ({name!r}): it must be called on one tensor or one list of tensors")
+        first = args[0]
+        refs = [_tensor_ref(r, known, where) for r in first] if isinstance(first, list) \
+            else _tensor_ref(first, known, where)
+        layers.append({**entry, "name": name, "inbound_nodes": [{"args": [refs], "kwargs": {}}]})
+        classes.append(entry["class_name"])
+        known.add(name)
     return {"name": config.get("name") if isinstance(config.get("name"), str) else None,
-            "input_shape": input_shape, "layers": layers}, classes
+            "trainable": config.get("trainable") is not False, "layers": layers, "input_layers": _ends(config.get("input_layers"), known, "input layers"),
+            "output_layers": _ends(config.get("output_layers"), known, "output layers")}, classes
 
 
 def _flat_floats(value: Any, where: str) -> list[float]:
@@ -320,50 +416,63 @@ def _module_for(key: str, default: str) -> str:
     return default
 
 
-def to_keras_model(model: Any) -> dict[str, Any]:
-    """Keras 3's ``config.json`` document (without the compile config) for fusednn
-    ``model``; ValueError naming a layer Keras has no built-in class for."""
-    from .. import registry
+def _keras_layer(layer: Any, spec: dict[str, Any], i: int, allowed: frozenset[str]) -> dict[str, Any]:
+    """fusednn ``layer`` (its ``{"class_name", "config"}`` ``spec``) as Keras writes a layer;
+    ValueError for a layer Keras has no built-in class for."""
     from ..layers import REGISTRY as LAYER_REGISTRY
 
-    config = model.get_config()
-    if type(model).__name__ != "Sequential" or registry.MODELS.name_of(type(model)) != "Sequential":
-        raise ValueError(f"a {type(model).__name__} model cannot be saved as a Keras 3 .keras archive yet; "
+    cls = spec["class_name"]
+    builtin = type(layer).__module__.startswith("fusednn.layers") and LAYER_REGISTRY.name_of(type(layer)) == cls
+    if cls not in allowed or not builtin:
+        raise ValueError(f"layer {i} ({type(layer).__name__} {layer.name!r}) has no Keras 3 built-in "
+                         "equivalent, so the model cannot be saved as .keras; save it as .npz "
+                         "(fusednn's format) instead")
+    cfg = dict(spec["config"])
+    cfg.pop("input_shape", None)  # Flatten/Reshape of shaped samples: the shape is the InputLayer's
+    if cls == "Normalization":
+        cfg = _keras_normalization(cfg)
+    cfg = {k: keras_object(v, _module_for(k, "keras")) for k, v in cfg.items()}
+    cfg.setdefault("trainable", bool(getattr(layer, "trainable", True)))
+    cfg["dtype"] = DTYPE_POLICY
+    return {"module": "keras.layers", "class_name": cls, "config": cfg, "registered_name": None}
+
+
+def _keras_input(name: str, shape: list[Any]) -> dict[str, Any]:
+    return {"module": "keras.layers", "class_name": "InputLayer",
+            "config": {"batch_shape": shape, "dtype": "float32", "sparse": False, "ragged": False, "name": name,
+                       "optional": False},
+            "registered_name": None}
+
+
+def to_keras_model(model: Any) -> dict[str, Any]:
+    """Keras 3's ``config.json`` document (without the compile config) for fusednn
+    ``model`` (Sequential, or functional where this build has it); ValueError naming a
+    layer Keras has no built-in class for."""
+    from .. import registry
+
+    functional = functional_class()
+    if functional is not None and isinstance(model, functional):
+        return _to_keras_functional(model)
+    if registry.MODELS.name_of(type(model)) != "Sequential":
+        raise ValueError(f"a {type(model).__name__} model cannot be saved as a Keras 3 .keras archive; "
                          "save it as .npz (fusednn's format)")
+    config = model.get_config()
     dim = (config.get("input_shape") or [None, None])[1]
-    sample_shape = getattr(model, "input_sample_shape", None)
+    sample_shape = None
     layers = []
     for i, (layer, spec) in enumerate(zip(model.layers, config["layers"])):
-        cls = spec["class_name"]
-        builtin = type(layer).__module__.startswith("fusednn.layers") and LAYER_REGISTRY.name_of(type(layer)) == cls
-        if cls not in LAYERS or not builtin:
-            raise ValueError(f"layer {i} ({type(layer).__name__} {layer.name!r}) has no Keras 3 built-in "
-                             "equivalent, so the model cannot be saved as .keras; save it as .npz "
-                             "(fusednn's format) instead")
-        cfg = dict(spec["config"])
-        if "input_shape" in cfg:  # Flatten/Reshape of shaped samples: the shape goes to the InputLayer
-            if i == 0:
-                sample_shape = list(cfg["input_shape"])
-            cfg.pop("input_shape")
-        if cls == "Normalization":
-            cfg = _keras_normalization(cfg)
-        cfg = {k: keras_object(v, _module_for(k, "keras")) for k, v in cfg.items()}
-        cfg.setdefault("trainable", bool(getattr(layer, "trainable", True)))
-        cfg["dtype"] = DTYPE_POLICY
-        entry = {"module": "keras.layers", "class_name": cls, "config": cfg, "registered_name": None}
+        if i == 0 and "input_shape" in spec["config"]:
+            sample_shape = list(spec["config"]["input_shape"])
+        entry = _keras_layer(layer, spec, i, LAYERS)
         if dim is not None:
-            shape = [None, *sample_shape] if (i == 0 and sample_shape) else [None, dim]
-            entry["build_config"] = {"input_shape": shape}
+            entry["build_config"] = {"input_shape": [None, *sample_shape] if (i == 0 and sample_shape) else [None, dim]}
             dim = layer.output_dim(dim)
         layers.append(entry)
     keras_layers = []
     input_shape = None
     if config.get("input_shape") is not None:
         input_shape = [None, *(sample_shape or [config["input_shape"][1]])]
-        keras_layers.append({"module": "keras.layers", "class_name": "InputLayer",
-                             "config": {"batch_shape": input_shape, "dtype": "float32", "sparse": False,
-                                        "ragged": False, "name": "input_layer", "optional": False},
-                             "registered_name": None})
+        keras_layers.append(_keras_input("input_layer", input_shape))
     keras_layers += layers
     doc: dict[str, Any] = {"module": "keras", "class_name": "Sequential",
                            "config": {"name": config.get("name") or "sequential", "trainable": True,
@@ -373,6 +482,35 @@ def to_keras_model(model: Any) -> dict[str, Any]:
         doc["config"]["build_input_shape"] = input_shape
         doc["build_config"] = {"input_shape": input_shape}
     return doc
+
+
+def _to_keras_functional(model: Any) -> dict[str, Any]:
+    config = model.get_config()
+    layers = []
+    inputs: dict[str, Any] = {}
+    i = 0
+    for spec in config["layers"]:
+        if spec.get("class_name") == "InputLayer":
+            shape = [None, *spec["config"]["batch_shape"][1:]]
+            inputs[spec["name"]] = shape
+            layers.append({**_keras_input(spec["name"], shape), "name": spec["name"], "inbound_nodes": []})
+            continue
+        layer = model.get_layer(spec["name"])
+        entry = _keras_layer(layer, {"class_name": spec["class_name"], "config": spec["config"]}, i,
+                             LAYERS | MERGE_LAYERS)
+        args = spec["inbound_nodes"][0]["args"][0]
+        refs = args if isinstance(args, list) else [args]
+        shapes = [r["config"]["shape"] for r in refs]
+        entry["build_config"] = {"input_shape": shapes if isinstance(args, list) else shapes[0]}
+        layers.append({**entry, "name": spec["name"], "inbound_nodes": spec["inbound_nodes"]})
+        i += 1
+    shapes = list(inputs.values())
+    return {"module": "keras.src.models.functional", "class_name": "Functional",
+            "config": {"name": config.get("name") or "functional", "trainable": config.get("trainable", True),
+                       "layers": layers, "input_layers": config["input_layers"],
+                       "output_layers": config["output_layers"]},
+            "registered_name": "Functional",
+            "build_config": {"input_shape": shapes[0] if len(shapes) == 1 else shapes}}
 
 
 def _zero_variance_is_one() -> bool:
