@@ -23,7 +23,7 @@ h5py = pytest.importorskip("h5py", reason="h5py is not installed (pip install 'f
 
 import fusednn  # noqa: E402
 from fusednn import keras  # noqa: E402
-from fusednn.saving import keras_archive  # noqa: E402
+from fusednn.saving import keras_archive, keras_config  # noqa: E402
 
 FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures" / "keras"
 
@@ -121,11 +121,30 @@ def test_fixture_weights_file():
         wrong.load_weights(f"{path}.weights.h5")
 
 
-@pytest.mark.parametrize("name, message", [("functional", "functional Keras model.*Functional"),
-                                           ("lambda", "Lambda.*never runs code")])
-def test_fixture_refused_with_reason(name, message):
-    with pytest.raises(ValueError, match=message):
-        keras.models.load_model(FIXTURES / f"{name}.keras")
+def test_fixture_lambda_refused():
+    with pytest.raises(ValueError, match="Lambda.*never runs code"):
+        keras.models.load_model(FIXTURES / "lambda.keras")
+
+
+HAS_FUNCTIONAL = keras_config.functional_class() is not None
+needs_functional = pytest.mark.skipif(not HAS_FUNCTIONAL, reason="this build has no functional API (keras.Model)")
+
+
+@pytest.mark.skipif(HAS_FUNCTIONAL, reason="this build has the functional API: the file loads (tested below)")
+def test_fixture_functional_refused_without_functional_api():
+    with pytest.raises(ValueError, match="functional Keras model.*'Functional'.*no functional API"):
+        keras.models.load_model(FIXTURES / "functional.keras")
+
+
+@needs_functional
+def test_fixture_functional_loads_and_trains():
+    path, ref = _fixture("functional")
+    model = keras.models.load_model(f"{path}.keras")
+    np.testing.assert_allclose(model.predict(ref["x"], verbose=0), ref["y"], rtol=1e-5, atol=2e-6)
+    assert [layer.name for layer in model.layers if type(layer).__name__ == "Concatenate"] == ["joined"]
+    assert model.optimizer.iterations == int(ref["iterations"])
+    history = model.fit(ref["x"], ref["y"] * 0.5, epochs=2, batch_size=4, verbose=0).history
+    assert np.isfinite(history["loss"]).all() and model.optimizer.iterations == int(ref["iterations"]) + 4
 
 
 # ----------------------------------------------------------------- round trips with real Keras 3
@@ -213,6 +232,30 @@ def test_optimizer_variables_survive_keras_fusednn_keras(real_keras, tmp_path):
         for a, b in zip(k.optimizer.variables, k2.optimizer.variables):
             np.testing.assert_allclose(np.asarray(b.numpy(), np.float64), np.asarray(a.numpy(), np.float64),
                                        rtol=1e-6, atol=1e-9, err_msg=f"{cls} {kwargs} {a.path}")
+
+
+@needs_functional
+def test_functional_round_trips_with_keras(real_keras, tmp_path):
+    kr = real_keras
+    kr.utils.set_random_seed(7)
+    x = np.random.default_rng(7).normal(size=(24, 4)).astype(np.float32)
+    inputs = kr.Input(shape=(4,))
+    a = kr.layers.Dense(5, activation="relu")(inputs)
+    b = kr.layers.BatchNormalization()(kr.layers.Dense(3)(inputs))
+    k = kr.Model(inputs, kr.layers.Dense(2)(kr.layers.Concatenate()([a, b])))
+    k.compile(optimizer=kr.optimizers.Adam(0.01), loss="mse")
+    k.fit(x, x[:, :2], epochs=2, batch_size=8, verbose=0)
+    k.save(tmp_path / "k.keras")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        model = keras.models.load_model(tmp_path / "k.keras")
+        np.testing.assert_allclose(model.predict(x, verbose=0), k.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+        model.save(tmp_path / "f.keras")
+        k2 = kr.models.load_model(tmp_path / "f.keras")
+    np.testing.assert_allclose(k2.predict(x, verbose=0), k.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    for v, w in zip(k.optimizer.variables, k2.optimizer.variables):
+        np.testing.assert_allclose(np.asarray(w.numpy(), np.float64), np.asarray(v.numpy(), np.float64),
+                                   rtol=1e-6, atol=1e-9, err_msg=v.path)
 
 
 def test_weights_h5_both_directions(real_keras, tmp_path):
