@@ -507,3 +507,34 @@ def test_checkpoint_and_hdf5_given_to_load_model(tmp_path):
     assert fresh.optimizer.iterations == model.optimizer.iterations
     with pytest.raises(ValueError, match="HDF5 file: a weights file.*load_weights"):
         keras.models.load_model(tmp_path / "best.weights.h5")
+
+
+def _has(module_attr: str) -> bool:
+    import importlib
+
+    module, _, attr = module_attr.rpartition(".")
+    try:
+        return hasattr(importlib.import_module(module), attr)
+    except ImportError:
+        return False
+
+
+@pytest.mark.skipif(not (_has("fusednn.layers.PReLU") and _has("fusednn.constraints.MaxNorm")),
+                    reason="this build has no PReLU layer or no keras.constraints")
+def test_prelu_and_constraints_both_directions(real_keras, tmp_path):
+    kr = real_keras
+    kr.utils.set_random_seed(8)
+    x = np.random.default_rng(8).normal(size=(20, 4)).astype(np.float32)
+    k = kr.Sequential([kr.Input(shape=(4,)),
+                       kr.layers.Dense(5, kernel_constraint=kr.constraints.MaxNorm(1.5)),
+                       kr.layers.PReLU(alpha_initializer=kr.initializers.Constant(0.25)), kr.layers.Dense(1)])
+    k.compile(optimizer="sgd", loss="mse")
+    k.fit(x, x[:, :1], epochs=2, verbose=0)
+    k.save(tmp_path / "k.keras")
+    model = keras.models.load_model(tmp_path / "k.keras")
+    assert type(model.layers[0].kernel_constraint).__name__ == "MaxNorm"
+    np.testing.assert_allclose(model.predict(x, verbose=0), k.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    model.save(tmp_path / "f.keras")
+    k2 = kr.models.load_model(tmp_path / "f.keras")
+    np.testing.assert_allclose(k2.predict(x, verbose=0), k.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    assert k2.layers[0].kernel_constraint.max_value == 1.5

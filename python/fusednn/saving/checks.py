@@ -153,20 +153,17 @@ def check_build_fits(layers: list[Any], input_dim: Any, stored: list[tuple[int, 
                          f"model built for {input_dim} features (shapes {want[:4]}{'...' if len(want) > 4 else ''})")
 
 
-def declared_weight_shapes(layers: list[Any], input_dim: int | None) -> list[list[tuple[int, ...]]]:
+def declared_weight_shapes(layers: list[Any], input_dim: int | None) -> list[list[tuple[int, ...]] | None]:
     """The shapes of the weights each of ``layers`` (unbuilt) creates when the model is
     built for ``input_dim`` features, worked out from their configs without building;
-    ValueError for a layer whose weights only its own ``build`` knows (it would have to
-    allocate them to tell) or that declares no positive output size."""
+    None for a layer whose weights only its own ``build`` knows (the caller checks those
+    after building); ValueError for a layer that declares no positive output size."""
     if input_dim is None:
         return [[] for _ in layers]
-    out, dim = [], input_dim
+    out: list[list[tuple[int, ...]] | None] = []
+    dim = input_dim
     for i, layer in enumerate(layers):
-        shapes = _weight_shapes(layer, dim)
-        if shapes is None:
-            raise ValueError(f"layer {i} ({type(layer).__name__} {layer.name!r}) does not publish the shapes of "
-                             "its weights (weight_shapes)")
-        out.append(shapes)
+        out.append(_weight_shapes(layer, dim))
         dim = layer.output_dim(dim)
         if type(dim) is not int or dim < 1:
             raise ValueError(f"layer {i} ({layer.name!r}) declares {dim!r} output features")

@@ -198,6 +198,10 @@ def _build(label: str, config: dict[str, Any], classes: list[str], weights_bytes
                         adapted.add(keys[i])
                     d = layers[i].output_dim(d)
                 shapes = declared_weight_shapes(layers, dim)
+                for i, want in enumerate(shapes):  # weights only the layer's build knows: as stored,
+                    if want is None:               # (inside the file), checked by set_weights below
+                        n = wf.count(f"layers/{keys[i]}/vars") or 0
+                        shapes[i] = [wf.dataset_shape(f"layers/{keys[i]}/vars/{j}") for j in range(n)]
                 stored = keras_h5.read_layer_weights(wf, keys, shapes, frozenset(adapted))
             flat = [w for ws in stored for w in ws]
         cls = registry.MODELS.get("Sequential")

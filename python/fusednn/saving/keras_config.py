@@ -25,7 +25,7 @@ from typing import Any
 #: Keras layer classes fusednn reads and writes (same names on both sides)
 LAYERS = frozenset({"Dense", "Dropout", "BatchNormalization", "LayerNormalization", "Flatten", "Reshape",
                     "Activation", "ReLU", "LeakyReLU", "ELU", "Softmax", "Normalization", "Identity",
-                    "GaussianNoise", "GaussianDropout"})
+                    "GaussianNoise", "GaussianDropout", "PReLU"})
 
 #: layers whose Keras class holds code or whose config cannot be honoured; named in the error
 _REFUSED = {"Lambda": "a Lambda layer holds Python code (a function or bytecode); loading never runs code",
