@@ -262,6 +262,29 @@ def write_reference(records: list[dict], keras_version: str, backend: str, comma
     return ref
 
 
+def update_reference(records: list[dict], keras_version: str, backend: str) -> dict:
+    """Add or replace, in the committed reference.json, only the scripts these real-Keras run
+    records are for (other scripts' entries stay as they are); the Keras version and backend
+    must be the reference's own, so every entry comes from the same Keras."""
+    ref = load_reference(REFERENCE)
+    if not ref.get("scripts"):
+        raise SystemExit(f"{REFERENCE} is missing or empty: write it whole with --reference-from (no --update)")
+    for what, have, given in (("version", ref.get("keras_version"), keras_version),
+                              ("backend", ref.get("backend"), backend)):
+        if given and have != given:
+            raise SystemExit(f"--update: the reference is Keras {what} {have!r}, these runs are {given!r}")
+    seeds = sorted({r["seed"] for r in records})
+    if seeds != ref.get("seeds"):
+        raise SystemExit(f"--update: the reference has seeds {ref.get('seeds')}, these runs have {seeds}")
+    new: dict = {}
+    for r in sorted(records, key=lambda r: (r["name"], r["seed"])):
+        new.setdefault(r["name"], {"runs": []})["runs"].append(
+            {k: r[k] for k in ("seed", "status", "results", "error", "seconds") if k in r})
+    ref["scripts"].update(new)
+    REFERENCE.write_text(json.dumps(ref, indent=1, sort_keys=True) + "\n")
+    return {"scripts": new, "seeds": seeds}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: run the suite, print the table; optionally write JSON or the reference."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -275,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="write reference.json from --json files of `--keras real` runs (runs nothing)")
     ap.add_argument("--keras-version", default="", help="with --reference-from: the Keras version")
     ap.add_argument("--keras-backend", default="torch", help="with --reference-from: its backend")
+    ap.add_argument("--update", action="store_true",
+                    help="with --reference-from: add or replace only the scripts in these files, keep the rest")
     args = ap.parse_args(argv)
 
     if args.reference_from:
@@ -284,6 +309,10 @@ def main(argv: list[str] | None = None) -> int:
                " --keras real --seeds S --timeout 400 --json real_S.json  (one per seed), then"
                " python tests/keras_scripts/run.py --reference-from real_*.json --keras-version "
                + args.keras_version)
+        if args.update:
+            ref = update_reference(records, args.keras_version, args.keras_backend)
+            print(f"updated {REFERENCE}: {', '.join(ref['scripts'])} (seeds {ref['seeds']})")
+            return 0
         ref = write_reference(records, args.keras_version, args.keras_backend, cmd)
         print(f"wrote {REFERENCE} ({len(ref['scripts'])} scripts, seeds {ref['seeds']})")
         return 0

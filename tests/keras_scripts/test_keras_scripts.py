@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import run as suite  # noqa: E402
@@ -58,6 +60,29 @@ def test_classify_rule():
     # a value the Keras seeds disagree on is not compared
     ref2 = _ref({"flag": True, "loss": 1.0}, {"flag": False, "loss": 1.0})
     assert suite.classify({"status": "ran", "results": {"flag": False, "loss": 1.05}}, ref2)[0] == "PASS"
+
+
+def test_update_reference_replaces_only_named_scripts(tmp_path, monkeypatch):
+    path = tmp_path / "reference.json"
+    old = {"keras_version": "3.15.1", "backend": "torch", "command": "c", "seeds": [0, 1],
+           "scripts": {"s01_a": {"runs": [{"seed": 0, "status": "ran", "results": {"loss": 1.0}}]},
+                       "s02_b": {"runs": [{"seed": 0, "status": "ran", "results": {"loss": 2.0}}]}}}
+    path.write_text(json.dumps(old))
+    monkeypatch.setattr(suite, "REFERENCE", path)
+    runs = [{"name": "s02_b", "seed": s, "status": "ran", "results": {"loss": 3.0}} for s in (1, 0)] + \
+           [{"name": "s03_c", "seed": s, "status": "error", "error": "E"} for s in (0, 1)]
+    suite.update_reference(runs, "3.15.1", "torch")
+    new = json.loads(path.read_text())
+    assert new["scripts"]["s01_a"] == old["scripts"]["s01_a"]
+    assert [r["seed"] for r in new["scripts"]["s02_b"]["runs"]] == [0, 1]
+    assert new["scripts"]["s02_b"]["runs"][0]["results"] == {"loss": 3.0}
+    assert new["scripts"]["s03_c"]["runs"][1] == {"seed": 1, "status": "error", "error": "E"}
+    assert {k: new[k] for k in ("keras_version", "backend", "command", "seeds")} == \
+        {k: old[k] for k in ("keras_version", "backend", "command", "seeds")}
+    with pytest.raises(SystemExit, match="version"):
+        suite.update_reference(runs, "3.14.0", "torch")
+    with pytest.raises(SystemExit, match="seeds"):
+        suite.update_reference(runs[:1], "3.15.1", "torch")
 
 
 def test_keras_scripts_suite(tmp_path):

@@ -55,6 +55,16 @@ def _gather(xp: Any, src: Any, idx: Any, out: Any) -> None:
         xp.take(src, idx, axis=0, out=out)
 
 
+def _batch_logs(loss: float, tracker: EpochMetrics | None, return_dict: bool) -> float | list[float] | dict[str, float]:
+    """Keras' value of train/test_on_batch: ``{"loss", *metrics}``, or its values in order
+    (a bare float when there are no metrics)."""
+    logs = {"loss": float(loss), **({k: float(v) for k, v in tracker.result().items()} if tracker else {})}
+    if return_dict:
+        return logs
+    values = list(logs.values())
+    return values[0] if len(values) == 1 else values
+
+
 class _Workspace:
     """The buffers of one batch size: each layer's :class:`Buffers` and the loss gradient."""
 
@@ -727,6 +737,64 @@ class Trainer:
                                                                 self.loss.sparse)
             w = cw if w is None else w * cw
         return w
+
+    # ------------------------------------------------------ one batch at a time
+    # Keras' single-batch methods, which older tutorials (and GAN-style loops) use to
+    # drive training by hand. They reuse fit's pieces (input checks, sample/class
+    # weights, the one-step fused chunk that streamed datasets use), so a batch trained
+    # here is trained exactly as inside fit. As in Keras 3 the compiled metrics are
+    # reset at each call: the values returned are this batch's.
+    @_fit_guard
+    def train_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None, class_weight: Any = None,
+                       return_dict: bool = False) -> float | list[float] | dict[str, float]:
+        """One gradient step on the batch ``(x, y)`` (all of it, however large), with Keras'
+        ``sample_weight``/``class_weight`` (not both, as in Keras); returns the batch's loss
+        (with weight penalties, as Keras' train step reports it) and metrics as
+        :meth:`evaluate` does: a float without metrics, else a list in compile order, or a
+        dict with ``return_dict``."""
+        self._require_compiled("train_on_batch")
+        if sample_weight is not None and class_weight is not None:
+            raise ValueError("train_on_batch: sample_weight and class_weight cannot be given together (as in Keras)")
+        if y is None:
+            raise ValueError("train_on_batch needs targets y")
+        x, y = self._xy(x, y)
+        w = self._sample_weights(sample_weight, class_weight, y)
+        n = x.shape[0]
+        # one fused trainer for the largest batch so far: a smaller batch runs as its partial
+        # last step, so a loop's full and remainder batches do not rebuild it at every call
+        self._on_batch_rows = max(n, getattr(self, "_on_batch_rows", 0))
+        xd, yd = self._place(x, y)
+        self._ready_optimizer()
+        tracker = self._tracker()
+        if tracker is not None:
+            tracker.reset()
+        loss = self._train_epoch(xd, yd, np.arange(n), self._on_batch_rows, None, 1, False, tracker, None, w)
+        if self._fused is not None:
+            self._fused.forget_data()
+        return _batch_logs(loss, tracker, return_dict)
+
+    @_inference_guard("test_on_batch")
+    def test_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None,
+                      return_dict: bool = False) -> float | list[float] | dict[str, float]:
+        """The loss and metrics on the batch ``(x, y)`` in inference mode (one batch, no
+        update), returned as :meth:`train_on_batch` does; ``sample_weight`` weighs the loss."""
+        self._require_compiled("test_on_batch")
+        if y is None:
+            raise ValueError("test_on_batch needs targets y")
+        x, y = self._xy(x, y)
+        w = None if sample_weight is None else sample_weights.check_sample_weight(sample_weight, x.shape[0])
+        tracker = self._tracker()
+        if tracker is not None:
+            tracker.reset()
+        xd, yd = self._place(x, y)
+        return _batch_logs(self._evaluate(xd, yd, x.shape[0], tracker=tracker, weights=w), tracker, return_dict)
+
+    def predict_on_batch(self, x: Any) -> np.ndarray:
+        """The model's outputs for ``x`` computed as one batch (a NumPy array)."""
+        n = int(np.shape(x)[0]) if np.ndim(x) else 0
+        if n < 1:
+            raise ValueError("predict_on_batch needs a batch of at least one sample")
+        return self.predict(x, batch_size=n, verbose=0)
 
     # ---------------------------------------------------------- evaluate, predict
     @_inference_guard("evaluate")
