@@ -538,3 +538,17 @@ def test_prelu_and_constraints_both_directions(real_keras, tmp_path):
     k2 = kr.models.load_model(tmp_path / "f.keras")
     np.testing.assert_allclose(k2.predict(x, verbose=0), k.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
     assert k2.layers[0].kernel_constraint.max_value == 1.5
+
+
+def test_include_optimizer_false_writes_no_compile_config(tmp_path):
+    x, y = _data()
+    model = _small_model()
+    model.fit(x, y, epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras", include_optimizer=False)
+    members = _members(tmp_path / "m.keras")
+    assert "compile_config" not in json.loads(members["config.json"])
+    with h5py.File(io.BytesIO(members["model.weights.h5"])) as f:
+        assert "optimizer" not in f
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert loaded.optimizer is None
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
