@@ -552,3 +552,52 @@ def test_include_optimizer_false_writes_no_compile_config(tmp_path):
     loaded = keras.models.load_model(tmp_path / "m.keras")
     assert loaded.optimizer is None
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_mutated_files_are_value_errors_or_load(tmp_path):
+    """Byte flips in the weights file and value swaps in the config: each load either
+    succeeds or raises ValueError (HDF5 reports damage as KeyError, RuntimeError,
+    OSError... which must not escape)."""
+    members = _members(FIXTURES / "dense_bn_adam.keras")
+    rng = np.random.default_rng(11)
+    outcomes = {"loaded": 0, "ValueError": 0}
+    h5 = members["model.weights.h5"]
+    for _ in range(80):
+        b = bytearray(h5)
+        for i in rng.integers(0, len(b), size=rng.integers(1, 6)):
+            b[i] = rng.integers(0, 256)
+        try:
+            keras_archive.load_model("mutated.keras", data=_archive(tmp_path, {**members, "model.weights.h5": bytes(b)})
+                                     .read_bytes())
+            outcomes["loaded"] += 1
+        except ValueError:
+            outcomes["ValueError"] += 1
+    config = json.loads(members["config.json"])
+
+    def leaves(o, path=()):
+        yield path
+        items = o.items() if isinstance(o, dict) else enumerate(o) if isinstance(o, list) else ()
+        for k, v in items:
+            yield from leaves(v, (*path, k))
+
+    paths = list(leaves(config))[1:]
+    values = [None, True, 0, -1, 1e308, 2**40, "x", [], {}, [None], {"class_name": "X"}, [1, 2], 0.5]
+    for _ in range(80):
+        c = json.loads(members["config.json"])
+        for j in rng.integers(0, len(paths), size=rng.integers(1, 4)):
+            node = c
+            try:
+                for k in paths[j][:-1]:
+                    node = node[k]
+                node[paths[j][-1]] = values[rng.integers(0, len(values))]
+            except (KeyError, IndexError, TypeError):
+                pass
+        data = _archive(tmp_path, {**members, "config.json": json.dumps(c).encode()}).read_bytes()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                keras_archive.load_model("mutated.keras", data=data)
+                outcomes["loaded"] += 1
+            except ValueError:
+                outcomes["ValueError"] += 1
+    assert sum(outcomes.values()) == 160 and outcomes["ValueError"] > 40

@@ -280,7 +280,10 @@ def _compile(model: "Sequential", compile_config: Any, extra: dict[str, Any], we
                       "before training", UserWarning, stacklevel=3)
         return
     fused = extra.get("fused", "auto")
-    model.compile(**kwargs, fused=fused if fused in ("auto", True, False) else "auto")
+    try:
+        model.compile(**kwargs, fused=fused if fused in ("auto", True, False) else "auto")
+    except (TypeError, ValueError, KeyError, AttributeError) as e:
+        raise ValueError(f"{label}: its compile config cannot be applied: {type(e).__name__}: {e}") from None
     if weights_bytes is None or not model.built:
         return
     with keras_h5.WeightsFile(weights_bytes, f"{label}:{WEIGHTS_NAME}") as wf:

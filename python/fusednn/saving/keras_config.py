@@ -126,6 +126,8 @@ def _fit_config(cls: type, config: Mapping[str, Any], where: str, nested: Any,
                 droppable: frozenset[str] = frozenset()) -> dict[str, Any]:
     """Keras' ``config`` reduced to the arguments fusednn's ``cls`` takes: other keys
     must hold a value that changes nothing; nested Keras objects are translated."""
+    if not isinstance(config, Mapping):
+        raise ValueError(f"{where}: its config is not a JSON object: {config!r:.100}")
     accepted = _accepted(cls)
     open_kwargs = _takes_kwargs(cls)
     out: dict[str, Any] = {}
@@ -602,7 +604,12 @@ def _metric(spec: Any) -> Any:
     if cls is None or not isinstance(cls, type):
         raise ValueError(f"metric class {cls_name!r} is not supported by fusednn")
     fitted = _fit_config(cls, config or {}, f"metric {cls_name}", lambda k, v: v)
-    return cls(**fitted)
+    if not isinstance(fitted.get("name", ""), (str, type(None))):
+        raise ValueError(f"metric {cls_name}: its name {fitted['name']!r:.100} is not a string")
+    try:
+        return cls(**fitted)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"metric {cls_name}: {e}") from None
 
 
 def from_keras_compile(config: Any) -> dict[str, Any]:

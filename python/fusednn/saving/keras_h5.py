@@ -63,13 +63,13 @@ class WeightsFile:
         for part in path.split("/"):
             try:
                 link = node.get(part, getlink=True)
-            except Exception as e:  # noqa: BLE001
+                if link is None:
+                    return None
+                if not isinstance(link, h5py.HardLink):
+                    raise ValueError(f"{path!r} is a {type(link).__name__}, not stored in the file itself")
+                node = node[part]
+            except Exception as e:  # noqa: BLE001 - HDF5 reports damage as KeyError, RuntimeError, OSError...
                 raise ValueError(f"{self.label}: cannot read {path!r}: {e}") from None
-            if link is None:
-                return None
-            if not isinstance(link, h5py.HardLink):
-                raise ValueError(f"{self.label}: {path!r} is a {type(link).__name__}, not stored in the file itself")
-            node = node[part]
         return node
 
     def count(self, path: str) -> int | None:
@@ -79,15 +79,23 @@ class WeightsFile:
             return None
         if not isinstance(node, self._h5py.Group):
             raise ValueError(f"{self.label}: {path!r} is not a group")
-        names = list(node.keys())
-        if sorted(names, key=lambda n: (len(n), n)) != [str(i) for i in range(len(names))]:
+        try:
+            names = list(node.keys())
+        except Exception as e:  # noqa: BLE001
+            raise ValueError(f"{self.label}: cannot list {path!r}: {e}") from None
+        if not all(isinstance(n, str) for n in names) or \
+                sorted(names, key=lambda n: (len(n), n)) != [str(i) for i in range(len(names))]:
             raise ValueError(f"{self.label}: the variables in {path!r} are not named 0..{len(names) - 1}: "
                              f"{names[:5]}")
         return len(names)
 
     def dataset_shape(self, path: str) -> tuple[int, ...]:
         """The shape of dataset ``path`` (from its metadata; nothing is read)."""
-        return tuple(self._dataset(path).shape)
+        ds = self._dataset(path)
+        try:
+            return tuple(int(d) for d in ds.shape)
+        except Exception as e:  # noqa: BLE001
+            raise ValueError(f"{self.label}: cannot read the shape of {path!r}: {e}") from None
 
     def _dataset(self, path: str) -> Any:
         ds = self._node(path)
@@ -100,6 +108,14 @@ class WeightsFile:
     def read(self, path: str, shape: Sequence[int] | None, integer: bool = False) -> np.ndarray:
         """Dataset ``path`` as float32 (int64 with ``integer``), after checking its
         shape (when given), dtype and storage; ValueError otherwise."""
+        try:
+            return self._read(path, shape, integer)
+        except ValueError:
+            raise
+        except Exception as e:  # noqa: BLE001 - damaged metadata surfaces as many error types
+            raise ValueError(f"{self.label}: cannot read {path!r}: {type(e).__name__}: {e}") from None
+
+    def _read(self, path: str, shape: Sequence[int] | None, integer: bool) -> np.ndarray:
         ds = self._dataset(path)
         if shape is not None and tuple(ds.shape) != tuple(shape):
             raise ValueError(f"{self.label}: {path!r} has shape {tuple(ds.shape)}, the model needs {tuple(shape)}")
