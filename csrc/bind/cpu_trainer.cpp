@@ -13,6 +13,7 @@
 #include "checks.h"
 #include "fusednn/cpu.h"
 #include "trainer_spec.h"
+#include "metric_specs.h"
 #include "trainer_hook.h"
 
 namespace py = pybind11;
@@ -100,6 +101,8 @@ class MlpTrainer {
     data.y_cols = y_cols;
     data.loss_param = loss_param_;
     py::array counts, sums;
+    std::vector<py::array> kept_metric_arrays;
+    std::vector<MetricSpec> metric_specs;
     if (!metrics.is_none()) {  // {"counts": (c, c) float64 or None, "classes", "sparse", "threshold", "sums"}
       const py::dict m = metrics.cast<py::dict>();
       if (!m["counts"].is_none()) {
@@ -120,13 +123,25 @@ class MlpTrainer {
         if (sums.size() != 2) throw py::value_error("sums must hold 2 entries");
         data.err_sums = static_cast<double*>(sums.mutable_data());
       }
+      if (m.contains("extra")) {  // Keras metric objects: [{"kind", "pre", "acc", ...}] (metric_specs.h)
+        const auto f64 = [&](const py::handle& h, const std::string& name, bool writeable) {
+          kept_metric_arrays.push_back(writeable ? as_f64_out(py::reinterpret_borrow<py::object>(h), name.c_str())
+                                                 : as_f64_in(py::reinterpret_borrow<py::object>(h), name.c_str()));
+          const py::array& a = kept_metric_arrays.back();
+          return std::make_pair(static_cast<double*>(const_cast<void*>(a.data())), std::size_t(a.size()));
+        };
+        const auto host = [](const std::pair<double*, std::size_t>& a) {
+          return std::vector<double>(a.first, a.first + a.second);
+        };
+        metric_specs = bind_common::to_metric_specs(m["extra"], layers_.back().out, y_cols, f64, host);
+        data.metric_specs = metric_specs.data();
+        data.n_metric_specs = int(metric_specs.size());
+      }
     }
     py::array row_scale, penalty_scale;
     if (!weights.is_none()) {  // {"row_scale": (n,) float32 or None, "penalty_scale": (>= steps,) float32 or None}
       const py::dict w = weights.cast<py::dict>();
       if (w.contains("row_scale") && !w["row_scale"].is_none()) {
-        if (int(loss_) >= int(LossKind::loss_fn_base))
-          throw py::value_error("sample weights are supported for mse and the cross-entropies, not this loss");
         row_scale = as_f32(w["row_scale"], "row_scale");
         if (row_scale.ndim() != 1 || row_scale.shape(0) != n_order)
           throw py::value_error("row_scale must be 1-D with " + std::to_string(n_order) + " entries, got shape " +

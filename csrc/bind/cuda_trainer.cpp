@@ -24,6 +24,7 @@
 #include "fusednn/cuda.h"
 #include "fusednn/cuda_persistent.h"
 #include "trainer_spec.h"
+#include "metric_specs.h"
 #include "trainer_hook.h"
 
 namespace py = pybind11;
@@ -144,6 +145,8 @@ class MlpTrainer {
     std::vector<std::pair<DevArray, const char*>> written = {
         {xb, "x_batch"}, {yb, "y_batch"}, {losses, "step_losses"}, {ws, "workspace"}};
     py::object counts_obj, sums_obj;  // hold the accumulators for the call
+    std::vector<py::object> metric_objs;
+    std::vector<MetricSpec> metric_specs;
     if (!metrics.is_none()) {  // {"counts": (c, c) float64 or None, "classes", "sparse", "threshold", "sums"}
       const py::dict m = metrics.cast<py::dict>();
       if (!m["counts"].is_none()) {
@@ -168,6 +171,23 @@ class MlpTrainer {
         data.err_sums = static_cast<double*>(sums.ptr);
         written.emplace_back(sums, "sums");
       }
+      if (m.contains("extra")) {  // Keras metric objects (metric_specs.h): device accumulators and thresholds
+        const auto f64 = [&](const py::handle& h, const std::string& name, bool writeable) {
+          metric_objs.push_back(py::reinterpret_borrow<py::object>(h));
+          const DevArray a = as_dev(metric_objs.back(), name.c_str(), writeable, "<f8");
+          if (writeable) written.emplace_back(a, "a metric accumulator");
+          return std::make_pair(static_cast<double*>(a.ptr), a.size);
+        };
+        const auto host = [](const std::pair<double*, std::size_t>& a) {
+          std::vector<double> h(a.second);
+          const cudaError_t e = cudaMemcpy(h.data(), a.first, a.second * sizeof(double), cudaMemcpyDeviceToHost);
+          if (e != cudaSuccess) throw std::runtime_error(std::string("reading the AUC thresholds: ") + cudaGetErrorString(e));
+          return h;
+        };
+        metric_specs = bind_common::to_metric_specs(m["extra"], layers_.back().out, y_cols, f64, host);
+        data.metric_specs = metric_specs.data();
+        data.n_metric_specs = int(metric_specs.size());
+      }
     }
     py::object row_scale_obj;
     std::vector<float> penalty_scale;  // host copy: read by the host loop, one entry per step
@@ -175,8 +195,6 @@ class MlpTrainer {
     if (!weights.is_none()) {  // {"row_scale": (n,) float32 device array, "penalty_scale": host float32 or None}
       const py::dict w = weights.cast<py::dict>();
       if (w.contains("row_scale") && !w["row_scale"].is_none()) {
-        if (int(loss_) >= int(LossKind::loss_fn_base))
-          throw py::value_error("sample weights are supported for mse and the cross-entropies, not this loss");
         row_scale_obj = w["row_scale"];
         const DevArray rs = as_dev(row_scale_obj, "row_scale");
         if (rs.ndim() != 1 || rs.dim(0) != n_order)
@@ -216,6 +234,8 @@ class MlpTrainer {
     if (mode != Mode::ops && (shard.starts || !between_.is_none())) mode = Mode::ops;
     // The persistent kernel has no sample weights.
     if (mode == Mode::persistent && (data.row_scale || data.penalty_scale)) mode = Mode::ops;
+    // Nor have the graph and persistent paths the metric objects or the LossFn losses' weights.
+    if (data.n_metric_specs || (data.row_scale && int(loss_) >= int(LossKind::loss_fn_base))) mode = Mode::ops;
 
     float* scalars = nullptr;  // the opt-in modes' device copy of the run's step_params rows
     if (mode != Mode::ops) {

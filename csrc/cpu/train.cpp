@@ -68,6 +68,14 @@ struct Kernels {
                      float* out) const {
     *out = float(cpu::weighted_loss(p, t, s, std::size_t(rows), std::size_t(cols), kind));
   }
+  void weighted_loss_fn(const float* p, const float* t, const float* s, int rows, int cols, LossFn fn,
+                        float param, float* out) const {
+    *out = float(cpu::weighted_loss_fn(p, t, s, std::size_t(rows), std::size_t(cols), fn, param));
+  }
+  void metric_update(const MetricSpec& m, const float* p, const float* t, const float* w, int rows,
+                     int cols) const {
+    cpu::metric_update(m, p, t, w, std::size_t(rows), std::size_t(cols));
+  }
   void scale_rows(float* g, const float* s, int rows, int cols) const {
     cpu::scale_rows(g, s, std::size_t(rows), std::size_t(cols));
   }

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "fusednn/cpu.h"
+#include "fusednn/loss_math.h"
 
 namespace fusednn {
 namespace cpu {
@@ -46,6 +47,31 @@ double weighted_loss(const float* p, const float* t, const float* s, std::size_t
   double total = 0.0;
   for (std::size_t r = 0; r < rows; ++r) total += double(s[r]) * row_loss(p + r * cols, t + r * t_cols, cols, kind);
   return rows ? total / double(rows) : 0.0;
+}
+
+double weighted_loss_fn(const float* p, const float* t, const float* s, std::size_t rows, std::size_t cols,
+                        LossFn fn, float param) {
+  if (rows == 0 || cols == 0) return 0.0;
+  const std::size_t n = rows * cols;
+  const bool rowwise = loss_fn_is_rowwise(fn);
+  bool hinge01 = false;  // Keras converts {0, 1} labels when all of the batch's are 0 or 1
+  if (fn == LossFn::hinge || fn == LossFn::squared_hinge) {
+    hinge01 = true;
+    for (std::size_t i = 0; i < n && hinge01; ++i) hinge01 = t[i] == 0.f || t[i] == 1.f;
+  }
+  double total = 0.0, dl;
+  for (std::size_t r = 0; r < rows; ++r) {
+    const float *pr = p + r * cols, *tr = t + r * cols;
+    double l = 0.0;
+    if (rowwise) {
+      l = loss_math::row(fn, pr, tr, long(cols), 1.f, nullptr);
+    } else {
+      for (std::size_t c = 0; c < cols; ++c) l += loss_math::elem(fn, pr[c], tr[c], param, hinge01, &dl);
+      l /= double(cols);
+    }
+    total += double(s[r]) * l;
+  }
+  return total / double(rows);
 }
 
 void scale_rows(float* g, const float* s, std::size_t rows, std::size_t cols) {

@@ -107,6 +107,15 @@ struct Kernels {
                      float* out) const {
     check(cuda::weighted_loss(p, t, s, std::size_t(rows), std::size_t(cols), kind, out, stream), "weighted_loss");
   }
+  void weighted_loss_fn(const float* p, const float* t, const float* s, int rows, int cols, LossFn fn,
+                        float param, float* out) const {
+    check(cuda::weighted_loss_fn(p, t, s, std::size_t(rows), std::size_t(cols), fn, param, out, stream),
+          "weighted_loss_fn");
+  }
+  void metric_update(const MetricSpec& m, const float* p, const float* t, const float* w, int rows,
+                     int cols) const {
+    check(cuda::metric_update(m, p, t, w, std::size_t(rows), std::size_t(cols), stream), "metric_update");
+  }
   void scale_rows(float* g, const float* s, int rows, int cols) const {
     check(cuda::scale_rows(g, s, std::size_t(rows), std::size_t(cols), stream), "scale_rows");
   }

@@ -73,6 +73,9 @@ def matmul(a: object, b: object, transpose_a: bool = False, transpose_b: bool = 
 def matmul_reference(a: object, b: object, transpose_a: bool = False, transpose_b: bool = False, bias: object = None, activation: typing.SupportsInt | typing.SupportsIndex = 0, out: object = None) -> numpy.ndarray:
     """The simple triple-loop GEMM (double accumulation), kept as an oracle."""
 
+def metric_update(spec: dict, pred: object, target: object, weights: object = None) -> None:
+    """Add a batch to a Keras metric object's float64 accumulators (fusednn/metric_math.h)."""
+
 def mse(pred: object, target: object, out: object = None) -> float:
     """mean((pred - target)**2), accumulated in float64; also stored in out[0] when given."""
 
@@ -107,6 +110,9 @@ def sum_rows(x: object, out: object = None) -> numpy.ndarray:
 
 def sum_squares(x: object) -> float:
     """sum(x**2) in double, in order."""
+
+def weighted_loss_fn(pred: object, target: object, weights: object, fn: typing.SupportsInt | typing.SupportsIndex, param: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> float:
+    """sum_r w[r] * loss(row r) / rows for a LossFn loss (Keras' weighted sum_over_batch_size)."""
 
 def xent(logits: object, target: object, kind: typing.SupportsInt | typing.SupportsIndex, scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, grad: object = None, out: object = None) -> float:
     """Cross-entropy on logits (mean); writes scale * (act(logits) - target) to grad when given."""

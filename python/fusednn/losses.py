@@ -272,6 +272,11 @@ class LossFunction(Loss):
     def _param(self) -> float:
         return 0.0
 
+    @property
+    def kernel_param(self) -> float:
+        """The kernel's loss parameter (Huber's delta; 0 for the others)."""
+        return self._param
+
     def _scratch(self, be: Backend) -> Any:
         scratch = getattr(self, "_scratch_arrays", None)
         if scratch is None:

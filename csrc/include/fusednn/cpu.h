@@ -77,6 +77,12 @@ void confusion_update(double* counts, const float* p, const float* t, std::size_
 // sums[0] += sum |p - t|, sums[1] += sum (p - t)^2 over n elements.
 void error_sums_update(double* sums, const float* p, const float* t, std::size_t n);
 
+// ---- metric_objects.cpp: Keras metric objects (fusednn/metric_math.h) over rows x cols
+// outputs p and their targets t (one class index per row when s.sparse); w: one sample
+// weight per row, or null for 1.
+void metric_update(const MetricSpec& s, const float* p, const float* t, const float* w, std::size_t rows,
+                   std::size_t cols);
+
 // ---- augment.cpp
 // out[k, i, j, :] = in[k] sampled at (sy, sx) = M_k (i, j, 1) for each of n images
 // (h×w×c, channels last); mats holds the n row-major 2×3 maps M_k. Bilinear or
@@ -101,6 +107,10 @@ double row_loss(const float* p, const float* t, std::size_t cols, int kind);
 // sum_r s[r] * row_loss(row r) / rows, accumulated in double.
 double weighted_loss(const float* p, const float* t, const float* s, std::size_t rows, std::size_t cols,
                      int kind);
+// sum_r s[r] * l_r / rows for a LossFn loss, l_r row r's loss (its elements' mean, or the row
+// kinds' row value); the hinge losses' {0, 1} -> {-1, 1} conversion is decided over the call.
+double weighted_loss_fn(const float* p, const float* t, const float* s, std::size_t rows, std::size_t cols,
+                        LossFn fn, float param);
 // g[r, :] *= s[r]
 void scale_rows(float* g, const float* s, std::size_t rows, std::size_t cols);
 

@@ -128,6 +128,15 @@ cudaError_t weighted_loss(const float* p, const float* t, const float* s, std::s
                           int kind, float* out, cudaStream_t stream);
 cudaError_t scale_rows(float* g, const float* s, std::size_t rows, std::size_t cols, cudaStream_t stream);
 
+// ---- metric_objects.cu (the twins of cpu/metric_objects.cpp and cpu::weighted_loss_fn;
+// not yet run on a device)
+// s.acc and s.thresholds are device memory; w (rows floats) may be null.
+cudaError_t metric_update(const MetricSpec& s, const float* p, const float* t, const float* w, std::size_t rows,
+                          std::size_t cols, cudaStream_t stream);
+// *out = sum_r s[r] * loss(row r) / rows (device float), one block, fixed order.
+cudaError_t weighted_loss_fn(const float* p, const float* t, const float* s, std::size_t rows, std::size_t cols,
+                             LossFn fn, float param, float* out, cudaStream_t stream);
+
 // ---- optim.cu (in place, Keras semantics, the operation order of cpu/optim.cpp)
 cudaError_t sgd_update(float* w, const float* g, float* v, std::size_t n, float lr, float momentum,
                        bool nesterov, cudaStream_t stream);

@@ -16,6 +16,7 @@
 
 #include "fusednn/activation.h"
 #include "fusednn/layer_steps.h"
+#include "fusednn/metric_math.h"
 #include "fusednn/optim_update.h"
 
 namespace fusednn {
@@ -81,6 +82,10 @@ struct TrainData {
   // multiplies that step's regularizer factors (host memory)
   const float* row_scale = nullptr;
   const float* penalty_scale = nullptr;
+  // Keras metric objects (metric_math.h) updated after each step's loss, weighted by
+  // row_scale when it is given (n_metric_specs entries, host memory)
+  const MetricSpec* metric_specs = nullptr;
+  int n_metric_specs = 0;
   // Data parallelism (all null in one process). step_starts (host memory, steps + 1
   // entries) says where each step's rows start in `order`: this rank's share of every
   // global batch, which may be empty for a short last batch. between(ctx, step, rows)
@@ -139,13 +144,21 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
     }
     if (data.row_scale) {  // sample weights: the weighted mean loss, the rows' gradients scaled
       const float* rs = data.row_scale + lo;
-      dev.weighted_loss(last.A, data.y_batch, rs, B, d_out, int(loss) - 1, data.step_losses + s);
+      if (int(loss) >= int(LossKind::loss_fn_base))
+        dev.weighted_loss_fn(last.A, data.y_batch, rs, B, d_out,
+                             static_cast<LossFn>(int(loss) - int(LossKind::loss_fn_base)), data.loss_param,
+                             data.step_losses + s);
+      else
+        dev.weighted_loss(last.A, data.y_batch, rs, B, d_out, int(loss) - 1, data.step_losses + s);
       dev.scale_rows(last.G, rs, B, d_out);
     }
     if (data.counts)
       dev.confusion_update(data.counts, last.A, data.y_batch, B, d_out, data.classes, data.sparse_labels,
                            data.threshold);
     if (data.err_sums) dev.error_sums_update(data.err_sums, last.A, data.y_batch, count);
+    for (int m = 0; m < data.n_metric_specs; ++m)
+      dev.metric_update(data.metric_specs[m], last.A, data.y_batch, data.row_scale ? data.row_scale + lo : nullptr,
+                        B, d_out);
     // backward, last layer first; each W is used for dX before it is updated
     for (int i = L - 1; i >= 0; --i) {
       DenseBuffers& l = layers[i];

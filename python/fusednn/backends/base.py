@@ -149,6 +149,17 @@ class Backend:
         """sums[0] += sum|pred - target|, sums[1] += sum (pred - target)^2 (float64)."""
         raise NotImplementedError
 
+    def metric_update(self, spec, acc, pred, target, weights=None):
+        """Add a batch to a Keras metric object's float64 accumulators ``acc`` on the device
+        (``spec``: kind, pre, k, threshold, thresholds, sparse; fusednn/metric_math.h and
+        :mod:`.metric_kernels`), each row weighted by ``weights`` (one per row) or 1."""
+        raise NotImplementedError
+
+    def weighted_loss_fn(self, fn, pred, target, weights, out, param=0.0):
+        """``out[0] = sum_i weights[i] * l_i / rows`` for the LOSS_FNS loss ``fn`` (Keras'
+        weighted 'sum_over_batch_size'): l_i is row i's loss."""
+        raise NotImplementedError
+
     def regularize(self, param, grad, l1, l2, loss=None):
         """Keras' L1/L2 penalty in place: ``grad += l1*sign(param) + 2*l2*param`` and,
         with ``loss`` (one float32 element), ``loss[0] += l1*sum|param| + l2*sum param**2``."""

@@ -126,6 +126,12 @@ class CpuBackend(Backend):
     def error_sums_update(self, sums, pred, target):
         self._k.error_sums_update(sums, pred, target)
 
+    def metric_update(self, spec, acc, pred, target, weights=None):
+        self._k.metric_update({**spec, "acc": acc}, pred, target, weights)
+
+    def weighted_loss_fn(self, fn, pred, target, weights, out, param=0.0):
+        out.reshape(-1)[0] = self._k.weighted_loss_fn(pred, target, weights, LOSS_FNS[fn], param)
+
     def regularize(self, param, grad, l1, l2, loss=None):
         self._k.regularize(param, grad, l1, l2, loss)
 
@@ -158,6 +164,8 @@ class CpuBackend(Backend):
 
     has_trainer = True
     trainer_steps = True
+    #: the metric-object kernels (fusednn/metric_math.h) and weighted LossFn losses run in the fused trainer
+    trainer_metric_objects = True
 
     def make_trainer(self, layers, optimizer, loss, batch, loss_param=0.0):
         return self._k.MlpTrainer(layers, optimizer, loss, batch, loss_param)

@@ -206,6 +206,25 @@ class CudaBackend(Backend):
     def error_sums_update(self, sums, pred, target):
         self._k.error_sums_update(sums, pred, target, self._stream())
 
+    def metric_update(self, spec, acc, pred, target, weights=None):
+        # The per-op path's metric objects on the host with the float64 reference (one copy
+        # per batch): the CUDA kernel (csrc/cuda/metric_objects.cu) has not run on a device yet.
+        from . import metric_kernels
+
+        h = self.to_numpy(acc)
+        if spec.get("thresholds") is not None:
+            spec = {**spec, "thresholds": self.to_numpy(spec["thresholds"])}
+        metric_kernels.metric_update(spec, h, self.to_numpy(pred), self.to_numpy(target),
+                                     None if weights is None else self.to_numpy(weights))
+        acc[...] = self._cp.asarray(h)
+
+    def weighted_loss_fn(self, fn, pred, target, weights, out, param=0.0):
+        from . import metric_kernels
+
+        v = metric_kernels.weighted_loss_fn(fn, self.to_numpy(pred), self.to_numpy(target), self.to_numpy(weights),
+                                            float(np.float32(param)))
+        out.reshape(-1)[0] = v
+
     def regularize(self, param, grad, l1, l2, loss=None):
         self._k.regularize(param, grad, l1, l2, loss, self._stream())
 
@@ -228,6 +247,9 @@ class CudaBackend(Backend):
     #: Dropout/BatchNormalization/Activation steps in the CUDA fused trainer (csrc/cuda/layers.cu):
     #: opt-in with FUSEDNN_CUDA_TRAINER_STEPS=1 until they have been run on a device
     trainer_steps = os.environ.get("FUSEDNN_CUDA_TRAINER_STEPS", "") == "1"
+    #: the metric-object kernels and weighted LossFn losses in the CUDA fused trainer
+    #: (csrc/cuda/metric_objects.cu): opt-in with FUSEDNN_CUDA_TRAINER_METRICS=1 until run on a device
+    trainer_metric_objects = os.environ.get("FUSEDNN_CUDA_TRAINER_METRICS", "") == "1"
 
     def make_trainer(self, layers, optimizer, loss, batch, loss_param=0.0):
         # The graph and persistent paths are opt-in (FUSEDNN_CUDA_GRAPH / FUSEDNN_CUDA_PERSISTENT)

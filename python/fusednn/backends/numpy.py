@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import ACTIVATIONS, ROW_LOSS_FNS, Backend, canonical_activation
+from . import metric_kernels as _metric_kernels
 from . import numpy_ext as _ext
 from .optim_codes import (AMSGRAD, CENTERED, CLIP_GLOBAL, CLIP_NORM, CLIP_VALUE, EMA, MOMENTUM, NESTEROV, P_A, P_B,
                           P_C, P_CLIP, P_D, P_E, P_EMA, P_EMA1, P_EMA_OW, P_F, P_G, P_H, P_LR, P_WD, WEIGHT_DECAY,
@@ -190,6 +191,12 @@ class NumpyBackend(Backend):
         d = pred.astype(np.float64) - target
         sums[0] += np.abs(d).sum()
         sums[1] += (d * d).sum()
+
+    def metric_update(self, spec, acc, pred, target, weights=None):
+        _metric_kernels.metric_update(spec, acc, pred, target, weights)
+
+    def weighted_loss_fn(self, fn, pred, target, weights, out, param=0.0):
+        out.reshape(-1)[0] = _metric_kernels.weighted_loss_fn(fn, pred, target, weights, float(np.float32(param)))
 
     def regularize(self, param, grad, l1, l2, loss=None):
         grad += np.float32(l1) * np.sign(param) + np.float32(2.0 * np.float32(l2)) * param

@@ -151,10 +151,8 @@ class FitSession:
         """Sum the compiled metrics' accumulators (confusion counts, error sums) over the
         ranks, so every rank's History holds the global values. The sample counts the
         tracker keeps already cover the global batches."""
-        if tracker.counts is not None:
-            self.comm.allreduce_(tracker.counts, "metric allreduce")
-        if tracker.sums is not None:
-            self.comm.allreduce_(tracker.sums, "metric allreduce")
+        for acc in tracker.accumulators():  # confusion counts, error sums, metric objects' accumulators
+            self.comm.allreduce_(acc, "metric allreduce")
 
     def close(self) -> None:
         """End of fit: the session no longer applies to the model."""

@@ -11,10 +11,16 @@ per-step Python, in the fused trainer: ``MeanSquaredError``,
 ``RootMeanSquaredError``, ``MeanAbsoluteError`` always; ``CategoricalAccuracy``
 and ``SparseCategoricalAccuracy`` always; ``BinaryAccuracy``, ``Precision`` and
 ``Recall`` at their default 0.5 threshold (no ``class_id``/``top_k``) on a model with
-one output. The others (``AUC``'s per-threshold counts, ``TopKCategoricalAccuracy``,
-``F1Score``, ``R2Score``, ``MeanAbsolutePercentageError``, ``Accuracy``, and the
-above with other settings) accumulate per batch on the host: the model then trains
-on the per-op path and says so in ``fused_reason``.
+one output; and, through the metric-object kernels (``fusednn/metric_math.h``: float64
+accumulators on the device, see :meth:`KerasMetric.device_spec`), ``AUC`` (per-threshold
+bucket counts, pooled or per output for ``multi_label``/``label_weights``),
+``Precision``/``Recall`` with ``thresholds`` or ``class_id`` (the same buckets), ``TopKCategoricalAccuracy``,
+``SparseTopKCategoricalAccuracy``, ``F1Score``/``FBetaScore`` (per-class TP/FP/FN),
+``R2Score``, ``MeanAbsolutePercentageError`` and ``Accuracy``. The others
+(``Precision``/``Recall`` with ``top_k``, ``BinaryAccuracy`` with another threshold)
+accumulate per batch on the host: the model then trains on the per-op path and says so in ``fused_reason``.
+Sample weights (``sample_weight``, ``class_weight``) weigh every compiled metric as in
+Keras: weighted means, weighted confusion counts.
 """
 from __future__ import annotations
 
@@ -29,16 +35,27 @@ from .compiled import Metric
 EPSILON = 1e-7  # keras.backend.epsilon()
 
 __all__ = ["KerasMetric", "Accuracy", "BinaryAccuracy", "CategoricalAccuracy", "SparseCategoricalAccuracy",
-           "TopKCategoricalAccuracy", "Precision", "Recall", "AUC", "F1Score", "FBetaScore", "MeanSquaredError",
+           "TopKCategoricalAccuracy", "SparseTopKCategoricalAccuracy", "Precision", "Recall", "AUC", "F1Score", "FBetaScore", "MeanSquaredError",
            "RootMeanSquaredError", "MeanAbsoluteError", "MeanAbsolutePercentageError", "R2Score", "metric_needs"]
 
 
-def metric_needs(metric: Metric, output_dim: int, sparse: bool) -> str | None:
+def metric_needs(metric: Metric, output_dim: int, sparse: bool, folded: str | None = None) -> str | None:
     """Which accumulator ``metric`` takes on a model with ``output_dim`` outputs:
-    'confusion' or 'errors' (on the device, fused), 'state' (a stateful metric updated
-    per batch on the host) or None (a function called per batch and averaged)."""
+    'confusion' or 'errors' (on the device, fused), 'device' (its own float64
+    accumulators updated by the metric-object kernel, fused), 'state' (a stateful
+    metric updated per batch on the host) or None (a function called per batch and
+    averaged). ``folded``: the output activation ('sigmoid'/'softmax') the loss folded
+    in, which the metric must apply to the outputs it is handed."""
     needs_for = getattr(metric, "needs_for", None)
-    return needs_for(output_dim, sparse) if needs_for is not None else metric.needs
+    need = needs_for(output_dim, sparse) if needs_for is not None else metric.needs
+    if need == "state" and isinstance(metric, KerasMetric) and \
+            metric.device_spec(output_dim, sparse, folded) is not None:
+        return "device"
+    return need
+
+
+def _pre(folded: str | None) -> int:
+    return {None: 0, "sigmoid": 1, "softmax": 2}[folded]
 
 
 def _f64(a: Any) -> np.ndarray:
@@ -74,6 +91,18 @@ class KerasMetric(Metric):
 
     def needs_for(self, output_dim: int, sparse: bool) -> str | None:
         return "state"
+
+    def device_spec(self, output_dim: int, sparse: bool, folded: str | None) -> dict[str, Any] | None:
+        """The metric-object kernel's spec for this metric on a model with ``output_dim``
+        outputs (``sparse``: class-index targets; ``folded``: the output activation the
+        metric must apply), ``{"kind", "pre", "k", "threshold", "thresholds", "sparse"}``
+        (:mod:`fusednn.backends.metric_kernels`), or None where it has no kernel."""
+        return None
+
+    def from_device(self, acc: np.ndarray, samples: int, output_dim: int) -> Any:
+        """Load the state from the kernel's accumulators ``acc`` (host float64) over
+        ``samples`` rows and return :meth:`result`."""
+        raise NotImplementedError
 
     def reset_state(self) -> None:
         raise NotImplementedError
@@ -112,6 +141,10 @@ class _MeanMetric(KerasMetric):
     def result(self) -> float:
         return self.total / self.count if self.count else 0.0
 
+    def from_device(self, acc: np.ndarray, samples: int, output_dim: int) -> Any:
+        self.total, self.count = float(acc[0]), float(acc[1])
+        return self.result()
+
 
 def _match_shape(yt: np.ndarray, yp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     yp = _rows(yp)
@@ -123,6 +156,9 @@ class Accuracy(_MeanMetric):
 
     def __init__(self, name: str = "accuracy", dtype: Any = None) -> None:
         super().__init__(name, dtype)
+
+    def device_spec(self, output_dim, sparse, folded):
+        return None if sparse else {"kind": "equal", "pre": _pre(folded)}
 
     def _values(self, yt, yp):
         yt, yp = _match_shape(yt, yp)
@@ -195,11 +231,36 @@ class TopKCategoricalAccuracy(_MeanMetric):
         self.k = int(k)
         super().__init__(name, dtype)
 
+    def device_spec(self, output_dim, sparse, folded):
+        # the ranking of the outputs is that of the logits a folded softmax/sigmoid takes
+        return None if sparse or output_dim < 2 else {"kind": "top_k", "k": self.k}
+
     def _values(self, yt, yp):
         yt, yp = _match_shape(yt, yp)
         target = np.argmax(yt, axis=1)
         score = yp[np.arange(len(yp)), target]
         # in_top_k: fewer than k classes score strictly higher than the target
+        return ((yp > score[:, None]).sum(axis=1) < self.k).astype(np.float64)
+
+    def get_config(self):
+        return {**super().get_config(), "k": self.k}
+
+
+class SparseTopKCategoricalAccuracy(_MeanMetric):
+    """How often the integer label is among the ``k`` highest predictions (ties as
+    :class:`TopKCategoricalAccuracy`)."""
+
+    def __init__(self, k: int = 5, name: str = "sparse_top_k_categorical_accuracy", dtype: Any = None) -> None:
+        self.k = int(k)
+        super().__init__(name, dtype)
+
+    def device_spec(self, output_dim, sparse, folded):
+        return {"kind": "top_k", "k": self.k, "sparse": True} if sparse and output_dim >= 2 else None
+
+    def _values(self, yt, yp):
+        yp = _rows(yp)
+        target = yt.reshape(len(yp)).astype(np.int64)
+        score = yp[np.arange(len(yp)), target]
         return ((yp > score[:, None]).sum(axis=1) < self.k).astype(np.float64)
 
     def get_config(self):
@@ -258,6 +319,9 @@ class MeanAbsolutePercentageError(_MeanMetric):
     def __init__(self, name: str = "mean_absolute_percentage_error", dtype: Any = None) -> None:
         super().__init__(name, dtype)
 
+    def device_spec(self, output_dim, sparse, folded):
+        return None if sparse else {"kind": "mape", "pre": _pre(folded)}
+
     def _values(self, yt, yp):
         yt, yp = _match_shape(yt, yp)
         return 100.0 * (np.abs(yt - yp) / np.maximum(np.abs(yt), EPSILON)).mean(axis=1)
@@ -295,6 +359,17 @@ class R2Score(KerasMetric):
         self.total_mse += ((yt - yp) ** 2 * w).sum(axis=0)
         self.count += np.broadcast_to(w, yt.shape).sum(axis=0)
         self.num_samples += yt.size  # Keras counts values (ops.size), not rows
+
+    def device_spec(self, output_dim, sparse, folded):
+        return None if sparse else {"kind": "r2", "pre": _pre(folded)}
+
+    def from_device(self, acc: np.ndarray, samples: int, output_dim: int) -> Any:
+        d = output_dim
+        if samples:
+            self.sum, self.squared_sum = acc[:d].copy(), acc[d:2 * d].copy()
+            self.total_mse, self.count = acc[2 * d:3 * d].copy(), acc[3 * d:].copy()
+            self.num_samples = samples * d
+        return self.result()
 
     def result(self) -> Any:
         if self.sum is None:
@@ -350,6 +425,22 @@ class _Thresholded(KerasMetric):
         k = len(self.thresholds)
         self.true_positives, self.false_positives, self.false_negatives = np.zeros(k), np.zeros(k), np.zeros(k)
 
+    def device_spec(self, output_dim, sparse, folded):
+        if sparse or self.top_k is not None or (self.class_id is not None and not 0 <= self.class_id < output_dim):
+            return None
+        th = np.ascontiguousarray(np.sort(self.thresholds, kind="stable"), dtype=np.float64)
+        return {"kind": "auc", "pre": _pre(folded), "k": 0 if self.class_id is None else 2 + self.class_id,
+                "thresholds": th}
+
+    def from_device(self, acc: np.ndarray, samples: int, output_dim: int) -> Any:
+        order = np.argsort(self.thresholds, kind="stable")  # the kernel's thresholds are sorted
+        tp, fp, _, fn = _counts_from_buckets(acc, len(self.thresholds), output_dim, False)
+        for name, c in (("true_positives", tp), ("false_positives", fp), ("false_negatives", fn)):
+            out = np.empty(len(order))
+            out[order] = c[:, 0]
+            setattr(self, name, out)
+        return self.result()
+
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         yt, yp = _match_shape(_f64(y_true), _f64(y_pred))
         w = np.broadcast_to(_weights(sample_weight, len(yp))[:, None], yp.shape)
@@ -371,6 +462,22 @@ class _Thresholded(KerasMetric):
     def get_config(self):
         return {**super().get_config(), "thresholds": self.init_thresholds, "top_k": self.top_k,
                 "class_id": self.class_id}
+
+
+def _counts_from_buckets(acc: np.ndarray, num_thresholds: int, cols: int,
+                         per_output: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(TP, FP, TN, FN) per threshold (rows) and output (columns; one column when pooled)
+    from the metric-object kernel's bucket sums: bucket b holds the elements above
+    thresholds 0..b-1, so the count above threshold i sums buckets i+1.."""
+    t1 = num_thresholds + 1
+    if per_output:
+        a = acc.reshape(cols, 2, t1)
+        pos, neg = a[:, 0, :].T, a[:, 1, :].T
+    else:
+        pos, neg = acc[:t1, None], acc[t1:2 * t1, None]
+    above = lambda h: np.cumsum(h[::-1], axis=0)[::-1][1:]  # noqa: E731
+    below = lambda h: np.cumsum(h, axis=0)[:-1]  # noqa: E731
+    return above(pos), above(neg), below(neg), below(pos)
 
 
 def _div_no_nan(a: Any, b: Any) -> Any:
@@ -448,6 +555,33 @@ class AUC(KerasMetric):
     @property
     def thresholds(self) -> list[float]:
         return list(self._thresholds)
+
+    def _per_output(self) -> bool:
+        return self.multi_label or self.label_weights is not None
+
+    def device_spec(self, output_dim, sparse, folded):
+        if sparse:
+            return None
+        if self.from_logits and folded is not None:
+            return None  # Keras would apply the sigmoid to the output activation's values
+        if self.label_weights is not None and self.label_weights.shape != (output_dim,):
+            return None  # update_state reports the mismatch
+        pre = 1 if self.from_logits else _pre(folded)
+        return {"kind": "auc", "pre": pre, "k": 1 if self._per_output() else 0,
+                "thresholds": np.ascontiguousarray(self._thresholds, dtype=np.float64)}
+
+    def from_device(self, acc: np.ndarray, samples: int, output_dim: int) -> Any:
+        """The counts per threshold from the kernel's buckets: an element in bucket b is
+        above thresholds 0..b-1 (``pred > threshold``)."""
+        if samples:
+            (self.true_positives, self.false_positives, self.true_negatives,
+             self.false_negatives) = _counts_from_buckets(acc, self.num_thresholds, output_dim, self._per_output())
+            if not self.multi_label and self.label_weights is not None:  # one curve, outputs weighted
+                lw = self.label_weights[None, :]
+                (self.true_positives, self.false_positives, self.true_negatives, self.false_negatives) = (
+                    (c * lw).sum(axis=1, keepdims=True) for c in (self.true_positives, self.false_positives,
+                                                                  self.true_negatives, self.false_negatives))
+        return self.result()
 
     def reset_state(self) -> None:
         self.true_positives = self.false_positives = self.true_negatives = self.false_negatives = None
@@ -542,6 +676,18 @@ class FBetaScore(KerasMetric):
     def reset_state(self) -> None:
         self.true_positives = self.false_positives = self.false_negatives = self.intermediate_weights = None
 
+    def device_spec(self, output_dim, sparse, folded):
+        return None if sparse else {"kind": "fbeta", "pre": _pre(folded), "threshold": self.threshold}
+
+    def from_device(self, acc: np.ndarray, samples: int, output_dim: int) -> Any:
+        d = output_dim
+        if samples:
+            parts = [acc[i * d:(i + 1) * d].copy() for i in range(4)]
+            if self.average == "micro":  # Keras sums over every axis
+                parts = [np.float64(p.sum()) for p in parts]
+            self.true_positives, self.false_positives, self.false_negatives, self.intermediate_weights = parts
+        return self.result()
+
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         yt, yp = _match_shape(_f64(y_true), _f64(y_pred))
         if self.threshold is None:
@@ -601,8 +747,9 @@ def _snake(name: str) -> str:
 #: the metric classes by Keras name: the class name, its snake_case and Keras' short aliases
 BY_NAME: dict[str, type[KerasMetric]] = {}
 for _cls in (Accuracy, BinaryAccuracy, CategoricalAccuracy, SparseCategoricalAccuracy, TopKCategoricalAccuracy,
-             Precision, Recall, AUC, F1Score, FBetaScore, MeanSquaredError, RootMeanSquaredError,
+             SparseTopKCategoricalAccuracy, Precision, Recall, AUC, F1Score, FBetaScore, MeanSquaredError, RootMeanSquaredError,
              MeanAbsoluteError, MeanAbsolutePercentageError, R2Score):
     BY_NAME[_cls.__name__] = BY_NAME[_snake(_cls.__name__)] = _cls
 BY_NAME.update({"auc": AUC, "mape": MeanAbsolutePercentageError, "r2_score": R2Score, "f1_score": F1Score,
-                "top_k_categorical_accuracy": TopKCategoricalAccuracy})
+                "top_k_categorical_accuracy": TopKCategoricalAccuracy,
+                "sparse_top_k_categorical_accuracy": SparseTopKCategoricalAccuracy})

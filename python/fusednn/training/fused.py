@@ -115,21 +115,35 @@ def unsupported_reason(model: Any) -> str | None:
         return "a log_softmax activation is not fused (row-wise; per-op kernels only)"
     if any(getattr(layer, "activation", None) == "softmax" for layer in prog[k:-1]):
         return "a softmax hidden layer is not fused"
-    needs = [metric_needs(m, model.output_shape[1], model.loss.sparse) for m in model.metrics]
+    folded = last if fold else None
+    needs = [metric_needs(m, model.output_shape[1], model.loss.sparse, folded) for m in model.metrics]
     if any(need is None for need in needs):
         return "a metric computed per batch on the host is not fused"
+    objects = getattr(be, "trainer_metric_objects", False)
     for m, need in zip(model.metrics, needs):
         if need == "state":
             return (f"metric {m.name!r} ({type(m).__name__} with these settings on this output) accumulates "
                     "per batch on the host and is not fused")
-    if getattr(model.loss, "label_smoothing", 0) and "errors" in needs:
-        return "regression metrics with label smoothing are not fused (they would see smoothed targets)"
-    if fold and "errors" in needs:
+        if need == "device" and not objects:
+            return (f"metric {m.name!r} ({type(m).__name__}) is not accumulated by the {be.name} fused trainer "
+                    f"yet (its metric-object kernel has not run on a device)")
+    if getattr(model.loss, "label_smoothing", 0) and ("errors" in needs or "device" in needs):
+        return "value-based metrics with label smoothing are not fused (they would see smoothed targets)"
+    if fold and "errors" in needs and not objects:
         return "regression metrics on a folded (logits) output are not fused"
     if getattr(model.optimizer, "kind", None) not in optimizers.KINDS or \
             type(model.optimizer).apply is not optimizers.Optimizer.apply:
         return f"optimizer {type(model.optimizer).__name__} is not fused"
     return None
+
+
+def weights_fused(model: Any, tracker: EpochMetrics | None = None) -> bool:
+    """Whether the backend's fused trainer takes sample weights for this model: the
+    LossFn losses' weighted value and the weighted metric accumulators use the
+    metric-object kernels (``trainer_metric_objects``), opt-in on cuda."""
+    if getattr(model.backend, "trainer_metric_objects", False):
+        return True
+    return getattr(model.loss, "fn", None) is None and (tracker is None or not tracker.needs_kernels(True))
 
 
 def _states(opt: optimizers.Optimizer) -> list[dict[str, Any]]:
@@ -189,6 +203,7 @@ class FusedTrainer:
         self._smoothed: tuple[Any, Any] | None = None  # (targets, their label-smoothed copy) of this fit
         self.key = _key(model, batch)
         self.metrics: dict | None = None  # accumulator arrays for run(), see use_metrics
+        self.tracker: EpochMetrics | None = None
         self.step_seconds = 0.0  # the latest measured time per step (0: not measured yet)
 
     @staticmethod
@@ -232,9 +247,9 @@ class FusedTrainer:
         regularizer factors by penalty_scale[s]."""
         if weights is not None and augment is not None:
             raise ValueError("sample weights cannot be combined with augment")
-        if weights is not None and getattr(model.loss, "fn", None) is not None:
-            raise ValueError(f"sample weights in the fused trainer are supported for mse and the "
-                             f"cross-entropies, not {type(model.loss).__name__}")
+        if weights is not None and not weights_fused(model, self.tracker):
+            raise ValueError(f"sample weights with {type(model.loss).__name__} or with compiled metrics are not "
+                             f"supported by the {model.backend.name} fused trainer")
         be = model.backend
         opt = model.optimizer
         session = distribution_state.fit_session(model)
@@ -263,10 +278,12 @@ class FusedTrainer:
             # the chunk's learning rates (schedule) and step parameters, computed once here
             params = opt.step_params(opt.iterations, end - s)
             if augment is None:
+                metrics = self.metrics if weights is None or self.tracker is None else \
+                    self.tracker.trainer_metrics(True)
                 with concurrency.uninterrupted():  # the step count is recorded with the steps
                     opt.iterations, done = self.trainer.run(x, y, dev_order, self.x_batch, self.y_batch,
                                                             step_losses, s, end, opt.iterations,
-                                                            stop_on_nonfinite, self.metrics, weights, params)
+                                                            stop_on_nonfinite, metrics, weights, params)
             else:  # the chunk's samples, augmented, as a small data set of its own
                 rows = order[s * self.batch:min(n, end * self.batch)]
                 xa = be.asarray(inputs.augmented(augment, np.asarray(be.to_numpy(x))[rows], (len(rows), x.shape[1])))
@@ -316,11 +333,8 @@ class FusedTrainer:
 
     def use_metrics(self, tracker: EpochMetrics | None) -> None:
         """Point the trainer's metric accumulators at ``tracker``'s (None: no metrics)."""
-        if tracker is None:
-            self.metrics = None
-        else:
-            self.metrics = {"counts": tracker.counts, "classes": tracker.classes, "sparse": tracker.sparse,
-                            "threshold": tracker.threshold, "sums": tracker.sums}
+        self.tracker = tracker
+        self.metrics = None if tracker is None else tracker.trainer_metrics(False)
 
 
 def _key(model: Any, batch: int) -> tuple:

@@ -62,6 +62,10 @@ def weighted_rows_loss(loss: Any, be: Any, pred: Any, target: Any, weights: Any,
     One loss call per row: this is the per-op (reference) path; the fused trainer
     computes the same in one kernel. ``scratch`` is a device array of >= B entries."""
     b = pred.shape[0]
+    fn = getattr(loss, "fn", None)
+    if fn is not None:  # the LossFn losses: one kernel (the hinge labels' conversion is decided per batch)
+        be.weighted_loss_fn(fn, pred, target, weights, out, getattr(loss, "_param", 0.0))
+        return
     for i in range(b):
         loss.value(be, pred[i:i + 1], target[i:i + 1], scratch[i:i + 1], logits=logits)
     out[...] = (scratch[:b] * weights).sum(keepdims=True).reshape(out.shape) / np.float32(b)

@@ -337,7 +337,7 @@ class Trainer:
             sample_weights.weighted_rows_loss(self.loss, be, pred, y, weights, loss_out, on_logits,
                                               self._loss_buffer("rows", pred.shape[0]))
         if tracker is not None:
-            tracker.update(pred, y)
+            tracker.update(pred, y, weights)
         if ws.dpred is None:
             ws.dpred = be.empty(pred.shape)
         dy = self.loss.gradient(be, pred, y, ws.dpred, logits=on_logits)
@@ -377,6 +377,8 @@ class Trainer:
         trainer = None
         if self.fused_mode is not False and isinstance(x, be.xp.ndarray):
             trainer = self._fused = fused.trainer_for(self, batch_size, tracker, self._fused)
+        if trainer is not None and row_weights is not None and not fused.weights_fused(self, tracker):
+            trainer = None  # this backend's fused trainer cannot weigh this loss or these metrics
         if trainer is not None:
             wdict = None if row_weights is None else \
                 {"row_scale": be.asarray(np.ascontiguousarray(row_weights[order])), "penalty_scale": None}
@@ -384,7 +386,7 @@ class Trainer:
                                  weights=wdict)
             if tracker is not None:
                 covered = min(n, done * batch_size)
-                tracker.add_counted(covered, covered * self.output_shape[1])
+                tracker.add_counted(covered, covered * self.output_shape[1], weighted=row_weights is not None)
             self.last_step_losses = np.array(be.to_numpy(step_losses[:done]), dtype=np.float64)
             return _weighted_mean(self.last_step_losses, batch_size, min(n, done * batch_size))
         xp = be.xp if isinstance(x, be.xp.ndarray) else np
@@ -428,14 +430,14 @@ class Trainer:
             lo, hi = s * batch_size, min(n, (s + 1) * batch_size)
             pred = self._forward(be.asarray(x[lo:hi]), self._workspace(hi - lo), fold)
             yb = be.asarray(y[lo:hi])
+            wb = None if weights is None else be.asarray(np.ascontiguousarray(weights[lo:hi]))
             if weights is None:
                 self.loss.value(be, pred, yb, step_losses[s:s + 1], logits=on_logits)
             else:
-                sample_weights.weighted_rows_loss(self.loss, be, pred, yb, be.asarray(weights[lo:hi]),
-                                                  step_losses[s:s + 1], on_logits,
+                sample_weights.weighted_rows_loss(self.loss, be, pred, yb, wb, step_losses[s:s + 1], on_logits,
                                                   self._loss_buffer("rows", hi - lo))
             if tracker is not None:
-                tracker.update(pred, yb)
+                tracker.update(pred, yb, wb)
             if cbs is not None:
                 covered = hi
                 cbs.call("on_test_batch_end", s, BatchLogs(
@@ -527,7 +529,11 @@ class Trainer:
                                  f"sets with validation_split={validation_split}")
             x, y, val = x[:split], y[:split], (x[split:], y[split:])
             if w is not None:
-                w, val_w = w[:split], w[split:]
+                # as Keras 3: the split takes the sample weights along; class_weight weighs
+                # the training rows only
+                w = w[:split]
+                if sample_weight is not None:
+                    val_w = sample_weights.check_sample_weight(sample_weight, split + val[0].shape[0])[split:]
         if source is None:
             x, y = self._place(x, y)
         if val is not None:
