@@ -601,3 +601,19 @@ def test_mutated_files_are_value_errors_or_load(tmp_path):
             except ValueError:
                 outcomes["ValueError"] += 1
     assert sum(outcomes.values()) == 160 and outcomes["ValueError"] > 40
+
+
+def test_overlapping_members_refused(tmp_path):
+    """Two directory entries pointing at one member's bytes (how small zips claim
+    gigabytes): refused before anything is read."""
+    members = _members(FIXTURES / "dense_bn_adam.keras")
+    data = bytearray(_archive(tmp_path, {"config.json": members["config.json"],
+                                         "model.weights.h5": members["config.json"]}).read_bytes())
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:
+        first, second = zf.infolist()
+    entries = [i for i in range(len(data)) if data[i:i + 4] == b"PK\x01\x02"]
+    offset_field = entries[1] + 42  # the central directory's "relative offset of local header"
+    data[offset_field:offset_field + 4] = first.header_offset.to_bytes(4, "little")
+    (tmp_path / "overlap.keras").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="overlap|local header"):
+        keras.models.load_model(tmp_path / "overlap.keras")
