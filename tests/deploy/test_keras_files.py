@@ -617,3 +617,17 @@ def test_overlapping_members_refused(tmp_path):
     (tmp_path / "overlap.keras").write_bytes(bytes(data))
     with pytest.raises(ValueError, match="overlap|local header"):
         keras.models.load_model(tmp_path / "overlap.keras")
+
+
+def test_own_loss_class_saves_without_compile_config(tmp_path):
+    class Doubled(keras.losses.MeanSquaredError):
+        pass
+
+    x, y = _data()
+    model = _small_model()
+    model.compile(optimizer="adam", loss=Doubled())
+    with pytest.warns(UserWarning, match="compile settings are not saved.*Doubled"):
+        model.save(tmp_path / "m.keras")
+    assert "compile_config" not in json.loads(_members(tmp_path / "m.keras")["config.json"])
+    np.testing.assert_array_equal(keras.models.load_model(tmp_path / "m.keras").predict(x, verbose=0),
+                                  model.predict(x, verbose=0))

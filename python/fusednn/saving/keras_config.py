@@ -636,6 +636,9 @@ def to_keras_compile(model: Any, metric_names: list[str]) -> dict[str, Any]:
     that rebuild them)."""
     from .. import losses, optimizers
 
+    for obj, module in ((model.optimizer, optimizers), (model.loss, losses)):
+        if type(obj).__module__ != module.__name__:  # a user class, or several outputs' losses
+            raise ValueError(f"{type(obj).__name__} is not one of Keras' built-in {module.__name__.split('.')[-1]}")
     return {"optimizer": keras_object(optimizers.serialize(model.optimizer), "keras.optimizers"),
             "loss": keras_object(losses.serialize(model.loss), "keras.losses"),
             "loss_weights": None, "metrics": list(metric_names) or None, "weighted_metrics": None,
