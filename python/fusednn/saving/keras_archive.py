@@ -316,6 +316,7 @@ def _weights_file(model: "Sequential", include_optimizer: bool) -> bytes:
     names = [layer.name for layer in model.layers]
     functional = keras_config.functional_class()
     inputs = [t.layer.name for t in model.inputs] if functional is not None and isinstance(model, functional) else []
+    inputs = [name for name in inputs if name not in names]  # (where model.layers lists them, they are there)
     if inputs:  # a functional model: Keras keeps an (empty) entry for each InputLayer
         keys += keras_config.weight_keys(["InputLayer"] * len(inputs))
         weights += [[] for _ in inputs]
