@@ -258,6 +258,33 @@ def test_functional_round_trips_with_keras(real_keras, tmp_path):
                                    rtol=1e-6, atol=1e-9, err_msg=v.path)
 
 
+@needs_functional
+def test_functional_weights_h5_both_directions(real_keras, tmp_path):
+    x = np.random.default_rng(9).normal(size=(24, 4)).astype(np.float32)
+
+    def build(lib):
+        inputs = lib.Input(shape=(4,))
+        a = lib.layers.Dense(5, activation="relu")(inputs)
+        b = lib.layers.BatchNormalization()(lib.layers.Dense(3)(inputs))
+        model = lib.Model(inputs, lib.layers.Dense(2)(lib.layers.Concatenate()([a, b])))
+        model.compile(optimizer="adam", loss="mse")
+        return model
+
+    real_keras.utils.set_random_seed(9)
+    k = build(real_keras)
+    k.fit(x, x[:, :2], epochs=2, verbose=0)
+    k.save_weights(tmp_path / "k.weights.h5")
+    model = build(keras)
+    model.load_weights(tmp_path / "k.weights.h5")
+    np.testing.assert_allclose(model.predict(x, verbose=0), k.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    assert model.optimizer.iterations == int(k.optimizer.iterations.numpy())
+    model.fit(x, x[:, :2], epochs=1, verbose=0)
+    model.save_weights(tmp_path / "f.weights.h5")
+    k2 = build(real_keras)
+    k2.load_weights(tmp_path / "f.weights.h5")
+    np.testing.assert_allclose(k2.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
 def test_weights_h5_both_directions(real_keras, tmp_path):
     kr = real_keras
     x, y = _data()
