@@ -57,12 +57,12 @@ void register_metric_kernels(py::module_& m) {
       "Add a batch to a Keras metric object's float64 accumulators (fusednn/metric_math.h).");
   m.def(
       "weighted_loss_fn",
-      [](const py::object& p_, const py::object& t_, const py::object& w_, int fn, float param) {
+      [](const py::object& p_, const py::object& t_, const py::object& w_, int fn, const py::object& param_) {
         py::array p = as_f32(p_, "pred"), t = as_f32(t_, "target"), w;
         check_ndim(p, "pred", 2);
         check_same_shape(p, "pred", t, "target");
-        if (fn < 0 || fn > int(LossFn::cosine_similarity))
-          throw py::value_error("unknown loss code " + std::to_string(fn));
+        if (!loss_fn_is_valid(fn)) throw py::value_error("unknown loss code " + std::to_string(fn));
+        const LossParams param = bind_common::to_loss_params(param_);
         if (w_.is_none()) throw py::value_error("weights is required");
         const float* pw = row_weights(w_, p.shape(0), w);
         const float *pp = cfptr(p), *pt = cfptr(t);
@@ -71,5 +71,6 @@ void register_metric_kernels(py::module_& m) {
         return cpu::weighted_loss_fn(pp, pt, pw, rows, cols, static_cast<LossFn>(fn), param);
       },
       py::arg("pred"), py::arg("target"), py::arg("weights"), py::arg("fn"), py::arg("param") = 0.0f,
-      "sum_r w[r] * loss(row r) / rows for a LossFn loss (Keras' weighted sum_over_batch_size).");
+      "sum_r w[r] * loss(row r) / rows for a LossFn loss (Keras' weighted sum_over_batch_size); param as for "
+      "loss_grad.");
 }

@@ -217,11 +217,12 @@ PYBIND11_MODULE(_cpu, m) {
       "dy - exp(y) * sum(dy) per row: the gradient through a row log-softmax with output y.");
   m.def(
       "loss_grad",
-      [](const py::object& p_, const py::object& t_, int fn, float param, const py::object& grad_,
+      [](const py::object& p_, const py::object& t_, int fn, const py::object& param_, const py::object& grad_,
          const py::object& out_) {
         if (!fusednn::loss_fn_is_valid(fn))
           throw py::value_error("unknown loss code " + std::to_string(fn) + " (see fusednn::LossFn)");
         const auto k = static_cast<fusednn::LossFn>(fn);
+        const fusednn::LossParams param = fusednn::bind_common::to_loss_params(param_);
         py::array p = as_f32(p_, "pred"), t = as_f32(t_, "target");
         check_ndim(p, "pred", 2);
         check_same_shape(p, "pred", t, "target");
@@ -253,7 +254,8 @@ PYBIND11_MODULE(_cpu, m) {
       },
       py::arg("pred"), py::arg("target"), py::arg("fn"), py::arg("param") = 0.0f, py::arg("grad") = py::none(),
       py::arg("out") = py::none(),
-      "Mean Keras loss `fn` (fusednn::LossFn) of pred against target; its gradient w.r.t. pred goes to grad when given.");
+      "Mean Keras loss `fn` (fusednn::LossFn) of pred against target; its gradient w.r.t. pred goes to grad when "
+      "given. param: Huber's delta, or (param, alpha, label_smoothing, flags) for the focal losses.");
   m.def(
       "xent",
       [](const py::object& z_, const py::object& t_, int kind, float scale, const py::object& grad_,

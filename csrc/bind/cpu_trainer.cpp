@@ -25,8 +25,8 @@ namespace {
 class MlpTrainer {
  public:
   MlpTrainer(const py::list& layers, const py::dict& optimizer, const std::string& loss, int batch,
-             float loss_param)
-      : batch_(batch), loss_param_(loss_param), loss_(bind_common::to_loss_kind(loss)),
+             const py::object& loss_param)
+      : batch_(batch), loss_param_(bind_common::to_loss_params(loss_param)), loss_(bind_common::to_loss_kind(loss)),
         opt_(bind_common::to_optimizer(optimizer)) {
     if (batch < 1) throw py::value_error("batch must be >= 1, got " + std::to_string(batch));
     layers_ = bind_common::to_layers(
@@ -186,7 +186,7 @@ class MlpTrainer {
   }
 
   int batch_;
-  float loss_param_;
+  LossParams loss_param_;
   LossKind loss_;
   OptimizerConfig opt_;
   std::vector<DenseBuffers> layers_;
@@ -198,8 +198,9 @@ class MlpTrainer {
 void register_trainer(py::module_& m) {
   py::class_<MlpTrainer>(m, "MlpTrainer",
                          "Fused training loop for all-Dense models over caller-owned NumPy buffers.")
-      .def(py::init<const py::list&, const py::dict&, const std::string&, int, float>(), py::arg("layers"),
-           py::arg("optimizer"), py::arg("loss"), py::arg("batch"), py::arg("loss_param") = 0.0f)
+      .def(py::init<const py::list&, const py::dict&, const std::string&, int, const py::object&>(),
+           py::arg("layers"), py::arg("optimizer"), py::arg("loss"), py::arg("batch"),
+           py::arg("loss_param") = 0.0f)
       .def("run", &MlpTrainer::run, py::arg("x"), py::arg("y"), py::arg("order"), py::arg("x_batch"),
            py::arg("y_batch"), py::arg("step_losses"), py::arg("step0"), py::arg("step1"),
            py::arg("iterations"), py::arg("stop_on_nonfinite") = true, py::arg("metrics") = py::none(),

@@ -344,11 +344,12 @@ PYBIND11_MODULE(_cuda, m) {
         "Length (float64 elements) of the device workspace loss_grad needs.");
   m.def(
       "loss_grad",
-      [](const py::object& p_, const py::object& t_, int fn, float param, const py::object& grad_,
+      [](const py::object& p_, const py::object& t_, int fn, const py::object& param_, const py::object& grad_,
          const py::object& out_, const py::object& ws_, std::uintptr_t stream) -> py::object {
         if (!fusednn::loss_fn_is_valid(fn))
           throw py::value_error("unknown loss code " + std::to_string(fn) + " (see fusednn::LossFn)");
         const auto k = static_cast<fusednn::LossFn>(fn);
+        const fusednn::LossParams param = fusednn::bind_common::to_loss_params(param_);
         const DevArray p = as_dev(p_, "pred"), t = as_dev(t_, "target");
         check_ndim(p, "pred", 2);
         check_same_shape(p, "pred", t, "target");

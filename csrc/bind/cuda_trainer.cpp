@@ -38,8 +38,8 @@ namespace {
 class MlpTrainer {
  public:
   MlpTrainer(const py::list& layers, const py::dict& optimizer, const std::string& loss, int batch, bool tf32,
-             float loss_param, const std::string& mode)
-      : batch_(batch), tf32_(tf32), loss_param_(loss_param), loss_(bind_common::to_loss_kind(loss)), opt_(bind_common::to_optimizer(optimizer)) {
+             const py::object& loss_param, const std::string& mode)
+      : batch_(batch), tf32_(tf32), loss_param_(bind_common::to_loss_params(loss_param)), loss_(bind_common::to_loss_kind(loss)), opt_(bind_common::to_optimizer(optimizer)) {
     if (batch < 1) throw py::value_error("batch must be >= 1, got " + std::to_string(batch));
     mode_ = to_mode(mode);
     check_launch(cu::current_device(&device_), "current_device");
@@ -335,7 +335,7 @@ class MlpTrainer {
 
   int batch_;
   bool tf32_;
-  float loss_param_ = 0.f;
+  LossParams loss_param_;
   Mode mode_ = Mode::ops;
   std::unique_ptr<cu::StepGraphs> graphs_;
   int device_ = -1;
@@ -351,7 +351,8 @@ class MlpTrainer {
 void register_trainer(py::module_& m) {
   py::class_<MlpTrainer>(m, "MlpTrainer",
                          "Fused training loop for all-Dense models over caller-owned device buffers.")
-      .def(py::init<const py::list&, const py::dict&, const std::string&, int, bool, float, const std::string&>(),
+      .def(py::init<const py::list&, const py::dict&, const std::string&, int, bool, const py::object&,
+                    const std::string&>(),
            py::arg("layers"), py::arg("optimizer"), py::arg("loss"), py::arg("batch"), py::arg("tf32") = false,
            py::arg("loss_param") = 0.0f, py::arg("mode") = "ops",
            "mode: 'ops' (one kernel per operation, the default), 'graph' (step ranges captured in CUDA "

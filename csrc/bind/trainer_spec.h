@@ -34,10 +34,27 @@ inline int to_int_dim(py::ssize_t d, const char* what) {
 }
 
 // fusednn::LossFn by name, in code order (the table Python's LOSS_FNS is held to).
-constexpr int kLossFnCount = 11;
+constexpr int kLossFnCount = 13;
 inline const char* const kLossFnNames[kLossFnCount] = {"mae", "mape", "msle", "huber", "log_cosh", "hinge",
                                                        "squared_hinge", "categorical_hinge", "kl_divergence",
-                                                       "poisson", "cosine_similarity"};
+                                                       "poisson", "cosine_similarity", "binary_focal_crossentropy",
+                                                       "categorical_focal_crossentropy"};
+
+// A LossFn loss's constants from Python: a number (Huber's delta) or a sequence
+// (param, alpha, label_smoothing, flags) as fusednn.backends.base.loss_params makes it.
+inline LossParams to_loss_params(const py::handle& h) {
+  if (py::isinstance<py::float_>(h) || py::isinstance<py::int_>(h)) return LossParams(h.cast<float>());
+  if (!py::isinstance<py::sequence>(h) || py::isinstance<py::str>(h))
+    throw py::type_error("loss parameters must be a number or a sequence (param, alpha, label_smoothing, flags)");
+  const auto s = h.cast<py::sequence>();
+  if (s.size() != 4)
+    throw py::value_error("loss parameters must be (param, alpha, label_smoothing, flags), got " +
+                          std::to_string(s.size()) + " values");
+  const int flags = s[3].cast<int>();
+  if (flags & ~(loss_flags::from_logits | loss_flags::class_balancing))
+    throw py::value_error("unknown loss flag bits " + std::to_string(flags));
+  return LossParams(s[0].cast<float>(), s[1].cast<float>(), s[2].cast<float>(), flags);
+}
 // fusednn::Act by name, in code order.
 constexpr int kActCount = 17;
 inline const char* const kActNames[kActCount] = {"linear", "relu", "sigmoid", "tanh", "elu", "selu",
@@ -61,7 +78,7 @@ inline LossKind to_loss_kind(const std::string& loss) {
 // that a test can hold Python's tables (fusednn.backends.base) to them.
 inline void add_codes(py::module_& m) {
   static_assert(kActCount == int(Act::exponential) + 1, "kActNames must name every fusednn::Act");
-  static_assert(kLossFnCount == int(LossFn::cosine_similarity) + 1, "kLossFnNames must name every LossFn");
+  static_assert(kLossFnCount == int(LossFn::categorical_focal_crossentropy) + 1, "kLossFnNames must name every LossFn");
   py::dict acts;
   for (int a = 0; a < kActCount; ++a) acts[kActNames[a]] = a;
   m.attr("ACTIVATION_CODES") = acts;

@@ -38,7 +38,7 @@ double blocked_sum(std::size_t nblocks, std::size_t work, F&& block_sum) {
 }  // namespace
 
 double loss_grad(float* g, const float* p, const float* t, std::size_t rows, std::size_t cols, LossFn fn,
-                 float param) {
+                 LossParams param) {
   const std::size_t n = rows * cols;
   if (n == 0) return 0.0;
   if (loss_fn_is_rowwise(fn)) {
@@ -47,7 +47,8 @@ double loss_grad(float* g, const float* p, const float* t, std::size_t rows, std
     const double total = blocked_sum((rows + kRowsPerBlock - 1) / kRowsPerBlock, n, [&](std::size_t b) {
       double acc = 0.0;
       for (std::size_t r = b * kRowsPerBlock; r < std::min(rows, (b + 1) * kRowsPerBlock); ++r)
-        acc += loss_math::row(fn, p + r * cols, t + r * cols, long(cols), scale, g ? g + r * cols : nullptr);
+        acc += loss_math::row(fn, p + r * cols, t + r * cols, long(cols), scale, g ? g + r * cols : nullptr,
+                              param);
       return acc;
     });
     return total / double(rows);

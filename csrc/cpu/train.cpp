@@ -43,7 +43,7 @@ struct Kernels {
   void act_forward(float* y, const float* x, std::int64_t n, Act act) const {
     cpu::act_forward(y, x, std::size_t(n), act);
   }
-  void loss_grad(float* g, const float* p, const float* t, int rows, int cols, LossFn fn, float param,
+  void loss_grad(float* g, const float* p, const float* t, int rows, int cols, LossFn fn, LossParams param,
                  float* loss_out) const {
     *loss_out = float(cpu::loss_grad(g, p, t, std::size_t(rows), std::size_t(cols), fn, param));
   }
@@ -69,7 +69,7 @@ struct Kernels {
     *out = float(cpu::weighted_loss(p, t, s, std::size_t(rows), std::size_t(cols), kind));
   }
   void weighted_loss_fn(const float* p, const float* t, const float* s, int rows, int cols, LossFn fn,
-                        float param, float* out) const {
+                        LossParams param, float* out) const {
     *out = float(cpu::weighted_loss_fn(p, t, s, std::size_t(rows), std::size_t(cols), fn, param));
   }
   void metric_update(const MetricSpec& m, const float* p, const float* t, const float* w, int rows,

@@ -50,7 +50,7 @@ double weighted_loss(const float* p, const float* t, const float* s, std::size_t
 }
 
 double weighted_loss_fn(const float* p, const float* t, const float* s, std::size_t rows, std::size_t cols,
-                        LossFn fn, float param) {
+                        LossFn fn, LossParams param) {
   if (rows == 0 || cols == 0) return 0.0;
   const std::size_t n = rows * cols;
   const bool rowwise = loss_fn_is_rowwise(fn);
@@ -64,7 +64,7 @@ double weighted_loss_fn(const float* p, const float* t, const float* s, std::siz
     const float *pr = p + r * cols, *tr = t + r * cols;
     double l = 0.0;
     if (rowwise) {
-      l = loss_math::row(fn, pr, tr, long(cols), 1.f, nullptr);
+      l = loss_math::row(fn, pr, tr, long(cols), 1.f, nullptr, param);
     } else {
       for (std::size_t c = 0; c < cols; ++c) l += loss_math::elem(fn, pr[c], tr[c], param, hinge01, &dl);
       l /= double(cols);

@@ -192,7 +192,7 @@ __global__ void __launch_bounds__(kThreads) zero_one_flag(const float* t, std::s
 // Elementwise LossFn terms (loss_math.h) summed in double per block; the
 // gradient written as float(scale * dl) like cpu::loss_grad.
 __global__ void __launch_bounds__(kThreads)
-    loss_elem_partials(float* g, const float* p, const float* t, std::size_t n, LossFn fn, float param,
+    loss_elem_partials(float* g, const float* p, const float* t, std::size_t n, LossFn fn, LossParams param,
                        const double* flag, double scale, double* partial) {
   const std::size_t stride = std::size_t(gridDim.x) * kThreads;
   const bool hinge01 = flag && *flag != 0.0;
@@ -208,11 +208,11 @@ __global__ void __launch_bounds__(kThreads)
 // The row LossFn kinds: one thread per row (the rows of a batch are short).
 __global__ void __launch_bounds__(kThreads)
     loss_row_partials(float* g, const float* p, const float* t, std::size_t rows, std::size_t cols, LossFn fn,
-                      float scale, double* partial) {
+                      LossParams param, float scale, double* partial) {
   const std::size_t stride = std::size_t(gridDim.x) * kThreads;
   double acc = 0.0;
   for (std::size_t r = std::size_t(blockIdx.x) * kThreads + threadIdx.x; r < rows; r += stride)
-    acc += loss_math::row(fn, p + r * cols, t + r * cols, long(cols), scale, g ? g + r * cols : nullptr);
+    acc += loss_math::row(fn, p + r * cols, t + r * cols, long(cols), scale, g ? g + r * cols : nullptr, param);
   acc = block_sum(acc);
   if (threadIdx.x == 0) partial[blockIdx.x] = acc;
 }
@@ -222,7 +222,7 @@ __global__ void __launch_bounds__(kThreads)
 std::size_t loss_grad_workspace_len() { return kMaxBlocks + 2; }
 
 cudaError_t loss_grad(float* g, const float* p, const float* t, std::size_t rows, std::size_t cols, LossFn fn,
-                      float param, float* loss_out, double* workspace, cudaStream_t stream) {
+                      LossParams param, float* loss_out, double* workspace, cudaStream_t stream) {
   const std::size_t n = rows * cols;
   std::size_t count = n;
   unsigned blocks = 1;
@@ -235,8 +235,8 @@ cudaError_t loss_grad(float* g, const float* p, const float* t, std::size_t rows
   if (loss_fn_is_rowwise(fn)) {
     count = rows;
     blocks = partial_blocks(rows, kThreads);
-    loss_row_partials<<<blocks, kThreads, 0, stream>>>(g, p, t, rows, cols, fn, float(1.0 / double(rows)),
-                                                       workspace);
+    loss_row_partials<<<blocks, kThreads, 0, stream>>>(g, p, t, rows, cols, fn, param,
+                                                       float(1.0 / double(rows)), workspace);
   } else {
     double* flag = nullptr;
     if (fn == LossFn::hinge || fn == LossFn::squared_hinge) {

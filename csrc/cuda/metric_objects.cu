@@ -31,7 +31,7 @@ __global__ void __launch_bounds__(kThreads)
 // over the threads and the partial sums added in a fixed tree (the same bits every run).
 __global__ void __launch_bounds__(kThreads)
     weighted_loss_fn_kernel(const float* p, const float* t, const float* s, std::size_t rows, std::size_t cols,
-                            LossFn fn, bool rowwise, float param, float* out) {
+                            LossFn fn, bool rowwise, LossParams param, float* out) {
   __shared__ double part[kThreads];
   const std::size_t n = rows * cols;
   int zero_one = 1;
@@ -43,7 +43,7 @@ __global__ void __launch_bounds__(kThreads)
     const float *pr = p + r * cols, *tr = t + r * cols;
     double l = 0.0;
     if (rowwise) {
-      l = loss_math::row(fn, pr, tr, long(cols), 1.f, nullptr);
+      l = loss_math::row(fn, pr, tr, long(cols), 1.f, nullptr, param);
     } else {
       for (std::size_t c = 0; c < cols; ++c) l += loss_math::elem(fn, pr[c], tr[c], param, hinge01, &dl);
       l /= double(cols);
@@ -70,7 +70,7 @@ cudaError_t metric_update(const MetricSpec& s, const float* p, const float* t, c
 }
 
 cudaError_t weighted_loss_fn(const float* p, const float* t, const float* s, std::size_t rows, std::size_t cols,
-                             LossFn fn, float param, float* out, cudaStream_t stream) {
+                             LossFn fn, LossParams param, float* out, cudaStream_t stream) {
   weighted_loss_fn_kernel<<<1, kThreads, 0, stream>>>(p, t, s, rows, cols, fn, loss_fn_is_rowwise(fn), param,
                                                         out);
   return cudaGetLastError();

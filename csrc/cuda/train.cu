@@ -77,7 +77,7 @@ struct Kernels {
   void act_forward(float* y, const float* x, std::int64_t n, Act act) const {
     check(cuda::act_forward(y, x, std::size_t(n), act, stream), "act_forward");
   }
-  void loss_grad(float* g, const float* p, const float* t, int rows, int cols, LossFn fn, float param,
+  void loss_grad(float* g, const float* p, const float* t, int rows, int cols, LossFn fn, LossParams param,
                  float* loss_out) const {
     check(cuda::loss_grad(g, p, t, std::size_t(rows), std::size_t(cols), fn, param, loss_out, workspace, stream),
           "loss_grad");
@@ -108,7 +108,7 @@ struct Kernels {
     check(cuda::weighted_loss(p, t, s, std::size_t(rows), std::size_t(cols), kind, out, stream), "weighted_loss");
   }
   void weighted_loss_fn(const float* p, const float* t, const float* s, int rows, int cols, LossFn fn,
-                        float param, float* out) const {
+                        LossParams param, float* out) const {
     check(cuda::weighted_loss_fn(p, t, s, std::size_t(rows), std::size_t(cols), fn, param, out, stream),
           "weighted_loss_fn");
   }

@@ -89,7 +89,7 @@ struct GraphKernels {
   }
   // (the binding runs metric objects and weighted LossFn losses in ops mode, never captured)
   void weighted_loss_fn(const float* p, const float* t, const float* s, int rows, int cols, LossFn fn,
-                        float param, float* out) const {
+                        LossParams param, float* out) const {
     check(cuda::weighted_loss_fn(p, t, s, std::size_t(rows), std::size_t(cols), fn, param, out, stream),
           "weighted_loss_fn");
   }
@@ -106,7 +106,7 @@ struct GraphKernels {
   void act_forward(float* y, const float* x, std::int64_t n, Act act) const {
     check(cuda::act_forward(y, x, std::size_t(n), act, stream), "act_forward");
   }
-  void loss_grad(float* g, const float* p, const float* t, int rows, int cols, LossFn fn, float param,
+  void loss_grad(float* g, const float* p, const float* t, int rows, int cols, LossFn fn, LossParams param,
                  float* loss_out) const {
     check(cuda::loss_grad(g, p, t, std::size_t(rows), std::size_t(cols), fn, param, loss_out, workspace, stream),
           "loss_grad");
@@ -162,8 +162,8 @@ std::int64_t StepGraphs::run(std::vector<DenseBuffers>& layers, const OptimizerC
       {data.x, data.y, data.order, data.x_batch, data.y_batch, data.step_losses, data.counts, data.err_sums,
        workspace, scalars, data.row_scale},
       {step0, step1, batch, data.n, data.y_cols, int(loss), int(opt.kind), opt.flags, int(tf32),
-       data.classes, int(data.sparse_labels)},
-      {data.threshold, data.loss_param});
+       data.classes, int(data.sparse_labels), data.loss_param.flags},
+      {data.threshold, data.loss_param.param, data.loss_param.alpha, data.loss_param.smoothing});
   // The run's step rows go first, in stream order (the host rows are read before
   // cudaMemcpyAsync returns).
   check(cudaMemcpyAsync(scalars, opt.step_params, std::size_t(count) * kOptParams * sizeof(float),

@@ -13,7 +13,7 @@ LOSS_FN_CODES: dict[str, int]
 
 class MlpTrainer:
     """Fused training loop for all-Dense models over caller-owned NumPy buffers."""
-    def __init__(self: MlpTrainer, layers: list, optimizer: dict, loss: str, batch: typing.SupportsInt | typing.SupportsIndex, loss_param: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None: ...
+    def __init__(self: MlpTrainer, layers: list, optimizer: dict, loss: str, batch: typing.SupportsInt | typing.SupportsIndex, loss_param: object = 0.0) -> None: ...
     def run(self: MlpTrainer, x: object, y: object, order: object, x_batch: object, y_batch: object, step_losses: object, step0: typing.SupportsInt | typing.SupportsIndex, step1: typing.SupportsInt | typing.SupportsIndex, iterations: typing.SupportsInt | typing.SupportsIndex, stop_on_nonfinite: bool = True, metrics: object = None, weights: object = None, step_params: object = None, step_starts: object = None, between: object = None) -> tuple: ...
 
 OPTIMIZER_FLAGS: int
@@ -64,8 +64,8 @@ def log_softmax(x: object, out: object = None) -> numpy.ndarray:
 def log_softmax_backward(dy: object, y: object, out: object = None) -> numpy.ndarray:
     """dy - exp(y) * sum(dy) per row: the gradient through a row log-softmax with output y."""
 
-def loss_grad(pred: object, target: object, fn: typing.SupportsInt | typing.SupportsIndex, param: typing.SupportsFloat | typing.SupportsIndex = 0.0, grad: object = None, out: object = None) -> float:
-    """Mean Keras loss `fn` (fusednn::LossFn) of pred against target; its gradient w.r.t. pred goes to grad when given."""
+def loss_grad(pred: object, target: object, fn: typing.SupportsInt | typing.SupportsIndex, param: object = 0.0, grad: object = None, out: object = None) -> float:
+    """Mean Keras loss `fn` (fusednn::LossFn) of pred against target; its gradient w.r.t. pred goes to grad when given. param: Huber's delta, or (param, alpha, label_smoothing, flags) for the focal losses."""
 
 def matmul(a: object, b: object, transpose_a: bool = False, transpose_b: bool = False, bias: object = None, activation: typing.SupportsInt | typing.SupportsIndex = 0, out: object = None) -> numpy.ndarray:
     """act(op(a) @ op(b) + bias), packed-panel GEMM; writes out (or a new array) and returns it."""
@@ -111,8 +111,8 @@ def sum_rows(x: object, out: object = None) -> numpy.ndarray:
 def sum_squares(x: object) -> float:
     """sum(x**2) in double, in order."""
 
-def weighted_loss_fn(pred: object, target: object, weights: object, fn: typing.SupportsInt | typing.SupportsIndex, param: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> float:
-    """sum_r w[r] * loss(row r) / rows for a LossFn loss (Keras' weighted sum_over_batch_size)."""
+def weighted_loss_fn(pred: object, target: object, weights: object, fn: typing.SupportsInt | typing.SupportsIndex, param: object = 0.0) -> float:
+    """sum_r w[r] * loss(row r) / rows for a LossFn loss (Keras' weighted sum_over_batch_size); param as for loss_grad."""
 
 def xent(logits: object, target: object, kind: typing.SupportsInt | typing.SupportsIndex, scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, grad: object = None, out: object = None) -> float:
     """Cross-entropy on logits (mean); writes scale * (act(logits) - target) to grad when given."""

@@ -23,7 +23,7 @@ LOSS_FN_CODES: dict[str, int]
 
 class MlpTrainer:
     """Fused training loop for all-Dense models over caller-owned device buffers."""
-    def __init__(self: MlpTrainer, layers: list, optimizer: dict, loss: str, batch: typing.SupportsInt | typing.SupportsIndex, tf32: bool = False, loss_param: typing.SupportsFloat | typing.SupportsIndex = 0.0, mode: str = 'ops') -> None:
+    def __init__(self: MlpTrainer, layers: list, optimizer: dict, loss: str, batch: typing.SupportsInt | typing.SupportsIndex, tf32: bool = False, loss_param: object = 0.0, mode: str = 'ops') -> None:
         """mode: 'ops' (one kernel per operation, the default), 'graph' (step ranges captured in CUDA graphs and replayed) or 'persistent' (one block runs the steps in shared memory; ValueError when the model does not fit, see persistent_plan). Both opt-in paths run only SGD/Adam without clipping, weight decay or EMA, mse and the cross-entropies and the activations linear/relu/sigmoid/tanh; other runs take the per-op kernels."""
     def graph_stats(self: MlpTrainer) -> dict:
         """Graph mode: {'captures', 'replays', 'direct', 'cached'} so far."""
@@ -80,7 +80,7 @@ def log_softmax(x: object, out: object = None, stream: typing.SupportsInt | typi
 def log_softmax_backward(dy: object, y: object, out: object = None, stream: typing.SupportsInt | typing.SupportsIndex = 0) -> object:
     """dy - exp(y) * sum(dy) per row: the gradient through a row log-softmax with output y."""
 
-def loss_grad(pred: object, target: object, fn: typing.SupportsInt | typing.SupportsIndex, param: typing.SupportsFloat | typing.SupportsIndex = 0.0, grad: object = None, out: object = None, workspace: object = None, stream: typing.SupportsInt | typing.SupportsIndex = 0) -> object:
+def loss_grad(pred: object, target: object, fn: typing.SupportsInt | typing.SupportsIndex, param: object = 0.0, grad: object = None, out: object = None, workspace: object = None, stream: typing.SupportsInt | typing.SupportsIndex = 0) -> object:
     """Mean Keras loss `fn` (fusednn::LossFn) of pred against target, reduced in float64 in a fixed order; gradient w.r.t. pred to grad when given; out/workspace as for xent."""
 
 def loss_grad_workspace_len() -> int:

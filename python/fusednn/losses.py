@@ -16,6 +16,8 @@ import numpy as np
 
 from . import registry
 from .backends import Backend, get_backend
+from .backends import numpy_ext
+from .backends.base import LOSS_CLASS_BALANCING, LOSS_FROM_LOGITS
 
 EPSILON = 1e-7  # Keras' backend epsilon, used to clip probabilities
 
@@ -273,8 +275,14 @@ class LossFunction(Loss):
         return 0.0
 
     @property
-    def kernel_param(self) -> float:
-        """The kernel's loss parameter (Huber's delta; 0 for the others)."""
+    def kernel_param(self) -> float | tuple[float, float, float, int]:
+        """The kernel's loss constants: Huber's delta (0 for the losses without one), or
+        the focal losses' (gamma, alpha, label_smoothing, flags) (backends.base.loss_params)."""
+        return self._param
+
+    def kernel_param_on(self, logits: bool) -> float | tuple[float, float, float, int]:
+        """:attr:`kernel_param` for predictions that are logits or not (only the focal
+        losses tell them apart)."""
         return self._param
 
     def _scratch(self, be: Backend) -> Any:
@@ -419,6 +427,151 @@ class CosineSimilarity(LossFunction):
         return {**super().get_config(), "axis": self.axis}
 
 
+# ---- the focal cross-entropies (Keras 3's formulas: fusednn/loss_math.h; float64 reference
+# backends.numpy_ext.binary_focal64 / categorical_focal64). Unlike the plain cross-entropies
+# they fold no output activation in: like Keras' torch backend they work on the sigmoid or
+# softmax output (clipped to [1e-7, 1 - 1e-7]), or apply it themselves with from_logits.
+class _Focal(LossFunction):
+    """Shared arguments and checks of the focal cross-entropies."""
+
+    def __init__(self, alpha: float, gamma: float, from_logits: bool, label_smoothing: float, axis: int,
+                 reduction: str, name: str | None, dtype: Any) -> None:
+        kind = type(self).__name__
+        if isinstance(alpha, (list, tuple)) or np.ndim(alpha) != 0:
+            raise ValueError(f"{kind}: only a scalar alpha is supported (a per-class list is not), got {alpha!r}")
+        self.alpha, self.gamma = float(alpha), float(gamma)
+        if not np.isfinite(self.alpha):
+            raise ValueError(f"{kind}: alpha must be finite, got {alpha!r}")
+        if not (np.isfinite(self.gamma) and self.gamma >= 0):
+            raise ValueError(f"{kind}: gamma must be finite and >= 0, got {gamma!r}")
+        self.label_smoothing = float(label_smoothing)
+        if not 0.0 <= self.label_smoothing <= 1.0:
+            raise ValueError(f"{kind}: label_smoothing must be in [0, 1], got {label_smoothing!r}")
+        if isinstance(axis, bool) or axis not in (-1, 1):
+            raise ValueError(f"{kind}: only the class axis (-1) is supported, got axis={axis!r}")
+        if dtype not in (None, "float32"):
+            raise ValueError(f"{kind}: dtype must be None or 'float32' (fusednn computes in float32), got {dtype!r}")
+        self.from_logits, self.axis = bool(from_logits), -1
+        super().__init__(reduction, name)
+
+    def _flags(self) -> int:
+        return 0
+
+    @property
+    def _param(self) -> tuple[float, float, float, int]:
+        return self.kernel_param_on(self.from_logits)
+
+    def kernel_param_on(self, logits: bool) -> tuple[float, float, float, int]:
+        """The kernel's (gamma, alpha, label_smoothing, flags) for predictions that are
+        logits (always with ``from_logits``; else when the output activation is folded)
+        or probabilities."""
+        logits = logits or self.from_logits
+        return (self.gamma, self.alpha, self.label_smoothing, self._flags() | (LOSS_FROM_LOGITS if logits else 0))
+
+    def value(self, be: Backend, pred: Any, target: Any, out: Any, logits: bool = False) -> None:
+        be.loss_grad(self.fn, pred, target, None, out, self.kernel_param_on(logits))
+
+    def gradient(self, be: Backend, pred: Any, target: Any, out: Any, logits: bool = False) -> Any:
+        be.loss_grad(self.fn, pred, target, out, self._scratch(be), self.kernel_param_on(logits))
+        return out
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "from_logits": self.from_logits, "label_smoothing": self.label_smoothing,
+                "axis": self.axis, "alpha": self.alpha, "gamma": self.gamma}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_config().items())})"
+
+
+class BinaryFocalCrossentropy(_Focal):
+    """Keras' binary focal cross-entropy (Lin et al. 2018), mean over all elements:
+    ``(1 - p_t)^gamma * bce`` with ``p_t = t p + (1 - t)(1 - p)``, times ``alpha`` for
+    class 1 and ``1 - alpha`` for class 0 with ``apply_class_balancing``; targets in
+    [0, 1] smoothed towards 1/2 by ``label_smoothing``."""
+
+    fn = "binary_focal_crossentropy"
+
+    default_name = "binary_focal_crossentropy"
+
+    def __init__(self, apply_class_balancing: bool = False, alpha: float = 0.25, gamma: float = 2.0,
+                 from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1,
+                 reduction: str = "sum_over_batch_size", name: str | None = None, dtype: Any = None) -> None:
+        self.apply_class_balancing = bool(apply_class_balancing)
+        super().__init__(alpha, gamma, from_logits, label_smoothing, axis, reduction, name, dtype)
+
+    def _flags(self) -> int:
+        return super()._flags() | (LOSS_CLASS_BALANCING if self.apply_class_balancing else 0)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "apply_class_balancing": self.apply_class_balancing}
+
+
+class CategoricalFocalCrossentropy(_Focal):
+    """Keras' categorical focal cross-entropy, mean over samples of
+    ``sum(alpha (1 - q)^gamma (-t log q))`` over the classes, ``q`` the prediction row
+    normalised to sum 1 (a softmax of it with ``from_logits``); one-hot (or probability)
+    target rows, smoothed towards 1/classes by ``label_smoothing``. A softmax output layer
+    is folded in (the loss applies the softmax to its logits: the same formula, and it
+    lets the fused trainer run it)."""
+
+    fn = "categorical_focal_crossentropy"
+    folds = "softmax"
+
+    default_name = "categorical_focal_crossentropy"
+
+    def __init__(self, alpha: float = 0.25, gamma: float = 2.0, from_logits: bool = False,
+                 label_smoothing: float = 0.0, axis: int = -1, reduction: str = "sum_over_batch_size",
+                 name: str | None = None, dtype: Any = None) -> None:
+        super().__init__(alpha, gamma, from_logits, label_smoothing, axis, reduction, name, dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        return super().get_config()  # (every constructor argument is in _Focal's)
+
+
+def _per_sample(fn: str, y_true: Any, y_pred: Any, param: tuple[float, float, float, int]) -> np.ndarray:
+    """Keras' functional form: the loss of each sample (float32 host array of y_pred's
+    shape without the class axis), from the float64 reference formulas."""
+    def host(x: Any) -> np.ndarray:  # device (CuPy) arrays are copied to the host
+        return np.asarray(get_backend().to_numpy(x) if hasattr(x, "__cuda_array_interface__") else x, np.float64)
+
+    p, t = host(y_pred), host(y_true)
+    if p.ndim == 0 or t.shape != p.shape:
+        raise ValueError(f"{fn}: y_true has shape {t.shape} but y_pred has shape {p.shape} (they must match)")
+    rows_p, rows_t = p.reshape(-1, p.shape[-1]), t.reshape(-1, p.shape[-1])
+    if fn == "binary_focal_crossentropy":
+        loss = numpy_ext.binary_focal64(rows_p, rows_t, *param)[0].mean(axis=1)
+    else:
+        loss = numpy_ext.categorical_focal64(rows_p, rows_t, *param)[0]
+    return loss.reshape(p.shape[:-1]).astype(np.float32)
+
+
+def binary_focal_crossentropy(y_true: Any, y_pred: Any, apply_class_balancing: bool = False, alpha: float = 0.25,
+                              gamma: float = 2.0, from_logits: bool = False, label_smoothing: float = 0.0,
+                              axis: int = -1) -> np.ndarray:
+    """Keras' ``binary_focal_crossentropy`` function: the loss of each sample (the mean
+    over its last axis), unreduced, as a float32 NumPy array."""
+    loss = BinaryFocalCrossentropy(apply_class_balancing, alpha, gamma, from_logits, label_smoothing, axis)
+    return _per_sample(loss.fn, y_true, y_pred, loss._param)
+
+
+def categorical_focal_crossentropy(y_true: Any, y_pred: Any, alpha: float = 0.25, gamma: float = 2.0,
+                                   from_logits: bool = False, label_smoothing: float = 0.0,
+                                   axis: int = -1) -> np.ndarray:
+    """Keras' ``categorical_focal_crossentropy`` function: the loss of each sample (summed
+    over its classes), unreduced, as a float32 NumPy array."""
+    loss = CategoricalFocalCrossentropy(alpha, gamma, from_logits, label_smoothing, axis)
+    return _per_sample(loss.fn, y_true, y_pred, loss._param)
+
+
+_ALIASES.update({"binary_focal_crossentropy": BinaryFocalCrossentropy,
+                 "binaryfocalcrossentropy": BinaryFocalCrossentropy,
+                 "categorical_focal_crossentropy": CategoricalFocalCrossentropy,
+                 "categoricalfocalcrossentropy": CategoricalFocalCrossentropy})
+#: the functional forms, for get() (compile(loss=keras.losses.binary_focal_crossentropy))
+_FUNCTIONS = {binary_focal_crossentropy: BinaryFocalCrossentropy,
+              categorical_focal_crossentropy: CategoricalFocalCrossentropy}
+
+
 #: Keras' string names (functions, legacy short names) -> class
 _EXTRA_ALIASES = {
     "mae": MeanAbsoluteError, "mean_absolute_error": MeanAbsoluteError,
@@ -439,6 +592,9 @@ def get(identifier: str | Loss) -> Loss:
     """A loss from a Keras name ('mse', 'mean_squared_error', 'MeanSquaredError') or an instance."""
     if isinstance(identifier, Loss):
         return identifier
+    for fn, cls in _FUNCTIONS.items():  # a functional form, with its defaults (Keras wraps it alike)
+        if identifier is fn:
+            return cls()
     if isinstance(identifier, str):
         cls = _ALIASES.get(identifier.lower())
         if cls is not None:

@@ -25,7 +25,7 @@ import numpy as np
 
 from . import backends as _backends
 from .backends import NEEDS_INPUT, Backend, activation_code, backend, host_backend
-from .backends.base import LOSS_FNS
+from .backends.base import LOSS_CLASS_BALANCING, LOSS_FNS, LOSS_FROM_LOGITS
 from .dlpack import ForeignArrays as _ForeignArrays
 from .dlpack import accepts_dlpack as _accepts_dlpack
 from .dlpack import is_foreign as _is_foreign
@@ -489,20 +489,43 @@ def _loss_args(pred, target, name, *extra):
     return be, p, t
 
 
-def loss(pred: Any, target: Any, name: str, *, delta: float = 1.0) -> float:
+def _loss_param(name: str, delta: float, gamma: float, alpha: float, from_logits: bool, label_smoothing: float,
+                apply_class_balancing: bool) -> Any:
+    """The kernel constants of loss ``name`` (backends.base.loss_params): Huber's delta,
+    or the focal losses' Keras arguments."""
+    if not name.endswith("focal_crossentropy"):
+        return float(delta)
+    if not (np.isfinite(gamma) and gamma >= 0) or not np.isfinite(alpha) or not 0 <= label_smoothing <= 1:
+        raise ValueError(f"{name}: gamma must be >= 0, alpha finite and label_smoothing in [0, 1]; got "
+                         f"gamma={gamma}, alpha={alpha}, label_smoothing={label_smoothing}")
+    if apply_class_balancing and name == "categorical_focal_crossentropy":
+        raise ValueError("categorical_focal_crossentropy has no apply_class_balancing (alpha always weighs it)")
+    flags = (LOSS_FROM_LOGITS if from_logits else 0) | (LOSS_CLASS_BALANCING if apply_class_balancing else 0)
+    return (float(gamma), float(alpha), float(label_smoothing), flags)
+
+
+def loss(pred: Any, target: Any, name: str, *, delta: float = 1.0, gamma: float = 2.0, alpha: float = 0.25,
+         from_logits: bool = False, label_smoothing: float = 0.0, apply_class_balancing: bool = False) -> float:
     """The mean Keras loss ``name`` of ``pred`` against ``target`` as a float (float64
     accumulation): mae, mape, msle, huber (with ``delta``), log_cosh, hinge, squared_hinge,
-    poisson (means over all elements), categorical_hinge, kl_divergence,
-    cosine_similarity (means over rows). Keras' formulas and clipping constants."""
+    poisson, binary_focal_crossentropy (means over all elements), categorical_hinge,
+    kl_divergence, cosine_similarity, categorical_focal_crossentropy (means over rows).
+    Keras' formulas and clipping constants; ``gamma``, ``alpha``, ``from_logits``,
+    ``label_smoothing`` and ``apply_class_balancing`` (Keras' defaults) are the focal
+    losses' arguments, unused by the others."""
+    param = _loss_param(name, delta, gamma, alpha, from_logits, label_smoothing, apply_class_balancing)
     be, p, t = _loss_args(pred, target, name)
-    return float(be.loss_grad(name, p, t, None, None, float(delta)))
+    return float(be.loss_grad(name, p, t, None, None, param))
 
 
-def loss_grad(pred: Any, target: Any, name: str, *, delta: float = 1.0, out: Any = None) -> Any:
+def loss_grad(pred: Any, target: Any, name: str, *, delta: float = 1.0, out: Any = None, gamma: float = 2.0,
+              alpha: float = 0.25, from_logits: bool = False, label_smoothing: float = 0.0,
+              apply_class_balancing: bool = False) -> Any:
     """d loss(pred, target, name) / d pred, computed in the same pass as the value."""
+    param = _loss_param(name, delta, gamma, alpha, from_logits, label_smoothing, apply_class_balancing)
     be, p, t = _loss_args(pred, target, name, out)
     g = _out(out, tuple(np.shape(pred)) if np.ndim(pred) == 1 else p.shape, be)
-    be.loss_grad(name, p, t, g.reshape(p.shape), None, float(delta))
+    be.loss_grad(name, p, t, g.reshape(p.shape), None, param)
     return g
 
 

@@ -10,6 +10,8 @@ import random
 
 import numpy as np
 
+from .py_dataset import PyDataset  # noqa: F401  (keras.utils.PyDataset)
+
 _rng = np.random.default_rng()
 
 

@@ -117,16 +117,17 @@ def test_weighted_loss_fn_matches_reference(device, fn, rows):
     if fn in ("kl_divergence", "categorical_hinge"):
         t = np.eye(cols, dtype=np.float32)[rng.integers(0, cols, rows)]
     w = rng.random(rows).astype(np.float32)
-    want = mk.weighted_loss_fn(fn, p, t, w, 1.0 if fn == "huber" else 0.0)
+    # Huber's delta; the focal losses' (gamma, alpha, label_smoothing, flags); 0 for the others
+    param = 1.0 if fn == "huber" else ((1.5, 0.25, 0.1, 2) if "focal" in fn else 0.0)
+    want = mk.weighted_loss_fn(fn, p, t, w, param)
     # the reference against the unweighted per-row loss: sum w_i l_i / rows
     from fusednn.backends.numpy_ext import loss_and_grad64
     if "hinge" not in fn or fn == "categorical_hinge":
-        rowl = [loss_and_grad64(fn, p[i:i + 1].astype(np.float64), t[i:i + 1].astype(np.float64), 1.0)[0]
+        rowl = [loss_and_grad64(fn, p[i:i + 1].astype(np.float64), t[i:i + 1].astype(np.float64), param)[0]
                 for i in range(rows)]
         assert want == pytest.approx(np.dot(w, rowl) / rows, rel=1e-12)
     out = device.put(np.zeros(1, np.float32))
-    backends.get_backend().weighted_loss_fn(fn, device.put(p), device.put(t), device.put(w), out,
-                                            1.0 if fn == "huber" else 0.0)
+    backends.get_backend().weighted_loss_fn(fn, device.put(p), device.put(t), device.put(w), out, param)
     assert float(device.get(out)[0]) == pytest.approx(want, rel=2e-6, abs=1e-7)
 
 

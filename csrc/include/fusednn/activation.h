@@ -50,11 +50,33 @@ inline bool xent_kind_is_valid(int k) { return k >= 0 && k <= 2; }
 enum class LossFn : int {
   mae = 0, mape = 1, msle = 2, huber = 3, log_cosh = 4, hinge = 5, squared_hinge = 6,
   categorical_hinge = 7, kl_divergence = 8, poisson = 9, cosine_similarity = 10,
+  binary_focal_crossentropy = 11, categorical_focal_crossentropy = 12,
 };
 
-inline bool loss_fn_is_valid(int k) { return k >= 0 && k <= 10; }
+inline bool loss_fn_is_valid(int k) { return k >= 0 && k <= 12; }
 inline bool loss_fn_is_rowwise(LossFn k) {
-  return k == LossFn::categorical_hinge || k == LossFn::kl_divergence || k == LossFn::cosine_similarity;
+  return k == LossFn::categorical_hinge || k == LossFn::kl_divergence || k == LossFn::cosine_similarity ||
+         k == LossFn::categorical_focal_crossentropy;
 }
+
+// LossParams::flags bits (the focal losses)
+namespace loss_flags {
+constexpr int from_logits = 1;      // pred holds logits: sigmoid (binary) / softmax (categorical) first
+constexpr int class_balancing = 2;  // binary focal: weight alpha for class 1, 1 - alpha for class 0
+}  // namespace loss_flags
+
+// The constants of a LossFn loss. One float (Huber's delta) converts to it, so the
+// losses with one parameter pass just that; the focal losses use all of it.
+struct LossParams {
+  float param = 0.f;      // Huber's delta; the focal losses' gamma
+  float alpha = 0.f;      // the focal losses' alpha
+  float smoothing = 0.f;  // the focal losses' label_smoothing (applied to the targets in the kernel)
+  int flags = 0;          // loss_flags bits
+#ifdef __CUDACC__
+  __host__ __device__
+#endif
+  constexpr LossParams(float p = 0.f, float a = 0.f, float s = 0.f, int f = 0)  // NOLINT: implicit from a float
+      : param(p), alpha(a), smoothing(s), flags(f) {}
+};
 
 }  // namespace fusednn

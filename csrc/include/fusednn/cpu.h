@@ -61,11 +61,12 @@ double xent(float* g, const float* z, const float* t, std::size_t rows, std::siz
 // The mean Keras loss `fn` (LossFn) of predictions p against targets t
 // (rows×cols), accumulated in double with a fixed reduction order (the same
 // bits for any thread count); g (may be null) receives its gradient w.r.t. p.
-// `param` is Huber's delta (unused otherwise). Hinge losses take labels in
+// `param` holds Huber's delta, or the focal losses' constants (LossParams; a
+// float converts to it). Hinge losses take labels in
 // {-1, 1}, or in {0, 1} when every target of the call is 0 or 1 (Keras'
 // conversion, decided per call).
 double loss_grad(float* g, const float* p, const float* t, std::size_t rows, std::size_t cols, LossFn fn,
-                 float param);
+                 LossParams param);
 
 // ---- metrics.cpp: accumulators that fit/evaluate read once per epoch
 // counts[true * classes + predicted] += 1 per row. With classes == 2 and
@@ -110,7 +111,7 @@ double weighted_loss(const float* p, const float* t, const float* s, std::size_t
 // sum_r s[r] * l_r / rows for a LossFn loss, l_r row r's loss (its elements' mean, or the row
 // kinds' row value); the hinge losses' {0, 1} -> {-1, 1} conversion is decided over the call.
 double weighted_loss_fn(const float* p, const float* t, const float* s, std::size_t rows, std::size_t cols,
-                        LossFn fn, float param);
+                        LossFn fn, LossParams param);
 // g[r, :] *= s[r]
 void scale_rows(float* g, const float* s, std::size_t rows, std::size_t cols);
 

@@ -21,7 +21,7 @@ namespace cuda {
 // gradient. Nothing waits.
 std::size_t loss_grad_workspace_len();
 cudaError_t loss_grad(float* g, const float* p, const float* t, std::size_t rows, std::size_t cols, LossFn fn,
-                      float param, float* loss_out, double* workspace, cudaStream_t stream);
+                      LossParams param, float* loss_out, double* workspace, cudaStream_t stream);
 
 // ---- gemm.cu
 // C[M,N] = act(op(A)·op(B) + bias), op(A) is M×K (A stored K×M when ta),
@@ -135,7 +135,7 @@ cudaError_t metric_update(const MetricSpec& s, const float* p, const float* t, c
                           std::size_t cols, cudaStream_t stream);
 // *out = sum_r s[r] * loss(row r) / rows (device float), one block, fixed order.
 cudaError_t weighted_loss_fn(const float* p, const float* t, const float* s, std::size_t rows, std::size_t cols,
-                             LossFn fn, float param, float* out, cudaStream_t stream);
+                             LossFn fn, LossParams param, float* out, cudaStream_t stream);
 
 // ---- optim.cu (in place, Keras semantics, the operation order of cpu/optim.cpp)
 cudaError_t sgd_update(float* w, const float* g, float* v, std::size_t n, float lr, float momentum,

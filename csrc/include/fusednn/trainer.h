@@ -76,7 +76,7 @@ struct TrainData {
   bool sparse_labels = false;
   float threshold = 0.5f;
   double* err_sums = nullptr;
-  float loss_param = 0.f;            // Huber's delta for LossKind huber
+  LossParams loss_param;             // Huber's delta, the focal losses' constants (LossFn kinds)
   // sample weights (null: none): row_scale[i] multiplies the loss and gradient of the
   // row at position i of the epoch's order (device memory); penalty_scale[step]
   // multiplies that step's regularizer factors (host memory)

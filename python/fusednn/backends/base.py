@@ -30,8 +30,29 @@ ROW_ACTIVATIONS = ("softmax", "log_softmax")
 XENT_KINDS = {"binary": 0, "categorical": 1, "sparse": 2}
 #: the other Keras losses -> integer code (fusednn::LossFn); the row kinds average over rows
 LOSS_FNS = {"mae": 0, "mape": 1, "msle": 2, "huber": 3, "log_cosh": 4, "hinge": 5, "squared_hinge": 6,
-            "categorical_hinge": 7, "kl_divergence": 8, "poisson": 9, "cosine_similarity": 10}
-ROW_LOSS_FNS = frozenset({"categorical_hinge", "kl_divergence", "cosine_similarity"})
+            "categorical_hinge": 7, "kl_divergence": 8, "poisson": 9, "cosine_similarity": 10,
+            "binary_focal_crossentropy": 11, "categorical_focal_crossentropy": 12}
+ROW_LOSS_FNS = frozenset({"categorical_hinge", "kl_divergence", "cosine_similarity", "categorical_focal_crossentropy"})
+#: fusednn::loss_flags bits of a loss's parameters (the focal losses)
+LOSS_FROM_LOGITS, LOSS_CLASS_BALANCING = 1, 2
+
+
+def loss_params(param: Any) -> tuple[float, float, float, int]:
+    """A LossFn loss's constants as the kernels take them (fusednn::LossParams):
+    ``(param, alpha, label_smoothing, flags)`` from a number (Huber's delta) or such a
+    4-tuple (the focal losses: gamma, alpha, label_smoothing, LOSS_* flag bits)."""
+    if isinstance(param, (tuple, list)):
+        if len(param) != 4:
+            raise ValueError(f"loss parameters must be (param, alpha, label_smoothing, flags), got {param!r}")
+        return float(param[0]), float(param[1]), float(param[2]), int(param[3])
+    return float(param), 0.0, 0.0, 0
+
+
+def loss_params_f32(param: Any) -> tuple[float, float, float, int]:
+    """:func:`loss_params` with the constants rounded to float32, as the kernels receive
+    them (the NumPy reference computes with these values)."""
+    a, alpha, smoothing, flags = loss_params(param)
+    return float(np.float32(a)), float(np.float32(alpha)), float(np.float32(smoothing)), flags
 
 
 def canonical_activation(name: str) -> str:
@@ -119,7 +140,7 @@ class Backend:
     def loss_grad(self, fn, pred, target, grad=None, out=None, param=0.0):
         """The mean Keras loss ``fn`` (a LOSS_FNS name) of 2-D ``pred`` against ``target``,
         in one pass with its gradient w.r.t. ``pred`` (written to ``grad`` when given).
-        ``param`` is Huber's delta. The loss goes to ``out[0]`` as for ``mse``; without
+        ``param`` is Huber's delta, or the focal losses' constants (see :func:`loss_params`). The loss goes to ``out[0]`` as for ``mse``; without
         ``out`` it is returned as a float."""
         raise NotImplementedError
 
@@ -157,7 +178,7 @@ class Backend:
 
     def weighted_loss_fn(self, fn, pred, target, weights, out, param=0.0):
         """``out[0] = sum_i weights[i] * l_i / rows`` for the LOSS_FNS loss ``fn`` (Keras'
-        weighted 'sum_over_batch_size'): l_i is row i's loss."""
+        weighted 'sum_over_batch_size'): l_i is row i's loss; ``param`` as for :meth:`loss_grad`."""
         raise NotImplementedError
 
     def regularize(self, param, grad, l1, l2, loss=None):

@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from .base import LOSS_FNS, XENT_KINDS, Backend, activation_code
+from .base import LOSS_FNS, XENT_KINDS, Backend, activation_code, loss_params
 
 from .compiled import import_error, native
 
@@ -115,7 +115,7 @@ class CpuBackend(Backend):
         return self._k.log_softmax_backward(dy, y, out)
 
     def loss_grad(self, fn, pred, target, grad=None, out=None, param=0.0):
-        return self._k.loss_grad(pred, target, LOSS_FNS[fn], param, grad, out)
+        return self._k.loss_grad(pred, target, LOSS_FNS[fn], loss_params(param), grad, out)
 
     def xent(self, kind, logits, target, grad=None, out=None, scale=1.0):
         return self._k.xent(logits, target, XENT_KINDS[kind], scale, grad, out)
@@ -130,7 +130,7 @@ class CpuBackend(Backend):
         self._k.metric_update({**spec, "acc": acc}, pred, target, weights)
 
     def weighted_loss_fn(self, fn, pred, target, weights, out, param=0.0):
-        out.reshape(-1)[0] = self._k.weighted_loss_fn(pred, target, weights, LOSS_FNS[fn], param)
+        out.reshape(-1)[0] = self._k.weighted_loss_fn(pred, target, weights, LOSS_FNS[fn], loss_params(param))
 
     def regularize(self, param, grad, l1, l2, loss=None):
         self._k.regularize(param, grad, l1, l2, loss)
@@ -168,4 +168,4 @@ class CpuBackend(Backend):
     trainer_metric_objects = True
 
     def make_trainer(self, layers, optimizer, loss, batch, loss_param=0.0):
-        return self._k.MlpTrainer(layers, optimizer, loss, batch, loss_param)
+        return self._k.MlpTrainer(layers, optimizer, loss, batch, loss_params(loss_param))

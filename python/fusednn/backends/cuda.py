@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import LOSS_FNS, XENT_KINDS, Backend, activation_code
+from .base import LOSS_FNS, XENT_KINDS, Backend, activation_code, loss_params, loss_params_f32
 
 from .compiled import import_error, native
 from .optim_codes import N_PARAMS
@@ -189,10 +189,29 @@ class CudaBackend(Backend):
     def log_softmax_backward(self, dy, y, out):
         return self._k.log_softmax_backward(dy, y, out, self._stream())
 
+    #: losses whose CUDA kernel has not run on a device yet: computed by the NumPy reference on
+    #: host copies (per-op path only; the fused trainer refuses them) unless FUSEDNN_CUDA_FOCAL=1
+    #: opts in to the kernels (the formulas are fusednn/loss_math.h, shared with the CPU)
+    unverified_losses = frozenset() if os.environ.get("FUSEDNN_CUDA_FOCAL", "") == "1" else \
+        frozenset({"binary_focal_crossentropy", "categorical_focal_crossentropy"})
+
     def loss_grad(self, fn, pred, target, grad=None, out=None, param=0.0):
         """The loss as xent returns it: a float without ``out``, else written to ``out``."""
+        if fn in self.unverified_losses:
+            return self._host_loss_grad(fn, pred, target, grad, out, param)
         s = self._stream()
-        return self._k.loss_grad(pred, target, LOSS_FNS[fn], param, grad, out, self._workspace(s), s)
+        return self._k.loss_grad(pred, target, LOSS_FNS[fn], loss_params(param), grad, out, self._workspace(s), s)
+
+    def _host_loss_grad(self, fn, pred, target, grad, out, param):
+        from .numpy import NumpyBackend  # the reference backend (a leaf)
+
+        g = None if grad is None else np.empty(tuple(grad.shape), np.float32)
+        loss = NumpyBackend().loss_grad(fn, self.to_numpy(pred), self.to_numpy(target), g, None, param)
+        if grad is not None:
+            grad[...] = self._cp.asarray(g)
+        if out is not None:
+            out.reshape(-1)[0] = np.float32(loss)
+        return loss
 
     def xent(self, kind, logits, target, grad=None, out=None, scale=1.0):
         """Without ``out``: the loss as a Python float (waits for the stream). With ``out``
@@ -222,7 +241,7 @@ class CudaBackend(Backend):
         from . import metric_kernels
 
         v = metric_kernels.weighted_loss_fn(fn, self.to_numpy(pred), self.to_numpy(target), self.to_numpy(weights),
-                                            float(np.float32(param)))
+                                            loss_params_f32(param))
         out.reshape(-1)[0] = v
 
     def regularize(self, param, grad, l1, l2, loss=None):
@@ -258,7 +277,8 @@ class CudaBackend(Backend):
 
         mode, self.trainer_path_note = choose_mode(layers, optimizer, loss, batch, self._k.persistent_why_not,
                                                    self._k.persistent_smem_limit())
-        return CudaTrainer(self, self._k.MlpTrainer(layers, optimizer, loss, batch, self.tf32, loss_param, mode))
+        return CudaTrainer(self, self._k.MlpTrainer(layers, optimizer, loss, batch, self.tf32, loss_params(loss_param),
+                                                    mode))
 
 
 class CudaTrainer:

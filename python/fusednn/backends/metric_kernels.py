@@ -131,7 +131,7 @@ def metric_update(spec: dict[str, Any], acc: np.ndarray, pred: np.ndarray, targe
 
 
 def weighted_loss_fn(fn: str, pred: np.ndarray, target: np.ndarray, weights: np.ndarray,
-                     param: float = 0.0) -> float:
+                     param: float | tuple[float, float, float, int] = 0.0) -> float:
     """``sum_i w_i * l_i / rows`` of the LOSS_FNS loss ``fn`` in float64: l_i is row i's loss
     (the mean of its elements, or the row kinds' value); the hinge losses' {0, 1} labels
     are converted when all of the batch's are 0 or 1 (decided over the batch, as Keras)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import ACTIVATIONS, ROW_LOSS_FNS, Backend, canonical_activation
+from .base import ACTIVATIONS, ROW_LOSS_FNS, Backend, canonical_activation, loss_params_f32
 from . import metric_kernels as _metric_kernels
 from . import numpy_ext as _ext
 from .optim_codes import (AMSGRAD, CENTERED, CLIP_GLOBAL, CLIP_NORM, CLIP_VALUE, EMA, MOMENTUM, NESTEROV, P_A, P_B,
@@ -119,7 +119,7 @@ class NumpyBackend(Backend):
 
     def loss_grad(self, fn, pred, target, grad=None, out=None, param=0.0):
         loss, g = _ext.loss_and_grad64(fn, pred.astype(np.float64), target.astype(np.float64),
-                                       float(np.float32(param)))
+                                       loss_params_f32(param))  # the kernels' float32 constants
         if grad is not None:
             scale = 1.0 / (pred.shape[0] if fn in ROW_LOSS_FNS else pred.size)
             if fn in ROW_LOSS_FNS:
@@ -196,7 +196,7 @@ class NumpyBackend(Backend):
         _metric_kernels.metric_update(spec, acc, pred, target, weights)
 
     def weighted_loss_fn(self, fn, pred, target, weights, out, param=0.0):
-        out.reshape(-1)[0] = _metric_kernels.weighted_loss_fn(fn, pred, target, weights, float(np.float32(param)))
+        out.reshape(-1)[0] = _metric_kernels.weighted_loss_fn(fn, pred, target, weights, loss_params_f32(param))
 
     def regularize(self, param, grad, l1, l2, loss=None):
         grad += np.float32(l1) * np.sign(param) + np.float32(2.0 * np.float32(l2)) * param

@@ -109,10 +109,68 @@ def log_softmax64(x: np.ndarray) -> np.ndarray:
     return x - (m + np.log(np.exp(x - m).sum(axis=1, keepdims=True)))
 
 
-def loss_and_grad64(fn: str, p: np.ndarray, t: np.ndarray, param: float = 1.0) -> tuple[float, np.ndarray]:
+# The focal losses clip to Keras' float32 bounds (fusednn/loss_math.h kClipLo/kClipHi).
+CLIP_LO = float(np.float32(1e-7))
+CLIP_HI = float(np.float32(1) - np.float32(1e-7))
+
+
+def binary_focal64(p: np.ndarray, t: np.ndarray, gamma: float, alpha: float, smoothing: float,
+                   flags: int) -> tuple[np.ndarray, np.ndarray]:
+    """Keras 3's binary focal cross-entropy per element and its derivative w.r.t. p
+    (float64): targets smoothed towards 1/2, sigmoid first with flag bit 1 (from_logits),
+    the class-balancing weight with bit 2."""
+    if smoothing:
+        t = t * (1 - smoothing) + 0.5 * smoothing
+    logits = bool(flags & 1)
+    q = _sigmoid(p) if logits else p
+    qc = np.clip(q, CLIP_LO, CLIP_HI)
+    bce = -(t * np.log(qc) + (1 - t) * np.log(1 - qc))
+    dbce = np.where((q >= CLIP_LO) & (q <= CLIP_HI), (qc - t) / (qc * (1 - qc)), 0.0)
+    m = 1 - (t * q + (1 - t) * (1 - q))  # 1 - p_t, with the unclipped q as Keras
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = m ** gamma
+        df = 0.0 if gamma == 0 else gamma * m ** (gamma - 1) * (1 - 2 * t)
+    w = t * alpha + (1 - t) * (1 - alpha) if flags & 2 else 1.0
+    dq = w * (df * bce + f * dbce)
+    return w * f * bce, dq * q * (1 - q) if logits else dq
+
+
+def categorical_focal64(p: np.ndarray, t: np.ndarray, gamma: float, alpha: float, smoothing: float,
+                        flags: int) -> tuple[np.ndarray, np.ndarray]:
+    """Keras 3's categorical focal cross-entropy per row (float64) and its gradient
+    w.r.t. the row of p: targets smoothed towards 1/classes, rows normalised to sum 1
+    (or a softmax with flag bit 1, from_logits), clipped, alpha (1 - q)^gamma (-t log q)
+    summed over the row."""
+    if smoothing:
+        t = t * (1 - smoothing) + smoothing / p.shape[1]
+    logits = bool(flags & 1)
+    if logits:
+        e = np.exp(p - p.max(axis=1, keepdims=True))
+        q = e / e.sum(axis=1, keepdims=True)
+    else:
+        norm = p.sum(axis=1, keepdims=True)
+        q = p / norm
+    qc = np.clip(q, CLIP_LO, CLIP_HI)
+    loss = (alpha * (1 - qc) ** gamma * (-t * np.log(qc))).sum(axis=1)
+    df = 0.0 if gamma == 0 else gamma * (1 - qc) ** (gamma - 1)
+    dq = np.where((q >= CLIP_LO) & (q <= CLIP_HI), alpha * t * (df * np.log(qc) - (1 - qc) ** gamma / qc), 0.0)
+    d = dq - (dq * q).sum(axis=1, keepdims=True)
+    return loss, q * d if logits else d / norm
+
+
+def loss_and_grad64(fn: str, p: np.ndarray, t: np.ndarray,
+                    param: float | tuple[float, float, float, int] = 1.0) -> tuple[float, np.ndarray]:
     """(mean loss, d per-sample-sum / d p) in float64 for a LOSS_FNS name, Keras' formulas
     with the 'sum_over_batch_size' reduction; the gradient is that of the per-element
-    (elementwise kinds) or per-row (row kinds) loss, before the mean's 1/count."""
+    (elementwise kinds) or per-row (row kinds) loss, before the mean's 1/count.
+    ``param``: Huber's delta, or (gamma, alpha, label_smoothing, flags) for the focal losses."""
+    param, alpha, smoothing, flags = param if isinstance(param, tuple) else (param, 0.0, 0.0, 0)
+    if fn == "binary_focal_crossentropy":
+        loss, g = binary_focal64(p, t, param, alpha, smoothing, flags)
+        return float(np.mean(loss)), g
+    if fn == "categorical_focal_crossentropy":
+        loss, g = categorical_focal64(p, t, param, alpha, smoothing, flags)
+        return float(np.mean(loss)), g
     d = p - t
     if fn == "mae":
         return float(np.mean(np.abs(d))), np.sign(d)

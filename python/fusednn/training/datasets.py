@@ -22,12 +22,15 @@ from typing import Any
 
 import numpy as np
 
+from ..py_dataset import PyDataset
 from ..utils import rng
 
 
 def is_dataset(x: Any) -> bool:
     """Whether ``x`` is an iterator/generator of batches or a PyDataset-like object
     (rather than an array, or something NumPy reads as one)."""
+    if isinstance(x, PyDataset):
+        return True
     if x is None or isinstance(x, (np.ndarray, list, tuple, dict, str, bytes)):
         return False
     if hasattr(x, "shape") or hasattr(x, "__array__") or hasattr(x, "__array_interface__") \
@@ -116,9 +119,11 @@ class BatchSource:
         self.sized = not hasattr(data, "__next__")
         if self.sized:
             try:
-                self.length = len(data)
-            except TypeError as e:
+                self.length = data.num_batches if isinstance(data, PyDataset) else len(data)
+            except (TypeError, NotImplementedError) as e:
                 raise TypeError(f"a PyDataset-like object needs __len__ ({e})") from None
+            if self.length is None:
+                raise ValueError("a PyDataset with num_batches None (endless) is not supported: give it a length")
             if self.length < 1:
                 raise ValueError("the dataset has no batches (len 0)")
             self.cursor = BatchCursor(self.length, shuffle)
@@ -142,6 +147,9 @@ class BatchSource:
 
     def epoch(self, steps: int | None) -> Iterator[tuple[Any, Any, Any]]:
         if self.sized:
+            hook = getattr(self.data, "on_epoch_begin", None)
+            if callable(hook):  # Keras calls it before every pass (fit's epochs, evaluate, predict)
+                hook()
             for p, idx in self.cursor.take(steps):
                 if self._shuffle:
                     order = self._orders.get(p)

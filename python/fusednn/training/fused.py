@@ -104,6 +104,9 @@ def unsupported_reason(model: Any) -> str | None:
                 "distribution yet: their gradients are not in the allreduced buffer")
     if not _fused_loss(model.loss):
         return f"loss {type(model.loss).__name__} is not fused"
+    if getattr(model.loss, "fn", None) in getattr(be, "unverified_losses", ()):
+        return (f"the {be.name} kernel of loss {type(model.loss).__name__} has not run on a device yet "
+                f"(opt in with FUSEDNN_CUDA_FOCAL=1)")
     last = model.output_activation
     fold = model.loss.folds_output(last)
     if model.loss.folds is not None and not model.loss.on_logits(last):  # a cross-entropy
@@ -198,7 +201,9 @@ class FusedTrainer:
         self.x_batch = be.empty((batch, model.input_shape[1]))
         self.y_batch = be.empty((batch, 1 if model.loss.sparse else model.output_shape[1]))
         self.specs = specs  # keeps the steps' host counters alive with the trainer
-        loss_param = float(getattr(model.loss, "delta", 0.0))  # Huber's delta
+        loss_param = 0.0  # Huber's delta, the focal losses' constants (on logits when folded)
+        if isinstance(model.loss, losses.LossFunction):
+            loss_param = model.loss.kernel_param_on(model.loss.on_logits(model.output_activation))
         self.trainer = be.make_trainer(specs, opt.kernel_spec(), _loss_kind(model), batch, loss_param)
         self._smoothed: tuple[Any, Any] | None = None  # (targets, their label-smoothed copy) of this fit
         self.key = _key(model, batch)

@@ -64,7 +64,7 @@ def weighted_rows_loss(loss: Any, be: Any, pred: Any, target: Any, weights: Any,
     b = pred.shape[0]
     fn = getattr(loss, "fn", None)
     if fn is not None:  # the LossFn losses: one kernel (the hinge labels' conversion is decided per batch)
-        be.weighted_loss_fn(fn, pred, target, weights, out, getattr(loss, "_param", 0.0))
+        be.weighted_loss_fn(fn, pred, target, weights, out, loss.kernel_param_on(logits))
         return
     for i in range(b):
         loss.value(be, pred[i:i + 1], target[i:i + 1], scratch[i:i + 1], logits=logits)

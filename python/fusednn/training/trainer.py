@@ -866,6 +866,7 @@ class Trainer:
             outs = [self.predict(xb, batch_size=max(1, len(xb)), verbose=0) for xb, _, _ in source.epoch(steps)]
             if not outs:
                 raise ValueError("the dataset gave no batches")
+            source.end_epoch()
             return np.concatenate(outs)
         x = self.check_samples(x)
         if steps is not None:
