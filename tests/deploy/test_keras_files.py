@@ -658,3 +658,21 @@ def test_own_loss_class_saves_without_compile_config(tmp_path):
     assert "compile_config" not in json.loads(_members(tmp_path / "m.keras")["config.json"])
     np.testing.assert_array_equal(keras.models.load_model(tmp_path / "m.keras").predict(x, verbose=0),
                                   model.predict(x, verbose=0))
+
+
+def test_keras_file_with_unbuilt_optimizer(real_keras, tmp_path):
+    """Keras writes only the step count and the rate for an optimizer compiled after
+    training (not built yet): the model loads with a fresh optimizer at that rate."""
+    kr = real_keras
+    x, y = _data()
+    k = kr.Sequential([kr.Input(shape=(5,)), kr.layers.Dense(3, activation="softmax")])
+    k.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    k.fit(x, y, epochs=1, verbose=0)
+    k.compile(optimizer=kr.optimizers.RMSprop(0.005), loss="sparse_categorical_crossentropy")  # fresh, unbuilt
+    k.save(tmp_path / "k.keras")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        model = keras.models.load_model(tmp_path / "k.keras")
+    assert type(model.optimizer).__name__ == "RMSprop" and model.optimizer.iterations == 0
+    assert model.optimizer.learning_rate == pytest.approx(0.005)
+    np.testing.assert_allclose(model.predict(x, verbose=0), k.predict(x, verbose=0), rtol=1e-5, atol=1e-6)

@@ -269,9 +269,8 @@ def optimizer_from_keras(opt: Any, wf: WeightsFile, shapes: Sequence[tuple[int, 
     head = 1 + has_lr
     nadam = 1 if type(opt).__name__ == "Nadam" and n_params else 0
     want = head + (kinds + ema) * n_params + nadam
-    if n == head:  # Keras saved it before it was built: only the step count and the rate
-        want = head
-    if n != want:
+    unbuilt = n == head < want  # Keras saved it before it was built: only the step count and the rate
+    if n != want and not unbuilt:
         return (f"the file holds {n} optimizer variables, {type(opt).__name__} on this model keeps {want} "
                 "(a different optimizer setting or model); the optimizer starts fresh")
     steps = int(wf.read("optimizer/vars/0", (), integer=True))
@@ -281,7 +280,7 @@ def optimizer_from_keras(opt: Any, wf: WeightsFile, shapes: Sequence[tuple[int, 
         rate = float(wf.read("optimizer/vars/1", ()))
         if not np.isfinite(rate) or rate < 0:
             raise ValueError(f"{wf.label}: the saved learning rate {rate} is not a finite number >= 0")
-    if n == head and want > head:  # Keras saved the optimizer before it was built: a fresh state
+    if unbuilt:  # a fresh state, at the saved rate
         if has_lr:
             opt.learning_rate = rate
         return None if steps == 0 else "the file holds the step count but no optimizer state"
