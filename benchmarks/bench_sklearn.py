@@ -8,14 +8,18 @@ with random_state=0 and standardised on the training part (targets too, for the
 regressions). Both estimators get identical hyperparameters (scikit-learn's
 defaults: one hidden layer of 100 relu units, adam, alpha=1e-4, batch 200, and the
 task's max_iter; random_state=0, so both start from the same weights). The fit
-time is the median over --repeats fits in this process; the score is the test
-score of the last fit (fits are deterministic). BLAS threads (scikit-learn) and
+time is the median over --repeats fits in this process, the two libraries' fits
+taken in turn; the score is the test score of the last fit (fits are
+deterministic). Wall time is the headline; the process CPU time (which does not
+count time the shared machine spent running other jobs) is reported beside it,
+with the load average before and after. BLAS threads (scikit-learn) and
 fusednn's threads are both limited to --threads, since thread oversubscription
 on a shared machine otherwise dominates the numbers.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -46,14 +50,23 @@ def tasks(quick: bool):
     yield f"California-like make_regression ({n}x8)", "reg", x, y, 30 if quick else 100
 
 
-def run(cls, kind, xtr, ytr, xte, yte, max_iter, repeats):
-    times, model = [], None
+def fit_once(cls, xtr, ytr, max_iter):
+    model = cls(random_state=0, max_iter=max_iter)
+    t0, c0 = time.perf_counter(), time.process_time()
+    model.fit(xtr, ytr)
+    return model, time.perf_counter() - t0, time.process_time() - c0
+
+
+def run(classes, xtr, ytr, xte, yte, max_iter, repeats):
+    """Per class: (median wall s, median CPU s, test score, n_iter_), fits taken in turn."""
+    walls, cpus, models = [[] for _ in classes], [[] for _ in classes], [None] * len(classes)
     for _ in range(repeats):
-        model = cls(random_state=0, max_iter=max_iter)
-        t0 = time.perf_counter()
-        model.fit(xtr, ytr)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), model.score(xte, yte), model.n_iter_
+        for i, cls in enumerate(classes):
+            models[i], w, c = fit_once(cls, xtr, ytr, max_iter)
+            walls[i].append(w)
+            cpus[i].append(c)
+    return [(statistics.median(w), statistics.median(c), m.score(xte, yte), m.n_iter_)
+            for w, c, m in zip(walls, cpus, models)]
 
 
 def main() -> None:
@@ -65,9 +78,11 @@ def main() -> None:
     warnings.simplefilter("ignore", ConvergenceWarning)
     fusednn.set_num_threads(args.threads)
     print(f"# fusednn {fusednn.__version__} backend={fusednn.get_backend().name} threads={args.threads} "
-          f"repeats={args.repeats}; {platform.processor() or platform.machine()}, {platform.python_version()}")
-    print("| task | metric | scikit-learn | fusednn | sklearn fit s | fusednn fit s | speed-up | epochs (sk/fd) |")
-    print("|---|---|---|---|---|---|---|---|")
+          f"repeats={args.repeats}; {platform.processor() or platform.machine()}, {platform.python_version()}; "
+          f"load average {os.getloadavg()[0]:.2f}")
+    print("| task | metric | scikit-learn | fusednn | sklearn fit s | fusednn fit s | speed-up | "
+          "CPU-time speed-up | epochs (sk/fd) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     with threadpool_limits(args.threads):
         for name, kind, x, y, max_iter in tasks(args.quick):
             xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.25, random_state=0)
@@ -78,11 +93,11 @@ def main() -> None:
                 ytr, yte = (ytr - mu) / sd, (yte - mu) / sd
             sk_cls = neural_network.MLPClassifier if kind == "clf" else neural_network.MLPRegressor
             fd_cls = fsk.MLPClassifier if kind == "clf" else fsk.MLPRegressor
-            ts, ss, ns = run(sk_cls, kind, xtr, ytr, xte, yte, max_iter, args.repeats)
-            tf, sf, nf = run(fd_cls, kind, xtr, ytr, xte, yte, max_iter, args.repeats)
+            (ts, cs, ss, ns), (tf, cf, sf, nf) = run([sk_cls, fd_cls], xtr, ytr, xte, yte, max_iter, args.repeats)
             metric = "accuracy" if kind == "clf" else "R²"
-            print(f"| {name} | {metric} | {ss:.4f} | {sf:.4f} | {ts:.3f} | {tf:.3f} | {ts / tf:.1f}x | {ns}/{nf} |",
-                  flush=True)
+            print(f"| {name} | {metric} | {ss:.4f} | {sf:.4f} | {ts:.3f} | {tf:.3f} | {ts / tf:.1f}x | "
+                  f"{cs / cf:.1f}x | {ns}/{nf} |", flush=True)
+    print(f"# load average at end {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

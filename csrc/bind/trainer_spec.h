@@ -172,6 +172,14 @@ std::vector<LayerStep> to_steps(const py::list& steps, const OptimizerConfig& op
       st.xhat = shaped(d["xhat"], at + "xhat", {batch, cols});
       st.invstd = shaped(d["invstd"], at + "invstd", {cols});
       st.scratch = shaped(d["scratch"], at + "scratch", {3 * cols});
+      st.frozen = d.contains("frozen") && d["frozen"].cast<bool>();
+      if (st.frozen) {  // inference mode: gamma and beta as constants, no gradient, state or update
+        st.zeros = shaped(d["zeros"], at + "zeros", {cols});
+        if (!d["gamma"].is_none()) st.gamma = shaped(d["gamma"], at + "gamma", {cols});
+        if (!d["beta"].is_none()) st.beta = shaped(d["beta"], at + "beta", {cols});
+        out.push_back(st);
+        continue;
+      }
       struct Param {
         const char* name;
         float **w, **g, **s, **ema;
@@ -217,12 +225,40 @@ std::vector<DenseBuffers> to_layers(const py::list& layers, const OptimizerConfi
     const std::string where = "layer " + std::to_string(i) + " ";
     DenseBuffers l;
     py::ssize_t rows, cols;
-    std::tie(l.W, rows, cols) = matrix(d["W"], where + "W");
-    l.in = to_int_dim(rows, "W rows");
-    l.out = to_int_dim(cols, "W columns");
-    if (prev_out >= 0 && l.in != prev_out)
+    const bool merge_block = d["W"].is_none();  // a graph's merge block (no W: fusednn/trainer.h)
+    if (merge_block) {
+      if (!d.contains("src") || d["src"].is_none() || !d.contains("merge") || d["merge"].cast<int>() == 0)
+        throw py::value_error(where + "has no W but is not a merge block (src, merge 1 or 2)");
+      l.in = l.out = d["units"].cast<int>();
+      if (l.in < 1) throw py::value_error(where + "units must be >= 1");
+    } else {
+      std::tie(l.W, rows, cols) = matrix(d["W"], where + "W");
+      l.in = to_int_dim(rows, "W rows");
+      l.out = to_int_dim(cols, "W columns");
+    }
+    if (d.contains("src") && !d["src"].is_none()) {  // a graph block (fusednn/trainer.h)
+      for (const auto& k : d["src"].cast<py::list>()) l.src.push_back(k.cast<int>());
+      l.merge = d.contains("merge") ? d["merge"].cast<int>() : 0;
+      if (l.src.empty() || l.merge < 0 || l.merge > 2 || (l.merge == 0 && l.src.size() != 1) ||
+          (l.merge != 0 && l.src.size() < 2))
+        throw py::value_error(where + "has a bad src/merge");
+      int width = 0;
+      for (int k : l.src) {
+        if (k < -1 || k >= int(i)) throw py::value_error(where + "src must name earlier layers or -1 (the batch)");
+        if (i == 0 && (l.merge != 0 || k != -1)) throw py::value_error("layer 0 must take the batch itself");
+        const int w = k < 0 ? (i == 0 ? l.in : out.front().in) : out[std::size_t(k)].out;
+        if (l.merge == 2 && w != l.in) throw py::value_error(where + "adds inputs of another width than its input");
+        width += w;
+      }
+      if ((l.merge == 1 || l.merge == 0) && width != l.in)
+        throw py::value_error(where + "takes " + std::to_string(l.in) + " inputs but its sources give " +
+                              std::to_string(width));
+      if (l.merge != 0) l.X = shaped(d["X"], where + "X", {batch, l.in});
+      if (l.merge != 0 || l.src[0] >= 0) l.dX = shaped(d["dX"], where + "dX", {batch, l.in});
+    } else if (prev_out >= 0 && l.in != prev_out) {
       throw py::value_error(where + "takes " + std::to_string(l.in) + " inputs but the previous layer has " +
                             std::to_string(prev_out) + " units");
+    }
     prev_out = l.out;
     l.act = to_act(d["act"].cast<int>());
     l.A = shaped(d["A"], where + "A", {batch, l.out});
@@ -233,14 +269,17 @@ std::vector<DenseBuffers> to_layers(const py::list& layers, const OptimizerConfi
         throw py::value_error(where + "needs a Z buffer (batch x units) for its activation");
       l.Z = shaped(d["Z"], where + "Z", {batch, l.out});
     }
-    l.dW = shaped(d["dW"], where + "dW", {l.in, l.out});
+    if (!merge_block) l.dW = shaped(d["dW"], where + "dW", {l.in, l.out});
     const bool bias = !d["b"].is_none();
     if (bias) {
       l.b = shaped(d["b"], where + "b", {l.out});
       l.db = shaped(d["db"], where + "db", {l.out});
     }
+    l.frozen = merge_block || (d.contains("frozen") && d["frozen"].cast<bool>());
+    if (merge_block && !d["b"].is_none()) throw py::value_error(where + "a merge block has no bias");
     bool use[3];
     opt_state_use(opt.kind, opt.flags, &use[0], &use[1], &use[2]);
+    if (l.frozen) use[0] = use[1] = use[2] = false;  // a frozen block has no optimizer state
     float** wslot[3] = {&l.W_s1, &l.W_s2, &l.W_s3};
     float** bslot[3] = {&l.b_s1, &l.b_s2, &l.b_s3};
     for (int k = 0; k < 3; ++k) {
@@ -249,7 +288,7 @@ std::vector<DenseBuffers> to_layers(const py::list& layers, const OptimizerConfi
       *wslot[k] = shaped(d[sw.c_str()], where + sw, {l.in, l.out});
       if (bias) *bslot[k] = shaped(d[sb.c_str()], where + sb, {l.out});
     }
-    if (opt.flags & optf::ema) {
+    if ((opt.flags & optf::ema) && !l.frozen) {
       l.W_ema = shaped(d["W_ema"], where + "W_ema", {l.in, l.out});
       if (bias) l.b_ema = shaped(d["b_ema"], where + "b_ema", {l.out});
     }

@@ -19,13 +19,26 @@ void gemm_ukernel_6x16(int kc, const float* A, long rsa, long csa, const float* 
                        float* C, long ldc, int mr, int nr, bool accumulate, bool final,
                        const float* bias, Act act);
 
+// The same contract for two full 6-row slivers (rows 0-5 from A0, 6-11 from A1,
+// both with strides rsa/csa) against one sliver of nr <= 8 columns (12 rows of C).
+void gemm_ukernel_12x8(int kc, const float* A0, const float* A1, long rsa, long csa, const float* B, long rsb,
+                       float* C, long ldc, int nr, bool accumulate, bool final, const float* bias, Act act);
+
 // Pack a 16-wide sliver of op(B) when B is stored transposed: op(B)(k, j) is
 // src[j*ld + k] for j < 16, written k-major as dst[k*16 + j] (kc rows).
 void pack_b_transposed_16(float* dst, const float* src, long ld, int kc);
 
+// K == 1 (an outer product: the input gradient of a one-output layer):
+// C[i][j] = act(a[i*sa] * b[j] + bias[j]), C row-major M×N, b and bias contiguous.
+void gemm_k1(float* C, const float* a, long sa, const float* b, int M, int N, const float* bias, Act act);
+
 // c[M] = op(A)·b for a single output column (N == 1): dot products of A's rows
 // with b, or (ta: A stored K×M) a sum of A's rows scaled by b.
 void gemm_n1(float* c, const float* A, const float* b, int M, int K, bool ta);
+
+// e[c] = exp(z[c] - shift) for c < cols (about 1 ulp); returns their sum
+// (in double). The softmax cross-entropy's exponentials (loss.cpp).
+double exp_shifted_sum(float* e, const float* z, std::size_t cols, float shift);
 
 // false (nothing written) for an activation without an AVX2 version: the
 // caller runs the portable loop.

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <vector>
 
 #include "avx2.h"
 #include "fusednn/cpu.h"
@@ -65,7 +66,12 @@ PackBuffers& buffers() {
 void pack_a(float* dst, View a, int mc, int kc) {
   for (int i0 = 0; i0 < mc; i0 += MR) {
     const int mr = std::min(MR, mc - i0);
-    if (a.rs == 1) {  // op(A) columns are contiguous (A stored transposed)
+    if (a.rs == 1 && mr == MR) {  // op(A) columns are contiguous (A stored transposed)
+      for (int k = 0; k < kc; ++k) {
+        std::memcpy(dst, a.at(i0, k), MR * sizeof(float));
+        dst += MR;
+      }
+    } else if (a.rs == 1) {
       for (int k = 0; k < kc; ++k) {
         const float* src = a.at(i0, k);
         int i = 0;
@@ -89,7 +95,12 @@ void pack_a(float* dst, View a, int mc, int kc) {
 void pack_b(float* dst, View b, int kc, int nc) {
   for (int j0 = 0; j0 < nc; j0 += NR) {
     const int nr = std::min(NR, nc - j0);
-    if (b.cs == 1) {  // rows of op(B) are contiguous
+    if (b.cs == 1 && nr == NR) {  // rows of op(B) are contiguous
+      for (int k = 0; k < kc; ++k) {
+        std::memcpy(dst, b.at(k, j0), NR * sizeof(float));
+        dst += NR;
+      }
+    } else if (b.cs == 1) {
       for (int k = 0; k < kc; ++k) {
         const float* src = b.at(k, j0);
         int j = 0;
@@ -164,7 +175,9 @@ Ukernel select_ukernel() {
 // Products this small are read in place instead of packed: their operands sit
 // in L1/L2 anyway, and packing would cost as much as the arithmetic.
 bool small_product(int M, int N, int K) {
-  return K <= KC && M <= MC && long(M) * K <= 16384 && long(K) * N <= 16384;
+  // With a single sliver of columns each sliver of A is read once: packing it
+  // would only add a pass.
+  return K <= KC && long(K) * N <= 32768 && (N <= NR || long(M) * K <= 32768);
 }
 
 // C[M,N] = epilogue(op(A)·op(B)) on one thread.
@@ -209,6 +222,17 @@ void gemm_serial(float* C, long ldc, View a, View b, int M, int N, int K, const 
           for (int ir = 0; ir < mc; ir += MR) {
             const int mr = std::min(MR, mc - ir);
             float* c = C + long(ic + ir) * ldc + jc + jr;
+#ifdef FUSEDNN_HAVE_AVX2_TU
+            if (nr <= 8 && ir + 2 * MR <= mc && use_avx2()) {  // two full slivers at once
+              const bool in_place = direct;  // full slivers are read in place when direct
+              const float* a0 = in_place ? a.at(ic + ir, pc) : buf.a + std::size_t(ir) * kc;
+              const float* a1 = in_place ? a.at(ic + ir + MR, pc) : buf.a + std::size_t(ir + MR) * kc;
+              avx2::gemm_ukernel_12x8(kc, a0, a1, in_place ? a.rs : 1, in_place ? a.cs : MR, bp, rsb, c, ldc, nr,
+                                      !first, final, bias_j, act);
+              ir += MR;
+              continue;
+            }
+#endif
             if (direct && mr == MR)
               uk(kc, a.at(ic + ir, pc), a.rs, a.cs, bp, rsb, c, ldc, mr, nr, !first, final, bias_j, act);
             else
@@ -219,6 +243,47 @@ void gemm_serial(float* C, long ldc, View a, View b, int M, int N, int K, const 
       }
     }
   }
+}
+
+// Multiply-adds the micro-kernels issue for an M×N output: MR-row slivers,
+// 16-wide column slivers, and a last sliver of at most 8 columns (the 6×8
+// kernel).
+long tiled_cost(int M, int N) {
+  const long rows = long(M + MR - 1) / MR * MR;
+  const int tail = N % NR;
+  // a sliver of at most 8 columns runs on the 12×8 kernel (6×8 for a last odd
+  // sliver of rows), at about the 6×16 kernel's rate per lane
+  return rows * (long(N / NR) * NR + (tail == 0 ? 0 : tail <= 8 ? 8 : NR));
+}
+
+// A narrow output (a few classes, or a weight gradient of a few input
+// features) wastes most of each 6×16 tile; its transpose Cᵀ = op(B)ᵀ·op(A)ᵀ
+// tiles with far less padding (10×200 as 12×200 instead of 204×16). Worth it
+// when that saves a fifth of the work and K is long enough for the extra pass
+// that writes Cᵀ back transposed (with the epilogue) to be small beside it.
+bool transposed_pays(int M, int N, int K) {
+  return K >= 32 && long(M) * N <= 65536 && 5 * tiled_cost(N, M) < 4 * tiled_cost(M, N);
+}
+
+// C = epilogue(op(A)·op(B)) computed as Cᵀ = op(B)ᵀ·op(A)ᵀ into a scratch
+// buffer (the swapped operands are the same memory with row and column
+// strides exchanged), then copied back transposed, bias and activation after.
+void gemm_transposed(float* C, View a, View b, int M, int N, int K, const float* bias, Act act) {
+  static thread_local std::vector<float> scratch;
+  scratch.resize(std::size_t(M) * N);
+  float* T = scratch.data();
+  gemm_serial(T, M, View{b.p, b.cs, b.rs}, View{a.p, a.cs, a.rs}, N, M, K, nullptr, Act::linear);
+  constexpr int kBlock = 32;  // blocks of the transpose stay in L1 on both sides
+  for (int i0 = 0; i0 < M; i0 += kBlock)
+    for (int j0 = 0; j0 < N; j0 += kBlock) {
+      const int i1 = std::min(M, i0 + kBlock), j1 = std::min(N, j0 + kBlock);
+      for (int i = i0; i < i1; ++i)
+        for (int j = j0; j < j1; ++j) C[long(i) * N + j] = T[long(j) * M + i];
+    }
+  if (bias)
+    bias_act(C, C, bias, std::size_t(M), std::size_t(N), act);
+  else if (act != Act::linear)
+    act_forward(C, C, std::size_t(M) * std::size_t(N), act);
 }
 
 // N == 1 (a regression model's output layer and its weight gradient): a
@@ -267,6 +332,14 @@ void matmul(float* C, const float* A, const float* B, int M, int N, int K, bool 
   }
   const View a = ta ? View{A, 1, M} : View{A, K, 1};
   const View b = tb ? View{B, 1, K} : View{B, N, 1};
+#ifdef FUSEDNN_HAVE_AVX2_TU
+  // K == 1: an outer product, memory-bound on writing C; the tiled kernels would
+  // spend their time in per-tile set-up and epilogues around a single k step.
+  if (K == 1 && double(M) * N < kParallelMinFlops && use_avx2()) {
+    avx2::gemm_k1(C, A, a.rs, B, M, N, bias, act);  // op(B)'s one row is contiguous either way
+    return;
+  }
+#endif
   int nt = num_threads();
   if (double(M) * N * K < kParallelMinFlops) nt = 1;
   // Split the larger of M and N into one contiguous range per thread; each
@@ -276,7 +349,10 @@ void matmul(float* C, const float* A, const float* B, int M, int N, int K, bool 
   const int units = split_m ? (M + MR - 1) / MR : (N + NR - 1) / NR;
   nt = std::max(1, std::min(nt, units));
   if (nt == 1) {
-    gemm_serial(C, N, a, b, M, N, K, bias, act);
+    if (transposed_pays(M, N, K))
+      gemm_transposed(C, a, b, M, N, K, bias, act);
+    else
+      gemm_serial(C, N, a, b, M, N, K, bias, act);
     return;
   }
   parallel_for(nt, [&](int t) {

@@ -15,29 +15,121 @@ namespace {
 constexpr int MR = 6;
 constexpr int NR = 16;
 
-// Epilogue for one row of the tile held in (lo, hi), written to c[0..16).
-inline void store_row(float* c, __m256 lo, __m256 hi, bool accumulate, bool final, __m256 blo,
-                      __m256 bhi, bool has_bias, Act act) {
-  if (accumulate) {
-    lo = _mm256_add_ps(lo, _mm256_loadu_ps(c));
-    hi = _mm256_add_ps(hi, _mm256_loadu_ps(c + 8));
+// Lanes j of an 8-wide vector with j + off < nr: the columns a partial tile owns.
+inline __m256i lane_mask(int nr, int off) {
+  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(nr - off), iota);
+}
+
+// The epilogue of a tile whose rows are in acc[i][0..NV): C += (accumulate),
+// then bias and act (final). Partial tiles use masked loads and stores, so only
+// the mr×nr block the tile owns is read or written (no scratch tile).
+template <int NV>
+inline void store_tile(float* C, long ldc, const __m256 (&acc)[MR][2], int mr, int nr, bool accumulate,
+                       bool final, const float* bias, Act act) {
+  const bool full = nr == NV * 8;
+  const __m256i m0 = lane_mask(nr, 0), m1 = lane_mask(nr, 8);
+  const bool has_bias = final && bias != nullptr;
+  __m256 b[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  if (has_bias) {
+    b[0] = full ? _mm256_loadu_ps(bias) : _mm256_maskload_ps(bias, m0);
+    if (NV == 2) b[1] = full ? _mm256_loadu_ps(bias + 8) : _mm256_maskload_ps(bias + 8, m1);
   }
-  if (final) {
-    if (has_bias) {
-      lo = _mm256_add_ps(lo, blo);
-      hi = _mm256_add_ps(hi, bhi);
+  for (int i = 0; i < mr; ++i) {
+    float* c = C + i * ldc;
+    for (int v = 0; v < NV; ++v) {
+      const __m256i m = v == 0 ? m0 : m1;
+      __m256 x = acc[i][v];
+      if (accumulate) x = _mm256_add_ps(x, full ? _mm256_loadu_ps(c + 8 * v) : _mm256_maskload_ps(c + 8 * v, m));
+      if (final) {
+        if (has_bias) x = _mm256_add_ps(x, b[v]);
+        x = act_ps(x, act);
+      }
+      if (full)
+        _mm256_storeu_ps(c + 8 * v, x);
+      else
+        _mm256_maskstore_ps(c + 8 * v, m, x);
     }
-    lo = act_ps(lo, act);
-    hi = act_ps(hi, act);
   }
-  _mm256_storeu_ps(c, lo);
-  _mm256_storeu_ps(c + 8, hi);
+}
+
+// nr <= 8: half the tile, half the multiply-adds (an output layer of a few
+// classes, or the last columns of a width that is not a multiple of 16).
+void ukernel_6x8(int kc, const float* A, long rsa, long csa, const float* B, long rsb, float* C, long ldc,
+                 int mr, int nr, bool accumulate, bool final, const float* bias, Act act) {
+  __m256 c0 = _mm256_setzero_ps(), c1 = _mm256_setzero_ps(), c2 = _mm256_setzero_ps();
+  __m256 c3 = _mm256_setzero_ps(), c4 = _mm256_setzero_ps(), c5 = _mm256_setzero_ps();
+  const float* a0 = A;
+  const float* a3 = A + 3 * rsa;
+  const long r2 = 2 * rsa;
+#pragma GCC unroll 4
+  for (int k = 0; k < kc; ++k) {
+    const __m256 b0 = _mm256_loadu_ps(B);
+    c0 = _mm256_fmadd_ps(_mm256_broadcast_ss(a0), b0, c0);
+    c1 = _mm256_fmadd_ps(_mm256_broadcast_ss(a0 + rsa), b0, c1);
+    c2 = _mm256_fmadd_ps(_mm256_broadcast_ss(a0 + r2), b0, c2);
+    c3 = _mm256_fmadd_ps(_mm256_broadcast_ss(a3), b0, c3);
+    c4 = _mm256_fmadd_ps(_mm256_broadcast_ss(a3 + rsa), b0, c4);
+    c5 = _mm256_fmadd_ps(_mm256_broadcast_ss(a3 + r2), b0, c5);
+    a0 += csa;
+    a3 += csa;
+    B += rsb;
+  }
+  const __m256 z = _mm256_setzero_ps();
+  const __m256 acc[MR][2] = {{c0, z}, {c1, z}, {c2, z}, {c3, z}, {c4, z}, {c5, z}};
+  store_tile<1>(C, ldc, acc, mr, nr, accumulate, final, bias, act);
 }
 }  // namespace
+
+void gemm_ukernel_12x8(int kc, const float* A0, const float* A1, long rsa, long csa, const float* B, long rsb,
+                       float* C, long ldc, int nr, bool accumulate, bool final, const float* bias, Act act) {
+  // Two full 6-row slivers against one sliver of at most 8 columns: twelve
+  // independent accumulators keep both FMA pipes busy, which the six of the
+  // 6×8 kernel cannot (FMA latency 4 × 2 pipes needs 8 chains).
+  __m256 c0 = _mm256_setzero_ps(), c1 = _mm256_setzero_ps(), c2 = _mm256_setzero_ps();
+  __m256 c3 = _mm256_setzero_ps(), c4 = _mm256_setzero_ps(), c5 = _mm256_setzero_ps();
+  __m256 c6 = _mm256_setzero_ps(), c7 = _mm256_setzero_ps(), c8 = _mm256_setzero_ps();
+  __m256 c9 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+  const float* a0 = A0;
+  const float* a3 = A0 + 3 * rsa;
+  const float* a6 = A1;
+  const float* a9 = A1 + 3 * rsa;
+  const long r2 = 2 * rsa;
+#pragma GCC unroll 2
+  for (int k = 0; k < kc; ++k) {
+    const __m256 b0 = _mm256_loadu_ps(B);
+    c0 = _mm256_fmadd_ps(_mm256_broadcast_ss(a0), b0, c0);
+    c1 = _mm256_fmadd_ps(_mm256_broadcast_ss(a0 + rsa), b0, c1);
+    c2 = _mm256_fmadd_ps(_mm256_broadcast_ss(a0 + r2), b0, c2);
+    c3 = _mm256_fmadd_ps(_mm256_broadcast_ss(a3), b0, c3);
+    c4 = _mm256_fmadd_ps(_mm256_broadcast_ss(a3 + rsa), b0, c4);
+    c5 = _mm256_fmadd_ps(_mm256_broadcast_ss(a3 + r2), b0, c5);
+    c6 = _mm256_fmadd_ps(_mm256_broadcast_ss(a6), b0, c6);
+    c7 = _mm256_fmadd_ps(_mm256_broadcast_ss(a6 + rsa), b0, c7);
+    c8 = _mm256_fmadd_ps(_mm256_broadcast_ss(a6 + r2), b0, c8);
+    c9 = _mm256_fmadd_ps(_mm256_broadcast_ss(a9), b0, c9);
+    c10 = _mm256_fmadd_ps(_mm256_broadcast_ss(a9 + rsa), b0, c10);
+    c11 = _mm256_fmadd_ps(_mm256_broadcast_ss(a9 + r2), b0, c11);
+    a0 += csa;
+    a3 += csa;
+    a6 += csa;
+    a9 += csa;
+    B += rsb;
+  }
+  const __m256 z = _mm256_setzero_ps();
+  const __m256 top[MR][2] = {{c0, z}, {c1, z}, {c2, z}, {c3, z}, {c4, z}, {c5, z}};
+  const __m256 bottom[MR][2] = {{c6, z}, {c7, z}, {c8, z}, {c9, z}, {c10, z}, {c11, z}};
+  store_tile<1>(C, ldc, top, MR, nr, accumulate, final, bias, act);
+  store_tile<1>(C + MR * ldc, ldc, bottom, MR, nr, accumulate, final, bias, act);
+}
 
 void gemm_ukernel_6x16(int kc, const float* A, long rsa, long csa, const float* B, long rsb, float* C,
                        long ldc, int mr, int nr, bool accumulate, bool final, const float* bias,
                        Act act) {
+  if (nr <= 8) {
+    ukernel_6x8(kc, A, rsa, csa, B, rsb, C, ldc, mr, nr, accumulate, final, bias, act);
+    return;
+  }
   __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
   __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
   __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
@@ -76,39 +168,8 @@ void gemm_ukernel_6x16(int kc, const float* A, long rsa, long csa, const float* 
     a3 += csa;
     B += rsb;
   }
-
-  const bool full = mr == MR && nr == NR;
-  // Partial tiles go through a full-size scratch tile so that the one vector
-  // epilogue serves every tile; only the valid mr×nr part is read or written.
-  alignas(32) float tile[MR * NR];
-  alignas(32) float bias_buf[NR];
-  float* dst = C;
-  long ld = ldc;
-  const float* b = bias;
-  if (!full) {
-    dst = tile;
-    ld = NR;
-    for (int i = 0; i < MR * NR; ++i) tile[i] = 0.f;
-    if (accumulate)
-      for (int i = 0; i < mr; ++i)
-        for (int j = 0; j < nr; ++j) tile[i * NR + j] = C[i * ldc + j];
-    if (bias) {
-      for (int j = 0; j < NR; ++j) bias_buf[j] = j < nr ? bias[j] : 0.f;
-      b = bias_buf;
-    }
-  }
-  const bool has_bias = final && b != nullptr;
-  const __m256 blo = has_bias ? _mm256_loadu_ps(b) : _mm256_setzero_ps();
-  const __m256 bhi = has_bias ? _mm256_loadu_ps(b + 8) : _mm256_setzero_ps();
-  store_row(dst + 0 * ld, c00, c01, accumulate, final, blo, bhi, has_bias, act);
-  store_row(dst + 1 * ld, c10, c11, accumulate, final, blo, bhi, has_bias, act);
-  store_row(dst + 2 * ld, c20, c21, accumulate, final, blo, bhi, has_bias, act);
-  store_row(dst + 3 * ld, c30, c31, accumulate, final, blo, bhi, has_bias, act);
-  store_row(dst + 4 * ld, c40, c41, accumulate, final, blo, bhi, has_bias, act);
-  store_row(dst + 5 * ld, c50, c51, accumulate, final, blo, bhi, has_bias, act);
-  if (!full)
-    for (int i = 0; i < mr; ++i)
-      for (int j = 0; j < nr; ++j) C[i * ldc + j] = tile[i * NR + j];
+  const __m256 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+  store_tile<2>(C, ldc, acc, mr, nr, accumulate, final, bias, act);
 }
 
 namespace {
@@ -146,19 +207,66 @@ void pack_b_transposed_16(float* dst, const float* src, long ld, int kc) {
     for (int j = 0; j < 16; ++j) dst[k * 16 + j] = src[j * ld + k];
 }
 
-void gemm_n1(float* c, const float* A, const float* b, int M, int K, bool ta) {
-  if (ta) {  // c = A^T b, A stored K×M: accumulate b[k] * (row k of A), 8 outputs at a time
-    int i = 0;
-    for (; i + 8 <= M; i += 8) {
-      __m256 acc = _mm256_setzero_ps();
-      for (int k = 0; k < K; ++k)
-        acc = _mm256_fmadd_ps(_mm256_broadcast_ss(b + k), _mm256_loadu_ps(A + long(k) * M + i), acc);
-      _mm256_storeu_ps(c + i, acc);
+void gemm_k1(float* C, const float* a, long sa, const float* b, int M, int N, const float* bias, Act act) {
+  const __m256i tail = lane_mask(N % 8, 0);
+  const int n8 = N - N % 8;
+  for (int i = 0; i < M; ++i) {
+    const __m256 ai = _mm256_broadcast_ss(a + i * sa);
+    float* c = C + long(i) * N;
+    int j = 0;
+    for (; j < n8; j += 8) {
+      __m256 v = bias ? _mm256_fmadd_ps(ai, _mm256_loadu_ps(b + j), _mm256_loadu_ps(bias + j))
+                      : _mm256_mul_ps(ai, _mm256_loadu_ps(b + j));
+      _mm256_storeu_ps(c + j, act_ps(v, act));
     }
-    for (; i < M; ++i) {
-      float s = 0.f;
-      for (int k = 0; k < K; ++k) s = __builtin_fmaf(b[k], A[long(k) * M + i], s);
-      c[i] = s;
+    if (j < N) {
+      __m256 v = _mm256_mul_ps(ai, _mm256_maskload_ps(b + j, tail));
+      if (bias) v = _mm256_add_ps(v, _mm256_maskload_ps(bias + j, tail));
+      _mm256_maskstore_ps(c + j, tail, act_ps(v, act));
+    }
+  }
+}
+
+void gemm_n1(float* c, const float* A, const float* b, int M, int K, bool ta) {
+  if (ta) {  // c = A^T b, A stored K×M: accumulate b[k] * (row k of A)
+    // 32 outputs per pass (four independent multiply-add chains, so the loop
+    // is not bound by the FMA latency), then 8 at a time with the k range
+    // split over two chains; the last partial 8 use masked loads and stores.
+    int i = 0;
+    for (; i + 32 <= M; i += 32) {
+      __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+      __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+      const float* row = A + i;
+      for (int k = 0; k < K; ++k, row += M) {
+        const __m256 bk = _mm256_broadcast_ss(b + k);
+        a0 = _mm256_fmadd_ps(bk, _mm256_loadu_ps(row), a0);
+        a1 = _mm256_fmadd_ps(bk, _mm256_loadu_ps(row + 8), a1);
+        a2 = _mm256_fmadd_ps(bk, _mm256_loadu_ps(row + 16), a2);
+        a3 = _mm256_fmadd_ps(bk, _mm256_loadu_ps(row + 24), a3);
+      }
+      _mm256_storeu_ps(c + i, a0);
+      _mm256_storeu_ps(c + i + 8, a1);
+      _mm256_storeu_ps(c + i + 16, a2);
+      _mm256_storeu_ps(c + i + 24, a3);
+    }
+    for (; i < M; i += 8) {
+      const bool full = i + 8 <= M;
+      const __m256i m = lane_mask(M - i, 0);
+      __m256 e = _mm256_setzero_ps(), o = _mm256_setzero_ps();
+      const float* row = A + i;
+      int k = 0;
+      for (; k + 2 <= K; k += 2, row += 2 * long(M)) {
+        const __m256 x0 = full ? _mm256_loadu_ps(row) : _mm256_maskload_ps(row, m);
+        const __m256 x1 = full ? _mm256_loadu_ps(row + M) : _mm256_maskload_ps(row + M, m);
+        e = _mm256_fmadd_ps(_mm256_broadcast_ss(b + k), x0, e);
+        o = _mm256_fmadd_ps(_mm256_broadcast_ss(b + k + 1), x1, o);
+      }
+      if (k < K) e = _mm256_fmadd_ps(_mm256_broadcast_ss(b + k), full ? _mm256_loadu_ps(row) : _mm256_maskload_ps(row, m), e);
+      const __m256 r = _mm256_add_ps(e, o);
+      if (full)
+        _mm256_storeu_ps(c + i, r);
+      else
+        _mm256_maskstore_ps(c + i, m, r);
     }
     return;
   }

@@ -2,6 +2,7 @@
 #include <cmath>
 #include <vector>
 
+#include "avx2.h"
 #include "fusednn/cpu.h"
 #include "threads.h"
 
@@ -81,10 +82,39 @@ double xent(float* g, const float* z, const float* t, std::size_t rows, std::siz
     const float* zr = z + r * cols;
     float mx = zr[0];
     for (std::size_t c = 1; c < cols; ++c) mx = zr[c] > mx ? zr[c] : mx;
-    double sum = 0.0;
-    for (std::size_t c = 0; c < cols; ++c) sum += std::exp(double(zr[c] - mx));
-    const double lse = double(mx) + std::log(sum);
     float* gr = g ? g + r * cols : nullptr;
+    // Each exponential is taken once, in float (vectorized where the CPU has
+    // AVX2), and kept in the gradient buffer for the probabilities below; the
+    // exp calls were most of this kernel's time in small-batch training. The
+    // value alone takes the same exponentials in the same 256-wide chunks (into
+    // a scratch row), so it has the same bits as the value with the gradient.
+    // Only a gradient written over its own logits takes the double path.
+    const bool once = gr != zr;
+    double sum = 0.0;
+    if (once) {
+      constexpr std::size_t kChunk = 256;
+      float scratch[kChunk];
+      for (std::size_t c0 = 0; c0 < cols; c0 += kChunk) {
+        const std::size_t w = std::min(kChunk, cols - c0);
+        float* e = gr ? gr + c0 : scratch;
+#ifdef FUSEDNN_HAVE_AVX2_TU
+        if (use_avx2()) {
+          sum += avx2::exp_shifted_sum(e, zr + c0, w, mx);
+          continue;
+        }
+#endif
+        double part = 0.0;
+        for (std::size_t c = 0; c < w; ++c) {
+          e[c] = float(std::exp(double(zr[c0 + c]) - double(mx)));
+          part += double(e[c]);
+        }
+        sum += part;
+      }
+    } else {
+      for (std::size_t c = 0; c < cols; ++c) sum += std::exp(double(zr[c] - mx));
+    }
+    const double lse = double(mx) + std::log(sum);
+    const double inv_sum = 1.0 / sum;
     if (kind == XentKind::softmax_sparse) {
       const float label = t[r];
       // range first: converting NaN or a label beyond long's range is undefined behaviour
@@ -97,15 +127,23 @@ double xent(float* g, const float* z, const float* t, std::size_t rows, std::siz
         continue;
       }
       total += lse - zr[k];
-      if (gr)
+      if (once && gr)
+        for (std::size_t c = 0; c < cols; ++c)
+          gr[c] = scale * (float(double(gr[c]) * inv_sum) - (long(c) == k ? 1.f : 0.f));
+      else if (gr)
         for (std::size_t c = 0; c < cols; ++c)
           gr[c] = scale * (float(std::exp(double(zr[c]) - lse)) - (long(c) == k ? 1.f : 0.f));
     } else {
       const float* tr = t + r * cols;
+      double row = 0.0;  // a local sum: `total` lived on the stack, a store-forwarding chain per element
       for (std::size_t c = 0; c < cols; ++c) {
-        total += double(tr[c]) * (lse - zr[c]);
-        if (gr) gr[c] = scale * (float(std::exp(double(zr[c]) - lse)) - tr[c]);
+        row += double(tr[c]) * (lse - zr[c]);
+        if (once && gr)
+          gr[c] = scale * (float(double(gr[c]) * inv_sum) - tr[c]);
+        else if (gr)
+          gr[c] = scale * (float(std::exp(double(zr[c]) - lse)) - tr[c]);
       }
+      total += row;
     }
   }
   return rows ? total / double(rows) : 0.0;

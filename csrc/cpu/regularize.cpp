@@ -9,15 +9,33 @@ namespace fusednn {
 namespace cpu {
 
 void regularize(float* g, const float* w, std::size_t n, float l1, float l2, float* loss) {
-  double pen = 0.0;
   const float two_l2 = 2.0f * l2;
-  for (std::size_t i = 0; i < n; ++i) {
-    const float x = w[i];
-    // Keras: d|x|/dx = sign(x), 0 at 0
-    const float s = x > 0.f ? 1.f : (x < 0.f ? -1.f : 0.f);
-    g[i] += l1 * s + two_l2 * x;
-    pen += double(l1) * std::fabs(double(x)) + double(l2) * double(x) * double(x);
+  // The gradient update is elementwise (the compiler vectorizes it); the
+  // penalty is summed in a second pass with eight independent double
+  // accumulators, since one serial double sum was most of this kernel's time.
+  if (l1 == 0.f) {
+    for (std::size_t i = 0; i < n; ++i) g[i] += two_l2 * w[i];
+  } else {
+    for (std::size_t i = 0; i < n; ++i) {
+      const float x = w[i];
+      // Keras: d|x|/dx = sign(x), 0 at 0 (and for NaN); written without
+      // branches, which mispredicted on every other weight
+      const float s = (x > 0.f ? 1.f : 0.f) - (x < 0.f ? 1.f : 0.f);
+      g[i] += l1 * s + two_l2 * x;
+    }
   }
+  double acc[8] = {};
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) {
+      const double x = w[i + j];
+      acc[j] += double(l1) * std::fabs(x) + double(l2) * x * x;
+    }
+  for (; i < n; ++i) {
+    const double x = w[i];
+    acc[0] += double(l1) * std::fabs(x) + double(l2) * x * x;
+  }
+  const double pen = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
   if (loss) *loss = float(double(*loss) + pen);
 }
 

@@ -93,6 +93,27 @@ struct Kernels {
                           const float* invstd, const float* gamma, int rows, int cols, float*) const {
     cpu::batchnorm_backward(dx, dgamma, dbeta, dy, xhat, invstd, gamma, rows, cols);
   }
+  // graph blocks (fusednn/trainer.h): column-block copies and sums of row-major matrices
+  void copy_cols(float* dst, int dst_cols, int dst_off, const float* src, int src_cols, int src_off, int width,
+                 int rows) const {
+    for (int r = 0; r < rows; ++r)
+      std::copy_n(src + std::size_t(r) * src_cols + src_off, width, dst + std::size_t(r) * dst_cols + dst_off);
+  }
+  void add_cols(float* dst, int dst_cols, int dst_off, const float* src, int src_cols, int src_off, int width,
+                int rows) const {
+    for (int r = 0; r < rows; ++r) {
+      float* d = dst + std::size_t(r) * dst_cols + dst_off;
+      const float* a = src + std::size_t(r) * src_cols + src_off;
+      for (int c = 0; c < width; ++c) d[c] = d[c] + a[c];
+    }
+  }
+  void add(float* y, const float* a, const float* b, std::int64_t n) const {
+    for (std::int64_t k = 0; k < n; ++k) y[k] = a[k] + b[k];
+  }
+  void batchnorm_infer(float* y, const float* x, const float* gamma, const float* beta, const float* mean,
+                       const float* var, int rows, int cols, float eps) const {
+    cpu::batchnorm_infer(y, x, gamma, beta, mean, var, rows, cols, eps);
+  }
   bool is_finite(const float* v) const { return std::isfinite(*v); }
 };
 

@@ -18,6 +18,7 @@ from .callbacks import Callback, EarlyStopping, History, ProgbarLogger, Terminat
 from .callbacks import ModelCheckpoint
 from .layers import Activation, Dense, Input, InputLayer, Normalization
 from .losses import MeanSquaredError
+from .functional import Model
 from .models import Sequential
 from .saving import load_model
 from .optimizers import SGD, Adam
@@ -43,6 +44,7 @@ __all__ = [
     "History",
     "Input",
     "InputLayer",
+    "Model",
     "MeanSquaredError",
     "Normalization",
     "ModelCheckpoint",

@@ -12,13 +12,17 @@ from . import (activations, callbacks, distribution, initializers, layers, losse
                saving, utils)
 from .metrics import keras_objects as metrics
 from .layers import Input
+from .functional import Model
 from .models import Sequential
 
 for _sub in (activations, callbacks, distribution, initializers, layers, losses, models, optimizers, regularizers,
              saving, utils):
     sys.modules[f"{__name__}.{_sub.__name__.rsplit('.', 1)[1]}"] = _sub
+# keras.models.Model: the functional/subclassed Model lives in fusednn.functional (it builds
+# on Sequential, so fusednn.models cannot import it back); the face publishes it there
+models.Model = Model
 sys.modules[f"{__name__}.metrics"] = metrics  # Keras 3's metric objects (fusednn.metrics keeps scikit-learn's)
 
-__all__ = ["Input", "Sequential", "activations", "callbacks", "distribution", "initializers", "layers", "losses",
+__all__ = ["Input", "Model", "Sequential", "activations", "callbacks", "distribution", "initializers", "layers", "losses",
            "metrics", "models",
            "optimizers", "regularizers", "saving", "utils"]

@@ -15,6 +15,7 @@ import numpy as np
 from . import registry, saving
 from .backends import Backend, get_backend
 from .layers import REGISTRY as LAYERS, InputLayer, Layer, unique_name
+from .layers.symbolic import KerasTensor, is_symbolic
 from .saving import load_model  # noqa: F401 - keras.models.load_model
 from .training import Trainer
 
@@ -45,9 +46,12 @@ class Sequential(Trainer):
             self.add(layer)
 
     # ------------------------------------------------------------ construction
-    def add(self, layer: Layer | InputLayer) -> None:
+    def add(self, layer: Layer | InputLayer, rebuild: bool = True) -> None:
         """Append a layer (or, first of all, an ``Input``); builds it as soon as the
-        model's input size is known."""
+        model's input size is known (``rebuild`` is Keras' argument: building here is cheap
+        and always done)."""
+        if isinstance(layer, KerasTensor) and layer.is_input:  # keras.Input(...)
+            layer = layer.layer
         if isinstance(layer, InputLayer):
             if self.layers or self._input_dim is not None:
                 raise ValueError("an Input must be the first thing added to a Sequential model")
@@ -69,7 +73,7 @@ class Sequential(Trainer):
             raise ValueError(f"input_shape must be (batch, features) or (features,), got {shape}")
         self._build(int(shape[-1]))
 
-    def pop(self) -> Layer:
+    def pop(self, rebuild: bool = True) -> Layer:
         """Remove and return the last layer, as Keras' ``Sequential.pop``; the model is
         rebuilt without it (the other layers keep their weights)."""
         if not self.layers:
@@ -130,8 +134,87 @@ class Sequential(Trainer):
         """Keras' variable names of :attr:`weights`, in that order: the attribute of the
         layer that holds each ('kernel', 'bias', ...); what an optimizer's
         ``exclude_from_weight_decay(var_names=...)`` matches."""
-        return [next((k for k, v in vars(layer).items() if v is w and not k.startswith("_")), "weight")
-                for layer in self.layers for w in layer.weights]
+        return [name for layer in self.layers for name in _weight_names(layer)]
+
+    # ------------------------------------------------------------ trainable
+    @property
+    def trainable(self) -> bool:
+        """Keras' ``model.trainable``: setting it sets every layer's ``trainable`` (takes
+        effect at the next ``compile``); False also freezes layers added later."""
+        return getattr(self, "_trainable", True)
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        self._trainable = bool(value)
+        for layer in self.layers:
+            layer.trainable = bool(value)
+
+    @property
+    def trainable_weights(self) -> list[Any]:
+        """Keras' ``trainable_weights``: the weights of the layers whose ``trainable`` is True."""
+        if not self.trainable:
+            return []
+        return [w for layer in self.layers for w in layer.trainable_weights]
+
+    @property
+    def non_trainable_weights(self) -> list[Any]:
+        """Keras' ``non_trainable_weights``: frozen layers' weights and state weights
+        (BatchNormalization's moving statistics)."""
+        if not self.trainable:
+            return [w for layer in self.layers for w in layer.all_weights]
+        return [w for layer in self.layers for w in layer.non_trainable_weights]
+
+    @property
+    def optimized_weights(self) -> list[Any]:
+        """The weights the optimizer updates: those of the layers not frozen at the last
+        ``compile`` (:meth:`trained_layers`), in :attr:`weights` order."""
+        return [w for layer in self.trained_layers() for w in layer.weights]
+
+    @property
+    def optimized_gradients(self) -> list[Any]:
+        """The gradient arrays of :attr:`optimized_weights`, in that order."""
+        return [g for layer in self.trained_layers() for g in layer.grads]
+
+    @property
+    def optimized_weight_names(self) -> list[str]:
+        """Keras' variable names of :attr:`optimized_weights`."""
+        return [name for layer in self.trained_layers() for name in _weight_names(layer)]
+
+    # ------------------------------------------------------------ lookup
+    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
+        """Keras' ``get_layer``: the layer called ``name``, or at ``index`` in :attr:`layers`
+        (give exactly one); ValueError naming the existing layers when there is none."""
+        if name is not None and index is not None:
+            raise ValueError(f"Provide only a layer name or a layer index. Received: index={index}, name={name}.")
+        if index is not None:
+            if not -len(self.layers) <= index < len(self.layers):
+                raise ValueError(f"Was asked to retrieve layer at index {index} but model only has "
+                                 f"{len(self.layers)} layers.")
+            return self.layers[index]
+        if name is not None:
+            for layer in self.layers:
+                if layer.name == name:
+                    return layer
+            raise ValueError(f"No such layer: {name}. Existing layers are: {[layer.name for layer in self.layers]}.")
+        raise ValueError("Provide either a layer name or layer index at `get_layer`.")
+
+    @property
+    def inputs(self) -> list[KerasTensor] | None:
+        """Keras' ``model.inputs``: the symbolic input tensors (one for a Sequential
+        model), None until the input shape is known."""
+        if self._input_dim is None:
+            return None
+        if getattr(self, "_input_tensor", None) is None or self._input_tensor.features != self._input_dim:
+            shape = getattr(self, "_input_sample_shape", None) or (self._input_dim,)
+            self._input_tensor = InputLayer(shape=shape).output
+        return [self._input_tensor]
+
+    @property
+    def outputs(self) -> list[KerasTensor] | None:
+        """Keras' ``model.outputs``: the symbolic output tensors, None until built."""
+        if not self.built:
+            return None
+        return [KerasTensor((None, self._output_dim), layer=self.layers[-1])]
 
     @property
     def gradients(self) -> list[Any]:
@@ -144,12 +227,30 @@ class Sequential(Trainer):
         """The activation of the last layer ('linear' for a layer without one)."""
         return getattr(self.layers[-1], "activation", "linear")
 
-    def __call__(self, x: Any) -> Any:
+    def __call__(self, x: Any, training: bool = False) -> Any:
         """The model's output for ``x`` in one batch, as an array of the model's backend
-        (NumPy, or CuPy on the GPU), as calling a Keras model gives a tensor."""
+        (NumPy, or CuPy on the GPU), as calling a Keras model gives a tensor; ``training``
+        runs the training behaviour of Dropout/BatchNormalization (the moving statistics
+        of a BatchNormalization move, as in Keras). On a symbolic tensor (functional API)
+        the model's layers are applied to it in turn (see :meth:`symbolic_call`)."""
+        if is_symbolic(x):
+            return self.symbolic_call(x, training)
         x = (self._backend or get_backend()).asarray(self.check_samples(x))
         for layer in self.layers:
-            x = layer.forward(x, layer.make_buffers(x.shape[0]))
+            buf = layer.make_buffers(x.shape[0])
+            x = layer.forward(x, buf, training=bool(training)) if layer.uses_training else layer.forward(x, buf)
+        return x
+
+    def symbolic_call(self, inputs: Any, training: Any = None) -> Any:
+        """A model called on symbolic tensors inside another functional model: its layers
+        are applied to them in turn, so the outer model holds (and trains) the same layer
+        objects. ``training=False`` (Keras' transfer-learning idiom: run the inner model in
+        inference mode) is refused for a model whose Dropout-like layers would still act
+        (freeze it with ``trainable = False``, which makes BatchNormalization infer)."""
+        refuse_inference_call(self, training)
+        x = inputs
+        for layer in self.layers:
+            x = layer(x)
         return x
 
     # ------------------------------------------------------------------ weights
@@ -199,7 +300,7 @@ class Sequential(Trainer):
             return "".join(c.ljust(w) for c, w in zip(cells[:2], widths)) + cells[2].rjust(widths[2])
 
         total = self.count_params()
-        fixed = sum(int(w.size) for layer in self.layers for w in layer.non_trainable_weights)
+        fixed = sum(int(w.size) for w in self.non_trainable_weights)
         lines = [f'Model: "{self.name}"', "_" * sum(widths), row("Layer (type)", "Output Shape", "Param #"),
                  "=" * sum(widths)]
         dim = self._input_dim
@@ -256,3 +357,25 @@ class Sequential(Trainer):
 
 
 registry.MODELS.register(Sequential)
+
+
+def refuse_inference_call(model: Any, training: Any) -> None:
+    """NotImplementedError when ``model`` is called symbolically with ``training=False``
+    and has a layer that acts in training other than a frozen BatchNormalization: the
+    graph cannot keep a per-call inference mode."""
+    if training is not False:
+        return
+    active = [layer.name for layer in model.layers if layer.uses_training
+              and not (type(layer).__name__ == "BatchNormalization" and not layer.trainable)]
+    if active:
+        raise NotImplementedError(f"calling model {model.name!r} with training=False inside another model is not "
+                                  f"supported while its layers {active} act in training (a frozen "
+                                  "BatchNormalization already runs in inference mode)")
+
+
+def _weight_names(layer: Layer) -> list[str]:
+    """Keras' variable names of ``layer.weights``: the attribute of the layer that holds
+    each ('kernel', 'bias', ...)."""
+    return [next((k for k, v in vars(layer).items() if v is w and not k.startswith("_")), "weight")
+            for w in layer.weights]
+

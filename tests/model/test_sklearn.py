@@ -227,7 +227,7 @@ def test_errors_are_sklearns(digits):
     with pytest.raises(ValueError, match="Input X contains NaN"):
         MLPRegressor().fit(bad, y)
     with pytest.raises(InvalidParameterError, match="solver"):
-        MLPClassifier(solver="lbfgs").fit(x, y)
+        MLPClassifier(solver="newton").fit(x, y)
     with pytest.raises(ValueError, match="hidden_layer_sizes must be > 0"):
         MLPClassifier(hidden_layer_sizes=(3, 0)).fit(x, y)
 

@@ -56,7 +56,18 @@ struct LayerStep {
   float *gamma_s[3] = {nullptr, nullptr, nullptr}, *beta_s[3] = {nullptr, nullptr, nullptr};
   float *gamma_ema = nullptr, *beta_ema = nullptr;
   bool gamma_decay = true, beta_decay = true;
+  // a frozen batch normalisation (Keras' trainable=False): inference mode with the moving
+  // statistics in training too, no parameter gradient or update; its backward is the
+  // inference map with a zero mean and no beta (zeros: cols zeros), dx = dy * gamma / sqrt(var + eps)
+  bool frozen = false;
+  float* zeros = nullptr;
 };
+
+// Devices that run frozen batch-normalisation steps (batchnorm_infer): the CPU's.
+template <class D, class = void>
+struct has_batchnorm_infer : std::false_type {};
+template <class D>
+struct has_batchnorm_infer<D, std::void_t<decltype(&D::batchnorm_infer)>> : std::true_type {};
 
 template <class D, class = void>
 struct has_layer_steps : std::false_type {};
@@ -85,6 +96,11 @@ const float* post_forward(const D& dev, std::vector<LayerStep>& post, const floa
           dev.mul(s.Y, x, s.M, n);
           break;
         case StepKind::batchnorm:
+          if (s.frozen) {
+            if constexpr (has_batchnorm_infer<D>::value)
+              dev.batchnorm_infer(s.Y, x, s.gamma, s.beta, s.moving_mean, s.moving_var, B, s.cols, s.eps);
+            break;
+          }
           dev.batchnorm_train(s.Y, s.xhat, s.invstd, x, s.gamma, s.beta, B, s.cols, s.eps, s.moving_mean,
                               s.moving_var, s.momentum, s.scratch);
           break;
@@ -112,6 +128,11 @@ void post_backward(const D& dev, std::vector<LayerStep>& post, const float* A, f
           dev.mul(dx, s.G, s.M, n);
           break;
         case StepKind::batchnorm:
+          if (s.frozen) {
+            if constexpr (has_batchnorm_infer<D>::value)
+              dev.batchnorm_infer(dx, s.G, s.gamma, nullptr, s.zeros, s.moving_var, B, s.cols, s.eps);
+            break;
+          }
           dev.batchnorm_backward(dx, s.dgamma, s.dbeta, s.G, s.xhat, s.invstd, s.gamma, B, s.cols, s.scratch);
           break;
       }
@@ -123,7 +144,7 @@ void post_backward(const D& dev, std::vector<LayerStep>& post, const float* A, f
 template <class D>
 void post_norm_add(const D& dev, std::vector<LayerStep>& post) {
   for (LayerStep& s : post) {
-    if (s.kind != StepKind::batchnorm) continue;
+    if (s.kind != StepKind::batchnorm || s.frozen) continue;
     if (s.gamma) dev.norm_add(s.dgamma, s.cols);
     if (s.beta) dev.norm_add(s.dbeta, s.cols);
   }
@@ -134,7 +155,7 @@ void post_norm_add(const D& dev, std::vector<LayerStep>& post) {
 template <class D, class Opt>
 void post_update(const D& dev, std::vector<LayerStep>& post, const Opt& opt, const float* P) {
   for (LayerStep& s : post) {
-    if (s.kind != StepKind::batchnorm) continue;
+    if (s.kind != StepKind::batchnorm || s.frozen) continue;
     struct Param {
       float *w, *g, **st, *ema;
       bool decay;

@@ -11,6 +11,7 @@
 // and on the CPU `get_weights` sees the live parameters.
 #pragma once
 #include <algorithm>
+#include <stdexcept>
 #include <cstdint>
 #include <vector>
 
@@ -46,6 +47,20 @@ struct DenseBuffers {
   float* b_s3 = nullptr;
   float* b_ema = nullptr;
   bool W_decay = true, b_decay = true;  // weight decay applies (exclude_from_weight_decay)
+  // a frozen block (Keras' layer.trainable = False): its W and b get no gradient, no
+  // update and no optimizer state; its input gradient still flows to the block below
+  bool frozen = false;
+  // graph models (a functional model with merges; CPU only, see has_merges): where the
+  // block's input comes from. Empty src: the previous block's output (the batch for the
+  // first). Else block indices (< this one; -1: the batch): merge 0 takes src[0] itself,
+  // 1 concatenates them along the columns into X, 2 adds them into X; dX (batch×in) holds
+  // the gradient w.r.t. the input before it is split to the sources.
+  // A merge block has no W (and is frozen): its output A is a copy of the merged input X,
+  // followed by its steps; its input gradient is G.
+  std::vector<int> src;
+  int merge = 0;
+  float* X = nullptr;
+  float* dX = nullptr;
   // Keras L1/L2 regularizer factors of the kernel and the bias (0: none)
   float W_l1 = 0.f, W_l2 = 0.f, b_l1 = 0.f, b_l2 = 0.f;
   // the steps after the dense GEMM (batch-norm, activation, dropout): layer_steps.h
@@ -102,6 +117,74 @@ struct TrainData {
 // return value is the counter after the last. Stops early after a step whose
 // loss is not finite when stop_on_nonfinite is set (the caller sees it in
 // step_losses) — only on devices where reading the loss is free (the CPU).
+// Devices that run graph blocks (copy_cols, add_cols, add): the CPU's.
+template <class D, class = void>
+struct has_merges : std::false_type {};
+template <class D>
+struct has_merges<D, std::void_t<decltype(&D::copy_cols), decltype(&D::add_cols)>> : std::true_type {};
+
+// The input of block i (graph models): the batch, a source block's output, or the merge
+// of several assembled into the block's X.
+template <class D>
+const float* block_input(const D& dev, std::vector<DenseBuffers>& layers, std::size_t i, const float* x, int B,
+                         int d_in) {
+  DenseBuffers& l = layers[i];
+  const auto out_of = [&](int k) { return k < 0 ? x : post_output(layers[std::size_t(k)].post, layers[std::size_t(k)].A); };
+  const auto width = [&](int k) { return k < 0 ? d_in : layers[std::size_t(k)].out; };
+  if (l.src.empty()) return i > 0 ? out_of(int(i) - 1) : x;
+  if (l.merge == 0) return out_of(l.src[0]);
+  if constexpr (has_merges<D>::value) {
+    if (l.merge == 1) {
+      int at = 0;
+      for (int k : l.src) {
+        dev.copy_cols(l.X, l.in, at, out_of(k), width(k), 0, width(k), B);
+        at += width(k);
+      }
+    } else {
+      dev.add(l.X, out_of(l.src[0]), out_of(l.src[1]), std::int64_t(B) * l.in);
+      for (std::size_t j = 2; j < l.src.size(); ++j)
+        dev.add(l.X, l.X, out_of(l.src[j]), std::int64_t(B) * l.in);
+    }
+  }
+  return l.X;
+}
+
+// Backward of block i's input (graph models): the input gradient G_i W_i^T goes to the
+// source blocks' output gradients, the first contribution to a source written, later ones
+// added (count: contributions so far this step), in the per-op path's order.
+template <class D>
+void block_input_backward(const D& dev, std::vector<DenseBuffers>& layers, std::size_t i, int B, int d_in,
+                          std::vector<int>& count) {
+  DenseBuffers& l = layers[i];
+  bool any = false;
+  for (int k : l.src) any = any || k >= 0;
+  if (!any) return;
+  const auto grad_of = [&](int k) { return post_grad(layers[std::size_t(k)].post, layers[std::size_t(k)].G); };
+  const auto width = [&](int k) { return k < 0 ? d_in : layers[std::size_t(k)].out; };
+  if (l.W && l.merge == 0 && count[std::size_t(l.src[0])] == 0) {  // straight into the source's gradient
+    dev.matmul(grad_of(l.src[0]), l.G, l.W, B, l.in, l.out, false, true, nullptr, Act::linear);
+    ++count[std::size_t(l.src[0])];
+    return;
+  }
+  const float* dX = l.dX;
+  if (l.W)
+    dev.matmul(l.dX, l.G, l.W, B, l.in, l.out, false, true, nullptr, Act::linear);
+  else
+    dX = l.G;  // a merge block: the identity from X to A
+  if constexpr (has_merges<D>::value) {
+    int at = 0;
+    for (int k : l.src) {
+      const int w = width(k), off = l.merge == 1 ? at : 0;
+      at += w;
+      if (k < 0) continue;
+      if (count[std::size_t(k)]++ == 0)
+        dev.copy_cols(grad_of(k), w, 0, dX, l.in, off, w, B);
+      else
+        dev.add_cols(grad_of(k), w, 0, dX, l.in, off, w, B);
+    }
+  }
+}
+
 template <class D>
 std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const OptimizerConfig& opt,
                          LossKind loss, const TrainData& data, int batch, std::int64_t step0,
@@ -109,6 +192,10 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
                          std::int64_t* steps_done) {
   const int L = int(layers.size());
   const int d_in = layers.front().in, d_out = layers.back().out;
+  bool graph = false;
+  for (const DenseBuffers& l : layers) graph = graph || !l.src.empty();
+  if (graph && !has_merges<D>::value) throw std::runtime_error("this device's fused trainer runs no graph blocks");
+  std::vector<int> grads_seen(layers.size(), 0);
   std::int64_t s = step0;
   for (; s < step1; ++s) {
     const std::int64_t lo = data.step_starts ? data.step_starts[s] : s * batch;
@@ -118,8 +205,12 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
     dev.gather_rows(data.y_batch, data.y, data.order + lo, B, data.y_cols);
     // forward: A_l = act(A_{l-1} W_l + b_l), one fused kernel per layer
     const float* a_prev = data.x_batch;
-    for (DenseBuffers& l : layers) {
-      if (l.Z) {  // keep the pre-activation for the backward pass
+    for (std::size_t li = 0; li < layers.size(); ++li) {
+      DenseBuffers& l = layers[li];
+      if (graph) a_prev = block_input(dev, layers, li, data.x_batch, B, d_in);
+      if (!l.W) {  // a merge block: its output is the merged input
+        if constexpr (has_merges<D>::value) dev.copy_cols(l.A, l.out, 0, a_prev, l.in, 0, l.in, B);
+      } else if (l.Z) {  // keep the pre-activation for the backward pass
         dev.matmul(l.Z, a_prev, l.W, B, l.out, l.in, false, false, l.b, Act::linear);
         dev.act_forward(l.A, l.Z, std::int64_t(B) * l.out, l.act);
       } else {
@@ -160,15 +251,23 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
       dev.metric_update(data.metric_specs[m], last.A, data.y_batch, data.row_scale ? data.row_scale + lo : nullptr,
                         B, d_out);
     // backward, last layer first; each W is used for dX before it is updated
+    if (graph) std::fill(grads_seen.begin(), grads_seen.end(), 0);
     for (int i = L - 1; i >= 0; --i) {
       DenseBuffers& l = layers[i];
       const std::int64_t size = std::int64_t(B) * l.out;
       if (!l.post.empty()) post_backward(dev, l.post, l.A, l.G, B);
       if (l.act != Act::linear) dev.act_backward(l.G, l.G, l.Z ? l.Z : l.A, size, l.act);
-      const float* a_in = i > 0 ? post_output(layers[i - 1].post, layers[i - 1].A) : data.x_batch;
-      dev.matmul(l.dW, a_in, l.G, l.in, l.out, B, true, false, nullptr, Act::linear);
-      if (l.b) dev.sum_rows(l.db, l.G, B, l.out);
-      if (i > 0)
+      const float* a_in = graph ? (layers[i].src.empty() || layers[i].merge == 0
+                                       ? block_input(dev, layers, std::size_t(i), data.x_batch, B, d_in)
+                                       : layers[i].X)
+                                : i > 0 ? post_output(layers[i - 1].post, layers[i - 1].A) : data.x_batch;
+      if (!l.frozen) {
+        dev.matmul(l.dW, a_in, l.G, l.in, l.out, B, true, false, nullptr, Act::linear);
+        if (l.b) dev.sum_rows(l.db, l.G, B, l.out);
+      }
+      if (graph)
+        block_input_backward(dev, layers, std::size_t(i), B, d_in, grads_seen);
+      else if (i > 0)
         dev.matmul(post_grad(layers[i - 1].post, layers[i - 1].G), l.G, l.W, B, l.in, l.out, false, true, nullptr, Act::linear);
     }
     }  // B > 0
@@ -191,13 +290,19 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
     if (opt.flags & optf::clip_global) {  // one norm over all of the step's gradients
       dev.norm_reset();
       for (DenseBuffers& l : layers) {
-        dev.norm_add(l.dW, std::int64_t(l.in) * l.out);
-        if (l.b) dev.norm_add(l.db, l.out);
+        if (!l.frozen) {
+          dev.norm_add(l.dW, std::int64_t(l.in) * l.out);
+          if (l.b) dev.norm_add(l.db, l.out);
+        }
         if (!l.post.empty()) post_norm_add(dev, l.post);  // in model order, as the per-op path
       }
     }
     for (DenseBuffers& l : layers) {
       const std::int64_t nw = std::int64_t(l.in) * l.out;
+      if (l.frozen) {  // the steps after it (batch-norm) may still train
+        if (!l.post.empty()) post_update(dev, l.post, opt, P);
+        continue;
+      }
       if (opt.flags & optf::clip_norm) {
         dev.norm_reset();
         dev.norm_add(l.dW, nw);

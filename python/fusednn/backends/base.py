@@ -268,6 +268,8 @@ class Backend:
     #: whether the fused trainer runs layer steps (Dropout, BatchNormalization,
     #: Activation after a Dense): fusednn/layer_steps.h
     trainer_steps = False
+    #: whether the fused trainer runs layer graphs (functional models with merges)
+    trainer_merges = False
 
     #: whether make_trainer is implemented (see fusednn.fused)
     has_trainer = False

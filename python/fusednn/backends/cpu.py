@@ -164,6 +164,10 @@ class CpuBackend(Backend):
 
     has_trainer = True
     trainer_steps = True
+    #: the fused trainer runs layer graphs (Dense blocks with Concatenate/Add merges)
+    trainer_merges = True
+    #: the fused trainer runs a frozen BatchNormalization (inference mode) as a step
+    trainer_frozen_batchnorm = True
     #: the metric-object kernels (fusednn/metric_math.h) and weighted LossFn losses run in the fused trainer
     trainer_metric_objects = True
 

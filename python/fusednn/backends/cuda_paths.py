@@ -43,6 +43,8 @@ def why_not_exact(layers: Sequence[Mapping[str, Any]], optimizer: Mapping[str, A
         return f"only the losses mse and the cross-entropies, not {loss!r}"
     if any(int(spec.get("act", 0)) not in _EXACT_ACTS for spec in layers):
         return "only the activations linear, relu, sigmoid and tanh"
+    if any(spec.get("frozen") for spec in layers):
+        return "only trainable Dense layers (a frozen layer, trainable=False, runs on the per-op kernels)"
     if any(spec.get("post") for spec in layers):
         return "only Dense layers (no Dropout, BatchNormalization or activation steps)"
     return ""

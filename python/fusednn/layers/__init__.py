@@ -11,7 +11,11 @@ from .batch_normalization import BatchNormalization, LayerNormalization
 from .normalization import Normalization
 from .reshaping import Flatten, Reshape
 from .regularization import Dropout, GaussianDropout, GaussianNoise
+from .merging import (Add, Average, Concatenate, Merge, Multiply, Subtract, add, average, concatenate, multiply,
+                      subtract)
+from .symbolic import KerasTensor
 
-__all__ = ["ELU", "REGISTRY", "Activation", "BatchNormalization", "Dropout", "Flatten", "GaussianDropout", "GaussianNoise", "Identity", "LayerNormalization", "LeakyReLU", "ReLU", "Reshape",
+__all__ = ["Add", "Average", "Concatenate", "KerasTensor", "Merge", "Multiply", "Subtract", "add", "average",
+           "concatenate", "multiply", "subtract", "ELU", "REGISTRY", "Activation", "BatchNormalization", "Dropout", "Flatten", "GaussianDropout", "GaussianNoise", "Identity", "LayerNormalization", "LeakyReLU", "ReLU", "Reshape",
            "Softmax", "Buffers", "Dense", "Input", "InputLayer", "Layer", "Normalization",
            "feature_dim", "unique_name"]

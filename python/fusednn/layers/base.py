@@ -73,8 +73,11 @@ class Layer:
         self.built = False
         self.weights: list[Any] = []
         self.grads: list[Any] = []
-        #: weights that are saved but not trained (BatchNormalization's moving statistics)
-        self.non_trainable_weights: list[Any] = []
+        #: weights that are saved but never trained (BatchNormalization's moving statistics)
+        self.non_trainable_weights = []
+        #: Keras' ``layer.trainable``: False freezes the weights (the optimizer leaves them
+        #: alone from the next ``compile``; a BatchNormalization runs in inference mode)
+        self.trainable = True
 
     # ---- shape and construction --------------------------------------------
     def output_dim(self, input_dim: int) -> int:
@@ -97,12 +100,20 @@ class Layer:
     def get_config(self) -> dict[str, Any]:
         """The constructor arguments as JSON values (Keras' layer config); subclasses
         with their own arguments extend it. The input size is the model's to save."""
-        return {"name": self.name}
+        config: dict[str, Any] = {"name": self.name}
+        if not self.trainable:  # written only when set, so earlier files stay identical
+            config["trainable"] = False
+        return config
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "Layer":
-        """A new, unbuilt layer from :meth:`get_config`'s output."""
-        return cls(**config)
+        """A new, unbuilt layer from :meth:`get_config`'s output (``trainable`` is set
+        after construction, so subclasses need not take it)."""
+        config = dict(config)
+        trainable = config.pop("trainable", True)
+        layer = cls(**config)
+        layer.trainable = bool(trainable)
+        return layer
 
     def onnx_nodes(self, builder: Any, x: str) -> str:
         """Add this layer's ONNX nodes computing from the tensor named ``x`` to
@@ -116,8 +127,23 @@ class Layer:
 
     @property
     def all_weights(self) -> list[Any]:
-        """The trainable weights, then the non-trainable ones (Keras' get_weights order)."""
-        return [*self.weights, *self.non_trainable_weights]
+        """The trainable-kind weights, then the state ones (Keras' get_weights order)."""
+        return [*self.weights, *self._state_weights]
+
+    @property
+    def non_trainable_weights(self) -> list[Any]:
+        """Keras' ``non_trainable_weights``: the state weights (BatchNormalization's moving
+        statistics), and all of :attr:`weights` too while ``trainable`` is False."""
+        return [*self._state_weights, *([] if self.trainable else self.weights)]
+
+    @non_trainable_weights.setter
+    def non_trainable_weights(self, value: list[Any]) -> None:
+        self._state_weights = list(value)
+
+    @property
+    def trainable_weights(self) -> list[Any]:
+        """Keras' ``trainable_weights``: :attr:`weights` while ``trainable``, else none."""
+        return list(self.weights) if self.trainable else []
 
     def count_params(self) -> int:
         """Number of weights, trainable and not."""
@@ -166,7 +192,13 @@ class Layer:
     def __call__(self, x: Any, training: bool = False) -> Any:
         """Apply the layer to a 2-D array (building it on first use); returns a new
         array of the layer's backend (NumPy, or CuPy on the GPU). ``training`` runs
-        the training behaviour of layers that have one (Dropout, BatchNormalization)."""
+        the training behaviour of layers that have one (Dropout, BatchNormalization).
+        On a symbolic tensor (``keras.Input``, or a layer's output) it records the call
+        in the graph instead (:meth:`symbolic_call`), as in Keras' functional API."""
+        from .symbolic import is_symbolic
+
+        if is_symbolic(x):
+            return self.symbolic_call(x, training=training)
         if not self.built:
             self.build(int(np.shape(x)[1]))
         x = self.backend.asarray(x)
@@ -176,6 +208,22 @@ class Layer:
         if self.uses_training:
             return self.forward(x, self.make_buffers(x.shape[0]), training=bool(training))
         return self.forward(x, self.make_buffers(x.shape[0]))
+
+    def symbolic_call(self, inputs: Any, training: Any = None) -> Any:
+        """The call on symbolic tensors (functional API): builds the layer for the input's
+        features and returns the output :class:`~fusednn.layers.symbolic.KerasTensor`,
+        which remembers this layer and its input. Layers with several inputs or another
+        output shape override it."""
+        from .symbolic import KerasTensor, check_single
+
+        x = check_single(self, inputs)
+        dim = x.features
+        if not self.built:
+            self.build(dim)
+        elif self.input_dim != dim:
+            raise ValueError(f"layer {self.name!r} takes {self.input_dim} input features, got a tensor of shape "
+                             f"{x.shape}")
+        return KerasTensor((None, self.output_dim(dim)), layer=self, inbound=(x,))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r}>"

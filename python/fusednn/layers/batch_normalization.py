@@ -64,6 +64,7 @@ class BatchNormalization(Layer):
         self.moving_variance = be.asarray(self.moving_variance_initializer((n,)))
         self.non_trainable_weights = [self.moving_mean, self.moving_variance]
         self._invstd = be.empty((n,))
+        self._zeros = be.zeros((n,))  # the zero mean of the frozen backward (see _frozen_backward)
 
     def weight_shapes(self, input_dim: int) -> list[tuple[int, ...]]:
         """The shapes :meth:`build` creates for ``input_dim`` features (saving checks them first)."""
@@ -75,9 +76,12 @@ class BatchNormalization(Layer):
         return self.grads[-1] if self.center else None
 
     def forward(self, x: Any, buf: Buffers, training: bool = False) -> Any:
+        """Batch statistics in training, moving ones in inference; a frozen layer
+        (``trainable=False``) runs in inference mode even in training, as in Keras 3."""
         be = self.backend
-        if not training:
+        if not (training and self.trainable):
             self._xhat = None
+            self._frozen_pass = bool(training)  # training through a frozen layer: backward is the affine map
             be.batchnorm_infer(x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.epsilon, buf.y)
             return buf.y
         if buf.dz is None:  # xhat of this batch size
@@ -89,6 +93,8 @@ class BatchNormalization(Layer):
 
     def backward(self, dy: Any, buf: Buffers, need_dx: bool) -> Any:
         be = self.backend
+        if self._xhat is None and getattr(self, "_frozen_pass", False):
+            return self._frozen_backward(dy, buf, need_dx)
         if self._xhat is None:
             raise RuntimeError(f"BatchNormalization {self.name!r}: backward needs a training forward pass")
         if buf.dx is None:
@@ -97,9 +103,29 @@ class BatchNormalization(Layer):
                               self._grad("beta"))
         return buf.dx if need_dx else None
 
+    def _frozen_backward(self, dy: Any, buf: Buffers, need_dx: bool) -> Any:
+        """Backward through the inference-mode map ``gamma (x - mean) / sqrt(var + eps) + beta``
+        with the moving statistics (constants): dx = dy * gamma / sqrt(var + eps), computed as
+        that map with a zero mean and no beta (the same kernel the fused trainer calls);
+        gamma and beta get no gradient (the layer is frozen)."""
+        for g in self.grads:  # frozen after compile (not recompiled): nothing for the optimizer to apply
+            g.fill(0)
+        if not need_dx:
+            return None
+        if buf.dx is None:
+            buf.dx = self.backend.empty(buf.y.shape)
+        self.backend.batchnorm_infer(dy, self.gamma, None, self._zeros, self.moving_variance, self.epsilon, buf.dx)
+        return buf.dx
+
     def fused_step(self, be: Any, batch: int) -> dict:
         """The fused trainer's step (fusednn/layer_steps.h); the caller adds the optimizer state."""
         n = self.input_dim
+        if not self.trainable:  # inference mode, as the per-op path (frozen: Keras 3)
+            return {"kind": "batchnorm", "frozen": True, "gamma": self.gamma, "beta": self.beta,
+                    "dgamma": None, "dbeta": None, "moving_mean": self.moving_mean,
+                    "moving_var": self.moving_variance, "zeros": self._zeros, "xhat": be.empty((batch, n)),
+                    "invstd": be.empty((n,)), "scratch": be.empty((3 * n,)), "eps": self.epsilon,
+                    "momentum": self.momentum}
         return {"kind": "batchnorm", "gamma": self.gamma, "beta": self.beta, "dgamma": self._grad("gamma"),
                 "dbeta": self._grad("beta"), "moving_mean": self.moving_mean,
                 "moving_var": self.moving_variance, "xhat": be.empty((batch, n)), "invstd": be.empty((n,)),

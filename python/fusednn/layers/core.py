@@ -208,13 +208,15 @@ class Activation(Layer):
         return builder.activation(self.activation, x)
 
 
-class InputLayer:
+class InputLayer(Layer):
     """Declares the per-sample input shape ``(features,)`` of a Sequential model when
-    placed first in it, as ``keras.Input(shape=...)`` does; it computes nothing."""
+    placed first in it, as ``keras.Input(shape=...)`` does; it computes nothing. In a
+    functional model it is the first layer of each input, as in Keras' ``model.layers``
+    (the identity on the rows it is given)."""
 
     def __init__(self, shape: Any = None, batch_size: int | None = None, name: str | None = None,
                  input_shape: Any = None) -> None:
-        self.name = name or unique_name("input_layer")
+        super().__init__(name or unique_name("input_layer"))
         self.batch_size = batch_size
         given = shape if shape is not None else input_shape
         #: the per-sample shape when it has more than one axis (then a Flatten follows), else None
@@ -230,10 +232,45 @@ class InputLayer:
         if self.input_dim is None:
             raise ValueError("Input needs a shape, e.g. Input(shape=(10,))")
 
+    @property
+    def flattens_input(self) -> bool:
+        """Whether samples have a shape (e.g. 8x8) read as flat rows (a Flatten follows)."""
+        return self.sample_shape is not None
+
+    def make_buffers(self, batch: int) -> Buffers:
+        return Buffers(batch, None)  # the identity: it hands its input on
+
+    def forward(self, x: Any, buf: Buffers) -> Any:
+        return x
+
+    def backward(self, dy: Any, buf: Buffers, need_dx: bool) -> Any:
+        return dy if need_dx else None
+
+    def onnx_nodes(self, builder: Any, x: str) -> str:
+        return x
+
     def __repr__(self) -> str:
         return f"<InputLayer name={self.name!r} shape=({self.input_dim},)>"
 
 
-def Input(shape: Any, batch_size: int | None = None, name: str | None = None) -> InputLayer:
-    """``keras.Input``: the input declaration to put first in a Sequential model."""
-    return InputLayer(shape=shape, batch_size=batch_size, name=name)
+    @property
+    def output(self) -> Any:
+        """The symbolic tensor this input stands for (Keras' ``InputLayer.output``)."""
+        from .symbolic import KerasTensor
+
+        if getattr(self, "_output", None) is None:
+            dims = self.sample_shape if self.sample_shape is not None else (self.input_dim,)
+            self._output = KerasTensor((None, *dims), layer=self, name=self.name)
+        return self._output
+
+    def get_config(self) -> dict[str, Any]:
+        """Keras' InputLayer config: ``batch_shape`` (batch None), dtype and name."""
+        dims = self.sample_shape if self.sample_shape is not None else (self.input_dim,)
+        return {"batch_shape": [self.batch_size, *dims], "dtype": "float32", "sparse": False, "name": self.name}
+
+
+def Input(shape: Any, batch_size: int | None = None, name: str | None = None) -> Any:
+    """``keras.Input(shape, batch_size=None, name=None)``: a symbolic tensor of shape
+    ``(None, *shape)`` to call layers on (functional API, :class:`fusednn.Model`) or to
+    put first in a Sequential model (it then declares the input shape)."""
+    return InputLayer(shape=shape, batch_size=batch_size, name=name).output

@@ -104,6 +104,9 @@ def check_declared_shapes(doc: dict[str, Any], arrays: Mapping[str, Any], layer_
     specs, names = config.get("layers"), doc.get("weights")
     if not isinstance(specs, list):
         raise ValueError("its architecture has no list of layers")
+    if "input_layers" in config:  # a functional model (fusednn.Model): a layer graph
+        _check_graph_shapes(specs, names, arrays, layer_registry, custom_objects)
+        return
     if not isinstance(names, list) or len(names) != len(specs) or \
             not all(isinstance(n, list) and all(isinstance(s, str) for s in n) for n in names):
         raise ValueError(f"its weight list does not match the model's {len(specs)} layers")
@@ -168,3 +171,65 @@ def declared_weight_shapes(layers: list[Any], input_dim: int | None) -> list[lis
         if type(dim) is not int or dim < 1:
             raise ValueError(f"layer {i} ({layer.name!r}) declares {dim!r} output features")
     return out
+
+
+def _check_graph_shapes(specs: list[Any], names: Any, arrays: Mapping[str, Any], layer_registry: Any,
+                        custom_objects: Mapping[str, type] | None) -> None:
+    """:func:`check_declared_shapes` for a functional model's config (Keras' layout:
+    InputLayers with ``batch_shape``, then layers with ``inbound_nodes``): each layer's
+    input features follow the graph; ``names`` lists the stored weights of the layers
+    other than the InputLayers, in config order."""
+    import math
+
+    from .. import registry
+
+    compute = [s for s in specs if not (isinstance(s, dict) and s.get("class_name") == "InputLayer")]
+    # a functional model's InputLayers are layers (no weights); a traced subclassed model's are not
+    with_inputs = isinstance(names, list) and len(names) == len(specs) and len(specs) != len(compute)
+    if with_inputs:
+        if any(names[j] for j, spec in enumerate(specs) if isinstance(spec, dict) and spec.get("class_name") == "InputLayer"):
+            raise ValueError("its weight list gives an InputLayer weights")
+        names = [n for n, spec in zip(names, specs) if not (isinstance(spec, dict) and spec.get("class_name") == "InputLayer")]
+    if not isinstance(names, list) or len(names) != len(compute) or \
+            not all(isinstance(n, list) and all(isinstance(s, str) for s in n) for n in names):
+        raise ValueError(f"its weight list does not match the model's {len(compute)} layers")
+    dims: dict[str, int] = {}
+    i = 0
+    for spec in specs:
+        if not isinstance(spec, dict):
+            raise ValueError(f"bad layer entry {spec!r:.100}")
+        name = spec.get("name")
+        if spec.get("class_name") == "InputLayer":
+            shape = (spec.get("config") or {}).get("batch_shape")
+            if not (isinstance(shape, list) and len(shape) >= 2 and all(type(d) is int and d >= 1 for d in shape[1:])):
+                raise ValueError(f"input {name!r} has no valid batch_shape: {shape!r}")
+            dims[name] = int(math.prod(shape[1:]))
+            continue
+        layer = registry.deserialize({"class_name": spec.get("class_name"), "config": spec.get("config")},
+                                     layer_registry, custom_objects)
+        nodes = spec.get("inbound_nodes")
+        try:
+            refs = nodes[0]["args"][0]
+            refs = refs if isinstance(refs, list) and refs and isinstance(refs[0], dict) else [refs]
+            ins = [dims[r["config"]["keras_history"][0]] for r in refs]
+        except (TypeError, KeyError, IndexError):
+            raise ValueError(f"layer {name!r} has no readable inbound node (or one on a later layer)") from None
+        stored = names[i]
+        missing = [n for n in stored if n not in arrays]
+        if missing:
+            raise ValueError(f"its weight list names arrays it does not hold: {', '.join(missing[:3])}")
+        got = [tuple(arrays[n].shape) for n in stored]
+        if len(ins) == 1:
+            want = _weight_shapes(layer, ins[0])
+            out = layer.output_dim(ins[0])
+        else:
+            want = []
+            layer.build(ins)  # a merge layer: checks the shapes, allocates nothing
+            out = layer.output_dim()
+        if want is not None and want != got:
+            raise ValueError(f"layer {name!r} ({type(layer).__name__}) on {ins} input features has weights of "
+                             f"shapes {want}, but the file holds {got or 'none'}")
+        if type(out) is not int or out < 1:
+            raise ValueError(f"layer {name!r} declares {out!r} output features")
+        dims[name] = out
+        i += 1

@@ -84,8 +84,10 @@ def _document(model: "Sequential", kind: str, include_optimizer: bool) -> tuple[
     if kind == "model" and model.optimizer is not None and model.loss is not None:
         doc["compile"] = {"optimizer": optimizers.serialize(model.optimizer), "loss": losses.serialize(model.loss),
                           "metrics": _metric_names(model), "fused": model.fused_mode}
+        if getattr(model, "output_metrics", None):  # a multi-output Model: per output, in output order
+            doc["compile"]["metrics"] = [_metric_names(model, ms) for ms in model.output_metrics]
         opt = model.optimizer
-        if include_optimizer and model.built and opt.is_built_for(model.backend, model.weights):
+        if include_optimizer and model.built and opt.is_built_for(model.backend, model.optimized_weights):
             iterations, state = opt.get_state()
             names = [f"optimizer.{k}" for k in range(len(state))]
             arrays.update(zip(names, map(_host_f32, state)))
@@ -94,11 +96,11 @@ def _document(model: "Sequential", kind: str, include_optimizer: bool) -> tuple[
     return doc, arrays
 
 
-def _metric_names(model: "Sequential") -> list[str]:
+def _metric_names(model: "Sequential", compiled: list[Any] | None = None) -> list[str]:
     """The compiled metrics that can be rebuilt from their name (a user function or a
     metric with non-default settings cannot: it is left out with a warning)."""
     names = []
-    for m in getattr(model, "metrics", []):
+    for m in getattr(model, "metrics", []) if compiled is None else compiled:
         try:
             again = metrics.get(m.name)
             # Keras metric objects compare by settings (their accumulated state differs)

@@ -126,8 +126,18 @@ def to_onnx(model: "Sequential", opset: int = 17) -> Any:
     builder = GraphBuilder()
     onnx, helper = builder.onnx, builder.onnx.helper
     x = "input"
-    for layer in model.layers:
-        x = layer.onnx_nodes(builder, x)
+    inbound = getattr(model, "graph_inbound", None)
+    if inbound is None:
+        for layer in model.layers:
+            x = layer.onnx_nodes(builder, x)
+    else:  # a functional model's layer graph: each layer on the tensors of the layers it reads
+        if len(model.inputs) != 1 or len(model.outputs) != 1:
+            raise NotImplementedError("ONNX export of a model with several inputs or outputs is not supported")
+        values: list[str] = []
+        for layer, ins in zip(model.layers, inbound):
+            args = [x if j < 0 else values[j] for j in ins]
+            values.append(layer.onnx_nodes(builder, args if len(args) > 1 else args[0]))
+        x = values[-1]
     builder.nodes.append(helper.make_node("Identity", [x], ["output"], name="output"))
     graph = helper.make_graph(
         builder.nodes, model.name,

@@ -39,6 +39,7 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
+from sklearn.utils._available_if import available_if
 from sklearn.utils._param_validation import Interval, Options, StrOptions, validate_parameter_constraints
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
@@ -47,6 +48,9 @@ import fusednn
 from fusednn import keras, regularizers
 from fusednn.training import fused
 
+from .lbfgs import fit_lbfgs
+
+_STOCHASTIC_SOLVERS = ("sgd", "adam")
 _ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
 _OUTPUT = {"softmax": ("softmax", "categorical_crossentropy"), "logistic": ("sigmoid", "binary_crossentropy"),
            "identity": (None, "mse")}
@@ -73,13 +77,36 @@ def _dense(X: Any) -> np.ndarray:
     return np.ascontiguousarray(X, dtype=np.float32)
 
 
+class _StepParamBlocks:
+    """The optimizer's step parameter rows for the fused trainer, computed for
+    ``epochs`` epochs at a time: scikit-learn's epochs are a few steps each, and one
+    ``step_params`` call per epoch cost as much as the epoch's native run (diabetes).
+    Rows are a function of the step number and the learning rate only, so a block is
+    reused while the learning rate stays (``invscaling``/``adaptive`` change it)."""
+
+    def __init__(self, steps: int, epochs: int = 64) -> None:
+        self.steps, self.epochs = steps, epochs
+        self._rows: np.ndarray | None = None
+        self._start = 0
+        self._lr: Any = None
+
+    def rows(self, opt: Any) -> np.ndarray:
+        """The rows of the next epoch's steps (``steps`` rows from ``opt.iterations``)."""
+        it, lr = int(opt.iterations), opt.learning_rate
+        rows = self._rows
+        if rows is None or lr != self._lr or it < self._start or it + self.steps > self._start + len(rows):
+            rows = self._rows = opt.step_params(it, self.steps * self.epochs)
+            self._start, self._lr = it, lr
+        return rows[it - self._start:it - self._start + self.steps]
+
+
 class _BaseMLP(BaseEstimator):
     """The parameters, training loop and prediction shared by the two estimators."""
 
     _parameter_constraints: dict = {
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions({"identity", "logistic", "tanh", "relu"})],
-        "solver": [StrOptions({"sgd", "adam"})],
+        "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
@@ -99,6 +126,7 @@ class _BaseMLP(BaseEstimator):
         "beta_2": [Interval(Real, 0, 1, closed="left")],
         "epsilon": [Interval(Real, 0, None, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), Options(Real, {np.inf})],
+        "max_fun": [Interval(Integral, 1, None, closed="left")],
         "backend": [None, StrOptions({"numpy", "cpu", "cuda"})],
     }
 
@@ -106,7 +134,7 @@ class _BaseMLP(BaseEstimator):
                  batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5,
                  max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, backend=None):
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000, backend=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -129,6 +157,7 @@ class _BaseMLP(BaseEstimator):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
         self.backend = backend
 
     def _check_params(self) -> None:
@@ -139,11 +168,16 @@ class _BaseMLP(BaseEstimator):
     # ------------------------------------------------------------ pickling
     def __getstate__(self) -> dict[str, Any]:
         # the fusednn model holds backend arrays and native trainers: rebuilt from
-        # coefs_/intercepts_ on first use after unpickling (optimizer state restarts)
+        # coefs_/intercepts_ on first use after unpickling. The optimizer's state (step
+        # count, moments/velocities) travels as NumPy arrays, so that partial_fit after
+        # unpickling continues it as scikit-learn's pickled _optimizer does.
         state = super().__getstate__()
-        state.pop("_net", None)
-        state.pop("_net_key", None)
+        net = state.pop("_net", None)
+        key = state.pop("_net_key", None)
         state.pop("_trainer", None)
+        if net is not None and self.solver in _STOCHASTIC_SOLVERS:
+            iterations, arrays = net.optimizer.get_state()
+            state["_opt_state"] = {"key": key, "iterations": int(iterations), "arrays": arrays}
         return state
 
     def __sklearn_tags__(self):
@@ -186,6 +220,9 @@ class _BaseMLP(BaseEstimator):
         net.compile(optimizer=opt, loss=loss)
         self._net, self._net_key = net, (batch, self.alpha, self.solver, self.activation)
         self._trainer = None
+        saved = self.__dict__.pop("_opt_state", None)  # from unpickling: continue that optimizer
+        if saved is not None and saved["key"] is not None and saved["key"][1:] == self._net_key[1:]:
+            net.optimizer.set_state(saved["iterations"], saved["arrays"])
         return net
 
     def _set_penalty(self, net: keras.Sequential, batch: int) -> None:
@@ -225,6 +262,9 @@ class _BaseMLP(BaseEstimator):
             coef, intercept = self._init_coef(layer_units[i], layer_units[i + 1], dtype)
             self.coefs_.append(coef)
             self.intercepts_.append(intercept)
+        self._net = None
+        if self.solver not in _STOCHASTIC_SOLVERS:  # scikit-learn sets the curves for these only
+            return
         self._best_coefs = [c.copy() for c in self.coefs_]
         self._best_intercepts = [i.copy() for i in self.intercepts_]
         self.loss_curve_ = []
@@ -245,6 +285,8 @@ class _BaseMLP(BaseEstimator):
         if np.any(np.array(hidden) <= 0):
             raise ValueError("hidden_layer_sizes must be > 0, got %s." % hidden)
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+        if not incremental:  # fit starts a new optimizer, as scikit-learn's
+            self.__dict__.pop("_opt_state", None)
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X)
@@ -258,12 +300,24 @@ class _BaseMLP(BaseEstimator):
         elif [c.shape for c in self.coefs_] != [(a, b) for a, b in zip(layer_units[:-1], layer_units[1:])]:
             raise ValueError(f"the fitted network has layer sizes {[c.shape for c in self.coefs_]}; "
                              f"hidden_layer_sizes={hidden} with this data needs {layer_units}")
-        self._fit_stochastic(X, y, sample_weight, incremental)
+        if self.solver == "lbfgs":
+            self._fit_lbfgs(X, y, sample_weight)
+        else:
+            self._fit_stochastic(X, y, sample_weight, incremental)
         weights = [*self.coefs_, *self.intercepts_]
         if not all(np.isfinite(w).all() for w in weights):
             raise ValueError("Solver produced non-finite parameter weights. The input data may"
                              " contain large values and need to be preprocessed.")
         return self
+
+    def _fit_lbfgs(self, X: Any, y: np.ndarray, sample_weight: np.ndarray | None) -> None:
+        """scikit-learn's full-batch L-BFGS (scipy's L-BFGS-B) over fusednn's loss and
+        gradient (see ``lbfgs.py``)."""
+        self._batch = X.shape[0]
+        net = self._build_net(self._batch)
+        be = net.layers[0].backend
+        fit_lbfgs(self, be, be.asarray(_dense(X)), y, sample_weight)
+        net.set_weights([w for pair in zip(self.coefs_, self.intercepts_) for w in pair])
 
     def _fit_stochastic(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None,
                         incremental: bool) -> None:
@@ -316,6 +370,7 @@ class _BaseMLP(BaseEstimator):
         sizes[-1] = n - (steps - 1) * batch
         step_losses = be.zeros((steps,)) if trainer is not None else None
         sample_idx = np.arange(n, dtype=np.int64)
+        param_blocks = _StepParamBlocks(steps, epochs=max(1, min(64, self.max_iter)))
         if sw_train is not None and trainer is None:
             raise ValueError(f"sample_weight needs a backend with a fused trainer (cpu or cuda), not {be.name!r}")
         # the regularizer's factor per step (scikit-learn divides by the step's sample
@@ -333,7 +388,8 @@ class _BaseMLP(BaseEstimator):
                 if trainer is not None:
                     weights = const_weights if sw_train is None else \
                         self._step_weights(sw_train[sample_idx], batch, sizes, be)
-                    trainer.epoch(net, xd, yd, sample_idx, step_losses, steps, None, False, weights=weights)
+                    trainer.epoch(net, xd, yd, sample_idx, step_losses, steps, None, False, weights=weights,
+                                  params=param_blocks.rows(net.optimizer))
                     epoch_loss = float(np.dot(be.to_numpy(step_losses).astype(np.float64), sizes) / n)
                 else:  # a backend without a fused trainer: the per-op path, batches in this order
                     hist = net.fit(xd[sample_idx], yd[sample_idx], batch_size=batch, epochs=1, shuffle=False,
@@ -433,6 +489,13 @@ class _BaseMLP(BaseEstimator):
         out = self._model().predict(_dense(X), batch_size=max(1, min(4096, X.shape[0])), verbose=0)
         return out.astype(X.dtype if X.dtype == np.float32 else np.float64, copy=False)
 
+    def _check_solver(self) -> bool:
+        """partial_fit exists for the stochastic solvers only (scikit-learn's AttributeError)."""
+        if self.solver not in _STOCHASTIC_SOLVERS:
+            raise AttributeError("partial_fit is only available for stochastic optimizers. %s is not stochastic."
+                                 % self.solver)
+        return True
+
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> "_BaseMLP":
         """Fit the model to data matrix X and target(s) y (scikit-learn's ``fit``);
         ``sample_weight`` weighs each sample's loss as in scikit-learn."""
@@ -442,9 +505,9 @@ class _BaseMLP(BaseEstimator):
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
     """Multi-layer perceptron classifier with scikit-learn's ``MLPClassifier``
-    parameters, attributes and methods (solvers 'adam' and 'sgd'; 'lbfgs' is not
-    offered), trained by fusednn's fused native trainer on the ``backend`` given
-    (None: the active one). Multi-class (softmax output), binary and multi-label
+    parameters, attributes and methods (solvers 'adam' and 'sgd' in fusednn's fused
+    native trainer, 'lbfgs' as scipy's L-BFGS-B over fusednn's kernels) on the
+    ``backend`` given (None: the active one). Multi-class (softmax output), binary and multi-label
     (logistic outputs, indicator ``y``); ``alpha`` is an L2 penalty on the weights."""
 
     def _validate_input(self, X: Any, y: Any, incremental: bool, reset: bool) -> tuple[Any, np.ndarray]:
@@ -467,6 +530,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                                  f"'y' has {classes}.")
         return X, self._label_binarizer.transform(y).astype(bool)
 
+    @available_if(lambda est: est._check_solver())
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None, classes: Any = None) -> "MLPClassifier":
         """One epoch over (X, y), keeping the optimizer state between calls; ``classes``
         (all the labels there will be) is required on the first call."""
@@ -514,9 +578,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor with scikit-learn's ``MLPRegressor``
-    parameters, attributes and methods (squared error; solvers 'adam' and 'sgd'),
-    trained by fusednn's fused native trainer on the ``backend`` given (None: the
-    active one); one or several outputs, identity output activation."""
+    parameters, attributes and methods (squared error; solvers 'adam' and 'sgd' in
+    fusednn's fused native trainer, 'lbfgs' as scipy's L-BFGS-B over fusednn's
+    kernels) on the ``backend`` given (None: the active one); one or several outputs, identity output activation."""
 
     _parameter_constraints: dict = {**_BaseMLP._parameter_constraints, "loss": [StrOptions({"squared_error"})]}
 
@@ -524,14 +588,14 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  alpha=0.0001, batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5,
                  max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, backend=None):
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000, backend=None):
         super().__init__(hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver, alpha=alpha,
                          batch_size=batch_size, learning_rate=learning_rate, learning_rate_init=learning_rate_init,
                          power_t=power_t, max_iter=max_iter, shuffle=shuffle, random_state=random_state, tol=tol,
                          verbose=verbose, warm_start=warm_start, momentum=momentum,
                          nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
                          validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
-                         n_iter_no_change=n_iter_no_change, backend=backend)
+                         n_iter_no_change=n_iter_no_change, max_fun=max_fun, backend=backend)
         self.loss = loss
 
     def _validate_input(self, X: Any, y: Any, incremental: bool, reset: bool) -> tuple[Any, np.ndarray]:
@@ -541,6 +605,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             y = column_or_1d(y, warn=True)
         return X, y
 
+    @available_if(lambda est: est._check_solver())
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> "MLPRegressor":
         """One epoch over (X, y), keeping the optimizer state between calls."""
         self._check_params()

@@ -21,7 +21,8 @@ import numpy as np
 from .. import losses, optimizers
 from ..backends import NEEDS_INPUT, activation_code
 from ..distribution import state as distribution_state
-from ..layers import Activation, BatchNormalization, Dense, Dropout, Flatten, Identity, Normalization, ReLU, Reshape
+from ..layers import (Activation, Add, BatchNormalization, Concatenate, Dense, Dropout, Flatten, Identity, InputLayer,
+                      Normalization, ReLU, Reshape)
 from . import concurrency, inputs
 from ..metrics.keras_objects import metric_needs
 from .epoch_metrics import EpochMetrics
@@ -36,7 +37,7 @@ _FUSED_LOSSES = (losses.MeanSquaredError, losses.BinaryCrossentropy, losses.Cate
 
 
 #: layers that are the identity on the flat rows the trainer works on: left out of the program
-_IDENTITY = (Flatten, Reshape, Identity)
+_IDENTITY = (Flatten, Reshape, Identity, InputLayer)
 
 
 def _program(model: Any) -> list[Any]:
@@ -78,6 +79,75 @@ def _steps_reason(model: Any, layers: list[Any]) -> str | None:
     return None
 
 
+class GraphPlan:
+    """How a functional model's layer graph runs as blocks of fusednn/trainer.h: a Dense
+    block per Dense layer and a merge block per Concatenate/Add (no weights: its output is
+    the merged input), each followed by its step layers (Dropout, BatchNormalization,
+    activations). ``block_of[i]`` is the block layer ``i`` belongs to (None for an
+    InputLayer), ``inputs[b]`` / ``merge[b]`` where block ``b`` takes its input from (block
+    indices, -1 the batch; 0 one source, 1 concatenate, 2 add). ``reason`` says why the
+    graph cannot run so (then the rest is incomplete)."""
+
+    def __init__(self, model: Any) -> None:
+        self.block_of: list[int | None] = []
+        self.inputs: list[list[int]] = []
+        self.merge: list[int] = []
+        self.reason = self._plan(model)
+
+    def _plan(self, model: Any) -> str | None:
+        layers = model.layers
+        # a functional model's InputLayers are the identity: reading one reads the batch
+        inputs = {i for i, layer in enumerate(layers) if type(layer) is InputLayer}
+        inbound = [[-1 if (k < 0 or k in inputs) else k for k in ins] for ins in model.graph_inbound]
+        owner: dict[int, int] = {}  # layer -> its block
+        last: dict[int, int] = {}   # block -> the layer whose output is the block's output
+        refs: list[tuple[int, str]] = []  # (layer whose output is read, by whom)
+        heads: list[int] = []  # block -> its Dense or merge layer
+        for i, (layer, ins) in enumerate(zip(layers, inbound)):
+            kind = type(layer)
+            if kind is InputLayer:
+                self.block_of.append(None)
+                continue
+            if kind in (Dense, Concatenate, Add):
+                for k in ins:
+                    if k >= 0 and k not in owner:
+                        return (f"{layer.name!r} takes {layers[k].name!r} ({type(layers[k]).__name__}), which is not "
+                                "fused")
+                    if k >= 0:
+                        refs.append((k, layer.name))
+                self.inputs.append([-1 if k < 0 else owner[k] for k in ins])
+                self.merge.append(0 if kind is Dense else 1 if kind is Concatenate else 2)
+                owner[i] = len(self.inputs) - 1
+                last[owner[i]] = i
+                heads.append(i)
+                self.block_of.append(owner[i])
+            elif kind in _STEP_LAYERS:
+                (src,) = ins
+                if src < 0 or src not in owner:
+                    return f"layer {layer.name!r} ({kind.__name__}) must follow a Dense or a merge to be fused"
+                dense = next(x for x in layers if type(x) is Dense)
+                why = _steps_reason(model, [dense, layer, dense])  # the per-layer checks of a chain
+                if why is not None:
+                    return why
+                if last[owner[src]] != src:
+                    return f"{layer.name!r} follows {layers[src].name!r}, not the end of its block: not fused"
+                owner[i] = owner[src]
+                last[owner[i]] = i
+                self.block_of.append(owner[i])
+            else:
+                return f"layer {layer.name!r} ({kind.__name__}) is not fused in a layer graph"
+        for k, user in refs:
+            if last[owner[k]] != k:
+                return (f"{user!r} reads {layers[k].name!r} before the layers that follow it in its block; a branch "
+                        "there is not fused")
+        out = len(layers) - 1
+        if owner.get(out) != len(self.inputs) - 1 or last[owner[out]] != out:
+            return "the output must be the last block's output to be fused"
+        if type(layers[heads[0]]) is not Dense or type(layers[heads[-1]]) is not Dense:
+            return "the graph must start and end with a Dense block to be fused"
+        return None
+
+
 def _loss_kind(model: Any) -> str:
     if type(model.loss) is losses.MeanSquaredError:
         return "mse"
@@ -94,8 +164,34 @@ def unsupported_reason(model: Any) -> str | None:
     be = model.backend
     if not getattr(be, "has_trainer", False):
         return f"backend {be.name!r} has no fused trainer"
-    k = len(_leading_norms(model))
-    why = _steps_reason(model, _program(model)[k:])
+    graph = getattr(model, "graph_reason", None)  # a functional model with several inputs/outputs
+    if graph is not None:
+        return graph
+    plan = None
+    if getattr(model, "graph_inbound", None) is not None:  # a layer graph: Dense blocks with merges
+        if not getattr(be, "trainer_merges", False):
+            return f"the {be.name} fused trainer does not run layer graphs (merges, branches) yet"
+        if distribution_state.fit_session(model) is not None:
+            return "layer graphs are not fused under a distribution"
+        plan = GraphPlan(model)
+        if plan.reason is not None:
+            return plan.reason
+    trained = {id(layer) for layer in model.trained_layers()}
+    for layer in model.layers:
+        if type(layer) is BatchNormalization and not layer.trainable and \
+                not getattr(be, "trainer_frozen_batchnorm", False):
+            return (f"the {be.name} fused trainer does not run a BatchNormalization with trainable=False "
+                    f"({layer.name!r}, inference mode) yet")
+        if type(layer) is BatchNormalization and (id(layer) in trained) == (not layer.trainable):
+            return (f"BatchNormalization {layer.name!r} changed trainable since compile: recompile to train it "
+                    "fused")
+        if id(layer) not in trained and layer.weights and type(layer) not in (Dense, BatchNormalization):
+            return (f"a frozen {type(layer).__name__} ({layer.name!r}, trainable=False) is not fused (only frozen "
+                    "Dense layers are)")
+    if len(trained) != len(model.layers) and distribution_state.fit_session(model) is not None:
+        return "frozen layers are not fused under a distribution"
+    k = len(_leading_norms(model)) if plan is None else 0
+    why = _steps_reason(model, _program(model)[k:]) if plan is None else None
     if why is not None:
         return why
     if distribution_state.fit_session(model) is not None and \
@@ -168,16 +264,44 @@ class FusedTrainer:
         self.norms = _leading_norms(model)
         self._normalized: tuple[Any, Any] | None = None  # (data, its normalised copy) of this fit
         prog = _program(model)
+        trained = {id(layer) for layer in model.trained_layers()}
         # Data parallelism: every layer's gradients are views of one flat buffer (plus a
         # slot for the step's loss), so one allreduce per step covers them all (Dense
         # blocks only: unsupported_reason refuses layer steps under a distribution).
         dense = [layer for layer in prog[len(self.norms):] if type(layer) is Dense]
         self.flat_grads, views = _flat_gradients(be, dense) if flat_grads else (None, None)
-        for i, layer in enumerate(prog[len(self.norms):], start=len(self.norms)):
-            if type(layer) is not Dense:  # a step after the last Dense block
-                p = self._add_step(specs[-1], layer, be, batch, opt, states, p)
+        plan = GraphPlan(model) if getattr(model, "graph_inbound", None) is not None else None
+        if plan is None:
+            walk, last = list(enumerate(prog[len(self.norms):], start=len(self.norms))), len(prog) - 1
+        else:  # a layer graph: every layer in model order, merges folded into the Dense after them
+            walk, last = list(enumerate(model.layers)), len(model.layers) - 1
+        for i, layer in walk:
+            if plan is not None and plan.block_of[i] is None:  # an InputLayer: the batch itself
                 continue
-            act = "linear" if (fold and i == len(prog) - 1) else layer.activation
+            if type(layer) in (Concatenate, Add):  # a merge block: its output is the merged input
+                width = layer.output_dim()
+                out = be.empty((batch, width))
+                grad = be.empty((batch, width))
+                specs.append({"W": None, "b": None, "act": 0, "units": width, "A": out, "G": grad, "dW": None,
+                              "db": None, "frozen": True, "src": list(plan.inputs[plan.block_of[i]]),
+                              "merge": plan.merge[plan.block_of[i]], "X": be.empty((batch, width)),
+                              "dX": be.empty((batch, width))})
+                continue
+            if type(layer) is not Dense:  # a step after its Dense block (the last one, for a chain)
+                block = specs[-1] if plan is None else specs[plan.block_of[i]]
+                p = self._add_step(block, layer, be, batch, opt, states, p, id(layer) in trained)
+                continue
+            act = "linear" if (fold and i == last) else layer.activation
+            if id(layer) not in trained:  # frozen: no gradient, update, state or penalty (Keras)
+                spec = {"W": layer.kernel, "b": layer.bias, "act": activation_code(act), "frozen": True,
+                        "A": be.empty((batch, layer.units)), "G": be.empty((batch, layer.units)),
+                        "dW": layer.grads[0], "db": layer.grads[1] if layer.use_bias else None}
+                if act in NEEDS_INPUT:
+                    spec["Z"] = be.empty((batch, layer.units))
+                if plan is not None:
+                    _graph_input(spec, plan, len(specs), layer, be, batch)
+                specs.append(spec)
+                continue
             spec = {"W": layer.kernel, "b": layer.bias, "act": activation_code(act),
                     "A": be.empty((batch, layer.units)), "G": be.empty((batch, layer.units)),
                     "dW": layer.grads[0], "db": layer.grads[1] if layer.use_bias else None}
@@ -195,6 +319,8 @@ class FusedTrainer:
                 key = "W" if w is layer.kernel else "b"
                 spec[f"{key}_l1"], spec[f"{key}_l2"] = reg.l1, reg.l2
             p += 2 if layer.use_bias else 1
+            if plan is not None:
+                _graph_input(spec, plan, len(specs), layer, be, batch)
             specs.append(spec)
         self.batch = batch
         self.optimizer = opt  # keeps id(opt) in the key unique while this trainer exists
@@ -212,7 +338,8 @@ class FusedTrainer:
         self.step_seconds = 0.0  # the latest measured time per step (0: not measured yet)
 
     @staticmethod
-    def _add_step(spec: dict, layer: Any, be: Any, batch: int, opt: Any, states: list, p: int) -> int:
+    def _add_step(spec: dict, layer: Any, be: Any, batch: int, opt: Any, states: list, p: int,
+                  trained: bool = True) -> int:
         """Append ``layer``'s step to the Dense block ``spec``; returns the index of the
         next parameter (in the optimizer's order)."""
         if type(layer) is Activation:
@@ -224,7 +351,7 @@ class FusedTrainer:
             step = None
         else:
             step = layer.fused_step(be, batch)
-        if type(layer) is BatchNormalization:
+        if type(layer) is BatchNormalization and trained:  # (a frozen one has no optimizer state)
             for name, on in (("gamma", layer.scale), ("beta", layer.center)):
                 if on:
                     for slot, st in states[p].items():
@@ -239,7 +366,8 @@ class FusedTrainer:
 
     def epoch(self, model: Any, x: Any, y: Any, order: np.ndarray, step_losses: Any, chunk: int,
               on_step: Callable[[int, Any], None] | None, stop_on_nonfinite: bool,
-              augment: Callable[[np.ndarray], np.ndarray] | None = None, weights: dict | None = None) -> int:
+              augment: Callable[[np.ndarray], np.ndarray] | None = None, weights: dict | None = None,
+              params: np.ndarray | None = None) -> int:
         """Run the epoch's steps (``chunk`` at a time, calling ``on_step`` after each
         step of a chunk); returns the number of steps run (fewer than the epoch's when
         a loss was not finite and ``stop_on_nonfinite``, on backends that read each
@@ -249,7 +377,9 @@ class FusedTrainer:
         (sample weights, not with ``augment``): ``{"row_scale": backend array (n,),
         "penalty_scale": host array (steps,) or None}``: the row at position i of the
         order has its loss and gradient multiplied by row_scale[i], and step s its
-        regularizer factors by penalty_scale[s]."""
+        regularizer factors by penalty_scale[s]. ``params``: the epoch's step parameter
+        rows (``optimizer.step_params(optimizer.iterations, steps)``) when the caller
+        computed them ahead (scikit-learn's small epochs: once per block of epochs)."""
         if weights is not None and augment is not None:
             raise ValueError("sample weights cannot be combined with augment")
         if weights is not None and not weights_fused(model, self.tracker):
@@ -281,14 +411,14 @@ class FusedTrainer:
             end = min(steps, s + min(chunk, cap))
             t0 = time.perf_counter()
             # the chunk's learning rates (schedule) and step parameters, computed once here
-            params = opt.step_params(opt.iterations, end - s)
+            params_run = opt.step_params(opt.iterations, end - s) if params is None else params[s:end]
             if augment is None:
                 metrics = self.metrics if weights is None or self.tracker is None else \
                     self.tracker.trainer_metrics(True)
                 with concurrency.uninterrupted():  # the step count is recorded with the steps
                     opt.iterations, done = self.trainer.run(x, y, dev_order, self.x_batch, self.y_batch,
                                                             step_losses, s, end, opt.iterations,
-                                                            stop_on_nonfinite, metrics, weights, params)
+                                                            stop_on_nonfinite, metrics, weights, params_run)
             else:  # the chunk's samples, augmented, as a small data set of its own
                 rows = order[s * self.batch:min(n, end * self.batch)]
                 xa = be.asarray(inputs.augmented(augment, np.asarray(be.to_numpy(x))[rows], (len(rows), x.shape[1])))
@@ -299,7 +429,7 @@ class FusedTrainer:
                 with concurrency.uninterrupted():
                     opt.iterations, done = self.trainer.run(xa, ya, local, self.x_batch, self.y_batch,
                                                             step_losses[s:end], 0, end - s, opt.iterations,
-                                                            stop_on_nonfinite, self.metrics, None, params)
+                                                            stop_on_nonfinite, self.metrics, None, params_run)
             if done:
                 self.step_seconds = (time.perf_counter() - t0) / done
             if on_step is not None:
@@ -342,13 +472,26 @@ class FusedTrainer:
         self.metrics = None if tracker is None else tracker.trainer_metrics(False)
 
 
+def _graph_input(spec: dict, plan: GraphPlan, b: int, layer: Any, be: Any, batch: int) -> None:
+    """Block ``b``'s input sources (fusednn/trainer.h's graph blocks) and the buffers of
+    its merged input and of the input gradient."""
+    spec["src"], spec["merge"] = list(plan.inputs[b]), plan.merge[b]
+    n_in = layer.input_dim
+    if plan.merge[b]:
+        spec["X"] = be.empty((batch, n_in))
+    if plan.merge[b] or plan.inputs[b][0] >= 0:
+        spec["dX"] = be.empty((batch, n_in))
+
+
 def _key(model: Any, batch: int) -> tuple:
     """What a trainer is built over: the batch size and the identity of the optimizer,
     the parameters and the state arrays (the trainer keeps them all alive, so their
     ids cannot be reused while it exists). Recompiling or rebuilding changes it."""
     opt = model.optimizer
     arrays = [*model.weights, *(a for s in _states(opt) for a in s.values())]
-    return (batch, distribution_state.fit_session(model) is not None, id(opt), *map(id, arrays))
+    return (batch, distribution_state.fit_session(model) is not None, id(opt), model.frozen_at_compile,
+            tuple(layer.trainable for layer in model.layers),
+            *map(id, arrays))
 
 
 def _flat_gradients(be: Any, layers: list[Any]) -> tuple[Any, list[Any]]:

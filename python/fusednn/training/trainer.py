@@ -157,6 +157,9 @@ class Trainer:
         self.fused_mode: str | bool = "auto"
         self._told_why = False  # the per-op fallback was reported since the last compile
         self._resume_epoch: int | None = None  # set by a callback (BackupAndRestore) in on_train_begin
+        #: ids of the layers that were frozen (``trainable=False``) at the last compile: the
+        #: optimizer leaves their weights alone (Keras: changing trainable takes effect on compile)
+        self.frozen_at_compile: frozenset[int] = frozenset()
 
     def reset_buffers(self) -> None:
         """Drop the buffers and the fused trainer made for the model as it was: the
@@ -187,6 +190,8 @@ class Trainer:
             raise ValueError(f"fused must be 'auto', True or False, got {fused!r}")
         self.fused_mode = fused
         self._told_why = False
+        self.frozen_at_compile = frozenset(id(layer) for layer in self.layers
+                                           if not (layer.trainable and getattr(self, "trainable", True)))
         self.optimizer = optimizers.get(optimizer)
         self.loss = losses.get(loss)
         self.metrics = [metrics_module.get(m) for m in (metrics or [])]
@@ -194,7 +199,11 @@ class Trainer:
         if len(set(names)) != len(names) or "loss" in names:
             raise ValueError(f"metric names must be distinct and not 'loss', got {names}")
         if self.built:
-            self.optimizer.build(self.backend, self.weights, self.weight_names)
+            self.optimizer.build(self.backend, self.optimized_weights, self.optimized_weight_names)
+
+    def trained_layers(self) -> list[Layer]:
+        """The layers whose weights ``fit`` updates: all but those frozen at compile."""
+        return [layer for layer in self.layers if id(layer) not in self.frozen_at_compile]
 
     @property
     def fused_reason(self) -> str | None:
@@ -231,8 +240,8 @@ class Trainer:
 
     def _ready_optimizer(self) -> None:
         # Built at compile time unless the model was not built yet (or gained layers since).
-        if not self.optimizer.is_built_for(self.backend, self.weights):
-            self.optimizer.build(self.backend, self.weights, self.weight_names)
+        if not self.optimizer.is_built_for(self.backend, self.optimized_weights):
+            self.optimizer.build(self.backend, self.optimized_weights, self.optimized_weight_names)
 
     # -------------------------------------------------------------- data entry
     def _xy(self, x: Any, y: Any, xname: str = "x", yname: str = "y") -> tuple[Any, Any]:
@@ -343,10 +352,15 @@ class Trainer:
         dy = self.loss.gradient(be, pred, y, ws.dpred, logits=on_logits)
         if weights is not None:  # every loss is a mean of row terms: row i's gradient scales by w_i
             dy *= weights.reshape(-1, 1)
+        self._backward(dy, ws)
+        for layer in self.trained_layers():  # weight penalties (of trained weights, as Keras), fused order
+            layer.add_penalties(loss_out)
+
+    def _backward(self, dy: Any, ws: _Workspace) -> None:
+        """Backpropagate the loss gradient ``dy`` through the layers (last first); a
+        model with a layer graph overrides it."""
         for i in range(len(self.layers) - 1, -1, -1):
             dy = self.layers[i].backward(dy, ws.layers[i], i > 0)
-        for layer in self.layers:  # weight penalties, in the fused trainer's order
-            layer.add_penalties(loss_out)
 
     def _tracker(self) -> EpochMetrics | None:
         if not self.metrics:
@@ -408,7 +422,7 @@ class Trainer:
             with concurrency.uninterrupted():  # a Ctrl-C waits for the step's update to finish
                 self._compute_gradients(be.asarray(xb), be.asarray(ws.batch_y), ws, step_losses[s:s + 1], tracker,
                                         wb)
-                self.optimizer.apply(self.gradients)
+                self.optimizer.apply(self.optimized_gradients)
             if on_step is not None:
                 on_step(s, step_losses)
         self.last_step_losses = np.array(be.to_numpy(step_losses), dtype=np.float64)
@@ -448,7 +462,7 @@ class Trainer:
 
     def _penalty(self) -> float:
         """The sum of the layers' current weight penalties (regularizers)."""
-        return float(sum(layer.penalty() for layer in self.layers))
+        return float(sum(layer.penalty() for layer in self.trained_layers()))
 
     # --------------------------------------------------------------------- fit
     @_fit_guard
