@@ -676,3 +676,36 @@ def test_keras_file_with_unbuilt_optimizer(real_keras, tmp_path):
     assert type(model.optimizer).__name__ == "RMSprop" and model.optimizer.iterations == 0
     assert model.optimizer.learning_rate == pytest.approx(0.005)
     np.testing.assert_allclose(model.predict(x, verbose=0), k.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+@needs_functional
+def test_two_outputs_compile_config_both_directions(real_keras, tmp_path):
+    kr = real_keras
+    kr.utils.set_random_seed(12)
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(24, 4)).astype(np.float32)
+    y1, y2 = x[:, :1] * 2, rng.integers(0, 3, 24)
+    inputs = kr.Input(shape=(4,))
+    hidden = kr.layers.Dense(6, activation="relu")(inputs)
+    k = kr.Model(inputs, [kr.layers.Dense(1, name="reg")(hidden),
+                          kr.layers.Dense(3, activation="softmax", name="cls")(hidden)])
+    k.compile(optimizer=kr.optimizers.Adam(0.01), loss=["mse", "sparse_categorical_crossentropy"],
+              loss_weights=[1.0, 0.5], metrics=[["mae"], ["accuracy"]])
+    k.fit(x, [y1, y2], epochs=2, batch_size=8, verbose=0)
+    k.save(tmp_path / "k.keras")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        model = keras.models.load_model(tmp_path / "k.keras")
+    assert model.loss.loss_weights == [1.0, 0.5]
+    assert [type(loss).__name__ for loss in model.loss.losses] == ["MeanSquaredError", "SparseCategoricalCrossentropy"]
+    assert model.optimizer.iterations == int(k.optimizer.iterations.numpy())
+    for a, b in zip(model.predict(x, verbose=0), k.predict(x, verbose=0)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    model.fit(x, [y1, y2], epochs=1, batch_size=8, verbose=0)
+    model.save(tmp_path / "f.keras")
+    config = json.loads(_members(tmp_path / "f.keras")["config.json"])["compile_config"]
+    assert config["loss_weights"] == [1.0, 0.5] and len(config["loss"]) == 2
+    k2 = kr.models.load_model(tmp_path / "f.keras")
+    for a, b in zip(model.predict(x, verbose=0), k2.predict(x, verbose=0)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    k2.fit(x, [y1, y2], epochs=1, verbose=0)  # Keras trains on with what it read

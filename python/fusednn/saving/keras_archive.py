@@ -21,6 +21,7 @@ the file's datasets before anything is built or read. Files are written through
 from __future__ import annotations
 
 import datetime
+import inspect
 import io
 import json
 import os
@@ -279,6 +280,15 @@ def _compile(model: "Sequential", compile_config: Any, extra: dict[str, Any], we
         warnings.warn(f"{label}: the model is loaded without its compile settings: {e}; compile it again "
                       "before training", UserWarning, stacklevel=3)
         return
+    weights = kwargs.get("loss_weights")
+    if weights is not None and "loss_weights" not in inspect.signature(model.compile).parameters:
+        values = list(weights.values()) if isinstance(weights, dict) else list(weights)
+        if any(w != 1.0 for w in values) or isinstance(kwargs["loss"], (list, dict)):
+            warnings.warn(f"{label}: the model is loaded without its compile settings: per-output losses or "
+                          f"loss_weights need a functional model; compile it again before training",
+                          UserWarning, stacklevel=3)
+            return
+        del kwargs["loss_weights"]  # one output weighted 1: Keras' default
     fused = extra.get("fused", "auto")
     try:
         model.compile(**kwargs, fused=fused if fused in ("auto", True, False) else "auto")

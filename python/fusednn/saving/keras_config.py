@@ -612,34 +612,77 @@ def _metric(spec: Any) -> Any:
         raise ValueError(f"metric {cls_name}: {e}") from None
 
 
+def _per_output(value: Any, one: Any, what: str) -> Any:
+    """A list or dict (by output name) of ``one(item)``, for a multi-output model."""
+    if isinstance(value, list):
+        return [one(v) for v in value]
+    if isinstance(value, dict) and "class_name" not in value:
+        return {str(k): one(v) for k, v in value.items()}
+    raise ValueError(f"{what} {value!r:.100} is not a list or dict per output")
+
+
+def _weight(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"a loss weight must be a finite number, got {value!r:.50}")
+    return float(value)
+
+
 def from_keras_compile(config: Any) -> dict[str, Any]:
-    """``model.compile`` arguments (optimizer and loss objects, metrics) from Keras'
-    ``compile_config``; ValueError naming what fusednn cannot take."""
+    """``model.compile`` arguments (optimizer and loss objects, metrics and, for several
+    outputs, per-output losses and ``loss_weights``) from Keras' ``compile_config``;
+    ValueError naming what fusednn cannot take."""
     if not isinstance(config, dict):
         raise ValueError("the compile config is not a JSON object")
-    for key in ("loss_weights", "weighted_metrics"):
-        if config.get(key):
-            raise ValueError(f"compile argument {key}={config[key]!r:.100} is not supported")
+    if config.get("weighted_metrics"):
+        raise ValueError(f"compile argument weighted_metrics={config['weighted_metrics']!r:.100} is not supported")
     if config.get("optimizer") is None or config.get("loss") is None:
         raise ValueError("the compile config names no optimizer or no loss")
+    loss = config["loss"]
+    per_output = isinstance(loss, list) or (isinstance(loss, dict) and "class_name" not in loss)
+    kwargs: dict[str, Any] = {"optimizer": _optimizer(config["optimizer"]),
+                              "loss": _per_output(loss, _loss, "the loss") if per_output else _loss(loss)}
+    if config.get("loss_weights") is not None:
+        kwargs["loss_weights"] = _per_output(config["loss_weights"], _weight, "loss_weights")
     metrics = config.get("metrics") or []
-    if not isinstance(metrics, list):
-        raise ValueError("per-output metrics (a dict) need a multi-output model")
-    kwargs: dict[str, Any] = {"optimizer": _optimizer(config["optimizer"]), "loss": _loss(config["loss"])}
-    if metrics:
-        kwargs["metrics"] = [_metric(m) for m in metrics]
+    if isinstance(metrics, dict) or (isinstance(metrics, list) and any(isinstance(m, list) for m in metrics)):
+        kwargs["metrics"] = _per_output(metrics, lambda ms: [_metric(m) for m in (ms if isinstance(ms, list)
+                                                                                   else [ms])], "the metrics")
+    elif isinstance(metrics, list):
+        if metrics:
+            kwargs["metrics"] = [_metric(m) for m in metrics]
+    else:
+        raise ValueError(f"the metrics {metrics!r:.100} are not a list or dict")
     return kwargs
 
 
 def to_keras_compile(model: Any, metric_names: list[str]) -> dict[str, Any]:
     """Keras' ``compile_config`` of a compiled fusednn ``model`` (metrics by the names
-    that rebuild them)."""
-    from .. import losses, optimizers
+    that rebuild them; a multi-output model's losses, ``loss_weights`` and metrics per
+    output)."""
+    from .. import losses, metrics, optimizers
 
-    for obj, module in ((model.optimizer, optimizers), (model.loss, losses)):
-        if type(obj).__module__ != module.__name__:  # a user class, or several outputs' losses
+    loss = model.loss
+    per_output = type(loss).__name__ == "OutputLosses" and isinstance(getattr(loss, "losses", None), list)
+    for obj, module in ((model.optimizer, optimizers), *((l, losses) for l in (loss.losses if per_output
+                                                                                  else [loss]))):
+        if type(obj).__module__ != module.__name__:  # a user class
             raise ValueError(f"{type(obj).__name__} is not one of Keras' built-in {module.__name__.split('.')[-1]}")
-    return {"optimizer": keras_object(optimizers.serialize(model.optimizer), "keras.optimizers"),
-            "loss": keras_object(losses.serialize(model.loss), "keras.losses"),
-            "loss_weights": None, "metrics": list(metric_names) or None, "weighted_metrics": None,
-            "run_eagerly": False, "steps_per_execution": 1, "jit_compile": False}
+    config = {"optimizer": keras_object(optimizers.serialize(model.optimizer), "keras.optimizers"),
+              "loss": keras_object(losses.serialize(loss), "keras.losses") if not per_output else
+              [keras_object(losses.serialize(l), "keras.losses") for l in loss.losses],
+              "loss_weights": None, "metrics": list(metric_names) or None, "weighted_metrics": None,
+              "run_eagerly": False, "steps_per_execution": 1, "jit_compile": False}
+    if per_output:
+        config["loss_weights"] = [float(w) for w in loss.loss_weights]
+        names = []
+        for ms in getattr(model, "output_metrics", []) or []:
+            keep = []
+            for m in ms:
+                try:
+                    if type(metrics.get(m.name)) is type(m):
+                        keep.append(m.name)
+                except (ValueError, TypeError):
+                    pass
+            names.append(keep)
+        config["metrics"] = names if any(names) else None
+    return config
