@@ -135,4 +135,45 @@ void register_layer_kernels(py::module_& m) {
       },
       py::arg("x"), py::arg("gamma"), py::arg("beta"), py::arg("mean"), py::arg("variance"), py::arg("epsilon"),
       py::arg("y"), "Batch normalisation with given statistics: (x - mean)/sqrt(variance + eps)*gamma + beta.");
+  m.def(
+      "prelu_forward",
+      [](const py::object& x_, const py::object& alpha_, const py::object& y_) {
+        py::array x = as_f32(x_, "x"), alpha = as_f32(alpha_, "alpha"), y = as_f32(y_, "y", true);
+        auto [rows, cols] = dims2(x, "x");
+        check_same_shape(x, "x", y, "y");
+        if (alpha.ndim() != 1 || (alpha.shape(0) != 1 && alpha.shape(0) != cols))
+          throw py::value_error("prelu_forward: alpha must hold 1 or " + std::to_string(cols) + " values, got shape " +
+                                shape_of(alpha));
+        const std::int64_t an = alpha.shape(0);
+        const float *px = cfptr(x), *pa = cfptr(alpha);
+        float* py_ = fptr(y);
+        py::gil_scoped_release nogil;
+        cpu::prelu_forward(py_, px, pa, rows, cols, an);
+      },
+      py::arg("x"), py::arg("alpha"), py::arg("y"), "PReLU: y = x if x > 0 else alpha * x (alpha per column or one).");
+  m.def(
+      "prelu_backward",
+      [](const py::object& dy_, const py::object& x_, const py::object& alpha_, const py::object& dx_,
+         const py::object& dalpha_) {
+        py::array dy = as_f32(dy_, "dy"), x = as_f32(x_, "x"), alpha = as_f32(alpha_, "alpha"),
+                  dx = as_f32(dx_, "dx", true), da = as_f32(dalpha_, "dalpha", true);
+        auto [rows, cols] = dims2(dy, "dy");
+        check_same_shape(dy, "dy", x, "x");
+        check_same_shape(dy, "dy", dx, "dx");
+        check_same_shape(alpha, "alpha", da, "dalpha");
+        if (alpha.ndim() != 1 || (alpha.shape(0) != 1 && alpha.shape(0) != cols))
+          throw py::value_error("prelu_backward: alpha must hold 1 or " + std::to_string(cols) + " values, got shape " +
+                                shape_of(alpha));
+        check_no_overlap(dx, x, "x");
+        check_no_overlap(dx, dy, "dy");
+        check_no_overlap(da, dy, "dy");
+        check_no_overlap(da, dx, "dx");
+        const std::int64_t an = alpha.shape(0);
+        const float *pdy = cfptr(dy), *px = cfptr(x), *pa = cfptr(alpha);
+        float *pdx = fptr(dx), *pda = fptr(da);
+        py::gil_scoped_release nogil;
+        cpu::prelu_backward(pdx, pda, pdy, px, pa, rows, cols, an);
+      },
+      py::arg("dy"), py::arg("x"), py::arg("alpha"), py::arg("dx"), py::arg("dalpha"),
+      "PReLU's gradients: dx = dy * (1 | alpha | 0 at x > 0 | < 0 | == 0), dalpha = sum dy * min(x, 0) (double).");
 }

@@ -4,6 +4,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -68,4 +69,32 @@ void register_optim(py::module_& m) {
         return cpu::sum_squares(px, n);
       },
       py::arg("x"), "sum(x**2) in double, in order.");
+  m.def(
+      "constrain",
+      [](const py::object& w_, int kind, int axis, float min_value, float max_value, float rate) {
+        py::array w = as_f32(w_, "param", true);
+        if (w.ndim() != 1 && w.ndim() != 2)
+          throw py::value_error("constrain: param must be 1-D or 2-D, got shape " + shape_of(w));
+        if (kind < int(ConstraintKind::none) || kind > int(ConstraintKind::min_max_norm))
+          throw py::value_error("constrain: unknown constraint kind " + std::to_string(kind) +
+                                " (1 max_norm, 2 non_neg, 3 unit_norm, 4 min_max_norm)");
+        if (axis < int(ConstraintAxis::rows) || axis > int(ConstraintAxis::all))
+          throw py::value_error("constrain: axis code must be 0 (norm per column), 1 (per row) or 2 (all), got " +
+                                std::to_string(axis));
+        if (!(min_value >= 0.f && max_value >= min_value) || !std::isfinite(max_value) || !std::isfinite(rate))
+          throw py::value_error("constrain: need finite 0 <= min_value <= max_value and a finite rate");
+        Constraint c;
+        c.kind = static_cast<ConstraintKind>(kind);
+        c.axis = static_cast<ConstraintAxis>(axis);
+        c.min_value = min_value;
+        c.max_value = max_value;
+        c.rate = rate;
+        const std::size_t rows = std::size_t(w.shape(0)), cols = w.ndim() == 2 ? std::size_t(w.shape(1)) : 1;
+        float* pw = fptr(w);
+        py::gil_scoped_release nogil;
+        cpu::constrain(pw, rows, cols, c);
+      },
+      py::arg("param"), py::arg("kind"), py::arg("axis") = 0, py::arg("min_value") = 0.0f,
+      py::arg("max_value") = 0.0f, py::arg("rate") = 1.0f,
+      "Project param (1-D: one column) in place onto a Keras weight constraint (fusednn/constraint.h).");
 }

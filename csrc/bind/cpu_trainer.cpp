@@ -38,7 +38,8 @@ class MlpTrainer {
         },
         [&](const py::handle& h, const std::string& name, std::vector<py::ssize_t> shape) {
           return fptr(keep_shaped(h, name, std::move(shape)));
-        });
+        },
+        /*allow_constraints=*/true, /*allow_prelu=*/true);
   }
 
   // Run steps [step0, step1) of the epoch whose sample order is `order`.

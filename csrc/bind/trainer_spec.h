@@ -133,9 +133,11 @@ inline OptimizerConfig to_optimizer(const py::dict& o) {
 //    "moving_mean", "moving_var", "xhat", "invstd", "scratch" (3*cols), "eps", "momentum", the optimizer
 //    state "gamma_s1".."gamma_s3", "beta_s1".."beta_s3", "gamma_ema", "beta_ema" the optimizer uses,
 //    optionally "gamma_decay"/"beta_decay", and "Y", "G"}
+//   {"kind": "prelu", "alpha" ((cols,) or (1,)), "dalpha", the optimizer state "alpha_s1".."alpha_s3",
+//    "alpha_ema" the optimizer uses, optionally "alpha_decay", and "Y", "G"} (only with allow_prelu)
 template <class Shaped>
 std::vector<LayerStep> to_steps(const py::list& steps, const OptimizerConfig& opt, int batch, int cols,
-                                const std::string& where, Shaped&& shaped) {
+                                const std::string& where, Shaped&& shaped, bool allow_prelu = false) {
   std::vector<LayerStep> out;
   bool use[3];
   opt_state_use(opt.kind, opt.flags, &use[0], &use[1], &use[2]);
@@ -200,8 +202,24 @@ std::vector<LayerStep> to_steps(const py::list& steps, const OptimizerConfig& op
         if (opt.flags & optf::ema) *q.ema = shaped(d[(name + "_ema").c_str()], at + name + "_ema", {cols});
         if (d.contains((name + "_decay").c_str())) *q.decay = d[(name + "_decay").c_str()].cast<bool>();
       }
+    } else if (kind == "prelu") {
+      if (!allow_prelu) throw py::value_error(at + "is a prelu step, which this device's fused trainer does not run");
+      st.kind = StepKind::prelu;
+      const py::ssize_t n =
+          py::isinstance<py::array>(d["alpha"]) ? py::reinterpret_borrow<py::array>(d["alpha"]).size() : -1;
+      if (n != 1 && n != cols) throw py::value_error(at + "alpha must hold 1 or " + std::to_string(cols) + " values");
+      st.alpha_n = int(n);
+      st.alpha = shaped(d["alpha"], at + "alpha", {n});
+      st.dalpha = shaped(d["dalpha"], at + "dalpha", {n});
+      for (int k = 0; k < 3; ++k) {
+        if (!use[k]) continue;
+        const std::string slot = "alpha_s" + std::to_string(k + 1);
+        st.alpha_s[k] = shaped(d[slot.c_str()], at + slot, {n});
+      }
+      if (opt.flags & optf::ema) st.alpha_ema = shaped(d["alpha_ema"], at + "alpha_ema", {n});
+      if (d.contains("alpha_decay")) st.alpha_decay = d["alpha_decay"].cast<bool>();
     } else {
-      throw py::value_error(at + "has unknown kind '" + kind + "' (activation, dropout, batchnorm)");
+      throw py::value_error(at + "has unknown kind '" + kind + "' (activation, dropout, batchnorm, prelu)");
     }
     out.push_back(st);
   }
@@ -214,9 +232,30 @@ std::vector<LayerStep> to_steps(const py::list& steps, const OptimizerConfig& op
 // excluded}, ...]).
 //   matrix(handle, name) -> std::tuple<float*, py::ssize_t rows, py::ssize_t cols>
 //   shaped(handle, name, std::vector<py::ssize_t> shape) -> float*
+// Optional per layer: "W_constraint"/"b_constraint": {"kind", "axis", "min_value", "max_value", "rate"}
+// (fusednn.constraints kernel_spec); only a trainer built with allow_constraints takes them.
+inline Constraint to_constraint(const py::handle& h, const std::string& where) {
+  const py::dict d = h.cast<py::dict>();
+  Constraint c;
+  const int kind = d["kind"].cast<int>(), axis = d["axis"].cast<int>();
+  if (kind < int(ConstraintKind::none) || kind > int(ConstraintKind::min_max_norm))
+    throw py::value_error(where + "has unknown constraint kind " + std::to_string(kind));
+  if (axis < int(ConstraintAxis::rows) || axis > int(ConstraintAxis::all))
+    throw py::value_error(where + "has unknown constraint axis code " + std::to_string(axis));
+  c.kind = static_cast<ConstraintKind>(kind);
+  c.axis = static_cast<ConstraintAxis>(axis);
+  c.min_value = d["min_value"].cast<float>();
+  c.max_value = d["max_value"].cast<float>();
+  c.rate = d["rate"].cast<float>();
+  if (!(c.min_value >= 0.f && c.max_value >= c.min_value))
+    throw py::value_error(where + "constraint needs 0 <= min_value <= max_value");
+  return c;
+}
+
 template <class Matrix, class Shaped>
 std::vector<DenseBuffers> to_layers(const py::list& layers, const OptimizerConfig& opt, int batch,
-                                    Matrix&& matrix, Shaped&& shaped) {
+                                    Matrix&& matrix, Shaped&& shaped, bool allow_constraints = false,
+                                    bool allow_prelu = false) {
   if (layers.empty()) throw py::value_error("MlpTrainer needs at least one layer");
   std::vector<DenseBuffers> out;
   int prev_out = -1;
@@ -300,8 +339,21 @@ std::vector<DenseBuffers> to_layers(const py::list& layers, const OptimizerConfi
     l.W_l2 = factor("W_l2");
     l.b_l1 = bias ? factor("b_l1") : 0.f;
     l.b_l2 = bias ? factor("b_l2") : 0.f;
+    for (const char* key : {"W_constraint", "b_constraint"}) {
+      if (!d.contains(key) || d[key].is_none()) continue;
+      if (!allow_constraints)
+        throw py::value_error(where + key + ": this device's fused trainer does not apply weight constraints");
+      Constraint c = to_constraint(d[key], where + key + " ");
+      if (key[0] == 'W') {
+        l.W_con = c;
+      } else {
+        if (!bias) throw py::value_error(where + "has a b_constraint but no bias");
+        l.b_con = c;
+        if (c.axis == ConstraintAxis::cols) l.b_con.axis = ConstraintAxis::all;  // a bias is one vector
+      }
+    }
     if (d.contains("post") && !d["post"].is_none())
-      l.post = to_steps(d["post"].cast<py::list>(), opt, batch, l.out, where, shaped);
+      l.post = to_steps(d["post"].cast<py::list>(), opt, batch, l.out, where, shaped, allow_prelu);
     out.push_back(l);
   }
   if (!out.back().post.empty())

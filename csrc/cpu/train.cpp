@@ -93,6 +93,16 @@ struct Kernels {
                           const float* invstd, const float* gamma, int rows, int cols, float*) const {
     cpu::batchnorm_backward(dx, dgamma, dbeta, dy, xhat, invstd, gamma, rows, cols);
   }
+  void constrain(float* w, int rows, int cols, const Constraint& c) const {
+    cpu::constrain(w, std::size_t(rows), std::size_t(cols), c);
+  }
+  void prelu_forward(float* y, const float* x, const float* alpha, int rows, int cols, int alpha_n) const {
+    cpu::prelu_forward(y, x, alpha, rows, cols, alpha_n);
+  }
+  void prelu_backward(float* dx, float* dalpha, const float* dy, const float* x, const float* alpha, int rows,
+                      int cols, int alpha_n) const {
+    cpu::prelu_backward(dx, dalpha, dy, x, alpha, rows, cols, alpha_n);
+  }
   // graph blocks (fusednn/trainer.h): column-block copies and sums of row-major matrices
   void copy_cols(float* dst, int dst_cols, int dst_off, const float* src, int src_cols, int src_off, int width,
                  int rows) const {

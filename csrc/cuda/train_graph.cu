@@ -12,6 +12,7 @@
 #include "elementwise.cuh"
 #include "fusednn/cuda.h"
 #include "fusednn/cuda_persistent.h"
+#include "train_kernels.cuh"
 
 namespace fusednn {
 namespace cuda {
@@ -42,75 +43,10 @@ __global__ void __launch_bounds__(kMapThreads)
 }
 
 // train.cu's policy, launching on the capture stream, with table-driven updates.
-struct GraphKernels {
-  cudaStream_t stream;
-  bool tf32;
-  double* workspace;
-  std::int64_t src_rows;
+struct GraphKernels : Kernels {
   const float* table;      // device copy of the run's step_params rows
   const float* host_rows;  // opt.step_params: the rows opt_update's `p` points into
 
-  void gather_rows(float* dst, const float* src, const std::int64_t* idx, int rows, int cols) const {
-    check(cuda::gather_rows(dst, src, idx, std::size_t(rows), std::size_t(cols), src_rows, stream), "gather_rows");
-  }
-  void matmul(float* C, const float* A, const float* B, int M, int N, int K, bool ta, bool tb, const float* bias,
-              Act act) const {
-    check(cuda::matmul(C, A, B, M, N, K, ta, tb, bias, act, stream, -1, tf32), "matmul");
-  }
-  void mse(const float* p, const float* t, std::int64_t n, float* out) const {
-    check(cuda::mse(p, t, std::size_t(n), out, workspace, stream), "mse");
-  }
-  void mse_grad(float* g, const float* p, const float* t, std::int64_t n, float scale) const {
-    check(cuda::mse_grad(g, p, t, std::size_t(n), scale, stream), "mse_grad");
-  }
-  void xent(float* g, const float* z, const float* t, int rows, int cols, XentKind kind, float scale,
-            float* loss_out) const {
-    check(cuda::xent(g, z, t, std::size_t(rows), std::size_t(cols), kind, scale, loss_out, workspace, stream),
-          "xent");
-  }
-  void confusion_update(double* counts, const float* p, const float* t, int rows, int cols, int classes,
-                        bool sparse, float threshold) const {
-    check(cuda::confusion_update(counts, p, t, std::size_t(rows), std::size_t(cols), classes, sparse, threshold,
-                                 stream),
-          "confusion_update");
-  }
-  void error_sums_update(double* sums, const float* p, const float* t, std::int64_t n) const {
-    check(cuda::error_sums_update(sums, p, t, std::size_t(n), stream), "error_sums_update");
-  }
-  void act_backward(float* dx, const float* dy, const float* y, std::int64_t n, Act act) const {
-    check(cuda::act_backward(dx, dy, y, std::size_t(n), act, stream), "act_backward");
-  }
-  void sum_rows(float* out, const float* x, int rows, int cols) const {
-    check(cuda::sum_rows(out, x, std::size_t(rows), std::size_t(cols), stream), "sum_rows");
-  }
-  void weighted_loss(const float* p, const float* t, const float* s, int rows, int cols, int kind,
-                     float* out) const {
-    check(cuda::weighted_loss(p, t, s, std::size_t(rows), std::size_t(cols), kind, out, stream), "weighted_loss");
-  }
-  // (the binding runs metric objects and weighted LossFn losses in ops mode, never captured)
-  void weighted_loss_fn(const float* p, const float* t, const float* s, int rows, int cols, LossFn fn,
-                        LossParams param, float* out) const {
-    check(cuda::weighted_loss_fn(p, t, s, std::size_t(rows), std::size_t(cols), fn, param, out, stream),
-          "weighted_loss_fn");
-  }
-  void metric_update(const MetricSpec& m, const float* p, const float* t, const float* w, int rows,
-                     int cols) const {
-    check(cuda::metric_update(m, p, t, w, std::size_t(rows), std::size_t(cols), stream), "metric_update");
-  }
-  void scale_rows(float* g, const float* s, int rows, int cols) const {
-    check(cuda::scale_rows(g, s, std::size_t(rows), std::size_t(cols), stream), "scale_rows");
-  }
-  void regularize(float* g, const float* w, std::int64_t n, float l1, float l2, float* loss) const {
-    check(cuda::regularize(g, w, std::size_t(n), l1, l2, loss, stream), "regularize");
-  }
-  void act_forward(float* y, const float* x, std::int64_t n, Act act) const {
-    check(cuda::act_forward(y, x, std::size_t(n), act, stream), "act_forward");
-  }
-  void loss_grad(float* g, const float* p, const float* t, int rows, int cols, LossFn fn, LossParams param,
-                 float* loss_out) const {
-    check(cuda::loss_grad(g, p, t, std::size_t(rows), std::size_t(cols), fn, param, loss_out, workspace, stream),
-          "loss_grad");
-  }
   // no clipping on this path (the binding sends clipped runs to the per-op kernels)
   void norm_reset() const { throw std::logic_error("graph path: gradient clipping is not supported"); }
   void norm_add(const float*, std::int64_t) const {
@@ -139,7 +75,6 @@ struct GraphKernels {
                                                                                             std::size_t(n), row);
     check(cudaGetLastError(), "opt_update");
   }
-  bool is_finite(const float*) const { return true; }
 };
 
 }  // namespace
@@ -169,7 +104,7 @@ std::int64_t StepGraphs::run(std::vector<DenseBuffers>& layers, const OptimizerC
   check(cudaMemcpyAsync(scalars, opt.step_params, std::size_t(count) * kOptParams * sizeof(float),
                         cudaMemcpyHostToDevice, stream),
         "cudaMemcpyAsync(step_params)");
-  const GraphKernels direct{stream, tf32, workspace, data.n, scalars, opt.step_params};
+  const GraphKernels direct{{stream, tf32, workspace, data.n, nullptr}, scalars, opt.step_params};
   cudaGraphExec_t* hit = nullptr;
   // Per-step penalty scales (sample weights with regularizers) are host values that
   // change every epoch and would be baked into a capture: such runs never use a graph.

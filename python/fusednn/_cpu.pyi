@@ -48,6 +48,9 @@ def bias_act(x: object, bias: object, activation: typing.SupportsInt | typing.Su
 
 def confusion_update(counts: object, pred: object, target: object, classes: typing.SupportsInt | typing.SupportsIndex, sparse: bool, threshold: typing.SupportsFloat | typing.SupportsIndex = 0.5) -> None: ...
 
+def constrain(param: object, kind: typing.SupportsInt | typing.SupportsIndex, axis: typing.SupportsInt | typing.SupportsIndex = 0, min_value: typing.SupportsFloat | typing.SupportsIndex = 0.0, max_value: typing.SupportsFloat | typing.SupportsIndex = 0.0, rate: typing.SupportsFloat | typing.SupportsIndex = 1.0) -> None:
+    """Project param (1-D: one column) in place onto a Keras weight constraint (fusednn/constraint.h)."""
+
 def cpu_features() -> dict: ...
 
 def dropout_mask(mask: object, rate: typing.SupportsFloat | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex, step: typing.SupportsInt | typing.SupportsIndex, row_b: bool = False, col_b: bool = False) -> None:
@@ -89,6 +92,12 @@ def num_threads() -> int: ...
 
 def optimizer_update(kind: typing.SupportsInt | typing.SupportsIndex, flags: typing.SupportsInt | typing.SupportsIndex, step_params: object, param: object, grad: object, s1: object = None, s2: object = None, s3: object = None, ema: object = None, sumsq: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
     """In-place update of param and its state by Keras' rule for `kind` (fusednn/optim_update.h)."""
+
+def prelu_backward(dy: object, x: object, alpha: object, dx: object, dalpha: object) -> None:
+    """PReLU's gradients: dx = dy * (1 | alpha | 0 at x > 0 | < 0 | == 0), dalpha = sum dy * min(x, 0) (double)."""
+
+def prelu_forward(x: object, alpha: object, y: object) -> None:
+    """PReLU: y = x if x > 0 else alpha * x (alpha per column or one)."""
 
 def regularize(param: object, grad: object, l1: typing.SupportsFloat | typing.SupportsIndex, l2: typing.SupportsFloat | typing.SupportsIndex, loss: object = None) -> None:
     """Keras' L1/L2 penalty in place: grad += l1*sign(param) + 2*l2*param; loss[0] += sum(l1*|param| + l2*param**2) (float64 sum) when loss is given."""

@@ -22,7 +22,10 @@ for _sub in (activations, callbacks, distribution, initializers, layers, losses,
 # on Sequential, so fusednn.models cannot import it back); the face publishes it there
 models.Model = Model
 sys.modules[f"{__name__}.metrics"] = metrics  # Keras 3's metric objects (fusednn.metrics keeps scikit-learn's)
+from . import constraints, keras_backend as backend  # noqa: E402 - keras.constraints, keras.backend
+sys.modules[f"{__name__}.constraints"] = constraints
+sys.modules[f"{__name__}.backend"] = backend
 
-__all__ = ["Input", "Model", "Sequential", "activations", "callbacks", "distribution", "initializers", "layers", "losses",
+__all__ = ["Input", "Model", "Sequential", "activations", "backend", "callbacks", "constraints", "distribution", "initializers", "layers", "losses",
            "metrics", "models",
            "optimizers", "regularizers", "saving", "utils"]

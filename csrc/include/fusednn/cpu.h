@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "fusednn/activation.h"
+#include "fusednn/constraint.h"
 #include "fusednn/trainer.h"
 
 namespace fusednn {
@@ -100,6 +101,11 @@ void sum_rows(float* out, const float* x, std::size_t rows, std::size_t cols);
 // Keras' L1/L2 weight penalty: g += l1*sign(w) + 2*l2*w, and (when loss is not
 // null) *loss += sum(l1*|w| + l2*w^2), accumulated in double.
 void regularize(float* g, const float* w, std::size_t n, float l1, float l2, float* loss);
+
+// ---- constrain.cpp
+// Project a rows x cols weight in place onto a Keras weight constraint
+// (fusednn/constraint.h) after its optimizer update.
+void constrain(float* w, std::size_t rows, std::size_t cols, const Constraint& c);
 
 // ---- weighting.cpp (sample weights in the fused trainer)
 // The loss of one row as the fused losses define it (kind -1: mse, else an

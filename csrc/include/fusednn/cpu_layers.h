@@ -33,5 +33,15 @@ void batchnorm_backward(float* dx, float* dgamma, float* dbeta, const float* dy,
 void batchnorm_infer(float* y, const float* x, const float* gamma, const float* beta, const float* mean,
                      const float* var, std::int64_t rows, std::int64_t cols, float eps);
 
+// PReLU (prelu.cpp): y = x > 0 ? x : alpha * x, with alpha per column (alpha_n ==
+// cols) or one shared (alpha_n == 1).
+void prelu_forward(float* y, const float* x, const float* alpha, std::int64_t rows, std::int64_t cols,
+                   std::int64_t alpha_n);
+// Its gradient: dx = dy * (x > 0 ? 1 : x < 0 ? alpha : 0) (no buffer may alias another) and
+// dalpha = sum over rows of dy * min(x, 0), in double per column (one shared
+// alpha: the column sums added in column order).
+void prelu_backward(float* dx, float* dalpha, const float* dy, const float* x, const float* alpha,
+                    std::int64_t rows, std::int64_t cols, std::int64_t alpha_n);
+
 }  // namespace cpu
 }  // namespace fusednn

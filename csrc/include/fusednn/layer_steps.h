@@ -29,7 +29,7 @@
 
 namespace fusednn {
 
-enum class StepKind : int { activation = 0, dropout = 1, batchnorm = 2 };
+enum class StepKind : int { activation = 0, dropout = 1, batchnorm = 2, prelu = 3 };
 
 struct LayerStep {
   StepKind kind = StepKind::activation;
@@ -56,6 +56,12 @@ struct LayerStep {
   float *gamma_s[3] = {nullptr, nullptr, nullptr}, *beta_s[3] = {nullptr, nullptr, nullptr};
   float *gamma_ema = nullptr, *beta_ema = nullptr;
   bool gamma_decay = true, beta_decay = true;
+  // PReLU: its slope alpha (alpha_n = cols, or 1 shared), gradient, optimizer state and EMA
+  float *alpha = nullptr, *dalpha = nullptr;
+  float* alpha_s[3] = {nullptr, nullptr, nullptr};
+  float* alpha_ema = nullptr;
+  int alpha_n = 0;
+  bool alpha_decay = true;
   // a frozen batch normalisation (Keras' trainable=False): inference mode with the moving
   // statistics in training too, no parameter gradient or update; its backward is the
   // inference map with a zero mean and no beta (zeros: cols zeros), dx = dy * gamma / sqrt(var + eps)
@@ -74,6 +80,13 @@ struct has_layer_steps : std::false_type {};
 template <class D>
 struct has_layer_steps<D, std::void_t<decltype(&D::dropout_mask), decltype(&D::batchnorm_train)>>
     : std::true_type {};
+
+// PReLU steps need D::prelu_forward/prelu_backward; a policy without them (the CUDA
+// one today) compiles the step to nothing and its binding refuses it.
+template <class D, class = void>
+struct has_prelu : std::false_type {};
+template <class D>
+struct has_prelu<D, std::void_t<decltype(&D::prelu_forward), decltype(&D::prelu_backward)>> : std::true_type {};
 
 inline const float* post_output(const std::vector<LayerStep>& post, const float* A) {
   return post.empty() ? A : post.back().Y;
@@ -103,6 +116,9 @@ const float* post_forward(const D& dev, std::vector<LayerStep>& post, const floa
           }
           dev.batchnorm_train(s.Y, s.xhat, s.invstd, x, s.gamma, s.beta, B, s.cols, s.eps, s.moving_mean,
                               s.moving_var, s.momentum, s.scratch);
+          break;
+        case StepKind::prelu:
+          if constexpr (has_prelu<D>::value) dev.prelu_forward(s.Y, x, s.alpha, B, s.cols, s.alpha_n);
           break;
       }
       x = s.Y;
@@ -135,6 +151,11 @@ void post_backward(const D& dev, std::vector<LayerStep>& post, const float* A, f
           }
           dev.batchnorm_backward(dx, s.dgamma, s.dbeta, s.G, s.xhat, s.invstd, s.gamma, B, s.cols, s.scratch);
           break;
+        case StepKind::prelu:  // the step's input: the step before's output, or the block's
+          if constexpr (has_prelu<D>::value)
+            dev.prelu_backward(dx, s.dalpha, s.G, k > 0 ? post[std::size_t(k) - 1].Y : A, s.alpha, B, s.cols,
+                               s.alpha_n);
+          break;
       }
     }
   }
@@ -144,6 +165,7 @@ void post_backward(const D& dev, std::vector<LayerStep>& post, const float* A, f
 template <class D>
 void post_norm_add(const D& dev, std::vector<LayerStep>& post) {
   for (LayerStep& s : post) {
+    if (s.kind == StepKind::prelu) dev.norm_add(s.dalpha, s.alpha_n);
     if (s.kind != StepKind::batchnorm || s.frozen) continue;
     if (s.gamma) dev.norm_add(s.dgamma, s.cols);
     if (s.beta) dev.norm_add(s.dbeta, s.cols);
@@ -155,6 +177,16 @@ void post_norm_add(const D& dev, std::vector<LayerStep>& post) {
 template <class D, class Opt>
 void post_update(const D& dev, std::vector<LayerStep>& post, const Opt& opt, const float* P) {
   for (LayerStep& s : post) {
+    if (s.kind == StepKind::prelu) {  // alpha, updated like any weight
+      if (opt.flags & optf::clip_norm) {
+        dev.norm_reset();
+        dev.norm_add(s.dalpha, s.alpha_n);
+      }
+      const int flags = s.alpha_decay ? opt.flags : (opt.flags & ~optf::weight_decay);
+      dev.opt_update(opt.kind, flags, P, s.alpha, s.dalpha, s.alpha_s[0], s.alpha_s[1], s.alpha_s[2], s.alpha_ema,
+                     s.alpha_n);
+      continue;
+    }
     if (s.kind != StepKind::batchnorm || s.frozen) continue;
     struct Param {
       float *w, *g, **st, *ema;

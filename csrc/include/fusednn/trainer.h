@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "fusednn/activation.h"
+#include "fusednn/constraint.h"
 #include "fusednn/layer_steps.h"
 #include "fusednn/metric_math.h"
 #include "fusednn/optim_update.h"
@@ -63,6 +64,8 @@ struct DenseBuffers {
   float* dX = nullptr;
   // Keras L1/L2 regularizer factors of the kernel and the bias (0: none)
   float W_l1 = 0.f, W_l2 = 0.f, b_l1 = 0.f, b_l2 = 0.f;
+  // Keras kernel_constraint/bias_constraint, projected after the update (constraint.h)
+  Constraint W_con, b_con;
   // the steps after the dense GEMM (batch-norm, activation, dropout): layer_steps.h
   std::vector<LayerStep> post;
 };
@@ -318,6 +321,10 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
                        l.out);
       }
       if (!l.post.empty()) post_update(dev, l.post, opt, P);
+      if constexpr (has_constrain<D>::value) {  // Keras: constraints after the update
+        if (l.W_con.kind != ConstraintKind::none) dev.constrain(l.W, l.in, l.out, l.W_con);
+        if (l.b && l.b_con.kind != ConstraintKind::none) dev.constrain(l.b, l.out, 1, l.b_con);
+      }
     }
     iterations = t;
     if (stop_on_nonfinite && !dev.is_finite(data.step_losses + s)) {

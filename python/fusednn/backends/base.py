@@ -186,6 +186,14 @@ class Backend:
         with ``loss`` (one float32 element), ``loss[0] += l1*sum|param| + l2*sum param**2``."""
         raise NotImplementedError
 
+    def constrain(self, param, spec):
+        """Project ``param`` (1-D or 2-D float32) in place onto a built-in weight constraint,
+        ``spec`` from :meth:`fusednn.constraints.Constraint.kernel_spec` (runs on any array
+        module; the cpu backend overrides it with its C++ kernel)."""
+        from ..constraints import project
+
+        project(self.xp, param, spec)
+
     def sgd_update(self, param, grad, velocity, learning_rate, momentum, nesterov):
         raise NotImplementedError
 
@@ -242,6 +250,18 @@ class Backend:
         k = invstd * gamma if gamma is not None else invstd
         dx[...] = k * (dy - (sdy / n).astype(f32) - xhat * (sdyx / n).astype(f32))
 
+    def prelu_forward(self, x, alpha, y):
+        """PReLU into ``y``: ``x`` where ``x > 0``, else ``alpha * x`` (alpha per column, or one)."""
+        self.xp.copyto(y, self.xp.where(x > 0, x, alpha * x))
+
+    def prelu_backward(self, dy, x, alpha, dx, dalpha):
+        """PReLU's gradients: ``dx = dy * (1, alpha or 0 where x >, < or == 0)`` and
+        ``dalpha = sum over rows of dy * min(x, 0)`` (float64; one shared alpha sums the columns)."""
+        xp, f32 = self.xp, np.float32
+        d = (dy.astype(np.float64) * xp.minimum(x, f32(0))).sum(axis=0)
+        dalpha[...] = (d.sum(keepdims=True) if dalpha.shape[0] == 1 else d).astype(f32)
+        dx[...] = dy * xp.where(x > 0, f32(1), xp.where(x < 0, alpha, f32(0)))
+
     def batchnorm_infer(self, x, gamma, beta, mean, variance, epsilon, y):
         """Batch normalisation with fixed statistics: ``(x - mean)/sqrt(var + eps)*gamma + beta``."""
         f32 = np.float32
@@ -268,6 +288,10 @@ class Backend:
     #: whether the fused trainer runs layer steps (Dropout, BatchNormalization,
     #: Activation after a Dense): fusednn/layer_steps.h
     trainer_steps = False
+    #: whether the fused trainer applies Dense kernel/bias constraints after each update
+    trainer_constraints = False
+    #: whether the fused trainer runs PReLU steps
+    trainer_prelu = False
     #: whether the fused trainer runs layer graphs (functional models with merges)
     trainer_merges = False
 

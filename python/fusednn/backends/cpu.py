@@ -135,6 +135,12 @@ class CpuBackend(Backend):
     def regularize(self, param, grad, l1, l2, loss=None):
         self._k.regularize(param, grad, l1, l2, loss)
 
+    def constrain(self, param, spec):
+        self._k.constrain(param, spec["kind"], spec["axis"], spec["min_value"], spec["max_value"], spec["rate"])
+
+    #: the fused trainer applies Dense kernel/bias constraints (csrc/cpu/constrain.cpp)
+    trainer_constraints = True
+
     def sgd_update(self, param, grad, velocity, learning_rate, momentum, nesterov):
         self._k.sgd_update(param, grad, velocity, learning_rate, momentum, nesterov)
 
@@ -152,6 +158,15 @@ class CpuBackend(Backend):
 
     def batchnorm_backward(self, dy, xhat, invstd, gamma, dx, dgamma, dbeta):
         self._k.batchnorm_backward(dy, xhat, invstd, gamma, dx, dgamma, dbeta)
+
+    def prelu_forward(self, x, alpha, y):
+        self._k.prelu_forward(x, alpha, y)
+
+    def prelu_backward(self, dy, x, alpha, dx, dalpha):
+        self._k.prelu_backward(dy, x, alpha, dx, dalpha)
+
+    #: PReLU steps in the fused trainer (csrc/cpu/prelu.cpp)
+    trainer_prelu = True
 
     def batchnorm_infer(self, x, gamma, beta, mean, variance, epsilon, y):
         self._k.batchnorm_infer(x, gamma, beta, mean, variance, epsilon, y)

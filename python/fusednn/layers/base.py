@@ -30,8 +30,17 @@ def unique_name(prefix: str) -> str:
     return prefix if n == 0 else f"{prefix}_{n}"
 
 
+def reset_names() -> None:
+    """Forget every automatic name handed out, so the next layer is 'dense' again
+    (``keras.backend.clear_session`` does this, as in Keras)."""
+    _name_counts.clear()
+
+
 def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    """Keras' to_snake_case: 'Dense' -> 'dense', 'PReLU' -> 'p_re_lu', 'LeakyReLU' -> 'leaky_re_lu'."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def feature_dim(input_shape: Any, input_dim: Any, where: str) -> int | None:
@@ -188,6 +197,10 @@ class Layer:
     def penalty(self) -> float:
         """The current value of the layer's weight penalties (0 without regularizers)."""
         return 0.0
+
+    def apply_constraints(self) -> None:
+        """Project the weights onto their constraints in place, after an optimizer update
+        (as Keras' optimizer does); layers without constraints do nothing."""
 
     def __call__(self, x: Any, training: bool = False) -> Any:
         """Apply the layer to a 2-D array (building it on first use); returns a new

@@ -14,11 +14,45 @@ from typing import Any
 
 import numpy as np
 
-from .. import initializers
+from .. import constraints, initializers
 from .base import Buffers, Layer
 
 
-class BatchNormalization(Layer):
+class _ConstrainedScaleShift:
+    """Keras' ``beta_constraint``/``gamma_constraint`` of the normalisation layers:
+    projections of beta and gamma after each optimizer update (the per-op path; the
+    fused trainer declines a layer that has them)."""
+
+    def _set_constraints(self, beta_constraint: Any, gamma_constraint: Any) -> None:
+        self.beta_constraint = constraints.get(beta_constraint)
+        self.gamma_constraint = constraints.get(gamma_constraint)
+
+    @property
+    def has_constraints(self) -> bool:
+        """Whether beta or gamma has a constraint."""
+        return self.beta_constraint is not None or self.gamma_constraint is not None
+
+    def apply_constraints(self) -> None:
+        for w, con in ((self.gamma, self.gamma_constraint), (self.beta, self.beta_constraint)):
+            if w is None or con is None:
+                continue
+            spec = con.kernel_spec(w.ndim, f"{type(self).__name__} {self.name!r}")
+            if spec is not None:
+                self.backend.constrain(w, spec)
+            else:
+                w[...] = self.backend.asarray(con(w))
+
+    def _constraints_config(self) -> dict[str, Any]:
+        # written only when set, so files saved before constraints existed stay identical
+        out = {}
+        if self.beta_constraint is not None:
+            out["beta_constraint"] = constraints.serialize(self.beta_constraint)
+        if self.gamma_constraint is not None:
+            out["gamma_constraint"] = constraints.serialize(self.gamma_constraint)
+        return out
+
+
+class BatchNormalization(_ConstrainedScaleShift, Layer):
     """``keras.layers.BatchNormalization(axis=-1, momentum=0.99, epsilon=1e-3, center=True,
     scale=True, beta_initializer='zeros', gamma_initializer='ones',
     moving_mean_initializer='zeros', moving_variance_initializer='ones')`` for inputs
@@ -29,7 +63,8 @@ class BatchNormalization(Layer):
     def __init__(self, axis: int = -1, momentum: float = 0.99, epsilon: float = 1e-3, center: bool = True,
                  scale: bool = True, beta_initializer: Any = "zeros", gamma_initializer: Any = "ones",
                  moving_mean_initializer: Any = "zeros", moving_variance_initializer: Any = "ones",
-                 input_shape: Any = None, input_dim: int | None = None, name: str | None = None) -> None:
+                 input_shape: Any = None, input_dim: int | None = None, name: str | None = None,
+                 beta_constraint: Any = None, gamma_constraint: Any = None) -> None:
         if isinstance(axis, (list, tuple)) and len(axis) == 1:
             axis = axis[0]
         if axis not in (-1, 1):
@@ -42,6 +77,7 @@ class BatchNormalization(Layer):
         self.center, self.scale = bool(center), bool(scale)
         self.beta_initializer = initializers.get(beta_initializer)
         self.gamma_initializer = initializers.get(gamma_initializer)
+        self._set_constraints(beta_constraint, gamma_constraint)
         self.moving_mean_initializer = initializers.get(moving_mean_initializer)
         self.moving_variance_initializer = initializers.get(moving_variance_initializer)
         super().__init__(name, input_shape, input_dim)
@@ -138,7 +174,8 @@ class BatchNormalization(Layer):
                 "beta_initializer": initializers.serialize(self.beta_initializer),
                 "gamma_initializer": initializers.serialize(self.gamma_initializer),
                 "moving_mean_initializer": initializers.serialize(self.moving_mean_initializer),
-                "moving_variance_initializer": initializers.serialize(self.moving_variance_initializer)}
+                "moving_variance_initializer": initializers.serialize(self.moving_variance_initializer),
+                **self._constraints_config()}
 
     def onnx_nodes(self, builder: Any, x: str) -> str:
         be = self.backend
@@ -155,7 +192,7 @@ class BatchNormalization(Layer):
         return f"<BatchNormalization name={self.name!r} features={self.input_dim}>"
 
 
-class LayerNormalization(Layer):
+class LayerNormalization(_ConstrainedScaleShift, Layer):
     """``keras.layers.LayerNormalization(axis=-1, epsilon=1e-3, center=True, scale=True,
     beta_initializer='zeros', gamma_initializer='ones')``: each sample normalised over its
     features (mean and biased variance per row), then ``gamma * xhat + beta``; the same in
@@ -164,7 +201,8 @@ class LayerNormalization(Layer):
 
     def __init__(self, axis: int = -1, epsilon: float = 1e-3, center: bool = True, scale: bool = True,
                  beta_initializer: Any = "zeros", gamma_initializer: Any = "ones", input_shape: Any = None,
-                 input_dim: int | None = None, name: str | None = None) -> None:
+                 input_dim: int | None = None, name: str | None = None, beta_constraint: Any = None,
+                 gamma_constraint: Any = None) -> None:
         if isinstance(axis, (list, tuple)) and len(axis) == 1:
             axis = axis[0]
         if axis not in (-1, 1):
@@ -174,6 +212,7 @@ class LayerNormalization(Layer):
         self.axis, self.epsilon, self.center, self.scale = int(axis), float(epsilon), bool(center), bool(scale)
         self.beta_initializer = initializers.get(beta_initializer)
         self.gamma_initializer = initializers.get(gamma_initializer)
+        self._set_constraints(beta_constraint, gamma_constraint)
         super().__init__(name, input_shape, input_dim)
         self.gamma = self.beta = None
         self._xhat = self._invstd = None
@@ -228,4 +267,4 @@ class LayerNormalization(Layer):
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon, "center": self.center,
                 "scale": self.scale, "beta_initializer": initializers.serialize(self.beta_initializer),
-                "gamma_initializer": initializers.serialize(self.gamma_initializer)}
+                "gamma_initializer": initializers.serialize(self.gamma_initializer), **self._constraints_config()}

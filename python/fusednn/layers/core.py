@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import initializers, regularizers
+from .. import constraints, initializers, regularizers
 from ..activations import name_of
 from ..backends import NEEDS_INPUT, activation_code
 from .base import Buffers, Layer, feature_dim, unique_name
@@ -47,7 +47,9 @@ class Dense(Layer):
                  bias_initializer: str | initializers.Initializer = "zeros",
                  kernel_regularizer: str | dict | regularizers.Regularizer | None = None,
                  bias_regularizer: str | dict | regularizers.Regularizer | None = None,
-                 input_shape: Any = None, input_dim: int | None = None, name: str | None = None) -> None:
+                 input_shape: Any = None, input_dim: int | None = None, name: str | None = None,
+                 kernel_constraint: str | dict | constraints.Constraint | None = None,
+                 bias_constraint: str | dict | constraints.Constraint | None = None) -> None:
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
             raise ValueError(f"Dense units must be a positive integer, got {units!r}")
         self.units = int(units)
@@ -60,6 +62,9 @@ class Dense(Layer):
         for reg, what in ((self.kernel_regularizer, "kernel_regularizer"), (self.bias_regularizer, "bias_regularizer")):
             if reg is not None:
                 regularizers.check_fusable(reg, f"Dense {what}")
+        # projections after every optimizer update (Keras' kernel_constraint/bias_constraint)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
         super().__init__(name, input_shape, input_dim)
         self.kernel: Any = None
         self.bias: Any = None
@@ -136,6 +141,23 @@ class Dense(Layer):
     def penalty(self) -> float:
         return sum(reg(self.backend.to_numpy(w)) for w, _, reg in self.regularized())
 
+    def constrained(self) -> list[tuple[Any, constraints.Constraint]]:
+        """(weight, constraint) for each constrained weight, kernel first."""
+        out = []
+        if self.kernel_constraint is not None:
+            out.append((self.kernel, self.kernel_constraint))
+        if self.use_bias and self.bias_constraint is not None:
+            out.append((self.bias, self.bias_constraint))
+        return out
+
+    def apply_constraints(self) -> None:
+        for w, con in self.constrained():
+            spec = con.kernel_spec(w.ndim, f"Dense {self.name!r}")
+            if spec is not None:
+                self.backend.constrain(w, spec)
+            else:  # a user constraint: its own Python projection
+                w[...] = self.backend.asarray(con(w))
+
     def get_config(self) -> dict[str, Any]:
         config = {**super().get_config(), "units": self.units, "activation": self.activation,
                   "use_bias": self.use_bias,
@@ -146,6 +168,10 @@ class Dense(Layer):
             config["kernel_regularizer"] = regularizers.serialize(self.kernel_regularizer)
         if self.bias_regularizer is not None:
             config["bias_regularizer"] = regularizers.serialize(self.bias_regularizer)
+        if self.kernel_constraint is not None:
+            config["kernel_constraint"] = constraints.serialize(self.kernel_constraint)
+        if self.bias_constraint is not None:
+            config["bias_constraint"] = constraints.serialize(self.bias_constraint)
         return config
 
     def onnx_nodes(self, builder: Any, x: str) -> str:

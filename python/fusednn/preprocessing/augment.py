@@ -78,6 +78,10 @@ class _Random:
     Generator or None) so repeated calls continue one reproducible stream."""
 
     def __init__(self, seed: "int | np.random.Generator | None" = None) -> None:
+        if seed is None:  # from fusednn's global generator, so set_random_seed makes it repeat (as in Keras)
+            from ..utils import rng
+
+            seed = int(rng().integers(0, 2**63))
         self.rng = np.random.default_rng(seed)
 
 

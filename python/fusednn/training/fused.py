@@ -22,7 +22,7 @@ from .. import losses, optimizers
 from ..backends import NEEDS_INPUT, activation_code
 from ..distribution import state as distribution_state
 from ..layers import (Activation, Add, BatchNormalization, Concatenate, Dense, Dropout, Flatten, Identity, InputLayer,
-                      Normalization, ReLU, Reshape)
+                      Normalization, PReLU, ReLU, Reshape)
 from . import concurrency, inputs
 from ..metrics.keras_objects import metric_needs
 from .epoch_metrics import EpochMetrics
@@ -56,7 +56,7 @@ def _leading_norms(model: Any) -> list[Normalization]:
 
 
 #: layers that run as steps after a Dense block in the fused trainer (fusednn/layer_steps.h)
-_STEP_LAYERS = (Dropout, BatchNormalization, Activation, ReLU, Identity)
+_STEP_LAYERS = (Dropout, BatchNormalization, Activation, ReLU, Identity, PReLU)
 
 
 def _steps_reason(model: Any, layers: list[Any]) -> str | None:
@@ -73,9 +73,28 @@ def _steps_reason(model: Any, layers: list[Any]) -> str | None:
             return f"a {layer.activation} Activation layer ({layer.name!r}) inside the model is not fused"
         if type(layer) is ReLU and not layer.plain:
             return f"ReLU layer {layer.name!r} with max_value/negative_slope/threshold is not fused"
+        if type(layer) is BatchNormalization and layer.has_constraints:
+            return f"BatchNormalization {layer.name!r} with a beta_constraint/gamma_constraint is not fused"
+        if type(layer) is PReLU:
+            if layer.alpha_regularizer is not None or layer.alpha_constraint is not None:
+                return f"PReLU layer {layer.name!r} with an alpha_regularizer/alpha_constraint is not fused"
+            if not getattr(model.backend, "trainer_prelu", False):
+                return f"the {model.backend.name} fused trainer does not run PReLU layers yet (layer {layer.name!r})"
         if not getattr(model.backend, "trainer_steps", False):
             return (f"the {model.backend.name} fused trainer does not run {type(layer).__name__} layers yet "
                     f"(layer {layer.name!r})")
+    return None
+
+
+def _constraints_reason(model: Any, layers: list[Any]) -> str | None:
+    """Why the Dense layers' kernel/bias constraints cannot run in the fused trainer, or None."""
+    for layer in layers:
+        for w, con in layer.constrained() if type(layer) is Dense else []:
+            if not getattr(model.backend, "trainer_constraints", False):
+                return (f"the {model.backend.name} fused trainer does not apply weight constraints yet "
+                        f"(layer {layer.name!r})")
+            if con.kernel_spec(w.ndim, layer.name) is None:
+                return f"constraint {type(con).__name__} of layer {layer.name!r} is a Python projection, not fused"
     return None
 
 
@@ -198,6 +217,9 @@ def unsupported_reason(model: Any) -> str | None:
             any(type(layer) is not Dense for layer in _program(model)[k:]):
         return ("layer steps (Dropout/BatchNormalization/Activation after a Dense) are not fused under a "
                 "distribution yet: their gradients are not in the allreduced buffer")
+    why = _constraints_reason(model, _program(model)[k:])
+    if why is not None:
+        return why
     if not _fused_loss(model.loss):
         return f"loss {type(model.loss).__name__} is not fused"
     if getattr(model.loss, "fn", None) in getattr(be, "unverified_losses", ()):
@@ -318,6 +340,8 @@ class FusedTrainer:
             for w, _, reg in layer.regularized():
                 key = "W" if w is layer.kernel else "b"
                 spec[f"{key}_l1"], spec[f"{key}_l2"] = reg.l1, reg.l2
+            for w, con in layer.constrained():  # projected after each update (constraint.h)
+                spec["W_constraint" if w is layer.kernel else "b_constraint"] = con.kernel_spec(w.ndim, layer.name)
             p += 2 if layer.use_bias else 1
             if plan is not None:
                 _graph_input(spec, plan, len(specs), layer, be, batch)
@@ -351,6 +375,11 @@ class FusedTrainer:
             step = None
         else:
             step = layer.fused_step(be, batch)
+        if type(layer) is PReLU and trained:  # alpha: one trainable parameter, in the optimizer's order
+            for slot, st in states[p].items():
+                step[f"alpha_{slot}"] = st
+            step["alpha_decay"] = opt.uses_weight_decay(p)
+            p += 1
         if type(layer) is BatchNormalization and trained:  # (a frozen one has no optimizer state)
             for name, on in (("gamma", layer.scale), ("beta", layer.center)):
                 if on:

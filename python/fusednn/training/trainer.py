@@ -423,6 +423,8 @@ class Trainer:
                 self._compute_gradients(be.asarray(xb), be.asarray(ws.batch_y), ws, step_losses[s:s + 1], tracker,
                                         wb)
                 self.optimizer.apply(self.optimized_gradients)
+                for layer in self.trained_layers():  # Keras: constraints after the update, trained weights only
+                    layer.apply_constraints()
             if on_step is not None:
                 on_step(s, step_losses)
         self.last_step_losses = np.array(be.to_numpy(step_losses), dtype=np.float64)
