@@ -59,16 +59,10 @@ double weighted_loss_fn(const float* p, const float* t, const float* s, std::siz
     hinge01 = true;
     for (std::size_t i = 0; i < n && hinge01; ++i) hinge01 = t[i] == 0.f || t[i] == 1.f;
   }
-  double total = 0.0, dl;
+  double total = 0.0;
   for (std::size_t r = 0; r < rows; ++r) {
     const float *pr = p + r * cols, *tr = t + r * cols;
-    double l = 0.0;
-    if (rowwise) {
-      l = loss_math::row(fn, pr, tr, long(cols), 1.f, nullptr, param);
-    } else {
-      for (std::size_t c = 0; c < cols; ++c) l += loss_math::elem(fn, pr[c], tr[c], param, hinge01, &dl);
-      l /= double(cols);
-    }
+    const double l = loss_math::sample_loss(fn, rowwise, pr, tr, long(cols), param, hinge01);
     total += double(s[r]) * l;
   }
   return total / double(rows);

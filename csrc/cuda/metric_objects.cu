@@ -38,16 +38,10 @@ __global__ void __launch_bounds__(kThreads)
   if (fn == LossFn::hinge || fn == LossFn::squared_hinge)
     for (std::size_t i = threadIdx.x; i < n; i += kThreads) zero_one &= (t[i] == 0.f || t[i] == 1.f) ? 1 : 0;
   const bool hinge01 = (fn == LossFn::hinge || fn == LossFn::squared_hinge) && __syncthreads_and(zero_one);
-  double acc = 0.0, dl;
+  double acc = 0.0;
   for (std::size_t r = threadIdx.x; r < rows; r += kThreads) {
     const float *pr = p + r * cols, *tr = t + r * cols;
-    double l = 0.0;
-    if (rowwise) {
-      l = loss_math::row(fn, pr, tr, long(cols), 1.f, nullptr, param);
-    } else {
-      for (std::size_t c = 0; c < cols; ++c) l += loss_math::elem(fn, pr[c], tr[c], param, hinge01, &dl);
-      l /= double(cols);
-    }
+    const double l = loss_math::sample_loss(fn, rowwise, pr, tr, long(cols), param, hinge01);
     acc += double(s[r]) * l;
   }
   part[threadIdx.x] = acc;

@@ -204,5 +204,16 @@ FUSEDNN_HD double row(LossFn fn, const float* p, const float* t, long cols, floa
   return l;
 }
 
+// The loss of one sample (a row of `cols` values): the row kinds' value, or the mean of
+// the elementwise kind over the row, as Keras reduces before weighting a sample.
+// `rowwise` is loss_fn_is_rowwise(fn), taken on the host.
+FUSEDNN_HD double sample_loss(LossFn fn, bool rowwise, const float* p, const float* t, long cols,
+                              const LossParams& lp, bool hinge01) {
+  if (rowwise) return row(fn, p, t, cols, 1.f, nullptr, lp);
+  double l = 0.0, dl;
+  for (long c = 0; c < cols; ++c) l += elem(fn, p[c], t[c], lp, hinge01, &dl);
+  return l / double(cols);
+}
+
 }  // namespace loss_math
 }  // namespace fusednn
