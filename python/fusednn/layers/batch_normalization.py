@@ -102,6 +102,10 @@ class BatchNormalization(_ConstrainedScaleShift, Layer):
         self._invstd = be.empty((n,))
         self._zeros = be.zeros((n,))  # the zero mean of the frozen backward (see _frozen_backward)
 
+    def weight_shapes(self, input_dim: int) -> list[tuple[int, ...]]:
+        """The shapes :meth:`build` creates for ``input_dim`` features (saving checks them first)."""
+        return [(input_dim,)] * (int(self.scale) + int(self.center) + 2)
+
     def _grad(self, which: str) -> Any:
         if which == "gamma":
             return self.grads[0] if self.scale else None
@@ -224,6 +228,10 @@ class LayerNormalization(_ConstrainedScaleShift, Layer):
             self.beta = be.asarray(self.beta_initializer((n,)))
             self.weights.append(self.beta)
         self.grads = [be.zeros(w.shape) for w in self.weights]
+
+    def weight_shapes(self, input_dim: int) -> list[tuple[int, ...]]:
+        """The shapes :meth:`build` creates for ``input_dim`` features (saving checks them first)."""
+        return [(input_dim,)] * (int(self.scale) + int(self.center))
 
     def forward(self, x: Any, buf: Buffers) -> Any:
         xp, f32 = self.backend.xp, np.float32

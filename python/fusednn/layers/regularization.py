@@ -68,6 +68,10 @@ class Dropout(Layer):
         super().build(input_dim)
         self._broadcast(1)  # checks the feature axis of noise_shape now
 
+    def weight_shapes(self, input_dim: int) -> list[tuple[int, ...]]:
+        """No weights: Dropout has none (what saving checks before building)."""
+        return []
+
     def forward(self, x: Any, buf: Buffers, training: bool = False) -> Any:
         self._mask = None
         if not training or self.rate == 0.0:

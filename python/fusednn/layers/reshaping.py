@@ -84,5 +84,9 @@ class Reshape(_FlatIdentity):
             raise ValueError(f"Reshape {self.name!r}: cannot reshape {input_dim} features to {self.target_shape}")
         super().build(input_dim)
 
+    def weight_shapes(self, input_dim: int) -> list[tuple[int, ...]]:
+        """No weights: Reshape has none (what saving checks before building)."""
+        return []
+
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "target_shape": list(self.target_shape)}

@@ -156,6 +156,23 @@ def check_build_fits(layers: list[Any], input_dim: Any, stored: list[tuple[int, 
                          f"model built for {input_dim} features (shapes {want[:4]}{'...' if len(want) > 4 else ''})")
 
 
+def declared_weight_shapes(layers: list[Any], input_dim: int | None) -> list[list[tuple[int, ...]] | None]:
+    """The shapes of the weights each of ``layers`` (unbuilt) creates when the model is
+    built for ``input_dim`` features, worked out from their configs without building;
+    None for a layer whose weights only its own ``build`` knows (the caller checks those
+    after building); ValueError for a layer that declares no positive output size."""
+    if input_dim is None:
+        return [[] for _ in layers]
+    out: list[list[tuple[int, ...]] | None] = []
+    dim = input_dim
+    for i, layer in enumerate(layers):
+        out.append(_weight_shapes(layer, dim))
+        dim = layer.output_dim(dim)
+        if type(dim) is not int or dim < 1:
+            raise ValueError(f"layer {i} ({layer.name!r}) declares {dim!r} output features")
+    return out
+
+
 def _check_graph_shapes(specs: list[Any], names: Any, arrays: Mapping[str, Any], layer_registry: Any,
                         custom_objects: Mapping[str, type] | None) -> None:
     """:func:`check_declared_shapes` for a functional model's config (Keras' layout:

@@ -116,6 +116,10 @@ def _metric_names(model: "Sequential", compiled: list[Any] | None = None) -> lis
     return names
 
 
+#: the compiled metrics that rebuild from their names (the Keras writer saves them too)
+metric_names = _metric_names
+
+
 def _write(f: IO[bytes], doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
     try:
         text = json.dumps(doc, allow_nan=False)
