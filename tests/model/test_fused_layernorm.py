@@ -262,3 +262,40 @@ def test_cuda_declines_layernorm_steps():
     layers = [L.Dense(4, input_shape=(3,)), L.LayerNormalization(name="ln"), L.Dense(1)]
     why = _steps_reason(FakeModel(), layers)
     assert why is not None and "LayerNormalization" in why and "'ln'" in why
+
+
+@needs_cpu
+def test_functional_graph_with_layernorm_fused_equals_per_op():
+    """A layer graph (residual Add) with LayerNormalization steps runs fused too."""
+    fusednn.set_backend("cpu")
+    L = keras.layers
+
+    def make(fused):
+        fusednn.utils.set_random_seed(2)
+        inp = keras.Input(shape=(10,))
+        h = L.LayerNormalization()(L.Dense(8, activation="relu")(inp))
+        r = L.LayerNormalization(scale=False)(L.Dense(8)(h))
+        out = L.Dense(1)(L.Add()([h, r]))
+        m = keras.Model(inp, out)
+        m.compile(keras.optimizers.Adam(0.01), "mse", fused=fused)
+        return m
+
+    a, b = make(True), make(False)
+    assert a.fused_reason is None
+    ra, rb = _fit(a, epochs=2), _fit(b, epochs=2)
+    np.testing.assert_array_equal(ra[0], rb[0])
+    for wa, wb in zip(ra[1], rb[1]):
+        np.testing.assert_array_equal(wa, wb)
+
+
+@needs_cpu
+def test_frozen_layernorm_declined_with_reason():
+    fusednn.set_backend("cpu")
+    m = _model("auto", OPTIMIZERS["adam"])
+    m.layers[1].trainable = False
+    m.compile(keras.optimizers.Adam(0.01), "mse")
+    assert "LayerNormalization" in m.fused_reason and "trainable=False" in m.fused_reason
+    before = m.layers[1].get_weights()
+    _fit(m, epochs=1)
+    for w0, w1 in zip(before, m.layers[1].get_weights()):
+        np.testing.assert_array_equal(w0, w1)
