@@ -136,6 +136,61 @@ void register_layer_kernels(py::module_& m) {
       py::arg("x"), py::arg("gamma"), py::arg("beta"), py::arg("mean"), py::arg("variance"), py::arg("epsilon"),
       py::arg("y"), "Batch normalisation with given statistics: (x - mean)/sqrt(variance + eps)*gamma + beta.");
   m.def(
+      "layernorm_forward",
+      [](const py::object& x_, const py::object& gamma_, const py::object& beta_, float eps, const py::object& y_,
+         const py::object& xhat_, const py::object& invstd_) {
+        if (!(eps > 0.f)) throw py::value_error("layernorm_forward: epsilon must be > 0");
+        py::array x = as_f32(x_, "x"), y = as_f32(y_, "y", true), xhat = as_f32(xhat_, "xhat", true),
+                  invstd = as_f32(invstd_, "invstd", true);
+        auto [rows, cols] = dims2(x, "x");
+        if (cols < 1) throw py::value_error("layernorm_forward needs at least one column");
+        check_same_shape(x, "x", y, "y");
+        check_same_shape(x, "x", xhat, "xhat");
+        check_no_overlap(xhat, x, "x", "xhat");
+        check_no_overlap(xhat, y, "y", "xhat");
+        check_in_place_or_apart(y, x, "x");
+        check_len(invstd, "invstd", rows);
+        for (const py::array* a : {&x, &y, &xhat}) check_no_overlap(invstd, *a, "x/y/xhat", "invstd");
+        py::array g, b;
+        const float* pg = opt_vec(gamma_, "gamma", cols, false, g);
+        const float* pb = opt_vec(beta_, "beta", cols, false, b);
+        float *py_ = fptr(y), *ph = fptr(xhat), *pi = fptr(invstd);
+        const float* px = cfptr(x);
+        py::gil_scoped_release nogil;
+        cpu::layernorm_forward(py_, ph, pi, px, pg, pb, rows, cols, eps);
+      },
+      py::arg("x"), py::arg("gamma"), py::arg("beta"), py::arg("epsilon"), py::arg("y"), py::arg("xhat"),
+      py::arg("invstd"),
+      "Layer normalisation of (rows, cols) x, each row over its columns (biased variance, statistics in "
+      "double): y = gamma*xhat + beta (gamma/beta None: 1/0), xhat and invstd (rows,) kept for the backward "
+      "pass. y may alias x.");
+  m.def(
+      "layernorm_backward",
+      [](const py::object& dy_, const py::object& xhat_, const py::object& invstd_, const py::object& gamma_,
+         const py::object& dx_, const py::object& dgamma_, const py::object& dbeta_) {
+        py::array dy = as_f32(dy_, "dy"), xhat = as_f32(xhat_, "xhat"), invstd = as_f32(invstd_, "invstd");
+        auto [rows, cols] = dims2(dy, "dy");
+        check_same_shape(dy, "dy", xhat, "xhat");
+        check_len(invstd, "invstd", rows);
+        py::array dx, g, dg, db;
+        float* pdx = nullptr;
+        if (!dx_.is_none()) {
+          dx = as_f32(dx_, "dx", true);
+          check_same_shape(dy, "dy", dx, "dx");
+          check_no_overlap(dx, xhat, "xhat", "dx");
+          check_no_overlap(dx, dy, "dy", "dx");
+          pdx = fptr(dx);
+        }
+        const float* pg = opt_vec(gamma_, "gamma", cols, false, g);
+        float* pdg = opt_vec(dgamma_, "dgamma", cols, true, dg);
+        float* pdb = opt_vec(dbeta_, "dbeta", cols, true, db);
+        const float *pdy = cfptr(dy), *ph = cfptr(xhat), *pi = cfptr(invstd);
+        py::gil_scoped_release nogil;
+        cpu::layernorm_backward(pdx, pdg, pdb, pdy, ph, pi, pg, rows, cols);
+      },
+      py::arg("dy"), py::arg("xhat"), py::arg("invstd"), py::arg("gamma"), py::arg("dx"), py::arg("dgamma"),
+      py::arg("dbeta"), "Gradients of layernorm_forward: dx (None: skipped), and dgamma/dbeta when given.");
+  m.def(
       "prelu_forward",
       [](const py::object& x_, const py::object& alpha_, const py::object& y_) {
         py::array x = as_f32(x_, "x"), alpha = as_f32(alpha_, "alpha"), y = as_f32(y_, "y", true);

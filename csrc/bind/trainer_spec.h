@@ -135,9 +135,12 @@ inline OptimizerConfig to_optimizer(const py::dict& o) {
 //    optionally "gamma_decay"/"beta_decay", and "Y", "G"}
 //   {"kind": "prelu", "alpha" ((cols,) or (1,)), "dalpha", the optimizer state "alpha_s1".."alpha_s3",
 //    "alpha_ema" the optimizer uses, optionally "alpha_decay", and "Y", "G"} (only with allow_prelu)
+//   {"kind": "layernorm", "gamma", "beta", "dgamma", "dbeta" and their optimizer state as batchnorm's,
+//    "xhat" (batch×cols), "invstd" (batch,), "eps", and "Y", "G"} (only with allow_layernorm)
 template <class Shaped>
 std::vector<LayerStep> to_steps(const py::list& steps, const OptimizerConfig& opt, int batch, int cols,
-                                const std::string& where, Shaped&& shaped, bool allow_prelu = false) {
+                                const std::string& where, Shaped&& shaped, bool allow_prelu = false,
+                                bool allow_layernorm = false) {
   std::vector<LayerStep> out;
   bool use[3];
   opt_state_use(opt.kind, opt.flags, &use[0], &use[1], &use[2]);
@@ -165,22 +168,31 @@ std::vector<LayerStep> to_steps(const py::list& steps, const OptimizerConfig& op
           !(c.flags() & py::array::c_style))
         throw py::value_error(at + "counter must be a writeable 1-element int64 array");
       st.counter = static_cast<std::int64_t*>(c.mutable_data());
-    } else if (kind == "batchnorm") {
-      st.kind = StepKind::batchnorm;
+    } else if (kind == "batchnorm" || kind == "layernorm") {
       st.eps = d["eps"].cast<float>();
-      st.momentum = d["momentum"].cast<float>();
-      st.moving_mean = shaped(d["moving_mean"], at + "moving_mean", {cols});
-      st.moving_var = shaped(d["moving_var"], at + "moving_var", {cols});
-      st.xhat = shaped(d["xhat"], at + "xhat", {batch, cols});
-      st.invstd = shaped(d["invstd"], at + "invstd", {cols});
-      st.scratch = shaped(d["scratch"], at + "scratch", {3 * cols});
-      st.frozen = d.contains("frozen") && d["frozen"].cast<bool>();
-      if (st.frozen) {  // inference mode: gamma and beta as constants, no gradient, state or update
-        st.zeros = shaped(d["zeros"], at + "zeros", {cols});
-        if (!d["gamma"].is_none()) st.gamma = shaped(d["gamma"], at + "gamma", {cols});
-        if (!d["beta"].is_none()) st.beta = shaped(d["beta"], at + "beta", {cols});
-        out.push_back(st);
-        continue;
+      if (kind == "layernorm") {  // per-row statistics, no moving ones; gamma/beta as batchnorm's (below)
+        if (!allow_layernorm)
+          throw py::value_error(at + "is a layernorm step, which this device's fused trainer does not run");
+        if (!(st.eps > 0.f)) throw py::value_error(at + "eps must be > 0");
+        st.kind = StepKind::layernorm;
+        st.xhat = shaped(d["xhat"], at + "xhat", {batch, cols});
+        st.invstd = shaped(d["invstd"], at + "invstd", {batch});
+      } else {
+        st.kind = StepKind::batchnorm;
+        st.momentum = d["momentum"].cast<float>();
+        st.moving_mean = shaped(d["moving_mean"], at + "moving_mean", {cols});
+        st.moving_var = shaped(d["moving_var"], at + "moving_var", {cols});
+        st.xhat = shaped(d["xhat"], at + "xhat", {batch, cols});
+        st.invstd = shaped(d["invstd"], at + "invstd", {cols});
+        st.scratch = shaped(d["scratch"], at + "scratch", {3 * cols});
+        st.frozen = d.contains("frozen") && d["frozen"].cast<bool>();
+        if (st.frozen) {  // inference mode: gamma and beta as constants, no gradient, state or update
+          st.zeros = shaped(d["zeros"], at + "zeros", {cols});
+          if (!d["gamma"].is_none()) st.gamma = shaped(d["gamma"], at + "gamma", {cols});
+          if (!d["beta"].is_none()) st.beta = shaped(d["beta"], at + "beta", {cols});
+          out.push_back(st);
+          continue;
+        }
       }
       struct Param {
         const char* name;
@@ -219,7 +231,7 @@ std::vector<LayerStep> to_steps(const py::list& steps, const OptimizerConfig& op
       if (opt.flags & optf::ema) st.alpha_ema = shaped(d["alpha_ema"], at + "alpha_ema", {n});
       if (d.contains("alpha_decay")) st.alpha_decay = d["alpha_decay"].cast<bool>();
     } else {
-      throw py::value_error(at + "has unknown kind '" + kind + "' (activation, dropout, batchnorm, prelu)");
+      throw py::value_error(at + "has unknown kind '" + kind + "' (activation, dropout, batchnorm, prelu, layernorm)");
     }
     out.push_back(st);
   }
@@ -255,7 +267,7 @@ inline Constraint to_constraint(const py::handle& h, const std::string& where) {
 template <class Matrix, class Shaped>
 std::vector<DenseBuffers> to_layers(const py::list& layers, const OptimizerConfig& opt, int batch,
                                     Matrix&& matrix, Shaped&& shaped, bool allow_constraints = false,
-                                    bool allow_prelu = false) {
+                                    bool allow_prelu = false, bool allow_layernorm = false) {
   if (layers.empty()) throw py::value_error("MlpTrainer needs at least one layer");
   std::vector<DenseBuffers> out;
   int prev_out = -1;
@@ -353,7 +365,8 @@ std::vector<DenseBuffers> to_layers(const py::list& layers, const OptimizerConfi
       }
     }
     if (d.contains("post") && !d["post"].is_none())
-      l.post = to_steps(d["post"].cast<py::list>(), opt, batch, l.out, where, shaped, allow_prelu);
+      l.post = to_steps(d["post"].cast<py::list>(), opt, batch, l.out, where, shaped, allow_prelu,
+                        allow_layernorm);
     out.push_back(l);
   }
   if (!out.back().post.empty())

@@ -103,6 +103,14 @@ struct Kernels {
                       int cols, int alpha_n) const {
     cpu::prelu_backward(dx, dalpha, dy, x, alpha, rows, cols, alpha_n);
   }
+  void layernorm_forward(float* y, float* xhat, float* invstd, const float* x, const float* gamma, const float* beta,
+                         int rows, int cols, float eps) const {
+    cpu::layernorm_forward(y, xhat, invstd, x, gamma, beta, rows, cols, eps);
+  }
+  void layernorm_backward(float* dx, float* dgamma, float* dbeta, const float* dy, const float* xhat,
+                          const float* invstd, const float* gamma, int rows, int cols) const {
+    cpu::layernorm_backward(dx, dgamma, dbeta, dy, xhat, invstd, gamma, rows, cols);
+  }
   // graph blocks (fusednn/trainer.h): column-block copies and sums of row-major matrices
   void copy_cols(float* dst, int dst_cols, int dst_off, const float* src, int src_cols, int src_off, int width,
                  int rows) const {

@@ -61,6 +61,12 @@ def error_sums_update(sums: object, pred: object, target: object) -> None: ...
 def force_portable(on: bool) -> None:
     """Use the portable (non-AVX2) kernels even where AVX2 is available (for tests)."""
 
+def layernorm_backward(dy: object, xhat: object, invstd: object, gamma: object, dx: object, dgamma: object, dbeta: object) -> None:
+    """Gradients of layernorm_forward: dx (None: skipped), and dgamma/dbeta when given."""
+
+def layernorm_forward(x: object, gamma: object, beta: object, epsilon: typing.SupportsFloat | typing.SupportsIndex, y: object, xhat: object, invstd: object) -> None:
+    """Layer normalisation of (rows, cols) x, each row over its columns (biased variance, statistics in double): y = gamma*xhat + beta (gamma/beta None: 1/0), xhat and invstd (rows,) kept for the backward pass. y may alias x."""
+
 def log_softmax(x: object, out: object = None) -> numpy.ndarray:
     """Row-wise log-softmax of a 2-D array."""
 

@@ -174,8 +174,8 @@ def test_layer_normalization_against_float64_and_finite_differences(host_backend
     m.compile("adam", "mse")
     h = m.fit(_x((30, 4)), _x((30, 1)), epochs=2, verbose=0)
     assert np.isfinite(h.history["loss"]).all()
-    if host_backend_name == "cpu":
-        assert "LayerNormalization" in m.fused_reason
+    if host_backend_name == "cpu":  # a fused step on cpu (tests/model/test_fused_layernorm.py)
+        assert m.fused_reason is None
 
 
 @pytest.mark.skipif(not HAS_CPU, reason="cpu backend not built")

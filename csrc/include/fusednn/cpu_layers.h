@@ -33,6 +33,18 @@ void batchnorm_backward(float* dx, float* dgamma, float* dbeta, const float* dy,
 void batchnorm_infer(float* y, const float* x, const float* gamma, const float* beta, const float* mean,
                      const float* var, std::int64_t rows, std::int64_t cols, float eps);
 
+// Layer normalisation (layernorm.cpp) over rows×cols, each row over its columns
+// (mean and biased variance in double): invstd[r] = 1/sqrt(var_r + eps) (rows
+// values), xhat = (x - mean_r) * invstd[r], y = xhat * gamma + beta (gamma/beta null:
+// 1/0). xhat and invstd are kept for the backward pass.
+void layernorm_forward(float* y, float* xhat, float* invstd, const float* x, const float* gamma,
+                       const float* beta, std::int64_t rows, std::int64_t cols, float eps);
+// Its gradient: dgamma = sum over rows of dy*xhat, dbeta = sum dy (double, when not
+// null), and with g = dy*gamma, dx = invstd * (g - mean_c(g) - xhat * mean_c(g*xhat))
+// (dx null: only the parameter gradients; dx must not alias dy or xhat).
+void layernorm_backward(float* dx, float* dgamma, float* dbeta, const float* dy, const float* xhat,
+                        const float* invstd, const float* gamma, std::int64_t rows, std::int64_t cols);
+
 // PReLU (prelu.cpp): y = x > 0 ? x : alpha * x, with alpha per column (alpha_n ==
 // cols) or one shared (alpha_n == 1).
 void prelu_forward(float* y, const float* x, const float* alpha, std::int64_t rows, std::int64_t cols,

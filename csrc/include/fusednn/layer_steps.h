@@ -17,7 +17,9 @@
 //
 // The device policy D supplies dropout_mask, mul, batchnorm_train,
 // batchnorm_backward and act_forward; a policy without them (detected below)
-// compiles the hooks to nothing and its binding refuses steps.
+// compiles the hooks to nothing and its binding refuses steps. PReLU and
+// LayerNormalization steps need their own kernels (has_prelu, has_layernorm): the
+// CPU policy has them, a policy without them refuses those steps in its binding.
 #pragma once
 #include <cstdint>
 #include <type_traits>
@@ -29,7 +31,7 @@
 
 namespace fusednn {
 
-enum class StepKind : int { activation = 0, dropout = 1, batchnorm = 2, prelu = 3 };
+enum class StepKind : int { activation = 0, dropout = 1, batchnorm = 2, prelu = 3, layernorm = 4 };
 
 struct LayerStep {
   StepKind kind = StepKind::activation;
@@ -67,6 +69,9 @@ struct LayerStep {
   // inference map with a zero mean and no beta (zeros: cols zeros), dx = dy * gamma / sqrt(var + eps)
   bool frozen = false;
   float* zeros = nullptr;
+  // layer normalisation uses gamma/beta/dgamma/dbeta, their optimizer state and eps as
+  // batch normalisation does; its xhat is batch×cols and its invstd holds one value per row
+  // (batch), no moving statistics
 };
 
 // Devices that run frozen batch-normalisation steps (batchnorm_infer): the CPU's.
@@ -83,6 +88,14 @@ struct has_layer_steps<D, std::void_t<decltype(&D::dropout_mask), decltype(&D::b
 
 // PReLU steps need D::prelu_forward/prelu_backward; a policy without them (the CUDA
 // one today) compiles the step to nothing and its binding refuses it.
+// LayerNormalization steps need D::layernorm_forward/layernorm_backward (the CPU's);
+// without them the step compiles to nothing and the binding refuses it.
+template <class D, class = void>
+struct has_layernorm : std::false_type {};
+template <class D>
+struct has_layernorm<D, std::void_t<decltype(&D::layernorm_forward), decltype(&D::layernorm_backward)>>
+    : std::true_type {};
+
 template <class D, class = void>
 struct has_prelu : std::false_type {};
 template <class D>
@@ -120,6 +133,10 @@ const float* post_forward(const D& dev, std::vector<LayerStep>& post, const floa
         case StepKind::prelu:
           if constexpr (has_prelu<D>::value) dev.prelu_forward(s.Y, x, s.alpha, B, s.cols, s.alpha_n);
           break;
+        case StepKind::layernorm:
+          if constexpr (has_layernorm<D>::value)
+            dev.layernorm_forward(s.Y, s.xhat, s.invstd, x, s.gamma, s.beta, B, s.cols, s.eps);
+          break;
       }
       x = s.Y;
     }
@@ -156,6 +173,10 @@ void post_backward(const D& dev, std::vector<LayerStep>& post, const float* A, f
             dev.prelu_backward(dx, s.dalpha, s.G, k > 0 ? post[std::size_t(k) - 1].Y : A, s.alpha, B, s.cols,
                                s.alpha_n);
           break;
+        case StepKind::layernorm:
+          if constexpr (has_layernorm<D>::value)
+            dev.layernorm_backward(dx, s.dgamma, s.dbeta, s.G, s.xhat, s.invstd, s.gamma, B, s.cols);
+          break;
       }
     }
   }
@@ -166,14 +187,14 @@ template <class D>
 void post_norm_add(const D& dev, std::vector<LayerStep>& post) {
   for (LayerStep& s : post) {
     if (s.kind == StepKind::prelu) dev.norm_add(s.dalpha, s.alpha_n);
-    if (s.kind != StepKind::batchnorm || s.frozen) continue;
+    if ((s.kind != StepKind::batchnorm && s.kind != StepKind::layernorm) || s.frozen) continue;
     if (s.gamma) dev.norm_add(s.dgamma, s.cols);
     if (s.beta) dev.norm_add(s.dbeta, s.cols);
   }
 }
 
-// The optimizer update of the steps' parameters (BatchNormalization's gamma, then
-// beta), after the block's own, with the step's row P of optimizer parameters.
+// The optimizer update of the steps' parameters (Batch/LayerNormalization's gamma, then
+// beta; PReLU's alpha), after the block's own, with the step's row P of optimizer parameters.
 template <class D, class Opt>
 void post_update(const D& dev, std::vector<LayerStep>& post, const Opt& opt, const float* P) {
   for (LayerStep& s : post) {
@@ -187,7 +208,7 @@ void post_update(const D& dev, std::vector<LayerStep>& post, const Opt& opt, con
                      s.alpha_n);
       continue;
     }
-    if (s.kind != StepKind::batchnorm || s.frozen) continue;
+    if ((s.kind != StepKind::batchnorm && s.kind != StepKind::layernorm) || s.frozen) continue;
     struct Param {
       float *w, *g, **st, *ema;
       bool decay;

@@ -250,6 +250,41 @@ class Backend:
         k = invstd * gamma if gamma is not None else invstd
         dx[...] = k * (dy - (sdy / n).astype(f32) - xhat * (sdyx / n).astype(f32))
 
+    def layernorm_forward(self, x, gamma, beta, epsilon, y, xhat, invstd):
+        """Layer normalisation of (rows, cols) ``x``, each row over its columns (mean and
+        biased variance in float64, ``eps`` as float32): ``xhat = (x - mean) * invstd``,
+        ``invstd = 1/sqrt(var + eps)`` (rows,), ``y = xhat * gamma + beta`` (None: 1/0);
+        the float32 steps as csrc/cpu/layernorm.cpp does them."""
+        xp, f32 = self.xp, np.float32
+        x64 = x.astype(np.float64)
+        mean = x64.mean(axis=1, keepdims=True)
+        var = ((x64 - mean) ** 2).mean(axis=1, keepdims=True)
+        inv = (1.0 / xp.sqrt(var + float(f32(epsilon)))).astype(f32)
+        h = (x - mean.astype(f32)) * inv
+        out = h * gamma if gamma is not None else h.copy()
+        if beta is not None:
+            out += beta
+        xhat[...] = h
+        invstd[...] = inv[:, 0]
+        y[...] = out
+
+    def layernorm_backward(self, dy, xhat, invstd, gamma, dx, dgamma, dbeta):
+        """Gradients of :meth:`layernorm_forward`: ``dgamma = sum dy*xhat``, ``dbeta = sum dy``
+        over the rows (float64, when given) and, with ``g = dy*gamma``, ``dx = invstd * (g -
+        mean(g) - xhat * mean(g*xhat))`` over each row's columns (``dx`` None: skipped)."""
+        f32 = np.float32
+        if dgamma is not None:
+            dgamma[...] = (dy.astype(np.float64) * xhat).sum(axis=0).astype(f32)
+        if dbeta is not None:
+            dbeta[...] = dy.astype(np.float64).sum(axis=0).astype(f32)
+        if dx is None:
+            return
+        g = dy * gamma if gamma is not None else dy
+        g64 = g.astype(np.float64)
+        a = g64.mean(axis=1, keepdims=True).astype(f32)
+        b = (g64 * xhat).mean(axis=1, keepdims=True).astype(f32)
+        dx[...] = invstd[:, None] * ((g - a) - xhat * b)
+
     def prelu_forward(self, x, alpha, y):
         """PReLU into ``y``: ``x`` where ``x > 0``, else ``alpha * x`` (alpha per column, or one)."""
         self.xp.copyto(y, self.xp.where(x > 0, x, alpha * x))
@@ -292,6 +327,8 @@ class Backend:
     trainer_constraints = False
     #: whether the fused trainer runs PReLU steps
     trainer_prelu = False
+    #: the fused trainer runs LayerNormalization steps (csrc/cpu/layernorm.cpp)
+    trainer_layernorm = False
     #: whether the fused trainer runs layer graphs (functional models with merges)
     trainer_merges = False
 

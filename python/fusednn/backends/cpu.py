@@ -168,6 +168,15 @@ class CpuBackend(Backend):
     #: PReLU steps in the fused trainer (csrc/cpu/prelu.cpp)
     trainer_prelu = True
 
+    def layernorm_forward(self, x, gamma, beta, epsilon, y, xhat, invstd):
+        self._k.layernorm_forward(x, gamma, beta, epsilon, y, xhat, invstd)
+
+    def layernorm_backward(self, dy, xhat, invstd, gamma, dx, dgamma, dbeta):
+        self._k.layernorm_backward(dy, xhat, invstd, gamma, dx, dgamma, dbeta)
+
+    #: LayerNormalization steps in the fused trainer (csrc/cpu/layernorm.cpp)
+    trainer_layernorm = True
+
     def batchnorm_infer(self, x, gamma, beta, mean, variance, epsilon, y):
         self._k.batchnorm_infer(x, gamma, beta, mean, variance, epsilon, y)
 

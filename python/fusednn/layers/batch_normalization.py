@@ -196,8 +196,9 @@ class LayerNormalization(_ConstrainedScaleShift, Layer):
     """``keras.layers.LayerNormalization(axis=-1, epsilon=1e-3, center=True, scale=True,
     beta_initializer='zeros', gamma_initializer='ones')``: each sample normalised over its
     features (mean and biased variance per row), then ``gamma * xhat + beta``; the same in
-    training and inference. Per-op path (NumPy/CuPy expressions, statistics in float64);
-    not in the fused trainer yet."""
+    training and inference. Statistics in float64 (csrc/cpu/layernorm.cpp on cpu, the
+    NumPy/CuPy reference elsewhere); on cpu it is a fused trainer step (fusednn/layer_steps.h)
+    calling the same kernels."""
 
     def __init__(self, axis: int = -1, epsilon: float = 1e-3, center: bool = True, scale: bool = True,
                  beta_initializer: Any = "zeros", gamma_initializer: Any = "ones", input_shape: Any = None,
@@ -234,35 +235,38 @@ class LayerNormalization(_ConstrainedScaleShift, Layer):
         return [(input_dim,)] * (int(self.scale) + int(self.center))
 
     def forward(self, x: Any, buf: Buffers) -> Any:
-        xp, f32 = self.backend.xp, np.float32
-        x64 = x.astype(np.float64)
-        mean = x64.mean(axis=1, keepdims=True)
-        var = ((x64 - mean) ** 2).mean(axis=1, keepdims=True)
-        self._invstd = (1.0 / xp.sqrt(var + self.epsilon)).astype(f32)
-        self._xhat = ((x - mean.astype(f32)) * self._invstd).astype(f32)
-        y = self._xhat * self.gamma if self.scale else self._xhat.copy()
-        if self.center:
-            y += self.beta
-        buf.y[...] = y
+        """The backend's ``layernorm_forward`` (the C++ kernel on cpu, which the fused
+        trainer's step calls too); ``xhat`` is kept in ``buf.dz`` and the rows' ``invstd``
+        in ``buf.z`` (this layer has no pre-activation) for the backward pass."""
+        be = self.backend
+        batch = x.shape[0]
+        if buf.dz is None or buf.dz.shape != buf.y.shape:
+            buf.dz = be.empty(buf.y.shape)
+        if buf.z is None or buf.z.shape != (batch,):
+            buf.z = be.empty((batch,))
+        be.layernorm_forward(x, self.gamma, self.beta, self.epsilon, buf.y, buf.dz, buf.z)
+        self._xhat, self._invstd = buf.dz, buf.z
         return buf.y
 
     def backward(self, dy: Any, buf: Buffers, need_dx: bool) -> Any:
-        f32 = np.float32
-        h = self._xhat
-        if self.scale:
-            self.grads[0][...] = (dy.astype(np.float64) * h).sum(axis=0).astype(f32)
-        if self.center:
-            self.grads[-1][...] = dy.astype(np.float64).sum(axis=0).astype(f32)
-        if not need_dx:
-            return None
-        g = dy * self.gamma if self.scale else dy
-        g64 = g.astype(np.float64)
-        a = g64.mean(axis=1, keepdims=True)
-        b = (g64 * h).mean(axis=1, keepdims=True)
-        if buf.dx is None:
-            buf.dx = self.backend.empty(buf.y.shape)
-        buf.dx[...] = self._invstd * (g - a.astype(f32) - h * b.astype(f32))
-        return buf.dx
+        if self._xhat is None:
+            raise RuntimeError(f"LayerNormalization {self.name!r}: backward needs a forward pass")
+        dx = None
+        if need_dx:
+            if buf.dx is None:
+                buf.dx = self.backend.empty(buf.y.shape)
+            dx = buf.dx
+        self.backend.layernorm_backward(dy, self._xhat, self._invstd, self.gamma, dx,
+                                        self.grads[0] if self.scale else None,
+                                        self.grads[-1] if self.center else None)
+        return dx
+
+    def fused_step(self, be: Any, batch: int) -> dict:
+        """The fused trainer's step (fusednn/layer_steps.h); the caller adds the optimizer state."""
+        n = self.input_dim
+        return {"kind": "layernorm", "gamma": self.gamma, "beta": self.beta,
+                "dgamma": self.grads[0] if self.scale else None, "dbeta": self.grads[-1] if self.center else None,
+                "xhat": be.empty((batch, n)), "invstd": be.empty((batch,)), "eps": self.epsilon}
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon, "center": self.center,

@@ -22,7 +22,7 @@ from .. import losses, optimizers
 from ..backends import NEEDS_INPUT, activation_code
 from ..distribution import state as distribution_state
 from ..layers import (Activation, Add, BatchNormalization, Concatenate, Dense, Dropout, Flatten, Identity, InputLayer,
-                      Normalization, PReLU, ReLU, Reshape)
+                      LayerNormalization, Normalization, PReLU, ReLU, Reshape)
 from . import concurrency, inputs
 from ..metrics.keras_objects import metric_needs
 from .epoch_metrics import EpochMetrics
@@ -56,7 +56,7 @@ def _leading_norms(model: Any) -> list[Normalization]:
 
 
 #: layers that run as steps after a Dense block in the fused trainer (fusednn/layer_steps.h)
-_STEP_LAYERS = (Dropout, BatchNormalization, Activation, ReLU, Identity, PReLU)
+_STEP_LAYERS = (Dropout, BatchNormalization, Activation, ReLU, Identity, PReLU, LayerNormalization)
 
 
 def _steps_reason(model: Any, layers: list[Any]) -> str | None:
@@ -75,6 +75,12 @@ def _steps_reason(model: Any, layers: list[Any]) -> str | None:
             return f"ReLU layer {layer.name!r} with max_value/negative_slope/threshold is not fused"
         if type(layer) is BatchNormalization and layer.has_constraints:
             return f"BatchNormalization {layer.name!r} with a beta_constraint/gamma_constraint is not fused"
+        if type(layer) is LayerNormalization:
+            if layer.has_constraints:
+                return f"LayerNormalization {layer.name!r} with a beta_constraint/gamma_constraint is not fused"
+            if not getattr(model.backend, "trainer_layernorm", False):
+                return (f"the {model.backend.name} fused trainer does not run LayerNormalization layers yet "
+                        f"(layer {layer.name!r})")
         if type(layer) is PReLU:
             if layer.alpha_regularizer is not None or layer.alpha_constraint is not None:
                 return f"PReLU layer {layer.name!r} with an alpha_regularizer/alpha_constraint is not fused"
@@ -384,7 +390,7 @@ class FusedTrainer:
                 step[f"alpha_{slot}"] = st
             step["alpha_decay"] = opt.uses_weight_decay(p)
             p += 1
-        if type(layer) is BatchNormalization and trained:  # (a frozen one has no optimizer state)
+        if type(layer) in (BatchNormalization, LayerNormalization) and trained:  # (frozen: no optimizer state)
             for name, on in (("gamma", layer.scale), ("beta", layer.center)):
                 if on:
                     for slot, st in states[p].items():
