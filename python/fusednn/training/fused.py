@@ -23,6 +23,8 @@ from ..backends import NEEDS_INPUT, activation_code
 from ..distribution import state as distribution_state
 from ..layers import (Activation, Add, BatchNormalization, Concatenate, Dense, Dropout, Flatten, Identity, InputLayer,
                       Normalization, PReLU, ReLU, Reshape)
+from ..layers.activation_layers import ELU, LeakyReLU, Softmax
+from ..layers.regularization import GaussianDropout, GaussianNoise
 from . import concurrency, inputs
 from ..metrics.keras_objects import metric_needs
 from .epoch_metrics import EpochMetrics
@@ -56,7 +58,10 @@ def _leading_norms(model: Any) -> list[Normalization]:
 
 
 #: layers that run as steps after a Dense block in the fused trainer (fusednn/layer_steps.h)
-_STEP_LAYERS = (Dropout, BatchNormalization, Activation, ReLU, Identity, PReLU)
+_STEP_LAYERS = (Dropout, BatchNormalization, Activation, ReLU, Identity, PReLU, LeakyReLU, ELU, Softmax, GaussianNoise,
+                GaussianDropout)
+#: step layers only a backend with ``trainer_steps_more`` runs (fusednn/cpu_steps_more.h)
+_MORE_STEPS = (LeakyReLU, ELU, Softmax, GaussianNoise, GaussianDropout)
 
 
 def _steps_reason(model: Any, layers: list[Any]) -> str | None:
@@ -71,8 +76,11 @@ def _steps_reason(model: Any, layers: list[Any]) -> str | None:
             return f"layer {layer.name!r} ({type(layer).__name__}) is not fused"
         if type(layer) is Activation and layer.activation in ("softmax", "log_softmax"):
             return f"a {layer.activation} Activation layer ({layer.name!r}) inside the model is not fused"
-        if type(layer) is ReLU and not layer.plain:
-            return f"ReLU layer {layer.name!r} with max_value/negative_slope/threshold is not fused"
+        if (type(layer) in _MORE_STEPS or (type(layer) is ReLU and not layer.plain)) and \
+                not getattr(model.backend, "trainer_steps_more", False):
+            what = "ReLU layers with max_value/negative_slope/threshold" if type(layer) is ReLU else \
+                f"{type(layer).__name__} layers"
+            return f"the {model.backend.name} fused trainer does not run {what} yet (layer {layer.name!r})"
         if type(layer) is BatchNormalization and layer.has_constraints:
             return f"BatchNormalization {layer.name!r} with a beta_constraint/gamma_constraint is not fused"
         if type(layer) is PReLU:
@@ -373,7 +381,7 @@ class FusedTrainer:
         if type(layer) is Activation:
             step = None if layer.activation == "linear" else {"kind": "activation",
                                                                "act": activation_code(layer.activation)}
-        elif type(layer) is ReLU:
+        elif type(layer) is ReLU and layer.plain:
             step = {"kind": "activation", "act": activation_code("relu")}
         elif type(layer) is Identity:
             step = None

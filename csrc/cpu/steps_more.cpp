@@ -1,0 +1,52 @@
+// Parameterised activations and Gaussian noise factors (fusednn/cpu_steps_more.h).
+// This file is compiled without -mfma: each product and sum rounds on its own, as
+// in the NumPy formulas the per-op reference uses.
+#include <algorithm>
+#include <cmath>
+
+#include "fusednn/cpu_steps_more.h"
+#include "fusednn/philox.h"
+
+namespace fusednn {
+namespace cpu {
+
+void act_param_forward(float* y, const float* x, std::int64_t n, const ActParam& a) {
+  if (a.kind == ActParamKind::elu) {
+    for (std::int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.f ? x[i] : a.alpha * std::expm1(std::min(x[i], 0.f));
+    return;
+  }
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float v = x[i] >= a.threshold ? x[i] : a.slope * (x[i] - a.threshold);
+    y[i] = a.has_max ? std::min(v, a.max_value) : v;
+  }
+}
+
+void act_param_backward(float* dx, const float* dy, const float* x, const float* y, std::int64_t n,
+                        const ActParam& a) {
+  if (a.kind == ActParamKind::elu) {
+    for (std::int64_t i = 0; i < n; ++i) dx[i] = dy[i] * (x[i] > 0.f ? 1.f : y[i] + a.alpha);
+    return;
+  }
+  for (std::int64_t i = 0; i < n; ++i) {
+    float d = x[i] >= a.threshold ? 1.f : a.slope;
+    if (a.has_max && x[i] >= a.max_value) d = 0.f;
+    dx[i] = dy[i] * d;
+  }
+}
+
+void gaussian_factor(float* m, std::int64_t rows, std::int64_t cols, std::uint64_t seed, std::uint64_t t,
+                     float scale, bool add_one) {
+  const std::int64_t n = rows * cols;
+  const double two_pi = 2.0 * 3.141592653589793;  // np.pi
+  for (std::int64_t e = 0; e < n; ++e) {
+    const std::uint64_t k = 2 * std::uint64_t(e);
+    const double u1 = (double(philox_word(seed, t, k) >> 8) + 1.0) * (1.0 / 16777216.0);
+    const double u2 = double(philox_word(seed, t, k + 1) >> 8) * (1.0 / 16777216.0);
+    const float z = float(std::sqrt(-2.0 * std::log(u1)) * std::cos(two_pi * u2));
+    const float v = scale * z;
+    m[e] = add_one ? 1.f + v : v;
+  }
+}
+
+}  // namespace cpu
+}  // namespace fusednn
