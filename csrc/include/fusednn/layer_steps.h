@@ -18,6 +18,10 @@
 // The device policy D supplies dropout_mask, mul, batchnorm_train,
 // batchnorm_backward and act_forward; a policy without them (detected below)
 // compiles the hooks to nothing and its binding refuses steps.
+// The steps of cpu_steps_more.h (act_param: LeakyReLU/ELU/ReLU with arguments;
+// softmax; gaussian_noise/gaussian_dropout, whose normals come from the layer's seed
+// and counter as dropout's mask does) need D::act_param_forward/backward,
+// softmax_rows(_backward), gaussian_factor, add and copy: the CPU policy's.
 #pragma once
 #include <cstdint>
 #include <type_traits>
