@@ -158,6 +158,7 @@ def _model(hidden, fused, opt="adam"):
 HIDDEN = {
     "leaky": lambda: [L.LeakyReLU(), L.GaussianNoise(0.3, seed=3)],
     "elu": lambda: [L.ELU(alpha=0.5), L.GaussianDropout(0.3, seed=4), L.BatchNormalization()],
+    "activation-softmax": lambda: [L.ELU(), L.Activation("softmax")],
     "relu-args": lambda: [L.ReLU(max_value=1.0, negative_slope=0.1, threshold=0.2), L.Dropout(0.2, seed=1),
                           L.GaussianNoise(0.1, seed=5), L.GaussianDropout(0.2, seed=6), L.LeakyReLU(0.2)],
 }
@@ -226,7 +227,7 @@ def test_fused_reasons():
         if HAS_CPU:
             fusednn.set_backend("cpu")
             for layer in (L.LeakyReLU(0.1), L.ELU(), L.Softmax(), L.ReLU(max_value=6.0), L.GaussianNoise(0.1),
-                          L.GaussianDropout(0.2)):
+                          L.GaussianDropout(0.2), L.Activation("softmax")):
                 m = keras.Sequential([L.Dense(3, input_shape=(2,)), layer, L.Dense(1)])
                 m.compile("adam", "mse")
                 assert m.fused_reason is None, m.fused_reason
@@ -243,5 +244,7 @@ def test_fused_reasons():
                             (L.GaussianDropout(0.1), "GaussianDropout"), (L.ELU(), "ELU")):
             why = fused._steps_reason(Model(), [L.Dense(2), layer, L.Dense(1)])
             assert why is not None and word in why and "cuda" in why
+        why = fused._steps_reason(Model(), [L.Dense(2), L.Activation("softmax"), L.Dense(1)])
+        assert why is not None and "softmax Activation" in why
     finally:
         fusednn.set_backend(prev)

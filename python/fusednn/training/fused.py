@@ -74,7 +74,8 @@ def _steps_reason(model: Any, layers: list[Any]) -> str | None:
             continue
         if type(layer) not in _STEP_LAYERS:
             return f"layer {layer.name!r} ({type(layer).__name__}) is not fused"
-        if type(layer) is Activation and layer.activation in ("softmax", "log_softmax"):
+        if type(layer) is Activation and (layer.activation == "log_softmax" or (
+                layer.activation == "softmax" and not getattr(model.backend, "trainer_steps_more", False))):
             return f"a {layer.activation} Activation layer ({layer.name!r}) inside the model is not fused"
         if (type(layer) in _MORE_STEPS or (type(layer) is ReLU and not layer.plain)) and \
                 not getattr(model.backend, "trainer_steps_more", False):
@@ -246,7 +247,8 @@ def unsupported_reason(model: Any) -> str | None:
     prog = _program(model)
     if any(getattr(layer, "activation", None) == "log_softmax" for layer in prog[k:]):
         return "a log_softmax activation is not fused (row-wise; per-op kernels only)"
-    if any(getattr(layer, "activation", None) == "softmax" for layer in prog[k:-1]):
+    if any(getattr(layer, "activation", None) == "softmax" and type(layer) is not Activation  # (a softmax step)
+           for layer in prog[k:-1]):
         return "a softmax hidden layer is not fused"
     folded = last if fold else None
     needs = [metric_needs(m, model.output_shape[1], model.loss.sparse, folded) for m in model.metrics]
@@ -378,7 +380,9 @@ class FusedTrainer:
                   trained: bool = True) -> int:
         """Append ``layer``'s step to the Dense block ``spec``; returns the index of the
         next parameter (in the optimizer's order)."""
-        if type(layer) is Activation:
+        if type(layer) is Activation and layer.activation == "softmax":  # the row-softmax step
+            step = {"kind": "softmax"}
+        elif type(layer) is Activation:
             step = None if layer.activation == "linear" else {"kind": "activation",
                                                                "act": activation_code(layer.activation)}
         elif type(layer) is ReLU and layer.plain:
