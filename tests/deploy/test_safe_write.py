@@ -109,7 +109,7 @@ def test_cli_out_writes_through_fifos_and_devices_and_rejects_directories(model,
     fifo = tmp_path / "preds"
     os.mkfifo(fifo)
     got = []
-    reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()))
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
     reader.start()
     assert cli.main(["predict", str(model_path), str(csv), "--out", str(fifo)]) == 0
     reader.join(10)

@@ -102,17 +102,17 @@ def test_csv_logger_writes_and_appends(tmp_path):
     model, x, y = model_and_data()
     path = tmp_path / "log.csv"
     h = model.fit(x, y, epochs=2, validation_split=0.25, callbacks=[keras.callbacks.CSVLogger(path)], verbose=0)
-    rows = list(csv.DictReader(open(path)))
+    rows = list(csv.DictReader(path.read_text().splitlines()))
     assert [r["epoch"] for r in rows] == ["0", "1"]
     assert list(rows[0]) == ["epoch", "loss", "val_loss"]
     np.testing.assert_allclose([float(r["loss"]) for r in rows], h.history["loss"], rtol=1e-12)
     model.fit(x, y, epochs=1, callbacks=[keras.callbacks.CSVLogger(path, separator=";", append=True)], verbose=0)
-    lines = open(path).read().splitlines()
+    lines = path.read_text().splitlines()
     assert len(lines) == 4 and lines[0] == "epoch,loss,val_loss"  # no second header
     assert lines[3].startswith("0;") and lines[3].endswith(";NA")  # no validation: NA
     model.fit(x, y, epochs=1, callbacks=[keras.callbacks.CSVLogger(path)], verbose=0)
-    assert open(path).read().splitlines()[0] == "epoch,loss,val_loss"  # overwritten, val_ twins added
-    assert len(open(path).read().splitlines()) == 2
+    assert path.read_text().splitlines()[0] == "epoch,loss,val_loss"  # overwritten, val_ twins added
+    assert len(path.read_text().splitlines()) == 2
 
 
 def test_lambda_callback_hooks_and_errors():
