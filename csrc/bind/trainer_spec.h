@@ -8,6 +8,8 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cmath>
+#include <stdexcept>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -137,6 +139,9 @@ inline OptimizerConfig to_optimizer(const py::dict& o) {
 //    "alpha_ema" the optimizer uses, optionally "alpha_decay", and "Y", "G"} (only with allow_prelu)
 //   {"kind": "layernorm", "gamma", "beta", "dgamma", "dbeta" and their optimizer state as batchnorm's,
 //    "xhat" (batch×cols), "invstd" (batch,), "eps", and "Y", "G"} (only with allow_layernorm)
+//   {"kind": "act_param", "act_kind" (0 relu, 1 elu), "slope", "alpha", "max_value" (None: none),
+//    "threshold", "Y", "G"}, {"kind": "softmax", "Y", "G"}, {"kind": "gaussian_noise" / "gaussian_dropout",
+//    "scale", "seed", "counter" (as dropout's), "M", "Y", "G"} (only with allow_prelu: the CPU's steps)
 template <class Shaped>
 std::vector<LayerStep> to_steps(const py::list& steps, const OptimizerConfig& opt, int batch, int cols,
                                 const std::string& where, Shaped&& shaped, bool allow_prelu = false,
@@ -230,8 +235,39 @@ std::vector<LayerStep> to_steps(const py::list& steps, const OptimizerConfig& op
       }
       if (opt.flags & optf::ema) st.alpha_ema = shaped(d["alpha_ema"], at + "alpha_ema", {n});
       if (d.contains("alpha_decay")) st.alpha_decay = d["alpha_decay"].cast<bool>();
+    } else if (kind == "act_param" || kind == "softmax" || kind == "gaussian_noise" || kind == "gaussian_dropout") {
+      // the steps of cpu_steps_more.h: a device that runs prelu steps (the CPU) runs these too
+      if (!allow_prelu)
+        throw py::value_error(at + "is a " + kind + " step, which this device's fused trainer does not run");
+      if (kind == "act_param") {
+        st.kind = StepKind::act_param;
+        const bool has_max = !d["max_value"].is_none();
+        try {
+          st.aparam = make_act_param(d["act_kind"].cast<int>(), d["slope"].cast<float>(), d["alpha"].cast<float>(),
+                                     has_max ? d["max_value"].cast<float>() : 0.f, has_max,
+                                     d["threshold"].cast<float>(), at);
+        } catch (const std::invalid_argument& e) {
+          throw py::value_error(e.what());
+        }
+      } else if (kind == "softmax") {
+        st.kind = StepKind::softmax;
+      } else {
+        st.kind = kind == "gaussian_noise" ? StepKind::gaussian_noise : StepKind::gaussian_dropout;
+        st.noise_scale = d["scale"].cast<float>();
+        if (!(st.noise_scale >= 0.f) || !std::isfinite(st.noise_scale))
+          throw py::value_error(at + "scale must be a finite number >= 0");
+        st.seed = d["seed"].cast<std::uint64_t>();
+        st.M = shaped(d["M"], at + "M", {batch, cols});
+        py::array c = py::reinterpret_borrow<py::array>(d["counter"]);
+        if (!py::isinstance<py::array_t<std::int64_t>>(d["counter"]) || c.size() != 1 || !c.writeable() ||
+            !(c.flags() & py::array::c_style))
+          throw py::value_error(at + "counter must be a writeable 1-element int64 array");
+        st.counter = static_cast<std::int64_t*>(c.mutable_data());
+      }
     } else {
-      throw py::value_error(at + "has unknown kind '" + kind + "' (activation, dropout, batchnorm, prelu, layernorm)");
+      throw py::value_error(at + "has unknown kind '" + kind +
+                            "' (activation, dropout, batchnorm, prelu, layernorm, act_param, softmax, "
+                            "gaussian_noise, gaussian_dropout)");
     }
     out.push_back(st);
   }

@@ -111,6 +111,25 @@ struct Kernels {
                           const float* invstd, const float* gamma, int rows, int cols) const {
     cpu::layernorm_backward(dx, dgamma, dbeta, dy, xhat, invstd, gamma, rows, cols);
   }
+  // the steps of cpu_steps_more.h (parameterised activations, Softmax, Gaussian noise)
+  void act_param_forward(float* y, const float* x, std::int64_t n, const ActParam& a) const {
+    cpu::act_param_forward(y, x, n, a);
+  }
+  void act_param_backward(float* dx, const float* dy, const float* x, const float* y, std::int64_t n,
+                          const ActParam& a) const {
+    cpu::act_param_backward(dx, dy, x, y, n, a);
+  }
+  void softmax_rows(float* y, const float* x, int rows, int cols) const {
+    cpu::softmax(y, x, std::size_t(rows), std::size_t(cols));
+  }
+  void softmax_rows_backward(float* dx, const float* dy, const float* y, int rows, int cols) const {
+    cpu::softmax_backward(dx, dy, y, std::size_t(rows), std::size_t(cols));
+  }
+  void gaussian_factor(float* m, int rows, int cols, std::uint64_t seed, std::uint64_t t, float scale,
+                       bool add_one) const {
+    cpu::gaussian_factor(m, rows, cols, seed, t, scale, add_one);
+  }
+  void copy(float* y, const float* x, std::int64_t n) const { std::copy_n(x, std::size_t(n), y); }
   // graph blocks (fusednn/trainer.h): column-block copies and sums of row-major matrices
   void copy_cols(float* dst, int dst_cols, int dst_off, const float* src, int src_cols, int src_off, int width,
                  int rows) const {

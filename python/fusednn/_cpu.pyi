@@ -30,6 +30,12 @@ def act_backward(dy: object, y: object, activation: typing.SupportsInt | typing.
 
 def act_forward(x: object, activation: typing.SupportsInt | typing.SupportsIndex, out: object = None) -> numpy.ndarray: ...
 
+def act_param_backward(dy: object, x: object, y: object, dx: object, kind: typing.SupportsInt | typing.SupportsIndex, slope: typing.SupportsFloat | typing.SupportsIndex = 0.0, alpha: typing.SupportsFloat | typing.SupportsIndex = 1.0, max_value: object = None, threshold: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
+    """dx = dy * f'(x) of act_param_forward (from its input x and output y)."""
+
+def act_param_forward(x: object, y: object, kind: typing.SupportsInt | typing.SupportsIndex, slope: typing.SupportsFloat | typing.SupportsIndex = 0.0, alpha: typing.SupportsFloat | typing.SupportsIndex = 1.0, max_value: object = None, threshold: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
+    """The parameterised activation (kind 0: ReLU/LeakyReLU with slope, max_value, threshold; 1: ELU with alpha)."""
+
 def adam_update(param: object, grad: object, m: object, v: object, learning_rate: typing.SupportsFloat | typing.SupportsIndex, beta_1: typing.SupportsFloat | typing.SupportsIndex, beta_2: typing.SupportsFloat | typing.SupportsIndex, epsilon: typing.SupportsFloat | typing.SupportsIndex, step: typing.SupportsInt | typing.SupportsIndex) -> None: ...
 
 def affine_warp(images: object, mats: object, fill: typing.SupportsFloat | typing.SupportsIndex = 0.0, bilinear: bool = True, clamp: bool = False, out: object = None) -> numpy.ndarray:
@@ -60,6 +66,9 @@ def error_sums_update(sums: object, pred: object, target: object) -> None: ...
 
 def force_portable(on: bool) -> None:
     """Use the portable (non-AVX2) kernels even where AVX2 is available (for tests)."""
+
+def gaussian_factor(m: object, seed: typing.SupportsInt | typing.SupportsIndex, step: typing.SupportsInt | typing.SupportsIndex, scale: typing.SupportsFloat | typing.SupportsIndex, add_one: bool) -> None:
+    """m = scale * z (+ 1 with add_one), z the Philox Box-Muller normals of layers/philox.py's normal()."""
 
 def layernorm_backward(dy: object, xhat: object, invstd: object, gamma: object, dx: object, dgamma: object, dbeta: object) -> None:
     """Gradients of layernorm_forward: dx (None: skipped), and dgamma/dbeta when given."""

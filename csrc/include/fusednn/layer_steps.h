@@ -20,6 +20,10 @@
 // compiles the hooks to nothing and its binding refuses steps. PReLU and
 // LayerNormalization steps need their own kernels (has_prelu, has_layernorm): the
 // CPU policy has them, a policy without them refuses those steps in its binding.
+// The steps of cpu_steps_more.h (act_param: LeakyReLU/ELU/ReLU with arguments;
+// softmax; gaussian_noise/gaussian_dropout, whose normals come from the layer's seed
+// and counter as dropout's mask does) need D::act_param_forward/backward,
+// softmax_rows(_backward), gaussian_factor, add and copy: the CPU policy's.
 #pragma once
 #include <cstdint>
 #include <type_traits>
@@ -27,11 +31,22 @@
 #include <vector>
 
 #include "fusednn/activation.h"
+#include "fusednn/cpu_steps_more.h"
 #include "fusednn/optim_update.h"
 
 namespace fusednn {
 
-enum class StepKind : int { activation = 0, dropout = 1, batchnorm = 2, prelu = 3, layernorm = 4 };
+enum class StepKind : int {
+  activation = 0,
+  dropout = 1,
+  batchnorm = 2,
+  prelu = 3,
+  layernorm = 4,
+  act_param = 5,        // LeakyReLU, ELU, ReLU with arguments (aparam)
+  softmax = 6,          // the Softmax layer: a row softmax
+  gaussian_noise = 7,   // GaussianNoise: Y = x + M, M = noise_scale * z (z: Philox normals at counter[0])
+  gaussian_dropout = 8  // GaussianDropout: Y = x * M, M = 1 + noise_scale * z
+};
 
 struct LayerStep {
   StepKind kind = StepKind::activation;
@@ -72,7 +87,19 @@ struct LayerStep {
   // layer normalisation uses gamma/beta/dgamma/dbeta, their optimizer state and eps as
   // batch normalisation does; its xhat is batch×cols and its invstd holds one value per row
   // (batch), no moving statistics
+  // act_param: the activation's parameters; gaussian_*: the normals' scale (seed, counter and M as dropout's)
+  ActParam aparam;
+  float noise_scale = 0.f;
 };
+
+// The steps of cpu_steps_more.h (act_param, softmax, gaussian_noise, gaussian_dropout) need
+// D::act_param_forward and D::gaussian_factor; a policy without them (the CUDA one today)
+// compiles them to nothing and its binding refuses them.
+template <class D, class = void>
+struct has_steps_more : std::false_type {};
+template <class D>
+struct has_steps_more<D, std::void_t<decltype(&D::act_param_forward), decltype(&D::gaussian_factor)>>
+    : std::true_type {};
 
 // Devices that run frozen batch-normalisation steps (batchnorm_infer): the CPU's.
 template <class D, class = void>
@@ -137,6 +164,24 @@ const float* post_forward(const D& dev, std::vector<LayerStep>& post, const floa
           if constexpr (has_layernorm<D>::value)
             dev.layernorm_forward(s.Y, s.xhat, s.invstd, x, s.gamma, s.beta, B, s.cols, s.eps);
           break;
+        case StepKind::act_param:
+          if constexpr (has_steps_more<D>::value) dev.act_param_forward(s.Y, x, n, s.aparam);
+          break;
+        case StepKind::softmax:
+          if constexpr (has_steps_more<D>::value) dev.softmax_rows(s.Y, x, B, s.cols);
+          break;
+        case StepKind::gaussian_noise:
+        case StepKind::gaussian_dropout:
+          if constexpr (has_steps_more<D>::value) {
+            const bool mul = s.kind == StepKind::gaussian_dropout;
+            dev.gaussian_factor(s.M, B, s.cols, s.seed, std::uint64_t(*s.counter), s.noise_scale, mul);
+            ++*s.counter;
+            if (mul)
+              dev.mul(s.Y, x, s.M, n);
+            else
+              dev.add(s.Y, x, s.M, n);
+          }
+          break;
       }
       x = s.Y;
     }
@@ -176,6 +221,19 @@ void post_backward(const D& dev, std::vector<LayerStep>& post, const float* A, f
         case StepKind::layernorm:
           if constexpr (has_layernorm<D>::value)
             dev.layernorm_backward(dx, s.dgamma, s.dbeta, s.G, s.xhat, s.invstd, s.gamma, B, s.cols);
+          break;
+        case StepKind::act_param:  // from the step's input and output
+          if constexpr (has_steps_more<D>::value)
+            dev.act_param_backward(dx, s.G, k > 0 ? post[std::size_t(k) - 1].Y : A, s.Y, n, s.aparam);
+          break;
+        case StepKind::softmax:
+          if constexpr (has_steps_more<D>::value) dev.softmax_rows_backward(dx, s.G, s.Y, B, s.cols);
+          break;
+        case StepKind::gaussian_noise:  // the identity
+          if constexpr (has_steps_more<D>::value) dev.copy(dx, s.G, n);
+          break;
+        case StepKind::gaussian_dropout:  // times the same factor
+          if constexpr (has_steps_more<D>::value) dev.mul(dx, s.G, s.M, n);
           break;
       }
     }

@@ -144,6 +144,19 @@ class Backend:
         ``out`` it is returned as a float."""
         raise NotImplementedError
 
+    def gaussian_factor(self, m, seed, step, scale, add_one):
+        """``m[...] = scale * z`` (plus 1 when ``add_one``) for the Philox normals ``z`` of a
+        ``m.shape`` draw at ``step`` (:func:`fusednn.layers.philox.normal`), all in float32:
+        GaussianNoise's noise and GaussianDropout's factor. Drawn on the host here; the
+        cpu backend draws natively (the same numbers)."""
+        from ..layers import philox
+
+        v = np.float32(scale) * philox.normal(m.shape[0], m.shape[1], seed, step)
+        if add_one:
+            v = np.float32(1) + v
+        m[...] = self.asarray(v)
+        return m
+
     def softmax(self, x, out):
         """Row-wise softmax of a 2-D array (max-shifted: no overflow)."""
         raise NotImplementedError
@@ -329,6 +342,9 @@ class Backend:
     trainer_prelu = False
     #: the fused trainer runs LayerNormalization steps (csrc/cpu/layernorm.cpp)
     trainer_layernorm = False
+    #: whether the fused trainer runs LeakyReLU/ELU/ReLU-with-arguments, Softmax and
+    #: GaussianNoise/GaussianDropout steps (fusednn/cpu_steps_more.h)
+    trainer_steps_more = False
     #: whether the fused trainer runs layer graphs (functional models with merges)
     trainer_merges = False
 

@@ -177,6 +177,22 @@ class CpuBackend(Backend):
     #: LayerNormalization steps in the fused trainer (csrc/cpu/layernorm.cpp)
     trainer_layernorm = True
 
+    def act_param_forward(self, x, y, act_kind, slope=0.0, alpha=1.0, max_value=None, threshold=0.0):
+        """The parameterised activation (LeakyReLU/ELU/ReLU with arguments) of
+        fusednn/cpu_steps_more.h, the fused trainer's act_param step's kernel."""
+        self._k.act_param_forward(x, y, act_kind, slope, alpha, max_value, threshold)
+
+    def act_param_backward(self, dy, x, y, dx, act_kind, slope=0.0, alpha=1.0, max_value=None, threshold=0.0):
+        """dx = dy * f'(x) of act_param_forward, from its input x and output y."""
+        self._k.act_param_backward(dy, x, y, dx, act_kind, slope, alpha, max_value, threshold)
+
+    def gaussian_factor(self, m, seed, step, scale, add_one):
+        self._k.gaussian_factor(m, seed, step, scale, add_one)
+        return m
+
+    #: act_param, softmax and Gaussian noise steps in the fused trainer (csrc/cpu/steps_more.cpp)
+    trainer_steps_more = True
+
     def batchnorm_infer(self, x, gamma, beta, mean, variance, epsilon, y):
         self._k.batchnorm_infer(x, gamma, beta, mean, variance, epsilon, y)
 

@@ -1,9 +1,11 @@
 """Keras' activation layers: ``ReLU``, ``LeakyReLU``, ``ELU``, ``Softmax`` and ``Identity``.
 
 ``ReLU()`` with its defaults and ``Identity`` run inside the fused trainer (as a relu
-step, and as nothing); ``LeakyReLU``, ``ELU``, ``Softmax`` and a ``ReLU`` with
-``max_value``/``negative_slope``/``threshold`` run on the per-op path, written with the
-backend's array module (NumPy or CuPy), and ``model.fused_reason`` says so.
+step, and as nothing); on the cpu backend ``LeakyReLU``, ``ELU``, a ``ReLU`` with
+``max_value``/``negative_slope``/``threshold`` (an ``act_param`` step) and ``Softmax`` (a
+row-softmax step) do too, and the per-op path calls the same native kernels
+(fusednn/cpu_steps_more.h); other backends compute them with their array module
+(NumPy or CuPy), the float32 formulas below being the reference.
 """
 from __future__ import annotations
 
@@ -28,8 +30,22 @@ class _Elementwise(Layer):
     def _df(self, x: Any, y: Any) -> Any:
         raise NotImplementedError
 
+    def act_param(self) -> dict[str, Any]:
+        """The parameters of the native parameterised activation (fusednn/cpu_steps_more.h):
+        ``act_kind`` (0 relu family, 1 elu), ``slope``, ``alpha``, ``max_value`` (None: none),
+        ``threshold``."""
+        raise NotImplementedError
+
+    def _native(self) -> bool:
+        """Whether the backend has the native kernels (the cpu one), which the fused trainer's
+        step also calls: then both paths give the same bits."""
+        return hasattr(self.backend, "act_param_forward")
+
     def forward(self, x: Any, buf: Buffers) -> Any:
-        buf.y[...] = self._f(x)
+        if self._native():
+            self.backend.act_param_forward(self.backend.xp.ascontiguousarray(x), buf.y, **self.act_param())
+        else:
+            buf.y[...] = self._f(x)
         self._x, self._y = x, buf.y
         return buf.y
 
@@ -38,8 +54,17 @@ class _Elementwise(Layer):
             return None
         if buf.dx is None:
             buf.dx = self.backend.empty(buf.y.shape)
-        buf.dx[...] = dy * self._df(self._x, self._y)
+        if self._native():
+            xp = self.backend.xp
+            self.backend.act_param_backward(xp.ascontiguousarray(dy), xp.ascontiguousarray(self._x), self._y, buf.dx,
+                                            **self.act_param())
+        else:
+            buf.dx[...] = dy * self._df(self._x, self._y)
         return buf.dx
+
+    def fused_step(self, be: Any, batch: int) -> dict:
+        """The fused trainer's act_param step (fusednn/layer_steps.h)."""
+        return {"kind": "act_param", **self.act_param()}
 
 
 class ReLU(_Elementwise):
@@ -61,6 +86,10 @@ class ReLU(_Elementwise):
     def plain(self) -> bool:
         """Whether this is the plain relu (the fused trainer's relu step)."""
         return self.max_value is None and self.negative_slope == 0.0 and self.threshold == 0.0
+
+    def act_param(self) -> dict[str, Any]:
+        return {"act_kind": 0, "slope": self.negative_slope, "alpha": 1.0, "max_value": self.max_value,
+                "threshold": self.threshold}
 
     def _f(self, x: Any) -> Any:
         xp, f32 = self.backend.xp, np.float32
@@ -89,6 +118,9 @@ class LeakyReLU(_Elementwise):
         self.negative_slope = float(negative_slope)
         super().__init__(input_shape, input_dim, name)
 
+    def act_param(self) -> dict[str, Any]:
+        return {"act_kind": 0, "slope": self.negative_slope, "alpha": 1.0, "max_value": None, "threshold": 0.0}
+
     def _f(self, x: Any) -> Any:
         return self.backend.xp.where(x >= 0, x, np.float32(self.negative_slope) * x)
 
@@ -106,6 +138,9 @@ class ELU(_Elementwise):
                  name: str | None = None) -> None:
         self.alpha = float(alpha)
         super().__init__(input_shape, input_dim, name)
+
+    def act_param(self) -> dict[str, Any]:
+        return {"act_kind": 1, "slope": 0.0, "alpha": self.alpha, "max_value": None, "threshold": 0.0}
 
     def _f(self, x: Any) -> Any:
         xp = self.backend.xp
@@ -142,6 +177,10 @@ class Softmax(Layer):
             buf.dx = self.backend.empty(buf.y.shape)
         self.backend.softmax_backward(dy, self._y, buf.dx)
         return buf.dx
+
+    def fused_step(self, be: Any, batch: int) -> dict:
+        """The fused trainer's softmax step (the same row-softmax kernels as here)."""
+        return {"kind": "softmax"}
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "axis": self.axis}

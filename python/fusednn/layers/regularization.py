@@ -119,8 +119,9 @@ class Dropout(Layer):
 
 class _TrainingNoise(Layer):
     """Base of the training-only Gaussian noise layers: the draws are Philox normals
-    (:func:`.philox.normal`) keyed by the seed and the layer's step counter, made on
-    the host and copied to the device, so every backend sees the same noise."""
+    (:func:`.philox.normal`) keyed by the seed and the layer's step counter; the cpu
+    backend and the fused cpu trainer draw them natively (csrc/cpu/steps_more.cpp), the
+    others on the host, and every backend sees the same noise."""
 
     uses_training = True
 
@@ -130,12 +131,22 @@ class _TrainingNoise(Layer):
         self.counter = np.zeros(1, dtype=np.int64)
         self._factor = None
 
-    def _normals(self, rows: int) -> Any:
-        from . import philox
-
-        z = philox.normal(rows, self.input_dim, self.seed, int(self.counter[0]))
+    def _factor_into(self, m: Any, scale: float, add_one: bool) -> Any:
+        """``m`` = ``scale * z`` (+ 1 with ``add_one``) for this step's normals z (the backend's
+        ``gaussian_factor``: native on cpu, the same numbers as the NumPy twin); advances the counter."""
+        self.backend.gaussian_factor(m, self.seed, int(self.counter[0]), scale, add_one)
         self.counter[0] += 1
-        return self.backend.asarray(z)
+        return m
+
+    def _scale(self) -> float:
+        raise NotImplementedError
+
+    def fused_step(self, be: Any, batch: int) -> dict | None:
+        """The fused trainer's step (fusednn/layer_steps.h), or None for the identity (no noise)."""
+        if self._scale() == 0.0:
+            return None
+        return {"kind": self._kind, "scale": self._scale(), "seed": self.seed, "counter": self.counter,
+                "M": be.empty((batch, self.input_dim))}
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "seed": self._saved_seed}
@@ -155,8 +166,15 @@ class GaussianNoise(_TrainingNoise):
     def forward(self, x: Any, buf: Buffers, training: bool = False) -> Any:
         if not training or self.stddev == 0.0:
             return x
-        buf.y[...] = x + np.float32(self.stddev) * self._normals(x.shape[0])
+        if buf.dz is None:  # the noise buffer of this batch size
+            buf.dz = self.backend.empty(buf.y.shape)
+        buf.y[...] = x + self._factor_into(buf.dz, self._scale(), False)
         return buf.y
+
+    _kind = "gaussian_noise"
+
+    def _scale(self) -> float:
+        return self.stddev
 
     def backward(self, dy: Any, buf: Buffers, need_dx: bool) -> Any:
         return dy if need_dx else None
@@ -186,11 +204,16 @@ class GaussianDropout(_TrainingNoise):
             return x
         if buf.dz is None:
             buf.dz = self.backend.empty(buf.y.shape)
-        sd = np.float32(np.sqrt(self.rate / (1.0 - self.rate)))
-        buf.dz[...] = np.float32(1) + sd * self._normals(x.shape[0])
+        self._factor_into(buf.dz, self._scale(), True)
         self.backend.mul(x, buf.dz, buf.y)
         self._factor = buf.dz
         return buf.y
+
+    _kind = "gaussian_dropout"
+
+    def _scale(self) -> float:
+        """The normals' standard deviation sqrt(rate / (1 - rate)), rounded to float32."""
+        return float(np.float32(np.sqrt(self.rate / (1.0 - self.rate))))
 
     def backward(self, dy: Any, buf: Buffers, need_dx: bool) -> Any:
         if not need_dx:

@@ -23,6 +23,8 @@ from ..backends import NEEDS_INPUT, activation_code
 from ..distribution import state as distribution_state
 from ..layers import (Activation, Add, BatchNormalization, Concatenate, Dense, Dropout, Flatten, Identity, InputLayer,
                       LayerNormalization, Normalization, PReLU, ReLU, Reshape)
+from ..layers.activation_layers import ELU, LeakyReLU, Softmax
+from ..layers.regularization import GaussianDropout, GaussianNoise
 from . import concurrency, inputs
 from ..metrics.keras_objects import metric_needs
 from .epoch_metrics import EpochMetrics
@@ -56,7 +58,10 @@ def _leading_norms(model: Any) -> list[Normalization]:
 
 
 #: layers that run as steps after a Dense block in the fused trainer (fusednn/layer_steps.h)
-_STEP_LAYERS = (Dropout, BatchNormalization, Activation, ReLU, Identity, PReLU, LayerNormalization)
+_STEP_LAYERS = (Dropout, BatchNormalization, Activation, ReLU, Identity, PReLU, LayerNormalization, LeakyReLU, ELU,
+                Softmax, GaussianNoise, GaussianDropout)
+#: step layers only a backend with ``trainer_steps_more`` runs (fusednn/cpu_steps_more.h)
+_MORE_STEPS = (LeakyReLU, ELU, Softmax, GaussianNoise, GaussianDropout)
 
 
 def _steps_reason(model: Any, layers: list[Any]) -> str | None:
@@ -69,10 +74,14 @@ def _steps_reason(model: Any, layers: list[Any]) -> str | None:
             continue
         if type(layer) not in _STEP_LAYERS:
             return f"layer {layer.name!r} ({type(layer).__name__}) is not fused"
-        if type(layer) is Activation and layer.activation in ("softmax", "log_softmax"):
+        if type(layer) is Activation and (layer.activation == "log_softmax" or (
+                layer.activation == "softmax" and not getattr(model.backend, "trainer_steps_more", False))):
             return f"a {layer.activation} Activation layer ({layer.name!r}) inside the model is not fused"
-        if type(layer) is ReLU and not layer.plain:
-            return f"ReLU layer {layer.name!r} with max_value/negative_slope/threshold is not fused"
+        if (type(layer) in _MORE_STEPS or (type(layer) is ReLU and not layer.plain)) and \
+                not getattr(model.backend, "trainer_steps_more", False):
+            what = "ReLU layers with max_value/negative_slope/threshold" if type(layer) is ReLU else \
+                f"{type(layer).__name__} layers"
+            return f"the {model.backend.name} fused trainer does not run {what} yet (layer {layer.name!r})"
         if type(layer) is BatchNormalization and layer.has_constraints:
             return f"BatchNormalization {layer.name!r} with a beta_constraint/gamma_constraint is not fused"
         if type(layer) is LayerNormalization:
@@ -244,7 +253,8 @@ def unsupported_reason(model: Any) -> str | None:
     prog = _program(model)
     if any(getattr(layer, "activation", None) == "log_softmax" for layer in prog[k:]):
         return "a log_softmax activation is not fused (row-wise; per-op kernels only)"
-    if any(getattr(layer, "activation", None) == "softmax" for layer in prog[k:-1]):
+    if any(getattr(layer, "activation", None) == "softmax" and type(layer) is not Activation  # (a softmax step)
+           for layer in prog[k:-1]):
         return "a softmax hidden layer is not fused"
     folded = last if fold else None
     needs = [metric_needs(m, model.output_shape[1], model.loss.sparse, folded) for m in model.metrics]
@@ -376,10 +386,12 @@ class FusedTrainer:
                   trained: bool = True) -> int:
         """Append ``layer``'s step to the Dense block ``spec``; returns the index of the
         next parameter (in the optimizer's order)."""
-        if type(layer) is Activation:
+        if type(layer) is Activation and layer.activation == "softmax":  # the row-softmax step
+            step = {"kind": "softmax"}
+        elif type(layer) is Activation:
             step = None if layer.activation == "linear" else {"kind": "activation",
                                                                "act": activation_code(layer.activation)}
-        elif type(layer) is ReLU:
+        elif type(layer) is ReLU and layer.plain:
             step = {"kind": "activation", "act": activation_code("relu")}
         elif type(layer) is Identity:
             step = None
