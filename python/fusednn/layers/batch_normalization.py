@@ -14,18 +14,43 @@ from typing import Any
 
 import numpy as np
 
-from .. import constraints, initializers
+from .. import constraints, initializers, regularizers
 from .base import Buffers, Layer
 
 
 class _ConstrainedScaleShift:
-    """Keras' ``beta_constraint``/``gamma_constraint`` of the normalisation layers:
-    projections of beta and gamma after each optimizer update (the per-op path; the
+    """Keras' ``beta_constraint``/``gamma_constraint`` and ``beta_regularizer``/
+    ``gamma_regularizer`` of the normalisation layers: projections of beta and gamma
+    after each optimizer update, and their penalties in the loss (the per-op path; the
     fused trainer declines a layer that has them)."""
 
-    def _set_constraints(self, beta_constraint: Any, gamma_constraint: Any) -> None:
+    def _set_constraints(self, beta_constraint: Any, gamma_constraint: Any, beta_regularizer: Any = None,
+                         gamma_regularizer: Any = None) -> None:
         self.beta_constraint = constraints.get(beta_constraint)
         self.gamma_constraint = constraints.get(gamma_constraint)
+        self.beta_regularizer = regularizers.get(beta_regularizer)
+        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+
+    @property
+    def has_regularizers(self) -> bool:
+        """Whether beta or gamma has a regularizer."""
+        return self.beta_regularizer is not None or self.gamma_regularizer is not None
+
+    def _penalized(self) -> list[tuple[Any, Any, Any]]:
+        # (weight, its gradient, regularizer) for each weight that exists and has one
+        out = []
+        if self.scale and self.gamma_regularizer is not None:
+            out.append((self.gamma, self.grads[0], self.gamma_regularizer))
+        if self.center and self.beta_regularizer is not None:
+            out.append((self.beta, self.grads[-1], self.beta_regularizer))
+        return out
+
+    def add_penalties(self, loss_out: Any) -> None:
+        for w, g, reg in self._penalized():
+            self.backend.regularize(w, g, reg.l1, reg.l2, loss_out)
+
+    def penalty(self) -> float:
+        return float(sum(reg(self.backend.to_numpy(w)) for w, _, reg in self._penalized()))
 
     @property
     def has_constraints(self) -> bool:
@@ -45,6 +70,10 @@ class _ConstrainedScaleShift:
     def _constraints_config(self) -> dict[str, Any]:
         # written only when set, so files saved before constraints existed stay identical
         out = {}
+        if self.beta_regularizer is not None:
+            out["beta_regularizer"] = regularizers.serialize(self.beta_regularizer)
+        if self.gamma_regularizer is not None:
+            out["gamma_regularizer"] = regularizers.serialize(self.gamma_regularizer)
         if self.beta_constraint is not None:
             out["beta_constraint"] = constraints.serialize(self.beta_constraint)
         if self.gamma_constraint is not None:
@@ -64,7 +93,8 @@ class BatchNormalization(_ConstrainedScaleShift, Layer):
                  scale: bool = True, beta_initializer: Any = "zeros", gamma_initializer: Any = "ones",
                  moving_mean_initializer: Any = "zeros", moving_variance_initializer: Any = "ones",
                  input_shape: Any = None, input_dim: int | None = None, name: str | None = None,
-                 beta_constraint: Any = None, gamma_constraint: Any = None) -> None:
+                 beta_constraint: Any = None, gamma_constraint: Any = None, beta_regularizer: Any = None,
+                 gamma_regularizer: Any = None) -> None:
         if isinstance(axis, (list, tuple)) and len(axis) == 1:
             axis = axis[0]
         if axis not in (-1, 1):
@@ -77,7 +107,7 @@ class BatchNormalization(_ConstrainedScaleShift, Layer):
         self.center, self.scale = bool(center), bool(scale)
         self.beta_initializer = initializers.get(beta_initializer)
         self.gamma_initializer = initializers.get(gamma_initializer)
-        self._set_constraints(beta_constraint, gamma_constraint)
+        self._set_constraints(beta_constraint, gamma_constraint, beta_regularizer, gamma_regularizer)
         self.moving_mean_initializer = initializers.get(moving_mean_initializer)
         self.moving_variance_initializer = initializers.get(moving_variance_initializer)
         super().__init__(name, input_shape, input_dim)
@@ -203,7 +233,7 @@ class LayerNormalization(_ConstrainedScaleShift, Layer):
     def __init__(self, axis: int = -1, epsilon: float = 1e-3, center: bool = True, scale: bool = True,
                  beta_initializer: Any = "zeros", gamma_initializer: Any = "ones", input_shape: Any = None,
                  input_dim: int | None = None, name: str | None = None, beta_constraint: Any = None,
-                 gamma_constraint: Any = None) -> None:
+                 gamma_constraint: Any = None, beta_regularizer: Any = None, gamma_regularizer: Any = None) -> None:
         if isinstance(axis, (list, tuple)) and len(axis) == 1:
             axis = axis[0]
         if axis not in (-1, 1):
@@ -213,7 +243,7 @@ class LayerNormalization(_ConstrainedScaleShift, Layer):
         self.axis, self.epsilon, self.center, self.scale = int(axis), float(epsilon), bool(center), bool(scale)
         self.beta_initializer = initializers.get(beta_initializer)
         self.gamma_initializer = initializers.get(gamma_initializer)
-        self._set_constraints(beta_constraint, gamma_constraint)
+        self._set_constraints(beta_constraint, gamma_constraint, beta_regularizer, gamma_regularizer)
         super().__init__(name, input_shape, input_dim)
         self.gamma = self.beta = None
         self._xhat = self._invstd = None

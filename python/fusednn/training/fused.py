@@ -82,11 +82,12 @@ def _steps_reason(model: Any, layers: list[Any]) -> str | None:
             what = "ReLU layers with max_value/negative_slope/threshold" if type(layer) is ReLU else \
                 f"{type(layer).__name__} layers"
             return f"the {model.backend.name} fused trainer does not run {what} yet (layer {layer.name!r})"
-        if type(layer) is BatchNormalization and layer.has_constraints:
-            return f"BatchNormalization {layer.name!r} with a beta_constraint/gamma_constraint is not fused"
-        if type(layer) is LayerNormalization:
+        if type(layer) in (BatchNormalization, LayerNormalization):
             if layer.has_constraints:
-                return f"LayerNormalization {layer.name!r} with a beta_constraint/gamma_constraint is not fused"
+                return f"{type(layer).__name__} {layer.name!r} with a beta_constraint/gamma_constraint is not fused"
+            if layer.has_regularizers:
+                return f"{type(layer).__name__} {layer.name!r} with a beta_regularizer/gamma_regularizer is not fused"
+        if type(layer) is LayerNormalization:
             if not getattr(model.backend, "trainer_layernorm", False):
                 return (f"the {model.backend.name} fused trainer does not run LayerNormalization layers yet "
                         f"(layer {layer.name!r})")
