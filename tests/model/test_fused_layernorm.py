@@ -227,12 +227,6 @@ def test_constraints_declined_with_reason_and_trained_per_op():
     assert np.linalg.norm(gamma.astype(np.float64)) <= 1 + 1e-6 and (beta >= 0).all()
 
 
-def test_regularizers_are_rejected_clearly():
-    """This build's LayerNormalization takes no beta/gamma regularizers (per-op or fused)."""
-    with pytest.raises(TypeError, match="gamma_regularizer"):
-        keras.layers.LayerNormalization(gamma_regularizer="l2")
-
-
 @needs_cpu
 def test_trainer_binding_checks_the_step():
     """The trainer's binding checks the step's buffers (invstd: one value per row)."""
