@@ -179,6 +179,21 @@ class BinaryAccuracy(_MeanMetric):
         total = counts.sum()
         return float(np.trace(counts) / total) if total else 0.0
 
+    def device_spec(self, output_dim, sparse, folded):
+        # another threshold (or several outputs): the threshold-bucket kernel of the AUC
+        # family, pooled over the outputs; correct = TP + TN at the one threshold
+        if sparse:
+            return None
+        return {"kind": "auc", "pre": _pre(folded), "k": 0,
+                "thresholds": np.array([self.threshold], dtype=np.float64)}
+
+    def from_device(self, acc: np.ndarray, samples: int, output_dim: int) -> Any:
+        tp, _, tn, _ = _counts_from_buckets(acc, 1, output_dim, False)
+        # the buckets count every element: per sample, the mean over its outputs as Keras
+        self.total = float(tp[0, 0] + tn[0, 0]) / output_dim
+        self.count = float(np.sum(acc[:4])) / output_dim
+        return self.result()
+
     def _values(self, yt, yp):
         yt, yp = _match_shape(yt, yp)
         return (yt == (yp > self.threshold)).mean(axis=1)
