@@ -50,25 +50,14 @@ def _axis_code(axis: Any, ndim: int, where: str) -> int:
     return AXIS_ROWS if norm == [0] else AXIS_COLS
 
 
-class Constraint:
+class Constraint(registry.Registered):
     """Base class: ``constraint(w)`` returns the projected weight (a new array; NumPy or
     CuPy in, the same kind out). The base projection is the identity, as in Keras."""
 
+    registry = REGISTRY
+
     def __call__(self, w: Any) -> Any:
         return w
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        REGISTRY.register(cls)
-
-    def get_config(self) -> dict[str, Any]:
-        """The constructor arguments as JSON values; ``from_config`` inverts it."""
-        return {}
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "Constraint":
-        """A new constraint from :meth:`get_config`'s output."""
-        return cls(**config)
 
     def kernel_spec(self, ndim: int, where: str = "constraint") -> dict[str, Any] | None:
         """The native kernel's description of this projection of a ``ndim``-D weight

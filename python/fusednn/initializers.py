@@ -70,24 +70,13 @@ def _truncated_normal(g: np.random.Generator, mean: float, std: float, shape: tu
     return w + mean
 
 
-class Initializer:
+class Initializer(registry.Registered):
     """Base class: ``init(shape)`` returns a new float32 NumPy array of that shape."""
+
+    registry = REGISTRY
 
     def __call__(self, shape: tuple[int, ...]) -> np.ndarray:
         raise NotImplementedError
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        REGISTRY.register(cls)
-
-    def get_config(self) -> dict[str, Any]:
-        """The constructor arguments as JSON values (none here); ``from_config`` inverts it."""
-        return {}
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "Initializer":
-        """A new initialiser from :meth:`get_config`'s output."""
-        return cls(**config)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

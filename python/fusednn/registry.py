@@ -53,6 +53,29 @@ class Registry:
                              "before loading, or pass it in custom_objects") from None
 
 
+class Registered:
+    """Keras' config protocol for a family of small config-built classes (initializers,
+    regularizers, constraints): the family's base sets ``registry``, every subclass is
+    registered there when it is defined, ``get_config`` gives the constructor arguments
+    (none for the base) and ``from_config`` calls the constructor with them."""
+
+    registry: Registry
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "registry" not in cls.__dict__:  # the family's base itself is not saved by name
+            cls.registry.register(cls)
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as JSON values; ``from_config`` inverts it."""
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Any:
+        """A new object from :meth:`get_config`'s output."""
+        return cls(**config)
+
+
 #: model classes by name (Sequential registers itself), so that loading a model file
 #: rebuilds it without the saving code importing the models
 MODELS = Registry("model")

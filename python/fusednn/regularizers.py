@@ -31,9 +31,11 @@ def _factor(value: Any, name: str) -> float:
     return v
 
 
-class Regularizer:
+class Regularizer(registry.Registered):
     """Base class: ``reg(w)`` is the penalty of the weight array ``w`` (a float).
     fusednn computes the penalties it fuses from :attr:`l1` and :attr:`l2`."""
+
+    registry = REGISTRY
 
     l1: float = 0.0
     l2: float = 0.0
@@ -41,19 +43,6 @@ class Regularizer:
     def __call__(self, x: Any) -> float:
         w = np.asarray(x, dtype=np.float64)
         return float(self.l1 * np.abs(w).sum() + self.l2 * np.square(w).sum())
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        REGISTRY.register(cls)
-
-    def get_config(self) -> dict[str, Any]:
-        """The constructor arguments as JSON values; ``from_config`` inverts it."""
-        return {}
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "Regularizer":
-        """A new regularizer from :meth:`get_config`'s output."""
-        return cls(**config)
 
 
 class L1L2(Regularizer):
