@@ -31,6 +31,18 @@ class _ConstrainedScaleShift:
         self.beta_regularizer = regularizers.get(beta_regularizer)
         self.gamma_regularizer = regularizers.get(gamma_regularizer)
 
+    def _build_scale_shift(self) -> None:
+        # gamma (if scale) and beta (if center) of input_dim features, and their gradients
+        be, n = self.backend, self.input_dim
+        self.weights = []
+        if self.scale:
+            self.gamma = be.asarray(self.gamma_initializer((n,)))
+            self.weights.append(self.gamma)
+        if self.center:
+            self.beta = be.asarray(self.beta_initializer((n,)))
+            self.weights.append(self.beta)
+        self.grads = [be.zeros(w.shape) for w in self.weights]
+
     @property
     def has_regularizers(self) -> bool:
         """Whether beta or gamma has a regularizer."""
@@ -118,14 +130,7 @@ class BatchNormalization(_ConstrainedScaleShift, Layer):
     def build(self, input_dim: int) -> None:
         super().build(input_dim)
         be, n = self.backend, self.input_dim
-        self.weights = []
-        if self.scale:
-            self.gamma = be.asarray(self.gamma_initializer((n,)))
-            self.weights.append(self.gamma)
-        if self.center:
-            self.beta = be.asarray(self.beta_initializer((n,)))
-            self.weights.append(self.beta)
-        self.grads = [be.zeros(w.shape) for w in self.weights]
+        self._build_scale_shift()
         self.moving_mean = be.asarray(self.moving_mean_initializer((n,)))
         self.moving_variance = be.asarray(self.moving_variance_initializer((n,)))
         self.non_trainable_weights = [self.moving_mean, self.moving_variance]
@@ -250,15 +255,7 @@ class LayerNormalization(_ConstrainedScaleShift, Layer):
 
     def build(self, input_dim: int) -> None:
         super().build(input_dim)
-        be, n = self.backend, self.input_dim
-        self.weights = []
-        if self.scale:
-            self.gamma = be.asarray(self.gamma_initializer((n,)))
-            self.weights.append(self.gamma)
-        if self.center:
-            self.beta = be.asarray(self.beta_initializer((n,)))
-            self.weights.append(self.beta)
-        self.grads = [be.zeros(w.shape) for w in self.weights]
+        self._build_scale_shift()
 
     def weight_shapes(self, input_dim: int) -> list[tuple[int, ...]]:
         """The shapes :meth:`build` creates for ``input_dim`` features (saving checks them first)."""
