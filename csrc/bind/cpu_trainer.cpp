@@ -25,7 +25,7 @@ namespace {
 class MlpTrainer {
  public:
   MlpTrainer(const py::list& layers, const py::dict& optimizer, const std::string& loss, int batch,
-             const py::object& loss_param)
+             const py::object& loss_param, const py::object& heads)
       : batch_(batch), loss_param_(bind_common::to_loss_params(loss_param)), loss_(bind_common::to_loss_kind(loss)),
         opt_(bind_common::to_optimizer(optimizer)) {
     if (batch < 1) throw py::value_error("batch must be >= 1, got " + std::to_string(batch));
@@ -40,6 +40,7 @@ class MlpTrainer {
           return fptr(keep_shaped(h, name, std::move(shape)));
         },
         /*allow_constraints=*/true, /*allow_prelu=*/true, /*allow_layernorm=*/true);
+    if (!heads.is_none()) set_heads(heads.cast<py::list>());
   }
 
   // Run steps [step0, step1) of the epoch whose sample order is `order`.
@@ -48,7 +49,7 @@ class MlpTrainer {
                 const py::object& yb_, const py::object& losses_, std::int64_t step0, std::int64_t step1,
                 std::int64_t iterations, bool stop_on_nonfinite, const py::object& metrics,
                 const py::object& weights, const py::object& step_params_, const py::object& step_starts_,
-                const py::object& between_) {
+                const py::object& between_, const py::object& head_losses_) {
     py::array x = as_f32(x_, "x"), y = as_f32(y_, "y");
     check_ndim(x, "x", 2);
     check_ndim(y, "y", 2);
@@ -56,7 +57,7 @@ class MlpTrainer {
     if (x.shape(1) != layers_.front().in)
       throw py::value_error("x has shape " + shape_of(x) + " but the first layer takes " +
                             std::to_string(layers_.front().in) + " inputs");
-    const int y_cols = loss_ == LossKind::xent_sparse ? 1 : layers_.back().out;
+    const int y_cols = has_heads() ? heads_cols_ : loss_ == LossKind::xent_sparse ? 1 : layers_.back().out;
     if (y.shape(0) != n || y.shape(1) != y_cols)
       throw py::value_error("y has shape " + shape_of(y) + ", expected (" + std::to_string(n) + ", " +
                             std::to_string(y_cols) + ")");
@@ -101,6 +102,23 @@ class MlpTrainer {
     data.step_losses = fptr(losses);
     data.y_cols = y_cols;
     data.loss_param = loss_param_;
+    py::array head_losses;
+    if (has_heads()) {  // several outputs (fusednn/heads.h)
+      if (!metrics.is_none()) throw py::value_error("compiled metrics are not fused for a model with several outputs");
+      if (!weights.is_none()) throw py::value_error("sample weights are not fused for a model with several outputs");
+      heads_.losses = nullptr;
+      if (!head_losses_.is_none()) {
+        head_losses = as_f32(head_losses_, "head_losses", true);
+        if (head_losses.ndim() != 2 || head_losses.shape(0) < steps ||
+            head_losses.shape(1) != py::ssize_t(heads_.list.size()))
+          throw py::value_error("head_losses must have shape (>= " + std::to_string(steps) + ", " +
+                                std::to_string(heads_.list.size()) + "), got " + shape_of(head_losses));
+        heads_.losses = fptr(head_losses);
+      }
+      data.heads = &heads_;
+    } else if (!head_losses_.is_none()) {
+      throw py::value_error("head_losses is only for a trainer made with heads");
+    }
     py::array counts, sums;
     std::vector<py::array> kept_metric_arrays;
     std::vector<MetricSpec> metric_specs;
@@ -171,6 +189,41 @@ class MlpTrainer {
 
 
  private:
+  bool has_heads() const { return !heads_.list.empty(); }
+
+  // heads: [{"block", "loss", "param", "weight", "y_cols", "Y"}] in the packed targets' order
+  void set_heads(const py::list& specs) {
+    if (specs.size() < 1) throw py::value_error("heads must name at least one head");
+    int at = 0;
+    for (std::size_t h = 0; h < specs.size(); ++h) {
+      const py::dict d = specs[h].cast<py::dict>();
+      const std::string where = "head " + std::to_string(h) + ": ";
+      Head hd;
+      hd.block = d["block"].cast<int>();
+      if (hd.block < 0 || hd.block >= int(layers_.size()))
+        throw py::value_error(where + "block " + std::to_string(hd.block) + " is not a layer of the trainer");
+      const DenseBuffers& l = layers_[std::size_t(hd.block)];
+      if (!l.W || !l.post.empty())
+        throw py::value_error(where + "a head must be a Dense block's output with no steps after it");
+      for (const Head& other : heads_.list)
+        if (other.block == hd.block) throw py::value_error(where + "two heads on one block");
+      const LossKind kind = bind_common::to_loss_kind(d["loss"].cast<std::string>());
+      hd.loss = int(kind);
+      hd.param = bind_common::to_loss_params(d["param"]);
+      hd.weight = d["weight"].cast<float>();
+      if (!std::isfinite(hd.weight)) throw py::value_error(where + "the loss weight must be finite");
+      hd.y_cols = d["y_cols"].cast<int>();
+      if (hd.y_cols != (kind == LossKind::xent_sparse ? 1 : l.out))
+        throw py::value_error(where + "y_cols " + std::to_string(hd.y_cols) + " does not fit its loss and " +
+                              std::to_string(l.out) + " outputs");
+      hd.y_off = at;
+      at += hd.y_cols;
+      hd.Y = fptr(keep_shaped(d["Y"], where + "Y", {py::ssize_t(batch_), py::ssize_t(hd.y_cols)}));
+      heads_.list.push_back(hd);
+    }
+    heads_cols_ = at;
+  }
+
   py::array keep(const py::handle& h, const std::string& name, bool writeable) {
     py::array a = as_f32(py::reinterpret_borrow<py::object>(h), name.c_str(), writeable);
     for (const py::array& k : kept_)
@@ -192,6 +245,8 @@ class MlpTrainer {
   OptimizerConfig opt_;
   std::vector<DenseBuffers> layers_;
   std::vector<py::array> kept_;  // keeps every buffer alive while the trainer exists
+  Heads heads_;                  // several outputs (empty: one, the last layer's)
+  int heads_cols_ = 0;           // the packed targets' width with heads
 };
 
 }  // namespace
@@ -199,12 +254,13 @@ class MlpTrainer {
 void register_trainer(py::module_& m) {
   py::class_<MlpTrainer>(m, "MlpTrainer",
                          "Fused training loop for all-Dense models over caller-owned NumPy buffers.")
-      .def(py::init<const py::list&, const py::dict&, const std::string&, int, const py::object&>(),
+      .def(py::init<const py::list&, const py::dict&, const std::string&, int, const py::object&,
+                    const py::object&>(),
            py::arg("layers"), py::arg("optimizer"), py::arg("loss"), py::arg("batch"),
-           py::arg("loss_param") = 0.0f)
+           py::arg("loss_param") = 0.0f, py::arg("heads") = py::none())
       .def("run", &MlpTrainer::run, py::arg("x"), py::arg("y"), py::arg("order"), py::arg("x_batch"),
            py::arg("y_batch"), py::arg("step_losses"), py::arg("step0"), py::arg("step1"),
            py::arg("iterations"), py::arg("stop_on_nonfinite") = true, py::arg("metrics") = py::none(),
            py::arg("weights") = py::none(), py::arg("step_params") = py::none(), py::arg("step_starts") = py::none(),
-           py::arg("between") = py::none());
+           py::arg("between") = py::none(), py::arg("head_losses") = py::none());
 }

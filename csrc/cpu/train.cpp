@@ -147,6 +147,10 @@ struct Kernels {
   void add(float* y, const float* a, const float* b, std::int64_t n) const {
     for (std::int64_t k = 0; k < n; ++k) y[k] = a[k] + b[k];
   }
+  // a head's loss weight times its loss gradient (fusednn/heads.h)
+  void scale(float* y, float s, std::int64_t n) const {
+    for (std::int64_t k = 0; k < n; ++k) y[k] = s * y[k];
+  }
   void batchnorm_infer(float* y, const float* x, const float* gamma, const float* beta, const float* mean,
                        const float* var, int rows, int cols, float eps) const {
     cpu::batchnorm_infer(y, x, gamma, beta, mean, var, rows, cols, eps);

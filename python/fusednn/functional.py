@@ -141,13 +141,33 @@ class OutputLosses(losses_module.Loss):
     """The loss of a model with several outputs: ``sum_i loss_weights[i] * losses[i]``
     over the outputs, which the model packs side by side (``pred_cols[i]`` columns each;
     the targets ``target_cols[i]``: 1 for a sparse loss). Each output's loss sees that
-    output's (activated) values, as Keras computes it."""
+    output's (activated) values, as Keras computes it, except that a cross-entropy on a
+    sigmoid/softmax output that no other layer reads folds that activation into itself
+    (``folds[i]``, set by compile), as a one-output model's does: the model then hands
+    it that output's logits whenever it hands the loss logits (see :meth:`on_logits`)."""
+
+    #: published for the trainer: this loss is a per-output sum over packed outputs
+    multi_output = True
 
     def __init__(self, losses: list[losses_module.Loss], weights: list[float], pred_cols: list[int],
-                 target_cols: list[int]) -> None:
+                 target_cols: list[int], folds: list[bool] | None = None) -> None:
         self.losses, self.loss_weights = losses, [float(w) for w in weights]
         self.pred_cols, self.target_cols = pred_cols, target_cols
+        self.folds_at = [bool(f) for f in folds] if folds is not None else [False] * len(losses)
         self._scratch: dict[int, Any] = {}
+
+    def folds_output(self, output_activation: str) -> bool:
+        """Whether any output's activation is folded into its loss (the model's forward
+        pass then runs those outputs without it when asked for logits)."""
+        return any(self.folds_at)
+
+    def on_logits(self, output_activation: str) -> bool:
+        return any(self.folds_at)
+
+    def logits_of(self, i: int, logits: bool) -> bool:
+        """Whether output ``i``'s values are logits when the model hands the loss
+        ``logits`` (its folded activation left out) or its loss takes logits anyway."""
+        return self.losses[i].from_logits or (logits and self.folds_at[i])
 
     def get_config(self) -> dict[str, Any]:
         return {"losses": [losses_module.serialize(loss) for loss in self.losses],
@@ -170,16 +190,16 @@ class OutputLosses(losses_module.Loss):
     def value(self, be: Backend, pred: Any, target: Any, out: Any, logits: bool = False) -> None:
         tmp = be.zeros((1,))
         total = be.zeros((1,))
-        for loss, w, (p, t) in zip(self.losses, self.loss_weights, self.slices(pred, target)):
-            loss.value(be, p, t, tmp, logits=loss.from_logits)
+        for i, (loss, w, (p, t)) in enumerate(zip(self.losses, self.loss_weights, self.slices(pred, target))):
+            loss.value(be, p, t, tmp, logits=self.logits_of(i, logits))
             total += w * tmp
         out[...] = total
 
     def gradient(self, be: Backend, pred: Any, target: Any, out: Any, logits: bool = False) -> Any:
         a = 0
-        for loss, w, (p, t) in zip(self.losses, self.loss_weights, self.slices(pred, target)):
+        for i, (loss, w, (p, t)) in enumerate(zip(self.losses, self.loss_weights, self.slices(pred, target))):
             g = be.empty(p.shape)
-            loss.gradient(be, p, t, g, logits=loss.from_logits)
+            loss.gradient(be, p, t, g, logits=self.logits_of(i, logits))
             out[:, a:a + p.shape[1]] = w * g
             a += p.shape[1]
         return out
@@ -197,8 +217,15 @@ class _OutputTracker:
         self.loss: OutputLosses = model.loss
         self.names = model.output_names
         self.be = model.backend
-        self.trackers = [EpochMetrics(ms, model.backend, pc, loss.sparse, loss.from_logits) if ms else None
-                         for ms, pc, loss in zip(model.output_metrics, self.loss.pred_cols, self.loss.losses)]
+        # the outputs the model hands over are logits where compile folded their activation
+        # (training and evaluation both ask for logits when any output folds)
+        fold = self.loss.folds_output("linear")
+        self.logits = [self.loss.logits_of(i, fold) for i in range(len(self.names))]
+        acts = model.output_activations
+        self.trackers = [EpochMetrics(ms, model.backend, pc, loss.sparse, lg, act if f and fold else None)
+                         if ms else None
+                         for ms, pc, loss, lg, act, f in zip(model.output_metrics, self.loss.pred_cols,
+                                                             self.loss.losses, self.logits, acts, self.loss.folds_at)]
         self.reset()
 
     def reset(self) -> None:
@@ -214,14 +241,34 @@ class _OutputTracker:
         n = pred.shape[0]
         for i, (loss, (p, t)) in enumerate(zip(self.loss.losses, self.loss.slices(pred, target))):
             if weights is None:
-                loss.value(self.be, p, t, tmp, logits=loss.from_logits)
+                loss.value(self.be, p, t, tmp, logits=self.logits[i])
             else:
-                sample_weights.weighted_rows_loss(loss, self.be, p, t, weights, tmp, loss.from_logits,
+                sample_weights.weighted_rows_loss(loss, self.be, p, t, weights, tmp, self.logits[i],
                                                   self.be.empty((n,)))
             self.sums[i] += float(self.be.to_numpy(tmp)[0]) * n
             if self.trackers[i] is not None:
                 self.trackers[i].update(p, t, weights)
         self.samples += n
+
+    # The fused trainer (training/fused.py) reports each step's per-output losses instead of
+    # predictions: it accumulates no metric (only metric-free multi-output models are fused).
+    def trainer_metrics(self, weighted: bool) -> None:
+        """No metric accumulators for the fused trainer (see :meth:`add_step_losses`)."""
+        return None
+
+    def needs_kernels(self, weighted: bool) -> bool:
+        return False
+
+    def add_counted(self, rows: int, values: int, weighted: bool = False) -> None:
+        """The fused trainer's count of rows: already counted by :meth:`add_step_losses`."""
+
+    def add_step_losses(self, losses: np.ndarray, rows: Sequence[int]) -> None:
+        """Add fused steps: ``losses[k, i]`` is output i's (unweighted) loss on a batch of
+        ``rows[k]`` rows, added as :meth:`update` adds a batch."""
+        for k, n in enumerate(rows):
+            for i in range(len(self.names)):
+                self.sums[i] += float(losses[k, i]) * n
+            self.samples += n
 
     def result(self) -> dict[str, float]:
         out = {f"{name}_loss": s / max(self.samples, 1) for name, s in zip(self.names, self.sums)}
@@ -322,12 +369,10 @@ class Model(Sequential):
         what = []
         if g.n_inputs > 1:
             what.append(f"{g.n_inputs} inputs")
-        if len(g.outputs) > 1:
-            what.append(f"{len(g.outputs)} outputs")
-        if not what:
+        if not what:  # (several outputs: the fused module judges them, training/fused.py)
             return None
         return (f"a functional model with {' and '.join(what)} runs the per-op path (the fused trainer takes one "
-                "input and one output)")
+                "input)")
 
     @property
     def graph_inbound(self) -> list[list[int]] | None:
@@ -338,6 +383,27 @@ class Model(Sequential):
             return None
         k = self._graph.n_inputs
         return [[j - k if j >= k else -1 - j for j in ins] for ins in self._graph.inbound]
+
+    @property
+    def graph_outputs(self) -> list[int] | None:
+        """For a layer graph other than a chain (None otherwise): the indices in
+        :attr:`layers` of the layers whose outputs are the model's, in output order
+        (``-1 - j`` for an output that is model input ``j``)."""
+        if not self.is_graph:
+            return None
+        k = self._graph.n_inputs
+        return [j - k if j >= k else -1 - j for j in self._graph.outputs]
+
+    @property
+    def output_activations(self) -> list[str]:
+        """Each output's activation ('linear' for an output without one, or whose layer
+        applies its activation in its own call())."""
+        out = []
+        for t in self._output_tensors:
+            layer = t.layer
+            custom = getattr(layer, "not_fused_reason", None)
+            out.append("linear" if custom else getattr(layer, "activation", "linear") or "linear")
+        return out
 
     @property
     def is_graph(self) -> bool:
@@ -575,7 +641,12 @@ class Model(Sequential):
             objs.append(losses_module.get(spec))
         pred_cols = [t.features for t in self._output_tensors]
         target_cols = [1 if loss.sparse else c for loss, c in zip(objs, pred_cols)]
-        self.loss = OutputLosses(objs, weights, pred_cols, target_cols)
+        # a cross-entropy folds its sigmoid/softmax output in, as for one output, unless
+        # another layer reads that output (it must see the activated values)
+        read = {j for ins in self._graph.inbound for j in ins}
+        folds = [loss.folds_output(act) and j not in read
+                 for loss, act, j in zip(objs, self.output_activations, self._graph.outputs)]
+        self.loss = OutputLosses(objs, weights, pred_cols, target_cols, folds)
         self.output_metrics = [[metrics_module.get(m) for m in ms] for ms in per_metrics]
         self.metrics = [m for ms in self.output_metrics for m in ms]
 
@@ -603,13 +674,16 @@ class Model(Sequential):
             for t in self._input_tensors:
                 vals.append(xp.ascontiguousarray(x[:, at:at + t.features]))
                 at += t.features
-        last = g.outputs[0] - g.n_inputs if len(g.outputs) == 1 else -1
+        if len(g.outputs) == 1:
+            folded = {g.outputs[0] - g.n_inputs}
+        else:  # the outputs whose activation their loss folds in (OutputLosses.folds_at)
+            folded = {j - g.n_inputs for j, f in zip(g.outputs, getattr(self.loss, "folds_at", ())) if f}
         for i, (layer, buf, ins) in enumerate(zip(self.layers, ws.layers, g.inbound)):
             args = [vals[j] for j in ins]
             a = args if isinstance(layer, Merge) else args[0]
             if layer.uses_training:
                 y = layer.forward(a, buf, training=training)
-            elif logits and i == last:
+            elif logits and i in folded:
                 y = layer.forward(a, buf, True)
             else:
                 y = layer.forward(a, buf)

@@ -17,6 +17,7 @@
 
 #include "fusednn/activation.h"
 #include "fusednn/constraint.h"
+#include "fusednn/heads.h"
 #include "fusednn/layer_steps.h"
 #include "fusednn/metric_math.h"
 #include "fusednn/optim_update.h"
@@ -113,6 +114,9 @@ struct TrainData {
   const std::int64_t* step_starts = nullptr;
   bool (*between)(void* ctx, std::int64_t step, int rows) = nullptr;
   void* between_ctx = nullptr;
+  // a model with several outputs (graph models, fusednn/heads.h; null: one output, the
+  // last block's, with `loss`): each head's loss and weight; y_cols is then the packed width
+  const Heads* heads = nullptr;
 };
 
 // Run steps [step0, step1) of an epoch of ceil(n / batch) steps. `iterations`
@@ -198,6 +202,7 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
   bool graph = false;
   for (const DenseBuffers& l : layers) graph = graph || !l.src.empty();
   if (graph && !has_merges<D>::value) throw std::runtime_error("this device's fused trainer runs no graph blocks");
+  if (data.heads && !has_merges<D>::value) throw std::runtime_error("this device's fused trainer runs no heads");
   std::vector<int> grads_seen(layers.size(), 0);
   std::int64_t s = step0;
   for (; s < step1; ++s) {
@@ -221,6 +226,10 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
       }
       a_prev = post_forward(dev, l.post, l.A, B);
     }
+    if constexpr (has_merges<D>::value) {  // several outputs (heads.h; graph devices only)
+      if (data.heads) heads_loss(dev, layers, *data.heads, data, B, s);
+    }
+    if (!data.heads) {  // (not indented, to keep the diff small) one output: the last block's
     DenseBuffers& last = layers.back();
     // loss value (for the epoch's record) and its gradient w.r.t. the output
     // (the logits, for a cross-entropy), then the metric accumulators
@@ -253,8 +262,10 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
     for (int m = 0; m < data.n_metric_specs; ++m)
       dev.metric_update(data.metric_specs[m], last.A, data.y_batch, data.row_scale ? data.row_scale + lo : nullptr,
                         B, d_out);
+    }  // one output
     // backward, last layer first; each W is used for dX before it is updated
     if (graph) std::fill(grads_seen.begin(), grads_seen.end(), 0);
+    if (data.heads) heads_seed(*data.heads, grads_seen);
     for (int i = L - 1; i >= 0; --i) {
       DenseBuffers& l = layers[i];
       const std::int64_t size = std::int64_t(B) * l.out;

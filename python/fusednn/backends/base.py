@@ -352,10 +352,12 @@ class Backend:
     has_trainer = False
 
     def make_trainer(self, layers: list[dict], optimizer: dict, loss: str, batch: int,
-                     loss_param: float = 0.0) -> Any:
+                     loss_param: float = 0.0, heads: list[dict] | None = None) -> Any:
         """A fused trainer over the given buffers (see fusednn/trainer.h): an object
         with ``run(x, y, order, x_batch, y_batch, step_losses, step0, step1, iterations,
-        stop_on_nonfinite) -> (iterations, steps_done)`` and a ``learning_rate``."""
+        stop_on_nonfinite) -> (iterations, steps_done)`` and a ``learning_rate``.
+        ``heads`` (several outputs, fusednn/heads.h; backends with ``trainer_merges``
+        only): each output's loss replaces ``loss``, and ``run`` takes ``head_losses``."""
         raise NotImplementedError
 
     def __repr__(self) -> str:

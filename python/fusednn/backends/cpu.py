@@ -211,5 +211,7 @@ class CpuBackend(Backend):
     #: the metric-object kernels (fusednn/metric_math.h) and weighted LossFn losses run in the fused trainer
     trainer_metric_objects = True
 
-    def make_trainer(self, layers, optimizer, loss, batch, loss_param=0.0):
-        return self._k.MlpTrainer(layers, optimizer, loss, batch, loss_params(loss_param))
+    def make_trainer(self, layers, optimizer, loss, batch, loss_param=0.0, heads=None):
+        if heads is not None:  # several outputs (fusednn/heads.h): each head's constants as the kernels take them
+            heads = [{**h, "param": loss_params(h["param"])} for h in heads]
+        return self._k.MlpTrainer(layers, optimizer, loss, batch, loss_params(loss_param), heads)

@@ -25,7 +25,7 @@ from ..layers import (Activation, Add, BatchNormalization, Concatenate, Dense, D
                       LayerNormalization, Normalization, PReLU, ReLU, Reshape)
 from ..layers.activation_layers import ELU, LeakyReLU, Softmax
 from ..layers.regularization import GaussianDropout, GaussianNoise
-from . import concurrency, inputs
+from . import concurrency, heads as heads_module, inputs
 from ..metrics.keras_objects import metric_needs
 from .epoch_metrics import EpochMetrics
 
@@ -127,6 +127,8 @@ class GraphPlan:
         self.block_of: list[int | None] = []
         self.inputs: list[list[int]] = []
         self.merge: list[int] = []
+        #: several outputs: the indices in model.layers of the output (head) Dense layers
+        self.head_layers: list[int] = []
         self.reason = self._plan(model)
 
     def _plan(self, model: Any) -> str | None:
@@ -175,6 +177,17 @@ class GraphPlan:
             if last[owner[k]] != k:
                 return (f"{user!r} reads {layers[k].name!r} before the layers that follow it in its block; a branch "
                         "there is not fused")
+        outs = getattr(model, "graph_outputs", None) or [len(layers) - 1]
+        if len(outs) > 1:  # heads (fusednn/heads.h): each output a Dense block's own output
+            for o in outs:
+                if o < 0 or type(layers[o]) is not Dense or last.get(owner.get(o, -1)) != o:
+                    what = "a model input" if o < 0 else repr(layers[o].name)
+                    return (f"output {what} is not fused: each output of a multi-output model must be a Dense "
+                            "layer's output with no layer after it in its block")
+            self.head_layers = list(outs)
+            if type(layers[heads[0]]) is not Dense:
+                return "the graph must start with a Dense block to be fused"
+            return None
         out = len(layers) - 1
         if owner.get(out) != len(self.inputs) - 1 or last[owner[out]] != out:
             return "the output must be the last block's output to be fused"
@@ -240,6 +253,8 @@ def unsupported_reason(model: Any) -> str | None:
     why = _constraints_reason(model, _program(model)[k:])
     if why is not None:
         return why
+    if heads_module.is_multi(model):  # several outputs, each with its loss (training/heads.py)
+        return heads_module.reason(model, plan) or _optimizer_reason(model)
     if not _fused_loss(model.loss):
         return getattr(model.loss, "not_fused_reason", None) or f"loss {type(model.loss).__name__} is not fused"
     if getattr(model.loss, "fn", None) in getattr(be, "unverified_losses", ()):
@@ -273,6 +288,10 @@ def unsupported_reason(model: Any) -> str | None:
         return "value-based metrics with label smoothing are not fused (they would see smoothed targets)"
     if fold and "errors" in needs and not objects:
         return "regression metrics on a folded (logits) output are not fused"
+    return _optimizer_reason(model)
+
+
+def _optimizer_reason(model: Any) -> str | None:
     if getattr(model.optimizer, "kind", None) not in optimizers.KINDS or \
             type(model.optimizer).apply is not optimizers.Optimizer.apply:
         return f"optimizer {type(model.optimizer).__name__} is not fused"
@@ -282,7 +301,10 @@ def unsupported_reason(model: Any) -> str | None:
 def weights_fused(model: Any, tracker: EpochMetrics | None = None) -> bool:
     """Whether the backend's fused trainer takes sample weights for this model: the
     LossFn losses' weighted value and the weighted metric accumulators use the
-    metric-object kernels (``trainer_metric_objects``), opt-in on cuda."""
+    metric-object kernels (``trainer_metric_objects``), opt-in on cuda. A model with
+    several outputs trains sample-weighted batches per-op."""
+    if heads_module.is_multi(model):
+        return False
     if getattr(model.backend, "trainer_metric_objects", False):
         return True
     return getattr(model.loss, "fn", None) is None and (tracker is None or not tracker.needs_kernels(True))
@@ -314,6 +336,8 @@ class FusedTrainer:
         dense = [layer for layer in prog[len(self.norms):] if type(layer) is Dense]
         self.flat_grads, views = _flat_gradients(be, dense) if flat_grads else (None, None)
         plan = GraphPlan(model) if getattr(model, "graph_inbound", None) is not None else None
+        multi = heads_module.is_multi(model)
+        folded = heads_module.folded_layers(model) if multi else None  # several outputs: their folds
         if plan is None:
             walk, last = list(enumerate(prog[len(self.norms):], start=len(self.norms))), len(prog) - 1
         else:  # a layer graph: every layer in model order, merges folded into the Dense after them
@@ -334,7 +358,7 @@ class FusedTrainer:
                 block = specs[-1] if plan is None else specs[plan.block_of[i]]
                 p = self._add_step(block, layer, be, batch, opt, states, p, id(layer) in trained)
                 continue
-            act = "linear" if (fold and i == last) else layer.activation
+            act = "linear" if ((fold and i == last) if folded is None else i in folded) else layer.activation
             if id(layer) not in trained:  # frozen: no gradient, update, state or penalty (Keras)
                 spec = {"W": layer.kernel, "b": layer.bias, "act": activation_code(act), "frozen": True,
                         "A": be.empty((batch, layer.units)), "G": be.empty((batch, layer.units)),
@@ -372,10 +396,17 @@ class FusedTrainer:
         self.x_batch = be.empty((batch, model.input_shape[1]))
         self.y_batch = be.empty((batch, 1 if model.loss.sparse else model.output_shape[1]))
         self.specs = specs  # keeps the steps' host counters alive with the trainer
-        loss_param = 0.0  # Huber's delta, the focal losses' constants (on logits when folded)
-        if isinstance(model.loss, losses.LossFunction):
-            loss_param = model.loss.kernel_param_on(model.loss.on_logits(model.output_activation))
-        self.trainer = be.make_trainer(specs, opt.kernel_spec(), _loss_kind(model), batch, loss_param)
+        self.heads: list[dict] | None = None  # several outputs: the trainer's heads (training/heads.py)
+        self.head_losses: Any = None  # (steps, heads): each step's per-output losses
+        if multi:
+            self.heads = heads_module.specs(model, plan, be, batch)
+            self.y_batch = be.empty((batch, sum(h["y_cols"] for h in self.heads)))
+            self.trainer = be.make_trainer(specs, opt.kernel_spec(), "mse", batch, 0.0, heads=self.heads)
+        else:
+            loss_param = 0.0  # Huber's delta, the focal losses' constants (on logits when folded)
+            if isinstance(model.loss, losses.LossFunction):
+                loss_param = model.loss.kernel_param_on(model.loss.on_logits(model.output_activation))
+            self.trainer = be.make_trainer(specs, opt.kernel_spec(), _loss_kind(model), batch, loss_param)
         self._smoothed: tuple[Any, Any] | None = None  # (targets, their label-smoothed copy) of this fit
         self.key = _key(model, batch)
         self.metrics: dict | None = None  # accumulator arrays for run(), see use_metrics
@@ -452,6 +483,11 @@ class FusedTrainer:
         if on_step is None:
             chunk = steps if augment is None else max(1, 4096 // self.batch)
         dev_order = be.xp.asarray(np.ascontiguousarray(order, dtype=np.int64))
+        extra = {}
+        if self.heads is not None:  # each step's per-output losses, for the history
+            if self.head_losses is None or self.head_losses.shape[0] < steps:
+                self.head_losses = np.zeros((steps, len(self.heads)), dtype=np.float32)
+            extra["head_losses"] = self.head_losses
         y = self._smooth_once(model, y)
         if self.norms and augment is None:
             x = self._normalize_once(x)
@@ -470,7 +506,8 @@ class FusedTrainer:
                 with concurrency.uninterrupted():  # the step count is recorded with the steps
                     opt.iterations, done = self.trainer.run(x, y, dev_order, self.x_batch, self.y_batch,
                                                             step_losses, s, end, opt.iterations,
-                                                            stop_on_nonfinite, metrics, weights, params_run)
+                                                            stop_on_nonfinite, metrics, weights, params_run,
+                                                            **extra)
             else:  # the chunk's samples, augmented, as a small data set of its own
                 rows = order[s * self.batch:min(n, end * self.batch)]
                 xa = be.asarray(inputs.augmented(augment, np.asarray(be.to_numpy(x))[rows], (len(rows), x.shape[1])))
@@ -481,9 +518,14 @@ class FusedTrainer:
                 with concurrency.uninterrupted():
                     opt.iterations, done = self.trainer.run(xa, ya, local, self.x_batch, self.y_batch,
                                                             step_losses[s:end], 0, end - s, opt.iterations,
-                                                            stop_on_nonfinite, self.metrics, None, params_run)
+                                                            stop_on_nonfinite, self.metrics, None, params_run,
+                                                            **extra)
             if done:
                 self.step_seconds = (time.perf_counter() - t0) / done
+            if self.heads is not None and self.tracker is not None and done:  # (augment: the run's rows from 0)
+                first = s if augment is None else 0
+                self.tracker.add_step_losses(self.head_losses[first:first + done],
+                                             heads_module.step_rows(s, done, self.batch, n))
             if on_step is not None:
                 for k in range(s, s + done):
                     on_step(k, step_losses)

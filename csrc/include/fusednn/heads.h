@@ -1,0 +1,81 @@
+// The losses of a model with several outputs ("heads") in the fused trainer
+// (fusednn/trainer.h): each head is a graph block's output with a loss of its own
+// and a loss weight, as Keras' compile(loss=[...], loss_weights=[...]).
+//
+// The targets arrive packed side by side (y_batch: batch x y_cols, each head's
+// columns at y_off); each head's columns are copied into its own contiguous Y,
+// its loss value and gradient computed by the same kernel as a one-output model's
+// (into the head block's G, the logits' gradient when the cross-entropy is folded
+// into a sigmoid/softmax head), the gradient scaled by the head's weight, and the
+// step's loss is sum_h weight_h * loss_h accumulated in float32 in head order:
+// exactly the per-op path's OutputLosses (python/fusednn/functional.py), so both
+// give the same numbers. A head block that also feeds another block is marked as
+// holding its first gradient contribution, so block_input_backward adds the
+// others to it (the per-op path's grads[j] + d).
+//
+// Templates over the device policy, the layer vector and the step data, so this
+// header needs nothing from trainer.h (which includes it) but the names it uses.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "fusednn/activation.h"
+
+namespace fusednn {
+
+struct Head {
+  int block = 0;         // the block (trainer layer) whose output A (no steps after it) is this head
+  int loss = 0;          // a LossKind code (trainer.h): 0 mse, 1..3 cross-entropy on logits, 16+ LossFn
+  LossParams param;      // the LossFn losses' constants (Huber's delta, focal alpha/gamma)
+  float weight = 1.f;    // the head's loss weight
+  int y_off = 0;         // the head's first column in the packed targets
+  int y_cols = 0;        // its number of target columns (1 for a sparse cross-entropy)
+  float* Y = nullptr;    // batch x y_cols: the head's targets, gathered contiguously
+};
+
+struct Heads {
+  std::vector<Head> list;
+  // steps x list.size() (host memory, or null): each step's unweighted loss per head,
+  // for the history's <output>_loss entries
+  float* losses = nullptr;
+};
+
+// Loss values and gradients of every head for step s (after the forward pass, B rows
+// in data.y_batch): writes data.step_losses[s] (the weighted sum) and each head
+// block's G; then the caller's penalties add to step_losses[s].
+template <class D, class Layers, class Data>
+void heads_loss(const D& dev, Layers& layers, const Heads& heads, const Data& data, int B, std::int64_t s) {
+  const std::size_t H = heads.list.size();
+  float total = 0.f;
+  for (std::size_t h = 0; h < H; ++h) {
+    const Head& hd = heads.list[h];
+    auto& l = layers[std::size_t(hd.block)];
+    dev.copy_cols(hd.Y, hd.y_cols, 0, data.y_batch, data.y_cols, hd.y_off, hd.y_cols, B);
+    const std::int64_t count = std::int64_t(B) * l.out;
+    float value = 0.f;
+    if (hd.loss == 0) {  // mse
+      dev.mse(l.A, hd.Y, count, &value);
+      dev.mse_grad(l.G, l.A, hd.Y, count, 2.0f / float(count));
+    } else if (hd.loss >= 16) {  // LossKind::loss_fn_base + LossFn
+      dev.loss_grad(l.G, l.A, hd.Y, B, l.out, static_cast<LossFn>(hd.loss - 16), hd.param, &value);
+    } else {  // a cross-entropy on the head's logits (XentKind + 1)
+      const auto kind = static_cast<XentKind>(hd.loss - 1);
+      const float scale = kind == XentKind::sigmoid_binary ? 1.0f / float(count) : 1.0f / float(B);
+      dev.xent(l.G, l.A, hd.Y, B, l.out, kind, scale, &value);
+    }
+    if (hd.weight != 1.f) dev.scale(l.G, hd.weight, count);  // the per-op path's w * g (float32)
+    const float weighted = hd.weight * value;  // rounded before the sum, as NumPy's total += w * value
+    // (train.cpp is built without FMA, so the compiler cannot contract the two)
+    total = total + weighted;
+    if (heads.losses) heads.losses[s * std::int64_t(H) + std::int64_t(h)] = value;
+  }
+  data.step_losses[s] = total;
+}
+
+// Mark each head block as holding its first gradient contribution (its loss
+// gradient), so that the blocks reading it add theirs (block_input_backward).
+inline void heads_seed(const Heads& heads, std::vector<int>& grads_seen) {
+  for (const Head& hd : heads.list) grads_seen[std::size_t(hd.block)] = 1;
+}
+
+}  // namespace fusednn
