@@ -105,7 +105,6 @@ class MlpTrainer {
     py::array head_losses;
     if (has_heads()) {  // several outputs (fusednn/heads.h)
       if (!metrics.is_none()) throw py::value_error("compiled metrics are not fused for a model with several outputs");
-      if (!weights.is_none()) throw py::value_error("sample weights are not fused for a model with several outputs");
       heads_.losses = nullptr;
       if (!head_losses_.is_none()) {
         head_losses = as_f32(head_losses_, "head_losses", true);

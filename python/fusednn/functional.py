@@ -8,11 +8,12 @@ the layers it calls become the graph.
 
 A graph that is a single chain of layers (one input, one output, no merges) *is* a
 Sequential model: it runs exactly the Sequential code, the fused native trainer
-included, and gives the same numbers bit for bit. Any other graph (merges, several
-inputs or outputs) runs the per-op path, and ``model.fused_reason`` says so. Several
-inputs are packed side by side into one array at the boundary (so shuffling, batching
-and validation splits work as for one input) and split again inside the forward pass;
-several outputs likewise, with one loss per output (:class:`OutputLosses`).
+included, and gives the same numbers bit for bit. Other graphs run as graph blocks of
+the fused trainer where the backend has them (merges, several outputs: see
+``training/fused.py``), else on the per-op path, and ``model.fused_reason`` says why.
+Several inputs are packed side by side into one array at the boundary (so shuffling,
+batching and validation splits work as for one input) and split again inside the
+forward pass; several outputs likewise, with one loss per output (:class:`OutputLosses`).
 """
 from __future__ import annotations
 

@@ -399,7 +399,10 @@ def test_graph_fused_reasons():
     b = keras.Input((4,))
     two = keras.Model(b, [L.Dense(1)(b), L.Dense(2)(b)])
     two.compile(optimizer="sgd", loss="mse")
-    assert "2 outputs" in two.fused_reason or two.fused_reason.startswith("backend")
+    if fusednn.get_backend().name == "cpu":  # several outputs are heads of the fused trainer (fusednn/heads.h)
+        assert two.fused_reason is None
+    else:
+        assert two.fused_reason.startswith("backend") or "layer graphs" in two.fused_reason
 
 
 def test_subclassed_model_save_load(tmp_path):

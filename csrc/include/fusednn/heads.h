@@ -41,10 +41,16 @@ struct Heads {
 };
 
 // Loss values and gradients of every head for step s (after the forward pass, B rows
-// in data.y_batch): writes data.step_losses[s] (the weighted sum) and each head
-// block's G; then the caller's penalties add to step_losses[s].
+// in data.y_batch, the first at position lo of the epoch's order): writes
+// data.step_losses[s] (the weighted sum) and each head block's G; then the caller's
+// penalties add to step_losses[s]. Sample weights (data.row_scale) weigh each head's
+// loss as a one-output model's (its weighted-mean kernel, accumulated in double: the
+// per-op path sums rows in float32, so the recorded losses agree to float32 rounding)
+// and scale its gradient's rows after the loss weight (the same bits as the per-op
+// path's (w * g) * sample_weight).
 template <class D, class Layers, class Data>
-void heads_loss(const D& dev, Layers& layers, const Heads& heads, const Data& data, int B, std::int64_t s) {
+void heads_loss(const D& dev, Layers& layers, const Heads& heads, const Data& data, int B, std::int64_t lo,
+                std::int64_t s) {
   const std::size_t H = heads.list.size();
   float total = 0.f;
   for (std::size_t h = 0; h < H; ++h) {
@@ -64,6 +70,14 @@ void heads_loss(const D& dev, Layers& layers, const Heads& heads, const Data& da
       dev.xent(l.G, l.A, hd.Y, B, l.out, kind, scale, &value);
     }
     if (hd.weight != 1.f) dev.scale(l.G, hd.weight, count);  // the per-op path's w * g (float32)
+    if (data.row_scale) {
+      const float* rs = data.row_scale + lo;
+      if (hd.loss >= 16)
+        dev.weighted_loss_fn(l.A, hd.Y, rs, B, l.out, static_cast<LossFn>(hd.loss - 16), hd.param, &value);
+      else
+        dev.weighted_loss(l.A, hd.Y, rs, B, l.out, hd.loss - 1, &value);
+      dev.scale_rows(l.G, rs, B, l.out);
+    }
     const float weighted = hd.weight * value;  // rounded before the sum, as NumPy's total += w * value
     // (train.cpp is built without FMA, so the compiler cannot contract the two)
     total = total + weighted;

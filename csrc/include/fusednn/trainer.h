@@ -227,7 +227,7 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
       a_prev = post_forward(dev, l.post, l.A, B);
     }
     if constexpr (has_merges<D>::value) {  // several outputs (heads.h; graph devices only)
-      if (data.heads) heads_loss(dev, layers, *data.heads, data, B, s);
+      if (data.heads) heads_loss(dev, layers, *data.heads, data, B, lo, s);
     }
     if (!data.heads) {  // (not indented, to keep the diff small) one output: the last block's
     DenseBuffers& last = layers.back();

@@ -302,9 +302,9 @@ def weights_fused(model: Any, tracker: EpochMetrics | None = None) -> bool:
     """Whether the backend's fused trainer takes sample weights for this model: the
     LossFn losses' weighted value and the weighted metric accumulators use the
     metric-object kernels (``trainer_metric_objects``), opt-in on cuda. A model with
-    several outputs trains sample-weighted batches per-op."""
+    several outputs (no metrics, cpu) weighs each head with the weighted-loss kernels."""
     if heads_module.is_multi(model):
-        return False
+        return True
     if getattr(model.backend, "trainer_metric_objects", False):
         return True
     return getattr(model.loss, "fn", None) is None and (tracker is None or not tracker.needs_kernels(True))
