@@ -151,6 +151,15 @@ def test_multi_output_reasons_and_sample_weights(host_backend_name):
     two.compile(optimizer="adam", loss=["mse", "sparse_categorical_crossentropy"], metrics=[[], ["accuracy"]])
     if host_backend_name == "cpu":
         assert "metrics on a multi-output model run per-op" in two.fused_reason
+    d = L.Dense(2, name="d")(h)
+    twice = keras.Model(inp, [d, d])
+    twice.compile(optimizer="adam", loss="mse")
+    if host_backend_name == "cpu":
+        assert "two of the model's outputs" in twice.fused_reason
+    after = keras.Model(inp, [L.Dense(1, name="e")(h), L.Activation("sigmoid", name="f")(L.Dense(1)(h))])
+    after.compile(optimizer="adam", loss="mse")
+    if host_backend_name == "cpu":
+        assert "output 'f' is not fused" in after.fused_reason
     rng = np.random.default_rng(5)
     x = rng.normal(size=(30, 4)).astype(np.float32)
     y = [x[:, :1], rng.integers(0, 2, 30)]

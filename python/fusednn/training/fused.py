@@ -179,6 +179,8 @@ class GraphPlan:
                         "there is not fused")
         outs = getattr(model, "graph_outputs", None) or [len(layers) - 1]
         if len(outs) > 1:  # heads (fusednn/heads.h): each output a Dense block's own output
+            if len(set(outs)) != len(outs):
+                return "a layer that is two of the model's outputs is not fused"
             for o in outs:
                 if o < 0 or type(layers[o]) is not Dense or last.get(owner.get(o, -1)) != o:
                     what = "a model input" if o < 0 else repr(layers[o].name)
