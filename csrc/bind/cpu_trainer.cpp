@@ -49,7 +49,7 @@ class MlpTrainer {
                 const py::object& yb_, const py::object& losses_, std::int64_t step0, std::int64_t step1,
                 std::int64_t iterations, bool stop_on_nonfinite, const py::object& metrics,
                 const py::object& weights, const py::object& step_params_, const py::object& step_starts_,
-                const py::object& between_, const py::object& head_losses_) {
+                const py::object& between_, const py::object& head_losses_, const py::object& head_metrics) {
     py::array x = as_f32(x_, "x"), y = as_f32(y_, "y");
     check_ndim(x, "x", 2);
     check_ndim(y, "y", 2);
@@ -103,8 +103,19 @@ class MlpTrainer {
     data.y_cols = y_cols;
     data.loss_param = loss_param_;
     py::array head_losses;
+    std::vector<py::array> kept_head_arrays;  // the heads' metric accumulators, alive for the run
+    const auto head_f64 = [&](const py::handle& h, const std::string& name, bool writeable) {
+      kept_head_arrays.push_back(writeable ? as_f64_out(py::reinterpret_borrow<py::object>(h), name.c_str())
+                                           : as_f64_in(py::reinterpret_borrow<py::object>(h), name.c_str()));
+      const py::array& a = kept_head_arrays.back();
+      return std::make_pair(static_cast<double*>(const_cast<void*>(a.data())), std::size_t(a.size()));
+    };
+    const auto head_host = [](const std::pair<double*, std::size_t>& a) {
+      return std::vector<double>(a.first, a.first + a.second);
+    };
     if (has_heads()) {  // several outputs (fusednn/heads.h)
-      if (!metrics.is_none()) throw py::value_error("compiled metrics are not fused for a model with several outputs");
+      if (!metrics.is_none())
+        throw py::value_error("a trainer with heads takes its metrics per head (head_metrics), not metrics");
       heads_.losses = nullptr;
       if (!head_losses_.is_none()) {
         head_losses = as_f32(head_losses_, "head_losses", true);
@@ -115,8 +126,22 @@ class MlpTrainer {
         heads_.losses = fptr(head_losses);
       }
       data.heads = &heads_;
-    } else if (!head_losses_.is_none()) {
-      throw py::value_error("head_losses is only for a trainer made with heads");
+      py::list per_head;
+      if (!head_metrics.is_none()) {
+        per_head = head_metrics.cast<py::list>();
+        if (per_head.size() != heads_.list.size())
+          throw py::value_error("head_metrics must hold one entry (a list of metric specs, or None) per head");
+      }
+      for (std::size_t h = 0; h < heads_.list.size(); ++h) {  // this run's metrics of each head
+        Head& hd = heads_.list[h];
+        hd.metrics.clear();
+        if (head_metrics.is_none() || per_head[h].is_none()) continue;
+        const int out = layers_[std::size_t(hd.block)].out;
+        hd.metrics = bind_common::to_metric_specs(py::reinterpret_borrow<py::object>(per_head[h]), out, hd.y_cols,
+                                                  head_f64, head_host);
+      }
+    } else if (!head_losses_.is_none() || !head_metrics.is_none()) {
+      throw py::value_error("head_losses and head_metrics are only for a trainer made with heads");
     }
     py::array counts, sums;
     std::vector<py::array> kept_metric_arrays;
@@ -261,5 +286,6 @@ void register_trainer(py::module_& m) {
            py::arg("y_batch"), py::arg("step_losses"), py::arg("step0"), py::arg("step1"),
            py::arg("iterations"), py::arg("stop_on_nonfinite") = true, py::arg("metrics") = py::none(),
            py::arg("weights") = py::none(), py::arg("step_params") = py::none(), py::arg("step_starts") = py::none(),
-           py::arg("between") = py::none(), py::arg("head_losses") = py::none());
+           py::arg("between") = py::none(), py::arg("head_losses") = py::none(),
+           py::arg("head_metrics") = py::none());
 }

@@ -252,16 +252,27 @@ class _OutputTracker:
         self.samples += n
 
     # The fused trainer (training/fused.py) reports each step's per-output losses instead of
-    # predictions: it accumulates no metric (only metric-free multi-output models are fused).
+    # predictions, and updates each output's metric accumulators with the metric-object
+    # kernel (its weighted form, which also takes unweighted batches: see head_metrics).
     def trainer_metrics(self, weighted: bool) -> None:
-        """No metric accumulators for the fused trainer (see :meth:`add_step_losses`)."""
+        """No one-output metric accumulators for the fused trainer (see :meth:`head_metrics`)."""
         return None
 
     def needs_kernels(self, weighted: bool) -> bool:
         return False
 
+    def head_metrics(self) -> list[list[dict] | None]:
+        """Per output, the metric-object specs the fused trainer's heads update (None
+        without metrics): every accumulator of the output's metrics in its kernel form."""
+        return [None if t is None else t.trainer_metrics(True).get("extra") for t in self.trackers]
+
     def add_counted(self, rows: int, values: int, weighted: bool = False) -> None:
-        """The fused trainer's count of rows: already counted by :meth:`add_step_losses`."""
+        """The fused trainer's rows: the outputs' metric trackers count them (their sums
+        all in the metric-object accumulators); the losses are counted by
+        :meth:`add_step_losses`."""
+        for t in self.trackers:
+            if t is not None:
+                t.add_counted(rows, 0, weighted=True)
 
     def add_step_losses(self, losses: np.ndarray, rows: Sequence[int]) -> None:
         """Add fused steps: ``losses[k, i]`` is output i's (unweighted) loss on a batch of

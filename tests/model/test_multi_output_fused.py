@@ -148,7 +148,8 @@ def test_multi_output_reasons_and_sample_weights(host_backend_name):
     if host_backend_name == "cpu":  # "p" is read by "q": its sigmoid cannot fold into the loss
         assert "cross-entropy on probabilities" in model.fused_reason
     two = keras.Model(inp, [L.Dense(1, name="u")(h), L.Dense(2, activation="softmax", name="v")(h)])
-    two.compile(optimizer="adam", loss=["mse", "sparse_categorical_crossentropy"], metrics=[[], ["accuracy"]])
+    two.compile(optimizer="adam", loss=["mse", "sparse_categorical_crossentropy"],
+                metrics=[[lambda t, p: keras.ops.mean(p)], ["accuracy"]])
     if host_backend_name == "cpu":
         assert "metrics on a multi-output model run per-op" in two.fused_reason
     d = L.Dense(2, name="d")(h)
@@ -218,3 +219,40 @@ def test_two_heads_loss_curve_matches_keras(host_backend_name):
         np.testing.assert_allclose(mine[key], ref[key], rtol=2e-5, err_msg=key)
     for a, b in zip(ours.get_weights(), theirs.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_per_output_metrics_in_the_heads(host_backend_name, weighted):
+    """Each output's compiled metrics (confusion-count, error-sum and metric-object ones, on
+    folded outputs too) accumulate in the fused trainer's heads with the metric-object
+    kernel: the same values as the per-op path (whose unweighted accumulators are other
+    kernels summing in double: equal to 1e-12), and the same losses and weights."""
+    def build(fused):
+        fusednn.set_random_seed(9)
+        inp = keras.Input((5,))
+        h = L.Dense(8, activation="relu")(inp)
+        model = keras.Model(inp, {"r": L.Dense(2, name="r")(h), "s": L.Dense(1, activation="sigmoid", name="s")(h),
+                                  "c": L.Dense(3, activation="softmax", name="c")(h)})
+        model.compile(optimizer="adam", loss={"r": "mse", "s": "binary_crossentropy",
+                                              "c": "sparse_categorical_crossentropy"},
+                      metrics={"r": ["mae", keras.metrics.R2Score()], "s": ["accuracy", keras.metrics.AUC()],
+                               "c": ["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(k=2)]},
+                      loss_weights={"c": 0.5}, fused=fused)
+        return model
+
+    rng = np.random.default_rng(10)
+    x = rng.normal(size=(60, 5)).astype(np.float32)
+    y = {"r": x[:, :2] * 2, "s": (x[:, 2] > 0).astype(np.float32), "c": rng.integers(0, 3, 60)}
+    fit = {"sample_weight": rng.uniform(0.2, 2.0, 60)} if weighted else {}
+    runs = _fit_both(build, x, y, epochs=2, batch_size=16, validation_split=0.25, **fit)
+    (h1, w1, _), (h2, w2, _) = runs
+    assert set(h1) == set(h2)
+    assert {"r_mae", "r_r2_score", "s_accuracy", "s_auc", "c_accuracy", "c_sparse_top_k_categorical_accuracy",
+            "val_c_accuracy"} <= set(h1)
+    for key in h1:
+        np.testing.assert_allclose(h1[key], h2[key], rtol=1e-6 if weighted and key.endswith("loss") else 1e-12,
+                                   err_msg=key)
+        if key.endswith("loss") and not weighted:
+            assert h1[key] == h2[key], key
+    for a, b in zip(w1, w2):
+        np.testing.assert_array_equal(a, b)

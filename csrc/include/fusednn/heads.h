@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "fusednn/activation.h"
+#include "fusednn/metric_math.h"
 
 namespace fusednn {
 
@@ -31,6 +32,9 @@ struct Head {
   int y_off = 0;         // the head's first column in the packed targets
   int y_cols = 0;        // its number of target columns (1 for a sparse cross-entropy)
   float* Y = nullptr;    // batch x y_cols: the head's targets, gathered contiguously
+  // this run's compiled metrics of the output (Keras metric objects, metric_math.h), updated
+  // after its loss (weighted by the sample weights when there are some)
+  std::vector<MetricSpec> metrics;
 };
 
 struct Heads {
@@ -78,6 +82,8 @@ void heads_loss(const D& dev, Layers& layers, const Heads& heads, const Data& da
         dev.weighted_loss(l.A, hd.Y, rs, B, l.out, hd.loss - 1, &value);
       dev.scale_rows(l.G, rs, B, l.out);
     }
+    for (const MetricSpec& m : hd.metrics)
+      dev.metric_update(m, l.A, hd.Y, data.row_scale ? data.row_scale + lo : nullptr, B, l.out);
     const float weighted = hd.weight * value;  // rounded before the sum, as NumPy's total += w * value
     // (train.cpp is built without FMA, so the compiler cannot contract the two)
     total = total + weighted;

@@ -490,6 +490,8 @@ class FusedTrainer:
             if self.head_losses is None or self.head_losses.shape[0] < steps:
                 self.head_losses = np.zeros((steps, len(self.heads)), dtype=np.float32)
             extra["head_losses"] = self.head_losses
+            if self.tracker is not None:  # each output's metric accumulators
+                extra["head_metrics"] = self.tracker.head_metrics()
         y = self._smooth_once(model, y)
         if self.norms and augment is None:
             x = self._normalize_once(x)

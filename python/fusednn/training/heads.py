@@ -6,16 +6,18 @@ output's targets in its own columns). The fused trainer runs such a model as gra
 blocks whose output blocks are heads: each head's loss value and gradient come from
 the same kernel a one-output model's loss uses, its gradient is scaled by its weight,
 and the step's loss is the weighted sum in float32 in output order, as the per-op
-path computes it, so both paths give the same numbers. This module says whether a
-model's heads can run so (:func:`reason`) and describes them to the trainer
-(:func:`specs`); the per-output losses each step reports go to the model's epoch
-tracker (``<output>_loss`` in the history).
+path computes it, so both paths give the same numbers. Each output's compiled metrics
+accumulate in its head with the metric-object kernel (``metric_math.h``). This module
+says whether a model's heads can run so (:func:`reason`) and describes them to the
+trainer (:func:`specs`); the per-output losses each step reports go to the model's
+epoch tracker (``<output>_loss`` in the history).
 """
 from __future__ import annotations
 
 from typing import Any
 
 from .. import losses
+from ..metrics.keras_objects import metric_needs
 
 
 def is_multi(model: Any) -> bool:
@@ -39,13 +41,19 @@ def kind_of(loss: Any) -> str:
 def reason(model: Any, plan: Any) -> str | None:
     """Why the fused trainer cannot run this multi-output model's heads (its layer
     graph already planned as ``plan``, a ``GraphPlan``), or None."""
-    if model.metrics:
-        return ("metrics on a multi-output model run per-op (per-output metrics are not accumulated by the fused "
-                "trainer)")
     out = model.loss
     names = model.output_names
     acts = model.output_activations
-    for name, loss, act, folds in zip(names, out.losses, acts, out.folds_at):
+    objects = getattr(model.backend, "trainer_metric_objects", False)
+    for name, loss, act, folds, pc, ms in zip(names, out.losses, acts, out.folds_at, out.pred_cols,
+                                              model.output_metrics):
+        for m in ms:  # each output's metrics: the metric-object kernel's, in the heads
+            need = metric_needs(m, pc, loss.sparse, act if folds else None)
+            if need is None or need == "state":
+                return (f"metric {m.name!r} of output {name!r} accumulates per batch on the host: metrics on a "
+                        "multi-output model run per-op unless the metric-object kernel computes them")
+            if not objects:
+                return f"metrics on a multi-output model run per-op on {model.backend.name}"
         if not _fused_loss(loss):
             return getattr(loss, "not_fused_reason", None) or \
                 f"loss {type(loss).__name__} of output {name!r} is not fused"
