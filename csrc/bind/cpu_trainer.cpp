@@ -227,8 +227,7 @@ class MlpTrainer {
       if (hd.block < 0 || hd.block >= int(layers_.size()))
         throw py::value_error(where + "block " + std::to_string(hd.block) + " is not a layer of the trainer");
       const DenseBuffers& l = layers_[std::size_t(hd.block)];
-      if (!l.W || !l.post.empty())
-        throw py::value_error(where + "a head must be a Dense block's output with no steps after it");
+      if (!l.W) throw py::value_error(where + "a head must be a Dense block's output (after its steps)");
       for (const Head& other : heads_.list)
         if (other.block == hd.block) throw py::value_error(where + "two heads on one block");
       const LossKind kind = bind_common::to_loss_kind(d["loss"].cast<std::string>());

@@ -112,6 +112,33 @@ def test_three_heads_with_steps_and_every_loss_family(host_backend_name):
     _assert_same(runs, {"loss", "b_loss", "c_loss", "r_loss"})
 
 
+def test_outputs_after_step_layers(host_backend_name):
+    """Outputs that end a Dense block with step layers: Dense then Activation('softmax')
+    (folded into its cross-entropy, as for one output), Dense then BatchNormalization (the
+    loss reads the step's output), Dense(sigmoid) then Dropout read by a third output."""
+    def build(fused):
+        fusednn.set_random_seed(12)
+        inp = keras.Input((6,))
+        h = L.Dense(10, activation="relu")(inp)
+        cls = L.Activation("softmax", name="cls")(L.Dense(3)(h))
+        bn = L.BatchNormalization(name="bn")(L.Dense(2)(h))
+        drop = L.Dropout(0.3, seed=5, name="drop")(L.Dense(2, activation="sigmoid")(h))
+        last = L.Dense(1, name="last")(drop)
+        model = keras.Model(inp, [cls, bn, drop, last])
+        model.compile(optimizer="adam", loss=["categorical_crossentropy", "mse", "mse", "huber"],
+                      loss_weights=[1.0, 0.5, 2.0, 1.0], metrics=[["accuracy"], [], ["mae"], []], fused=fused)
+        return model
+
+    rng = np.random.default_rng(13)
+    x = rng.normal(size=(55, 6)).astype(np.float32)
+    y = [np.eye(3, dtype=np.float32)[rng.integers(0, 3, 55)], x[:, :2], (x[:, 2:4] > 0).astype(np.float32), x[:, 4:5]]
+    runs = _fit_both(build, x, y, epochs=3, batch_size=16)
+    _assert_same(runs, {"loss", "cls_loss", "bn_loss", "drop_loss", "last_loss", "cls_accuracy", "drop_mae"})
+    # the softmax step is folded on both paths: predictions are probabilities
+    p = runs[0][2].predict(x, verbose=0)[0]
+    np.testing.assert_allclose(p.sum(1), 1.0, rtol=1e-5)
+
+
 def test_output_read_by_another_layer(host_backend_name):
     """Output "a" is also the input of output "b"'s layer (through a Concatenate): its
     gradient is its own loss's plus what "b"'s layer sends back."""
@@ -157,7 +184,8 @@ def test_multi_output_reasons_and_sample_weights(host_backend_name):
     twice.compile(optimizer="adam", loss="mse")
     if host_backend_name == "cpu":
         assert "two of the model's outputs" in twice.fused_reason
-    after = keras.Model(inp, [L.Dense(1, name="e")(h), L.Activation("sigmoid", name="f")(L.Dense(1)(h))])
+    f = L.Dense(1, name="f")(h)  # an output followed by a step layer another output reads
+    after = keras.Model(inp, [f, L.Dense(1, name="g")(L.Dropout(0.1)(f))])
     after.compile(optimizer="adam", loss="mse")
     if host_backend_name == "cpu":
         assert "output 'f' is not fused" in after.fused_reason

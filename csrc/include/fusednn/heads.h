@@ -20,12 +20,13 @@
 #include <vector>
 
 #include "fusednn/activation.h"
+#include "fusednn/layer_steps.h"
 #include "fusednn/metric_math.h"
 
 namespace fusednn {
 
 struct Head {
-  int block = 0;         // the block (trainer layer) whose output A (no steps after it) is this head
+  int block = 0;         // the Dense block (trainer layer) whose output (after its steps) is this head
   int loss = 0;          // a LossKind code (trainer.h): 0 mse, 1..3 cross-entropy on logits, 16+ LossFn
   LossParams param;      // the LossFn losses' constants (Huber's delta, focal alpha/gamma)
   float weight = 1.f;    // the head's loss weight
@@ -60,30 +61,33 @@ void heads_loss(const D& dev, Layers& layers, const Heads& heads, const Data& da
   for (std::size_t h = 0; h < H; ++h) {
     const Head& hd = heads.list[h];
     auto& l = layers[std::size_t(hd.block)];
+    // the block's output after its steps (a folded softmax/sigmoid step is left out by the caller)
+    const float* A = post_output(l.post, l.A);
+    float* G = post_grad(l.post, l.G);
     dev.copy_cols(hd.Y, hd.y_cols, 0, data.y_batch, data.y_cols, hd.y_off, hd.y_cols, B);
     const std::int64_t count = std::int64_t(B) * l.out;
     float value = 0.f;
     if (hd.loss == 0) {  // mse
-      dev.mse(l.A, hd.Y, count, &value);
-      dev.mse_grad(l.G, l.A, hd.Y, count, 2.0f / float(count));
+      dev.mse(A, hd.Y, count, &value);
+      dev.mse_grad(G, A, hd.Y, count, 2.0f / float(count));
     } else if (hd.loss >= 16) {  // LossKind::loss_fn_base + LossFn
-      dev.loss_grad(l.G, l.A, hd.Y, B, l.out, static_cast<LossFn>(hd.loss - 16), hd.param, &value);
+      dev.loss_grad(G, A, hd.Y, B, l.out, static_cast<LossFn>(hd.loss - 16), hd.param, &value);
     } else {  // a cross-entropy on the head's logits (XentKind + 1)
       const auto kind = static_cast<XentKind>(hd.loss - 1);
       const float scale = kind == XentKind::sigmoid_binary ? 1.0f / float(count) : 1.0f / float(B);
-      dev.xent(l.G, l.A, hd.Y, B, l.out, kind, scale, &value);
+      dev.xent(G, A, hd.Y, B, l.out, kind, scale, &value);
     }
-    if (hd.weight != 1.f) dev.scale(l.G, hd.weight, count);  // the per-op path's w * g (float32)
+    if (hd.weight != 1.f) dev.scale(G, hd.weight, count);  // the per-op path's w * g (float32)
     if (data.row_scale) {
       const float* rs = data.row_scale + lo;
       if (hd.loss >= 16)
-        dev.weighted_loss_fn(l.A, hd.Y, rs, B, l.out, static_cast<LossFn>(hd.loss - 16), hd.param, &value);
+        dev.weighted_loss_fn(A, hd.Y, rs, B, l.out, static_cast<LossFn>(hd.loss - 16), hd.param, &value);
       else
-        dev.weighted_loss(l.A, hd.Y, rs, B, l.out, hd.loss - 1, &value);
-      dev.scale_rows(l.G, rs, B, l.out);
+        dev.weighted_loss(A, hd.Y, rs, B, l.out, hd.loss - 1, &value);
+      dev.scale_rows(G, rs, B, l.out);
     }
     for (const MetricSpec& m : hd.metrics)
-      dev.metric_update(m, l.A, hd.Y, data.row_scale ? data.row_scale + lo : nullptr, B, l.out);
+      dev.metric_update(m, A, hd.Y, data.row_scale ? data.row_scale + lo : nullptr, B, l.out);
     const float weighted = hd.weight * value;  // rounded before the sum, as NumPy's total += w * value
     // (train.cpp is built without FMA, so the compiler cannot contract the two)
     total = total + weighted;

@@ -182,10 +182,10 @@ class GraphPlan:
             if len(set(outs)) != len(outs):
                 return "a layer that is two of the model's outputs is not fused"
             for o in outs:
-                if o < 0 or type(layers[o]) is not Dense or last.get(owner.get(o, -1)) != o:
+                if o < 0 or o not in owner or last[owner[o]] != o or self.merge[owner[o]] != 0:
                     what = "a model input" if o < 0 else repr(layers[o].name)
-                    return (f"output {what} is not fused: each output of a multi-output model must be a Dense "
-                            "layer's output with no layer after it in its block")
+                    return (f"output {what} is not fused: each output of a multi-output model must end a Dense "
+                            "block (the Dense layer or its last step layer, read by no layer before that)")
             self.head_layers = list(outs)
             if type(layers[heads[0]]) is not Dense:
                 return "the graph must start with a Dense block to be fused"
@@ -357,7 +357,7 @@ class FusedTrainer:
                               "dX": be.empty((batch, width))})
                 continue
             if type(layer) is not Dense:  # a step after its Dense block (the last one, for a chain)
-                if fold and i == last:  # the output's softmax/sigmoid, taken into the cross-entropy
+                if (fold and i == last) if folded is None else i in folded:  # taken into the cross-entropy
                     continue
                 block = specs[-1] if plan is None else specs[plan.block_of[i]]
                 p = self._add_step(block, layer, be, batch, opt, states, p, id(layer) in trained)
