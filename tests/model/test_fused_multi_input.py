@@ -294,3 +294,31 @@ def test_trainer_binding_refuses_bad_graph_specs():
     with pytest.raises(ValueError, match="takes 4 input columns"):
         trainer.run(x, y, np.arange(8), None, None, np.zeros(1, np.float32), 0, 1, 0,
                     step_params=np.zeros((1, 16), np.float32))
+
+
+def test_sample_weights_and_metrics_fused_equals_per_op():
+    """Sample weights and a compiled metric with a two-input model: the same weights bit for
+    bit; the weighted epoch loss to float32 rounding (the fused trainer's weighted-loss kernel
+    sums in another order than the per-op path, as for a Sequential model)."""
+    runs = []
+    previous = fusednn.get_backend().name
+    fusednn.set_backend("cpu")
+    try:
+        for fused in ("auto", False):
+            fusednn.set_random_seed(0)
+            inputs, out, loss = _two_towers_add()
+            model = keras.Model(inputs, out)
+            model.compile(optimizer="rmsprop", loss=loss, metrics=["accuracy"], fused=fused)
+            assert (model.fused_reason is None) == (fused == "auto")
+            x, y = _data(inputs, loss)
+            sw = np.random.default_rng(1).uniform(0.2, 2, len(y)).astype(np.float32)
+            fusednn.set_random_seed(4)
+            runs.append((model.fit(x, y, sample_weight=sw, epochs=2, batch_size=8, verbose=0).history,
+                         model.get_weights()))
+    finally:
+        fusednn.set_backend(previous)
+    (hf, wf), (hp, wp) = runs
+    assert hf["accuracy"] == hp["accuracy"]
+    np.testing.assert_allclose(hf["loss"], hp["loss"], rtol=1e-6)
+    for a, b in zip(wf, wp):
+        np.testing.assert_array_equal(a, b)
