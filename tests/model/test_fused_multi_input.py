@@ -69,8 +69,22 @@ def _single_input_new_merges():
     return x, L.Dense(2)(L.concatenate([avg, s])), "mse"
 
 
+def _average_ensemble_output():
+    """The model's output is a merge: the Average of three Dense branches (an ensemble)."""
+    x = keras.Input((6,))
+    branches = [L.Dense(2)(L.Dense(u, activation=act)(x)) for u, act in ((5, "relu"), (3, "tanh"), (1, "elu"))]
+    return x, L.Average()(branches), "mse"
+
+
+def _multiply_output_by_input():
+    """The output is a Dense output times a model input (a gate given as data)."""
+    a, gate = keras.Input((4,)), keras.Input((2,))
+    return [a, gate], L.Multiply()([L.Dense(2)(L.Dense(3, activation="relu")(a)), gate]), "mse"
+
+
 TOPOLOGIES = {"wide_deep": _wide_deep, "two_towers_add": _two_towers_add, "shared_input": _shared_input_three,
-              "merges_of_inputs": _merges_of_inputs, "single_input_merges": _single_input_new_merges}
+              "merges_of_inputs": _merges_of_inputs, "single_input_merges": _single_input_new_merges,
+              "average_output": _average_ensemble_output, "multiply_output": _multiply_output_by_input}
 
 
 def _data(inputs, loss, n=53, seed=0):
@@ -210,10 +224,14 @@ def test_still_unfused_graphs_say_why():
     if fusednn.get_backend().name == "cpu":
         assert "must follow a Dense or a merge" in drop_in.fused_reason
     d, e = keras.Input((3,)), keras.Input((3,))
-    ends_in_merge = keras.Model([d, e], L.Add()([L.Dense(3)(d), e]))  # the output is a merge
-    ends_in_merge.compile(optimizer="sgd", loss="mse")
+    step_out = keras.Model([d, e], L.Activation("tanh")(L.Add()([L.Dense(3)(d), e])))  # a step is the output
+    step_out.compile(optimizer="sgd", loss="mse")
     if fusednn.get_backend().name == "cpu":
-        assert "end with a Dense" in ends_in_merge.fused_reason
+        assert "after the last Dense or merge is the model's output" in step_out.fused_reason
+    no_dense = keras.Model([d, e], L.Multiply()([d, e]))
+    no_dense.compile(optimizer="sgd", loss="mse")
+    if fusednn.get_backend().name == "cpu":
+        assert "without a Dense" in no_dense.fused_reason
 
 
 def test_numpy_backend_runs_multi_input_per_op():

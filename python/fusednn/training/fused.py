@@ -196,8 +196,11 @@ class GraphPlan:
         out = len(layers) - 1
         if owner.get(out) != len(self.inputs) - 1 or last[owner[out]] != out:
             return "the output must be the last block's output to be fused"
-        if type(layers[heads[-1]]) is not Dense:
-            return "the graph must end with a Dense block to be fused"
+        if heads[-1] != out:  # the loss reads the last block's own output (trainer.h)
+            return (f"layer {layers[out].name!r} ({type(layers[out]).__name__}) after the last Dense or merge is the "
+                    "model's output: not fused (the graph must end with a Dense or a merge)")
+        if not any(type(layers[h]) is Dense for h in heads):
+            return "a graph without a Dense layer is not fused"
         return None
 
 
