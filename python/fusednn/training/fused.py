@@ -64,6 +64,13 @@ _STEP_LAYERS = (Dropout, BatchNormalization, Activation, ReLU, Identity, PReLU, 
 _MORE_STEPS = (LeakyReLU, ELU, Softmax, GaussianNoise, GaussianDropout)
 
 
+def _not_yet(be: Any, why: str) -> str:
+    """``why`` (a capability the backend's fused trainer lacks), plus how to opt in where the
+    backend has it behind a switch (cuda: FUSEDNN_CUDA_TRAINER_STEPS=1, not yet run on a device)."""
+    hint = getattr(be, "trainer_opt_in", "")
+    return f"{why}; {hint}" if hint else why
+
+
 def _steps_reason(model: Any, layers: list[Any]) -> str | None:
     """Why the layers after the leading Normalizations cannot run as Dense blocks with
     layer steps, or None."""
@@ -81,7 +88,8 @@ def _steps_reason(model: Any, layers: list[Any]) -> str | None:
                 not getattr(model.backend, "trainer_steps_more", False):
             what = "ReLU layers with max_value/negative_slope/threshold" if type(layer) is ReLU else \
                 f"{type(layer).__name__} layers"
-            return f"the {model.backend.name} fused trainer does not run {what} yet (layer {layer.name!r})"
+            return _not_yet(model.backend,
+                            f"the {model.backend.name} fused trainer does not run {what} yet (layer {layer.name!r})")
         if type(layer) in (BatchNormalization, LayerNormalization):
             if layer.has_constraints:
                 return f"{type(layer).__name__} {layer.name!r} with a beta_constraint/gamma_constraint is not fused"
@@ -89,16 +97,17 @@ def _steps_reason(model: Any, layers: list[Any]) -> str | None:
                 return f"{type(layer).__name__} {layer.name!r} with a beta_regularizer/gamma_regularizer is not fused"
         if type(layer) is LayerNormalization:
             if not getattr(model.backend, "trainer_layernorm", False):
-                return (f"the {model.backend.name} fused trainer does not run LayerNormalization layers yet "
-                        f"(layer {layer.name!r})")
+                return _not_yet(model.backend, f"the {model.backend.name} fused trainer does not run "
+                                f"LayerNormalization layers yet (layer {layer.name!r})")
         if type(layer) is PReLU:
             if layer.alpha_regularizer is not None or layer.alpha_constraint is not None:
                 return f"PReLU layer {layer.name!r} with an alpha_regularizer/alpha_constraint is not fused"
             if not getattr(model.backend, "trainer_prelu", False):
-                return f"the {model.backend.name} fused trainer does not run PReLU layers yet (layer {layer.name!r})"
+                return _not_yet(model.backend, f"the {model.backend.name} fused trainer does not run PReLU layers "
+                                f"yet (layer {layer.name!r})")
         if not getattr(model.backend, "trainer_steps", False):
-            return (f"the {model.backend.name} fused trainer does not run {type(layer).__name__} layers yet "
-                    f"(layer {layer.name!r})")
+            return _not_yet(model.backend, f"the {model.backend.name} fused trainer does not run "
+                            f"{type(layer).__name__} layers yet (layer {layer.name!r})")
     return None
 
 
@@ -107,8 +116,8 @@ def _constraints_reason(model: Any, layers: list[Any]) -> str | None:
     for layer in layers:
         for w, con in layer.constrained() if type(layer) is Dense else []:
             if not getattr(model.backend, "trainer_constraints", False):
-                return (f"the {model.backend.name} fused trainer does not apply weight constraints yet "
-                        f"(layer {layer.name!r})")
+                return _not_yet(model.backend, f"the {model.backend.name} fused trainer does not apply weight "
+                                f"constraints yet (layer {layer.name!r})")
             if con.kernel_spec(w.ndim, layer.name) is None:
                 return f"constraint {type(con).__name__} of layer {layer.name!r} is a Python projection, not fused"
     return None
@@ -209,7 +218,7 @@ def unsupported_reason(model: Any) -> str | None:
     plan = None
     if getattr(model, "graph_inbound", None) is not None:  # a layer graph: Dense blocks with merges
         if not getattr(be, "trainer_merges", False):
-            return f"the {be.name} fused trainer does not run layer graphs (merges, branches) yet"
+            return _not_yet(be, f"the {be.name} fused trainer does not run layer graphs (merges, branches) yet")
         if distribution_state.fit_session(model) is not None:
             return "layer graphs are not fused under a distribution"
         plan = GraphPlan(model)
@@ -219,8 +228,8 @@ def unsupported_reason(model: Any) -> str | None:
     for layer in model.layers:
         if type(layer) is BatchNormalization and not layer.trainable and \
                 not getattr(be, "trainer_frozen_batchnorm", False):
-            return (f"the {be.name} fused trainer does not run a BatchNormalization with trainable=False "
-                    f"({layer.name!r}, inference mode) yet")
+            return _not_yet(be, f"the {be.name} fused trainer does not run a BatchNormalization with "
+                            f"trainable=False ({layer.name!r}, inference mode) yet")
         if type(layer) is BatchNormalization and (id(layer) in trained) == (not layer.trainable):
             return (f"BatchNormalization {layer.name!r} changed trainable since compile: recompile to train it "
                     "fused")
