@@ -91,7 +91,7 @@ main() {
   # LayerNormalization, LeakyReLU/ELU/ReLU(args), Softmax, Gaussian noise, frozen BatchNormalization,
   # Concatenate/Add graphs, weight constraints; and Dropout/BatchNormalization): fused cuda against
   # per-op cuda and fused cpu, the Gaussian factor kernel against the host Philox normals bit for bit.
-  stage "GPU tests: opt-in trainer steps" 90 190 env FUSEDNN_CUDA_TRAINER_STEPS=1 \
+  stage "GPU tests: opt-in trainer steps" 90 170 env FUSEDNN_CUDA_TRAINER_STEPS=1 \
     "$PY" -m pytest -q -p no:cacheprovider -rs --maxfail=10 --durations=5 tests/model/test_cuda_trainer_steps.py \
     tests/model/test_dropout_batchnorm.py::test_cuda_matches_cpu
   # The opt-in paths (persistent kernel, graph replay) against the per-op path and the cpu

@@ -117,14 +117,16 @@ def test_fused_cuda_matches_per_op_cuda_and_fused_cpu(monkeypatch, build, name):
         assert max(rel_diff(a, b) for a, b in zip(fused_w, cpu_w)) < 1e-4
 
 
-@pytest.mark.gpu
+@pytest.mark.parametrize("backend", [pytest.param("cpu", marks=pytest.mark.skipif(
+    "cpu" not in fusednn.available_backends(), reason="the cpu backend is not built")),
+    pytest.param("cuda", marks=pytest.mark.gpu)])
 @pytest.mark.parametrize("rows,cols,add_one", [(7, 5, False), (33, 3, True), (1, 1, True), (64, 257, False)])
-def test_gaussian_factor_kernel_is_the_cpus_draw_bit_for_bit(monkeypatch, rows, cols, add_one):
+def test_gaussian_factor_kernel_is_the_cpus_draw_bit_for_bit(monkeypatch, backend, rows, cols, add_one):
     """The fused step's factor (the kernel) against the host Philox normals the per-op path
     uses (fusednn.layers.philox, the cpu kernel's twin), at the step counter it drew."""
     _opt_in(monkeypatch)
     prev = fusednn.get_backend().name
-    fusednn.set_backend("cuda")
+    fusednn.set_backend(backend)
     try:
         be = fusednn.get_backend()
         layer = (L.GaussianDropout(0.3, seed=11) if add_one else L.GaussianNoise(0.7, seed=11))
@@ -197,6 +199,12 @@ def test_fused_reason_of_a_real_model_names_the_opt_in(monkeypatch):
     graph = _graph_model("add", "auto")
     why = fused_mod.unsupported_reason(graph)
     assert why is not None and "layer graphs" in why and why.endswith(OPT_IN), why
+    frozen = _chain_model("frozen_bn", "auto")
+    why = fused_mod.unsupported_reason(frozen)
+    assert why is not None and "trainable=False" in why and why.endswith(OPT_IN), why
+    constrained = _chain_model("constraints", "auto")
+    why = fused_mod.unsupported_reason(constrained)
+    assert why is not None and "constraints" in why and why.endswith(OPT_IN), why
 
 
 def _spec(**extra):
