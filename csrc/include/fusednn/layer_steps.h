@@ -23,7 +23,7 @@
 // The steps of cpu_steps_more.h (act_param: LeakyReLU/ELU/ReLU with arguments;
 // softmax; gaussian_noise/gaussian_dropout, whose normals come from the layer's seed
 // and counter as dropout's mask does) need D::act_param_forward/backward,
-// softmax_rows(_backward), gaussian_factor, add and copy: the CPU and CUDA policies'.
+// softmax_rows(_backward), gaussian_factor, add and copy: the CPU policy's.
 #pragma once
 #include <cstdint>
 #include <type_traits>

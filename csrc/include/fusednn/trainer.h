@@ -120,7 +120,7 @@ struct TrainData {
 // return value is the counter after the last. Stops early after a step whose
 // loss is not finite when stop_on_nonfinite is set (the caller sees it in
 // step_losses) — only on devices where reading the loss is free (the CPU).
-// Devices that run graph blocks (copy_cols, add_cols, add): the CPU's and CUDA's.
+// Devices that run graph blocks (copy_cols, add_cols, add): the CPU's.
 template <class D, class = void>
 struct has_merges : std::false_type {};
 template <class D>

@@ -64,13 +64,6 @@ _STEP_LAYERS = (Dropout, BatchNormalization, Activation, ReLU, Identity, PReLU, 
 _MORE_STEPS = (LeakyReLU, ELU, Softmax, GaussianNoise, GaussianDropout)
 
 
-def _not_yet(be: Any, why: str) -> str:
-    """``why`` (a capability the backend's fused trainer lacks), plus how to opt in where the
-    backend has it behind a switch (cuda: FUSEDNN_CUDA_TRAINER_STEPS=1, not yet run on a device)."""
-    hint = getattr(be, "trainer_opt_in", "")
-    return f"{why}; {hint}" if hint else why
-
-
 def _steps_reason(model: Any, layers: list[Any]) -> str | None:
     """Why the layers after the leading Normalizations cannot run as Dense blocks with
     layer steps, or None."""
@@ -121,6 +114,13 @@ def _constraints_reason(model: Any, layers: list[Any]) -> str | None:
             if con.kernel_spec(w.ndim, layer.name) is None:
                 return f"constraint {type(con).__name__} of layer {layer.name!r} is a Python projection, not fused"
     return None
+
+
+def _not_yet(be: Any, why: str) -> str:
+    """``why`` (a capability the backend's fused trainer lacks), plus how to opt in where the
+    backend has it behind a switch (cuda: FUSEDNN_CUDA_TRAINER_STEPS=1, not yet run on a device)."""
+    hint = getattr(be, "trainer_opt_in", "")
+    return f"{why}; {hint}" if hint else why
 
 
 class GraphPlan:
