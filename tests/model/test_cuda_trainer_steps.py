@@ -163,6 +163,7 @@ class _Cuda:
     they are without FUSEDNN_CUDA_TRAINER_STEPS=1)."""
     name = "cuda"
     trainer_opt_in = OPT_IN
+    trainer_opt_in_flags = FLAGS
 
     def __getattr__(self, key):
         if key in FLAGS:
@@ -176,12 +177,25 @@ class _Model:
 
 @pytest.mark.parametrize("name", list(CHAINS))
 def test_fused_reason_says_how_to_opt_in(name):
-    layers = CHAINS[name]() + [L.Dense(3)]
-    why = fused_mod._steps_reason(_Model(), layers) or fused_mod._constraints_reason(_Model(), layers)
+    layers = fused_mod._program(_chain_model(name, "auto"))  # built layers of the active backend
+    why = fused_mod._opt_in_reason(_Model(), fused_mod._steps_reason, layers) or \
+        fused_mod._opt_in_reason(_Model(), fused_mod._constraints_reason, layers)
     if name == "frozen_bn":  # refused in unsupported_reason (trainable=False), a plain BN step here
         assert why is not None and "BatchNormalization" in why and why.endswith(OPT_IN)
         return
     assert why is not None and "cuda" in why and why.endswith(OPT_IN), why
+
+
+def test_the_opt_in_hint_only_where_the_opt_in_would_fuse():
+    """A reason the opt-in does not change (a layer no trainer fuses) carries no hint, and a
+    backend without the hint (cpu, cuda opted in) gets the bare reason."""
+    layers = [L.Dense(4), L.Activation("log_softmax"), L.Dense(3)]
+    why = fused_mod._opt_in_reason(_Model(), fused_mod._steps_reason, layers)
+    assert why is not None and "log_softmax" in why and OPT_IN not in why
+    bare = type("B", (), {"name": "cuda", "trainer_opt_in": "", "trainer_steps": False})()
+    why = fused_mod._opt_in_reason(type("M", (), {"backend": bare})(), fused_mod._steps_reason,
+                                   [L.Dense(4), L.Dropout(0.1), L.Dense(3)])
+    assert why is not None and "Dropout" in why and "opt in" not in why
 
 
 def test_fused_reason_of_a_real_model_names_the_opt_in(monkeypatch):
@@ -194,6 +208,7 @@ def test_fused_reason_of_a_real_model_names_the_opt_in(monkeypatch):
     for flag in FLAGS:
         monkeypatch.setattr(type(be), flag, False, raising=False)
     monkeypatch.setattr(type(be), "trainer_opt_in", OPT_IN, raising=False)
+    monkeypatch.setattr(type(be), "trainer_opt_in_flags", FLAGS, raising=False)
     why = fused_mod.unsupported_reason(model)
     assert why is not None and "LayerNormalization" in why and why.endswith(OPT_IN), why
     graph = _graph_model("add", "auto")

@@ -271,7 +271,10 @@ class CudaBackend(Backend):
     #: and Dense weight constraints (csrc/cuda/steps_more.cu): compiled, never run on a device yet
     trainer_steps_more = trainer_prelu = trainer_layernorm = trainer_steps
     trainer_merges = trainer_frozen_batchnorm = trainer_constraints = trainer_steps
-    #: what fused_reason adds where one of these capabilities is missing (empty once opted in)
+    #: the capabilities above, which fused_reason checks the opt-in against
+    trainer_opt_in_flags = ("trainer_steps", "trainer_steps_more", "trainer_prelu", "trainer_layernorm",
+                            "trainer_merges", "trainer_frozen_batchnorm", "trainer_constraints")
+    #: what fused_reason adds where the opt-in would fuse the model (empty once opted in)
     trainer_opt_in = "" if trainer_steps else "opt in with FUSEDNN_CUDA_TRAINER_STEPS=1 (not yet run on a device)"
     #: the metric-object kernels and weighted LossFn losses in the CUDA fused trainer
     #: (csrc/cuda/metric_objects.cu): opt-in with FUSEDNN_CUDA_TRAINER_METRICS=1 until run on a device

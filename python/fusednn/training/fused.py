@@ -57,6 +57,42 @@ def _leading_norms(model: Any) -> list[Normalization]:
     return out
 
 
+def _not_yet(be: Any, why: str) -> str:
+    """``why`` (a capability the backend's fused trainer lacks), plus how to opt in where the
+    backend has it behind a switch (cuda: FUSEDNN_CUDA_TRAINER_STEPS=1, not yet run on a device)."""
+    hint = getattr(be, "trainer_opt_in", "")
+    return f"{why}; {hint}" if hint else why
+
+
+class _OptedInBackend:
+    """The backend as it would be opted in: its ``trainer_opt_in_flags`` read as on."""
+
+    def __init__(self, be: Any) -> None:
+        self._be, self._on = be, frozenset(getattr(be, "trainer_opt_in_flags", ()))
+
+    def __getattr__(self, key: str) -> Any:
+        return True if key in self._on else getattr(self._be, key)
+
+
+class _OptedIn:
+    """The model with an opted-in backend (every other attribute its own)."""
+
+    def __init__(self, model: Any) -> None:
+        self._model, self.backend = model, _OptedInBackend(model.backend)
+
+    def __getattr__(self, key: str) -> Any:
+        return getattr(self._model, key)
+
+
+def _opt_in_reason(model: Any, reason: Callable[..., str | None], *args: Any) -> str | None:
+    """``reason(model, *args)``, plus the backend's opt-in hint (``trainer_opt_in``; cuda:
+    FUSEDNN_CUDA_TRAINER_STEPS=1) when its opt-in capabilities would change that answer."""
+    why = reason(model, *args)
+    if why is None or not getattr(model.backend, "trainer_opt_in", ""):
+        return why
+    return _not_yet(model.backend, why) if reason(_OptedIn(model), *args) != why else why
+
+
 #: layers that run as steps after a Dense block in the fused trainer (fusednn/layer_steps.h)
 _STEP_LAYERS = (Dropout, BatchNormalization, Activation, ReLU, Identity, PReLU, LayerNormalization, LeakyReLU, ELU,
                 Softmax, GaussianNoise, GaussianDropout)
@@ -81,8 +117,7 @@ def _steps_reason(model: Any, layers: list[Any]) -> str | None:
                 not getattr(model.backend, "trainer_steps_more", False):
             what = "ReLU layers with max_value/negative_slope/threshold" if type(layer) is ReLU else \
                 f"{type(layer).__name__} layers"
-            return _not_yet(model.backend,
-                            f"the {model.backend.name} fused trainer does not run {what} yet (layer {layer.name!r})")
+            return f"the {model.backend.name} fused trainer does not run {what} yet (layer {layer.name!r})"
         if type(layer) in (BatchNormalization, LayerNormalization):
             if layer.has_constraints:
                 return f"{type(layer).__name__} {layer.name!r} with a beta_constraint/gamma_constraint is not fused"
@@ -90,17 +125,16 @@ def _steps_reason(model: Any, layers: list[Any]) -> str | None:
                 return f"{type(layer).__name__} {layer.name!r} with a beta_regularizer/gamma_regularizer is not fused"
         if type(layer) is LayerNormalization:
             if not getattr(model.backend, "trainer_layernorm", False):
-                return _not_yet(model.backend, f"the {model.backend.name} fused trainer does not run "
-                                f"LayerNormalization layers yet (layer {layer.name!r})")
+                return (f"the {model.backend.name} fused trainer does not run LayerNormalization layers yet "
+                        f"(layer {layer.name!r})")
         if type(layer) is PReLU:
             if layer.alpha_regularizer is not None or layer.alpha_constraint is not None:
                 return f"PReLU layer {layer.name!r} with an alpha_regularizer/alpha_constraint is not fused"
             if not getattr(model.backend, "trainer_prelu", False):
-                return _not_yet(model.backend, f"the {model.backend.name} fused trainer does not run PReLU layers "
-                                f"yet (layer {layer.name!r})")
+                return f"the {model.backend.name} fused trainer does not run PReLU layers yet (layer {layer.name!r})"
         if not getattr(model.backend, "trainer_steps", False):
-            return _not_yet(model.backend, f"the {model.backend.name} fused trainer does not run "
-                            f"{type(layer).__name__} layers yet (layer {layer.name!r})")
+            return (f"the {model.backend.name} fused trainer does not run {type(layer).__name__} layers yet "
+                    f"(layer {layer.name!r})")
     return None
 
 
@@ -109,18 +143,11 @@ def _constraints_reason(model: Any, layers: list[Any]) -> str | None:
     for layer in layers:
         for w, con in layer.constrained() if type(layer) is Dense else []:
             if not getattr(model.backend, "trainer_constraints", False):
-                return _not_yet(model.backend, f"the {model.backend.name} fused trainer does not apply weight "
-                                f"constraints yet (layer {layer.name!r})")
+                return (f"the {model.backend.name} fused trainer does not apply weight constraints yet "
+                        f"(layer {layer.name!r})")
             if con.kernel_spec(w.ndim, layer.name) is None:
                 return f"constraint {type(con).__name__} of layer {layer.name!r} is a Python projection, not fused"
     return None
-
-
-def _not_yet(be: Any, why: str) -> str:
-    """``why`` (a capability the backend's fused trainer lacks), plus how to opt in where the
-    backend has it behind a switch (cuda: FUSEDNN_CUDA_TRAINER_STEPS=1, not yet run on a device)."""
-    hint = getattr(be, "trainer_opt_in", "")
-    return f"{why}; {hint}" if hint else why
 
 
 class GraphPlan:
@@ -239,14 +266,14 @@ def unsupported_reason(model: Any) -> str | None:
     if len(trained) != len(model.layers) and distribution_state.fit_session(model) is not None:
         return "frozen layers are not fused under a distribution"
     k = len(_leading_norms(model)) if plan is None else 0
-    why = _steps_reason(model, _program(model)[k:]) if plan is None else None
+    why = _opt_in_reason(model, _steps_reason, _program(model)[k:]) if plan is None else None
     if why is not None:
         return why
     if distribution_state.fit_session(model) is not None and \
             any(type(layer) is not Dense for layer in _program(model)[k:]):
         return ("layer steps (Dropout/BatchNormalization/Activation after a Dense) are not fused under a "
                 "distribution yet: their gradients are not in the allreduced buffer")
-    why = _constraints_reason(model, _program(model)[k:])
+    why = _opt_in_reason(model, _constraints_reason, _program(model)[k:])
     if why is not None:
         return why
     if not _fused_loss(model.loss):
