@@ -178,8 +178,10 @@ class _Model:
 @pytest.mark.parametrize("name", list(CHAINS))
 def test_fused_reason_says_how_to_opt_in(name):
     layers = fused_mod._program(_chain_model(name, "auto"))  # built layers of the active backend
-    why = fused_mod._opt_in_reason(_Model(), fused_mod._steps_reason, layers) or \
-        fused_mod._opt_in_reason(_Model(), fused_mod._constraints_reason, layers)
+    why = fused_mod._opt_in_reason(_Model(), fused_mod._steps_reason(_Model(), layers), fused_mod._steps_reason,
+                                   layers) or \
+        fused_mod._opt_in_reason(_Model(), fused_mod._constraints_reason(_Model(), layers),
+                                 fused_mod._constraints_reason, layers)
     if name == "frozen_bn":  # refused in unsupported_reason (trainable=False), a plain BN step here
         assert why is not None and "BatchNormalization" in why and why.endswith(OPT_IN)
         return
@@ -190,11 +192,12 @@ def test_the_opt_in_hint_only_where_the_opt_in_would_fuse():
     """A reason the opt-in does not change (a layer no trainer fuses) carries no hint, and a
     backend without the hint (cpu, cuda opted in) gets the bare reason."""
     layers = [L.Dense(4), L.Activation("log_softmax"), L.Dense(3)]
-    why = fused_mod._opt_in_reason(_Model(), fused_mod._steps_reason, layers)
+    why = fused_mod._opt_in_reason(_Model(), fused_mod._steps_reason(_Model(), layers), fused_mod._steps_reason,
+                                   layers)
     assert why is not None and "log_softmax" in why and OPT_IN not in why
     bare = type("B", (), {"name": "cuda", "trainer_opt_in": "", "trainer_steps": False})()
-    why = fused_mod._opt_in_reason(type("M", (), {"backend": bare})(), fused_mod._steps_reason,
-                                   [L.Dense(4), L.Dropout(0.1), L.Dense(3)])
+    model, layers = type("M", (), {"backend": bare})(), [L.Dense(4), L.Dropout(0.1), L.Dense(3)]
+    why = fused_mod._opt_in_reason(model, fused_mod._steps_reason(model, layers), fused_mod._steps_reason, layers)
     assert why is not None and "Dropout" in why and "opt in" not in why
 
 

@@ -84,10 +84,9 @@ class _OptedIn:
         return getattr(self._model, key)
 
 
-def _opt_in_reason(model: Any, reason: Callable[..., str | None], *args: Any) -> str | None:
-    """``reason(model, *args)``, plus the backend's opt-in hint (``trainer_opt_in``; cuda:
-    FUSEDNN_CUDA_TRAINER_STEPS=1) when its opt-in capabilities would change that answer."""
-    why = reason(model, *args)
+def _opt_in_reason(model: Any, why: str | None, reason: Callable[..., str | None], *args: Any) -> str | None:
+    """``why`` (what ``reason(model, *args)`` said), plus the backend's opt-in hint (``trainer_opt_in``;
+    cuda: FUSEDNN_CUDA_TRAINER_STEPS=1) when its opt-in capabilities would change that answer."""
     if why is None or not getattr(model.backend, "trainer_opt_in", ""):
         return why
     return _not_yet(model.backend, why) if reason(_OptedIn(model), *args) != why else why
@@ -266,16 +265,17 @@ def unsupported_reason(model: Any) -> str | None:
     if len(trained) != len(model.layers) and distribution_state.fit_session(model) is not None:
         return "frozen layers are not fused under a distribution"
     k = len(_leading_norms(model)) if plan is None else 0
-    why = _opt_in_reason(model, _steps_reason, _program(model)[k:]) if plan is None else None
+    why = _steps_reason(model, _program(model)[k:]) if plan is None else None
+    why = _opt_in_reason(model, why, _steps_reason, _program(model)[k:])
     if why is not None:
         return why
     if distribution_state.fit_session(model) is not None and \
             any(type(layer) is not Dense for layer in _program(model)[k:]):
         return ("layer steps (Dropout/BatchNormalization/Activation after a Dense) are not fused under a "
                 "distribution yet: their gradients are not in the allreduced buffer")
-    why = _opt_in_reason(model, _constraints_reason, _program(model)[k:])
+    why = _constraints_reason(model, _program(model)[k:])
     if why is not None:
-        return why
+        return _opt_in_reason(model, why, _constraints_reason, _program(model)[k:])
     if not _fused_loss(model.loss):
         return getattr(model.loss, "not_fused_reason", None) or f"loss {type(model.loss).__name__} is not fused"
     if getattr(model.loss, "fn", None) in getattr(be, "unverified_losses", ()):
