@@ -180,8 +180,7 @@ def test_fused_reason_says_how_to_opt_in(name):
     layers = fused_mod._program(_chain_model(name, "auto"))  # built layers of the active backend
     why = fused_mod._opt_in_reason(_Model(), fused_mod._steps_reason(_Model(), layers), fused_mod._steps_reason,
                                    layers) or \
-        fused_mod._opt_in_reason(_Model(), fused_mod._constraints_reason(_Model(), layers),
-                                 fused_mod._constraints_reason, layers)
+        fused_mod._constraints_reason(_Model(), layers)
     if name == "frozen_bn":  # refused in unsupported_reason (trainable=False), a plain BN step here
         assert why is not None and "BatchNormalization" in why and why.endswith(OPT_IN)
         return

@@ -142,8 +142,8 @@ def _constraints_reason(model: Any, layers: list[Any]) -> str | None:
     for layer in layers:
         for w, con in layer.constrained() if type(layer) is Dense else []:
             if not getattr(model.backend, "trainer_constraints", False):
-                return (f"the {model.backend.name} fused trainer does not apply weight constraints yet "
-                        f"(layer {layer.name!r})")
+                return _not_yet(model.backend, f"the {model.backend.name} fused trainer does not apply weight "
+                                f"constraints yet (layer {layer.name!r})")
             if con.kernel_spec(w.ndim, layer.name) is None:
                 return f"constraint {type(con).__name__} of layer {layer.name!r} is a Python projection, not fused"
     return None
@@ -275,7 +275,7 @@ def unsupported_reason(model: Any) -> str | None:
                 "distribution yet: their gradients are not in the allreduced buffer")
     why = _constraints_reason(model, _program(model)[k:])
     if why is not None:
-        return _opt_in_reason(model, why, _constraints_reason, _program(model)[k:])
+        return why
     if not _fused_loss(model.loss):
         return getattr(model.loss, "not_fused_reason", None) or f"loss {type(model.loss).__name__} is not fused"
     if getattr(model.loss, "fn", None) in getattr(be, "unverified_losses", ()):
