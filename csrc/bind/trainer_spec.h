@@ -405,8 +405,6 @@ std::vector<DenseBuffers> to_layers(const py::list& layers, const OptimizerConfi
                         allow_layernorm);
     out.push_back(l);
   }
-  if (!out.back().post.empty())
-    throw py::value_error("the last layer's output goes to the loss: it cannot have steps after it");
   return out;
 }
 

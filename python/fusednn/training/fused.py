@@ -102,8 +102,8 @@ _MORE_STEPS = (LeakyReLU, ELU, Softmax, GaussianNoise, GaussianDropout)
 def _steps_reason(model: Any, layers: list[Any]) -> str | None:
     """Why the layers after the leading Normalizations cannot run as Dense blocks with
     layer steps, or None."""
-    if not layers or type(layers[0]) is not Dense or type(layers[-1]) is not Dense:
-        return "the model must start and end with Dense (after any leading Normalization) to be fused"
+    if not layers or type(layers[0]) is not Dense:
+        return "the model must start with Dense (after any leading Normalization) to be fused"
     for layer in layers:
         if type(layer) is Dense:
             continue
@@ -367,6 +367,8 @@ class FusedTrainer:
                               "dX": be.empty((batch, width))})
                 continue
             if type(layer) is not Dense:  # a step after its Dense block (the last one, for a chain)
+                if fold and i == last:  # the output's softmax/sigmoid, taken into the cross-entropy
+                    continue
                 block = specs[-1] if plan is None else specs[plan.block_of[i]]
                 p = self._add_step(block, layer, be, batch, opt, states, p, id(layer) in trained)
                 continue
