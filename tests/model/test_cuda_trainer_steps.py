@@ -73,13 +73,25 @@ def _graph_model(name, fused):
     return model
 
 
-CASES = [(_chain_model, n) for n in CHAINS] + [(_graph_model, n) for n in ("concat", "add")]
+def _trailing_model(name, fused):
+    """Steps after the last Dense: the loss reads the last step's output (mse on one-hot rows)."""
+    fusednn.utils.set_random_seed(0)
+    model = keras.Sequential([L.InputLayer(input_shape=(6,)), L.Dense(12, activation="relu"),
+                              L.Dense(3, use_bias=False), L.LayerNormalization(), L.LeakyReLU(0.1)])
+    model.compile(keras.optimizers.Adam(0.01), "mse", fused=fused)
+    return model
+
+
+CASES = [(_chain_model, n) for n in CHAINS] + [(_graph_model, n) for n in ("concat", "add")] + \
+    [(_trailing_model, "trailing")]
 
 
 def _fit(build, name, backend, fused):
     rng = np.random.default_rng(1)
     x = rng.standard_normal((120, 6)).astype(np.float32)
     y = rng.integers(0, 3, 120)
+    if build is _trailing_model:
+        y = np.eye(3, dtype=np.float32)[y]
     prev = fusednn.get_backend().name
     fusednn.set_backend(backend)
     try:
