@@ -57,6 +57,41 @@ def _leading_norms(model: Any) -> list[Normalization]:
     return out
 
 
+def _not_yet(be: Any, why: str) -> str:
+    """``why`` (a capability the backend's fused trainer lacks), plus how to opt in where the
+    backend has it behind a switch (cuda: FUSEDNN_CUDA_TRAINER_STEPS=1, not yet run on a device)."""
+    hint = getattr(be, "trainer_opt_in", "")
+    return f"{why}; {hint}" if hint else why
+
+
+class _OptedInBackend:
+    """The backend as it would be opted in: its ``trainer_opt_in_flags`` read as on."""
+
+    def __init__(self, be: Any) -> None:
+        self._be, self._on = be, frozenset(getattr(be, "trainer_opt_in_flags", ()))
+
+    def __getattr__(self, key: str) -> Any:
+        return True if key in self._on else getattr(self._be, key)
+
+
+class _OptedIn:
+    """The model with an opted-in backend (every other attribute its own)."""
+
+    def __init__(self, model: Any) -> None:
+        self._model, self.backend = model, _OptedInBackend(model.backend)
+
+    def __getattr__(self, key: str) -> Any:
+        return getattr(self._model, key)
+
+
+def _opt_in_reason(model: Any, why: str | None, reason: Callable[..., str | None], *args: Any) -> str | None:
+    """``why`` (what ``reason(model, *args)`` said), plus the backend's opt-in hint (``trainer_opt_in``;
+    cuda: FUSEDNN_CUDA_TRAINER_STEPS=1) when its opt-in capabilities would change that answer."""
+    if why is None or not getattr(model.backend, "trainer_opt_in", ""):
+        return why
+    return _not_yet(model.backend, why) if reason(_OptedIn(model), *args) != why else why
+
+
 #: layers that run as steps after a Dense block in the fused trainer (fusednn/layer_steps.h)
 _STEP_LAYERS = (Dropout, BatchNormalization, Activation, ReLU, Identity, PReLU, LayerNormalization, LeakyReLU, ELU,
                 Softmax, GaussianNoise, GaussianDropout)
@@ -107,8 +142,8 @@ def _constraints_reason(model: Any, layers: list[Any]) -> str | None:
     for layer in layers:
         for w, con in layer.constrained() if type(layer) is Dense else []:
             if not getattr(model.backend, "trainer_constraints", False):
-                return (f"the {model.backend.name} fused trainer does not apply weight constraints yet "
-                        f"(layer {layer.name!r})")
+                return _not_yet(model.backend, f"the {model.backend.name} fused trainer does not apply weight "
+                                f"constraints yet (layer {layer.name!r})")
             if con.kernel_spec(w.ndim, layer.name) is None:
                 return f"constraint {type(con).__name__} of layer {layer.name!r} is a Python projection, not fused"
     return None
@@ -227,7 +262,7 @@ def unsupported_reason(model: Any) -> str | None:
     plan = None
     if getattr(model, "graph_inbound", None) is not None:  # a layer graph: Dense blocks with merges
         if not getattr(be, "trainer_merges", False):
-            return f"the {be.name} fused trainer does not run layer graphs (merges, branches) yet"
+            return _not_yet(be, f"the {be.name} fused trainer does not run layer graphs (merges, branches) yet")
         if distribution_state.fit_session(model) is not None:
             return "layer graphs are not fused under a distribution"
         plan = GraphPlan(model)
@@ -237,8 +272,8 @@ def unsupported_reason(model: Any) -> str | None:
     for layer in model.layers:
         if type(layer) is BatchNormalization and not layer.trainable and \
                 not getattr(be, "trainer_frozen_batchnorm", False):
-            return (f"the {be.name} fused trainer does not run a BatchNormalization with trainable=False "
-                    f"({layer.name!r}, inference mode) yet")
+            return _not_yet(be, f"the {be.name} fused trainer does not run a BatchNormalization with "
+                            f"trainable=False ({layer.name!r}, inference mode) yet")
         if type(layer) is BatchNormalization and (id(layer) in trained) == (not layer.trainable):
             return (f"BatchNormalization {layer.name!r} changed trainable since compile: recompile to train it "
                     "fused")
@@ -249,6 +284,7 @@ def unsupported_reason(model: Any) -> str | None:
         return "frozen layers are not fused under a distribution"
     k = len(_leading_norms(model)) if plan is None else 0
     why = _steps_reason(model, _program(model)[k:]) if plan is None else None
+    why = _opt_in_reason(model, why, _steps_reason, _program(model)[k:])
     if why is not None:
         return why
     if distribution_state.fit_session(model) is not None and \
