@@ -8,9 +8,9 @@ the layers it calls become the graph.
 
 A graph that is a single chain of layers (one input, one output, no merges) *is* a
 Sequential model: it runs exactly the Sequential code, the fused native trainer
-included, and gives the same numbers bit for bit. Other graphs run as graph blocks of
-the fused trainer where the backend has them (merges, several outputs: see
-``training/fused.py``), else on the per-op path, and ``model.fused_reason`` says why.
+included, and gives the same numbers bit for bit. Other graphs (merges, several
+inputs or outputs) run as graph blocks of the fused CPU trainer where their layers allow
+(see ``training/fused.py``), else on the per-op path, and ``model.fused_reason`` says why.
 Several inputs are packed side by side into one array at the boundary (so shuffling,
 batching and validation splits work as for one input) and split again inside the
 forward pass; several outputs likewise, with one loss per output (:class:`OutputLosses`).
@@ -373,18 +373,11 @@ class Model(Sequential):
 
     @property
     def graph_reason(self) -> str | None:
-        """Why the fused trainer cannot run this model's layer graph whatever its layers
-        (several inputs or outputs), else None; the fused module judges the rest."""
-        if self._graph is None or self._graph.is_chain:
-            return None
-        g = self._graph
-        what = []
-        if g.n_inputs > 1:
-            what.append(f"{g.n_inputs} inputs")
-        if not what:  # (several outputs: the fused module judges them, training/fused.py)
-            return None
-        return (f"a functional model with {' and '.join(what)} runs the per-op path (the fused trainer takes one "
-                "input)")
+        """Why the fused trainer cannot run this model's layer graph whatever its layers,
+        else None: now always None, since the fused module judges every graph (several
+        inputs run as graph blocks reading their columns of the packed batch, several
+        outputs as heads, training/heads.py)."""
+        return None
 
     @property
     def graph_inbound(self) -> list[list[int]] | None:

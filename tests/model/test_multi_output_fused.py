@@ -161,6 +161,28 @@ def test_output_read_by_another_layer(host_backend_name):
     _assert_same(runs, {"loss", "a_loss", "b_loss", "c_loss"})
 
 
+def test_two_inputs_two_outputs(host_backend_name):
+    """Several inputs (graph blocks reading their columns of the packed batch) and several
+    outputs (heads) together, with a Subtract merge of the inputs' towers."""
+    def build(fused):
+        fusednn.set_random_seed(14)
+        a, b = keras.Input((3,), name="a"), keras.Input((3,), name="b")
+        ha, hb = L.Dense(6, activation="tanh")(a), L.Dense(6, activation="tanh")(b)
+        d = L.Subtract()([ha, hb])
+        cls = L.Dense(2, activation="softmax", name="cls")(L.Concatenate()([d, b]))
+        reg = L.Dense(1, name="reg")(d)
+        model = keras.Model({"a": a, "b": b}, {"cls": cls, "reg": reg})
+        model.compile(optimizer="adam", loss={"cls": "sparse_categorical_crossentropy", "reg": "mse"},
+                      loss_weights={"reg": 3.0}, metrics={"cls": ["accuracy"]}, fused=fused)
+        return model
+
+    rng = np.random.default_rng(15)
+    xa, xb = rng.normal(size=(45, 3)).astype(np.float32), rng.normal(size=(45, 3)).astype(np.float32)
+    y = {"cls": (xa[:, 0] > xb[:, 0]).astype(int), "reg": (xa - xb)[:, 1:2]}
+    runs = _fit_both(build, {"a": xa, "b": xb}, y, epochs=3, batch_size=10)
+    _assert_same(runs, {"loss", "cls_loss", "reg_loss", "cls_accuracy"})
+
+
 def test_multi_output_reasons_and_sample_weights(host_backend_name):
     """What stays per-op says why. With sample weights (one per sample, for every output,
     as Keras) the fused trainer scales each head's gradient rows as the per-op path does:
@@ -179,6 +201,13 @@ def test_multi_output_reasons_and_sample_weights(host_backend_name):
                 metrics=[[lambda t, p: keras.ops.mean(p)], ["accuracy"]])
     if host_backend_name == "cpu":
         assert "metrics on a multi-output model run per-op" in two.fused_reason
+    if host_backend_name == "cpu":  # a backend whose trainer runs graph blocks but no heads (cuda) says so
+        plain = keras.Model(inp, [L.Dense(1, name="w1")(h), L.Dense(1, name="w2")(h)])
+        plain.compile(optimizer="adam", loss="mse")
+        assert plain.fused_reason is None
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(type(fusednn.get_backend()), "trainer_heads", False)
+            assert "does not run a model with several outputs" in plain.fused_reason
     d = L.Dense(2, name="d")(h)
     twice = keras.Model(inp, [d, d])
     twice.compile(optimizer="adam", loss="mse")

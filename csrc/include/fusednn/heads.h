@@ -17,6 +17,7 @@
 // header needs nothing from trainer.h (which includes it) but the names it uses.
 #pragma once
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "fusednn/activation.h"
@@ -37,6 +38,13 @@ struct Head {
   // after its loss (weighted by the sample weights when there are some)
   std::vector<MetricSpec> metrics;
 };
+
+// Devices that run heads: the CPU's (graph blocks plus `scale`; the loss values are
+// written to host memory). The CUDA policy runs graph blocks but no heads yet.
+template <class D, class = void>
+struct has_heads : std::false_type {};
+template <class D>
+struct has_heads<D, std::void_t<decltype(&D::scale), decltype(&D::copy_cols)>> : std::true_type {};
 
 struct Heads {
   std::vector<Head> list;

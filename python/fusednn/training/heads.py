@@ -41,6 +41,8 @@ def kind_of(loss: Any) -> str:
 def reason(model: Any, plan: Any) -> str | None:
     """Why the fused trainer cannot run this multi-output model's heads (its layer
     graph already planned as ``plan``, a ``GraphPlan``), or None."""
+    if not getattr(model.backend, "trainer_heads", False):
+        return f"the {model.backend.name} fused trainer does not run a model with several outputs yet"
     out = model.loss
     names = model.output_names
     acts = model.output_activations
