@@ -222,36 +222,39 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
       a_prev = post_forward(dev, l.post, l.A, B);
     }
     DenseBuffers& last = layers.back();
+    // the model's output: the last block's, or its last step's (a log_softmax output layer)
+    float* const out_A = last.post.empty() ? last.A : last.post.back().Y;
+    float* const out_G = post_grad(last.post, last.G);
     // loss value (for the epoch's record) and its gradient w.r.t. the output
     // (the logits, for a cross-entropy), then the metric accumulators
     const std::int64_t count = std::int64_t(B) * d_out;
     if (loss == LossKind::mse) {
-      dev.mse(last.A, data.y_batch, count, data.step_losses + s);
-      dev.mse_grad(last.G, last.A, data.y_batch, count, 2.0f / float(count));
+      dev.mse(out_A, data.y_batch, count, data.step_losses + s);
+      dev.mse_grad(out_G, out_A, data.y_batch, count, 2.0f / float(count));
     } else if (int(loss) >= int(LossKind::loss_fn_base)) {
       const auto fn = static_cast<LossFn>(int(loss) - int(LossKind::loss_fn_base));
-      dev.loss_grad(last.G, last.A, data.y_batch, B, d_out, fn, data.loss_param, data.step_losses + s);
+      dev.loss_grad(out_G, out_A, data.y_batch, B, d_out, fn, data.loss_param, data.step_losses + s);
     } else {
       const auto kind = static_cast<XentKind>(int(loss) - 1);
       const float scale = kind == XentKind::sigmoid_binary ? 1.0f / float(count) : 1.0f / float(B);
-      dev.xent(last.G, last.A, data.y_batch, B, d_out, kind, scale, data.step_losses + s);
+      dev.xent(out_G, out_A, data.y_batch, B, d_out, kind, scale, data.step_losses + s);
     }
     if (data.row_scale) {  // sample weights: the weighted mean loss, the rows' gradients scaled
       const float* rs = data.row_scale + lo;
       if (int(loss) >= int(LossKind::loss_fn_base))
-        dev.weighted_loss_fn(last.A, data.y_batch, rs, B, d_out,
+        dev.weighted_loss_fn(out_A, data.y_batch, rs, B, d_out,
                              static_cast<LossFn>(int(loss) - int(LossKind::loss_fn_base)), data.loss_param,
                              data.step_losses + s);
       else
-        dev.weighted_loss(last.A, data.y_batch, rs, B, d_out, int(loss) - 1, data.step_losses + s);
-      dev.scale_rows(last.G, rs, B, d_out);
+        dev.weighted_loss(out_A, data.y_batch, rs, B, d_out, int(loss) - 1, data.step_losses + s);
+      dev.scale_rows(out_G, rs, B, d_out);
     }
     if (data.counts)
-      dev.confusion_update(data.counts, last.A, data.y_batch, B, d_out, data.classes, data.sparse_labels,
+      dev.confusion_update(data.counts, out_A, data.y_batch, B, d_out, data.classes, data.sparse_labels,
                            data.threshold);
-    if (data.err_sums) dev.error_sums_update(data.err_sums, last.A, data.y_batch, count);
+    if (data.err_sums) dev.error_sums_update(data.err_sums, out_A, data.y_batch, count);
     for (int m = 0; m < data.n_metric_specs; ++m)
-      dev.metric_update(data.metric_specs[m], last.A, data.y_batch, data.row_scale ? data.row_scale + lo : nullptr,
+      dev.metric_update(data.metric_specs[m], out_A, data.y_batch, data.row_scale ? data.row_scale + lo : nullptr,
                         B, d_out);
     // backward, last layer first; each W is used for dX before it is updated
     if (graph) std::fill(grads_seen.begin(), grads_seen.end(), 0);
@@ -282,6 +285,7 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
         dev.regularize(l.dW, l.W, std::int64_t(l.in) * l.out, ps * l.W_l1, ps * l.W_l2, data.step_losses + s);
       if (l.b && (l.b_l1 != 0.f || l.b_l2 != 0.f))
         dev.regularize(l.db, l.b, l.out, ps * l.b_l1, ps * l.b_l2, data.step_losses + s);
+      if (!l.post.empty()) post_regularize(dev, l.post, ps, data.step_losses + s);  // the block's steps next
     }
     // data parallelism: every rank adds the whole penalty, and the hook's rows / global_rows
     // scaling makes the sum over ranks count it once
@@ -303,7 +307,10 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
     for (DenseBuffers& l : layers) {
       const std::int64_t nw = std::int64_t(l.in) * l.out;
       if (l.frozen) {  // the steps after it (batch-norm) may still train
-        if (!l.post.empty()) post_update(dev, l.post, opt, P);
+        if (!l.post.empty()) {
+          post_update(dev, l.post, opt, P);
+          post_constrain(dev, l.post);
+        }
         continue;
       }
       if (opt.flags & optf::clip_norm) {
@@ -325,6 +332,7 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
         if (l.W_con.kind != ConstraintKind::none) dev.constrain(l.W, l.in, l.out, l.W_con);
         if (l.b && l.b_con.kind != ConstraintKind::none) dev.constrain(l.b, l.out, 1, l.b_con);
       }
+      if (!l.post.empty()) post_constrain(dev, l.post);
     }
     iterations = t;
     if (stop_on_nonfinite && !dev.is_finite(data.step_losses + s)) {
