@@ -76,7 +76,8 @@ def test_non_contiguous_and_float64_input(host_backend_name):
 MODELS = {
     "hidden-activation": lambda: [L.Dense(7), L.Activation("log_softmax"), L.Dense(4, activation="tanh"), L.Dense(3)],
     "hidden-dense": lambda: [L.Dense(9, activation="log_softmax"), L.BatchNormalization(), L.Dense(3)],
-    "output-dense": lambda: [L.Dense(8, activation="relu"), L.Dropout(0.2, seed=4), L.Dense(3, activation="log_softmax")],
+    "output-dense": lambda: [L.Dense(8, activation="relu"), L.Dropout(0.2, seed=4),
+                             L.Dense(3, activation="log_softmax")],
     "output-activation": lambda: [L.Dense(8, activation="gelu"), L.Dense(3), L.Activation("log_softmax")],
     "width-1-output": lambda: [L.Dense(5, activation="log_softmax"), L.Dense(1, activation="log_softmax")],
 }

@@ -317,9 +317,9 @@ def unsupported_reason(model: Any) -> str | None:
     if why is not None:
         return why
     if distribution_state.fit_session(model) is not None and \
-            any(type(layer) is not Dense for layer in _program(model)[k:]):
-        return ("layer steps (Dropout/BatchNormalization/Activation after a Dense) are not fused under a "
-                "distribution yet: their gradients are not in the allreduced buffer")
+            any(type(layer) is not Dense or layer.activation == "log_softmax" for layer in _program(model)[k:]):
+        return ("layer steps (Dropout/BatchNormalization/Activation after a Dense, a log_softmax) are not fused "
+                "under a distribution yet: their gradients are not in the allreduced buffer")
     why = _constraints_reason(model, _program(model)[k:])
     if why is not None:
         return why
