@@ -207,3 +207,45 @@ def test_binding_refuses_a_log_softmax_step_where_not_allowed():
             m.backend.make_trainer(bad, m.optimizer.kernel_spec(), "mse", t.batch, 0.0)
     finally:
         fusednn.set_backend(prev)
+
+
+# ------------------------------------------------------------------ Keras 3 itself
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
+@pytest.mark.parametrize("loss", ["mse", "cce-logits", "cce-probabilities"])
+def test_log_softmax_output_matches_keras(loss):
+    """A log_softmax output layer trained with MSE, a cross-entropy on logits (fused) and a
+    cross-entropy on "probabilities" (per-op: Keras clips the negative log-probabilities,
+    and so do we) reports Keras 3's losses (torch backend) to float32 rounding."""
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    pytest.importorskip("torch", reason="PyTorch is not installed (pip install torch==2.13.0)")
+    keras3 = pytest.importorskip("keras", reason="Keras 3 is not installed (pip install keras)")
+    if keras3.backend.backend() != "torch":  # pragma: no cover
+        pytest.skip(f"Keras runs on {keras3.backend.backend()!r}, this test needs the torch backend")
+    if not HAS_CPU:
+        pytest.skip("cpu backend not built")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((32, 4)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 32)]
+
+    def make(lib):
+        model = lib.Sequential([lib.Input((4,)), lib.layers.Dense(5, activation="relu"),
+                                lib.layers.Dense(3, activation="log_softmax")])
+        fn = "mse" if loss == "mse" else lib.losses.CategoricalCrossentropy(from_logits=loss == "cce-logits")
+        model.compile(lib.optimizers.SGD(0.1), fn)
+        return model
+
+    prev = fusednn.get_backend().name
+    fusednn.set_backend("cpu")
+    try:
+        t, o = make(keras3), make(keras)
+        o.set_weights(t.get_weights())
+        assert (o.fused_reason is None) == (loss != "cce-probabilities")
+        ht = t.fit(x, y, epochs=3, batch_size=32, shuffle=False, verbose=0).history["loss"]
+        ho = o.fit(x, y, epochs=3, batch_size=32, shuffle=False, verbose=0).history["loss"]
+    finally:
+        fusednn.set_backend(prev)
+    np.testing.assert_allclose(ho, ht, rtol=2e-5)
+    for a, b in zip(o.get_weights(), t.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
