@@ -449,11 +449,6 @@ std::vector<DenseBuffers> to_layers(const py::list& layers, const OptimizerConfi
                         allow_layernorm, allow_step_extras);
     out.push_back(l);
   }
-  // the last layer's output goes to the loss: the only step after it is a log_softmax output activation
-  const std::vector<LayerStep>& tail = out.back().post;
-  if (!tail.empty() && (tail.size() != 1 || tail[0].kind != StepKind::log_softmax))
-    throw py::value_error("the last layer's output goes to the loss: the only step it may have after it is a "
-                          "log_softmax (its output activation)");
   return out;
 }
 

@@ -222,39 +222,40 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
       a_prev = post_forward(dev, l.post, l.A, B);
     }
     DenseBuffers& last = layers.back();
-    // the model's output: the last block's, or its last step's (a log_softmax output layer)
-    float* const out_A = last.post.empty() ? last.A : last.post.back().Y;
-    float* const out_G = post_grad(last.post, last.G);
     // loss value (for the epoch's record) and its gradient w.r.t. the output
-    // (the logits, for a cross-entropy), then the metric accumulators
+    // (the logits, for a cross-entropy), then the metric accumulators. The output is
+    // that of the last block's steps, if it has any (e.g. Dense then Activation('sigmoid')
+    // with mse; a softmax/sigmoid step a cross-entropy folds is left out by the caller).
+    const float* out = post_output(last.post, last.A);
+    float* gout = post_grad(last.post, last.G);
     const std::int64_t count = std::int64_t(B) * d_out;
     if (loss == LossKind::mse) {
-      dev.mse(out_A, data.y_batch, count, data.step_losses + s);
-      dev.mse_grad(out_G, out_A, data.y_batch, count, 2.0f / float(count));
+      dev.mse(out, data.y_batch, count, data.step_losses + s);
+      dev.mse_grad(gout, out, data.y_batch, count, 2.0f / float(count));
     } else if (int(loss) >= int(LossKind::loss_fn_base)) {
       const auto fn = static_cast<LossFn>(int(loss) - int(LossKind::loss_fn_base));
-      dev.loss_grad(out_G, out_A, data.y_batch, B, d_out, fn, data.loss_param, data.step_losses + s);
+      dev.loss_grad(gout, out, data.y_batch, B, d_out, fn, data.loss_param, data.step_losses + s);
     } else {
       const auto kind = static_cast<XentKind>(int(loss) - 1);
       const float scale = kind == XentKind::sigmoid_binary ? 1.0f / float(count) : 1.0f / float(B);
-      dev.xent(out_G, out_A, data.y_batch, B, d_out, kind, scale, data.step_losses + s);
+      dev.xent(gout, out, data.y_batch, B, d_out, kind, scale, data.step_losses + s);
     }
     if (data.row_scale) {  // sample weights: the weighted mean loss, the rows' gradients scaled
       const float* rs = data.row_scale + lo;
       if (int(loss) >= int(LossKind::loss_fn_base))
-        dev.weighted_loss_fn(out_A, data.y_batch, rs, B, d_out,
+        dev.weighted_loss_fn(out, data.y_batch, rs, B, d_out,
                              static_cast<LossFn>(int(loss) - int(LossKind::loss_fn_base)), data.loss_param,
                              data.step_losses + s);
       else
-        dev.weighted_loss(out_A, data.y_batch, rs, B, d_out, int(loss) - 1, data.step_losses + s);
-      dev.scale_rows(out_G, rs, B, d_out);
+        dev.weighted_loss(out, data.y_batch, rs, B, d_out, int(loss) - 1, data.step_losses + s);
+      dev.scale_rows(gout, rs, B, d_out);
     }
     if (data.counts)
-      dev.confusion_update(data.counts, out_A, data.y_batch, B, d_out, data.classes, data.sparse_labels,
+      dev.confusion_update(data.counts, out, data.y_batch, B, d_out, data.classes, data.sparse_labels,
                            data.threshold);
-    if (data.err_sums) dev.error_sums_update(data.err_sums, out_A, data.y_batch, count);
+    if (data.err_sums) dev.error_sums_update(data.err_sums, out, data.y_batch, count);
     for (int m = 0; m < data.n_metric_specs; ++m)
-      dev.metric_update(data.metric_specs[m], out_A, data.y_batch, data.row_scale ? data.row_scale + lo : nullptr,
+      dev.metric_update(data.metric_specs[m], out, data.y_batch, data.row_scale ? data.row_scale + lo : nullptr,
                         B, d_out);
     // backward, last layer first; each W is used for dX before it is updated
     if (graph) std::fill(grads_seen.begin(), grads_seen.end(), 0);

@@ -64,10 +64,6 @@ _STEP_LAYERS = (Dropout, BatchNormalization, Activation, ReLU, Identity, PReLU, 
 _MORE_STEPS = (LeakyReLU, ELU, Softmax, GaussianNoise, GaussianDropout)
 
 
-def _is_log_softmax_layer(layer: Any) -> bool:
-    return type(layer) is Activation and layer.activation == "log_softmax"
-
-
 def _step_regularizers(layer: Any) -> list[tuple[str, Any]]:
     """(name, regularizer) of a BatchNormalization/LayerNormalization/PReLU layer's
     regularized weights that exist, in the per-op path's order (gamma, beta; alpha)."""
@@ -111,25 +107,6 @@ def _step_weights_reason(model: Any, layer: Any) -> str | None:
     return None
 
 
-def _tail_reason(model: Any, layers: list[Any] | None, plan: "GraphPlan | None") -> str | None:
-    """Why what follows the model's last Dense cannot run as the output's steps, or None.
-    The loss reads the output directly, so the last Dense may be followed by one row
-    step only: a log_softmax (its activation, or an Activation('log_softmax') layer)."""
-    if plan is None:
-        at = max(i for i, layer in enumerate(layers) if type(layer) is Dense)
-        last, tail = layers[at], layers[at + 1:]
-    else:
-        b = len(plan.inputs) - 1
-        block = [layer for i, layer in enumerate(model.layers) if plan.block_of[i] == b]
-        last, tail = block[0], block[1:]
-    steps = (["log_softmax"] if getattr(last, "activation", None) == "log_softmax" else []) + \
-        [layer.activation if _is_log_softmax_layer(layer) else type(layer).__name__ for layer in tail]
-    if steps and steps != ["log_softmax"]:
-        return (f"the output layer {last.name!r} is followed by {', '.join(steps)}: after the last Dense only one "
-                "log_softmax (its activation or an Activation layer) is fused")
-    return None
-
-
 def _penalty_order_reason(model: Any, plan: "GraphPlan") -> str | None:
     """Why a layer graph's weight penalties cannot be added in the per-op path's order
     (model order) by the trainer (block order: each Dense, then its steps), or None."""
@@ -146,11 +123,8 @@ def _penalty_order_reason(model: Any, plan: "GraphPlan") -> str | None:
 def _steps_reason(model: Any, layers: list[Any]) -> str | None:
     """Why the layers after the leading Normalizations cannot run as Dense blocks with
     layer steps, or None."""
-    log_softmax_out = bool(layers) and _is_log_softmax_layer(layers[-1]) and \
-        getattr(model.backend, "trainer_log_softmax", False)
-    if not layers or type(layers[0]) is not Dense or (type(layers[-1]) is not Dense and not log_softmax_out):
-        return ("the model must start and end with Dense (after any leading Normalization; an "
-                "Activation('log_softmax') may follow the last) to be fused")
+    if not layers or type(layers[0]) is not Dense:
+        return "the model must start with Dense (after any leading Normalization) to be fused"
     for layer in layers:
         if type(layer) is Dense:
             continue
@@ -338,9 +312,6 @@ def unsupported_reason(model: Any) -> str | None:
     if any(getattr(layer, "activation", None) == "log_softmax" for layer in prog[k:]) and \
             not getattr(be, "trainer_log_softmax", False):
         return f"a log_softmax activation is not fused by the {be.name} trainer (row-wise; per-op kernels only)"
-    why = _tail_reason(model, prog[k:] if plan is None else None, plan)
-    if why is not None:
-        return why
     if plan is not None:
         why = _penalty_order_reason(model, plan)
         if why is not None:
@@ -422,6 +393,8 @@ class FusedTrainer:
                               "dX": be.empty((batch, width))})
                 continue
             if type(layer) is not Dense:  # a step after its Dense block (the last one, for a chain)
+                if fold and i == last:  # the output's softmax/sigmoid, taken into the cross-entropy
+                    continue
                 block = specs[-1] if plan is None else specs[plan.block_of[i]]
                 p = self._add_step(block, layer, be, batch, opt, states, p, id(layer) in trained)
                 continue
