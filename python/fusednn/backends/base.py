@@ -353,6 +353,9 @@ class Backend:
     #: whether the fused trainer adds BatchNormalization/LayerNormalization gamma/beta and
     #: PReLU alpha regularizers to the step and projects their constraints after the update
     trainer_step_penalties = False
+    #: whether the fused trainer takes a batch of several model inputs side by side (a
+    #: graph block reads its input's column slice)
+    trainer_multi_input = False
 
     #: whether make_trainer is implemented (see fusednn.fused)
     has_trainer = False
