@@ -139,6 +139,24 @@ def test_outputs_after_step_layers(host_backend_name):
     np.testing.assert_allclose(p.sum(1), 1.0, rtol=1e-5)
 
 
+def test_log_softmax_output(host_backend_name):
+    """A Dense(log_softmax) output (a row step after a linear Dense in the fused trainer)
+    beside a plain one; its loss reads the log-probabilities."""
+    def build(fused):
+        fusednn.set_random_seed(16)
+        inp = keras.Input((4,))
+        h = L.Dense(7, activation="relu")(inp)
+        model = keras.Model(inp, [L.Dense(3, activation="log_softmax", name="ls")(h), L.Dense(1, name="v")(h)])
+        model.compile(optimizer="adam", loss=["mse", "mse"], fused=fused)
+        return model
+
+    rng = np.random.default_rng(17)
+    x = rng.normal(size=(40, 4)).astype(np.float32)
+    y = [np.log(np.full((40, 3), 1 / 3, dtype=np.float32)), x[:, :1]]
+    runs = _fit_both(build, x, y, epochs=2, batch_size=16)
+    _assert_same(runs, {"loss", "ls_loss", "v_loss"})
+
+
 def test_output_read_by_another_layer(host_backend_name):
     """Output "a" is also the input of output "b"'s layer (through a Concatenate): its
     gradient is its own loss's plus what "b"'s layer sends back."""

@@ -69,8 +69,8 @@ def reason(model: Any, plan: Any) -> str | None:
     heads = set(plan.head_layers)
     for i, layer in enumerate(model.layers):
         act = getattr(layer, "activation", None)
-        if act == "log_softmax":
-            return "a log_softmax activation is not fused (row-wise; per-op kernels only)"
+        if act == "log_softmax" and not getattr(model.backend, "trainer_log_softmax", False):
+            return f"a log_softmax activation is not fused by the {model.backend.name} trainer (row-wise)"
         if act == "softmax" and i not in heads and type(layer).__name__ != "Activation":
             return "a softmax hidden layer is not fused"
     return None
