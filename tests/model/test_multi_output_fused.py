@@ -236,6 +236,10 @@ def test_multi_output_reasons_and_sample_weights(host_backend_name):
     after.compile(optimizer="adam", loss="mse")
     if host_backend_name == "cpu":
         assert "output 'f' is not fused" in after.fused_reason
+    noisy = keras.Model(inp, [L.Dense(1, name="k")(h), L.GaussianNoise(0.1, name="n")(inp)])  # no Dense
+    noisy.compile(optimizer="adam", loss="mse")
+    if host_backend_name == "cpu":
+        assert "output 'n' is not fused" in noisy.fused_reason
     rng = np.random.default_rng(5)
     x = rng.normal(size=(30, 4)).astype(np.float32)
     y = [x[:, :1], rng.integers(0, 2, 30)]
