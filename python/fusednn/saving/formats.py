@@ -77,8 +77,8 @@ def load_model(filepath: str | os.PathLike, custom_objects: Mapping[str, type] |
     if data.startswith(HDF5_SIGNATURE):
         if keras_legacy_h5.is_legacy_file(data):
             return keras_legacy_h5.load_model(path, custom_objects=custom_objects, compile=compile, data=data)
-        raise ValueError(f"{path} is an HDF5 file but not a Keras model file (no model_weights group): a weights "
-                         "file? load it with model.load_weights")
+        raise ValueError(f"{path} is an HDF5 file: a weights file (load it with model.load_weights), not a model "
+                         "file (it has no model_config and no model_weights group)")
     return model_file.load_model(path, custom_objects=custom_objects, compile=compile)
 
 
