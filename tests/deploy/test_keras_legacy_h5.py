@@ -172,6 +172,22 @@ def test_keras2_sequential_without_input_layer(tmp_path):
     np.testing.assert_allclose(model.predict(ref["x"], verbose=0), ref["y"], rtol=1e-5, atol=1e-6)
 
 
+def test_keras2_trained_model_metrics(tmp_path):
+    """A trained tf.keras 2.x model saves its metrics as MeanMetricWrapper objects,
+    nested per output."""
+    wrapped = [[{"class_name": "MeanMetricWrapper", "config": {"name": "accuracy", "dtype": "float32",
+                                                               "fn": "sparse_categorical_accuracy"}},
+                {"class_name": "MeanMetricWrapper", "config": {"name": "sca", "dtype": "float32",
+                                                               "fn": "sparse_categorical_accuracy"}}]]
+    path = _edit_config(FIXTURES / "keras2_sequential.h5", tmp_path / "trained.h5",
+                        lambda c: c.__setitem__("metrics", wrapped), attr="training_config")
+    with pytest.warns(UserWarning, match="decay"):
+        model = keras.models.load_model(path)
+    ref = _ref("keras2_sequential")
+    history = model.fit(ref["x"], np.arange(len(ref["x"])) % 3, epochs=1, verbose=0).history
+    assert {"accuracy", "sparse_categorical_accuracy"} <= set(history)
+
+
 def test_legacy_config_translation():
     doc = keras_config.from_legacy_model({"class_name": "Sequential", "config": {"layers": [
         {"class_name": "Dense", "config": {"name": "d", "units": 2, "batch_input_shape": [None, 3]}},
@@ -316,7 +332,10 @@ KERNEL = "model_weights/dense/seq/dense/kernel"
 
 @pytest.mark.parametrize("edit, message", [
     (lambda f: _replace(f, KERNEL, np.zeros((5, 6), np.float32)), r"has shape \(5, 6\), the model needs \(4, 6\)"),
-    (lambda f: _replace(f, KERNEL, compression="gzip"), "not stored contiguously"),
+    (lambda f: _replace(f, KERNEL, compression="gzip"), "'model_weights/dense/seq/dense/kernel' is not stored "
+                                                        "contiguously"),
+    (lambda f: (f.__delitem__(KERNEL), f.create_dataset(KERNEL, shape=(2**20, 2**20), dtype="f4")),
+     r"has shape \(1048576, 1048576\), the model needs \(4, 6\)"),
     (lambda f: _replace(f, KERNEL, np.zeros((4, 6), np.int32)), "weights must be floats"),
     (lambda f: (f.__delitem__(KERNEL), f.__setitem__(KERNEL, h5py.ExternalLink("/etc/passwd.h5", "/x"))),
      "ExternalLink, not stored in the file"),

@@ -754,12 +754,13 @@ def from_legacy_model(doc: Any) -> dict[str, Any]:
     return {"class_name": doc.get("class_name"), "config": config}
 
 
-def from_legacy_training(training_config: Any) -> dict[str, Any]:
+def from_legacy_training(training_config: Any, single_output: bool = True) -> dict[str, Any]:
     """A legacy HDF5 file's ``training_config`` as Keras 3's ``compile_config`` for
     :func:`from_keras_compile`: ``optimizer_config`` becomes ``optimizer`` (tf.keras
     2.11+'s ``Custom>Adam`` spelling of a built-in optimizer is read as ``Adam``), and
     tf.keras 2.x's ``decay`` argument is dropped with Keras 3's warning
-    (Keras 3 ignores it too)."""
+    (Keras 3 ignores it too); a trained tf.keras 2.x model's metrics, saved as
+    ``MeanMetricWrapper`` objects nested per output, are read by name."""
     import warnings
 
     if not isinstance(training_config, dict):
@@ -773,4 +774,27 @@ def from_legacy_training(training_config: Any) -> dict[str, Any]:
         if training_config["optimizer_config"]["config"]["decay"] is not None:  # (Keras 3 warns at 0.0 too)
             warnings.warn("Argument `decay` is no longer supported and will be ignored.", UserWarning, stacklevel=3)
     out["optimizer"] = opt
+    for key in ("metrics", "weighted_metrics"):
+        if out.get(key) is not None:
+            out[key] = _legacy_metrics(out[key], single_output)
     return out
+
+
+def _legacy_metric(spec: Any) -> Any:
+    """tf.keras 2.x's ``MeanMetricWrapper`` of a built-in metric function (how a trained
+    model's ``metrics=["accuracy"]`` is saved) as the name it was compiled with."""
+    if isinstance(spec, dict) and spec.get("class_name") == "MeanMetricWrapper" and isinstance(
+            spec.get("config"), dict) and isinstance(spec["config"].get("fn"), str):
+        name = spec["config"].get("name")
+        return name if name in ("accuracy", "acc") else spec["config"]["fn"]
+    return spec
+
+
+def _legacy_metrics(value: Any, single_output: bool) -> Any:
+    if isinstance(value, list):
+        if single_output and len(value) == 1 and isinstance(value[0], list):
+            value = value[0]  # tf.keras 2.x nests a single output's metrics: [[...]]
+        return [_legacy_metrics(v, False) if isinstance(v, list) else _legacy_metric(v) for v in value]
+    if isinstance(value, dict) and "class_name" not in value:
+        return {k: _legacy_metrics(v, False) if isinstance(v, list) else _legacy_metric(v) for k, v in value.items()}
+    return _legacy_metric(value)

@@ -177,8 +177,26 @@ class LegacyFile(keras_h5.WeightsFile):
             raise ValueError(f"{self.label}: {real}/{names[int(index)]} is missing or not a dataset")
         return ds
 
-    def _node(self, path: str) -> Any:  # WeightsFile reaches datasets only through _dataset
-        return keras_h5.WeightsFile._node(self, path)
+    def _real(self, path: str) -> str:
+        """The dataset's path in the file, for messages (``path`` itself if unknown)."""
+        group, _, index = path.rpartition("/")
+        try:
+            real, names = self._group_of(group)
+        except ValueError:
+            return path
+        return f"{real}/{names[int(index)]}" if names and index.isdigit() and int(index) < len(names) else path
+
+    def read(self, path: str, shape: Any, integer: bool = False) -> np.ndarray:
+        try:
+            return super().read(path, shape, integer)
+        except ValueError as e:  # name the dataset as the file does, not by the archive's layout
+            raise ValueError(str(e).replace(repr(path), repr(self._real(path)))) from None
+
+    def dataset_shape(self, path: str) -> tuple[int, ...]:
+        try:
+            return super().dataset_shape(path)
+        except ValueError as e:
+            raise ValueError(str(e).replace(repr(path), repr(self._real(path)))) from None
 
 
 def _layer_name(spec: dict[str, Any]) -> str:
@@ -221,7 +239,10 @@ def load_model(filepath: str | os.PathLike, custom_objects: Mapping[str, type] |
         model = build(label, config, classes, data, custom_objects, opener)
         if training_config is not None:
             try:
-                compile_config = keras_config.from_legacy_training(training_config)
+                outputs = config.get("output_layers")
+                single = kind == "Sequential" or not (isinstance(outputs, (list, dict)) and outputs and (
+                    isinstance(outputs, dict) or isinstance(outputs[0], list)) and len(outputs) > 1)
+                compile_config = keras_config.from_legacy_training(training_config, single)
             except ValueError as e:
                 warnings.warn(f"{label}: the model is loaded without its compile settings: {e}; compile it again "
                               "before training", UserWarning, stacklevel=2)
