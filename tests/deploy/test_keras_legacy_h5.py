@@ -287,6 +287,20 @@ def test_keras_h5_loads_in_fusednn(real_keras, tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+def test_adapted_normalization_prelu_layernorm_both_ways(real_keras, tmp_path):
+    x = np.random.default_rng(0).normal(size=(30, 3)).astype(np.float32) * 3 + 1
+    norm = real_keras.layers.Normalization()
+    norm.adapt(x)  # Keras keeps adapted statistics as weights (mean, variance, count)
+    k = real_keras.Sequential([real_keras.Input((3,)), norm, real_keras.layers.Dense(2), real_keras.layers.PReLU(),
+                               real_keras.layers.LayerNormalization(), real_keras.layers.Dense(1)])
+    k.save(tmp_path / "k.h5")
+    model = keras.models.load_model(tmp_path / "k.h5")
+    np.testing.assert_allclose(model.predict(x, verbose=0), k.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+    model.save(tmp_path / "f.h5")
+    back = real_keras.models.load_model(tmp_path / "f.h5")
+    np.testing.assert_allclose(back.predict(x, verbose=0), k.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+
+
 def test_keras_loads_the_keras2_fixtures(real_keras):
     """Real Keras 3 reads the hand-made tf.keras 2.x files and predicts the NumPy
     reference: the imitation of Keras 2's layout is faithful."""

@@ -45,8 +45,11 @@ if TYPE_CHECKING:
 
 #: the largest JSON attribute (model_config, training_config) read
 MAX_JSON_BYTES = 64 << 20
-#: the largest ``layer_names``/``weight_names`` attribute (entries) read
-MAX_NAMES = 1 << 16
+#: the most entries a ``layer_names``/``weight_names`` attribute may hold. HDF5 keeps
+#: these as variable-length strings whose lengths cannot be checked before reading, so a
+#: crafted file that points every entry at one large string could cost up to this many
+#: times the file's size; the bound keeps that finite (Keras models have far fewer layers)
+MAX_NAMES = 4096
 #: what the ``backend`` attribute says of a file fusednn wrote (Keras reads and ignores it)
 BACKEND = "fusednn"
 #: Keras 3's warning (logged, as Keras logs it) when a model is saved as legacy HDF5
