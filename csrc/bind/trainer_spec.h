@@ -300,13 +300,18 @@ inline Constraint to_constraint(const py::handle& h, const std::string& where) {
   return c;
 }
 
+// Graph blocks: "src" (block indices, -1 - j for model input j), "merge" (MergeKind),
+// "src_cols" ([column, width] of the batch for each model-input source; default the
+// whole batch) and "X"/"dX". The batch is "x_cols" wide (given on layer 0; default its
+// inputs); only a trainer that passes x_cols_out (the CPU's) takes a batch of another width.
 template <class Matrix, class Shaped>
 std::vector<DenseBuffers> to_layers(const py::list& layers, const OptimizerConfig& opt, int batch,
                                     Matrix&& matrix, Shaped&& shaped, bool allow_constraints = false,
-                                    bool allow_prelu = false, bool allow_layernorm = false) {
+                                    bool allow_prelu = false, bool allow_layernorm = false, int* x_cols_out = nullptr) {
   if (layers.empty()) throw py::value_error("MlpTrainer needs at least one layer");
   std::vector<DenseBuffers> out;
   int prev_out = -1;
+  int x_cols = -1;  // set from layer 0
   for (py::size_t i = 0; i < layers.size(); ++i) {
     const py::dict d = layers[i].cast<py::dict>();
     const std::string where = "layer " + std::to_string(i) + " ";
@@ -315,7 +320,7 @@ std::vector<DenseBuffers> to_layers(const py::list& layers, const OptimizerConfi
     const bool merge_block = d["W"].is_none();  // a graph's merge block (no W: fusednn/trainer.h)
     if (merge_block) {
       if (!d.contains("src") || d["src"].is_none() || !d.contains("merge") || d["merge"].cast<int>() == 0)
-        throw py::value_error(where + "has no W but is not a merge block (src, merge 1 or 2)");
+        throw py::value_error(where + "has no W but is not a merge block (src, merge 1 to 5)");
       l.in = l.out = d["units"].cast<int>();
       if (l.in < 1) throw py::value_error(where + "units must be >= 1");
     } else {
@@ -323,25 +328,58 @@ std::vector<DenseBuffers> to_layers(const py::list& layers, const OptimizerConfi
       l.in = to_int_dim(rows, "W rows");
       l.out = to_int_dim(cols, "W columns");
     }
+    if (i == 0) {
+      x_cols = d.contains("x_cols") && !d["x_cols"].is_none() ? d["x_cols"].cast<int>() : l.in;
+      if (x_cols < 1) throw py::value_error("x_cols must be >= 1");
+      if (x_cols != l.in && !x_cols_out)
+        throw py::value_error("this device's fused trainer takes a batch as wide as layer 0's input only");
+    }
     if (d.contains("src") && !d["src"].is_none()) {  // a graph block (fusednn/trainer.h)
       for (const auto& k : d["src"].cast<py::list>()) l.src.push_back(k.cast<int>());
       l.merge = d.contains("merge") ? d["merge"].cast<int>() : 0;
-      if (l.src.empty() || l.merge < 0 || l.merge > 2 || (l.merge == 0 && l.src.size() != 1) ||
-          (l.merge != 0 && l.src.size() < 2))
+      if (l.src.empty() || l.merge < merge_one || l.merge > merge_avg || (l.merge == merge_one && l.src.size() != 1) ||
+          (l.merge != merge_one && l.src.size() < 2) || (l.merge == merge_sub && l.src.size() != 2))
         throw py::value_error(where + "has a bad src/merge");
+      if (l.merge > merge_add && !merge_block)
+        throw py::value_error(where + "an elementwise merge other than add must be a merge block (no W)");
+      py::list cols;
+      if (d.contains("src_cols") && !d["src_cols"].is_none()) {
+        cols = d["src_cols"].cast<py::list>();
+        if (cols.size() != l.src.size()) throw py::value_error(where + "src_cols must have one entry per src");
+      }
       int width = 0;
-      for (int k : l.src) {
-        if (k < -1 || k >= int(i)) throw py::value_error(where + "src must name earlier layers or -1 (the batch)");
-        if (i == 0 && (l.merge != 0 || k != -1)) throw py::value_error("layer 0 must take the batch itself");
-        const int w = k < 0 ? (i == 0 ? l.in : out.front().in) : out[std::size_t(k)].out;
-        if (l.merge == 2 && w != l.in) throw py::value_error(where + "adds inputs of another width than its input");
+      for (std::size_t n = 0; n < l.src.size(); ++n) {
+        const int k = l.src[n];
+        if (k >= int(i)) throw py::value_error(where + "src must name earlier layers or model inputs (< 0)");
+        int col = 0, w = 0;
+        if (k < 0) {
+          if (cols.size() && !cols[n].is_none()) {
+            const py::sequence cw = cols[n].cast<py::sequence>();
+            if (cw.size() != 2) throw py::value_error(where + "src_cols entries are [column, width]");
+            col = cw[0].cast<int>();
+            w = cw[1].cast<int>();
+          } else {
+            w = x_cols;
+          }
+          if (col < 0 || w < 1 || col + w > x_cols)
+            throw py::value_error(where + "src_cols [" + std::to_string(col) + ", " + std::to_string(w) +
+                                  "] is outside the batch's " + std::to_string(x_cols) + " columns");
+        } else {
+          w = out[std::size_t(k)].out;
+        }
+        if (l.merge >= merge_add && w != l.in)
+          throw py::value_error(where + "merges elementwise inputs of another width than its input");
+        l.src_col.push_back(col);
+        l.src_width.push_back(w);
         width += w;
       }
-      if ((l.merge == 1 || l.merge == 0) && width != l.in)
+      if ((l.merge == merge_concat || l.merge == merge_one) && width != l.in)
         throw py::value_error(where + "takes " + std::to_string(l.in) + " inputs but its sources give " +
                               std::to_string(width));
-      if (l.merge != 0) l.X = shaped(d["X"], where + "X", {batch, l.in});
-      if (l.merge != 0 || l.src[0] >= 0) l.dX = shaped(d["dX"], where + "dX", {batch, l.in});
+      // a block's own merged input (or the copied columns of a model input that is a slice of the batch)
+      if (l.merge != merge_one || (l.src[0] < 0 && l.src_width[0] != x_cols))
+        l.X = shaped(d["X"], where + "X", {batch, l.in});
+      if (l.merge != merge_one || l.src[0] >= 0) l.dX = shaped(d["dX"], where + "dX", {batch, l.in});
     } else if (prev_out >= 0 && l.in != prev_out) {
       throw py::value_error(where + "takes " + std::to_string(l.in) + " inputs but the previous layer has " +
                             std::to_string(prev_out) + " units");
@@ -405,6 +443,7 @@ std::vector<DenseBuffers> to_layers(const py::list& layers, const OptimizerConfi
                         allow_layernorm);
     out.push_back(l);
   }
+  if (x_cols_out) *x_cols_out = x_cols;
   return out;
 }
 

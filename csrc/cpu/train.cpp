@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "fusednn/cpu.h"
+#include "fusednn/cpu_merge.h"
 #include "fusednn/cpu_layers.h"
 #include "fusednn/trainer.h"
 
@@ -143,6 +144,15 @@ struct Kernels {
       const float* a = src + std::size_t(r) * src_cols + src_off;
       for (int c = 0; c < width; ++c) d[c] = d[c] + a[c];
     }
+  }
+  // the elementwise merges of graph blocks (fusednn/cpu_merge.h): strided blocks, so a merge reads a
+  // model input's columns of the batch in place
+  void merge_binary(float* y, int ldy, const float* a, int lda, const float* b, int ldb, int rows, int cols,
+                    MergeOp op) const {
+    cpu::merge_binary(y, ldy, a, lda, b, ldb, rows, cols, op);
+  }
+  void merge_scale(float* y, int ldy, const float* x, int ldx, float s, int rows, int cols) const {
+    cpu::merge_scale(y, ldy, x, ldx, s, rows, cols);
   }
   void add(float* y, const float* a, const float* b, std::int64_t n) const {
     for (std::int64_t k = 0; k < n; ++k) y[k] = a[k] + b[k];

@@ -241,16 +241,17 @@ def test_trainer_binding_checks_the_step():
 
 
 def test_cuda_declines_layernorm_steps():
-    """The CUDA trainer has no LayerNormalization kernels: the backend says so (even with
-    FUSEDNN_CUDA_TRAINER_STEPS=1), so a cuda model with one trains per-op."""
+    """The CUDA trainer's LayerNormalization kernels (csrc/cuda/steps_more.cu) have not run on a
+    device: the backend offers them only with FUSEDNN_CUDA_TRAINER_STEPS=1, so without it a
+    cuda model with one trains per-op."""
     from fusednn.backends import cuda as cuda_backend
     from fusednn.training.fused import _steps_reason
 
-    assert not getattr(cuda_backend.CudaBackend, "trainer_layernorm", False)
+    assert cuda_backend.CudaBackend.trainer_layernorm == cuda_backend.CudaBackend.trainer_steps
 
     class FakeModel:  # the reason is a function of the backend's flags alone
         backend = type("B", (), {"name": "cuda", "trainer_steps": True, "trainer_prelu": False,
-                                 "trainer_layernorm": cuda_backend.CudaBackend.trainer_layernorm})()
+                                 "trainer_layernorm": False})()
 
     L = keras.layers
     layers = [L.Dense(4, input_shape=(3,)), L.LayerNormalization(name="ln"), L.Dense(1)]

@@ -93,7 +93,7 @@ struct LayerStep {
 };
 
 // The steps of cpu_steps_more.h (act_param, softmax, gaussian_noise, gaussian_dropout) need
-// D::act_param_forward and D::gaussian_factor; a policy without them (the CUDA one today)
+// D::act_param_forward and D::gaussian_factor; a policy without them
 // compiles them to nothing and its binding refuses them.
 template <class D, class = void>
 struct has_steps_more : std::false_type {};
@@ -101,7 +101,7 @@ template <class D>
 struct has_steps_more<D, std::void_t<decltype(&D::act_param_forward), decltype(&D::gaussian_factor)>>
     : std::true_type {};
 
-// Devices that run frozen batch-normalisation steps (batchnorm_infer): the CPU's.
+// Devices that run frozen batch-normalisation steps (batchnorm_infer): the CPU's and CUDA's.
 template <class D, class = void>
 struct has_batchnorm_infer : std::false_type {};
 template <class D>
@@ -113,9 +113,9 @@ template <class D>
 struct has_layer_steps<D, std::void_t<decltype(&D::dropout_mask), decltype(&D::batchnorm_train)>>
     : std::true_type {};
 
-// PReLU steps need D::prelu_forward/prelu_backward; a policy without them (the CUDA
-// one today) compiles the step to nothing and its binding refuses it.
-// LayerNormalization steps need D::layernorm_forward/layernorm_backward (the CPU's);
+// PReLU steps need D::prelu_forward/prelu_backward; a policy without them compiles
+// the step to nothing and its binding refuses it.
+// LayerNormalization steps need D::layernorm_forward/layernorm_backward (the CPU's and CUDA's);
 // without them the step compiles to nothing and the binding refuses it.
 template <class D, class = void>
 struct has_layernorm : std::false_type {};
