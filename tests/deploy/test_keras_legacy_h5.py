@@ -55,7 +55,8 @@ def _sequential(k, seed: int = 0, dropout: bool = True):
                           k.layers.BatchNormalization(name="batch_normalization"),
                           *([k.layers.Dropout(0.2, name="dropout")] if dropout else []),
                           k.layers.Dense(3, activation="softmax", name="dense_1")], name="seq")
-    model.compile(optimizer=k.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=k.optimizers.Adam(0.01, name="adam"), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])  # (named: Keras numbers unnamed optimizers per process)
     return model
 
 
@@ -66,7 +67,7 @@ def _functional(k, seed: int = 0):
     b = k.layers.LayerNormalization(name="ln")(k.layers.Dense(3, name="b")(inputs))
     out = k.layers.Dense(2, name="out")(k.layers.Concatenate(name="cat")([a, b]))
     model = k.Model(inputs, out, name="fun")
-    model.compile(optimizer=k.optimizers.SGD(0.05, momentum=0.9), loss="mse", metrics=["mae"])
+    model.compile(optimizer=k.optimizers.SGD(0.05, momentum=0.9, name="sgd"), loss="mse", metrics=["mae"])
     return model
 
 
