@@ -425,3 +425,24 @@ def load_weights(model: "Sequential", filepath: str | os.PathLike, data: bytes |
         model.set_weights([w for ws in stored for w in ws])
         if model.optimizer is not None and wf.count("optimizer/vars"):
             _restore_optimizer(model, wf)
+
+
+# ------------------------------------------------------------------------------ for keras_legacy_h5
+def build_model(label: str, config: dict[str, Any], classes: list[str], kind: str, weights_bytes: bytes,
+                custom_objects: Mapping[str, type] | None, opener: Any) -> "Sequential":
+    """The model of a config translated by :func:`.keras_config.from_keras_model`, its
+    weights read through ``opener()`` (a :class:`.keras_h5.WeightsFile`), checked as
+    :func:`load_model` checks an archive's."""
+    build = _build if kind == "Sequential" else _build_functional
+    return build(label, config, classes, weights_bytes, custom_objects, opener)
+
+
+def compile_model(model: "Sequential", compile_config: Any, weights_bytes: bytes, label: str, opener: Any) -> None:
+    """Compile ``model`` from Keras' ``compile_config`` and restore the optimizer's state
+    through ``opener()``, as :func:`load_model` does (a warning where it cannot)."""
+    _compile(model, compile_config, {}, weights_bytes, label, opener)
+
+
+def optimized_weights(model: "Sequential") -> list[Any]:
+    """The weights the optimizer updates, in Keras' order of its variables."""
+    return _optimized(model)

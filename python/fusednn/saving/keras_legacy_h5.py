@@ -39,6 +39,7 @@ from ..distribution import state as distribution_state
 from ..files import write_atomically
 from . import keras_archive, keras_config, keras_h5
 from .checks import read_regular_file
+from .model_file import metric_names
 
 if TYPE_CHECKING:
     from ..models import Sequential
@@ -59,6 +60,10 @@ LEGACY_WARNING = ("You are saving your model as an HDF5 file via `model.save()` 
                   "`keras.saving.save_model(model, 'my_model.keras')`. ")
 
 _log = logging.getLogger("fusednn")
+
+
+def _json_constant(token: str) -> None:
+    raise ValueError(f"it holds {token}, which is not valid JSON")
 
 
 def is_legacy_file(data: bytes) -> bool:
@@ -102,7 +107,7 @@ class LegacyFile(keras_h5.WeightsFile):
             if aid.shape is not None and int(np.prod(aid.shape, dtype=np.int64)) > limit:
                 raise ValueError(f"{self.label}: attribute {name!r} holds more than {limit} entries")
             n = int(np.prod(aid.shape, dtype=np.int64)) if aid.shape is not None else 0
-            if n and aid.dtype.itemsize * n > self._size:  # fixed-size values: inside the file
+            if n and aid.dtype.itemsize * n > self.size:  # fixed-size values: inside the file
                 raise ValueError(f"{self.label}: attribute {name!r} declares more bytes than the file holds")
             return node.attrs[name]
         except ValueError:
@@ -112,7 +117,7 @@ class LegacyFile(keras_h5.WeightsFile):
 
     def json_attr(self, name: str) -> Any:
         """Root attribute ``name`` parsed as JSON (None if absent)."""
-        value = self.attr(self._file, name, MAX_JSON_BYTES)
+        value = self.attr(self.file, name, MAX_JSON_BYTES)
         if value is None:
             return None
         if isinstance(value, np.ndarray) and value.shape == ():
@@ -124,7 +129,7 @@ class LegacyFile(keras_h5.WeightsFile):
         if len(value) > MAX_JSON_BYTES:
             raise ValueError(f"{self.label}: attribute {name!r} is larger than {MAX_JSON_BYTES} bytes")
         try:
-            return json.loads(value, parse_constant=keras_archive._json_constant)
+            return json.loads(value, parse_constant=_json_constant)
         except (ValueError, RecursionError) as e:
             raise ValueError(f"{self.label}: attribute {name!r} is not valid JSON: {e}") from None
 
@@ -160,10 +165,10 @@ class LegacyFile(keras_h5.WeightsFile):
             real = f"{self.root}/{name}" if self.root else name
         else:
             raise ValueError(f"{self.label}: no such weight {path!r}")
-        group = keras_h5.WeightsFile._node(self, real)
+        group = self.node(real)
         if group is None:
             return real, None
-        if not isinstance(group, self._h5py.Group):
+        if not isinstance(group, self.h5py.Group):
             raise ValueError(f"{self.label}: {real!r} is not a group")
         return real, self.names_attr(group, "weight_names")
 
@@ -175,8 +180,8 @@ class LegacyFile(keras_h5.WeightsFile):
         real, names = self._group_of(group)
         if names is None or not index.isdigit() or int(index) >= len(names):
             raise ValueError(f"{self.label}: {path!r} is missing")
-        ds = keras_h5.WeightsFile._node(self, f"{real}/{names[int(index)]}")
-        if ds is None or not isinstance(ds, self._h5py.Dataset):
+        ds = self.node(f"{real}/{names[int(index)]}")
+        if ds is None or not isinstance(ds, self.h5py.Dataset):
             raise ValueError(f"{self.label}: {real}/{names[int(index)]} is missing or not a dataset")
         return ds
 
@@ -238,8 +243,7 @@ def load_model(filepath: str | os.PathLike, custom_objects: Mapping[str, type] |
     generator = utils.rng()
     rng_state = generator.bit_generator.state  # building runs initialisers: keep the user's stream
     try:
-        build = keras_archive._build if kind == "Sequential" else keras_archive._build_functional
-        model = build(label, config, classes, data, custom_objects, opener)
+        model = keras_archive.build_model(label, config, classes, kind, data, custom_objects, opener)
         if training_config is not None:
             try:
                 outputs = config.get("output_layers")
@@ -250,7 +254,7 @@ def load_model(filepath: str | os.PathLike, custom_objects: Mapping[str, type] |
                 warnings.warn(f"{label}: the model is loaded without its compile settings: {e}; compile it again "
                               "before training", UserWarning, stacklevel=2)
             else:
-                keras_archive._compile(model, compile_config, {}, data, label, opener)
+                keras_archive.compile_model(model, compile_config, data, label, opener)
     finally:
         generator.bit_generator.state = rng_state
     return model
@@ -270,15 +274,15 @@ def load_weights(model: "Sequential", filepath: str | os.PathLike, data: bytes |
         raise ValueError(f"model {model.name!r} is not built yet: give it an Input (or build it) before "
                          f"loading weights from {label}")
     with LegacyFile(data, label) as probe:
-        root = "model_weights" if probe._node("model_weights") is not None else None
-        group = probe._file if root is None else probe._node(root)
-        if not isinstance(group, probe._h5py.Group):
+        root = "model_weights" if probe.node("model_weights") is not None else None
+        group = probe.file if root is None else probe.node(root)
+        if not isinstance(group, probe.h5py.Group):
             raise ValueError(f"{label}: model_weights is not a group")
         file_layers = probe.names_attr(group, "layer_names")
         weighted = []
         for name in file_layers:
-            node = probe._node(f"{root}/{name}" if root else name)
-            if node is None or not isinstance(node, probe._h5py.Group):
+            node = probe.node(f"{root}/{name}" if root else name)
+            if node is None or not isinstance(node, probe.h5py.Group):
                 raise ValueError(f"{label}: layer {name!r} is listed but has no group")
             if probe.names_attr(node, "weight_names"):
                 weighted.append(name)
@@ -325,13 +329,13 @@ def _optimizer_names(opt: Any, paths: list[str], values: list[np.ndarray]) -> li
     cls, prefix = type(opt).__name__, opt.name
     flat = [p.replace("/", "_") for p in paths]
     names = [f"{prefix}/iteration"]
-    if keras_h5._has_lr_variable(opt):
+    if keras_h5.has_lr_variable(opt):
         names.append(f"{prefix}/learning_rate")
     if len(values) > len(names) and paths:
         if getattr(opt, "use_ema", False):
             names += [f"{prefix}/{p}_average" for p in flat]
         kinds = _KINDS.get(cls, [])
-        _, _, groups = keras_h5._layout(opt, len(paths), len(opt.get_state()[1]))
+        groups = keras_h5.state_groups(opt, len(paths), len(opt.get_state()[1]))
         k = 0
         for g in groups:
             names += [f"{prefix}/{p}_{kind}" for p in flat for kind in kinds[k:k + g]]
@@ -382,7 +386,7 @@ def _file_bytes(model: "Sequential", include_optimizer: bool) -> bytes:
     compiled = model.optimizer is not None and model.loss is not None
     if include_optimizer and compiled:
         try:
-            compile_config = keras_config.to_keras_compile(model, keras_archive._metric_names(model))
+            compile_config = keras_config.to_keras_compile(model, metric_names(model))
         except (TypeError, ValueError, NotImplementedError) as e:
             warnings.warn(f"the compile settings are not saved ({e}); compile again after loading",
                           UserWarning, stacklevel=4)
@@ -426,7 +430,7 @@ def _file_bytes(model: "Sequential", include_optimizer: bool) -> bytes:
         _write_names(group.create_group("top_level_model_weights"), "weight_names", [])
         if training_config is not None:
             opt = model.optimizer
-            params = keras_archive._optimized(model) if model.built else []
+            params = keras_archive.optimized_weights(model) if model.built else []
             built = model.built and opt.is_built_for(model.backend, params)
             values = keras_h5.optimizer_to_keras(opt, len(params), built)
             names = _optimizer_names(opt, [paths.get(id(p), f"variable_{i}") for i, p in enumerate(params)]
