@@ -129,6 +129,37 @@ def test_fused_cuda_matches_per_op_cuda_and_fused_cpu(monkeypatch, build, name):
         assert max(rel_diff(a, b) for a, b in zip(fused_w, cpu_w)) < 1e-4
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("topology", ["merge_steps_output", "wide_deep", "two_towers_add", "shared_input",
+                                      "merges_of_inputs", "single_input_merges", "average_output",
+                                      "multiply_output"])
+def test_multi_input_graphs_and_elementwise_merges_fused_on_cuda(monkeypatch, topology):
+    """Several model inputs (column slices of the batch) and Subtract/Multiply/Average merges
+    (csrc/cuda/steps_more.cu merge_binary/merge_scale) under the opt-in: fused cuda against
+    per-op cuda and fused cpu, on the topologies of test_fused_multi_input."""
+    import test_fused_multi_input as multi
+
+    _opt_in(monkeypatch)
+    runs = {}
+    for backend, fused in (("cuda", True), ("cuda", False), ("cpu", True)):
+        if backend not in fusednn.available_backends():
+            continue
+        prev = fusednn.get_backend().name
+        fusednn.set_backend(backend)
+        try:
+            model, hist = multi._train(topology, fused)
+            if fused:
+                assert model.fused_reason is None, model.fused_reason
+            assert (model._fused is not None) == fused
+            runs[backend, fused] = hist["loss"], model.get_weights()
+        finally:
+            fusednn.set_backend(prev)
+    loss, weights = runs["cuda", True]
+    for other in [k for k in runs if k != ("cuda", True)]:
+        np.testing.assert_allclose(loss, runs[other][0], rtol=1e-4, err_msg=str(other))
+        assert max(rel_diff(a, b) for a, b in zip(weights, runs[other][1])) < 1e-4, other
+
+
 @pytest.mark.parametrize("backend", [pytest.param("cpu", marks=pytest.mark.skipif(
     "cpu" not in fusednn.available_backends(), reason="the cpu backend is not built")),
     pytest.param("cuda", marks=pytest.mark.gpu)])

@@ -16,6 +16,7 @@
 
 #include "fusednn/constraint.h"
 #include "fusednn/cpu_steps_more.h"
+#include "fusednn/merge_op.h"
 
 namespace fusednn {
 namespace cuda {
@@ -49,6 +50,11 @@ cudaError_t copy_cols(float* dst, std::int64_t dst_cols, std::int64_t dst_off, c
                       std::int64_t src_off, std::int64_t width, std::int64_t rows, cudaStream_t stream);
 cudaError_t add_cols(float* dst, std::int64_t dst_cols, std::int64_t dst_off, const float* src, std::int64_t src_cols,
                      std::int64_t src_off, std::int64_t width, std::int64_t rows, cudaStream_t stream);
+// cpu::merge_binary / merge_scale (graph blocks' Add/Subtract/Multiply/Average): y[r, c] = a[r, c] op b[r, c],
+// y[r, c] = x[r, c] * s over rows×cols blocks with row strides ldy/lda/ldb/ldx; y may be a, b or x
+cudaError_t merge_binary(float* y, int ldy, const float* a, int lda, const float* b, int ldb, int rows, int cols,
+                         MergeOp op, cudaStream_t stream);
+cudaError_t merge_scale(float* y, int ldy, const float* x, int ldx, float s, int rows, int cols, cudaStream_t stream);
 // cpu::batchnorm_infer: y = x * scale + shift, scale = gamma / sqrt(var + eps) (in double, rounded),
 // shift = beta - mean * scale (gamma/beta null: 1/0)
 cudaError_t batchnorm_infer(float* y, const float* x, const float* gamma, const float* beta, const float* mean,
