@@ -225,9 +225,10 @@ __global__ void add_cols_kernel(float* dst, std::int64_t dst_cols, std::int64_t 
   *d = *d + src[r * src_cols + src_off + c];
 }
 
-// ---- graph blocks: elementwise merges over strided blocks (one float32 operation each) ----
-__global__ void merge_binary_kernel(float* y, int ldy, const float* a, int lda, const float* b, int ldb,
-                                    std::int64_t n, int cols, MergeOp op) {
+// ---- graph blocks: elementwise merges (Subtract, Multiply, Average) --------------
+// __f*_rn: one rounding per operation, never contracted into an FMA (as the CPU's)
+__global__ void merge_binary_kernel(float* y, std::int64_t ldy, const float* a, std::int64_t lda, const float* b,
+                                    std::int64_t ldb, std::int64_t cols, std::int64_t n, MergeOp op) {
   const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n) return;
   const std::int64_t r = i / cols, c = i % cols;
@@ -235,7 +236,8 @@ __global__ void merge_binary_kernel(float* y, int ldy, const float* a, int lda, 
   y[r * ldy + c] = op == MergeOp::add ? __fadd_rn(u, v) : op == MergeOp::sub ? __fsub_rn(u, v) : __fmul_rn(u, v);
 }
 
-__global__ void merge_scale_kernel(float* y, int ldy, const float* x, int ldx, float s, std::int64_t n, int cols) {
+__global__ void merge_scale_kernel(float* y, std::int64_t ldy, const float* x, std::int64_t ldx, float s,
+                                   std::int64_t cols, std::int64_t n) {
   const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n) return;
   const std::int64_t r = i / cols, c = i % cols;
@@ -369,18 +371,19 @@ cudaError_t add_cols(float* dst, std::int64_t dst_cols, std::int64_t dst_off, co
   return cudaGetLastError();
 }
 
-cudaError_t merge_binary(float* y, int ldy, const float* a, int lda, const float* b, int ldb, int rows, int cols,
-                         MergeOp op, cudaStream_t stream) {
-  const std::int64_t n = std::int64_t(rows) * cols;
+cudaError_t merge_binary(float* y, std::int64_t ldy, const float* a, std::int64_t lda, const float* b,
+                         std::int64_t ldb, std::int64_t rows, std::int64_t cols, MergeOp op, cudaStream_t stream) {
+  const std::int64_t n = rows * cols;
   if (n == 0) return cudaSuccess;
-  merge_binary_kernel<<<blocks_for(n), kThreads, 0, stream>>>(y, ldy, a, lda, b, ldb, n, cols, op);
+  merge_binary_kernel<<<blocks_for(n), kThreads, 0, stream>>>(y, ldy, a, lda, b, ldb, cols, n, op);
   return cudaGetLastError();
 }
 
-cudaError_t merge_scale(float* y, int ldy, const float* x, int ldx, float s, int rows, int cols, cudaStream_t stream) {
-  const std::int64_t n = std::int64_t(rows) * cols;
+cudaError_t merge_scale(float* y, std::int64_t ldy, const float* x, std::int64_t ldx, float s, std::int64_t rows,
+                        std::int64_t cols, cudaStream_t stream) {
+  const std::int64_t n = rows * cols;
   if (n == 0) return cudaSuccess;
-  merge_scale_kernel<<<blocks_for(n), kThreads, 0, stream>>>(y, ldy, x, ldx, s, n, cols);
+  merge_scale_kernel<<<blocks_for(n), kThreads, 0, stream>>>(y, ldy, x, ldx, s, cols, n);
   return cudaGetLastError();
 }
 

@@ -25,7 +25,7 @@ L = keras.layers
 
 #: the capabilities FUSEDNN_CUDA_TRAINER_STEPS=1 turns on together
 FLAGS = ("trainer_steps", "trainer_steps_more", "trainer_prelu", "trainer_layernorm", "trainer_merges",
-         "trainer_frozen_batchnorm", "trainer_constraints")
+         "trainer_frozen_batchnorm", "trainer_constraints", "trainer_multi_input")
 OPT_IN = "opt in with FUSEDNN_CUDA_TRAINER_STEPS=1 (not yet run on a device)"
 
 
@@ -259,6 +259,15 @@ def test_fused_reason_of_a_real_model_names_the_opt_in(monkeypatch):
     graph = _graph_model("add", "auto")
     why = fused_mod.unsupported_reason(graph)
     assert why is not None and "layer graphs" in why and why.endswith(OPT_IN), why
+    import test_fused_multi_input as multi
+
+    inputs, out, loss = multi._wide_deep()
+    two = keras.Model(inputs, out)
+    two.compile("adam", loss)
+    monkeypatch.setattr(type(be), "trainer_merges", True, raising=False)  # (a graph: past that check)
+    why = fused_mod.unsupported_reason(two)
+    assert why is not None and "several inputs" in why and why.endswith(OPT_IN), why
+    monkeypatch.setattr(type(be), "trainer_merges", False, raising=False)
     frozen = _chain_model("frozen_bn", "auto")
     why = fused_mod.unsupported_reason(frozen)
     assert why is not None and "trainable=False" in why and why.endswith(OPT_IN), why

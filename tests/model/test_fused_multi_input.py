@@ -343,3 +343,14 @@ def test_sample_weights_and_metrics_fused_equals_per_op():
     np.testing.assert_allclose(hf["loss"], hp["loss"], rtol=1e-6)
     for a, b in zip(wf, wp):
         np.testing.assert_array_equal(a, b)
+
+
+def test_backend_without_multi_input_trainer_says_why(monkeypatch):
+    """A backend whose trainer runs layer graphs but takes one input only names that,
+    instead of passing the check and failing in the binding."""
+    if fusednn.get_backend().name != "cpu":
+        pytest.skip("needs the cpu backend's trainer")
+    model, _ = _train("wide_deep", "auto")
+    assert model.fused_reason is None
+    monkeypatch.setattr(type(model.backend), "trainer_multi_input", False)
+    assert "several inputs" in model.fused_reason

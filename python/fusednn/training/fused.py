@@ -268,6 +268,8 @@ def unsupported_reason(model: Any) -> str | None:
         plan = GraphPlan(model)
         if plan.reason is not None:
             return plan.reason
+        if len(plan.input_cols) > 1 and not getattr(be, "trainer_multi_input", False):
+            return _not_yet(be, f"the {be.name} fused trainer does not take a model with several inputs yet")
     trained = {id(layer) for layer in model.trained_layers()}
     for layer in model.layers:
         if type(layer) is BatchNormalization and not layer.trainable and \
