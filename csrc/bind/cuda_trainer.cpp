@@ -53,7 +53,8 @@ class MlpTrainer {
         [&](const py::handle& h, const std::string& name, std::vector<py::ssize_t> shape) {
           return fptr(keep_shaped(h, name, std::move(shape)));
         },
-        /*allow_constraints=*/true, /*allow_prelu=*/true, /*allow_layernorm=*/true, &x_cols_);
+        /*allow_constraints=*/true, /*allow_prelu=*/true, /*allow_layernorm=*/true, &x_cols_,
+        /*allow_step_extras=*/true);
     // layer steps (Dropout/BatchNormalization/Activation, PReLU, LayerNormalization, act_param, Softmax,
     // Gaussian noise), graph blocks and weight constraints on the GPU are opt-in until they have run on a
     // device: fusednn.backends.cuda passes them only with FUSEDNN_CUDA_TRAINER_STEPS=1

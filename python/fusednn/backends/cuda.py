@@ -274,9 +274,12 @@ class CudaBackend(Backend):
     trainer_merges = trainer_frozen_batchnorm = trainer_constraints = trainer_steps
     #: and several model inputs (column slices of the batch; the binding's x_cols)
     trainer_multi_input = trainer_steps
+    #: and log_softmax steps (the per-op kernels) and the step weights' regularizers/constraints
+    trainer_log_softmax = trainer_step_penalties = trainer_steps
     #: the capabilities above, which fused_reason checks the opt-in against
     trainer_opt_in_flags = ("trainer_steps", "trainer_steps_more", "trainer_prelu", "trainer_layernorm",
-                            "trainer_merges", "trainer_frozen_batchnorm", "trainer_constraints", "trainer_multi_input")
+                            "trainer_merges", "trainer_frozen_batchnorm", "trainer_constraints", "trainer_multi_input",
+                            "trainer_log_softmax", "trainer_step_penalties")
     #: what fused_reason adds where the opt-in would fuse the model (empty once opted in)
     trainer_opt_in = "" if trainer_steps else "opt in with FUSEDNN_CUDA_TRAINER_STEPS=1 (not yet run on a device)"
     #: the metric-object kernels and weighted LossFn losses in the CUDA fused trainer

@@ -367,7 +367,8 @@ def unsupported_reason(model: Any) -> str | None:
     prog = _program(model)
     if any(getattr(layer, "activation", None) == "log_softmax" for layer in prog[k:]) and \
             not getattr(be, "trainer_log_softmax", False):
-        return f"a log_softmax activation is not fused by the {be.name} trainer (row-wise; per-op kernels only)"
+        return _not_yet(be, f"a log_softmax activation is not fused by the {be.name} trainer (row-wise; per-op "
+                            "kernels only)")
     if plan is not None:
         why = _penalty_order_reason(model, plan)
         if why is not None:
