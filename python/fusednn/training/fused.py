@@ -377,8 +377,6 @@ def unsupported_reason(model: Any) -> str | None:
     fold = model.loss.folds_output(last)
     if model.loss.folds is not None and not model.loss.on_logits(last):  # a cross-entropy
         return "a cross-entropy on probabilities (no matching sigmoid/softmax output layer) is not fused"
-    if last == "softmax" and not fold:
-        return "a softmax output not folded into a cross-entropy is not fused"
     prog = _program(model)
     if any(getattr(layer, "activation", None) == "log_softmax" for layer in prog[k:]) and \
             not getattr(be, "trainer_log_softmax", False):
@@ -388,9 +386,10 @@ def unsupported_reason(model: Any) -> str | None:
         why = _penalty_order_reason(model, plan)
         if why is not None:
             return why
-    if any(getattr(layer, "activation", None) == "softmax" and type(layer) is not Activation  # (a softmax step)
-           for layer in prog[k:-1]):
-        return "a softmax hidden layer is not fused"
+    dense_softmax = any(getattr(layer, "activation", None) == "softmax" and type(layer) is Dense
+                        for layer in prog[k:-1]) or (last == "softmax" and not fold)
+    if dense_softmax and not getattr(be, "trainer_steps_more", False):  # it runs as a row-softmax step
+        return _not_yet(be, f"the {be.name} fused trainer does not run a Dense's softmax activation as a step yet")
     folded = last if fold else None
     needs = [metric_needs(m, model.output_shape[1], model.loss.sparse, folded) for m in model.metrics]
     if any(need is None for need in needs):
@@ -474,8 +473,8 @@ class FusedTrainer:
                 p = self._add_step(block, layer, be, batch, opt, states, p, id(layer) in trained)
                 continue
             act = "linear" if (fold and i == last) else layer.activation
-            # a log_softmax activation (row-wise) runs as the block's first step after a linear Dense
-            row_step, act = (act, "linear") if act == "log_softmax" else (None, act)
+            # a (log_)softmax activation (row-wise) runs as the block's first step after a linear Dense
+            row_step, act = (act, "linear") if act in ("log_softmax", "softmax") else (None, act)
             if id(layer) not in trained:  # frozen: no gradient, update, state or penalty (Keras)
                 spec = {"W": layer.kernel, "b": layer.bias, "act": activation_code(act), "frozen": True,
                         "A": be.empty((batch, layer.units)), "G": be.empty((batch, layer.units)),
