@@ -53,7 +53,8 @@ class MlpTrainer {
         [&](const py::handle& h, const std::string& name, std::vector<py::ssize_t> shape) {
           return fptr(keep_shaped(h, name, std::move(shape)));
         },
-        /*allow_constraints=*/true, /*allow_prelu=*/true, /*allow_layernorm=*/true);
+        /*allow_constraints=*/true, /*allow_prelu=*/true, /*allow_layernorm=*/true, &x_cols_,
+        /*allow_step_extras=*/true);
     // layer steps (Dropout/BatchNormalization/Activation, PReLU, LayerNormalization, act_param, Softmax,
     // Gaussian noise), graph blocks and weight constraints on the GPU are opt-in until they have run on a
     // device: fusednn.backends.cuda passes them only with FUSEDNN_CUDA_TRAINER_STEPS=1
@@ -91,9 +92,9 @@ class MlpTrainer {
     check_ndim(x, "x", 2);
     check_ndim(y, "y", 2);
     const std::int64_t n = x.dim(0);
-    const int d_in = layers_.front().in;
+    const int d_in = x_cols_;  // layer 0's input, or a graph model's inputs side by side
     if (x.dim(1) != d_in)
-      throw py::value_error("x has shape " + shape_of(x) + " but the first layer takes " + std::to_string(d_in) +
+      throw py::value_error("x has shape " + shape_of(x) + " but the model takes " + std::to_string(d_in) +
                             " inputs");
     const int y_cols = loss_ == LossKind::xent_sparse ? 1 : layers_.back().out;
     if (y.dim(0) != n || y.dim(1) != y_cols)
@@ -143,6 +144,7 @@ class MlpTrainer {
     data.y_batch = fptr(yb);
     data.step_losses = fptr(losses);
     data.y_cols = y_cols;
+    data.x_cols = x_cols_;
     data.loss_param = loss_param_;
     std::vector<std::pair<DevArray, const char*>> written = {
         {xb, "x_batch"}, {yb, "y_batch"}, {losses, "step_losses"}, {ws, "workspace"}};
@@ -340,6 +342,7 @@ class MlpTrainer {
   }
 
   int batch_;
+  int x_cols_ = 0;  // the batch's width: layer 0's input, or a graph model's inputs side by side
   bool tf32_;
   LossParams loss_param_;
   Mode mode_ = Mode::ops;

@@ -346,7 +346,7 @@ inline Constraint to_constraint(const py::handle& h, const std::string& where) {
 // Graph blocks: "src" (block indices, -1 - j for model input j), "merge" (MergeKind),
 // "src_cols" ([column, width] of the batch for each model-input source; default the
 // whole batch) and "X"/"dX". The batch is "x_cols" wide (given on layer 0; default its
-// inputs); only a trainer that passes x_cols_out (the CPU's) takes a batch of another width.
+// inputs); only a trainer that passes x_cols_out (the CPU's and CUDA's) takes a batch of another width.
 template <class Matrix, class Shaped>
 std::vector<DenseBuffers> to_layers(const py::list& layers, const OptimizerConfig& opt, int batch,
                                     Matrix&& matrix, Shaped&& shaped, bool allow_constraints = false,

@@ -35,7 +35,8 @@ __global__ void __launch_bounds__(kGatherThreads)
 // constraint.h): a member with a wrong name would silently compile its step to nothing.
 static_assert(has_layer_steps<Kernels>::value && has_prelu<Kernels>::value && has_layernorm<Kernels>::value &&
                   has_steps_more<Kernels>::value && has_batchnorm_infer<Kernels>::value &&
-                  has_merges<Kernels>::value && has_constrain<Kernels>::value,
+                  has_merges<Kernels>::value && has_constrain<Kernels>::value &&
+                  has_log_softmax_step<Kernels>::value,
               "the CUDA trainer policy lacks a layer-step kernel");
 
 }  // namespace

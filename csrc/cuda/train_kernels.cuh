@@ -157,6 +157,13 @@ struct Kernels {
   void softmax_rows_backward(float* dx, const float* dy, const float* y, int rows, int cols) const {
     check(cuda::softmax_backward(dx, dy, y, std::size_t(rows), std::size_t(cols), stream), "softmax_backward");
   }
+  // the log_softmax step (a Dense's log_softmax activation, Activation('log_softmax')): the per-op kernels
+  void log_softmax_rows(float* y, const float* x, int rows, int cols) const {
+    check(cuda::log_softmax(y, x, std::size_t(rows), std::size_t(cols), stream), "log_softmax");
+  }
+  void log_softmax_rows_backward(float* dx, const float* dy, const float* y, int rows, int cols) const {
+    check(cuda::log_softmax_backward(dx, dy, y, std::size_t(rows), std::size_t(cols), stream), "log_softmax_backward");
+  }
   void gaussian_factor(float* m, int rows, int cols, std::uint64_t seed, std::uint64_t t, float scale,
                        bool add_one) const {
     check(cuda::gaussian_factor(m, rows, cols, seed, t, scale, add_one, stream), "gaussian_factor");

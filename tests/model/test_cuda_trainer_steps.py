@@ -25,7 +25,8 @@ L = keras.layers
 
 #: the capabilities FUSEDNN_CUDA_TRAINER_STEPS=1 turns on together
 FLAGS = ("trainer_steps", "trainer_steps_more", "trainer_prelu", "trainer_layernorm", "trainer_merges",
-         "trainer_frozen_batchnorm", "trainer_constraints")
+         "trainer_frozen_batchnorm", "trainer_constraints", "trainer_multi_input", "trainer_log_softmax",
+         "trainer_step_penalties")
 OPT_IN = "opt in with FUSEDNN_CUDA_TRAINER_STEPS=1 (not yet run on a device)"
 
 
@@ -45,6 +46,14 @@ CHAINS = {
     "relu_args": lambda: [L.Dense(12), L.ReLU(max_value=1.5, negative_slope=0.05, threshold=0.1), L.Dense(9)],
     "softmax": lambda: [L.Dense(12), L.Softmax(), L.Dense(9), L.Activation("softmax")],
     "gaussian": lambda: [L.Dense(12), L.GaussianNoise(0.3, seed=3), L.Dense(9), L.GaussianDropout(0.2, seed=4)],
+    "log_softmax": lambda: [L.Dense(12, activation="log_softmax"), L.Dense(9), L.Activation("log_softmax")],
+    # (no bias before the batch-norm: its gradient is 0 in exact arithmetic, and Adam would turn
+    # rounding noise into lr-sized steps that differ between backends)
+    "step_penalties": lambda: [L.Dense(12, use_bias=False),
+                               L.BatchNormalization(gamma_regularizer=keras.regularizers.L2(0.01),
+                                                    beta_constraint=keras.constraints.NonNeg()),
+                               L.Dense(9), L.PReLU(alpha_regularizer=keras.regularizers.L1(0.01),
+                                                   alpha_constraint=keras.constraints.MaxNorm(0.3))],
     "frozen_bn": lambda: [L.Dense(12), _frozen_bn(), L.Dense(9, activation="tanh")],
     "constraints": lambda: [L.Dense(12, kernel_constraint=keras.constraints.MaxNorm(0.4),
                                     bias_constraint=keras.constraints.NonNeg()),
@@ -129,6 +138,37 @@ def test_fused_cuda_matches_per_op_cuda_and_fused_cpu(monkeypatch, build, name):
         assert max(rel_diff(a, b) for a, b in zip(fused_w, cpu_w)) < 1e-4
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("topology", ["merge_steps_output", "wide_deep", "two_towers_add", "shared_input",
+                                      "merges_of_inputs", "single_input_merges", "average_output",
+                                      "multiply_output"])
+def test_multi_input_graphs_and_elementwise_merges_fused_on_cuda(monkeypatch, topology):
+    """Several model inputs (column slices of the batch) and Subtract/Multiply/Average merges
+    (csrc/cuda/steps_more.cu merge_binary/merge_scale) under the opt-in: fused cuda against
+    per-op cuda and fused cpu, on the topologies of test_fused_multi_input."""
+    import test_fused_multi_input as multi
+
+    _opt_in(monkeypatch)
+    runs = {}
+    for backend, fused in (("cuda", True), ("cuda", False), ("cpu", True)):
+        if backend not in fusednn.available_backends():
+            continue
+        prev = fusednn.get_backend().name
+        fusednn.set_backend(backend)
+        try:
+            model, hist = multi._train(topology, fused)
+            if fused:
+                assert model.fused_reason is None, model.fused_reason
+            assert (model._fused is not None) == fused
+            runs[backend, fused] = hist["loss"], model.get_weights()
+        finally:
+            fusednn.set_backend(prev)
+    loss, weights = runs["cuda", True]
+    for other in [k for k in runs if k != ("cuda", True)]:
+        np.testing.assert_allclose(loss, runs[other][0], rtol=1e-4, err_msg=str(other))
+        assert max(rel_diff(a, b) for a, b in zip(weights, runs[other][1])) < 1e-4, other
+
+
 @pytest.mark.parametrize("backend", [pytest.param("cpu", marks=pytest.mark.skipif(
     "cpu" not in fusednn.available_backends(), reason="the cpu backend is not built")),
     pytest.param("cuda", marks=pytest.mark.gpu)])
@@ -202,10 +242,10 @@ def test_fused_reason_says_how_to_opt_in(name):
 def test_the_opt_in_hint_only_where_the_opt_in_would_fuse():
     """A reason the opt-in does not change (a layer no trainer fuses) carries no hint, and a
     backend without the hint (cpu, cuda opted in) gets the bare reason."""
-    layers = [L.Dense(4), L.Activation("log_softmax"), L.Dense(3)]
+    layers = [L.Dense(4), L.Normalization(), L.Dense(3)]
     why = fused_mod._opt_in_reason(_Model(), fused_mod._steps_reason(_Model(), layers), fused_mod._steps_reason,
                                    layers)
-    assert why is not None and "log_softmax" in why and OPT_IN not in why
+    assert why is not None and "Normalization" in why and OPT_IN not in why
     bare = type("B", (), {"name": "cuda", "trainer_opt_in": "", "trainer_steps": False})()
     model, layers = type("M", (), {"backend": bare})(), [L.Dense(4), L.Dropout(0.1), L.Dense(3)]
     why = fused_mod._opt_in_reason(model, fused_mod._steps_reason(model, layers), fused_mod._steps_reason, layers)
@@ -228,6 +268,15 @@ def test_fused_reason_of_a_real_model_names_the_opt_in(monkeypatch):
     graph = _graph_model("add", "auto")
     why = fused_mod.unsupported_reason(graph)
     assert why is not None and "layer graphs" in why and why.endswith(OPT_IN), why
+    import test_fused_multi_input as multi
+
+    inputs, out, loss = multi._wide_deep()
+    two = keras.Model(inputs, out)
+    two.compile("adam", loss)
+    monkeypatch.setattr(type(be), "trainer_merges", True, raising=False)  # (a graph: past that check)
+    why = fused_mod.unsupported_reason(two)
+    assert why is not None and "several inputs" in why and why.endswith(OPT_IN), why
+    monkeypatch.setattr(type(be), "trainer_merges", False, raising=False)
     frozen = _chain_model("frozen_bn", "auto")
     why = fused_mod.unsupported_reason(frozen)
     assert why is not None and "trainable=False" in why and why.endswith(OPT_IN), why

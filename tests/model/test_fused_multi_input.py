@@ -347,8 +347,8 @@ def test_sample_weights_and_metrics_fused_equals_per_op():
 
 
 def test_backend_without_multi_input_trainer_says_why(monkeypatch):
-    """A backend whose trainer runs layer graphs but takes one input only (the CUDA one under
-    its opt-in) names that, instead of passing the check and failing in the binding."""
+    """A backend whose trainer runs layer graphs but takes one input only names that,
+    instead of passing the check and failing in the binding."""
     if fusednn.get_backend().name != "cpu":
         pytest.skip("needs the cpu backend's trainer")
     model, _ = _train("wide_deep", "auto")

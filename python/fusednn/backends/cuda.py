@@ -267,13 +267,19 @@ class CudaBackend(Backend):
     #: opt-in with FUSEDNN_CUDA_TRAINER_STEPS=1 until they have been run on a device
     trainer_steps = os.environ.get("FUSEDNN_CUDA_TRAINER_STEPS", "") == "1"
     #: under the same opt-in: PReLU, LayerNormalization, LeakyReLU/ELU/ReLU-with-arguments, Softmax and
-    #: GaussianNoise/GaussianDropout steps, a frozen BatchNormalization, layer graphs (Concatenate/Add merges)
-    #: and Dense weight constraints (csrc/cuda/steps_more.cu): compiled, never run on a device yet
+    #: GaussianNoise/GaussianDropout steps, a frozen BatchNormalization, layer graphs (Concatenate/Add/Subtract/
+    #: Multiply/Average merges) and Dense weight constraints (csrc/cuda/steps_more.cu): compiled, never run on a
+    #: device yet
     trainer_steps_more = trainer_prelu = trainer_layernorm = trainer_steps
     trainer_merges = trainer_frozen_batchnorm = trainer_constraints = trainer_steps
+    #: and several model inputs (column slices of the batch; the binding's x_cols)
+    trainer_multi_input = trainer_steps
+    #: and log_softmax steps (the per-op kernels) and the step weights' regularizers/constraints
+    trainer_log_softmax = trainer_step_penalties = trainer_steps
     #: the capabilities above, which fused_reason checks the opt-in against
     trainer_opt_in_flags = ("trainer_steps", "trainer_steps_more", "trainer_prelu", "trainer_layernorm",
-                            "trainer_merges", "trainer_frozen_batchnorm", "trainer_constraints")
+                            "trainer_merges", "trainer_frozen_batchnorm", "trainer_constraints", "trainer_multi_input",
+                            "trainer_log_softmax", "trainer_step_penalties")
     #: what fused_reason adds where the opt-in would fuse the model (empty once opted in)
     trainer_opt_in = "" if trainer_steps else "opt in with FUSEDNN_CUDA_TRAINER_STEPS=1 (not yet run on a device)"
     #: the metric-object kernels and weighted LossFn losses in the CUDA fused trainer

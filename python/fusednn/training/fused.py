@@ -355,7 +355,7 @@ def unsupported_reason(model: Any) -> str | None:
         if plan.reason is not None:
             return plan.reason
         if len(plan.input_cols) > 1 and not getattr(be, "trainer_multi_input", False):
-            return f"the {be.name} fused trainer does not take a model with several inputs yet"
+            return _not_yet(be, f"the {be.name} fused trainer does not take a model with several inputs yet")
     trained = {id(layer) for layer in model.trained_layers()}
     for layer in model.layers:
         if type(layer) is BatchNormalization and not layer.trainable and \
@@ -396,7 +396,8 @@ def unsupported_reason(model: Any) -> str | None:
     prog = _program(model)
     if any(getattr(layer, "activation", None) == "log_softmax" for layer in prog[k:]) and \
             not getattr(be, "trainer_log_softmax", False):
-        return f"a log_softmax activation is not fused by the {be.name} trainer (row-wise; per-op kernels only)"
+        return _not_yet(be, f"a log_softmax activation is not fused by the {be.name} trainer (row-wise; per-op "
+                            "kernels only)")
     if plan is not None:
         why = _penalty_order_reason(model, plan)
         if why is not None:
