@@ -225,6 +225,25 @@ __global__ void add_cols_kernel(float* dst, std::int64_t dst_cols, std::int64_t 
   *d = *d + src[r * src_cols + src_off + c];
 }
 
+// ---- graph blocks: elementwise merges (Subtract, Multiply, Average) --------------
+// __f*_rn: one rounding per operation, never contracted into an FMA (as the CPU's)
+__global__ void merge_binary_kernel(float* y, std::int64_t ldy, const float* a, std::int64_t lda, const float* b,
+                                    std::int64_t ldb, std::int64_t cols, std::int64_t n, MergeOp op) {
+  const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  const std::int64_t r = i / cols, c = i % cols;
+  const float u = a[r * lda + c], v = b[r * ldb + c];
+  y[r * ldy + c] = op == MergeOp::add ? __fadd_rn(u, v) : op == MergeOp::sub ? __fsub_rn(u, v) : __fmul_rn(u, v);
+}
+
+__global__ void merge_scale_kernel(float* y, std::int64_t ldy, const float* x, std::int64_t ldx, float s,
+                                   std::int64_t cols, std::int64_t n) {
+  const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  const std::int64_t r = i / cols, c = i % cols;
+  y[r * ldy + c] = __fmul_rn(x[r * ldx + c], s);
+}
+
 // ---- a frozen BatchNormalization (inference map) ------------------------------
 __global__ void batchnorm_infer_kernel(float* y, const float* x, const float* gamma, const float* beta,
                                        const float* mean, const float* var, std::int64_t n, std::int64_t cols,
@@ -349,6 +368,22 @@ cudaError_t add_cols(float* dst, std::int64_t dst_cols, std::int64_t dst_off, co
   const std::int64_t n = width * rows;
   if (n == 0) return cudaSuccess;
   add_cols_kernel<<<blocks_for(n), kThreads, 0, stream>>>(dst, dst_cols, dst_off, src, src_cols, src_off, width, n);
+  return cudaGetLastError();
+}
+
+cudaError_t merge_binary(float* y, std::int64_t ldy, const float* a, std::int64_t lda, const float* b,
+                         std::int64_t ldb, std::int64_t rows, std::int64_t cols, MergeOp op, cudaStream_t stream) {
+  const std::int64_t n = rows * cols;
+  if (n == 0) return cudaSuccess;
+  merge_binary_kernel<<<blocks_for(n), kThreads, 0, stream>>>(y, ldy, a, lda, b, ldb, cols, n, op);
+  return cudaGetLastError();
+}
+
+cudaError_t merge_scale(float* y, std::int64_t ldy, const float* x, std::int64_t ldx, float s, std::int64_t rows,
+                        std::int64_t cols, cudaStream_t stream) {
+  const std::int64_t n = rows * cols;
+  if (n == 0) return cudaSuccess;
+  merge_scale_kernel<<<blocks_for(n), kThreads, 0, stream>>>(y, ldy, x, ldx, s, cols, n);
   return cudaGetLastError();
 }
 

@@ -176,6 +176,13 @@ struct Kernels {
                 int rows) const {
     check(cuda::add_cols(dst, dst_cols, dst_off, src, src_cols, src_off, width, rows, stream), "add_cols");
   }
+  void merge_binary(float* y, int ldy, const float* a, int lda, const float* b, int ldb, int rows, int cols,
+                    MergeOp op) const {
+    check(cuda::merge_binary(y, ldy, a, lda, b, ldb, rows, cols, op, stream), "merge_binary");
+  }
+  void merge_scale(float* y, int ldy, const float* x, int ldx, float s, int rows, int cols) const {
+    check(cuda::merge_scale(y, ldy, x, ldx, s, rows, cols, stream), "merge_scale");
+  }
   void batchnorm_infer(float* y, const float* x, const float* gamma, const float* beta, const float* mean,
                        const float* var, int rows, int cols, float eps) const {
     check(cuda::batchnorm_infer(y, x, gamma, beta, mean, var, rows, cols, eps, stream), "batchnorm_infer");

@@ -16,6 +16,7 @@
 
 #include "fusednn/constraint.h"
 #include "fusednn/cpu_steps_more.h"
+#include "fusednn/merge_op.h"
 
 namespace fusednn {
 namespace cuda {
@@ -49,6 +50,12 @@ cudaError_t copy_cols(float* dst, std::int64_t dst_cols, std::int64_t dst_off, c
                       std::int64_t src_off, std::int64_t width, std::int64_t rows, cudaStream_t stream);
 cudaError_t add_cols(float* dst, std::int64_t dst_cols, std::int64_t dst_off, const float* src, std::int64_t src_cols,
                      std::int64_t src_off, std::int64_t width, std::int64_t rows, cudaStream_t stream);
+// cpu::merge_binary / cpu::merge_scale (fusednn/cpu_merge.h): y = a op b, y = x * s over row-major
+// blocks with their own row strides (y may alias an operand), one rounding per operation
+cudaError_t merge_binary(float* y, std::int64_t ldy, const float* a, std::int64_t lda, const float* b,
+                         std::int64_t ldb, std::int64_t rows, std::int64_t cols, MergeOp op, cudaStream_t stream);
+cudaError_t merge_scale(float* y, std::int64_t ldy, const float* x, std::int64_t ldx, float s, std::int64_t rows,
+                        std::int64_t cols, cudaStream_t stream);
 // cpu::batchnorm_infer: y = x * scale + shift, scale = gamma / sqrt(var + eps) (in double, rounded),
 // shift = beta - mean * scale (gamma/beta null: 1/0)
 cudaError_t batchnorm_infer(float* y, const float* x, const float* gamma, const float* beta, const float* mean,

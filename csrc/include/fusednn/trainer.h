@@ -135,7 +135,7 @@ struct has_merges : std::false_type {};
 template <class D>
 struct has_merges<D, std::void_t<decltype(&D::copy_cols), decltype(&D::add_cols)>> : std::true_type {};
 // Devices whose graph blocks also run the strided elementwise merges (Subtract, Multiply,
-// Average, and an Add that reads model inputs in place): merge_binary, merge_scale (the CPU's).
+// Average, and an Add that reads model inputs in place): merge_binary, merge_scale (the CPU's and CUDA's).
 template <class D, class = void>
 struct has_merge_ops : std::false_type {};
 template <class D>

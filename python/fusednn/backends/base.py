@@ -347,10 +347,9 @@ class Backend:
     trainer_steps_more = False
     #: whether the fused trainer runs layer graphs (functional models with merges)
     trainer_merges = False
-    #: whether its layer graphs may have several model inputs (read from the packed batch)
-    #: and Subtract/Multiply/Average merge blocks (fusednn/cpu_merge.h)
-    trainer_graph_inputs = False
-    trainer_merge_ops = False
+    #: whether the fused trainer takes a batch of several model inputs side by side (a
+    #: graph block reads its input's column slice)
+    trainer_multi_input = False
 
     #: whether make_trainer is implemented (see fusednn.fused)
     has_trainer = False

@@ -206,8 +206,8 @@ class CpuBackend(Backend):
     trainer_steps = True
     #: the fused trainer runs layer graphs (Dense blocks with Concatenate/Add merges)
     trainer_merges = True
-    #: ... with several model inputs and Subtract/Multiply/Average merge blocks (csrc/cpu/merge.cpp)
-    trainer_graph_inputs = trainer_merge_ops = True
+    #: and functional models with several inputs (the batch's column slices)
+    trainer_multi_input = True
     #: the fused trainer runs a frozen BatchNormalization (inference mode) as a step
     trainer_frozen_batchnorm = True
     #: the metric-object kernels (fusednn/metric_math.h) and weighted LossFn losses run in the fused trainer

@@ -184,8 +184,6 @@ class GraphPlan:
     def _plan(self, model: Any) -> str | None:
         layers = model.layers
         be = model.backend
-        if len(self.input_cols) > 1 and not getattr(be, "trainer_graph_inputs", False):
-            return f"the {be.name} fused trainer does not run layer graphs with several inputs yet"
         # a functional model's InputLayers are the identity: reading one reads its model input
         inputs = {i: ins[0] for i, (layer, ins) in enumerate(zip(layers, model.graph_inbound))
                   if type(layer) is InputLayer}
@@ -200,9 +198,6 @@ class GraphPlan:
                 self.block_of.append(None)
                 continue
             if kind is Dense or kind in MERGE_KINDS:
-                if MERGE_KINDS.get(kind, 0) > MERGE_KINDS[Add] and not getattr(be, "trainer_merge_ops", False):
-                    return (f"the {be.name} fused trainer does not run {kind.__name__} merges yet (layer "
-                            f"{layer.name!r})")
                 for k in ins:
                     if k >= 0 and k not in owner:
                         return (f"{layer.name!r} takes {layers[k].name!r} ({type(layers[k]).__name__}), which is not "
@@ -239,7 +234,7 @@ class GraphPlan:
             return "the output must be the last block's output to be fused"
         if not any(type(layers[h]) is Dense for h in heads):
             return "a graph without a Dense layer is not fused"
-        if not getattr(be, "trainer_graph_inputs", False) and type(layers[heads[0]]) is not Dense:
+        if not getattr(be, "trainer_multi_input", False) and type(layers[heads[0]]) is not Dense:
             # (its batch is as wide as the first block's input: a Dense reading the model input)
             return f"the {be.name} fused trainer runs layer graphs that start with a Dense block only"
         return None
@@ -277,6 +272,8 @@ def unsupported_reason(model: Any) -> str | None:
         plan = GraphPlan(model)
         if plan.reason is not None:
             return plan.reason
+        if len(plan.input_cols) > 1 and not getattr(be, "trainer_multi_input", False):
+            return f"the {be.name} fused trainer does not take a model with several inputs yet"
     trained = {id(layer) for layer in model.trained_layers()}
     for layer in model.layers:
         if type(layer) is BatchNormalization and not layer.trainable and \
