@@ -39,7 +39,8 @@ class MlpTrainer {
         [&](const py::handle& h, const std::string& name, std::vector<py::ssize_t> shape) {
           return fptr(keep_shaped(h, name, std::move(shape)));
         },
-        /*allow_constraints=*/true, /*allow_prelu=*/true, /*allow_layernorm=*/true, &x_cols_);
+        /*allow_constraints=*/true, /*allow_prelu=*/true, /*allow_layernorm=*/true, &x_cols_,
+        /*allow_step_extras=*/true);
   }
 
   // Run steps [step0, step1) of the epoch whose sample order is `order`.

@@ -142,10 +142,46 @@ inline OptimizerConfig to_optimizer(const py::dict& o) {
 //   {"kind": "act_param", "act_kind" (0 relu, 1 elu), "slope", "alpha", "max_value" (None: none),
 //    "threshold", "Y", "G"}, {"kind": "softmax", "Y", "G"}, {"kind": "gaussian_noise" / "gaussian_dropout",
 //    "scale", "seed", "counter" (as dropout's), "M", "Y", "G"} (only with allow_prelu: the CPU's steps)
+inline Constraint to_constraint(const py::handle& h, const std::string& where);
+
+// A step's optional regularizer factors ("gamma_l1", "gamma_l2", "beta_l1", "beta_l2",
+// "alpha_l1", "alpha_l2") and constraints ("gamma_constraint", "beta_constraint",
+// "alpha_constraint": fusednn.constraints kernel_spec of the 1-D weight); only a trainer
+// built with allow_step_extras takes them, and only on a step that has that weight.
+inline void step_penalties(const py::dict& d, LayerStep& st, const std::string& at, bool allow) {
+  const bool norm = st.kind == StepKind::batchnorm || st.kind == StepKind::layernorm;
+  struct Entry {
+    const char* name;
+    bool has;
+    float *l1, *l2;
+    Constraint* con;
+  };
+  const Entry entries[3] = {{"gamma", norm && st.gamma, &st.gamma_l1, &st.gamma_l2, &st.gamma_con},
+                            {"beta", norm && st.beta, &st.beta_l1, &st.beta_l2, &st.beta_con},
+                            {"alpha", st.kind == StepKind::prelu, &st.alpha_l1, &st.alpha_l2, &st.alpha_con}};
+  for (const Entry& e : entries) {
+    const std::string name = e.name;
+    for (const std::string& key : {name + "_l1", name + "_l2", name + "_constraint"}) {
+      if (!d.contains(key.c_str()) || d[key.c_str()].is_none()) continue;
+      if (!allow)
+        throw py::value_error(at + key + ": this device's fused trainer does not regularize or constrain step weights");
+      if (!e.has || st.frozen) throw py::value_error(at + "has " + key + " but no trainable " + name);
+      if (key == name + "_constraint") {
+        *e.con = to_constraint(d[key.c_str()], at + key + " ");
+        e.con->axis = ConstraintAxis::all;  // a 1-D weight is one vector
+      } else {
+        const float f = d[key.c_str()].cast<float>();
+        if (!(f >= 0.f) || !std::isfinite(f)) throw py::value_error(at + key + " must be a finite number >= 0");
+        *(key == name + "_l1" ? e.l1 : e.l2) = f;
+      }
+    }
+  }
+}
+
 template <class Shaped>
 std::vector<LayerStep> to_steps(const py::list& steps, const OptimizerConfig& opt, int batch, int cols,
                                 const std::string& where, Shaped&& shaped, bool allow_prelu = false,
-                                bool allow_layernorm = false) {
+                                bool allow_layernorm = false, bool allow_step_extras = false) {
   std::vector<LayerStep> out;
   bool use[3];
   opt_state_use(opt.kind, opt.flags, &use[0], &use[1], &use[2]);
@@ -195,6 +231,7 @@ std::vector<LayerStep> to_steps(const py::list& steps, const OptimizerConfig& op
           st.zeros = shaped(d["zeros"], at + "zeros", {cols});
           if (!d["gamma"].is_none()) st.gamma = shaped(d["gamma"], at + "gamma", {cols});
           if (!d["beta"].is_none()) st.beta = shaped(d["beta"], at + "beta", {cols});
+          step_penalties(d, st, at, allow_step_extras);  // (rejects any: a frozen step has no trainable weight)
           out.push_back(st);
           continue;
         }
@@ -235,7 +272,8 @@ std::vector<LayerStep> to_steps(const py::list& steps, const OptimizerConfig& op
       }
       if (opt.flags & optf::ema) st.alpha_ema = shaped(d["alpha_ema"], at + "alpha_ema", {n});
       if (d.contains("alpha_decay")) st.alpha_decay = d["alpha_decay"].cast<bool>();
-    } else if (kind == "act_param" || kind == "softmax" || kind == "gaussian_noise" || kind == "gaussian_dropout") {
+    } else if (kind == "act_param" || kind == "softmax" || kind == "log_softmax" || kind == "gaussian_noise" ||
+               kind == "gaussian_dropout") {
       // the steps of cpu_steps_more.h: a device that runs prelu steps (the CPU) runs these too
       if (!allow_prelu)
         throw py::value_error(at + "is a " + kind + " step, which this device's fused trainer does not run");
@@ -251,6 +289,10 @@ std::vector<LayerStep> to_steps(const py::list& steps, const OptimizerConfig& op
         }
       } else if (kind == "softmax") {
         st.kind = StepKind::softmax;
+      } else if (kind == "log_softmax") {
+        if (!allow_step_extras)
+          throw py::value_error(at + "is a log_softmax step, which this device's fused trainer does not run");
+        st.kind = StepKind::log_softmax;
       } else {
         st.kind = kind == "gaussian_noise" ? StepKind::gaussian_noise : StepKind::gaussian_dropout;
         st.noise_scale = d["scale"].cast<float>();
@@ -267,8 +309,9 @@ std::vector<LayerStep> to_steps(const py::list& steps, const OptimizerConfig& op
     } else {
       throw py::value_error(at + "has unknown kind '" + kind +
                             "' (activation, dropout, batchnorm, prelu, layernorm, act_param, softmax, "
-                            "gaussian_noise, gaussian_dropout)");
+                            "log_softmax, gaussian_noise, gaussian_dropout)");
     }
+    step_penalties(d, st, at, allow_step_extras);
     out.push_back(st);
   }
   return out;
@@ -307,7 +350,8 @@ inline Constraint to_constraint(const py::handle& h, const std::string& where) {
 template <class Matrix, class Shaped>
 std::vector<DenseBuffers> to_layers(const py::list& layers, const OptimizerConfig& opt, int batch,
                                     Matrix&& matrix, Shaped&& shaped, bool allow_constraints = false,
-                                    bool allow_prelu = false, bool allow_layernorm = false, int* x_cols_out = nullptr) {
+                                    bool allow_prelu = false, bool allow_layernorm = false, int* x_cols_out = nullptr,
+                                    bool allow_step_extras = false) {
   if (layers.empty()) throw py::value_error("MlpTrainer needs at least one layer");
   std::vector<DenseBuffers> out;
   int prev_out = -1;
@@ -440,7 +484,7 @@ std::vector<DenseBuffers> to_layers(const py::list& layers, const OptimizerConfi
     }
     if (d.contains("post") && !d["post"].is_none())
       l.post = to_steps(d["post"].cast<py::list>(), opt, batch, l.out, where, shaped, allow_prelu,
-                        allow_layernorm);
+                        allow_layernorm, allow_step_extras);
     out.push_back(l);
   }
   if (x_cols_out) *x_cols_out = x_cols;

@@ -126,6 +126,13 @@ struct Kernels {
   void softmax_rows_backward(float* dx, const float* dy, const float* y, int rows, int cols) const {
     cpu::softmax_backward(dx, dy, y, std::size_t(rows), std::size_t(cols));
   }
+  // the log_softmax step (layer_steps.h): the per-op path's kernels (activations.cpp)
+  void log_softmax_rows(float* y, const float* x, int rows, int cols) const {
+    cpu::log_softmax(y, x, std::size_t(rows), std::size_t(cols));
+  }
+  void log_softmax_rows_backward(float* dx, const float* dy, const float* y, int rows, int cols) const {
+    cpu::log_softmax_backward(dx, dy, y, std::size_t(rows), std::size_t(cols));
+  }
   void gaussian_factor(float* m, int rows, int cols, std::uint64_t seed, std::uint64_t t, float scale,
                        bool add_one) const {
     cpu::gaussian_factor(m, rows, cols, seed, t, scale, add_one);

@@ -361,6 +361,7 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
         dev.regularize(l.dW, l.W, std::int64_t(l.in) * l.out, ps * l.W_l1, ps * l.W_l2, data.step_losses + s);
       if (l.b && (l.b_l1 != 0.f || l.b_l2 != 0.f))
         dev.regularize(l.db, l.b, l.out, ps * l.b_l1, ps * l.b_l2, data.step_losses + s);
+      if (!l.post.empty()) post_regularize(dev, l.post, ps, data.step_losses + s);  // the block's steps next
     }
     // data parallelism: every rank adds the whole penalty, and the hook's rows / global_rows
     // scaling makes the sum over ranks count it once
@@ -382,7 +383,10 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
     for (DenseBuffers& l : layers) {
       const std::int64_t nw = std::int64_t(l.in) * l.out;
       if (l.frozen) {  // the steps after it (batch-norm) may still train
-        if (!l.post.empty()) post_update(dev, l.post, opt, P);
+        if (!l.post.empty()) {
+          post_update(dev, l.post, opt, P);
+          post_constrain(dev, l.post);
+        }
         continue;
       }
       if (opt.flags & optf::clip_norm) {
@@ -404,6 +408,7 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
         if (l.W_con.kind != ConstraintKind::none) dev.constrain(l.W, l.in, l.out, l.W_con);
         if (l.b && l.b_con.kind != ConstraintKind::none) dev.constrain(l.b, l.out, 1, l.b_con);
       }
+      if (!l.post.empty()) post_constrain(dev, l.post);
     }
     iterations = t;
     if (stop_on_nonfinite && !dev.is_finite(data.step_losses + s)) {

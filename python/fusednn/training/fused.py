@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .. import losses, optimizers
+from .. import losses, optimizers, regularizers
 from ..backends import NEEDS_INPUT, activation_code
 from ..distribution import state as distribution_state
 from ..layers import (Activation, Add, Average, BatchNormalization, Concatenate, Dense, Dropout, Flatten, Identity,
@@ -99,6 +99,62 @@ _STEP_LAYERS = (Dropout, BatchNormalization, Activation, ReLU, Identity, PReLU, 
 _MORE_STEPS = (LeakyReLU, ELU, Softmax, GaussianNoise, GaussianDropout)
 
 
+def _step_regularizers(layer: Any) -> list[tuple[str, Any]]:
+    """(name, regularizer) of a BatchNormalization/LayerNormalization/PReLU layer's
+    regularized weights that exist, in the per-op path's order (gamma, beta; alpha)."""
+    if type(layer) is PReLU:
+        return [("alpha", layer.alpha_regularizer)] if layer.alpha_regularizer is not None else []
+    out = []
+    if layer.scale and layer.gamma_regularizer is not None:
+        out.append(("gamma", layer.gamma_regularizer))
+    if layer.center and layer.beta_regularizer is not None:
+        out.append(("beta", layer.beta_regularizer))
+    return out
+
+
+def _step_constraints(layer: Any) -> list[tuple[str, Any]]:
+    """(name, constraint) of a BatchNormalization/LayerNormalization/PReLU layer's
+    constrained weights that exist."""
+    if type(layer) is PReLU:
+        return [("alpha", layer.alpha_constraint)] if layer.alpha_constraint is not None else []
+    return [(name, con) for name, on, con in (("gamma", layer.scale, layer.gamma_constraint),
+                                                ("beta", layer.center, layer.beta_constraint))
+            if on and con is not None]
+
+
+def _step_weights_reason(model: Any, layer: Any) -> str | None:
+    """Why the regularizers/constraints of a normalisation or PReLU layer's weights cannot
+    run in the fused trainer, or None (none, or all fusable on this backend)."""
+    regs, cons = _step_regularizers(layer), _step_constraints(layer)
+    if not regs and not cons:
+        return None
+    kind = type(layer).__name__
+    if not getattr(model.backend, "trainer_step_penalties", False):
+        what = "an alpha_regularizer/alpha_constraint" if kind == "PReLU" else \
+            "a beta/gamma_regularizer or beta/gamma_constraint"
+        return f"the {model.backend.name} fused trainer does not run {kind} {layer.name!r} with {what} yet"
+    for name, reg in regs:
+        if type(reg).__call__ is not regularizers.Regularizer.__call__:
+            return f"{name}_regularizer {type(reg).__name__} of layer {layer.name!r} defines its own penalty: not fused"
+    for name, con in cons:
+        if con.kernel_spec(1, layer.name) is None:
+            return f"{name}_constraint {type(con).__name__} of layer {layer.name!r} is a Python projection, not fused"
+    return None
+
+
+def _penalty_order_reason(model: Any, plan: "GraphPlan") -> str | None:
+    """Why a layer graph's weight penalties cannot be added in the per-op path's order
+    (model order) by the trainer (block order: each Dense, then its steps), or None."""
+    blocks = [plan.block_of[i] for i, layer in enumerate(model.layers)
+              if plan.block_of[i] is not None and (
+                  (type(layer) is Dense and layer.regularized()) or
+                  (type(layer) in (BatchNormalization, LayerNormalization, PReLU) and _step_regularizers(layer)))]
+    if blocks != sorted(blocks):
+        return ("the layer graph's regularized layers are not in block order (a Dense's steps after a later "
+                "Dense), so the penalties would sum in another order than the per-op path's: not fused")
+    return None
+
+
 def _steps_reason(model: Any, layers: list[Any]) -> str | None:
     """Why the layers after the leading Normalizations cannot run as Dense blocks with
     layer steps, or None."""
@@ -109,26 +165,27 @@ def _steps_reason(model: Any, layers: list[Any]) -> str | None:
             continue
         if type(layer) not in _STEP_LAYERS:
             return f"layer {layer.name!r} ({type(layer).__name__}) is not fused"
-        if type(layer) is Activation and (layer.activation == "log_softmax" or (
-                layer.activation == "softmax" and not getattr(model.backend, "trainer_steps_more", False))):
+        if type(layer) is Activation and layer.activation == "log_softmax" and \
+                not getattr(model.backend, "trainer_log_softmax", False):
+            return (f"the {model.backend.name} fused trainer does not run a log_softmax Activation layer "
+                    f"({layer.name!r}) yet")
+        if type(layer) is Activation and layer.activation == "softmax" and \
+                not getattr(model.backend, "trainer_steps_more", False):
             return f"a {layer.activation} Activation layer ({layer.name!r}) inside the model is not fused"
         if (type(layer) in _MORE_STEPS or (type(layer) is ReLU and not layer.plain)) and \
                 not getattr(model.backend, "trainer_steps_more", False):
             what = "ReLU layers with max_value/negative_slope/threshold" if type(layer) is ReLU else \
                 f"{type(layer).__name__} layers"
             return f"the {model.backend.name} fused trainer does not run {what} yet (layer {layer.name!r})"
-        if type(layer) in (BatchNormalization, LayerNormalization):
-            if layer.has_constraints:
-                return f"{type(layer).__name__} {layer.name!r} with a beta_constraint/gamma_constraint is not fused"
-            if layer.has_regularizers:
-                return f"{type(layer).__name__} {layer.name!r} with a beta_regularizer/gamma_regularizer is not fused"
+        if type(layer) in (BatchNormalization, LayerNormalization, PReLU):
+            why = _step_weights_reason(model, layer)
+            if why is not None:
+                return why
         if type(layer) is LayerNormalization:
             if not getattr(model.backend, "trainer_layernorm", False):
                 return (f"the {model.backend.name} fused trainer does not run LayerNormalization layers yet "
                         f"(layer {layer.name!r})")
         if type(layer) is PReLU:
-            if layer.alpha_regularizer is not None or layer.alpha_constraint is not None:
-                return f"PReLU layer {layer.name!r} with an alpha_regularizer/alpha_constraint is not fused"
             if not getattr(model.backend, "trainer_prelu", False):
                 return f"the {model.backend.name} fused trainer does not run PReLU layers yet (layer {layer.name!r})"
         if not getattr(model.backend, "trainer_steps", False):
@@ -294,9 +351,9 @@ def unsupported_reason(model: Any) -> str | None:
     if why is not None:
         return why
     if distribution_state.fit_session(model) is not None and \
-            any(type(layer) is not Dense for layer in _program(model)[k:]):
-        return ("layer steps (Dropout/BatchNormalization/Activation after a Dense) are not fused under a "
-                "distribution yet: their gradients are not in the allreduced buffer")
+            any(type(layer) is not Dense or layer.activation == "log_softmax" for layer in _program(model)[k:]):
+        return ("layer steps (Dropout/BatchNormalization/Activation after a Dense, a log_softmax) are not fused "
+                "under a distribution yet: their gradients are not in the allreduced buffer")
     why = _constraints_reason(model, _program(model)[k:])
     if why is not None:
         return why
@@ -312,8 +369,13 @@ def unsupported_reason(model: Any) -> str | None:
     if last == "softmax" and not fold:
         return "a softmax output not folded into a cross-entropy is not fused"
     prog = _program(model)
-    if any(getattr(layer, "activation", None) == "log_softmax" for layer in prog[k:]):
-        return "a log_softmax activation is not fused (row-wise; per-op kernels only)"
+    if any(getattr(layer, "activation", None) == "log_softmax" for layer in prog[k:]) and \
+            not getattr(be, "trainer_log_softmax", False):
+        return f"a log_softmax activation is not fused by the {be.name} trainer (row-wise; per-op kernels only)"
+    if plan is not None:
+        why = _penalty_order_reason(model, plan)
+        if why is not None:
+            return why
     if any(getattr(layer, "activation", None) == "softmax" and type(layer) is not Activation  # (a softmax step)
            for layer in prog[k:-1]):
         return "a softmax hidden layer is not fused"
@@ -398,6 +460,8 @@ class FusedTrainer:
                 p = self._add_step(block, layer, be, batch, opt, states, p, id(layer) in trained)
                 continue
             act = "linear" if (fold and i == last) else layer.activation
+            # a log_softmax activation (row-wise) runs as the block's first step after a linear Dense
+            row_step, act = (act, "linear") if act == "log_softmax" else (None, act)
             if id(layer) not in trained:  # frozen: no gradient, update, state or penalty (Keras)
                 spec = {"W": layer.kernel, "b": layer.bias, "act": activation_code(act), "frozen": True,
                         "A": be.empty((batch, layer.units)), "G": be.empty((batch, layer.units)),
@@ -406,6 +470,8 @@ class FusedTrainer:
                     spec["Z"] = be.empty((batch, layer.units))
                 if plan is not None:
                     _graph_input(spec, plan, len(specs), layer, be, batch)
+                if row_step is not None:
+                    _append_step(spec, {"kind": row_step}, be, batch)
                 specs.append(spec)
                 continue
             spec = {"W": layer.kernel, "b": layer.bias, "act": activation_code(act),
@@ -429,6 +495,8 @@ class FusedTrainer:
             p += 2 if layer.use_bias else 1
             if plan is not None:
                 _graph_input(spec, plan, len(specs), layer, be, batch)
+            if row_step is not None:
+                _append_step(spec, {"kind": row_step}, be, batch)
             specs.append(spec)
         self.batch = batch
         self.optimizer = opt  # keeps id(opt) in the key unique while this trainer exists
@@ -453,8 +521,8 @@ class FusedTrainer:
                   trained: bool = True) -> int:
         """Append ``layer``'s step to the Dense block ``spec``; returns the index of the
         next parameter (in the optimizer's order)."""
-        if type(layer) is Activation and layer.activation == "softmax":  # the row-softmax step
-            step = {"kind": "softmax"}
+        if type(layer) is Activation and layer.activation in ("softmax", "log_softmax"):  # a row step
+            step = {"kind": layer.activation}
         elif type(layer) is Activation:
             step = None if layer.activation == "linear" else {"kind": "activation",
                                                                "act": activation_code(layer.activation)}
@@ -476,10 +544,15 @@ class FusedTrainer:
                         step[f"{name}_{slot}"] = st
                     step[f"{name}_decay"] = opt.uses_weight_decay(p)
                     p += 1
+        if type(layer) in (BatchNormalization, LayerNormalization, PReLU) and trained:
+            # Keras regularizers (added to the step's loss and gradients after the block's own)
+            # and constraints (projected after the update): fusednn/layer_steps.h
+            for name, reg in _step_regularizers(layer):
+                step[f"{name}_l1"], step[f"{name}_l2"] = reg.l1, reg.l2
+            for name, con in _step_constraints(layer):
+                step[f"{name}_constraint"] = con.kernel_spec(1, f"{type(layer).__name__} {layer.name!r}")
         if step is not None:
-            cols = spec["A"].shape[1]
-            step["Y"], step["G"] = be.empty((batch, cols)), be.empty((batch, cols))
-            spec.setdefault("post", []).append(step)
+            _append_step(spec, step, be, batch)
         return p
 
     def epoch(self, model: Any, x: Any, y: Any, order: np.ndarray, step_losses: Any, chunk: int,
@@ -588,6 +661,13 @@ class FusedTrainer:
         """Point the trainer's metric accumulators at ``tracker``'s (None: no metrics)."""
         self.tracker = tracker
         self.metrics = None if tracker is None else tracker.trainer_metrics(False)
+
+
+def _append_step(spec: dict, step: dict, be: Any, batch: int) -> None:
+    """Append ``step`` (with its output and gradient buffers) to the Dense block ``spec``."""
+    cols = spec["A"].shape[1]
+    step["Y"], step["G"] = be.empty((batch, cols)), be.empty((batch, cols))
+    spec.setdefault("post", []).append(step)
 
 
 def _graph_input(spec: dict, plan: GraphPlan, b: int, layer: Any, be: Any, batch: int) -> None:
