@@ -89,7 +89,15 @@ def _merge_then_steps_output():
     return [a, b], L.Activation("tanh")(L.BatchNormalization()(s)), "mse"
 
 
-TOPOLOGIES = {"merge_steps_output": _merge_then_steps_output, "wide_deep": _wide_deep, "two_towers_add": _two_towers_add, "shared_input": _shared_input_three,
+def _steps_on_inputs():
+    """Steps on model inputs that are slices of the packed batch (identity blocks):
+    BatchNormalization on one input, Dropout on the other, both concatenated."""
+    a, b = keras.Input((4,)), keras.Input((3,))
+    cat = L.concatenate([L.Dense(3, activation="relu")(a), L.BatchNormalization()(b), L.Dropout(0.3, seed=1)(a)])
+    return [a, b], L.Dense(2)(cat), "mse"
+
+
+TOPOLOGIES = {"steps_on_inputs": _steps_on_inputs, "merge_steps_output": _merge_then_steps_output, "wide_deep": _wide_deep, "two_towers_add": _two_towers_add, "shared_input": _shared_input_three,
               "merges_of_inputs": _merges_of_inputs, "single_input_merges": _single_input_new_merges,
               "average_output": _average_ensemble_output, "multiply_output": _multiply_output_by_input}
 
