@@ -16,7 +16,7 @@ from . import registry, saving
 from .backends import Backend, get_backend
 from .layers import REGISTRY as LAYERS, InputLayer, Layer, unique_name
 from .layers.symbolic import KerasTensor, is_symbolic
-from .saving import load_model  # noqa: F401 - keras.models.load_model
+from .saving import load_model, save_model  # noqa: F401 - keras.models.load_model, keras.models.save_model
 from .training import Trainer
 
 

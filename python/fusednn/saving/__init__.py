@@ -7,12 +7,12 @@ rebuilt through :data:`fusednn.registry.MODELS`); ``keras_archive`` (with
 content when reading; ``onnx`` exports to ONNX. Nothing
 here imports the models: a model class registers itself and calls in.
 """
-from . import formats, keras_archive, keras_config, keras_h5, model_file, onnx
+from . import formats, keras_archive, keras_config, keras_h5, keras_legacy_h5, model_file, onnx
 from ..custom_objects import (get_custom_objects, get_registered_name, get_registered_object,
                               register_keras_serializable)
 from .formats import load_model, load_weights, save_model, save_weights
 from .model_file import CONFIG_KEY, FORMAT, FORMAT_VERSION, read_file
 
-__all__ = ["CONFIG_KEY", "FORMAT", "FORMAT_VERSION", "formats", "keras_archive", "keras_config", "keras_h5",
+__all__ = ["CONFIG_KEY", "FORMAT", "FORMAT_VERSION", "formats", "keras_archive", "keras_config", "keras_h5", "keras_legacy_h5",
            "load_model", "load_weights", "model_file", "onnx", "read_file", "save_model", "save_weights",
            "get_custom_objects", "get_registered_name", "get_registered_object", "register_keras_serializable"]

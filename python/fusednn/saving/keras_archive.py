@@ -180,8 +180,14 @@ def load_model(filepath: str | os.PathLike, custom_objects: Mapping[str, type] |
     return model
 
 
+def _open_weights(weights_bytes: bytes, label: str, opener: Any = None) -> keras_h5.WeightsFile:
+    """The weights file of an archive, or (``opener``, from :mod:`.keras_legacy_h5`) a
+    legacy HDF5 model file's weights seen through the same interface."""
+    return opener() if opener is not None else keras_h5.WeightsFile(weights_bytes, f"{label}:{WEIGHTS_NAME}")
+
+
 def _build(label: str, config: dict[str, Any], classes: list[str], weights_bytes: bytes | None,
-           custom_objects: Mapping[str, type] | None) -> "Sequential":
+           custom_objects: Mapping[str, type] | None, opener: Any = None) -> "Sequential":
     try:
         layers = _layers(config, custom_objects)
         dim = _input_dim(config, layers)
@@ -190,7 +196,7 @@ def _build(label: str, config: dict[str, Any], classes: list[str], weights_bytes
         if dim is not None:
             if weights_bytes is None:
                 raise ValueError("it has no model.weights.h5")
-            with keras_h5.WeightsFile(weights_bytes, f"{label}:{WEIGHTS_NAME}") as wf:
+            with _open_weights(weights_bytes, label, opener) as wf:
                 d, adapted = dim, set()
                 for i, (layer, spec) in enumerate(zip(layers, config["layers"])):
                     if spec["class_name"] == "Normalization" and spec["config"].get("mean") is None:
@@ -224,7 +230,7 @@ class _Declared:
 
 
 def _build_functional(label: str, config: dict[str, Any], classes: list[str], weights_bytes: bytes | None,
-                      custom_objects: Mapping[str, type] | None) -> "Sequential":
+                      custom_objects: Mapping[str, type] | None, opener: Any = None) -> "Sequential":
     """A functional model from its translated config: every layer's stored weight shapes
     are checked against the graph (:func:`check_declared_shapes`) before anything is
     built or read, then each layer's weights are set by its name."""
@@ -239,7 +245,7 @@ def _build_functional(label: str, config: dict[str, Any], classes: list[str], we
                                  "functional model fusednn reads them only from the config")
         if weights_bytes is None:
             raise ValueError("it has no model.weights.h5")
-        with keras_h5.WeightsFile(weights_bytes, f"{label}:{WEIGHTS_NAME}") as wf:
+        with _open_weights(weights_bytes, label, opener) as wf:
             names, declared = [], {}
             for key in keys:
                 n = wf.count(f"layers/{key}/vars") or 0
@@ -270,7 +276,7 @@ def _registry() -> Any:
 
 
 def _compile(model: "Sequential", compile_config: Any, extra: dict[str, Any], weights_bytes: bytes | None,
-             label: str) -> None:
+             label: str, opener: Any = None) -> None:
     """Compile ``model`` as the archive says and restore the optimizer's state; what
     fusednn cannot take is a warning and the model stays uncompiled (as Keras does when
     a saved compile config fails)."""
@@ -296,7 +302,7 @@ def _compile(model: "Sequential", compile_config: Any, extra: dict[str, Any], we
         raise ValueError(f"{label}: its compile config cannot be applied: {type(e).__name__}: {e}") from None
     if weights_bytes is None or not model.built:
         return
-    with keras_h5.WeightsFile(weights_bytes, f"{label}:{WEIGHTS_NAME}") as wf:
+    with _open_weights(weights_bytes, label, opener) as wf:
         _restore_optimizer(model, wf)
 
 
@@ -419,3 +425,24 @@ def load_weights(model: "Sequential", filepath: str | os.PathLike, data: bytes |
         model.set_weights([w for ws in stored for w in ws])
         if model.optimizer is not None and wf.count("optimizer/vars"):
             _restore_optimizer(model, wf)
+
+
+# ------------------------------------------------------------------------------ for keras_legacy_h5
+def build_model(label: str, config: dict[str, Any], classes: list[str], kind: str, weights_bytes: bytes,
+                custom_objects: Mapping[str, type] | None, opener: Any) -> "Sequential":
+    """The model of a config translated by :func:`.keras_config.from_keras_model`, its
+    weights read through ``opener()`` (a :class:`.keras_h5.WeightsFile`), checked as
+    :func:`load_model` checks an archive's."""
+    build = _build if kind == "Sequential" else _build_functional
+    return build(label, config, classes, weights_bytes, custom_objects, opener)
+
+
+def compile_model(model: "Sequential", compile_config: Any, weights_bytes: bytes, label: str, opener: Any) -> None:
+    """Compile ``model`` from Keras' ``compile_config`` and restore the optimizer's state
+    through ``opener()``, as :func:`load_model` does (a warning where it cannot)."""
+    _compile(model, compile_config, {}, weights_bytes, label, opener)
+
+
+def optimized_weights(model: "Sequential") -> list[Any]:
+    """The weights the optimizer updates, in Keras' order of its variables."""
+    return _optimized(model)

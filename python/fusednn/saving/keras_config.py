@@ -686,3 +686,115 @@ def to_keras_compile(model: Any, metric_names: list[str]) -> dict[str, Any]:
             names.append(keep)
         config["metrics"] = names if any(names) else None
     return config
+
+
+# ------------------------------------------------------------------------------ legacy (.h5) spellings
+#: layers whose Keras 2 config saves ``axis`` as the positive index of the last axis
+_LAST_AXIS_LAYERS = frozenset({"BatchNormalization", "LayerNormalization"})
+
+
+def _legacy_node(node: Any, where: str) -> dict[str, Any]:
+    """A tf.keras 2.x inbound node ``[["layer", 0, 0, {}], ...]`` as Keras 3's
+    ``{"args": [...], "kwargs": {}}`` of ``__keras_tensor__`` references."""
+    if isinstance(node, dict):
+        return node  # already Keras 3's spelling
+    if not (isinstance(node, list) and node):
+        raise ValueError(f"{where}: inbound node {node!r:.100} is not a list of tensors")
+    refs = []
+    for entry in node:
+        if not (isinstance(entry, list) and len(entry) in (3, 4) and isinstance(entry[0], str)):
+            raise ValueError(f"{where}: inbound tensor {entry!r:.100} is not [layer, node, tensor, kwargs]")
+        if len(entry) == 4 and entry[3]:
+            raise ValueError(f"{where}: call arguments {entry[3]!r:.100} are not supported")
+        refs.append({"class_name": "__keras_tensor__",
+                     "config": {"shape": None, "dtype": "float32", "keras_history": list(entry[:3])}})
+    return {"args": [refs if len(refs) > 1 else refs[0]], "kwargs": {}}
+
+
+def _legacy_layer_config(spec: Any, where: str, functional: bool) -> Any:
+    if not isinstance(spec, dict) or not isinstance(spec.get("config"), dict):
+        return spec  # from_keras_model says what is wrong
+    spec = {**spec, "config": dict(spec["config"])}
+    cfg = spec["config"]
+    if spec.get("class_name") == "InputLayer":
+        if "batch_input_shape" in cfg and "batch_shape" not in cfg:
+            cfg["batch_shape"] = cfg.pop("batch_input_shape")
+        return spec
+    cfg.pop("batch_input_shape", None)  # (Keras 3 turns it into input_shape, which it then ignores)
+    if spec.get("class_name") in _LAST_AXIS_LAYERS and cfg.get("axis") in (1, [1]):
+        cfg["axis"] = -1  # fusednn's layers take flat features: axis 1 is the last
+    if functional and isinstance(spec.get("inbound_nodes"), list):
+        spec["inbound_nodes"] = [_legacy_node(n, where) for n in spec["inbound_nodes"]]
+    return spec
+
+
+def from_legacy_model(doc: Any) -> dict[str, Any]:
+    """The ``model_config`` of a legacy HDF5 file (Keras 3's legacy spelling, or tf.keras
+    2.x's) in Keras 3's ``config.json`` spelling, for :func:`from_keras_model`: a
+    Sequential whose first layer carries ``batch_input_shape`` gets an InputLayer,
+    ``batch_input_shape`` becomes ``batch_shape``, Keras 2's ``axis=[1]`` of
+    BatchNormalization/LayerNormalization becomes -1, and Keras 2's inbound nodes
+    (``[["dense", 0, 0, {}]]``) become Keras 3's tensor references. Initializers,
+    regularizers and constraints without ``module`` need nothing: they are Keras' own."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict):
+        raise ValueError("its model_config is not a Keras model config {'class_name': ..., 'config': ...}")
+    config = dict(doc["config"])
+    functional = doc.get("class_name") in ("Functional", "Model")
+    if not isinstance(config.get("layers"), list):
+        raise ValueError("its model_config has no list of layers")
+    layers = [_legacy_layer_config(s, f"layer {i}", functional) for i, s in enumerate(config["layers"])]
+    if not functional and layers and isinstance(doc["config"]["layers"][0], dict):
+        first = doc["config"]["layers"][0]
+        shape = (first.get("config") or {}).get("batch_input_shape") if isinstance(first.get("config"), dict) \
+            else None
+        if first.get("class_name") != "InputLayer" and shape is not None:
+            layers.insert(0, {"class_name": "InputLayer",
+                              "config": {"batch_shape": shape, "name": "input_layer"}})
+    config["layers"] = layers
+    return {"class_name": doc.get("class_name"), "config": config}
+
+
+def from_legacy_training(training_config: Any, single_output: bool = True) -> dict[str, Any]:
+    """A legacy HDF5 file's ``training_config`` as Keras 3's ``compile_config`` for
+    :func:`from_keras_compile`: ``optimizer_config`` becomes ``optimizer`` (tf.keras
+    2.11+'s ``Custom>Adam`` spelling of a built-in optimizer is read as ``Adam``), and
+    tf.keras 2.x's ``decay`` argument is dropped with Keras 3's warning
+    (Keras 3 ignores it too); a trained tf.keras 2.x model's metrics, saved as
+    ``MeanMetricWrapper`` objects nested per output, are read by name."""
+    import warnings
+
+    if not isinstance(training_config, dict):
+        raise ValueError("its training_config is not a JSON object")
+    out = {k: v for k, v in training_config.items() if k != "optimizer_config"}
+    opt = training_config.get("optimizer_config")
+    if isinstance(opt, dict) and isinstance(opt.get("class_name"), str) and opt["class_name"].startswith("Custom>"):
+        opt = {**opt, "class_name": opt["class_name"][len("Custom>"):]}
+    if isinstance(opt, dict) and isinstance(opt.get("config"), dict) and "decay" in opt["config"]:
+        opt = {**opt, "config": {k: v for k, v in opt["config"].items() if k != "decay"}}
+        if training_config["optimizer_config"]["config"]["decay"] is not None:  # (Keras 3 warns at 0.0 too)
+            warnings.warn("Argument `decay` is no longer supported and will be ignored.", UserWarning, stacklevel=3)
+    out["optimizer"] = opt
+    for key in ("metrics", "weighted_metrics"):
+        if out.get(key) is not None:
+            out[key] = _legacy_metrics(out[key], single_output)
+    return out
+
+
+def _legacy_metric(spec: Any) -> Any:
+    """tf.keras 2.x's ``MeanMetricWrapper`` of a built-in metric function (how a trained
+    model's ``metrics=["accuracy"]`` is saved) as the name it was compiled with."""
+    if isinstance(spec, dict) and spec.get("class_name") == "MeanMetricWrapper" and isinstance(
+            spec.get("config"), dict) and isinstance(spec["config"].get("fn"), str):
+        name = spec["config"].get("name")
+        return name if name in ("accuracy", "acc") else spec["config"]["fn"]
+    return spec
+
+
+def _legacy_metrics(value: Any, single_output: bool) -> Any:
+    if isinstance(value, list):
+        if single_output and len(value) == 1 and isinstance(value[0], list):
+            value = value[0]  # tf.keras 2.x nests a single output's metrics: [[...]]
+        return [_legacy_metrics(v, False) if isinstance(v, list) else _legacy_metric(v) for v in value]
+    if isinstance(value, dict) and "class_name" not in value:
+        return {k: _legacy_metrics(v, False) if isinstance(v, list) else _legacy_metric(v) for k, v in value.items()}
+    return _legacy_metric(value)

@@ -72,6 +72,25 @@ class WeightsFile:
                 raise ValueError(f"{self.label}: cannot read {path!r}: {e}") from None
         return node
 
+    @property
+    def h5py(self) -> Any:
+        """The h5py module."""
+        return self._h5py
+
+    @property
+    def file(self) -> Any:
+        """The open ``h5py.File``."""
+        return self._file
+
+    @property
+    def size(self) -> int:
+        """The file's size in bytes."""
+        return self._size
+
+    def node(self, path: str) -> Any:
+        """The object at ``path``, reached through hard links only; None if absent."""
+        return self._node(path)
+
     def count(self, path: str) -> int | None:
         """The number of variables in group ``path`` (``.../vars``); None if it is absent."""
         node = self._node(path)
@@ -228,6 +247,16 @@ def _layout(opt: Any, n_params: int, n_state: int) -> tuple[int, int, tuple[int,
 
 def _has_lr_variable(opt: Any) -> bool:
     return not isinstance(opt.get_config().get("learning_rate"), dict)
+
+
+def has_lr_variable(opt: Any) -> bool:
+    """Whether Keras keeps ``opt``'s learning rate as a variable (not a schedule)."""
+    return _has_lr_variable(opt)
+
+
+def state_groups(opt: Any, n_params: int, n_state: int) -> tuple[int, ...]:
+    """How Keras interleaves ``opt``'s state kinds per variable (see :func:`optimizer_to_keras`)."""
+    return _layout(opt, n_params, n_state)[2]
 
 
 def optimizer_to_keras(opt: Any, n_params: int, built: bool) -> list[np.ndarray]:
