@@ -171,6 +171,9 @@ struct Kernels {
   bool is_finite(const float* v) const { return std::isfinite(*v); }
 };
 
+// the graph blocks' kernels (a member with a wrong name would silently leave the merges to a runtime error)
+static_assert(has_merges<Kernels>::value && has_merge_ops<Kernels>::value, "the CPU trainer policy lacks a merge kernel");
+
 }  // namespace
 
 std::int64_t train_steps(std::vector<DenseBuffers>& layers, const OptimizerConfig& opt, LossKind loss,

@@ -243,6 +243,7 @@ class GraphPlan:
 
     def _plan(self, model: Any) -> str | None:
         layers = model.layers
+        be = model.backend
         # a functional model's InputLayers are the identity: reading one reads its model input
         inputs = {i: ins[0] for i, (layer, ins) in enumerate(zip(layers, model.graph_inbound))
                   if type(layer) is InputLayer}
@@ -305,6 +306,9 @@ class GraphPlan:
             return "the output must be the last block's output to be fused"
         if not any(type(layers[h]) is Dense for h in heads):
             return "a graph without a Dense layer is not fused"
+        if not getattr(be, "trainer_multi_input", False) and type(layers[heads[0]]) is not Dense:
+            # (its batch is as wide as the first block's input: a Dense reading the model input)
+            return f"the {be.name} fused trainer runs layer graphs that start with a Dense block only"
         return None
 
 
