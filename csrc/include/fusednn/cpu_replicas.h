@@ -1,0 +1,45 @@
+// Data-parallel replicas inside one fused CPU run (csrc/cpu/train_replicas.cpp):
+// each step's batch rows are split in two replicas, run by two threads where the pool
+// has them, each forward and backward on its own rows with its own activation and
+// gradient buffers (so they stay in one core's cache); the gradients are then summed in
+// a fixed order and the shared parameters updated. A replica is the fused loop over
+// its share of each step (TrainData::step_starts, as an MPI rank's).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "fusednn/trainer.h"
+
+namespace fusednn {
+namespace cpu {
+
+// The fused loop with an empty update phase (train.cpp): the replicas' hook updates.
+std::int64_t train_steps_no_update(std::vector<DenseBuffers>& layers, const OptimizerConfig& opt, LossKind loss,
+                                   const TrainData& data, int batch, std::int64_t step0, std::int64_t step1,
+                                   std::int64_t iterations, bool stop_on_nonfinite, std::int64_t* steps_done);
+
+// Why the run cannot use replicas (nullptr: it can): only Dense chains with their
+// activations (no post steps, graph blocks, frozen layers or constraints), mse or a
+// cross-entropy, an elementwise update (no clipnorm/global_clipnorm), no metric
+// accumulators and no caller's data parallelism (step_starts, between).
+const char* replicas_ineligible(const std::vector<DenseBuffers>& layers, const OptimizerConfig& opt, LossKind loss,
+                                const TrainData& data);
+
+// The second replica's buffers, kept by the trainer between runs.
+struct ReplicaScratch {
+  std::vector<float> storage;  // batch, activations and gradients (cache-line aligned pieces)
+  std::vector<float> losses;   // its step losses
+};
+
+// Run steps [step0, step1) as train_steps does (same arguments and results: the
+// iteration count after the run, *steps_done), each step's rows split between two
+// replicas (see train_replicas.cpp). It runs on two pool threads when the pool has a
+// free worker, else on the calling thread alone, with the same results either way.
+// The caller checked replicas_ineligible first.
+std::int64_t train_steps_replicated(std::vector<DenseBuffers>& layers, const OptimizerConfig& opt, LossKind loss,
+                                    const TrainData& data, int batch, std::int64_t step0, std::int64_t step1,
+                                    std::int64_t iterations, bool stop_on_nonfinite, std::int64_t* steps_done,
+                                    ReplicaScratch& scratch);
+
+}  // namespace cpu
+}  // namespace fusednn
