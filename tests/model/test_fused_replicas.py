@@ -7,6 +7,9 @@ another Python thread at once, a forked child), so fits stay deterministic."""
 from __future__ import annotations
 
 import multiprocessing
+import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -215,3 +218,13 @@ def test_sklearn_estimators_use_replicas_deterministically():
     assert one._trainer.trainer.last_replicas == 1
     for a, b in zip(fits[0].coefs_, one.coefs_):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_joblib_workers_thread_limit_is_honoured():
+    """joblib's process workers (GridSearchCV(n_jobs=2)) get OMP_NUM_THREADS=cores/n_jobs:
+    the pool takes it as its default, so such fits do not run replicas on busy cores."""
+    env = {k: v for k, v in os.environ.items() if k != "FUSEDNN_NUM_THREADS"}
+    r = subprocess.run([sys.executable, "-c", "import fusednn; print(fusednn.get_num_threads())"],
+                       env={**env, "OMP_NUM_THREADS": "1,1"}, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "1"
