@@ -475,7 +475,7 @@ class FusedTrainer:
             if augment is None:
                 metrics = self.metrics if weights is None or self.tracker is None else \
                     self.tracker.trainer_metrics(True)
-                extra = {"replicas": replicas} if replicas != 1 else {}  # (cpu trainer only)
+                extra = {"replicas": replicas} if replicas != 1 and be.name == "cpu" else {}  # (cpu trainer only)
                 with concurrency.uninterrupted():  # the step count is recorded with the steps
                     opt.iterations, done = self.trainer.run(x, y, dev_order, self.x_batch, self.y_batch,
                                                             step_losses, s, end, opt.iterations,
