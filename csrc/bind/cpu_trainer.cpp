@@ -179,6 +179,8 @@ class MlpTrainer {
   }
 
   int last_replicas() const { return last_replicas_; }
+  // whether the latest replicated run asked a pool worker to help (-1: none yet)
+  int last_helper() const { return scratch_.last_helper; }
 
   // Why run(replicas=2) would run one replica on this trainer (None: it would not),
   // with no metrics, sample weights or data parallelism (those allow replicas too,
@@ -233,6 +235,9 @@ void register_trainer(py::module_& m) {
            "last_replicas says what the run used.")
       .def_property_readonly("last_replicas", &MlpTrainer::last_replicas,
                              "Replicas the latest run used (1 or 2; 0 before the first run).")
+      .def_property_readonly("last_helper", &MlpTrainer::last_helper,
+                             "Whether the latest run with replicas asked a pool worker to help (1) or "
+                             "ran both on the calling thread (0), as timing chose; -1 before one.")
       .def("replicas_ineligible", &MlpTrainer::replicas_ineligible,
            "Why this trainer's model cannot run replicas (None: it can).");
 }

@@ -6,22 +6,33 @@
 // runs it: its own `order`, `row_scale` and `step_starts`, its own batch, activation and
 // gradient buffers (replica 0: the trainer's own; replica 1: C++-owned), the parameters
 // shared, and an empty update phase (train_steps_no_update). Once both replicas of the
-// step are done, one thread sums their gradients, g = c0 g0 + c1 g1 with c_r = B_r / B
-// (the mean over the whole batch; each replica added the whole weight penalty, and
-// c0 + c1 = 1 counts it once), and the step's loss the same way, then updates every
-// parameter with the trainer's own optimizer kernels.
+// step are done, the update runs as two halves of every parameter (the optimizer rules
+// are elementwise): on its half, a half sums the replicas' gradients, g = c0 g0 + c1 g1
+// with c_r = B_r / B (the mean over the whole batch; each replica added the whole weight
+// penalty, and c0 + c1 = 1 counts it once), and updates it with the trainer's own
+// optimizer kernel; half 0 also sums the step's loss the same way.
 //
 // Scheduling: two participants (the caller and a pool worker, parallel_run) claim the
-// replicas of the current step from one atomic word, each its own replica first (so a
-// replica's buffers stay in one core's cache); whoever finishes a step's second replica
-// reduces, updates and opens the next step. A participant waits only for work another
+// tasks of the current stage (the step's two replicas, then its two update halves) from
+// one atomic word, each its own task first (so a replica's buffers and a half's
+// optimizer state stay in one core's cache: one thread doing the whole update moved the
+// state between the cores every step, 23 us of a 63 us step); whoever finishes a
+// stage's second task opens the next. A participant waits only for work another
 // one has claimed and is running, never for a thread to show up: when the pool is busy
 // (another Python thread's kernels) or its worker is descheduled, the caller runs both
 // replicas itself. Which thread runs a replica changes nothing in the arithmetic, so
 // the results depend on neither timing nor thread availability; they differ from one
 // replica's only by float32 rounding (another summation order of the batch's rows).
+//
+// Whether to ask for a helper at all: on a machine with more runnable threads than
+// cores a helper is often descheduled in the middle of a replica, or just before it
+// sees that the run is over, and each such wait costs a time slice (milliseconds), far
+// more than the halved step saves. So each trainer times its runs per step both ways
+// (a moving average) and asks for the helper only while that is faster, trying the
+// other way every kProbeEvery runs. This changes only the speed, never the numbers.
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <exception>
 #include <thread>
@@ -42,12 +53,14 @@ namespace cpu {
 namespace {
 
 constexpr int kReplicas = 2;
+constexpr std::int64_t kProbeEvery = 16;
 constexpr std::size_t kAlignFloats = 16;  // 64 bytes: one cache line
 
-// The schedule word: (step << 4) | (finished replicas << 2) | claimed replica bits.
-constexpr std::uint64_t kClaimMask = 3, kFinishOne = 4, kFinishMask = 12;
-inline std::int64_t step_of(std::uint64_t w) { return std::int64_t(w >> 4); }
-inline std::uint64_t word_of(std::int64_t s) { return std::uint64_t(s) << 4; }
+// The schedule word: (step << 5) | (stage << 4) | (finished tasks << 2) | claimed task
+// bits. Stage 0's two tasks are the replicas, stage 1's the two halves of the update.
+constexpr std::uint64_t kClaimMask = 3, kFinishOne = 4, kFinishMask = 12, kStage = 16;
+inline std::int64_t step_of(std::uint64_t w) { return std::int64_t(w >> 5); }
+inline std::uint64_t word_of(std::int64_t s, int stage = 0) { return (std::uint64_t(s) << 5) | (stage ? kStage : 0); }
 
 struct Replica {
   std::vector<DenseBuffers> layers;
@@ -64,14 +77,23 @@ struct Run {
   bool stop_on_nonfinite;
   Replica rep[kReplicas];
   std::atomic<std::uint64_t> word{0};
-  std::atomic<std::int64_t> end{0};   // the step after the last one run (set when over)
+  std::atomic<std::int64_t> end{0};   // the step after the last one run
   std::atomic<bool> failed{false};
   std::exception_ptr error;           // written by the participant that set `failed`
 };
 
-// After both replicas of step s: the batch's gradient and loss, then the update.
-// Returns false to stop (a non-finite loss under stop_on_nonfinite).
-bool reduce_and_update(Run& R, std::int64_t s) {
+// Half h's share [a, e) of a parameter of n floats: the first half (rounded up to whole
+// cache lines, so the halves never write the same line; a small bias all of it) for h = 0.
+inline void half(int h, std::int64_t n, std::int64_t* a, std::int64_t* e) {
+  const std::int64_t mid = std::min<std::int64_t>(n, (n / 2 + kAlignFloats - 1) / kAlignFloats * kAlignFloats);
+  *a = h == 0 ? 0 : mid;
+  *e = h == 0 ? mid : n;
+}
+
+// Half h of step s's update, after both replicas: the batch's gradient on that half of
+// every parameter, then its update with the trainer's own optimizer kernel (the rules
+// are elementwise, so the halves are independent); half 0 also the step's loss.
+void reduce_and_update(Run& R, std::int64_t s, int h) {
   Replica &r0 = R.rep[0], &r1 = R.rep[1];
   const std::int64_t B0 = r0.starts[std::size_t(s) + 1] - r0.starts[std::size_t(s)];
   const std::int64_t B1 = r1.starts[std::size_t(s) + 1] - r1.starts[std::size_t(s)];
@@ -84,9 +106,13 @@ bool reduce_and_update(Run& R, std::int64_t s) {
   const int no_wd = opt.flags & ~optf::weight_decay;
   const auto update = [&](int flags, float* w, float* g0, const float* g1, float* s1, float* s2, float* s3,
                           float* ema, std::int64_t n) {
+    std::int64_t a, e;
+    half(h, n, &a, &e);
+    if (e <= a) return;
     if (two)
-      for (std::int64_t i = 0; i < n; ++i) g0[i] = c0 * g0[i] + c1 * g1[i];
-    optimizer_update(opt.kind, flags, P, w, g0, s1, s2, s3, ema, std::size_t(n), 0.0);
+      for (std::int64_t i = a; i < e; ++i) g0[i] = c0 * g0[i] + c1 * g1[i];
+    const auto at = [a](float* p) { return p ? p + a : nullptr; };
+    optimizer_update(opt.kind, flags, P, w + a, g0 + a, at(s1), at(s2), at(s3), at(ema), std::size_t(e - a), 0.0);
   };
   for (std::size_t li = 0; li < r0.layers.size(); ++li) {
     DenseBuffers &l = r0.layers[li], &m = r1.layers[li];
@@ -95,18 +121,21 @@ bool reduce_and_update(Run& R, std::int64_t s) {
     if (l.b) update(l.b_decay ? opt.flags : no_wd, l.b, l.db, m.db, l.b_s1, l.b_s2, l.b_s3, l.b_ema, l.out);
   }
   float* L0 = r0.data.step_losses + s;  // each replica's loss includes the whole penalty
-  if (two) *L0 = float(double(c0) * double(*L0) + double(c1) * double(r1.data.step_losses[s]));
-  return !(R.stop_on_nonfinite && !std::isfinite(*L0));
+  if (h == 0 && two) *L0 = float(double(c0) * double(*L0) + double(c1) * double(r1.data.step_losses[s]));
 }
 
-// Wait (spin, then yield the core) until the schedule word leaves step s.
-void wait_past(const Run& R, std::int64_t s) {
-  for (int spins = 0; step_of(R.word.load(std::memory_order_acquire)) == s; ++spins) {
+// Wait (spin, then yield the core) until the schedule word leaves this step and stage.
+void wait_past(const Run& R, std::uint64_t w) {
+  for (int spins = 0; (R.word.load(std::memory_order_acquire) >> 4) == (w >> 4); ++spins) {
     if (spins < 2048)
       FUSEDNN_REPLICA_PAUSE();
     else
       std::this_thread::yield();
   }
+}
+
+void fail(Run& R) {
+  if (!R.failed.exchange(true)) R.error = std::current_exception();
 }
 
 void participant(void* ctx, int me) {
@@ -116,39 +145,35 @@ void participant(void* ctx, int me) {
     const std::int64_t s = step_of(w);
     if (s >= R.step1) return;
     const std::uint64_t claimed = w & kClaimMask;
-    if (claimed == kClaimMask) {  // both replicas of s are taken: wait for the next step
-      wait_past(R, s);
+    if (claimed == kClaimMask) {  // both tasks of this stage are taken: wait for the next
+      wait_past(R, w);
       continue;
     }
-    const int c = !(claimed & (1u << me)) ? me : 1 - me;
+    const int c = !(claimed & (1u << me)) ? me : 1 - me;  // its own task first (cache locality)
     if (!R.word.compare_exchange_weak(w, w | (1u << c), std::memory_order_acq_rel)) continue;
-    Replica& rep = R.rep[c];
-    bool ok = true;
-    if (rep.starts[std::size_t(s) + 1] > rep.starts[std::size_t(s)]) {  // (an empty replica contributes nothing)
+    const bool update = w & kStage;
+    if (!R.failed.load(std::memory_order_acquire)) {
       try {
-        std::int64_t done = 0;
-        train_steps_no_update(rep.layers, *R.opt, R.loss, rep.data, R.batch, s, s + 1, 0, false, &done);
+        if (update) {
+          reduce_and_update(R, s, c);
+        } else if (R.rep[c].starts[std::size_t(s) + 1] > R.rep[c].starts[std::size_t(s)]) {
+          // replica c's forward and backward (an empty replica contributes nothing)
+          std::int64_t done = 0;
+          train_steps_no_update(R.rep[c].layers, *R.opt, R.loss, R.rep[c].data, R.batch, s, s + 1, 0, false, &done);
+        }
       } catch (...) {
-        if (!R.failed.exchange(true)) R.error = std::current_exception();
-        ok = false;
+        fail(R);
       }
     }
-    // finished: the second replica to finish runs the update and opens the next step
-    std::uint64_t v = R.word.fetch_add(kFinishOne, std::memory_order_acq_rel) + kFinishOne;
+    // finished: the stage's second task to finish opens the next stage (or step)
+    const std::uint64_t v = R.word.fetch_add(kFinishOne, std::memory_order_acq_rel) + kFinishOne;
     if ((v & kFinishMask) != 2 * kFinishOne) continue;
-    if (ok && !R.failed.load(std::memory_order_acquire)) {
-      try {
-        ok = reduce_and_update(R, s);
-        R.end.store(s + 1, std::memory_order_relaxed);
-      } catch (...) {
-        if (!R.failed.exchange(true)) R.error = std::current_exception();
-        ok = false;
-      }
-    } else {
-      ok = false;
+    bool go = !R.failed.load(std::memory_order_acquire);
+    if (go && update) {
+      R.end.store(s + 1, std::memory_order_relaxed);
+      go = !(R.stop_on_nonfinite && !std::isfinite(R.rep[0].data.step_losses[s]));
     }
-    R.word.store(word_of(ok ? s + 1 : R.step1), std::memory_order_release);
-    if (!ok) return;
+    R.word.store(!go ? word_of(R.step1) : update ? word_of(s + 1) : word_of(s, 1), std::memory_order_release);
   }
 }
 
@@ -238,9 +263,26 @@ std::int64_t train_steps_replicated(std::vector<DenseBuffers>& layers, const Opt
   R.word.store(word_of(step0));
   R.end.store(step0);
 
-  parallel_run(kReplicas, &participant, &R);  // on this thread alone when the pool is busy
+  // with a helper, or on this thread alone: the faster so far (each tried at first, and
+  // the slower again every kProbeEvery runs)
+  double* avg = scratch.step_seconds;
+  const std::int64_t k = scratch.runs++;
+  bool helper = num_threads() >= kReplicas;
+  if (helper && avg[0] > 0 && avg[1] > 0) helper = (avg[1] <= avg[0]) != (k % kProbeEvery == kProbeEvery - 1);
+  else if (helper && avg[1] > 0) helper = false;  // (the second run tries the caller alone)
+  scratch.last_helper = helper;
+  const auto t0 = std::chrono::steady_clock::now();
+  if (helper)
+    parallel_run(kReplicas, &participant, &R);  // (on this thread alone when the pool is busy)
+  else
+    participant(&R, 0);
   if (R.error) std::rethrow_exception(R.error);
   *steps_done = R.end.load() - step0;
+  if (*steps_done > 0) {
+    const double per = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / double(*steps_done);
+    double& a = avg[helper ? 1 : 0];
+    a = a > 0 ? 0.75 * a + 0.25 * per : per;
+  }
   return iterations + *steps_done;
 }
 

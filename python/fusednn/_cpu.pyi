@@ -14,6 +14,7 @@ LOSS_FN_CODES: dict[str, int]
 class MlpTrainer:
     """Fused training loop for all-Dense models over caller-owned NumPy buffers."""
     def __init__(self: MlpTrainer, layers: list, optimizer: dict, loss: str, batch: typing.SupportsInt | typing.SupportsIndex, loss_param: object = 0.0) -> None: ...
+    last_helper: Any
     last_replicas: Any
     def replicas_ineligible(self: MlpTrainer) -> object:
         """Why this trainer's model cannot run replicas (None: it can)."""

@@ -25,16 +25,21 @@ std::int64_t train_steps_no_update(std::vector<DenseBuffers>& layers, const Opti
 const char* replicas_ineligible(const std::vector<DenseBuffers>& layers, const OptimizerConfig& opt, LossKind loss,
                                 const TrainData& data);
 
-// The second replica's buffers, kept by the trainer between runs.
+// The second replica's buffers, kept by the trainer between runs, and the timing that
+// decides whether a run asks a pool worker to help (see train_replicas.cpp).
 struct ReplicaScratch {
   std::vector<float> storage;  // batch, activations and gradients (cache-line aligned pieces)
   std::vector<float> losses;   // its step losses
+  double step_seconds[2] = {0.0, 0.0};  // moving average per step: on the caller alone, with a helper
+  std::int64_t runs = 0;
+  int last_helper = -1;  // whether the latest run asked for a helper (-1: no run yet)
 };
 
 // Run steps [step0, step1) as train_steps does (same arguments and results: the
 // iteration count after the run, *steps_done), each step's rows split between two
 // replicas (see train_replicas.cpp). It runs on two pool threads when the pool has a
-// free worker, else on the calling thread alone, with the same results either way.
+// free worker and that has been the faster way on this trainer, else on the calling
+// thread alone, with the same results either way.
 // The caller checked replicas_ineligible first.
 std::int64_t train_steps_replicated(std::vector<DenseBuffers>& layers, const OptimizerConfig& opt, LossKind loss,
                                     const TrainData& data, int batch, std::int64_t step0, std::int64_t step1,

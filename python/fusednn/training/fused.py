@@ -31,9 +31,10 @@ from .epoch_metrics import EpochMetrics
 
 
 #: the fewest rows per replica of a full batch for which ``replicas_for`` splits each step
-#: between two threads (below it the two barriers and the gradient exchange per step cost
-#: more than the halved forward/backward saves; measured on the 2-core dev machine)
-REPLICA_MIN_ROWS = 32
+#: between two threads: below it the per-step hand-offs and the gradient exchange cost
+#: about what the halved forward/backward saves (digits' 64-100-10 network on the 2-core
+#: dev machine: batch 64 break-even, 100 1.5x, 200 1.7x per step)
+REPLICA_MIN_ROWS = 40
 
 #: the longest a native run of steps should take: Python sees a Ctrl-C (and runs its
 #: signal handlers) only between runs, so an interrupt waits at most about this long
