@@ -15,9 +15,9 @@ count time the shared machine spent running other jobs) is reported beside it,
 with the load average before and after. BLAS threads (scikit-learn) and
 fusednn's threads are both limited to --threads, since thread oversubscription
 on a shared machine otherwise dominates the numbers. With --compare-replicas (and
---threads 2), fusednn's fits are also timed with one replica per step (each step's
-rows on one thread, fusednn.training.fused.replicas_for disabled), in the same loop,
-and the ratio to the default (two replicas for batches >= 64) is printed.
+--threads 2), fusednn's column uses two replicas per step where replicas_for allows
+(fusednn.training.fused.REPLICAS_ENABLED, off by default), and the fits are also timed
+with one replica per step in the same loop; the ratio is printed.
 """
 from __future__ import annotations
 
@@ -45,11 +45,11 @@ def one_replica(cls):
     """``cls`` whose fits run each step's rows on one thread (no replicas)."""
     class OneReplica(cls):
         def fit(self, *a, **k):
-            saved, fused.REPLICA_MIN_ROWS = fused.REPLICA_MIN_ROWS, 1 << 30
+            saved, fused.REPLICAS_ENABLED = fused.REPLICAS_ENABLED, False
             try:
                 return super().fit(*a, **k)
             finally:
-                fused.REPLICA_MIN_ROWS = saved
+                fused.REPLICAS_ENABLED = saved
     OneReplica.__name__ = cls.__name__
     return OneReplica
 
@@ -94,6 +94,8 @@ def main() -> None:
     ap.add_argument("--compare-replicas", action="store_true",
                     help="also time fusednn with one replica per step (same loop)")
     args = ap.parse_args()
+    if args.compare_replicas:  # the default column: replicas where replicas_for allows them
+        fused.REPLICAS_ENABLED = True
     warnings.simplefilter("ignore", ConvergenceWarning)
     fusednn.set_num_threads(args.threads)
     print(f"# fusednn {fusednn.__version__} backend={fusednn.get_backend().name} threads={args.threads} "

@@ -28,8 +28,9 @@
 // cores a helper is often descheduled in the middle of a replica, or just before it
 // sees that the run is over, and each such wait costs a time slice (milliseconds), far
 // more than the halved step saves. So each trainer times its runs per step both ways
-// (a moving average) and asks for the helper only while that is faster, trying the
-// other way every kProbeEvery runs. This changes only the speed, never the numbers.
+// and asks for the helper only while that is faster (ReplicaTiming, which also keeps
+// a mode for a few runs, since a first run with the helper pays for waking it). This
+// changes only the speed, never the numbers.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -53,7 +54,6 @@ namespace cpu {
 namespace {
 
 constexpr int kReplicas = 2;
-constexpr std::int64_t kProbeEvery = 16;
 constexpr std::size_t kAlignFloats = 16;  // 64 bytes: one cache line
 
 // The schedule word: (step << 5) | (stage << 4) | (finished tasks << 2) | claimed task
@@ -187,6 +187,22 @@ float* aligned_take(std::vector<float>& storage, std::size_t& at, std::size_t n)
 
 }  // namespace
 
+bool ReplicaTiming::next_helper() {
+  const int other = 1 - mode;
+  if (runs_in_mode >= kSettle && (avg[other] == 0.0 || avg[mode] > avg[other] || runs_in_mode >= kProbeEvery)) {
+    mode = other;  // untried, faster last time, or due for another look
+    runs_in_mode = 0;
+  }
+  ++runs_in_mode;
+  return mode == 1;
+}
+
+void ReplicaTiming::record(double seconds_per_step) {
+  if (runs_in_mode <= 1) return;  // the first run after a switch (or of the trainer) pays for waking the pool
+  double& a = avg[mode];
+  a = a > 0.0 ? 0.5 * a + 0.5 * seconds_per_step : seconds_per_step;
+}
+
 const char* replicas_ineligible(const std::vector<DenseBuffers>& layers, const OptimizerConfig& opt, LossKind loss,
                                 const TrainData& data) {
   if (layers.empty()) return "no layers";
@@ -263,13 +279,8 @@ std::int64_t train_steps_replicated(std::vector<DenseBuffers>& layers, const Opt
   R.word.store(word_of(step0));
   R.end.store(step0);
 
-  // with a helper, or on this thread alone: the faster so far (each tried at first, and
-  // the slower again every kProbeEvery runs)
-  double* avg = scratch.step_seconds;
-  const std::int64_t k = scratch.runs++;
-  bool helper = num_threads() >= kReplicas;
-  if (helper && avg[0] > 0 && avg[1] > 0) helper = (avg[1] <= avg[0]) != (k % kProbeEvery == kProbeEvery - 1);
-  else if (helper && avg[1] > 0) helper = false;  // (the second run tries the caller alone)
+  // with a helper, or on this thread alone (ReplicaTiming)
+  const bool helper = num_threads() >= kReplicas && scratch.timing.next_helper();
   scratch.last_helper = helper;
   const auto t0 = std::chrono::steady_clock::now();
   if (helper)
@@ -278,11 +289,9 @@ std::int64_t train_steps_replicated(std::vector<DenseBuffers>& layers, const Opt
     participant(&R, 0);
   if (R.error) std::rethrow_exception(R.error);
   *steps_done = R.end.load() - step0;
-  if (*steps_done > 0) {
-    const double per = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / double(*steps_done);
-    double& a = avg[helper ? 1 : 0];
-    a = a > 0 ? 0.75 * a + 0.25 * per : per;
-  }
+  if (*steps_done > 0)
+    scratch.timing.record(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() /
+                          double(*steps_done));
   return iterations + *steps_done;
 }
 

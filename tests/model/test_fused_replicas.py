@@ -203,12 +203,14 @@ def test_bad_replicas_is_rejected():
                        step_params=model.optimizer.step_params(0, 2), replicas=3)
 
 
-def test_sklearn_estimators_use_replicas_deterministically():
+def test_sklearn_estimators_use_replicas_deterministically(monkeypatch):
     from sklearn.datasets import load_digits
 
     from fusednn.sklearn import MLPClassifier
     x, y = load_digits(return_X_y=True)
     x = x[:600] / 16.0
+    assert MLPClassifier(random_state=0, max_iter=1).fit(x, y[:600])._trainer.trainer.last_replicas == 1  # (off)
+    monkeypatch.setattr(fused, "REPLICAS_ENABLED", True)
     fits = [MLPClassifier(random_state=0, max_iter=3).fit(x, y[:600]) for _ in range(2)]
     assert fits[0]._trainer.trainer.last_replicas == 2
     for a, b in zip(fits[0].coefs_, fits[1].coefs_):

@@ -25,13 +25,23 @@ std::int64_t train_steps_no_update(std::vector<DenseBuffers>& layers, const Opti
 const char* replicas_ineligible(const std::vector<DenseBuffers>& layers, const OptimizerConfig& opt, LossKind loss,
                                 const TrainData& data);
 
-// The second replica's buffers, kept by the trainer between runs, and the timing that
-// decides whether a run asks a pool worker to help (see train_replicas.cpp).
+// Whether a replicated run asks a pool worker to help (mode 1) or runs on the caller
+// alone (mode 0): the faster per step so far, each mode kept for at least kSettle runs
+// (whose first is not timed: it pays for waking the pool), the slower one tried again
+// after kProbeEvery runs. Timing only: the numbers are the same either way.
+struct ReplicaTiming {
+  static constexpr int kSettle = 3, kProbeEvery = 32;
+  double avg[2] = {0.0, 0.0};  // moving average of the seconds per step, per mode
+  int mode = 1, runs_in_mode = 0;
+  bool next_helper();
+  void record(double seconds_per_step);
+};
+
+// The second replica's buffers and the helper timing, kept by the trainer between runs.
 struct ReplicaScratch {
   std::vector<float> storage;  // batch, activations and gradients (cache-line aligned pieces)
   std::vector<float> losses;   // its step losses
-  double step_seconds[2] = {0.0, 0.0};  // moving average per step: on the caller alone, with a helper
-  std::int64_t runs = 0;
+  ReplicaTiming timing;
   int last_helper = -1;  // whether the latest run asked for a helper (-1: no run yet)
 };
 

@@ -30,6 +30,13 @@ from ..metrics.keras_objects import metric_needs
 from .epoch_metrics import EpochMetrics
 
 
+#: whether ``replicas_for`` (scikit-learn's estimators) may choose two replicas: off by
+#: default, because on the shared 2-core dev machine they were not faster: 1.13x per step
+#: at best (digits, real-time priority), 0.7-0.9x per fit at the usual load average of
+#: 6-12 (benchmarks/bench_sklearn.py --compare-replicas), while one replica's numbers
+#: are the ones the rest of the library is tested against
+REPLICAS_ENABLED = False
+
 #: the fewest rows per replica of a full batch for which ``replicas_for`` splits each step
 #: between two threads: below it the per-step hand-offs and the gradient exchange cost
 #: about what the halved forward/backward saves (digits' 64-100-10 network on the 2-core
@@ -572,13 +579,13 @@ def _flat_gradients(be: Any, layers: list[Any]) -> tuple[Any, list[Any]]:
 
 
 def replicas_for(model: Any, batch: int) -> int:
-    """The ``replicas`` for :meth:`FusedTrainer.epoch` (scikit-learn's estimators): 2 on
-    the cpu backend with at least two threads and ``batch >= 2 * REPLICA_MIN_ROWS``, else
-    1. The trainer itself falls back to one replica for models it cannot split (layer
+    """The ``replicas`` for :meth:`FusedTrainer.epoch` (scikit-learn's estimators): 2 when
+    :data:`REPLICAS_ENABLED`, on the cpu backend with at least two threads and
+    ``batch >= 2 * REPLICA_MIN_ROWS``, else 1. The trainer itself falls back to one replica for models it cannot split (layer
     steps, graphs, metrics, constraints, norm clipping) and while the thread pool is busy.
     Keras ``fit`` does not use it: its fused path promises the per-op path's numbers."""
     be = model.backend
-    if be.name != "cpu" or batch < 2 * REPLICA_MIN_ROWS:
+    if not REPLICAS_ENABLED or be.name != "cpu" or batch < 2 * REPLICA_MIN_ROWS:
         return 1
     from ..backends.cpu import get_num_threads
     return 2 if get_num_threads() >= 2 else 1
