@@ -15,8 +15,9 @@
 // Scheduling: two participants (the caller and a pool worker, parallel_run) claim the
 // tasks of the current stage (the step's two replicas, then its two update halves) from
 // one atomic word, each its own task first (so a replica's buffers and a half's
-// optimizer state stay in one core's cache: one thread doing the whole update moved the
-// state between the cores every step, 23 us of a 63 us step); whoever finishes a
+// optimizer state stay in one core's cache: when whichever thread finished last did the
+// whole update, that moved the Adam state between the cores, and the update took 23 us
+// of digits' step); whoever finishes a
 // stage's second task opens the next. A participant waits only for work another
 // one has claimed and is running, never for a thread to show up: when the pool is busy
 // (another Python thread's kernels) or its worker is descheduled, the caller runs both
