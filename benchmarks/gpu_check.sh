@@ -6,8 +6,8 @@
 #
 # builds fusednn for sm_90 only (FUSEDNN_CUDA_ARCHS=90, so it compiles fast), prints
 # `fusednn info` and the ptxas resource usage of the new kernels, runs the GPU tests
-# (the opt-in graph and persistent trainer paths and the cp.async GEMM variants
-# included), the kernel and training benchmarks (every trainer path beside PyTorch
+# (the opt-in graph and persistent trainer paths, the opt-in trainer steps and the
+# cp.async GEMM variants included), the kernel and training benchmarks (every trainer path beside PyTorch
 # CUDA eager and our cpu backend), checks issue 14's targets, and writes
 # gpu_check.log, build.log, ptxas.txt, bench_cuda.{json,txt}, bench_training.{json,txt}
 # and targets.txt to $OUT when set. Each stage has a time limit and a failure is
@@ -87,6 +87,13 @@ main() {
   # The fused trainer against the per-op cuda path (bit for bit) and the cpu backend.
   stage "GPU tests: fused trainer" 60 200 \
     "$PY" -m pytest -q -p no:cacheprovider -rs --maxfail=10 --durations=5 tests/model/test_cuda_train.py
+  # The opt-in CUDA trainer steps (FUSEDNN_CUDA_TRAINER_STEPS=1, csrc/cuda/steps_more.cu: PReLU,
+  # LayerNormalization, LeakyReLU/ELU/ReLU(args), Softmax, Gaussian noise, frozen BatchNormalization,
+  # Concatenate/Add graphs, weight constraints; and Dropout/BatchNormalization): fused cuda against
+  # per-op cuda and fused cpu, the Gaussian factor kernel against the host Philox normals bit for bit.
+  stage "GPU tests: opt-in trainer steps" 90 170 env FUSEDNN_CUDA_TRAINER_STEPS=1 \
+    "$PY" -m pytest -q -p no:cacheprovider -rs --maxfail=10 --durations=5 tests/model/test_cuda_trainer_steps.py \
+    tests/model/test_dropout_batchnorm.py::test_cuda_matches_cpu
   # The opt-in paths (persistent kernel, graph replay) against the per-op path and the cpu
   # backend, and their host-side plan/cache/dispatch logic.
   stage "GPU tests: persistent and graph trainer paths" 100 150 \
@@ -100,7 +107,8 @@ main() {
        --impl torch-cuda --impl fusednn-cpu --json $OUTDIR/bench_training.json | tee $OUTDIR/bench_training.txt"
   stage "GPU tests: the rest (-m gpu)" 75 10 \
     "$PY" -m pytest -q -p no:cacheprovider -m gpu --ignore=tests/kernels/test_cuda_kernels.py --ignore=tests/kernels/test_cuda_backend.py \
-    --ignore=tests/model/test_cuda_train.py --ignore=tests/model/test_cuda_fast_paths.py
+    --ignore=tests/model/test_cuda_train.py --ignore=tests/model/test_cuda_fast_paths.py \
+    --ignore=tests/model/test_cuda_trainer_steps.py
   echo
   echo "=== [t=$(elapsed)s] SUMMARY ==="
   printf '  %s\n' "${SUMMARY[@]}"

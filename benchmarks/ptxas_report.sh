@@ -5,7 +5,7 @@
 set -u
 cd "$(dirname "$0")/.."
 out=${1:-/dev/stdout}
-for f in csrc/cuda/persistent_mlp.cu csrc/cuda/train_graph.cu csrc/cuda/gemm_async.cu; do
+for f in csrc/cuda/persistent_mlp.cu csrc/cuda/train_graph.cu csrc/cuda/gemm_async.cu csrc/cuda/steps_more.cu; do
   echo "## $f"
   nvcc -arch=sm_90 -O3 -std=c++17 -Xptxas -v -Icsrc/include -c "$f" -o /dev/null 2>&1 |
     grep -E "Compiling entry|Used|spill" |

@@ -66,6 +66,7 @@ void register_layer_kernels(py::module_& m);  // cpu_layers.cpp
 void register_optim(py::module_& m);    // cpu_optim.cpp
 void register_metric_kernels(py::module_& m);  // cpu_metrics.cpp
 void register_steps_more_kernels(py::module_& m);  // cpu_steps_more.cpp
+void register_merge_kernels(py::module_& m);  // cpu_merge.cpp
 
 PYBIND11_MODULE(_cpu, m) {
   m.doc() = "fusednn CPU kernels (float32, C-contiguous NumPy arrays)";
@@ -512,6 +513,7 @@ PYBIND11_MODULE(_cpu, m) {
   register_optim(m);
   register_metric_kernels(m);
   register_steps_more_kernels(m);
+  register_merge_kernels(m);
 
   m.def("num_threads", &cpu::num_threads);
   m.def("set_num_threads", &cpu::set_num_threads, py::arg("n"));

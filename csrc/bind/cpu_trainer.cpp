@@ -40,7 +40,8 @@ class MlpTrainer {
         [&](const py::handle& h, const std::string& name, std::vector<py::ssize_t> shape) {
           return fptr(keep_shaped(h, name, std::move(shape)));
         },
-        /*allow_constraints=*/true, /*allow_prelu=*/true, /*allow_layernorm=*/true);
+        /*allow_constraints=*/true, /*allow_prelu=*/true, /*allow_layernorm=*/true, &x_cols_,
+        /*allow_step_extras=*/true);
   }
 
   // Run steps [step0, step1) of the epoch whose sample order is `order`.
@@ -55,9 +56,9 @@ class MlpTrainer {
     check_ndim(x, "x", 2);
     check_ndim(y, "y", 2);
     const std::int64_t n = x.shape(0);
-    if (x.shape(1) != layers_.front().in)
-      throw py::value_error("x has shape " + shape_of(x) + " but the first layer takes " +
-                            std::to_string(layers_.front().in) + " inputs");
+    if (x.shape(1) != x_cols_)
+      throw py::value_error("x has shape " + shape_of(x) + " but the model takes " + std::to_string(x_cols_) +
+                            " input columns");
     const int y_cols = loss_ == LossKind::xent_sparse ? 1 : layers_.back().out;
     if (y.shape(0) != n || y.shape(1) != y_cols)
       throw py::value_error("y has shape " + shape_of(y) + ", expected (" + std::to_string(n) + ", " +
@@ -77,7 +78,7 @@ class MlpTrainer {
     if (step0 < 0 || step1 > steps || step0 > step1)
       throw py::value_error("steps [" + std::to_string(step0) + ", " + std::to_string(step1) +
                             ") are outside the epoch's " + std::to_string(steps) + " steps");
-    py::array xb = out_or_new(xb_, {batch_, layers_.front().in});
+    py::array xb = out_or_new(xb_, {batch_, x_cols_});
     py::array yb = out_or_new(yb_, {batch_, y_cols});
     py::array losses = as_f32(losses_, "step_losses", true);
     if (losses.ndim() != 1 || losses.shape(0) < steps)
@@ -95,6 +96,7 @@ class MlpTrainer {
 
     TrainData data;
     data.x = cfptr(x);
+    data.x_cols = x_cols_;
     data.y = cfptr(y);
     data.order = idx;
     data.n = n;
@@ -210,6 +212,7 @@ class MlpTrainer {
   int batch_;
   int last_replicas_ = 0;           // replicas of the latest run (0: none yet)
   cpu::ReplicaScratch scratch_;     // the second replica's buffers (replicas=2)
+  int x_cols_ = 0;  // the batch's width: layer 0's input, or a graph model's inputs side by side
   LossParams loss_param_;
   LossKind loss_;
   OptimizerConfig opt_;

@@ -52,8 +52,10 @@ class MlpTrainer {
         },
         [&](const py::handle& h, const std::string& name, std::vector<py::ssize_t> shape) {
           return fptr(keep_shaped(h, name, std::move(shape)));
-        });
-    // layer steps (Dropout/BatchNormalization/Activation) on the GPU are opt-in until they have run on a
+        },
+        /*allow_constraints=*/true, /*allow_prelu=*/true, /*allow_layernorm=*/true);
+    // layer steps (Dropout/BatchNormalization/Activation, PReLU, LayerNormalization, act_param, Softmax,
+    // Gaussian noise), graph blocks and weight constraints on the GPU are opt-in until they have run on a
     // device: fusednn.backends.cuda passes them only with FUSEDNN_CUDA_TRAINER_STEPS=1
     if (mode_ != Mode::ops) {  // the opt-in paths refuse what they cannot do exactly
       const std::string why = fast_path_why_not();
@@ -329,6 +331,10 @@ class MlpTrainer {
     for (const DenseBuffers& l : layers_) {
       if (int(l.act) > int(Act::tanh)) return "only the activations linear, relu, sigmoid and tanh";
       if (!l.post.empty()) return "only Dense layers (no Dropout, BatchNormalization or activation steps)";
+      // a captured graph would replay the merges' copies fine, but nothing has checked that on a device
+      if (!l.src.empty()) return "only Sequential chains (no layer graphs with merges)";
+      if (l.W_con.kind != ConstraintKind::none || l.b_con.kind != ConstraintKind::none)
+        return "no weight constraints";
     }
     return "";
   }

@@ -142,10 +142,46 @@ inline OptimizerConfig to_optimizer(const py::dict& o) {
 //   {"kind": "act_param", "act_kind" (0 relu, 1 elu), "slope", "alpha", "max_value" (None: none),
 //    "threshold", "Y", "G"}, {"kind": "softmax", "Y", "G"}, {"kind": "gaussian_noise" / "gaussian_dropout",
 //    "scale", "seed", "counter" (as dropout's), "M", "Y", "G"} (only with allow_prelu: the CPU's steps)
+inline Constraint to_constraint(const py::handle& h, const std::string& where);
+
+// A step's optional regularizer factors ("gamma_l1", "gamma_l2", "beta_l1", "beta_l2",
+// "alpha_l1", "alpha_l2") and constraints ("gamma_constraint", "beta_constraint",
+// "alpha_constraint": fusednn.constraints kernel_spec of the 1-D weight); only a trainer
+// built with allow_step_extras takes them, and only on a step that has that weight.
+inline void step_penalties(const py::dict& d, LayerStep& st, const std::string& at, bool allow) {
+  const bool norm = st.kind == StepKind::batchnorm || st.kind == StepKind::layernorm;
+  struct Entry {
+    const char* name;
+    bool has;
+    float *l1, *l2;
+    Constraint* con;
+  };
+  const Entry entries[3] = {{"gamma", norm && st.gamma, &st.gamma_l1, &st.gamma_l2, &st.gamma_con},
+                            {"beta", norm && st.beta, &st.beta_l1, &st.beta_l2, &st.beta_con},
+                            {"alpha", st.kind == StepKind::prelu, &st.alpha_l1, &st.alpha_l2, &st.alpha_con}};
+  for (const Entry& e : entries) {
+    const std::string name = e.name;
+    for (const std::string& key : {name + "_l1", name + "_l2", name + "_constraint"}) {
+      if (!d.contains(key.c_str()) || d[key.c_str()].is_none()) continue;
+      if (!allow)
+        throw py::value_error(at + key + ": this device's fused trainer does not regularize or constrain step weights");
+      if (!e.has || st.frozen) throw py::value_error(at + "has " + key + " but no trainable " + name);
+      if (key == name + "_constraint") {
+        *e.con = to_constraint(d[key.c_str()], at + key + " ");
+        e.con->axis = ConstraintAxis::all;  // a 1-D weight is one vector
+      } else {
+        const float f = d[key.c_str()].cast<float>();
+        if (!(f >= 0.f) || !std::isfinite(f)) throw py::value_error(at + key + " must be a finite number >= 0");
+        *(key == name + "_l1" ? e.l1 : e.l2) = f;
+      }
+    }
+  }
+}
+
 template <class Shaped>
 std::vector<LayerStep> to_steps(const py::list& steps, const OptimizerConfig& opt, int batch, int cols,
                                 const std::string& where, Shaped&& shaped, bool allow_prelu = false,
-                                bool allow_layernorm = false) {
+                                bool allow_layernorm = false, bool allow_step_extras = false) {
   std::vector<LayerStep> out;
   bool use[3];
   opt_state_use(opt.kind, opt.flags, &use[0], &use[1], &use[2]);
@@ -195,6 +231,7 @@ std::vector<LayerStep> to_steps(const py::list& steps, const OptimizerConfig& op
           st.zeros = shaped(d["zeros"], at + "zeros", {cols});
           if (!d["gamma"].is_none()) st.gamma = shaped(d["gamma"], at + "gamma", {cols});
           if (!d["beta"].is_none()) st.beta = shaped(d["beta"], at + "beta", {cols});
+          step_penalties(d, st, at, allow_step_extras);  // (rejects any: a frozen step has no trainable weight)
           out.push_back(st);
           continue;
         }
@@ -235,7 +272,8 @@ std::vector<LayerStep> to_steps(const py::list& steps, const OptimizerConfig& op
       }
       if (opt.flags & optf::ema) st.alpha_ema = shaped(d["alpha_ema"], at + "alpha_ema", {n});
       if (d.contains("alpha_decay")) st.alpha_decay = d["alpha_decay"].cast<bool>();
-    } else if (kind == "act_param" || kind == "softmax" || kind == "gaussian_noise" || kind == "gaussian_dropout") {
+    } else if (kind == "act_param" || kind == "softmax" || kind == "log_softmax" || kind == "gaussian_noise" ||
+               kind == "gaussian_dropout") {
       // the steps of cpu_steps_more.h: a device that runs prelu steps (the CPU) runs these too
       if (!allow_prelu)
         throw py::value_error(at + "is a " + kind + " step, which this device's fused trainer does not run");
@@ -251,6 +289,10 @@ std::vector<LayerStep> to_steps(const py::list& steps, const OptimizerConfig& op
         }
       } else if (kind == "softmax") {
         st.kind = StepKind::softmax;
+      } else if (kind == "log_softmax") {
+        if (!allow_step_extras)
+          throw py::value_error(at + "is a log_softmax step, which this device's fused trainer does not run");
+        st.kind = StepKind::log_softmax;
       } else {
         st.kind = kind == "gaussian_noise" ? StepKind::gaussian_noise : StepKind::gaussian_dropout;
         st.noise_scale = d["scale"].cast<float>();
@@ -267,8 +309,9 @@ std::vector<LayerStep> to_steps(const py::list& steps, const OptimizerConfig& op
     } else {
       throw py::value_error(at + "has unknown kind '" + kind +
                             "' (activation, dropout, batchnorm, prelu, layernorm, act_param, softmax, "
-                            "gaussian_noise, gaussian_dropout)");
+                            "log_softmax, gaussian_noise, gaussian_dropout)");
     }
+    step_penalties(d, st, at, allow_step_extras);
     out.push_back(st);
   }
   return out;
@@ -300,13 +343,19 @@ inline Constraint to_constraint(const py::handle& h, const std::string& where) {
   return c;
 }
 
+// Graph blocks: "src" (block indices, -1 - j for model input j), "merge" (MergeKind),
+// "src_cols" ([column, width] of the batch for each model-input source; default the
+// whole batch) and "X"/"dX". The batch is "x_cols" wide (given on layer 0; default its
+// inputs); only a trainer that passes x_cols_out (the CPU's) takes a batch of another width.
 template <class Matrix, class Shaped>
 std::vector<DenseBuffers> to_layers(const py::list& layers, const OptimizerConfig& opt, int batch,
                                     Matrix&& matrix, Shaped&& shaped, bool allow_constraints = false,
-                                    bool allow_prelu = false, bool allow_layernorm = false) {
+                                    bool allow_prelu = false, bool allow_layernorm = false, int* x_cols_out = nullptr,
+                                    bool allow_step_extras = false) {
   if (layers.empty()) throw py::value_error("MlpTrainer needs at least one layer");
   std::vector<DenseBuffers> out;
   int prev_out = -1;
+  int x_cols = -1;  // set from layer 0
   for (py::size_t i = 0; i < layers.size(); ++i) {
     const py::dict d = layers[i].cast<py::dict>();
     const std::string where = "layer " + std::to_string(i) + " ";
@@ -315,7 +364,7 @@ std::vector<DenseBuffers> to_layers(const py::list& layers, const OptimizerConfi
     const bool merge_block = d["W"].is_none();  // a graph's merge block (no W: fusednn/trainer.h)
     if (merge_block) {
       if (!d.contains("src") || d["src"].is_none() || !d.contains("merge") || d["merge"].cast<int>() == 0)
-        throw py::value_error(where + "has no W but is not a merge block (src, merge 1 or 2)");
+        throw py::value_error(where + "has no W but is not a merge block (src, merge 1 to 5)");
       l.in = l.out = d["units"].cast<int>();
       if (l.in < 1) throw py::value_error(where + "units must be >= 1");
     } else {
@@ -323,25 +372,58 @@ std::vector<DenseBuffers> to_layers(const py::list& layers, const OptimizerConfi
       l.in = to_int_dim(rows, "W rows");
       l.out = to_int_dim(cols, "W columns");
     }
+    if (i == 0) {
+      x_cols = d.contains("x_cols") && !d["x_cols"].is_none() ? d["x_cols"].cast<int>() : l.in;
+      if (x_cols < 1) throw py::value_error("x_cols must be >= 1");
+      if (x_cols != l.in && !x_cols_out)
+        throw py::value_error("this device's fused trainer takes a batch as wide as layer 0's input only");
+    }
     if (d.contains("src") && !d["src"].is_none()) {  // a graph block (fusednn/trainer.h)
       for (const auto& k : d["src"].cast<py::list>()) l.src.push_back(k.cast<int>());
       l.merge = d.contains("merge") ? d["merge"].cast<int>() : 0;
-      if (l.src.empty() || l.merge < 0 || l.merge > 2 || (l.merge == 0 && l.src.size() != 1) ||
-          (l.merge != 0 && l.src.size() < 2))
+      if (l.src.empty() || l.merge < merge_one || l.merge > merge_avg || (l.merge == merge_one && l.src.size() != 1) ||
+          (l.merge != merge_one && l.src.size() < 2) || (l.merge == merge_sub && l.src.size() != 2))
         throw py::value_error(where + "has a bad src/merge");
+      if (l.merge > merge_add && !merge_block)
+        throw py::value_error(where + "an elementwise merge other than add must be a merge block (no W)");
+      py::list cols;
+      if (d.contains("src_cols") && !d["src_cols"].is_none()) {
+        cols = d["src_cols"].cast<py::list>();
+        if (cols.size() != l.src.size()) throw py::value_error(where + "src_cols must have one entry per src");
+      }
       int width = 0;
-      for (int k : l.src) {
-        if (k < -1 || k >= int(i)) throw py::value_error(where + "src must name earlier layers or -1 (the batch)");
-        if (i == 0 && (l.merge != 0 || k != -1)) throw py::value_error("layer 0 must take the batch itself");
-        const int w = k < 0 ? (i == 0 ? l.in : out.front().in) : out[std::size_t(k)].out;
-        if (l.merge == 2 && w != l.in) throw py::value_error(where + "adds inputs of another width than its input");
+      for (std::size_t n = 0; n < l.src.size(); ++n) {
+        const int k = l.src[n];
+        if (k >= int(i)) throw py::value_error(where + "src must name earlier layers or model inputs (< 0)");
+        int col = 0, w = 0;
+        if (k < 0) {
+          if (cols.size() && !cols[n].is_none()) {
+            const py::sequence cw = cols[n].cast<py::sequence>();
+            if (cw.size() != 2) throw py::value_error(where + "src_cols entries are [column, width]");
+            col = cw[0].cast<int>();
+            w = cw[1].cast<int>();
+          } else {
+            w = x_cols;
+          }
+          if (col < 0 || w < 1 || col + w > x_cols)
+            throw py::value_error(where + "src_cols [" + std::to_string(col) + ", " + std::to_string(w) +
+                                  "] is outside the batch's " + std::to_string(x_cols) + " columns");
+        } else {
+          w = out[std::size_t(k)].out;
+        }
+        if (l.merge >= merge_add && w != l.in)
+          throw py::value_error(where + "merges elementwise inputs of another width than its input");
+        l.src_col.push_back(col);
+        l.src_width.push_back(w);
         width += w;
       }
-      if ((l.merge == 1 || l.merge == 0) && width != l.in)
+      if ((l.merge == merge_concat || l.merge == merge_one) && width != l.in)
         throw py::value_error(where + "takes " + std::to_string(l.in) + " inputs but its sources give " +
                               std::to_string(width));
-      if (l.merge != 0) l.X = shaped(d["X"], where + "X", {batch, l.in});
-      if (l.merge != 0 || l.src[0] >= 0) l.dX = shaped(d["dX"], where + "dX", {batch, l.in});
+      // a block's own merged input (or the copied columns of a model input that is a slice of the batch)
+      if (l.merge != merge_one || (l.src[0] < 0 && l.src_width[0] != x_cols))
+        l.X = shaped(d["X"], where + "X", {batch, l.in});
+      if (l.merge != merge_one || l.src[0] >= 0) l.dX = shaped(d["dX"], where + "dX", {batch, l.in});
     } else if (prev_out >= 0 && l.in != prev_out) {
       throw py::value_error(where + "takes " + std::to_string(l.in) + " inputs but the previous layer has " +
                             std::to_string(prev_out) + " units");
@@ -402,11 +484,10 @@ std::vector<DenseBuffers> to_layers(const py::list& layers, const OptimizerConfi
     }
     if (d.contains("post") && !d["post"].is_none())
       l.post = to_steps(d["post"].cast<py::list>(), opt, batch, l.out, where, shaped, allow_prelu,
-                        allow_layernorm);
+                        allow_layernorm, allow_step_extras);
     out.push_back(l);
   }
-  if (!out.back().post.empty())
-    throw py::value_error("the last layer's output goes to the loss: it cannot have steps after it");
+  if (x_cols_out) *x_cols_out = x_cols;
   return out;
 }
 

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "fusednn/cpu.h"
+#include "fusednn/cpu_merge.h"
 #include "fusednn/cpu_layers.h"
 #include "fusednn/trainer.h"
 
@@ -125,6 +126,13 @@ struct Kernels {
   void softmax_rows_backward(float* dx, const float* dy, const float* y, int rows, int cols) const {
     cpu::softmax_backward(dx, dy, y, std::size_t(rows), std::size_t(cols));
   }
+  // the log_softmax step (layer_steps.h): the per-op path's kernels (activations.cpp)
+  void log_softmax_rows(float* y, const float* x, int rows, int cols) const {
+    cpu::log_softmax(y, x, std::size_t(rows), std::size_t(cols));
+  }
+  void log_softmax_rows_backward(float* dx, const float* dy, const float* y, int rows, int cols) const {
+    cpu::log_softmax_backward(dx, dy, y, std::size_t(rows), std::size_t(cols));
+  }
   void gaussian_factor(float* m, int rows, int cols, std::uint64_t seed, std::uint64_t t, float scale,
                        bool add_one) const {
     cpu::gaussian_factor(m, rows, cols, seed, t, scale, add_one);
@@ -143,6 +151,15 @@ struct Kernels {
       const float* a = src + std::size_t(r) * src_cols + src_off;
       for (int c = 0; c < width; ++c) d[c] = d[c] + a[c];
     }
+  }
+  // the elementwise merges of graph blocks (fusednn/cpu_merge.h): strided blocks, so a merge reads a
+  // model input's columns of the batch in place
+  void merge_binary(float* y, int ldy, const float* a, int lda, const float* b, int ldb, int rows, int cols,
+                    MergeOp op) const {
+    cpu::merge_binary(y, ldy, a, lda, b, ldb, rows, cols, op);
+  }
+  void merge_scale(float* y, int ldy, const float* x, int ldx, float s, int rows, int cols) const {
+    cpu::merge_scale(y, ldy, x, ldx, s, rows, cols);
   }
   void add(float* y, const float* a, const float* b, std::int64_t n) const {
     for (std::int64_t k = 0; k < n; ++k) y[k] = a[k] + b[k];

@@ -227,7 +227,7 @@ std::int64_t train_steps_replicated(std::vector<DenseBuffers>& layers, const Opt
                                     std::int64_t iterations, bool stop_on_nonfinite, std::int64_t* steps_done,
                                     ReplicaScratch& scratch) {
   const int h = (batch + 1) / 2;  // replica 0's rows of a full batch (replica 1 has at most as many)
-  const int d_in = layers.front().in;
+  const int d_in = data.x_cols > 0 ? data.x_cols : layers.front().in;
   // replica 1's buffers: batch rows, activations and gradients for h rows, dW and db
   // (each of the 2 + 5 per layer buffers padded by under 2 cache lines)
   std::size_t need = std::size_t(h) * (std::size_t(d_in) + std::size_t(data.y_cols)) + 4 * kAlignFloats;

@@ -31,6 +31,13 @@ __global__ void __launch_bounds__(kGatherThreads)
 }
 
 
+// Every step and block kind the CPU policy runs (the detectors of layer_steps.h, trainer.h and
+// constraint.h): a member with a wrong name would silently compile its step to nothing.
+static_assert(has_layer_steps<Kernels>::value && has_prelu<Kernels>::value && has_layernorm<Kernels>::value &&
+                  has_steps_more<Kernels>::value && has_batchnorm_infer<Kernels>::value &&
+                  has_merges<Kernels>::value && has_constrain<Kernels>::value,
+              "the CUDA trainer policy lacks a layer-step kernel");
+
 }  // namespace
 
 cudaError_t gather_rows(float* dst, const float* src, const std::int64_t* idx, std::size_t rows,

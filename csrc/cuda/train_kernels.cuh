@@ -8,6 +8,7 @@
 
 #include "fusednn/cuda.h"
 #include "fusednn/cuda_layers.h"
+#include "fusednn/cuda_steps_more.h"
 
 namespace fusednn {
 namespace cuda {
@@ -121,6 +122,73 @@ struct Kernels {
                           const float* invstd, const float* gamma, int rows, int cols, float* scratch) const {
     check(cuda::batchnorm_backward(dx, dgamma, dbeta, dy, xhat, invstd, gamma, rows, cols, scratch, stream),
           "batchnorm_backward");
+  }
+  // The newer steps (PReLU, LayerNormalization, act_param, Softmax, Gaussian noise), a frozen
+  // batch-norm, graph blocks and weight constraints (cuda_steps_more.h): the CPU policy's
+  // members, so layer_steps.h/trainer.h compile them in. Opt-in (FUSEDNN_CUDA_TRAINER_STEPS=1),
+  // not yet run on a device; the graph and persistent paths decline them (the binding's
+  // fast_path_why_not, backends/cuda_paths.py).
+  void prelu_forward(float* y, const float* x, const float* alpha, int rows, int cols, int alpha_n) const {
+    check(cuda::prelu_forward(y, x, alpha, rows, cols, alpha_n, stream), "prelu_forward");
+  }
+  void prelu_backward(float* dx, float* dalpha, const float* dy, const float* x, const float* alpha, int rows,
+                      int cols, int alpha_n) const {
+    check(cuda::prelu_backward(dx, dalpha, dy, x, alpha, rows, cols, alpha_n, stream), "prelu_backward");
+  }
+  void layernorm_forward(float* y, float* xhat, float* invstd, const float* x, const float* gamma, const float* beta,
+                         int rows, int cols, float eps) const {
+    check(cuda::layernorm_forward(y, xhat, invstd, x, gamma, beta, rows, cols, eps, stream), "layernorm_forward");
+  }
+  void layernorm_backward(float* dx, float* dgamma, float* dbeta, const float* dy, const float* xhat,
+                          const float* invstd, const float* gamma, int rows, int cols) const {
+    check(cuda::layernorm_backward(dx, dgamma, dbeta, dy, xhat, invstd, gamma, rows, cols, stream),
+          "layernorm_backward");
+  }
+  void act_param_forward(float* y, const float* x, std::int64_t n, const ActParam& a) const {
+    check(cuda::act_param_forward(y, x, n, a, stream), "act_param_forward");
+  }
+  void act_param_backward(float* dx, const float* dy, const float* x, const float* y, std::int64_t n,
+                          const ActParam& a) const {
+    check(cuda::act_param_backward(dx, dy, x, y, n, a, stream), "act_param_backward");
+  }
+  void softmax_rows(float* y, const float* x, int rows, int cols) const {
+    check(cuda::softmax(y, x, std::size_t(rows), std::size_t(cols), stream), "softmax");
+  }
+  void softmax_rows_backward(float* dx, const float* dy, const float* y, int rows, int cols) const {
+    check(cuda::softmax_backward(dx, dy, y, std::size_t(rows), std::size_t(cols), stream), "softmax_backward");
+  }
+  void gaussian_factor(float* m, int rows, int cols, std::uint64_t seed, std::uint64_t t, float scale,
+                       bool add_one) const {
+    check(cuda::gaussian_factor(m, rows, cols, seed, t, scale, add_one, stream), "gaussian_factor");
+  }
+  void copy(float* y, const float* x, std::int64_t n) const {
+    if (n > 0 && y != x)
+      check(cudaMemcpyAsync(y, x, std::size_t(n) * sizeof(float), cudaMemcpyDeviceToDevice, stream), "copy");
+  }
+  void add(float* y, const float* a, const float* b, std::int64_t n) const {
+    check(cuda::add(y, a, b, std::size_t(n), stream), "add");
+  }
+  void copy_cols(float* dst, int dst_cols, int dst_off, const float* src, int src_cols, int src_off, int width,
+                 int rows) const {
+    check(cuda::copy_cols(dst, dst_cols, dst_off, src, src_cols, src_off, width, rows, stream), "copy_cols");
+  }
+  void add_cols(float* dst, int dst_cols, int dst_off, const float* src, int src_cols, int src_off, int width,
+                int rows) const {
+    check(cuda::add_cols(dst, dst_cols, dst_off, src, src_cols, src_off, width, rows, stream), "add_cols");
+  }
+  void merge_binary(float* y, int ldy, const float* a, int lda, const float* b, int ldb, int rows, int cols,
+                    MergeOp op) const {
+    check(cuda::merge_binary(y, ldy, a, lda, b, ldb, rows, cols, op, stream), "merge_binary");
+  }
+  void merge_scale(float* y, int ldy, const float* x, int ldx, float s, int rows, int cols) const {
+    check(cuda::merge_scale(y, ldy, x, ldx, s, rows, cols, stream), "merge_scale");
+  }
+  void batchnorm_infer(float* y, const float* x, const float* gamma, const float* beta, const float* mean,
+                       const float* var, int rows, int cols, float eps) const {
+    check(cuda::batchnorm_infer(y, x, gamma, beta, mean, var, rows, cols, eps, stream), "batchnorm_infer");
+  }
+  void constrain(float* w, int rows, int cols, const Constraint& c) const {
+    check(cuda::constrain(w, rows, cols, c, stream), "constrain");
   }
   // Reading a loss would wait for the GPU every step; the caller checks the
   // step losses once per epoch instead.

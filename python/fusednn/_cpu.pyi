@@ -96,6 +96,12 @@ def matmul(a: object, b: object, transpose_a: bool = False, transpose_b: bool = 
 def matmul_reference(a: object, b: object, transpose_a: bool = False, transpose_b: bool = False, bias: object = None, activation: typing.SupportsInt | typing.SupportsIndex = 0, out: object = None) -> numpy.ndarray:
     """The simple triple-loop GEMM (double accumulation), kept as an oracle."""
 
+def merge_binary(a: object, b: object, op: typing.SupportsInt | typing.SupportsIndex, a_col: typing.SupportsInt | typing.SupportsIndex = 0, b_col: typing.SupportsInt | typing.SupportsIndex = 0, cols: object = None, out: object = None) -> numpy.ndarray:
+    """a[:, a_col:a_col+cols] op b[:, b_col:b_col+cols] (op 0 add, 1 subtract, 2 multiply), the graph blocks' elementwise merge kernel."""
+
+def merge_scale(x: object, s: typing.SupportsFloat | typing.SupportsIndex, x_col: typing.SupportsInt | typing.SupportsIndex = 0, cols: object = None, out: object = None) -> numpy.ndarray:
+    """x[:, x_col:x_col+cols] * s in float32, the graph blocks' Average/Subtract gradient kernel."""
+
 def metric_update(spec: dict, pred: object, target: object, weights: object = None) -> None:
     """Add a batch to a Keras metric object's float64 accumulators (fusednn/metric_math.h)."""
 

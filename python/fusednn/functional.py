@@ -9,7 +9,8 @@ the layers it calls become the graph.
 A graph that is a single chain of layers (one input, one output, no merges) *is* a
 Sequential model: it runs exactly the Sequential code, the fused native trainer
 included, and gives the same numbers bit for bit. Any other graph (merges, several
-inputs or outputs) runs the per-op path, and ``model.fused_reason`` says so. Several
+inputs) runs as graph blocks of the fused CPU trainer where its layers allow, else the
+per-op path (several outputs do), and ``model.fused_reason`` says why. Several
 inputs are packed side by side into one array at the boundary (so shuffling, batching
 and validation splits work as for one input) and split again inside the forward pass;
 several outputs likewise, with one loss per output (:class:`OutputLosses`).
@@ -315,19 +316,18 @@ class Model(Sequential):
     @property
     def graph_reason(self) -> str | None:
         """Why the fused trainer cannot run this model's layer graph whatever its layers
-        (several inputs or outputs), else None; the fused module judges the rest."""
+        (several outputs), else None; the fused module judges the rest (several inputs run
+        as graph blocks reading their columns of the packed batch)."""
         if self._graph is None or self._graph.is_chain:
             return None
         g = self._graph
         what = []
-        if g.n_inputs > 1:
-            what.append(f"{g.n_inputs} inputs")
         if len(g.outputs) > 1:
             what.append(f"{len(g.outputs)} outputs")
         if not what:
             return None
         return (f"a functional model with {' and '.join(what)} runs the per-op path (the fused trainer takes one "
-                "input and one output)")
+                "output)")
 
     @property
     def graph_inbound(self) -> list[list[int]] | None:

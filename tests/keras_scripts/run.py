@@ -116,6 +116,42 @@ def _first_error_line(exc: BaseException) -> str:
     return line
 
 
+@contextlib.contextmanager
+def _recording_fits(record: dict | None):
+    """While a script runs under fusednn: append to ``record["fits"]`` each ``fit``'s path,
+    None for the fused native trainer, else the reason it took the per-op path (the
+    model's ``fused_reason`` once fit has built it)."""
+    if record is None:
+        yield
+        return
+    from fusednn.training.trainer import Trainer
+
+    fit = Trainer.fit
+    fits = record.setdefault("fits", [])
+
+    def recording_fit(self, *args, **kwargs):
+        try:
+            return fit(self, *args, **kwargs)
+        finally:
+            fits.append(self.fused_reason)
+
+    Trainer.fit = recording_fit
+    try:
+        yield
+    finally:
+        Trainer.fit = fit
+
+
+def fused_summary(records: list[dict]) -> str:
+    """``fused`` when every fit of these runs took the fused trainer, ``-`` with no fit,
+    else ``per-op: <first reason>``."""
+    fits = [f for r in records for f in r.get("fits", [])]
+    if not fits:
+        return "-"
+    reasons = [f for f in fits if f is not None]
+    return "fused" if not reasons else f"per-op: {reasons[0]}"
+
+
 def run_script(name: str, seed: int = 0, timeout: float = 60.0, keras_kind: str = "fusednn") -> dict:
     """Run one script in this process; return its status, results or first error line, and time."""
     path = SCRIPTS / f"{name}.py"
@@ -137,7 +173,8 @@ def run_script(name: str, seed: int = 0, timeout: float = 60.0, keras_kind: str 
         try:
             if keras_kind == "fusednn":
                 use_fusednn_keras()
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out), \
+                    _recording_fits(record if keras_kind == "fusednn" else None):
                 namespace = runpy.run_path(str(path), run_name="__main__")
             results = namespace.get("results")
             if not isinstance(results, dict):
@@ -238,16 +275,24 @@ def run_suite(names: list[str], seeds: list[int], timeout: float, keras_kind: st
     return records
 
 
-def table(rows: list[tuple[str, str, str, float]]) -> str:
-    """The per-script table as text, with the count on the last line."""
+def table(rows: list[tuple[str, str, str, float, str]]) -> str:
+    """The per-script table as text (status, seconds, the fit path, detail), with the
+    counts on the last lines."""
     width = max(len(r[0]) for r in rows) if rows else 10
-    lines = [f"{'script':<{width}}  {'status':<6}  {'s':>6}  detail"]
-    for name, status, detail, secs in rows:
-        lines.append(f"{name:<{width}}  {status:<6}  {secs:6.2f}  {detail[:160]}")
+    lines = [f"{'script':<{width}}  {'status':<6}  {'s':>6}  {'fit path':<8}  detail"]
+    for name, status, detail, secs, path in rows:
+        short = path if not path.startswith("per-op") else "per-op"
+        why = path[len("per-op: "):] if short == "per-op" else ""
+        lines.append(f"{name:<{width}}  {status:<6}  {secs:6.2f}  {short:<8}  "
+                     f"{'; '.join(x for x in (detail, why) if x)[:160]}")
     n_pass = sum(r[1] == "PASS" for r in rows)
     counts = {k: sum(r[1] == k for r in rows) for k in ("PASS", "WRONG", "FAIL", "NOREF")}
     lines.append(f"{n_pass} of {len(rows)} scripts run unchanged and match Keras within noise "
                  f"({', '.join(f'{k} {v}' for k, v in counts.items() if v)})")
+    with_fit = [r for r in rows if r[4] != "-"]
+    if with_fit:
+        n_fused = sum(r[4] == "fused" for r in with_fit)
+        lines.append(f"{n_fused} of {len(with_fit)} scripts that call fit train in the fused trainer in every fit")
     return "\n".join(lines)
 
 
@@ -327,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         runs = [r for r in records if r["name"] == name]
         status, detail = classify(runs, reference["scripts"].get(name, {}))
-        rows.append((name, status, detail, sum(r["seconds"] for r in runs)))
+        rows.append((name, status, detail, sum(r["seconds"] for r in runs), fused_summary(runs)))
         out.append({"name": name, "runs": runs, "classification": status, "detail": detail})
     print(table(rows))
     if args.json:

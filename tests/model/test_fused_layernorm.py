@@ -215,16 +215,20 @@ def test_fused_matches_numpy_backend():
 
 
 @needs_cpu
-def test_constraints_declined_with_reason_and_trained_per_op():
-    """beta/gamma constraints are projections the fused step does not apply (as for
-    BatchNormalization): the model says why and trains per-op with them."""
+def test_constraints_projected_in_the_fused_step():
+    """beta/gamma constraints are projected after the fused step's update (as for
+    BatchNormalization; more cases in test_fused_step_penalties.py), as the per-op path does."""
     fusednn.set_backend("cpu")
-    m = _model("auto", OPTIMIZERS["adam"], gamma_constraint=keras.constraints.MaxNorm(1.0),
-               beta_constraint="non_neg")
-    assert "LayerNormalization" in m.fused_reason and "constraint" in m.fused_reason
-    _fit(m, epochs=1)
+    kw = dict(gamma_constraint=keras.constraints.MaxNorm(1.0), beta_constraint="non_neg")
+    m = _model("auto", OPTIMIZERS["adam"], **kw)
+    assert m.fused_reason is None
+    got = _fit(m, epochs=1)
     gamma, beta = m.layers[1].get_weights()
     assert np.linalg.norm(gamma.astype(np.float64)) <= 1 + 1e-6 and (beta >= 0).all()
+    want = _fit(_model(False, OPTIMIZERS["adam"], **kw), epochs=1)
+    np.testing.assert_array_equal(got[0], want[0])
+    for a, b in zip(got[1], want[1]):
+        np.testing.assert_array_equal(a, b)
 
 
 @needs_cpu
@@ -241,16 +245,17 @@ def test_trainer_binding_checks_the_step():
 
 
 def test_cuda_declines_layernorm_steps():
-    """The CUDA trainer has no LayerNormalization kernels: the backend says so (even with
-    FUSEDNN_CUDA_TRAINER_STEPS=1), so a cuda model with one trains per-op."""
+    """The CUDA trainer's LayerNormalization kernels (csrc/cuda/steps_more.cu) have not run on a
+    device: the backend offers them only with FUSEDNN_CUDA_TRAINER_STEPS=1, so without it a
+    cuda model with one trains per-op."""
     from fusednn.backends import cuda as cuda_backend
     from fusednn.training.fused import _steps_reason
 
-    assert not getattr(cuda_backend.CudaBackend, "trainer_layernorm", False)
+    assert cuda_backend.CudaBackend.trainer_layernorm == cuda_backend.CudaBackend.trainer_steps
 
     class FakeModel:  # the reason is a function of the backend's flags alone
         backend = type("B", (), {"name": "cuda", "trainer_steps": True, "trainer_prelu": False,
-                                 "trainer_layernorm": cuda_backend.CudaBackend.trainer_layernorm})()
+                                 "trainer_layernorm": False})()
 
     L = keras.layers
     layers = [L.Dense(4, input_shape=(3,)), L.LayerNormalization(name="ln"), L.Dense(1)]

@@ -30,7 +30,7 @@ def test_penalty_in_loss_and_update(backend, layer_cls):
         reg = _model(layer_cls, gamma_regularizer=keras.regularizers.L2(0.5), beta_regularizer=keras.regularizers.L1(0.25))
         if backend == "cpu":
             assert plain.fused_reason is None
-            assert "beta_regularizer/gamma_regularizer is not fused" in reg.fused_reason
+            assert reg.fused_reason is None  # the penalty is a fused step penalty (test_fused_step_penalties.py)
         # start gamma/beta away from their initial values so both penalties and their gradients are non-trivial
         norm_p, norm_r = plain.layers[1], reg.layers[1]
         gamma = rng.uniform(0.5, 1.5, size=6).astype(np.float32)

@@ -31,8 +31,15 @@ struct Constraint {
 // Keras' backend.epsilon() in the norm constraints' denominators
 constexpr double kConstraintEpsilon = 1e-7;
 
-// The rescaling factor of a vector of the given norm (the norm constraints).
-inline float constraint_factor(const Constraint& c, double norm) {
+#if defined(__CUDACC__)
+#define FUSEDNN_CONSTRAINT_HD __host__ __device__ inline
+#else
+#define FUSEDNN_CONSTRAINT_HD inline
+#endif
+
+// The rescaling factor of a vector of the given norm (the norm constraints; also the
+// CUDA kernels' in csrc/cuda/steps_more.cu).
+FUSEDNN_CONSTRAINT_HD float constraint_factor(const Constraint& c, double norm) {
   double desired = 1.0;
   if (c.kind == ConstraintKind::max_norm) {
     desired = norm < double(c.max_value) ? norm : double(c.max_value);

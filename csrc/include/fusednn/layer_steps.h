@@ -24,6 +24,12 @@
 // softmax; gaussian_noise/gaussian_dropout, whose normals come from the layer's seed
 // and counter as dropout's mask does) need D::act_param_forward/backward,
 // softmax_rows(_backward), gaussian_factor, add and copy: the CPU policy's.
+// The log_softmax step (a Dense with activation='log_softmax', hidden or last, and
+// Activation('log_softmax')) needs D::log_softmax_rows(_backward): the CPU policy's.
+// Step weights may carry Keras regularizers and constraints (gamma/beta of the
+// normalisations, PReLU's alpha): post_regularize adds their penalties to the step's
+// loss and gradients after the block's own (the per-op path's model order), and
+// post_constrain projects them after their update, as trainer.h does for Dense W/b.
 #pragma once
 #include <cstdint>
 #include <type_traits>
@@ -31,6 +37,7 @@
 #include <vector>
 
 #include "fusednn/activation.h"
+#include "fusednn/constraint.h"
 #include "fusednn/cpu_steps_more.h"
 #include "fusednn/optim_update.h"
 
@@ -45,7 +52,8 @@ enum class StepKind : int {
   act_param = 5,        // LeakyReLU, ELU, ReLU with arguments (aparam)
   softmax = 6,          // the Softmax layer: a row softmax
   gaussian_noise = 7,   // GaussianNoise: Y = x + M, M = noise_scale * z (z: Philox normals at counter[0])
-  gaussian_dropout = 8  // GaussianDropout: Y = x * M, M = 1 + noise_scale * z
+  gaussian_dropout = 8,  // GaussianDropout: Y = x * M, M = 1 + noise_scale * z
+  log_softmax = 9        // a row log-softmax: Y = x - max - log(sum exp(x - max)) per row
 };
 
 struct LayerStep {
@@ -90,10 +98,14 @@ struct LayerStep {
   // act_param: the activation's parameters; gaussian_*: the normals' scale (seed, counter and M as dropout's)
   ActParam aparam;
   float noise_scale = 0.f;
+  // Keras L1/L2 regularizer factors (0: none) and constraints of gamma, beta (batch/layer
+  // normalisation) and alpha (PReLU); a frozen step has none (Keras: trainable weights only)
+  float gamma_l1 = 0.f, gamma_l2 = 0.f, beta_l1 = 0.f, beta_l2 = 0.f, alpha_l1 = 0.f, alpha_l2 = 0.f;
+  Constraint gamma_con, beta_con, alpha_con;
 };
 
 // The steps of cpu_steps_more.h (act_param, softmax, gaussian_noise, gaussian_dropout) need
-// D::act_param_forward and D::gaussian_factor; a policy without them (the CUDA one today)
+// D::act_param_forward and D::gaussian_factor; a policy without them
 // compiles them to nothing and its binding refuses them.
 template <class D, class = void>
 struct has_steps_more : std::false_type {};
@@ -101,11 +113,18 @@ template <class D>
 struct has_steps_more<D, std::void_t<decltype(&D::act_param_forward), decltype(&D::gaussian_factor)>>
     : std::true_type {};
 
-// Devices that run frozen batch-normalisation steps (batchnorm_infer): the CPU's.
+// Devices that run frozen batch-normalisation steps (batchnorm_infer): the CPU's and CUDA's.
 template <class D, class = void>
 struct has_batchnorm_infer : std::false_type {};
 template <class D>
 struct has_batchnorm_infer<D, std::void_t<decltype(&D::batchnorm_infer)>> : std::true_type {};
+
+// Devices that run log_softmax steps (log_softmax_rows): the CPU's.
+template <class D, class = void>
+struct has_log_softmax_step : std::false_type {};
+template <class D>
+struct has_log_softmax_step<D, std::void_t<decltype(&D::log_softmax_rows), decltype(&D::log_softmax_rows_backward)>>
+    : std::true_type {};
 
 template <class D, class = void>
 struct has_layer_steps : std::false_type {};
@@ -113,9 +132,9 @@ template <class D>
 struct has_layer_steps<D, std::void_t<decltype(&D::dropout_mask), decltype(&D::batchnorm_train)>>
     : std::true_type {};
 
-// PReLU steps need D::prelu_forward/prelu_backward; a policy without them (the CUDA
-// one today) compiles the step to nothing and its binding refuses it.
-// LayerNormalization steps need D::layernorm_forward/layernorm_backward (the CPU's);
+// PReLU steps need D::prelu_forward/prelu_backward; a policy without them compiles
+// the step to nothing and its binding refuses it.
+// LayerNormalization steps need D::layernorm_forward/layernorm_backward (the CPU's and CUDA's);
 // without them the step compiles to nothing and the binding refuses it.
 template <class D, class = void>
 struct has_layernorm : std::false_type {};
@@ -169,6 +188,9 @@ const float* post_forward(const D& dev, std::vector<LayerStep>& post, const floa
           break;
         case StepKind::softmax:
           if constexpr (has_steps_more<D>::value) dev.softmax_rows(s.Y, x, B, s.cols);
+          break;
+        case StepKind::log_softmax:
+          if constexpr (has_log_softmax_step<D>::value) dev.log_softmax_rows(s.Y, x, B, s.cols);
           break;
         case StepKind::gaussian_noise:
         case StepKind::gaussian_dropout:
@@ -229,6 +251,9 @@ void post_backward(const D& dev, std::vector<LayerStep>& post, const float* A, f
         case StepKind::softmax:
           if constexpr (has_steps_more<D>::value) dev.softmax_rows_backward(dx, s.G, s.Y, B, s.cols);
           break;
+        case StepKind::log_softmax:
+          if constexpr (has_log_softmax_step<D>::value) dev.log_softmax_rows_backward(dx, s.G, s.Y, B, s.cols);
+          break;
         case StepKind::gaussian_noise:  // the identity
           if constexpr (has_steps_more<D>::value) dev.copy(dx, s.G, n);
           break;
@@ -281,6 +306,38 @@ void post_update(const D& dev, std::vector<LayerStep>& post, const Opt& opt, con
       }
       const int flags = q.decay ? opt.flags : (opt.flags & ~optf::weight_decay);
       dev.opt_update(opt.kind, flags, P, q.w, q.g, q.st[0], q.st[1], q.st[2], q.ema, s.cols);
+    }
+  }
+}
+
+// The weight penalties of the steps' parameters (gamma then beta, alpha), in step order,
+// factors scaled by ps: added to *loss and to the parameter gradients (before the update).
+template <class D>
+void post_regularize(const D& dev, std::vector<LayerStep>& post, float ps, float* loss) {
+  for (LayerStep& s : post) {
+    if (s.frozen) continue;
+    if (s.kind == StepKind::prelu && (s.alpha_l1 != 0.f || s.alpha_l2 != 0.f))
+      dev.regularize(s.dalpha, s.alpha, s.alpha_n, ps * s.alpha_l1, ps * s.alpha_l2, loss);
+    if (s.kind != StepKind::batchnorm && s.kind != StepKind::layernorm) continue;
+    if (s.gamma && (s.gamma_l1 != 0.f || s.gamma_l2 != 0.f))
+      dev.regularize(s.dgamma, s.gamma, s.cols, ps * s.gamma_l1, ps * s.gamma_l2, loss);
+    if (s.beta && (s.beta_l1 != 0.f || s.beta_l2 != 0.f))
+      dev.regularize(s.dbeta, s.beta, s.cols, ps * s.beta_l1, ps * s.beta_l2, loss);
+  }
+}
+
+// Keras: the steps' parameters projected onto their constraints after their update (a
+// 1-D weight is one column of `cols` rows, as the per-op binding views it).
+template <class D>
+void post_constrain(const D& dev, std::vector<LayerStep>& post) {
+  if constexpr (has_constrain<D>::value) {
+    for (LayerStep& s : post) {
+      if (s.frozen) continue;
+      if (s.kind == StepKind::prelu && s.alpha_con.kind != ConstraintKind::none)
+        dev.constrain(s.alpha, s.alpha_n, 1, s.alpha_con);
+      if (s.kind != StepKind::batchnorm && s.kind != StepKind::layernorm) continue;
+      if (s.gamma && s.gamma_con.kind != ConstraintKind::none) dev.constrain(s.gamma, s.cols, 1, s.gamma_con);
+      if (s.beta && s.beta_con.kind != ConstraintKind::none) dev.constrain(s.beta, s.cols, 1, s.beta_con);
     }
   }
 }

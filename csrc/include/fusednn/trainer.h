@@ -18,6 +18,7 @@
 #include "fusednn/activation.h"
 #include "fusednn/constraint.h"
 #include "fusednn/layer_steps.h"
+#include "fusednn/merge_op.h"
 #include "fusednn/metric_math.h"
 #include "fusednn/optim_update.h"
 
@@ -53,12 +54,16 @@ struct DenseBuffers {
   bool frozen = false;
   // graph models (a functional model with merges; CPU only, see has_merges): where the
   // block's input comes from. Empty src: the previous block's output (the batch for the
-  // first). Else block indices (< this one; -1: the batch): merge 0 takes src[0] itself,
-  // 1 concatenates them along the columns into X, 2 adds them into X; dX (batch×in) holds
-  // the gradient w.r.t. the input before it is split to the sources.
+  // first). Else block indices (< this one; -1 - j: model input j, the batch's columns
+  // [src_col[n], src_col[n] + its width) for src[n]): merge 0 takes src[0] itself (a
+  // column slice of a wider batch is copied into X), 1 concatenates them along the
+  // columns into X, 2 adds them, 3 subtracts the second from the first, 4 multiplies
+  // them, 5 averages them into X (MergeKind); dX (batch×in) holds the gradient w.r.t.
+  // the input before it is split to the sources.
   // A merge block has no W (and is frozen): its output A is a copy of the merged input X,
-  // followed by its steps; its input gradient is G.
+  // followed by its steps; its input gradient is G (and dX is its scratch).
   std::vector<int> src;
+  std::vector<int> src_col, src_width;
   int merge = 0;
   float* X = nullptr;
   float* dX = nullptr;
@@ -79,8 +84,12 @@ struct OptimizerConfig {
   const float* step_params = nullptr;
 };
 
+// DenseBuffers::merge: how a graph block combines its sources
+enum MergeKind : int { merge_one = 0, merge_concat = 1, merge_add = 2, merge_sub = 3, merge_mul = 4, merge_avg = 5 };
+
 struct TrainData {
-  const float* x = nullptr;          // n×in of layer 0
+  const float* x = nullptr;          // n×x_cols: layer 0's input, or a graph model's inputs side by side
+  int x_cols = 0;                    // 0: layer 0's in
   const float* y = nullptr;          // n×y_cols: like the last layer's output, or one class index per row
   int y_cols = 0;
   const std::int64_t* order = nullptr;  // the epoch's sample permutation (n entries)
@@ -120,51 +129,76 @@ struct TrainData {
 // return value is the counter after the last. Stops early after a step whose
 // loss is not finite when stop_on_nonfinite is set (the caller sees it in
 // step_losses) — only on devices where reading the loss is free (the CPU).
-// Devices that run graph blocks (copy_cols, add_cols, add): the CPU's.
+// Devices that run graph blocks (copy_cols, add_cols, merge_binary, merge_scale): the CPU's.
 template <class D, class = void>
 struct has_merges : std::false_type {};
 template <class D>
-struct has_merges<D, std::void_t<decltype(&D::copy_cols), decltype(&D::add_cols)>> : std::true_type {};
+struct has_merges<D, std::void_t<decltype(&D::copy_cols), decltype(&D::add_cols), decltype(&D::merge_binary),
+                                 decltype(&D::merge_scale)>> : std::true_type {};
+
+// Source n of graph block l: its values, their row stride (a model input is a column
+// slice of the batch x, whose rows are x_cols wide) and their width.
+struct BlockSource {
+  const float* v;
+  int ld, width;
+};
+inline BlockSource block_source(std::vector<DenseBuffers>& layers, const DenseBuffers& l, std::size_t n,
+                                const float* x, int x_cols) {
+  const int k = l.src[n];
+  if (k < 0) return {x + l.src_col[n], x_cols, l.src_width[n]};
+  DenseBuffers& s = layers[std::size_t(k)];
+  return {post_output(s.post, s.A), s.out, s.out};
+}
 
 // The input of block i (graph models): the batch, a source block's output, or the merge
-// of several assembled into the block's X.
+// of several assembled into the block's X (in the per-op path's operation order).
 template <class D>
 const float* block_input(const D& dev, std::vector<DenseBuffers>& layers, std::size_t i, const float* x, int B,
-                         int d_in) {
+                         int x_cols) {
   DenseBuffers& l = layers[i];
-  const auto out_of = [&](int k) { return k < 0 ? x : post_output(layers[std::size_t(k)].post, layers[std::size_t(k)].A); };
-  const auto width = [&](int k) { return k < 0 ? d_in : layers[std::size_t(k)].out; };
-  if (l.src.empty()) return i > 0 ? out_of(int(i) - 1) : x;
-  if (l.merge == 0) return out_of(l.src[0]);
+  if (l.src.empty()) return i > 0 ? post_output(layers[i - 1].post, layers[i - 1].A) : x;
+  const BlockSource first = block_source(layers, l, 0, x, x_cols);
+  if (l.merge == merge_one && first.ld == l.in) return first.v;  // whole rows: read in place
   if constexpr (has_merges<D>::value) {
-    if (l.merge == 1) {
+    if (l.merge == merge_one) {  // a model input that is a column slice of the batch
+      dev.copy_cols(l.X, l.in, 0, first.v, first.ld, 0, l.in, B);
+    } else if (l.merge == merge_concat) {
       int at = 0;
-      for (int k : l.src) {
-        dev.copy_cols(l.X, l.in, at, out_of(k), width(k), 0, width(k), B);
-        at += width(k);
+      for (std::size_t n = 0; n < l.src.size(); ++n) {
+        const BlockSource s = block_source(layers, l, n, x, x_cols);
+        dev.copy_cols(l.X, l.in, at, s.v, s.ld, 0, s.width, B);
+        at += s.width;
       }
-    } else {
-      dev.add(l.X, out_of(l.src[0]), out_of(l.src[1]), std::int64_t(B) * l.in);
-      for (std::size_t j = 2; j < l.src.size(); ++j)
-        dev.add(l.X, l.X, out_of(l.src[j]), std::int64_t(B) * l.in);
+    } else {  // elementwise, left to right as the per-op layers
+      const MergeOp op = l.merge == merge_sub ? MergeOp::sub : l.merge == merge_mul ? MergeOp::mul : MergeOp::add;
+      const BlockSource second = block_source(layers, l, 1, x, x_cols);
+      dev.merge_binary(l.X, l.in, first.v, first.ld, second.v, second.ld, B, l.in, op);
+      for (std::size_t n = 2; n < l.src.size(); ++n) {
+        const BlockSource s = block_source(layers, l, n, x, x_cols);
+        dev.merge_binary(l.X, l.in, l.X, l.in, s.v, s.ld, B, l.in, op);
+      }
+      if (l.merge == merge_avg)  // Keras/NumPy: the sum times float32(1 / n)
+        dev.merge_scale(l.X, l.in, l.X, l.in, float(1.0 / double(l.src.size())), B, l.in);
     }
   }
   return l.X;
 }
 
-// Backward of block i's input (graph models): the input gradient G_i W_i^T goes to the
-// source blocks' output gradients, the first contribution to a source written, later ones
-// added (count: contributions so far this step), in the per-op path's order.
+// Backward of block i's input (graph models): the input gradient (G_i W_i^T, or G_i for
+// a merge block) goes to the source blocks' output gradients through the merge (a column
+// slice for concatenate, negated for Subtract's second input, times the other inputs for
+// Multiply, times 1/n for Average); the first contribution to a source is written, later
+// ones added (count: contributions so far this step), in the per-op path's order. Model
+// inputs get no gradient.
 template <class D>
-void block_input_backward(const D& dev, std::vector<DenseBuffers>& layers, std::size_t i, int B, int d_in,
-                          std::vector<int>& count) {
+void block_input_backward(const D& dev, std::vector<DenseBuffers>& layers, std::size_t i, const float* x, int B,
+                          int x_cols, std::vector<int>& count) {
   DenseBuffers& l = layers[i];
   bool any = false;
   for (int k : l.src) any = any || k >= 0;
   if (!any) return;
   const auto grad_of = [&](int k) { return post_grad(layers[std::size_t(k)].post, layers[std::size_t(k)].G); };
-  const auto width = [&](int k) { return k < 0 ? d_in : layers[std::size_t(k)].out; };
-  if (l.W && l.merge == 0 && count[std::size_t(l.src[0])] == 0) {  // straight into the source's gradient
+  if (l.W && l.merge == merge_one && count[std::size_t(l.src[0])] == 0) {  // straight into the source's gradient
     dev.matmul(grad_of(l.src[0]), l.G, l.W, B, l.in, l.out, false, true, nullptr, Act::linear);
     ++count[std::size_t(l.src[0])];
     return;
@@ -175,15 +209,37 @@ void block_input_backward(const D& dev, std::vector<DenseBuffers>& layers, std::
   else
     dX = l.G;  // a merge block: the identity from X to A
   if constexpr (has_merges<D>::value) {
+    float* tmp = l.W ? nullptr : l.dX;  // a merge block's scratch (its dX is not otherwise used)
+    const int n_src = int(l.src.size());
+    if (l.merge == merge_avg)  // one scaled gradient for every input, as the per-op layer
+      dev.merge_scale(tmp, l.in, dX, l.in, float(1.0 / double(n_src)), B, l.in);
     int at = 0;
-    for (int k : l.src) {
-      const int w = width(k), off = l.merge == 1 ? at : 0;
+    for (int n = 0; n < n_src; ++n) {
+      const int k = l.src[std::size_t(n)];
+      const int w = block_source(layers, l, std::size_t(n), x, x_cols).width;
+      const int off = l.merge == merge_concat ? at : 0;
       at += w;
       if (k < 0) continue;
+      const float* d = dX;
+      if (l.merge == merge_avg) {
+        d = tmp;
+      } else if (l.merge == merge_sub && n == 1) {
+        dev.merge_scale(tmp, l.in, dX, l.in, -1.f, B, l.in);
+        d = tmp;
+      } else if (l.merge == merge_mul) {  // dy times the other inputs, left to right
+        bool started = false;
+        for (int m = 0; m < n_src; ++m) {
+          if (m == n) continue;
+          const BlockSource s = block_source(layers, l, std::size_t(m), x, x_cols);
+          dev.merge_binary(tmp, l.in, started ? tmp : dX, l.in, s.v, s.ld, B, l.in, MergeOp::mul);
+          started = true;
+        }
+        d = tmp;
+      }
       if (count[std::size_t(k)]++ == 0)
-        dev.copy_cols(grad_of(k), w, 0, dX, l.in, off, w, B);
+        dev.copy_cols(grad_of(k), w, 0, d, l.in, off, w, B);
       else
-        dev.add_cols(grad_of(k), w, 0, dX, l.in, off, w, B);
+        dev.add_cols(grad_of(k), w, 0, d, l.in, off, w, B);
     }
   }
 }
@@ -194,11 +250,12 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
                          std::int64_t step1, std::int64_t iterations, bool stop_on_nonfinite,
                          std::int64_t* steps_done) {
   const int L = int(layers.size());
-  const int d_in = layers.front().in, d_out = layers.back().out;
+  const int d_in = data.x_cols > 0 ? data.x_cols : layers.front().in, d_out = layers.back().out;
   bool graph = false;
   for (const DenseBuffers& l : layers) graph = graph || !l.src.empty();
   if (graph && !has_merges<D>::value) throw std::runtime_error("this device's fused trainer runs no graph blocks");
   std::vector<int> grads_seen(layers.size(), 0);
+  std::vector<const float*> block_in(graph ? layers.size() : 0);  // each graph block's input this step
   std::int64_t s = step0;
   for (; s < step1; ++s) {
     const std::int64_t lo = data.step_starts ? data.step_starts[s] : s * batch;
@@ -210,7 +267,7 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
     const float* a_prev = data.x_batch;
     for (std::size_t li = 0; li < layers.size(); ++li) {
       DenseBuffers& l = layers[li];
-      if (graph) a_prev = block_input(dev, layers, li, data.x_batch, B, d_in);
+      if (graph) a_prev = block_in[li] = block_input(dev, layers, li, data.x_batch, B, d_in);
       if (!l.W) {  // a merge block: its output is the merged input
         if constexpr (has_merges<D>::value) dev.copy_cols(l.A, l.out, 0, a_prev, l.in, 0, l.in, B);
       } else if (l.Z) {  // keep the pre-activation for the backward pass
@@ -223,35 +280,39 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
     }
     DenseBuffers& last = layers.back();
     // loss value (for the epoch's record) and its gradient w.r.t. the output
-    // (the logits, for a cross-entropy), then the metric accumulators
+    // (the logits, for a cross-entropy), then the metric accumulators. The output is
+    // that of the last block's steps, if it has any (e.g. Dense then Activation('sigmoid')
+    // with mse; a softmax/sigmoid step a cross-entropy folds is left out by the caller).
+    const float* out = post_output(last.post, last.A);
+    float* gout = post_grad(last.post, last.G);
     const std::int64_t count = std::int64_t(B) * d_out;
     if (loss == LossKind::mse) {
-      dev.mse(last.A, data.y_batch, count, data.step_losses + s);
-      dev.mse_grad(last.G, last.A, data.y_batch, count, 2.0f / float(count));
+      dev.mse(out, data.y_batch, count, data.step_losses + s);
+      dev.mse_grad(gout, out, data.y_batch, count, 2.0f / float(count));
     } else if (int(loss) >= int(LossKind::loss_fn_base)) {
       const auto fn = static_cast<LossFn>(int(loss) - int(LossKind::loss_fn_base));
-      dev.loss_grad(last.G, last.A, data.y_batch, B, d_out, fn, data.loss_param, data.step_losses + s);
+      dev.loss_grad(gout, out, data.y_batch, B, d_out, fn, data.loss_param, data.step_losses + s);
     } else {
       const auto kind = static_cast<XentKind>(int(loss) - 1);
       const float scale = kind == XentKind::sigmoid_binary ? 1.0f / float(count) : 1.0f / float(B);
-      dev.xent(last.G, last.A, data.y_batch, B, d_out, kind, scale, data.step_losses + s);
+      dev.xent(gout, out, data.y_batch, B, d_out, kind, scale, data.step_losses + s);
     }
     if (data.row_scale) {  // sample weights: the weighted mean loss, the rows' gradients scaled
       const float* rs = data.row_scale + lo;
       if (int(loss) >= int(LossKind::loss_fn_base))
-        dev.weighted_loss_fn(last.A, data.y_batch, rs, B, d_out,
+        dev.weighted_loss_fn(out, data.y_batch, rs, B, d_out,
                              static_cast<LossFn>(int(loss) - int(LossKind::loss_fn_base)), data.loss_param,
                              data.step_losses + s);
       else
-        dev.weighted_loss(last.A, data.y_batch, rs, B, d_out, int(loss) - 1, data.step_losses + s);
-      dev.scale_rows(last.G, rs, B, d_out);
+        dev.weighted_loss(out, data.y_batch, rs, B, d_out, int(loss) - 1, data.step_losses + s);
+      dev.scale_rows(gout, rs, B, d_out);
     }
     if (data.counts)
-      dev.confusion_update(data.counts, last.A, data.y_batch, B, d_out, data.classes, data.sparse_labels,
+      dev.confusion_update(data.counts, out, data.y_batch, B, d_out, data.classes, data.sparse_labels,
                            data.threshold);
-    if (data.err_sums) dev.error_sums_update(data.err_sums, last.A, data.y_batch, count);
+    if (data.err_sums) dev.error_sums_update(data.err_sums, out, data.y_batch, count);
     for (int m = 0; m < data.n_metric_specs; ++m)
-      dev.metric_update(data.metric_specs[m], last.A, data.y_batch, data.row_scale ? data.row_scale + lo : nullptr,
+      dev.metric_update(data.metric_specs[m], out, data.y_batch, data.row_scale ? data.row_scale + lo : nullptr,
                         B, d_out);
     // backward, last layer first; each W is used for dX before it is updated
     if (graph) std::fill(grads_seen.begin(), grads_seen.end(), 0);
@@ -260,16 +321,14 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
       const std::int64_t size = std::int64_t(B) * l.out;
       if (!l.post.empty()) post_backward(dev, l.post, l.A, l.G, B);
       if (l.act != Act::linear) dev.act_backward(l.G, l.G, l.Z ? l.Z : l.A, size, l.act);
-      const float* a_in = graph ? (layers[i].src.empty() || layers[i].merge == 0
-                                       ? block_input(dev, layers, std::size_t(i), data.x_batch, B, d_in)
-                                       : layers[i].X)
+      const float* a_in = graph ? block_in[std::size_t(i)]
                                 : i > 0 ? post_output(layers[i - 1].post, layers[i - 1].A) : data.x_batch;
       if (!l.frozen) {
         dev.matmul(l.dW, a_in, l.G, l.in, l.out, B, true, false, nullptr, Act::linear);
         if (l.b) dev.sum_rows(l.db, l.G, B, l.out);
       }
       if (graph)
-        block_input_backward(dev, layers, std::size_t(i), B, d_in, grads_seen);
+        block_input_backward(dev, layers, std::size_t(i), data.x_batch, B, d_in, grads_seen);
       else if (i > 0)
         dev.matmul(post_grad(layers[i - 1].post, layers[i - 1].G), l.G, l.W, B, l.in, l.out, false, true, nullptr, Act::linear);
     }
@@ -282,6 +341,7 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
         dev.regularize(l.dW, l.W, std::int64_t(l.in) * l.out, ps * l.W_l1, ps * l.W_l2, data.step_losses + s);
       if (l.b && (l.b_l1 != 0.f || l.b_l2 != 0.f))
         dev.regularize(l.db, l.b, l.out, ps * l.b_l1, ps * l.b_l2, data.step_losses + s);
+      if (!l.post.empty()) post_regularize(dev, l.post, ps, data.step_losses + s);  // the block's steps next
     }
     // data parallelism: every rank adds the whole penalty, and the hook's rows / global_rows
     // scaling makes the sum over ranks count it once
@@ -303,7 +363,10 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
     for (DenseBuffers& l : layers) {
       const std::int64_t nw = std::int64_t(l.in) * l.out;
       if (l.frozen) {  // the steps after it (batch-norm) may still train
-        if (!l.post.empty()) post_update(dev, l.post, opt, P);
+        if (!l.post.empty()) {
+          post_update(dev, l.post, opt, P);
+          post_constrain(dev, l.post);
+        }
         continue;
       }
       if (opt.flags & optf::clip_norm) {
@@ -325,6 +388,7 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
         if (l.W_con.kind != ConstraintKind::none) dev.constrain(l.W, l.in, l.out, l.W_con);
         if (l.b && l.b_con.kind != ConstraintKind::none) dev.constrain(l.b, l.out, 1, l.b_con);
       }
+      if (!l.post.empty()) post_constrain(dev, l.post);
     }
     iterations = t;
     if (stop_on_nonfinite && !dev.is_finite(data.step_losses + s)) {

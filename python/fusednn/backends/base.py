@@ -347,6 +347,15 @@ class Backend:
     trainer_steps_more = False
     #: whether the fused trainer runs layer graphs (functional models with merges)
     trainer_merges = False
+    #: whether the fused trainer runs log_softmax steps (a Dense's log_softmax activation,
+    #: hidden or output, and Activation('log_softmax')): fusednn/layer_steps.h
+    trainer_log_softmax = False
+    #: whether the fused trainer adds BatchNormalization/LayerNormalization gamma/beta and
+    #: PReLU alpha regularizers to the step and projects their constraints after the update
+    trainer_step_penalties = False
+    #: whether the fused trainer takes a batch of several model inputs side by side (a
+    #: graph block reads its input's column slice)
+    trainer_multi_input = False
 
     #: whether make_trainer is implemented (see fusednn.fused)
     has_trainer = False

@@ -211,8 +211,14 @@ class CpuBackend(Backend):
     trainer_steps = True
     #: the fused trainer runs layer graphs (Dense blocks with Concatenate/Add merges)
     trainer_merges = True
+    #: and functional models with several inputs (the batch's column slices)
+    trainer_multi_input = True
     #: the fused trainer runs a frozen BatchNormalization (inference mode) as a step
     trainer_frozen_batchnorm = True
+    #: log_softmax steps (csrc/cpu/activations.cpp's kernels, as the per-op path's)
+    trainer_log_softmax = True
+    #: gamma/beta and alpha regularizers and constraints of the steps (csrc/cpu/regularize.cpp, constrain.cpp)
+    trainer_step_penalties = True
     #: the metric-object kernels (fusednn/metric_math.h) and weighted LossFn losses run in the fused trainer
     trainer_metric_objects = True
 

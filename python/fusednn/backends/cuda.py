@@ -266,6 +266,16 @@ class CudaBackend(Backend):
     #: Dropout/BatchNormalization/Activation steps in the CUDA fused trainer (csrc/cuda/layers.cu):
     #: opt-in with FUSEDNN_CUDA_TRAINER_STEPS=1 until they have been run on a device
     trainer_steps = os.environ.get("FUSEDNN_CUDA_TRAINER_STEPS", "") == "1"
+    #: under the same opt-in: PReLU, LayerNormalization, LeakyReLU/ELU/ReLU-with-arguments, Softmax and
+    #: GaussianNoise/GaussianDropout steps, a frozen BatchNormalization, layer graphs (Concatenate/Add merges)
+    #: and Dense weight constraints (csrc/cuda/steps_more.cu): compiled, never run on a device yet
+    trainer_steps_more = trainer_prelu = trainer_layernorm = trainer_steps
+    trainer_merges = trainer_frozen_batchnorm = trainer_constraints = trainer_steps
+    #: the capabilities above, which fused_reason checks the opt-in against
+    trainer_opt_in_flags = ("trainer_steps", "trainer_steps_more", "trainer_prelu", "trainer_layernorm",
+                            "trainer_merges", "trainer_frozen_batchnorm", "trainer_constraints")
+    #: what fused_reason adds where the opt-in would fuse the model (empty once opted in)
+    trainer_opt_in = "" if trainer_steps else "opt in with FUSEDNN_CUDA_TRAINER_STEPS=1 (not yet run on a device)"
     #: the metric-object kernels and weighted LossFn losses in the CUDA fused trainer
     #: (csrc/cuda/metric_objects.cu): opt-in with FUSEDNN_CUDA_TRAINER_METRICS=1 until run on a device
     trainer_metric_objects = os.environ.get("FUSEDNN_CUDA_TRAINER_METRICS", "") == "1"

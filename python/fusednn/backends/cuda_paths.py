@@ -47,6 +47,10 @@ def why_not_exact(layers: Sequence[Mapping[str, Any]], optimizer: Mapping[str, A
         return "only trainable Dense layers (a frozen layer, trainable=False, runs on the per-op kernels)"
     if any(spec.get("post") for spec in layers):
         return "only Dense layers (no Dropout, BatchNormalization or activation steps)"
+    if any(spec.get("src") is not None for spec in layers):
+        return "only Sequential chains (no layer graphs with merges)"
+    if any(spec.get("W_constraint") is not None or spec.get("b_constraint") is not None for spec in layers):
+        return "no weight constraints"
     return ""
 
 

@@ -21,8 +21,8 @@ from .base import Buffers, Layer
 class _ConstrainedScaleShift:
     """Keras' ``beta_constraint``/``gamma_constraint`` and ``beta_regularizer``/
     ``gamma_regularizer`` of the normalisation layers: projections of beta and gamma
-    after each optimizer update, and their penalties in the loss (the per-op path; the
-    fused trainer declines a layer that has them)."""
+    after each optimizer update, and their penalties in the loss (the per-op path; on cpu
+    the fused trainer runs them as step penalties and projections, fusednn/layer_steps.h)."""
 
     def _set_constraints(self, beta_constraint: Any, gamma_constraint: Any, beta_regularizer: Any = None,
                          gamma_regularizer: Any = None) -> None:

@@ -3,8 +3,10 @@
 
 They take a list of 2-D inputs (batch, features_i). Forward and backward run on the
 backend's array module (NumPy on numpy/cpu, CuPy on cuda): a concatenation and a sum
-are memory copies, nothing a native kernel would speed up. They run on the per-op
-path; the fused trainer does not run merges yet (``model.fused_reason`` says so).
+are memory copies, nothing a native kernel would speed up. This is the per-op path
+(and its reference); the fused CPU trainer runs all five as merge blocks of its layer
+graphs (fusednn/trainer.h, csrc/cpu/merge.cpp) in the same operation order, so both
+give the same numbers.
 """
 from __future__ import annotations
 

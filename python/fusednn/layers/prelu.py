@@ -6,7 +6,8 @@ features with ``shared_axes=[1]``. Its kernels are the backend's ``prelu_forward
 ``prelu_backward`` (C++ on cpu, where it also runs as a step of the fused trainer;
 NumPy/CuPy expressions elsewhere). alpha takes Keras' ``alpha_initializer`` ('zeros'),
 ``alpha_regularizer`` (L1/L2, added to the loss and gradient) and ``alpha_constraint``
-(applied after each update); those two keep the layer on the per-op path.
+(applied after each update); on cpu the fused trainer runs those too (step penalties and
+projections, fusednn/layer_steps.h).
 """
 from __future__ import annotations
 

@@ -18,11 +18,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .. import losses, optimizers
+from .. import losses, optimizers, regularizers
 from ..backends import NEEDS_INPUT, activation_code
 from ..distribution import state as distribution_state
-from ..layers import (Activation, Add, BatchNormalization, Concatenate, Dense, Dropout, Flatten, Identity, InputLayer,
-                      LayerNormalization, Normalization, PReLU, ReLU, Reshape)
+from ..layers import (Activation, Add, Average, BatchNormalization, Concatenate, Dense, Dropout, Flatten, Identity,
+                      InputLayer, LayerNormalization, Multiply, Normalization, PReLU, ReLU, Reshape, Subtract)
 from ..layers.activation_layers import ELU, LeakyReLU, Softmax
 from ..layers.regularization import GaussianDropout, GaussianNoise
 from . import concurrency, inputs
@@ -70,6 +70,41 @@ def _leading_norms(model: Any) -> list[Normalization]:
     return out
 
 
+def _not_yet(be: Any, why: str) -> str:
+    """``why`` (a capability the backend's fused trainer lacks), plus how to opt in where the
+    backend has it behind a switch (cuda: FUSEDNN_CUDA_TRAINER_STEPS=1, not yet run on a device)."""
+    hint = getattr(be, "trainer_opt_in", "")
+    return f"{why}; {hint}" if hint else why
+
+
+class _OptedInBackend:
+    """The backend as it would be opted in: its ``trainer_opt_in_flags`` read as on."""
+
+    def __init__(self, be: Any) -> None:
+        self._be, self._on = be, frozenset(getattr(be, "trainer_opt_in_flags", ()))
+
+    def __getattr__(self, key: str) -> Any:
+        return True if key in self._on else getattr(self._be, key)
+
+
+class _OptedIn:
+    """The model with an opted-in backend (every other attribute its own)."""
+
+    def __init__(self, model: Any) -> None:
+        self._model, self.backend = model, _OptedInBackend(model.backend)
+
+    def __getattr__(self, key: str) -> Any:
+        return getattr(self._model, key)
+
+
+def _opt_in_reason(model: Any, why: str | None, reason: Callable[..., str | None], *args: Any) -> str | None:
+    """``why`` (what ``reason(model, *args)`` said), plus the backend's opt-in hint (``trainer_opt_in``;
+    cuda: FUSEDNN_CUDA_TRAINER_STEPS=1) when its opt-in capabilities would change that answer."""
+    if why is None or not getattr(model.backend, "trainer_opt_in", ""):
+        return why
+    return _not_yet(model.backend, why) if reason(_OptedIn(model), *args) != why else why
+
+
 #: layers that run as steps after a Dense block in the fused trainer (fusednn/layer_steps.h)
 _STEP_LAYERS = (Dropout, BatchNormalization, Activation, ReLU, Identity, PReLU, LayerNormalization, LeakyReLU, ELU,
                 Softmax, GaussianNoise, GaussianDropout)
@@ -77,36 +112,93 @@ _STEP_LAYERS = (Dropout, BatchNormalization, Activation, ReLU, Identity, PReLU, 
 _MORE_STEPS = (LeakyReLU, ELU, Softmax, GaussianNoise, GaussianDropout)
 
 
+def _step_regularizers(layer: Any) -> list[tuple[str, Any]]:
+    """(name, regularizer) of a BatchNormalization/LayerNormalization/PReLU layer's
+    regularized weights that exist, in the per-op path's order (gamma, beta; alpha)."""
+    if type(layer) is PReLU:
+        return [("alpha", layer.alpha_regularizer)] if layer.alpha_regularizer is not None else []
+    out = []
+    if layer.scale and layer.gamma_regularizer is not None:
+        out.append(("gamma", layer.gamma_regularizer))
+    if layer.center and layer.beta_regularizer is not None:
+        out.append(("beta", layer.beta_regularizer))
+    return out
+
+
+def _step_constraints(layer: Any) -> list[tuple[str, Any]]:
+    """(name, constraint) of a BatchNormalization/LayerNormalization/PReLU layer's
+    constrained weights that exist."""
+    if type(layer) is PReLU:
+        return [("alpha", layer.alpha_constraint)] if layer.alpha_constraint is not None else []
+    return [(name, con) for name, on, con in (("gamma", layer.scale, layer.gamma_constraint),
+                                                ("beta", layer.center, layer.beta_constraint))
+            if on and con is not None]
+
+
+def _step_weights_reason(model: Any, layer: Any) -> str | None:
+    """Why the regularizers/constraints of a normalisation or PReLU layer's weights cannot
+    run in the fused trainer, or None (none, or all fusable on this backend)."""
+    regs, cons = _step_regularizers(layer), _step_constraints(layer)
+    if not regs and not cons:
+        return None
+    kind = type(layer).__name__
+    if not getattr(model.backend, "trainer_step_penalties", False):
+        what = "an alpha_regularizer/alpha_constraint" if kind == "PReLU" else \
+            "a beta/gamma_regularizer or beta/gamma_constraint"
+        return f"the {model.backend.name} fused trainer does not run {kind} {layer.name!r} with {what} yet"
+    for name, reg in regs:
+        if type(reg).__call__ is not regularizers.Regularizer.__call__:
+            return f"{name}_regularizer {type(reg).__name__} of layer {layer.name!r} defines its own penalty: not fused"
+    for name, con in cons:
+        if con.kernel_spec(1, layer.name) is None:
+            return f"{name}_constraint {type(con).__name__} of layer {layer.name!r} is a Python projection, not fused"
+    return None
+
+
+def _penalty_order_reason(model: Any, plan: "GraphPlan") -> str | None:
+    """Why a layer graph's weight penalties cannot be added in the per-op path's order
+    (model order) by the trainer (block order: each Dense, then its steps), or None."""
+    blocks = [plan.block_of[i] for i, layer in enumerate(model.layers)
+              if plan.block_of[i] is not None and (
+                  (type(layer) is Dense and layer.regularized()) or
+                  (type(layer) in (BatchNormalization, LayerNormalization, PReLU) and _step_regularizers(layer)))]
+    if blocks != sorted(blocks):
+        return ("the layer graph's regularized layers are not in block order (a Dense's steps after a later "
+                "Dense), so the penalties would sum in another order than the per-op path's: not fused")
+    return None
+
+
 def _steps_reason(model: Any, layers: list[Any]) -> str | None:
     """Why the layers after the leading Normalizations cannot run as Dense blocks with
     layer steps, or None."""
-    if not layers or type(layers[0]) is not Dense or type(layers[-1]) is not Dense:
-        return "the model must start and end with Dense (after any leading Normalization) to be fused"
+    if not layers or type(layers[0]) is not Dense:
+        return "the model must start with Dense (after any leading Normalization) to be fused"
     for layer in layers:
         if type(layer) is Dense:
             continue
         if type(layer) not in _STEP_LAYERS:
             return f"layer {layer.name!r} ({type(layer).__name__}) is not fused"
-        if type(layer) is Activation and (layer.activation == "log_softmax" or (
-                layer.activation == "softmax" and not getattr(model.backend, "trainer_steps_more", False))):
+        if type(layer) is Activation and layer.activation == "log_softmax" and \
+                not getattr(model.backend, "trainer_log_softmax", False):
+            return (f"the {model.backend.name} fused trainer does not run a log_softmax Activation layer "
+                    f"({layer.name!r}) yet")
+        if type(layer) is Activation and layer.activation == "softmax" and \
+                not getattr(model.backend, "trainer_steps_more", False):
             return f"a {layer.activation} Activation layer ({layer.name!r}) inside the model is not fused"
         if (type(layer) in _MORE_STEPS or (type(layer) is ReLU and not layer.plain)) and \
                 not getattr(model.backend, "trainer_steps_more", False):
             what = "ReLU layers with max_value/negative_slope/threshold" if type(layer) is ReLU else \
                 f"{type(layer).__name__} layers"
             return f"the {model.backend.name} fused trainer does not run {what} yet (layer {layer.name!r})"
-        if type(layer) in (BatchNormalization, LayerNormalization):
-            if layer.has_constraints:
-                return f"{type(layer).__name__} {layer.name!r} with a beta_constraint/gamma_constraint is not fused"
-            if layer.has_regularizers:
-                return f"{type(layer).__name__} {layer.name!r} with a beta_regularizer/gamma_regularizer is not fused"
+        if type(layer) in (BatchNormalization, LayerNormalization, PReLU):
+            why = _step_weights_reason(model, layer)
+            if why is not None:
+                return why
         if type(layer) is LayerNormalization:
             if not getattr(model.backend, "trainer_layernorm", False):
                 return (f"the {model.backend.name} fused trainer does not run LayerNormalization layers yet "
                         f"(layer {layer.name!r})")
         if type(layer) is PReLU:
-            if layer.alpha_regularizer is not None or layer.alpha_constraint is not None:
-                return f"PReLU layer {layer.name!r} with an alpha_regularizer/alpha_constraint is not fused"
             if not getattr(model.backend, "trainer_prelu", False):
                 return f"the {model.backend.name} fused trainer does not run PReLU layers yet (layer {layer.name!r})"
         if not getattr(model.backend, "trainer_steps", False):
@@ -120,33 +212,51 @@ def _constraints_reason(model: Any, layers: list[Any]) -> str | None:
     for layer in layers:
         for w, con in layer.constrained() if type(layer) is Dense else []:
             if not getattr(model.backend, "trainer_constraints", False):
-                return (f"the {model.backend.name} fused trainer does not apply weight constraints yet "
-                        f"(layer {layer.name!r})")
+                return _not_yet(model.backend, f"the {model.backend.name} fused trainer does not apply weight "
+                                f"constraints yet (layer {layer.name!r})")
             if con.kernel_spec(w.ndim, layer.name) is None:
                 return f"constraint {type(con).__name__} of layer {layer.name!r} is a Python projection, not fused"
     return None
 
 
+#: the merge layers of a layer graph, by their code in fusednn/trainer.h (MergeKind; 0 is a Dense's one source)
+MERGE_KINDS = {Concatenate: 1, Add: 2, Subtract: 3, Multiply: 4, Average: 5}
+
+
 class GraphPlan:
     """How a functional model's layer graph runs as blocks of fusednn/trainer.h: a Dense
-    block per Dense layer and a merge block per Concatenate/Add (no weights: its output is
-    the merged input), each followed by its step layers (Dropout, BatchNormalization,
-    activations). ``block_of[i]`` is the block layer ``i`` belongs to (None for an
-    InputLayer), ``inputs[b]`` / ``merge[b]`` where block ``b`` takes its input from (block
-    indices, -1 the batch; 0 one source, 1 concatenate, 2 add). ``reason`` says why the
+    block per Dense layer and a merge block per Concatenate/Add/Subtract/Multiply/Average
+    (no weights: its output is the merged input), each followed by its step layers
+    (Dropout, BatchNormalization, activations). ``block_of[i]`` is the block layer ``i``
+    belongs to (None for an InputLayer), ``inputs[b]`` / ``merge[b]`` where block ``b``
+    takes its input from (block indices, ``-1 - j`` model input ``j``; 0 one source, else
+    :data:`MERGE_KINDS`). Several model inputs are packed side by side in the batch:
+    ``input_cols[j]`` is input ``j``'s ``[column, width]`` there. ``reason`` says why the
     graph cannot run so (then the rest is incomplete)."""
 
     def __init__(self, model: Any) -> None:
         self.block_of: list[int | None] = []
         self.inputs: list[list[int]] = []
         self.merge: list[int] = []
+        self.input_cols: list[list[int]] = []
+        at = 0
+        for t in model.inputs or []:
+            self.input_cols.append([at, int(t.features)])
+            at += int(t.features)
+        self.x_cols = at
         self.reason = self._plan(model)
+
+    def src_cols(self, b: int) -> list[list[int] | None]:
+        """Block ``b``'s sources as fusednn/trainer.h's ``src_cols``: a model input's
+        ``[column, width]`` in the batch, None for a block."""
+        return [self.input_cols[-1 - k] if k < 0 else None for k in self.inputs[b]]
 
     def _plan(self, model: Any) -> str | None:
         layers = model.layers
-        # a functional model's InputLayers are the identity: reading one reads the batch
-        inputs = {i for i, layer in enumerate(layers) if type(layer) is InputLayer}
-        inbound = [[-1 if (k < 0 or k in inputs) else k for k in ins] for ins in model.graph_inbound]
+        # a functional model's InputLayers are the identity: reading one reads its model input
+        inputs = {i: ins[0] for i, (layer, ins) in enumerate(zip(layers, model.graph_inbound))
+                  if type(layer) is InputLayer}
+        inbound = [[inputs.get(k, k) for k in ins] for ins in model.graph_inbound]
         owner: dict[int, int] = {}  # layer -> its block
         last: dict[int, int] = {}   # block -> the layer whose output is the block's output
         refs: list[tuple[int, str]] = []  # (layer whose output is read, by whom)
@@ -156,15 +266,15 @@ class GraphPlan:
             if kind is InputLayer:
                 self.block_of.append(None)
                 continue
-            if kind in (Dense, Concatenate, Add):
+            if kind is Dense or kind in MERGE_KINDS:
                 for k in ins:
                     if k >= 0 and k not in owner:
                         return (f"{layer.name!r} takes {layers[k].name!r} ({type(layers[k]).__name__}), which is not "
                                 "fused")
                     if k >= 0:
                         refs.append((k, layer.name))
-                self.inputs.append([-1 if k < 0 else owner[k] for k in ins])
-                self.merge.append(0 if kind is Dense else 1 if kind is Concatenate else 2)
+                self.inputs.append([k if k < 0 else owner[k] for k in ins])
+                self.merge.append(0 if kind is Dense else MERGE_KINDS[kind])
                 owner[i] = len(self.inputs) - 1
                 last[owner[i]] = i
                 heads.append(i)
@@ -191,8 +301,8 @@ class GraphPlan:
         out = len(layers) - 1
         if owner.get(out) != len(self.inputs) - 1 or last[owner[out]] != out:
             return "the output must be the last block's output to be fused"
-        if type(layers[heads[0]]) is not Dense or type(layers[heads[-1]]) is not Dense:
-            return "the graph must start and end with a Dense block to be fused"
+        if not any(type(layers[h]) is Dense for h in heads):
+            return "a graph without a Dense layer is not fused"
         return None
 
 
@@ -222,18 +332,20 @@ def unsupported_reason(model: Any) -> str | None:
     plan = None
     if getattr(model, "graph_inbound", None) is not None:  # a layer graph: Dense blocks with merges
         if not getattr(be, "trainer_merges", False):
-            return f"the {be.name} fused trainer does not run layer graphs (merges, branches) yet"
+            return _not_yet(be, f"the {be.name} fused trainer does not run layer graphs (merges, branches) yet")
         if distribution_state.fit_session(model) is not None:
             return "layer graphs are not fused under a distribution"
         plan = GraphPlan(model)
         if plan.reason is not None:
             return plan.reason
+        if len(plan.input_cols) > 1 and not getattr(be, "trainer_multi_input", False):
+            return f"the {be.name} fused trainer does not take a model with several inputs yet"
     trained = {id(layer) for layer in model.trained_layers()}
     for layer in model.layers:
         if type(layer) is BatchNormalization and not layer.trainable and \
                 not getattr(be, "trainer_frozen_batchnorm", False):
-            return (f"the {be.name} fused trainer does not run a BatchNormalization with trainable=False "
-                    f"({layer.name!r}, inference mode) yet")
+            return _not_yet(be, f"the {be.name} fused trainer does not run a BatchNormalization with "
+                            f"trainable=False ({layer.name!r}, inference mode) yet")
         if type(layer) is BatchNormalization and (id(layer) in trained) == (not layer.trainable):
             return (f"BatchNormalization {layer.name!r} changed trainable since compile: recompile to train it "
                     "fused")
@@ -244,12 +356,13 @@ def unsupported_reason(model: Any) -> str | None:
         return "frozen layers are not fused under a distribution"
     k = len(_leading_norms(model)) if plan is None else 0
     why = _steps_reason(model, _program(model)[k:]) if plan is None else None
+    why = _opt_in_reason(model, why, _steps_reason, _program(model)[k:])
     if why is not None:
         return why
     if distribution_state.fit_session(model) is not None and \
-            any(type(layer) is not Dense for layer in _program(model)[k:]):
-        return ("layer steps (Dropout/BatchNormalization/Activation after a Dense) are not fused under a "
-                "distribution yet: their gradients are not in the allreduced buffer")
+            any(type(layer) is not Dense or layer.activation == "log_softmax" for layer in _program(model)[k:]):
+        return ("layer steps (Dropout/BatchNormalization/Activation after a Dense, a log_softmax) are not fused "
+                "under a distribution yet: their gradients are not in the allreduced buffer")
     why = _constraints_reason(model, _program(model)[k:])
     if why is not None:
         return why
@@ -265,8 +378,13 @@ def unsupported_reason(model: Any) -> str | None:
     if last == "softmax" and not fold:
         return "a softmax output not folded into a cross-entropy is not fused"
     prog = _program(model)
-    if any(getattr(layer, "activation", None) == "log_softmax" for layer in prog[k:]):
-        return "a log_softmax activation is not fused (row-wise; per-op kernels only)"
+    if any(getattr(layer, "activation", None) == "log_softmax" for layer in prog[k:]) and \
+            not getattr(be, "trainer_log_softmax", False):
+        return f"a log_softmax activation is not fused by the {be.name} trainer (row-wise; per-op kernels only)"
+    if plan is not None:
+        why = _penalty_order_reason(model, plan)
+        if why is not None:
+            return why
     if any(getattr(layer, "activation", None) == "softmax" and type(layer) is not Activation  # (a softmax step)
            for layer in prog[k:-1]):
         return "a softmax hidden layer is not fused"
@@ -334,20 +452,25 @@ class FusedTrainer:
         for i, layer in walk:
             if plan is not None and plan.block_of[i] is None:  # an InputLayer: the batch itself
                 continue
-            if type(layer) in (Concatenate, Add):  # a merge block: its output is the merged input
+            if type(layer) in MERGE_KINDS:  # a merge block: its output is the merged input
                 width = layer.output_dim()
                 out = be.empty((batch, width))
                 grad = be.empty((batch, width))
+                b = plan.block_of[i]
                 specs.append({"W": None, "b": None, "act": 0, "units": width, "A": out, "G": grad, "dW": None,
-                              "db": None, "frozen": True, "src": list(plan.inputs[plan.block_of[i]]),
-                              "merge": plan.merge[plan.block_of[i]], "X": be.empty((batch, width)),
+                              "db": None, "frozen": True, "src": list(plan.inputs[b]), "merge": plan.merge[b],
+                              "src_cols": plan.src_cols(b), "X": be.empty((batch, width)),
                               "dX": be.empty((batch, width))})
                 continue
             if type(layer) is not Dense:  # a step after its Dense block (the last one, for a chain)
+                if fold and i == last:  # the output's softmax/sigmoid, taken into the cross-entropy
+                    continue
                 block = specs[-1] if plan is None else specs[plan.block_of[i]]
                 p = self._add_step(block, layer, be, batch, opt, states, p, id(layer) in trained)
                 continue
             act = "linear" if (fold and i == last) else layer.activation
+            # a log_softmax activation (row-wise) runs as the block's first step after a linear Dense
+            row_step, act = (act, "linear") if act == "log_softmax" else (None, act)
             if id(layer) not in trained:  # frozen: no gradient, update, state or penalty (Keras)
                 spec = {"W": layer.kernel, "b": layer.bias, "act": activation_code(act), "frozen": True,
                         "A": be.empty((batch, layer.units)), "G": be.empty((batch, layer.units)),
@@ -356,6 +479,8 @@ class FusedTrainer:
                     spec["Z"] = be.empty((batch, layer.units))
                 if plan is not None:
                     _graph_input(spec, plan, len(specs), layer, be, batch)
+                if row_step is not None:
+                    _append_step(spec, {"kind": row_step}, be, batch)
                 specs.append(spec)
                 continue
             spec = {"W": layer.kernel, "b": layer.bias, "act": activation_code(act),
@@ -379,10 +504,15 @@ class FusedTrainer:
             p += 2 if layer.use_bias else 1
             if plan is not None:
                 _graph_input(spec, plan, len(specs), layer, be, batch)
+            if row_step is not None:
+                _append_step(spec, {"kind": row_step}, be, batch)
             specs.append(spec)
         self.batch = batch
         self.optimizer = opt  # keeps id(opt) in the key unique while this trainer exists
-        self.x_batch = be.empty((batch, model.input_shape[1]))
+        x_cols = model.input_shape[1] if plan is None else plan.x_cols
+        if plan is not None and specs:  # the batch: the model's inputs side by side (fusednn/trainer.h)
+            specs[0]["x_cols"] = x_cols
+        self.x_batch = be.empty((batch, x_cols))
         self.y_batch = be.empty((batch, 1 if model.loss.sparse else model.output_shape[1]))
         self.specs = specs  # keeps the steps' host counters alive with the trainer
         loss_param = 0.0  # Huber's delta, the focal losses' constants (on logits when folded)
@@ -400,8 +530,8 @@ class FusedTrainer:
                   trained: bool = True) -> int:
         """Append ``layer``'s step to the Dense block ``spec``; returns the index of the
         next parameter (in the optimizer's order)."""
-        if type(layer) is Activation and layer.activation == "softmax":  # the row-softmax step
-            step = {"kind": "softmax"}
+        if type(layer) is Activation and layer.activation in ("softmax", "log_softmax"):  # a row step
+            step = {"kind": layer.activation}
         elif type(layer) is Activation:
             step = None if layer.activation == "linear" else {"kind": "activation",
                                                                "act": activation_code(layer.activation)}
@@ -423,10 +553,15 @@ class FusedTrainer:
                         step[f"{name}_{slot}"] = st
                     step[f"{name}_decay"] = opt.uses_weight_decay(p)
                     p += 1
+        if type(layer) in (BatchNormalization, LayerNormalization, PReLU) and trained:
+            # Keras regularizers (added to the step's loss and gradients after the block's own)
+            # and constraints (projected after the update): fusednn/layer_steps.h
+            for name, reg in _step_regularizers(layer):
+                step[f"{name}_l1"], step[f"{name}_l2"] = reg.l1, reg.l2
+            for name, con in _step_constraints(layer):
+                step[f"{name}_constraint"] = con.kernel_spec(1, f"{type(layer).__name__} {layer.name!r}")
         if step is not None:
-            cols = spec["A"].shape[1]
-            step["Y"], step["G"] = be.empty((batch, cols)), be.empty((batch, cols))
-            spec.setdefault("post", []).append(step)
+            _append_step(spec, step, be, batch)
         return p
 
     def epoch(self, model: Any, x: Any, y: Any, order: np.ndarray, step_losses: Any, chunk: int,
@@ -542,14 +677,23 @@ class FusedTrainer:
         self.metrics = None if tracker is None else tracker.trainer_metrics(False)
 
 
+def _append_step(spec: dict, step: dict, be: Any, batch: int) -> None:
+    """Append ``step`` (with its output and gradient buffers) to the Dense block ``spec``."""
+    cols = spec["A"].shape[1]
+    step["Y"], step["G"] = be.empty((batch, cols)), be.empty((batch, cols))
+    spec.setdefault("post", []).append(step)
+
+
 def _graph_input(spec: dict, plan: GraphPlan, b: int, layer: Any, be: Any, batch: int) -> None:
     """Block ``b``'s input sources (fusednn/trainer.h's graph blocks) and the buffers of
     its merged input and of the input gradient."""
     spec["src"], spec["merge"] = list(plan.inputs[b]), plan.merge[b]
+    spec["src_cols"] = plan.src_cols(b)
     n_in = layer.input_dim
-    if plan.merge[b]:
+    src = plan.inputs[b][0]
+    if plan.merge[b] or (src < 0 and plan.input_cols[-1 - src][1] != plan.x_cols):  # (a slice of the batch: copied)
         spec["X"] = be.empty((batch, n_in))
-    if plan.merge[b] or plan.inputs[b][0] >= 0:
+    if plan.merge[b] or src >= 0:
         spec["dX"] = be.empty((batch, n_in))
 
 
