@@ -361,10 +361,11 @@ std::vector<DenseBuffers> to_layers(const py::list& layers, const OptimizerConfi
     const std::string where = "layer " + std::to_string(i) + " ";
     DenseBuffers l;
     py::ssize_t rows, cols;
-    const bool merge_block = d["W"].is_none();  // a graph's merge block (no W: fusednn/trainer.h)
+    // a graph's merge block, or an identity block (merge 0: steps on its one source): no W
+    const bool merge_block = d["W"].is_none();
     if (merge_block) {
-      if (!d.contains("src") || d["src"].is_none() || !d.contains("merge") || d["merge"].cast<int>() == 0)
-        throw py::value_error(where + "has no W but is not a merge block (src, merge 1 to 5)");
+      if (!d.contains("src") || d["src"].is_none() || !d.contains("merge"))
+        throw py::value_error(where + "has no W but is not a merge or identity block (src, merge 0 to 5)");
       l.in = l.out = d["units"].cast<int>();
       if (l.in < 1) throw py::value_error(where + "units must be >= 1");
     } else {

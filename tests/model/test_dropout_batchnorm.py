@@ -292,9 +292,13 @@ def test_fused_reasons():
     fusednn.set_backend("cpu")
     try:
         assert _model("auto").fused_reason is None
+        # steps before the first Dense run as an identity block (tests/model/test_leading_steps.py)
         m = keras.Sequential([keras.layers.Dropout(0.2, input_shape=(4,)), keras.layers.Dense(1)])
         m.compile("adam", "mse")
-        assert "start with Dense" in m.fused_reason
+        assert m.fused_reason is None
+        m = keras.Sequential([keras.layers.Dropout(0.2, input_shape=(4,)), keras.layers.BatchNormalization()])
+        m.compile("adam", "mse")
+        assert "without a Dense" in m.fused_reason
         # steps after the last Dense are fused (tests/model/test_trailing_steps.py)
         m = keras.Sequential([keras.layers.Dense(3, input_shape=(4,)), keras.layers.BatchNormalization()])
         m.compile("adam", "mse")

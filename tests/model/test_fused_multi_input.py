@@ -228,8 +228,8 @@ def test_still_unfused_graphs_say_why():
     c = keras.Input((3,))
     drop_in = keras.Model(c, L.Dense(1)(L.concatenate([L.Dropout(0.5)(c), L.Dense(2)(c)])))  # a step on an input
     drop_in.compile(optimizer="sgd", loss="mse")
-    if fusednn.get_backend().name == "cpu":
-        assert "must follow a Dense or a merge" in drop_in.fused_reason
+    if fusednn.get_backend().name == "cpu":  # an identity block (tests/model/test_leading_steps.py)
+        assert drop_in.fused_reason is None
     d, e = keras.Input((3,)), keras.Input((3,))
     no_dense = keras.Model([d, e], L.Multiply()([d, e]))
     no_dense.compile(optimizer="sgd", loss="mse")

@@ -51,6 +51,10 @@ CASES = {
                        "sparse_categorical_crossentropy", Y_CLS),
     "softmax-layer-kld": (_seq(lambda: [L.Dense(3), L.Softmax()]), "kl_divergence",
                           np.eye(3, dtype=np.float32)[Y_CLS]),
+    # a Dense's own softmax, hidden or at an output that no cross-entropy folds: a row-softmax step
+    "dense-softmax-hidden": (_seq(lambda: [L.Dense(4, activation="softmax"), L.Dense(2)]), "mse", Y_REG),
+    "dense-softmax-kld": (_seq(lambda: [L.Dense(3, activation="softmax")]), "kl_divergence",
+                          np.eye(3, dtype=np.float32)[Y_CLS]),
     "layernorm-huber": (_seq(lambda: [L.Dense(2), L.LayerNormalization()]), keras.losses.Huber(0.5), Y_REG),
 }
 

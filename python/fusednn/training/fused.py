@@ -171,8 +171,11 @@ def _penalty_order_reason(model: Any, plan: "GraphPlan") -> str | None:
 def _steps_reason(model: Any, layers: list[Any]) -> str | None:
     """Why the layers after the leading Normalizations cannot run as Dense blocks with
     layer steps, or None."""
-    if not layers or type(layers[0]) is not Dense:
-        return "the model must start with Dense (after any leading Normalization) to be fused"
+    if not any(type(layer) is Dense for layer in layers):
+        return "a model without a Dense layer (after any leading Normalization) is not fused"
+    if type(layers[0]) is not Dense and not getattr(model.backend, "trainer_merges", False):
+        # steps on the input run as an identity block, a graph block of fusednn/trainer.h
+        return f"the {model.backend.name} fused trainer does not run layers before the first Dense yet"
     for layer in layers:
         if type(layer) is Dense:
             continue
@@ -260,7 +263,11 @@ class GraphPlan:
         owner: dict[int, int] = {}  # layer -> its block
         last: dict[int, int] = {}   # block -> the layer whose output is the block's output
         refs: list[tuple[int, str]] = []  # (layer whose output is read, by whom)
-        heads: list[int] = []  # block -> its Dense or merge layer
+        heads: list[int] = []  # block -> its Dense or merge layer (or the step starting an identity block)
+        readers: dict[int, int] = {}  # layer -> how many layers read its output
+        for ins in inbound:
+            for k in ins:
+                readers[k] = readers.get(k, 0) + 1
         for i, (layer, ins) in enumerate(zip(layers, inbound)):
             kind = type(layer)
             if kind is InputLayer:
@@ -281,15 +288,23 @@ class GraphPlan:
                 self.block_of.append(owner[i])
             elif kind in _STEP_LAYERS:
                 (src,) = ins
-                if src < 0 or src not in owner:
-                    return f"layer {layer.name!r} ({kind.__name__}) must follow a Dense or a merge to be fused"
-                dense = next(x for x in layers if type(x) is Dense)
-                why = _steps_reason(model, [dense, layer, dense])  # the per-layer checks of a chain
+                if src >= 0 and src not in owner:
+                    return f"layer {layer.name!r} ({kind.__name__}) follows {layers[src].name!r}, which is not fused"
+                dense = next((x for x in layers if type(x) is Dense), None)
+                why = _steps_reason(model, [dense, layer, dense] if dense else [layer])  # a chain's per-layer checks
                 if why is not None:
                     return why
-                if last[owner[src]] != src:
-                    return f"{layer.name!r} follows {layers[src].name!r}, not the end of its block: not fused"
-                owner[i] = owner[src]
+                if src < 0 or readers[src] > 1:
+                    # on a model input, or beside other readers of its source: the first step of an
+                    # identity block (no W: its output is its input, then its steps)
+                    self.inputs.append([src if src < 0 else owner[src]])
+                    self.merge.append(0)
+                    owner[i] = len(self.inputs) - 1
+                    heads.append(i)
+                    if src >= 0:
+                        refs.append((src, layer.name))
+                else:
+                    owner[i] = owner[src]
                 last[owner[i]] = i
                 self.block_of.append(owner[i])
             else:
@@ -375,8 +390,6 @@ def unsupported_reason(model: Any) -> str | None:
     fold = model.loss.folds_output(last)
     if model.loss.folds is not None and not model.loss.on_logits(last):  # a cross-entropy
         return "a cross-entropy on probabilities (no matching sigmoid/softmax output layer) is not fused"
-    if last == "softmax" and not fold:
-        return "a softmax output not folded into a cross-entropy is not fused"
     prog = _program(model)
     if any(getattr(layer, "activation", None) == "log_softmax" for layer in prog[k:]) and \
             not getattr(be, "trainer_log_softmax", False):
@@ -385,9 +398,10 @@ def unsupported_reason(model: Any) -> str | None:
         why = _penalty_order_reason(model, plan)
         if why is not None:
             return why
-    if any(getattr(layer, "activation", None) == "softmax" and type(layer) is not Activation  # (a softmax step)
-           for layer in prog[k:-1]):
-        return "a softmax hidden layer is not fused"
+    dense_softmax = any(getattr(layer, "activation", None) == "softmax" and type(layer) is Dense
+                        for layer in prog[k:-1]) or (last == "softmax" and not fold)
+    if dense_softmax and not getattr(be, "trainer_steps_more", False):  # it runs as a row-softmax step
+        return _not_yet(be, f"the {be.name} fused trainer does not run a Dense's softmax activation as a step yet")
     folded = last if fold else None
     needs = [metric_needs(m, model.output_shape[1], model.loss.sparse, folded) for m in model.metrics]
     if any(need is None for need in needs):
@@ -463,14 +477,16 @@ class FusedTrainer:
                               "dX": be.empty((batch, width))})
                 continue
             if type(layer) is not Dense:  # a step after its Dense block (the last one, for a chain)
+                if plan is None and not specs or plan is not None and plan.block_of[i] == len(specs):
+                    specs.append(self._identity_block(layer, plan, len(specs), be, batch))  # a step starting a block
                 if fold and i == last:  # the output's softmax/sigmoid, taken into the cross-entropy
                     continue
                 block = specs[-1] if plan is None else specs[plan.block_of[i]]
                 p = self._add_step(block, layer, be, batch, opt, states, p, id(layer) in trained)
                 continue
             act = "linear" if (fold and i == last) else layer.activation
-            # a log_softmax activation (row-wise) runs as the block's first step after a linear Dense
-            row_step, act = (act, "linear") if act == "log_softmax" else (None, act)
+            # a (log_)softmax activation (row-wise) runs as the block's first step after a linear Dense
+            row_step, act = (act, "linear") if act in ("log_softmax", "softmax") else (None, act)
             if id(layer) not in trained:  # frozen: no gradient, update, state or penalty (Keras)
                 spec = {"W": layer.kernel, "b": layer.bias, "act": activation_code(act), "frozen": True,
                         "A": be.empty((batch, layer.units)), "G": be.empty((batch, layer.units)),
@@ -479,6 +495,8 @@ class FusedTrainer:
                     spec["Z"] = be.empty((batch, layer.units))
                 if plan is not None:
                     _graph_input(spec, plan, len(specs), layer, be, batch)
+                elif specs and "src" in specs[0]:  # a chain after an identity block: graph blocks, one source each
+                    spec.update(src=[len(specs) - 1], merge=0, dX=be.empty((batch, layer.input_dim)))
                 if row_step is not None:
                     _append_step(spec, {"kind": row_step}, be, batch)
                 specs.append(spec)
@@ -504,6 +522,8 @@ class FusedTrainer:
             p += 2 if layer.use_bias else 1
             if plan is not None:
                 _graph_input(spec, plan, len(specs), layer, be, batch)
+            elif specs and "src" in specs[0]:  # a chain after an identity block: graph blocks, one source each
+                spec.update(src=[len(specs) - 1], merge=0, dX=be.empty((batch, layer.input_dim)))
             if row_step is not None:
                 _append_step(spec, {"kind": row_step}, be, batch)
             specs.append(spec)
@@ -524,6 +544,25 @@ class FusedTrainer:
         self.metrics: dict | None = None  # accumulator arrays for run(), see use_metrics
         self.tracker: EpochMetrics | None = None
         self.step_seconds = 0.0  # the latest measured time per step (0: not measured yet)
+
+    @staticmethod
+    def _identity_block(layer: Any, plan: GraphPlan | None, b: int, be: Any, batch: int) -> dict:
+        """The block ``b`` that step ``layer`` starts (fusednn/trainer.h: no W, merge 0): its
+        output is its input (a model input, or another block's output that other layers
+        read too), then its steps; a chain's leading steps read the whole batch."""
+        width = int(layer.input_dim)
+        spec = {"W": None, "b": None, "act": 0, "units": width, "A": be.empty((batch, width)),
+                "G": be.empty((batch, width)), "dW": None, "db": None, "frozen": True, "merge": 0}
+        if plan is None:
+            spec["src"] = [-1]
+            return spec
+        src = plan.inputs[b][0]
+        spec.update(src=[src], src_cols=plan.src_cols(b))
+        if src < 0 and plan.input_cols[-1 - src][1] != plan.x_cols:  # a slice of the batch: copied
+            spec["X"] = be.empty((batch, width))
+        if src >= 0:
+            spec["dX"] = be.empty((batch, width))
+        return spec
 
     @staticmethod
     def _add_step(spec: dict, layer: Any, be: Any, batch: int, opt: Any, states: list, p: int,
