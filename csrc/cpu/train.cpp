@@ -184,5 +184,22 @@ std::int64_t train_steps(std::vector<DenseBuffers>& layers, const OptimizerConfi
                               stop_on_nonfinite, steps_done);
 }
 
+// A replica of train_replicas.cpp: the loop with an empty update phase (the replicas'
+// `between` hook reduces the gradients and updates the shared parameters itself).
+namespace {
+struct KernelsNoUpdate : Kernels {
+  void opt_update(OptKind, int, const float*, float*, const float*, float*, float*, float*, float*,
+                  std::int64_t) const {}
+};
+}  // namespace
+
+std::int64_t train_steps_no_update(std::vector<DenseBuffers>& layers, const OptimizerConfig& opt, LossKind loss,
+                                   const TrainData& data, int batch, std::int64_t step0, std::int64_t step1,
+                                   std::int64_t iterations, bool stop_on_nonfinite, std::int64_t* steps_done) {
+  double norm = 0.0;
+  return fusednn::train_steps(KernelsNoUpdate{{&norm}}, layers, opt, loss, data, batch, step0, step1, iterations,
+                              stop_on_nonfinite, steps_done);
+}
+
 }  // namespace cpu
 }  // namespace fusednn

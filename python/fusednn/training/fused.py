@@ -30,6 +30,19 @@ from ..metrics.keras_objects import metric_needs
 from .epoch_metrics import EpochMetrics
 
 
+#: whether ``replicas_for`` (scikit-learn's estimators) may choose two replicas: off by
+#: default, because on the shared 2-core dev machine they were not faster: 1.13x per step
+#: at best (digits, real-time priority), 0.7-0.9x per fit at the usual load average of
+#: 6-12 (benchmarks/bench_sklearn.py --compare-replicas), while one replica's numbers
+#: are the ones the rest of the library is tested against
+REPLICAS_ENABLED = False
+
+#: the fewest rows per replica of a full batch for which ``replicas_for`` splits each step
+#: between two threads: below it the per-step hand-offs and the gradient exchange cost
+#: about what the halved forward/backward saves (digits' 64-100-10 network on the 2-core
+#: dev machine: batch 64 break-even, 100 1.5x, 200 1.7x per step)
+REPLICA_MIN_ROWS = 40
+
 #: the longest a native run of steps should take: Python sees a Ctrl-C (and runs its
 #: signal handlers) only between runs, so an interrupt waits at most about this long
 RUN_SECONDS = 0.05
@@ -598,7 +611,7 @@ class FusedTrainer:
     def epoch(self, model: Any, x: Any, y: Any, order: np.ndarray, step_losses: Any, chunk: int,
               on_step: Callable[[int, Any], None] | None, stop_on_nonfinite: bool,
               augment: Callable[[np.ndarray], np.ndarray] | None = None, weights: dict | None = None,
-              params: np.ndarray | None = None) -> int:
+              params: np.ndarray | None = None, replicas: int = 1) -> int:
         """Run the epoch's steps (``chunk`` at a time, calling ``on_step`` after each
         step of a chunk); returns the number of steps run (fewer than the epoch's when
         a loss was not finite and ``stop_on_nonfinite``, on backends that read each
@@ -610,7 +623,10 @@ class FusedTrainer:
         order has its loss and gradient multiplied by row_scale[i], and step s its
         regularizer factors by penalty_scale[s]. ``params``: the epoch's step parameter
         rows (``optimizer.step_params(optimizer.iterations, steps)``) when the caller
-        computed them ahead (scikit-learn's small epochs: once per block of epochs)."""
+        computed them ahead (scikit-learn's small epochs: once per block of epochs).
+        ``replicas=2`` (cpu backend, see :func:`replicas_for`) splits each step's rows
+        between two threads where the model and the thread pool allow it; the results
+        then differ from one thread's by float32 rounding (another summation order)."""
         if weights is not None and augment is not None:
             raise ValueError("sample weights cannot be combined with augment")
         if weights is not None and not weights_fused(model, self.tracker):
@@ -646,10 +662,12 @@ class FusedTrainer:
             if augment is None:
                 metrics = self.metrics if weights is None or self.tracker is None else \
                     self.tracker.trainer_metrics(True)
+                extra = {"replicas": replicas} if replicas != 1 and be.name == "cpu" else {}  # (cpu trainer only)
                 with concurrency.uninterrupted():  # the step count is recorded with the steps
                     opt.iterations, done = self.trainer.run(x, y, dev_order, self.x_batch, self.y_batch,
                                                             step_losses, s, end, opt.iterations,
-                                                            stop_on_nonfinite, metrics, weights, params_run)
+                                                            stop_on_nonfinite, metrics, weights, params_run,
+                                                            **extra)
             else:  # the chunk's samples, augmented, as a small data set of its own
                 rows = order[s * self.batch:min(n, end * self.batch)]
                 xa = be.asarray(inputs.augmented(augment, np.asarray(be.to_numpy(x))[rows], (len(rows), x.shape[1])))
@@ -746,6 +764,19 @@ def _flat_gradients(be: Any, layers: list[Any]) -> tuple[Any, list[Any]]:
         views.append(flat[at:at + size].reshape(shape))
         at += size
     return flat, views
+
+
+def replicas_for(model: Any, batch: int) -> int:
+    """The ``replicas`` for :meth:`FusedTrainer.epoch` (scikit-learn's estimators): 2 when
+    :data:`REPLICAS_ENABLED`, on the cpu backend with at least two threads and
+    ``batch >= 2 * REPLICA_MIN_ROWS``, else 1. The trainer itself falls back to one replica for models it cannot split (layer
+    steps, graphs, metrics, constraints, norm clipping) and while the thread pool is busy.
+    Keras ``fit`` does not use it: its fused path promises the per-op path's numbers."""
+    be = model.backend
+    if not REPLICAS_ENABLED or be.name != "cpu" or batch < 2 * REPLICA_MIN_ROWS:
+        return 1
+    from ..backends.cpu import get_num_threads
+    return 2 if get_num_threads() >= 2 else 1
 
 
 def trainer_for(model: Any, batch: int, tracker: EpochMetrics | None = None,
