@@ -1,6 +1,6 @@
 """fusednn.sklearn's MLPClassifier/MLPRegressor against scikit-learn's, same run.
 
-    python benchmarks/bench_sklearn.py [--repeats 3] [--threads 1] [--quick]
+    python benchmarks/bench_sklearn.py [--repeats 3] [--threads 1] [--quick] [--compare-replicas]
 
 Four tasks: digits and breast cancer (accuracy), diabetes and a California-housing-
 shaped regression (make_regression: 20640 x 8, no download) (R²), each split 75/25
@@ -14,7 +14,10 @@ deterministic). Wall time is the headline; the process CPU time (which does not
 count time the shared machine spent running other jobs) is reported beside it,
 with the load average before and after. BLAS threads (scikit-learn) and
 fusednn's threads are both limited to --threads, since thread oversubscription
-on a shared machine otherwise dominates the numbers.
+on a shared machine otherwise dominates the numbers. With --compare-replicas (and
+--threads 2), fusednn's column uses two replicas per step where replicas_for allows
+(fusednn.training.fused.REPLICAS_ENABLED, off by default), and the fits are also timed
+with one replica per step in the same loop; the ratio is printed.
 """
 from __future__ import annotations
 
@@ -35,6 +38,20 @@ from threadpoolctl import threadpool_limits
 
 import fusednn
 from fusednn import sklearn as fsk
+from fusednn.training import fused
+
+
+def one_replica(cls):
+    """``cls`` whose fits run each step's rows on one thread (no replicas)."""
+    class OneReplica(cls):
+        def fit(self, *a, **k):
+            saved, fused.REPLICAS_ENABLED = fused.REPLICAS_ENABLED, False
+            try:
+                return super().fit(*a, **k)
+            finally:
+                fused.REPLICAS_ENABLED = saved
+    OneReplica.__name__ = cls.__name__
+    return OneReplica
 
 
 def tasks(quick: bool):
@@ -74,15 +91,20 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="a smaller regression task and fewer epochs")
+    ap.add_argument("--compare-replicas", action="store_true",
+                    help="also time fusednn with one replica per step (same loop)")
     args = ap.parse_args()
+    if args.compare_replicas:  # the default column: replicas where replicas_for allows them
+        fused.REPLICAS_ENABLED = True
     warnings.simplefilter("ignore", ConvergenceWarning)
     fusednn.set_num_threads(args.threads)
     print(f"# fusednn {fusednn.__version__} backend={fusednn.get_backend().name} threads={args.threads} "
           f"repeats={args.repeats}; {platform.processor() or platform.machine()}, {platform.python_version()}; "
           f"load average {os.getloadavg()[0]:.2f}")
+    extra = " fusednn 1-replica fit s | replicas speed-up | replicas CPU-time ratio |" if args.compare_replicas else ""
     print("| task | metric | scikit-learn | fusednn | sklearn fit s | fusednn fit s | speed-up | "
-          "CPU-time speed-up | epochs (sk/fd) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "CPU-time speed-up | epochs (sk/fd) |" + extra)
+    print("|---|---|---|---|---|---|---|---|---|" + "---|" * (3 if args.compare_replicas else 0))
     with threadpool_limits(args.threads):
         for name, kind, x, y, max_iter in tasks(args.quick):
             xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.25, random_state=0)
@@ -93,10 +115,12 @@ def main() -> None:
                 ytr, yte = (ytr - mu) / sd, (yte - mu) / sd
             sk_cls = neural_network.MLPClassifier if kind == "clf" else neural_network.MLPRegressor
             fd_cls = fsk.MLPClassifier if kind == "clf" else fsk.MLPRegressor
-            (ts, cs, ss, ns), (tf, cf, sf, nf) = run([sk_cls, fd_cls], xtr, ytr, xte, yte, max_iter, args.repeats)
+            classes = [sk_cls, fd_cls] + ([one_replica(fd_cls)] if args.compare_replicas else [])
+            (ts, cs, ss, ns), (tf, cf, sf, nf), *one = run(classes, xtr, ytr, xte, yte, max_iter, args.repeats)
             metric = "accuracy" if kind == "clf" else "R²"
+            more = f" {one[0][0]:.3f} | {one[0][0] / tf:.2f}x | {cf / one[0][1]:.2f} |" if one else ""
             print(f"| {name} | {metric} | {ss:.4f} | {sf:.4f} | {ts:.3f} | {tf:.3f} | {ts / tf:.1f}x | "
-                  f"{cs / cf:.1f}x | {ns}/{nf} |", flush=True)
+                  f"{cs / cf:.1f}x | {ns}/{nf} |{more}", flush=True)
     print(f"# load average at end {os.getloadavg()[0]:.2f}")
 
 

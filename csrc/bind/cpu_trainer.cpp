@@ -12,6 +12,7 @@
 
 #include "checks.h"
 #include "fusednn/cpu.h"
+#include "fusednn/cpu_replicas.h"
 #include "trainer_spec.h"
 #include "metric_specs.h"
 #include "trainer_hook.h"
@@ -50,7 +51,9 @@ class MlpTrainer {
                 const py::object& yb_, const py::object& losses_, std::int64_t step0, std::int64_t step1,
                 std::int64_t iterations, bool stop_on_nonfinite, const py::object& metrics,
                 const py::object& weights, const py::object& step_params_, const py::object& step_starts_,
-                const py::object& between_, const py::object& head_losses_, const py::object& head_metrics) {
+                const py::object& between_, int replicas, const py::object& head_losses_,
+                const py::object& head_metrics) {
+    if (replicas != 1 && replicas != 2) throw py::value_error("replicas must be 1 or 2, got " + std::to_string(replicas));
     py::array x = as_f32(x_, "x"), y = as_f32(y_, "y");
     check_ndim(x, "x", 2);
     check_ndim(y, "y", 2);
@@ -204,13 +207,32 @@ class MlpTrainer {
     StepHook hook(between_);
     hook.attach(data);
     std::int64_t done = 0, it = 0;
+    // two replicas where the run allows them (fusednn/cpu_replicas.h), else one
+    const bool two = replicas == 2 && !cpu::replicas_ineligible(layers_, opt, loss_, data);
+    last_replicas_ = two ? 2 : 1;
     {
       py::gil_scoped_release nogil;
-      it = cpu::train_steps(layers_, opt, loss_, data, batch_, step0, step1, iterations, stop_on_nonfinite,
-                            &done);
+      if (two)
+        it = cpu::train_steps_replicated(layers_, opt, loss_, data, batch_, step0, step1, iterations,
+                                         stop_on_nonfinite, &done, scratch_);
+      else
+        it = cpu::train_steps(layers_, opt, loss_, data, batch_, step0, step1, iterations, stop_on_nonfinite,
+                              &done);
     }
     hook.rethrow();
     return py::make_tuple(it, done);
+  }
+
+  int last_replicas() const { return last_replicas_; }
+  // whether the latest replicated run asked a pool worker to help (-1: none yet)
+  int last_helper() const { return scratch_.last_helper; }
+
+  // Why run(replicas=2) would run one replica on this trainer (None: it would not),
+  // with no metrics, sample weights or data parallelism (those allow replicas too,
+  // except metrics and the caller's step_starts/between).
+  py::object replicas_ineligible() const {
+    const char* why = cpu::replicas_ineligible(layers_, opt_, loss_, TrainData{});
+    return why ? py::object(py::str(why)) : py::object(py::none());
   }
 
 
@@ -265,6 +287,8 @@ class MlpTrainer {
   }
 
   int batch_;
+  int last_replicas_ = 0;           // replicas of the latest run (0: none yet)
+  cpu::ReplicaScratch scratch_;     // the second replica's buffers (replicas=2)
   int x_cols_ = 0;  // the batch's width: layer 0's input, or a graph model's inputs side by side
   LossParams loss_param_;
   LossKind loss_;
@@ -288,6 +312,16 @@ void register_trainer(py::module_& m) {
            py::arg("y_batch"), py::arg("step_losses"), py::arg("step0"), py::arg("step1"),
            py::arg("iterations"), py::arg("stop_on_nonfinite") = true, py::arg("metrics") = py::none(),
            py::arg("weights") = py::none(), py::arg("step_params") = py::none(), py::arg("step_starts") = py::none(),
-           py::arg("between") = py::none(), py::arg("head_losses") = py::none(),
-           py::arg("head_metrics") = py::none());
+           py::arg("between") = py::none(), py::arg("replicas") = 1, py::arg("head_losses") = py::none(),
+           py::arg("head_metrics") = py::none(),
+           "Run steps [step0, step1). replicas=2 splits each step's rows in two replicas, run on two "
+           "pool threads when one is free (fusednn/cpu_replicas.h), where the model and run allow it; "
+           "last_replicas says what the run used.")
+      .def_property_readonly("last_replicas", &MlpTrainer::last_replicas,
+                             "Replicas the latest run used (1 or 2; 0 before the first run).")
+      .def_property_readonly("last_helper", &MlpTrainer::last_helper,
+                             "Whether the latest run with replicas asked a pool worker to help (1) or "
+                             "ran both on the calling thread (0), as timing chose; -1 before one.")
+      .def("replicas_ineligible", &MlpTrainer::replicas_ineligible,
+           "Why this trainer's model cannot run replicas (None: it can).");
 }

@@ -103,7 +103,9 @@ class Pool {
   }
 
   void worker() {
-    std::uint64_t seen = gen_of(ticket_.load());
+    // Jobs start at generation 1: a worker that starts after the pool's first job
+    // was published still helps with it.
+    std::uint64_t seen = 0;
     while (!stop_.load(std::memory_order_relaxed)) {
       std::uint64_t t = ticket_.load(std::memory_order_acquire);
       if (gen_of(t) == seen) {
@@ -148,6 +150,10 @@ int default_threads() {
 }
 
 std::mutex g_pool_mutex;  // one parallel job at a time; also guards g_pool
+// Set while this thread holds g_pool_mutex for a job: a kernel that a chunk of the job
+// calls (a fused trainer's replica, csrc/cpu/train_replicas.cpp) runs on this thread
+// without try_lock on a mutex the thread itself holds.
+thread_local bool t_holds_pool = false;
 Pool* g_pool = nullptr;
 std::atomic<int> g_threads{0};
 
@@ -174,7 +180,7 @@ void set_num_threads(int n) {
 
 void parallel_run(int nchunks, ChunkFn fn, void* ctx) {
   const int nt = num_threads();
-  if (nchunks <= 1 || nt <= 1) {
+  if (nchunks <= 1 || nt <= 1 || t_holds_pool) {
     for (int c = 0; c < nchunks; ++c) fn(ctx, c);
     return;
   }
@@ -194,6 +200,10 @@ void parallel_run(int nchunks, ChunkFn fn, void* ctx) {
     delete g_pool;
     g_pool = new Pool(nt - 1);
   }
+  struct Holding {
+    Holding() { t_holds_pool = true; }
+    ~Holding() { t_holds_pool = false; }
+  } holding;
   g_pool->run(nchunks, fn, ctx);
 }
 

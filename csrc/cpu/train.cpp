@@ -175,6 +175,9 @@ struct Kernels {
   bool is_finite(const float* v) const { return std::isfinite(*v); }
 };
 
+// the graph blocks' kernels (a member with a wrong name would silently leave the merges to a runtime error)
+static_assert(has_merges<Kernels>::value && has_merge_ops<Kernels>::value, "the CPU trainer policy lacks a merge kernel");
+
 }  // namespace
 
 std::int64_t train_steps(std::vector<DenseBuffers>& layers, const OptimizerConfig& opt, LossKind loss,
@@ -182,6 +185,23 @@ std::int64_t train_steps(std::vector<DenseBuffers>& layers, const OptimizerConfi
                          std::int64_t iterations, bool stop_on_nonfinite, std::int64_t* steps_done) {
   double norm = 0.0;
   return fusednn::train_steps(Kernels{&norm}, layers, opt, loss, data, batch, step0, step1, iterations,
+                              stop_on_nonfinite, steps_done);
+}
+
+// A replica of train_replicas.cpp: the loop with an empty update phase (the replicas'
+// `between` hook reduces the gradients and updates the shared parameters itself).
+namespace {
+struct KernelsNoUpdate : Kernels {
+  void opt_update(OptKind, int, const float*, float*, const float*, float*, float*, float*, float*,
+                  std::int64_t) const {}
+};
+}  // namespace
+
+std::int64_t train_steps_no_update(std::vector<DenseBuffers>& layers, const OptimizerConfig& opt, LossKind loss,
+                                   const TrainData& data, int batch, std::int64_t step0, std::int64_t step1,
+                                   std::int64_t iterations, bool stop_on_nonfinite, std::int64_t* steps_done) {
+  double norm = 0.0;
+  return fusednn::train_steps(KernelsNoUpdate{{&norm}}, layers, opt, loss, data, batch, step0, step1, iterations,
                               stop_on_nonfinite, steps_done);
 }
 

@@ -89,7 +89,15 @@ def _merge_then_steps_output():
     return [a, b], L.Activation("tanh")(L.BatchNormalization()(s)), "mse"
 
 
-TOPOLOGIES = {"merge_steps_output": _merge_then_steps_output, "wide_deep": _wide_deep, "two_towers_add": _two_towers_add, "shared_input": _shared_input_three,
+def _steps_on_inputs():
+    """Steps on model inputs that are slices of the packed batch (identity blocks):
+    BatchNormalization on one input, Dropout on the other, both concatenated."""
+    a, b = keras.Input((4,)), keras.Input((3,))
+    cat = L.concatenate([L.Dense(3, activation="relu")(a), L.BatchNormalization()(b), L.Dropout(0.3, seed=1)(a)])
+    return [a, b], L.Dense(2)(cat), "mse"
+
+
+TOPOLOGIES = {"steps_on_inputs": _steps_on_inputs, "merge_steps_output": _merge_then_steps_output, "wide_deep": _wide_deep, "two_towers_add": _two_towers_add, "shared_input": _shared_input_three,
               "merges_of_inputs": _merges_of_inputs, "single_input_merges": _single_input_new_merges,
               "average_output": _average_ensemble_output, "multiply_output": _multiply_output_by_input}
 
@@ -344,6 +352,24 @@ def test_sample_weights_and_metrics_fused_equals_per_op():
     np.testing.assert_allclose(hf["loss"], hp["loss"], rtol=1e-6)
     for a, b in zip(wf, wp):
         np.testing.assert_array_equal(a, b)
+
+
+def test_backend_without_multi_input_starts_graphs_with_a_dense(monkeypatch):
+    """A trainer whose batch is as wide as its first block's input (the CUDA one, opted in)
+    gets a specific reason for a graph that starts with a merge of the model input."""
+    previous = fusednn.get_backend().name
+    fusednn.set_backend("cpu")
+    try:
+        be = fusednn.get_backend()
+        x = keras.Input((3,))
+        cat_first = keras.Model(x, L.Dense(1)(L.concatenate([x, x])))
+        cat_first.compile(optimizer="sgd", loss="mse")
+        assert cat_first.fused_reason is None
+        monkeypatch.setattr(type(be), "trainer_multi_input", False)  # (the class: undo leaves no instance attribute)
+        assert "start with a Dense block only" in cat_first.fused_reason
+    finally:
+        monkeypatch.undo()
+        fusednn.set_backend(previous)
 
 
 def test_backend_without_multi_input_trainer_says_why(monkeypatch):

@@ -133,12 +133,17 @@ struct TrainData {
 // return value is the counter after the last. Stops early after a step whose
 // loss is not finite when stop_on_nonfinite is set (the caller sees it in
 // step_losses) — only on devices where reading the loss is free (the CPU).
-// Devices that run graph blocks (copy_cols, add_cols, merge_binary, merge_scale): the CPU's.
+// Devices that run graph blocks (copy_cols, add_cols; Add through add): the CPU's and CUDA's.
 template <class D, class = void>
 struct has_merges : std::false_type {};
 template <class D>
-struct has_merges<D, std::void_t<decltype(&D::copy_cols), decltype(&D::add_cols), decltype(&D::merge_binary),
-                                 decltype(&D::merge_scale)>> : std::true_type {};
+struct has_merges<D, std::void_t<decltype(&D::copy_cols), decltype(&D::add_cols)>> : std::true_type {};
+// Devices whose graph blocks also run the strided elementwise merges (Subtract, Multiply,
+// Average, and an Add that reads model inputs in place): merge_binary, merge_scale (the CPU's and CUDA's).
+template <class D, class = void>
+struct has_merge_ops : std::false_type {};
+template <class D>
+struct has_merge_ops<D, std::void_t<decltype(&D::merge_binary), decltype(&D::merge_scale)>> : std::true_type {};
 
 // Source n of graph block l: its values, their row stride (a model input is a column
 // slice of the batch x, whose rows are x_cols wide) and their width.
@@ -173,7 +178,7 @@ const float* block_input(const D& dev, std::vector<DenseBuffers>& layers, std::s
         dev.copy_cols(l.X, l.in, at, s.v, s.ld, 0, s.width, B);
         at += s.width;
       }
-    } else {  // elementwise, left to right as the per-op layers
+    } else if constexpr (has_merge_ops<D>::value) {  // elementwise, left to right as the per-op layers
       const MergeOp op = l.merge == merge_sub ? MergeOp::sub : l.merge == merge_mul ? MergeOp::mul : MergeOp::add;
       const BlockSource second = block_source(layers, l, 1, x, x_cols);
       dev.merge_binary(l.X, l.in, first.v, first.ld, second.v, second.ld, B, l.in, op);
@@ -183,6 +188,14 @@ const float* block_input(const D& dev, std::vector<DenseBuffers>& layers, std::s
       }
       if (l.merge == merge_avg)  // Keras/NumPy: the sum times float32(1 / n)
         dev.merge_scale(l.X, l.in, l.X, l.in, float(1.0 / double(l.src.size())), B, l.in);
+    } else {  // Add of whole rows only (the Python side sends nothing else to such a device)
+      if (l.merge != merge_add) throw std::runtime_error("this device's fused trainer runs no Subtract/Multiply/Average");
+      for (std::size_t n = 0; n < l.src.size(); ++n)
+        if (block_source(layers, l, n, x, x_cols).ld != l.in)
+          throw std::runtime_error("this device's fused trainer adds no model input that is a slice of the batch");
+      dev.add(l.X, first.v, block_source(layers, l, 1, x, x_cols).v, std::int64_t(B) * l.in);
+      for (std::size_t n = 2; n < l.src.size(); ++n)
+        dev.add(l.X, l.X, block_source(layers, l, n, x, x_cols).v, std::int64_t(B) * l.in);
     }
   }
   return l.X;
@@ -213,10 +226,15 @@ void block_input_backward(const D& dev, std::vector<DenseBuffers>& layers, std::
   else
     dX = l.G;  // a merge block: the identity from X to A
   if constexpr (has_merges<D>::value) {
+    if constexpr (!has_merge_ops<D>::value) {
+      if (l.merge > merge_add) throw std::runtime_error("this device's fused trainer runs no Subtract/Multiply/Average");
+    }
     float* tmp = l.W ? nullptr : l.dX;  // a merge block's scratch (its dX is not otherwise used)
     const int n_src = int(l.src.size());
-    if (l.merge == merge_avg)  // one scaled gradient for every input, as the per-op layer
-      dev.merge_scale(tmp, l.in, dX, l.in, float(1.0 / double(n_src)), B, l.in);
+    if constexpr (has_merge_ops<D>::value) {
+      if (l.merge == merge_avg)  // one scaled gradient for every input, as the per-op layer
+        dev.merge_scale(tmp, l.in, dX, l.in, float(1.0 / double(n_src)), B, l.in);
+    }
     int at = 0;
     for (int n = 0; n < n_src; ++n) {
       const int k = l.src[std::size_t(n)];
@@ -225,20 +243,22 @@ void block_input_backward(const D& dev, std::vector<DenseBuffers>& layers, std::
       at += w;
       if (k < 0) continue;
       const float* d = dX;
-      if (l.merge == merge_avg) {
-        d = tmp;
-      } else if (l.merge == merge_sub && n == 1) {
-        dev.merge_scale(tmp, l.in, dX, l.in, -1.f, B, l.in);
-        d = tmp;
-      } else if (l.merge == merge_mul) {  // dy times the other inputs, left to right
-        bool started = false;
-        for (int m = 0; m < n_src; ++m) {
-          if (m == n) continue;
-          const BlockSource s = block_source(layers, l, std::size_t(m), x, x_cols);
-          dev.merge_binary(tmp, l.in, started ? tmp : dX, l.in, s.v, s.ld, B, l.in, MergeOp::mul);
-          started = true;
+      if constexpr (has_merge_ops<D>::value) {
+        if (l.merge == merge_avg) {
+          d = tmp;
+        } else if (l.merge == merge_sub && n == 1) {
+          dev.merge_scale(tmp, l.in, dX, l.in, -1.f, B, l.in);
+          d = tmp;
+        } else if (l.merge == merge_mul) {  // dy times the other inputs, left to right
+          bool started = false;
+          for (int m = 0; m < n_src; ++m) {
+            if (m == n) continue;
+            const BlockSource s = block_source(layers, l, std::size_t(m), x, x_cols);
+            dev.merge_binary(tmp, l.in, started ? tmp : dX, l.in, s.v, s.ld, B, l.in, MergeOp::mul);
+            started = true;
+          }
+          d = tmp;
         }
-        d = tmp;
       }
       if (count[std::size_t(k)]++ == 0)
         dev.copy_cols(grad_of(k), w, 0, d, l.in, off, w, B);

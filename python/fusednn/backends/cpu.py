@@ -1,7 +1,9 @@
 """The native CPU backend: fusednn._cpu's hand-written C++ kernels, and their thread count.
 
 Thread count default: the cores this process may run on (``os.sched_getaffinity``),
-or ``FUSEDNN_NUM_THREADS`` when set. Our kernels run one at a time from the
+or ``FUSEDNN_NUM_THREADS`` when set, else ``OMP_NUM_THREADS`` (at most the cores) when set (the limit
+joblib's process workers get, e.g. under ``GridSearchCV(n_jobs=2)``, so that their
+fits do not oversubscribe the cores). Our kernels run one at a time from the
 calling thread, so they never compete with NumPy's BLAS threads for cores.
 """
 from __future__ import annotations
@@ -41,6 +43,9 @@ def _default_threads() -> int:
         if not 1 <= n <= MAX_THREADS:
             raise ValueError(f"FUSEDNN_NUM_THREADS must be between 1 and {MAX_THREADS}, got {n}")
         return n
+    omp = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()  # OpenMP's "outer,inner" lists
+    if omp.isdigit() and 1 <= int(omp) <= MAX_THREADS:
+        return min(int(omp), _usable_cores())
     return _usable_cores()
 
 

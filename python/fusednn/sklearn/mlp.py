@@ -371,6 +371,8 @@ class _BaseMLP(BaseEstimator):
         step_losses = be.zeros((steps,)) if trainer is not None else None
         sample_idx = np.arange(n, dtype=np.int64)
         param_blocks = _StepParamBlocks(steps, epochs=max(1, min(64, self.max_iter)))
+        # each step's rows split between two threads where that pays (cpu backend)
+        replicas = fused.replicas_for(net, batch) if trainer is not None else 1
         if sw_train is not None and trainer is None:
             raise ValueError(f"sample_weight needs a backend with a fused trainer (cpu or cuda), not {be.name!r}")
         # the regularizer's factor per step (scikit-learn divides by the step's sample
@@ -389,7 +391,7 @@ class _BaseMLP(BaseEstimator):
                     weights = const_weights if sw_train is None else \
                         self._step_weights(sw_train[sample_idx], batch, sizes, be)
                     trainer.epoch(net, xd, yd, sample_idx, step_losses, steps, None, False, weights=weights,
-                                  params=param_blocks.rows(net.optimizer))
+                                  params=param_blocks.rows(net.optimizer), replicas=replicas)
                     epoch_loss = float(np.dot(be.to_numpy(step_losses).astype(np.float64), sizes) / n)
                 else:  # a backend without a fused trainer: the per-op path, batches in this order
                     hist = net.fit(xd[sample_idx], yd[sample_idx], batch_size=batch, epochs=1, shuffle=False,

@@ -30,6 +30,19 @@ from ..metrics.keras_objects import metric_needs
 from .epoch_metrics import EpochMetrics
 
 
+#: whether ``replicas_for`` (scikit-learn's estimators) may choose two replicas: off by
+#: default, because on the shared 2-core dev machine they were not faster: 1.13x per step
+#: at best (digits, real-time priority), 0.7-0.9x per fit at the usual load average of
+#: 6-12 (benchmarks/bench_sklearn.py --compare-replicas), while one replica's numbers
+#: are the ones the rest of the library is tested against
+REPLICAS_ENABLED = False
+
+#: the fewest rows per replica of a full batch for which ``replicas_for`` splits each step
+#: between two threads: below it the per-step hand-offs and the gradient exchange cost
+#: about what the halved forward/backward saves (digits' 64-100-10 network on the 2-core
+#: dev machine: batch 64 break-even, 100 1.5x, 200 1.7x per step)
+REPLICA_MIN_ROWS = 40
+
 #: the longest a native run of steps should take: Python sees a Ctrl-C (and runs its
 #: signal handlers) only between runs, so an interrupt waits at most about this long
 RUN_SECONDS = 0.05
@@ -245,6 +258,7 @@ class GraphPlan:
 
     def _plan(self, model: Any) -> str | None:
         layers = model.layers
+        be = model.backend
         # a functional model's InputLayers are the identity: reading one reads its model input
         inputs = {i: ins[0] for i, (layer, ins) in enumerate(zip(layers, model.graph_inbound))
                   if type(layer) is InputLayer}
@@ -319,6 +333,9 @@ class GraphPlan:
             return "the output must be the last block's output to be fused"
         if not any(type(layers[h]) is Dense for h in heads):
             return "a graph without a Dense layer is not fused"
+        if not getattr(be, "trainer_multi_input", False) and type(layers[heads[0]]) is not Dense:
+            # (its batch is as wide as the first block's input: a Dense reading the model input)
+            return f"the {be.name} fused trainer runs layer graphs that start with a Dense block only"
         return None
 
 
@@ -626,7 +643,7 @@ class FusedTrainer:
     def epoch(self, model: Any, x: Any, y: Any, order: np.ndarray, step_losses: Any, chunk: int,
               on_step: Callable[[int, Any], None] | None, stop_on_nonfinite: bool,
               augment: Callable[[np.ndarray], np.ndarray] | None = None, weights: dict | None = None,
-              params: np.ndarray | None = None) -> int:
+              params: np.ndarray | None = None, replicas: int = 1) -> int:
         """Run the epoch's steps (``chunk`` at a time, calling ``on_step`` after each
         step of a chunk); returns the number of steps run (fewer than the epoch's when
         a loss was not finite and ``stop_on_nonfinite``, on backends that read each
@@ -638,7 +655,10 @@ class FusedTrainer:
         order has its loss and gradient multiplied by row_scale[i], and step s its
         regularizer factors by penalty_scale[s]. ``params``: the epoch's step parameter
         rows (``optimizer.step_params(optimizer.iterations, steps)``) when the caller
-        computed them ahead (scikit-learn's small epochs: once per block of epochs)."""
+        computed them ahead (scikit-learn's small epochs: once per block of epochs).
+        ``replicas=2`` (cpu backend, see :func:`replicas_for`) splits each step's rows
+        between two threads where the model and the thread pool allow it; the results
+        then differ from one thread's by float32 rounding (another summation order)."""
         if weights is not None and augment is not None:
             raise ValueError("sample weights cannot be combined with augment")
         if weights is not None and not weights_fused(model, self.tracker):
@@ -681,11 +701,12 @@ class FusedTrainer:
             if augment is None:
                 metrics = self.metrics if weights is None or self.tracker is None else \
                     self.tracker.trainer_metrics(True)
+                run_extra = {**extra, **({"replicas": replicas} if replicas != 1 and be.name == "cpu" else {})}
                 with concurrency.uninterrupted():  # the step count is recorded with the steps
                     opt.iterations, done = self.trainer.run(x, y, dev_order, self.x_batch, self.y_batch,
                                                             step_losses, s, end, opt.iterations,
                                                             stop_on_nonfinite, metrics, weights, params_run,
-                                                            **extra)
+                                                            **run_extra)
             else:  # the chunk's samples, augmented, as a small data set of its own
                 rows = order[s * self.batch:min(n, end * self.batch)]
                 xa = be.asarray(inputs.augmented(augment, np.asarray(be.to_numpy(x))[rows], (len(rows), x.shape[1])))
@@ -787,6 +808,19 @@ def _flat_gradients(be: Any, layers: list[Any]) -> tuple[Any, list[Any]]:
         views.append(flat[at:at + size].reshape(shape))
         at += size
     return flat, views
+
+
+def replicas_for(model: Any, batch: int) -> int:
+    """The ``replicas`` for :meth:`FusedTrainer.epoch` (scikit-learn's estimators): 2 when
+    :data:`REPLICAS_ENABLED`, on the cpu backend with at least two threads and
+    ``batch >= 2 * REPLICA_MIN_ROWS``, else 1. The trainer itself falls back to one replica for models it cannot split (layer
+    steps, graphs, metrics, constraints, norm clipping) and while the thread pool is busy.
+    Keras ``fit`` does not use it: its fused path promises the per-op path's numbers."""
+    be = model.backend
+    if not REPLICAS_ENABLED or be.name != "cpu" or batch < 2 * REPLICA_MIN_ROWS:
+        return 1
+    from ..backends.cpu import get_num_threads
+    return 2 if get_num_threads() >= 2 else 1
 
 
 def trainer_for(model: Any, batch: int, tracker: EpochMetrics | None = None,

@@ -1,0 +1,300 @@
+// Two data-parallel replicas of the fused CPU training loop (fusednn/cpu_replicas.h).
+//
+// Step s's rows [lo, hi) of the epoch's order are split at lo + ceil(B/2): replica 0
+// takes the first part, replica 1 the rest (empty for a one-row last batch). Replica c
+// is the ordinary fused loop (trainer.h) run for one step over its rows, as an MPI rank
+// runs it: its own `order`, `row_scale` and `step_starts`, its own batch, activation and
+// gradient buffers (replica 0: the trainer's own; replica 1: C++-owned), the parameters
+// shared, and an empty update phase (train_steps_no_update). Once both replicas of the
+// step are done, the update runs as two halves of every parameter (the optimizer rules
+// are elementwise): on its half, a half sums the replicas' gradients, g = c0 g0 + c1 g1
+// with c_r = B_r / B (the mean over the whole batch; each replica added the whole weight
+// penalty, and c0 + c1 = 1 counts it once), and updates it with the trainer's own
+// optimizer kernel; half 0 also sums the step's loss the same way.
+//
+// Scheduling: two participants (the caller and a pool worker, parallel_run) claim the
+// tasks of the current stage (the step's two replicas, then its two update halves) from
+// one atomic word, each its own task first (so a replica's buffers and a half's
+// optimizer state stay in one core's cache: when whichever thread finished last did the
+// whole update, that moved the Adam state between the cores, and the update took 23 us
+// of digits' step); whoever finishes a
+// stage's second task opens the next. A participant waits only for work another
+// one has claimed and is running, never for a thread to show up: when the pool is busy
+// (another Python thread's kernels) or its worker is descheduled, the caller runs both
+// replicas itself. Which thread runs a replica changes nothing in the arithmetic, so
+// the results depend on neither timing nor thread availability; they differ from one
+// replica's only by float32 rounding (another summation order of the batch's rows).
+//
+// Whether to ask for a helper at all: on a machine with more runnable threads than
+// cores a helper is often descheduled in the middle of a replica, or just before it
+// sees that the run is over, and each such wait costs a time slice (milliseconds), far
+// more than the halved step saves. So each trainer times its runs per step both ways
+// and asks for the helper only while that is faster (ReplicaTiming, which also keeps
+// a mode for a few runs, since a first run with the helper pays for waking it). This
+// changes only the speed, never the numbers.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <exception>
+#include <thread>
+
+#include "fusednn/cpu.h"
+#include "fusednn/cpu_replicas.h"
+#include "threads.h"
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define FUSEDNN_REPLICA_PAUSE() _mm_pause()
+#else
+#define FUSEDNN_REPLICA_PAUSE() ((void)0)
+#endif
+
+namespace fusednn {
+namespace cpu {
+
+namespace {
+
+constexpr int kReplicas = 2;
+constexpr std::size_t kAlignFloats = 16;  // 64 bytes: one cache line
+
+// The schedule word: (step << 5) | (stage << 4) | (finished tasks << 2) | claimed task
+// bits. Stage 0's two tasks are the replicas, stage 1's the two halves of the update.
+constexpr std::uint64_t kClaimMask = 3, kFinishOne = 4, kFinishMask = 12, kStage = 16;
+inline std::int64_t step_of(std::uint64_t w) { return std::int64_t(w >> 5); }
+inline std::uint64_t word_of(std::int64_t s, int stage = 0) { return (std::uint64_t(s) << 5) | (stage ? kStage : 0); }
+
+struct Replica {
+  std::vector<DenseBuffers> layers;
+  TrainData data;
+  std::vector<std::int64_t> order, starts;
+  std::vector<float> row_scale;
+};
+
+struct Run {
+  const OptimizerConfig* opt;
+  LossKind loss;
+  int batch;
+  std::int64_t step0, step1;
+  bool stop_on_nonfinite;
+  Replica rep[kReplicas];
+  std::atomic<std::uint64_t> word{0};
+  std::atomic<std::int64_t> end{0};   // the step after the last one run
+  std::atomic<bool> failed{false};
+  std::exception_ptr error;           // written by the participant that set `failed`
+};
+
+// Half h's share [a, e) of a parameter of n floats: the first half (rounded up to whole
+// cache lines, so the halves never write the same line; a small bias all of it) for h = 0.
+inline void half(int h, std::int64_t n, std::int64_t* a, std::int64_t* e) {
+  const std::int64_t mid = std::min<std::int64_t>(n, (n / 2 + kAlignFloats - 1) / kAlignFloats * kAlignFloats);
+  *a = h == 0 ? 0 : mid;
+  *e = h == 0 ? mid : n;
+}
+
+// Half h of step s's update, after both replicas: the batch's gradient on that half of
+// every parameter, then its update with the trainer's own optimizer kernel (the rules
+// are elementwise, so the halves are independent); half 0 also the step's loss.
+void reduce_and_update(Run& R, std::int64_t s, int h) {
+  Replica &r0 = R.rep[0], &r1 = R.rep[1];
+  const std::int64_t B0 = r0.starts[std::size_t(s) + 1] - r0.starts[std::size_t(s)];
+  const std::int64_t B1 = r1.starts[std::size_t(s) + 1] - r1.starts[std::size_t(s)];
+  // with B1 = 0 replica 0's gradient is already the batch's (replica 1's is stale)
+  const bool two = B1 > 0;
+  const double total = double(B0 + B1);
+  const float c0 = float(double(B0) / total), c1 = float(double(B1) / total);
+  const OptimizerConfig& opt = *R.opt;
+  const float* P = opt.step_params + (s - R.step0) * kOptParams;
+  const int no_wd = opt.flags & ~optf::weight_decay;
+  const auto update = [&](int flags, float* w, float* g0, const float* g1, float* s1, float* s2, float* s3,
+                          float* ema, std::int64_t n) {
+    std::int64_t a, e;
+    half(h, n, &a, &e);
+    if (e <= a) return;
+    if (two)
+      for (std::int64_t i = a; i < e; ++i) g0[i] = c0 * g0[i] + c1 * g1[i];
+    const auto at = [a](float* p) { return p ? p + a : nullptr; };
+    optimizer_update(opt.kind, flags, P, w + a, g0 + a, at(s1), at(s2), at(s3), at(ema), std::size_t(e - a), 0.0);
+  };
+  for (std::size_t li = 0; li < r0.layers.size(); ++li) {
+    DenseBuffers &l = r0.layers[li], &m = r1.layers[li];
+    update(l.W_decay ? opt.flags : no_wd, l.W, l.dW, m.dW, l.W_s1, l.W_s2, l.W_s3, l.W_ema,
+           std::int64_t(l.in) * l.out);
+    if (l.b) update(l.b_decay ? opt.flags : no_wd, l.b, l.db, m.db, l.b_s1, l.b_s2, l.b_s3, l.b_ema, l.out);
+  }
+  float* L0 = r0.data.step_losses + s;  // each replica's loss includes the whole penalty
+  if (h == 0 && two) *L0 = float(double(c0) * double(*L0) + double(c1) * double(r1.data.step_losses[s]));
+}
+
+// Wait (spin, then yield the core) until the schedule word leaves this step and stage.
+void wait_past(const Run& R, std::uint64_t w) {
+  for (int spins = 0; (R.word.load(std::memory_order_acquire) >> 4) == (w >> 4); ++spins) {
+    if (spins < 2048)
+      FUSEDNN_REPLICA_PAUSE();
+    else
+      std::this_thread::yield();
+  }
+}
+
+void fail(Run& R) {
+  if (!R.failed.exchange(true)) R.error = std::current_exception();
+}
+
+void participant(void* ctx, int me) {
+  Run& R = *static_cast<Run*>(ctx);
+  for (;;) {
+    std::uint64_t w = R.word.load(std::memory_order_acquire);
+    const std::int64_t s = step_of(w);
+    if (s >= R.step1) return;
+    const std::uint64_t claimed = w & kClaimMask;
+    if (claimed == kClaimMask) {  // both tasks of this stage are taken: wait for the next
+      wait_past(R, w);
+      continue;
+    }
+    const int c = !(claimed & (1u << me)) ? me : 1 - me;  // its own task first (cache locality)
+    if (!R.word.compare_exchange_weak(w, w | (1u << c), std::memory_order_acq_rel)) continue;
+    const bool update = w & kStage;
+    if (!R.failed.load(std::memory_order_acquire)) {
+      try {
+        if (update) {
+          reduce_and_update(R, s, c);
+        } else if (R.rep[c].starts[std::size_t(s) + 1] > R.rep[c].starts[std::size_t(s)]) {
+          // replica c's forward and backward (an empty replica contributes nothing)
+          std::int64_t done = 0;
+          train_steps_no_update(R.rep[c].layers, *R.opt, R.loss, R.rep[c].data, R.batch, s, s + 1, 0, false, &done);
+        }
+      } catch (...) {
+        fail(R);
+      }
+    }
+    // finished: the stage's second task to finish opens the next stage (or step)
+    const std::uint64_t v = R.word.fetch_add(kFinishOne, std::memory_order_acq_rel) + kFinishOne;
+    if ((v & kFinishMask) != 2 * kFinishOne) continue;
+    bool go = !R.failed.load(std::memory_order_acquire);
+    if (go && update) {
+      R.end.store(s + 1, std::memory_order_relaxed);
+      go = !(R.stop_on_nonfinite && !std::isfinite(R.rep[0].data.step_losses[s]));
+    }
+    R.word.store(!go ? word_of(R.step1) : update ? word_of(s + 1) : word_of(s, 1), std::memory_order_release);
+  }
+}
+
+float* aligned_take(std::vector<float>& storage, std::size_t& at, std::size_t n) {
+  const std::uintptr_t addr = reinterpret_cast<std::uintptr_t>(storage.data() + at);
+  at += (kAlignFloats - (addr / sizeof(float)) % kAlignFloats) % kAlignFloats;
+  float* p = storage.data() + at;
+  at += (n + kAlignFloats - 1) / kAlignFloats * kAlignFloats;
+  return p;
+}
+
+}  // namespace
+
+bool ReplicaTiming::next_helper() {
+  const int other = 1 - mode;
+  if (runs_in_mode >= kSettle && (avg[other] == 0.0 || avg[mode] > avg[other] || runs_in_mode >= kProbeEvery)) {
+    mode = other;  // untried, faster last time, or due for another look
+    runs_in_mode = 0;
+  }
+  ++runs_in_mode;
+  return mode == 1;
+}
+
+void ReplicaTiming::record(double seconds_per_step) {
+  if (runs_in_mode <= 1) return;  // the first run after a switch (or of the trainer) pays for waking the pool
+  double& a = avg[mode];
+  a = a > 0.0 ? 0.5 * a + 0.5 * seconds_per_step : seconds_per_step;
+}
+
+const char* replicas_ineligible(const std::vector<DenseBuffers>& layers, const OptimizerConfig& opt, LossKind loss,
+                                const TrainData& data) {
+  if (layers.empty()) return "no layers";
+  for (const DenseBuffers& l : layers) {
+    if (!l.W || l.frozen) return "a frozen or weightless block";
+    if (!l.src.empty() || l.merge) return "a graph block";
+    if (!l.post.empty()) return "a layer step after a Dense";
+    if (l.W_con.kind != ConstraintKind::none || l.b_con.kind != ConstraintKind::none) return "a weight constraint";
+  }
+  if (!(loss == LossKind::mse || loss == LossKind::xent_binary || loss == LossKind::xent_categorical ||
+        loss == LossKind::xent_sparse))
+    return "a loss other than mse or a cross-entropy";
+  if (opt.flags & (optf::clip_norm | optf::clip_global)) return "gradient norm clipping";
+  if (data.counts || data.err_sums || data.n_metric_specs) return "metric accumulators";
+  if (data.step_starts || data.between) return "the caller's data parallelism";
+  return nullptr;
+}
+
+std::int64_t train_steps_replicated(std::vector<DenseBuffers>& layers, const OptimizerConfig& opt, LossKind loss,
+                                    const TrainData& data, int batch, std::int64_t step0, std::int64_t step1,
+                                    std::int64_t iterations, bool stop_on_nonfinite, std::int64_t* steps_done,
+                                    ReplicaScratch& scratch) {
+  const int h = (batch + 1) / 2;  // replica 0's rows of a full batch (replica 1 has at most as many)
+  const int d_in = data.x_cols > 0 ? data.x_cols : layers.front().in;
+  // replica 1's buffers: batch rows, activations and gradients for h rows, dW and db
+  // (each of the 2 + 5 per layer buffers padded by under 2 cache lines)
+  std::size_t need = std::size_t(h) * (std::size_t(d_in) + std::size_t(data.y_cols)) + 4 * kAlignFloats;
+  for (const DenseBuffers& l : layers)
+    need += std::size_t(h) * l.out * 3 + std::size_t(l.in) * l.out + std::size_t(l.out) + 10 * kAlignFloats;
+  if (scratch.storage.size() < need) scratch.storage.assign(need, 0.f);
+  const std::int64_t n = data.n, steps = (n + batch - 1) / batch;
+  scratch.losses.assign(std::size_t(std::max<std::int64_t>(steps, 1)), 0.f);
+
+  Run R;
+  R.opt = &opt;
+  R.loss = loss;
+  R.batch = batch;
+  R.step0 = step0;
+  R.step1 = step1;
+  R.stop_on_nonfinite = stop_on_nonfinite;
+  for (int r = 0; r < kReplicas; ++r) {
+    Replica& rep = R.rep[r];
+    rep.order.reserve(std::size_t(n / 2 + steps));
+    rep.starts.assign(std::size_t(steps) + 1, 0);
+    if (data.row_scale) rep.row_scale.reserve(rep.order.capacity());
+    for (std::int64_t s = 0; s < steps; ++s) {
+      const std::int64_t lo = s * batch, hi = std::min<std::int64_t>(n, lo + batch);
+      const std::int64_t mid = lo + (hi - lo + 1) / 2;
+      const std::int64_t a = r == 0 ? lo : mid, e = r == 0 ? mid : hi;
+      rep.order.insert(rep.order.end(), data.order + a, data.order + e);
+      if (data.row_scale) rep.row_scale.insert(rep.row_scale.end(), data.row_scale + a, data.row_scale + e);
+      rep.starts[std::size_t(s) + 1] = std::int64_t(rep.order.size());
+    }
+    rep.data = data;
+    rep.data.order = rep.order.data();
+    rep.data.step_starts = rep.starts.data();
+    rep.data.row_scale = data.row_scale ? rep.row_scale.data() : nullptr;
+    rep.layers = layers;  // W, b and the optimizer state are shared; replica 1 gets its own buffers below
+  }
+  Replica& r1 = R.rep[1];
+  std::size_t at = 0;
+  r1.data.x_batch = aligned_take(scratch.storage, at, std::size_t(h) * d_in);
+  r1.data.y_batch = aligned_take(scratch.storage, at, std::size_t(h) * data.y_cols);
+  r1.data.step_losses = scratch.losses.data();
+  for (DenseBuffers& l : r1.layers) {
+    l.A = aligned_take(scratch.storage, at, std::size_t(h) * l.out);
+    l.G = aligned_take(scratch.storage, at, std::size_t(h) * l.out);
+    float* z = aligned_take(scratch.storage, at, std::size_t(h) * l.out);
+    l.Z = l.Z ? z : nullptr;  // only where the activation's backward needs it
+    l.dW = aligned_take(scratch.storage, at, std::size_t(l.in) * l.out);
+    float* db = aligned_take(scratch.storage, at, std::size_t(l.out));
+    l.db = l.b ? db : nullptr;
+  }
+  R.word.store(word_of(step0));
+  R.end.store(step0);
+
+  // with a helper, or on this thread alone (ReplicaTiming)
+  const bool helper = num_threads() >= kReplicas && scratch.timing.next_helper();
+  scratch.last_helper = helper;
+  const auto t0 = std::chrono::steady_clock::now();
+  if (helper)
+    parallel_run(kReplicas, &participant, &R);  // (on this thread alone when the pool is busy)
+  else
+    participant(&R, 0);
+  if (R.error) std::rethrow_exception(R.error);
+  *steps_done = R.end.load() - step0;
+  if (*steps_done > 0)
+    scratch.timing.record(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() /
+                          double(*steps_done));
+  return iterations + *steps_done;
+}
+
+}  // namespace cpu
+}  // namespace fusednn
