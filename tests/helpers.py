@@ -2,6 +2,8 @@
 ``fusednn bench`` checks against too (:mod:`fusednn.bench.reference`)."""
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from fusednn.bench import reference
@@ -58,3 +60,36 @@ class FakeCupy:
 
     def __array__(self, *args, **kwargs):
         raise TypeError("implicit conversion to a NumPy array is not allowed")
+
+
+@contextlib.contextmanager
+def on_backend(name: str):
+    """Make ``name`` the active fusednn backend inside the block (the previous one after)."""
+    import fusednn
+
+    prev = fusednn.get_backend().name
+    fusednn.set_backend(name)
+    try:
+        yield
+    finally:
+        fusednn.set_backend(prev)
+
+
+def fit_twice(build, loss, x, y, backend: str = "cpu", **fit_kw):
+    """Fit the model ``build()`` makes on the fused path and on the per-op path (same seed,
+    Adam(0.01), 3 epochs, batch 16) and return ``(fused_reason of the fused fit, [(history,
+    weights) fused, (history, weights) per-op])``."""
+    from fusednn import keras
+
+    out, reason = [], None
+    for fused in ("auto", False):
+        with on_backend(backend):
+            keras.utils.set_random_seed(0)
+            model = build()
+            metrics = ["accuracy"] if "crossentropy" in str(loss) else ["mae"]
+            model.compile(keras.optimizers.Adam(0.01), loss, metrics=metrics, fused=fused)
+            hist = model.fit(x, y, epochs=3, batch_size=16, verbose=0, **fit_kw)
+            if fused == "auto":
+                reason = model.fused_reason
+            out.append((hist.history, model.get_weights()))
+    return reason, out

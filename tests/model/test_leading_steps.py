@@ -6,13 +6,13 @@ of fusednn/trainer.h (no W: its output is its input, then its steps). Fused == p
 bit, the numpy backend to float32 rounding, and a backend without graph blocks says why."""
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import pytest
 
 import fusednn
 from fusednn import keras
+
+from helpers import fit_twice, on_backend
 
 L = keras.layers
 needs_cpu = pytest.mark.skipif("cpu" not in fusednn.backends.available(), reason="cpu backend not built")
@@ -21,16 +21,6 @@ RNG = np.random.default_rng(5)
 X = RNG.normal(size=(75, 5)).astype(np.float32)  # a short last batch of 11 at batch 16
 Y_REG = (X[:, :1] - 0.5 * X[:, 2:3]).astype(np.float32)
 Y_CLS = RNG.integers(0, 3, 75)
-
-
-@contextlib.contextmanager
-def _on(backend):
-    prev = fusednn.get_backend().name
-    fusednn.set_backend(backend)
-    try:
-        yield
-    finally:
-        fusednn.set_backend(prev)
 
 
 def _seq(layers):
@@ -77,25 +67,19 @@ CASES = {
 }
 
 
-def _fit(build, loss, y, fused, backend="cpu", x=X):
-    with _on(backend):
-        keras.utils.set_random_seed(0)
-        model = build()
-        model.compile(keras.optimizers.Adam(0.01), loss, fused=fused)
-        hist = model.fit(x, y, epochs=3, batch_size=16, verbose=0)
-        return model.fused_reason, hist.history, model.get_weights()
+def _equal(result):
+    reason, [(h_fused, w_fused), (h_op, w_op)] = result
+    assert reason is None
+    assert h_fused == h_op
+    for a, b in zip(w_fused, w_op):
+        np.testing.assert_array_equal(a, b)
 
 
 @needs_cpu
 @pytest.mark.parametrize("name", list(CASES))
 def test_fused_equals_per_op(name):
     build, loss, y = CASES[name]
-    reason, h_fused, w_fused = _fit(build, loss, y, "auto")
-    assert reason is None
-    _, h_op, w_op = _fit(build, loss, y, False)
-    assert h_fused == h_op
-    for a, b in zip(w_fused, w_op):
-        np.testing.assert_array_equal(a, b)
+    _equal(fit_twice(build, loss, X, y))
 
 
 @needs_cpu
@@ -107,21 +91,15 @@ def test_batchnorm_on_one_of_two_inputs():
         z = L.Concatenate()([L.Dense(4, activation="relu")(a), L.BatchNormalization()(b)])
         return keras.Model([a, b], L.Dense(1)(z))
 
-    xs = [X, 2 * X[:, :3] + 1]
-    reason, h_fused, w_fused = _fit(build, "mse", Y_REG, "auto", x=xs)
-    assert reason is None
-    _, h_op, w_op = _fit(build, "mse", Y_REG, False, x=xs)
-    assert h_fused == h_op
-    for a, b in zip(w_fused, w_op):
-        np.testing.assert_array_equal(a, b)
+    _equal(fit_twice(build, "mse", [X, 2 * X[:, :3] + 1], Y_REG))
 
 
 @needs_cpu
 @pytest.mark.parametrize("name", ["bn-first", "graph-branch-inside-block"])
 def test_cpu_matches_numpy_backend(name):
     build, loss, y = CASES[name]
-    _, h_cpu, w_cpu = _fit(build, loss, y, "auto")
-    _, h_np, w_np = _fit(build, loss, y, "auto", backend="numpy")
+    _, [(h_cpu, w_cpu), _] = fit_twice(build, loss, X, y)
+    _, [(h_np, w_np), _] = fit_twice(build, loss, X, y, backend="numpy")
     np.testing.assert_allclose(h_cpu["loss"], h_np["loss"], rtol=2e-4)
     for a, b in zip(w_cpu, w_np):
         np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-5)
@@ -129,7 +107,7 @@ def test_cpu_matches_numpy_backend(name):
 
 @needs_cpu
 def test_backend_without_graph_blocks_says_why(monkeypatch):
-    with _on("cpu"):
+    with on_backend("cpu"):
         model = CASES["bn-first"][0]()
         model.compile("adam", "mse")
         assert model.fused_reason is None
@@ -142,7 +120,7 @@ def test_backend_without_graph_blocks_says_why(monkeypatch):
 
 @needs_cpu
 def test_binding_refuses_an_identity_block_without_one_source():
-    with _on("cpu"):
+    with on_backend("cpu"):
         model = CASES["dropout-first"][0]()
         model.compile("adam", "mse")
         model.build((None, 5))

@@ -6,13 +6,13 @@ path does. Fused == per-op bit for bit (the same kernels in the same order), and
 numpy backend to float32 rounding."""
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import pytest
 
 import fusednn
 from fusednn import keras
+
+from helpers import fit_twice, on_backend
 
 L = keras.layers
 needs_cpu = pytest.mark.skipif("cpu" not in fusednn.backends.available(), reason="cpu backend not built")
@@ -22,16 +22,6 @@ X = RNG.normal(size=(75, 5)).astype(np.float32)  # 75 rows: a short last batch o
 Y_BIN = (X[:, :1] + 0.3 * X[:, 1:2] > 0).astype(np.float32)
 Y_CLS = RNG.integers(0, 3, 75)
 Y_REG = (X @ RNG.normal(size=(5, 2))).astype(np.float32)
-
-
-@contextlib.contextmanager
-def _on(backend):
-    prev = fusednn.get_backend().name
-    fusednn.set_backend(backend)
-    try:
-        yield
-    finally:
-        fusednn.set_backend(prev)
 
 
 def _seq(tail):
@@ -69,24 +59,12 @@ def _functional():
 CASES["functional-sigmoid"] = (_functional, "mse", Y_BIN)
 
 
-def _fit(build, loss, y, fused, backend="cpu", sample_weight=None):
-    with _on(backend):
-        keras.utils.set_random_seed(0)
-        model = build()
-        metrics = ["accuracy"] if "crossentropy" in str(loss) else ["mae"]
-        model.compile(keras.optimizers.Adam(0.01), loss, metrics=metrics, fused=fused)
-        model.build((None, 5))
-        hist = model.fit(X, y, epochs=3, batch_size=16, verbose=0, sample_weight=sample_weight)
-        return model.fused_reason, hist.history, model.get_weights()
-
-
 @needs_cpu
 @pytest.mark.parametrize("name", list(CASES))
 def test_fused_equals_per_op(name):
     build, loss, y = CASES[name]
-    reason, h_fused, w_fused = _fit(build, loss, y, "auto")
+    reason, [(h_fused, w_fused), (h_op, w_op)] = fit_twice(build, loss, X, y)
     assert reason is None
-    _, h_op, w_op = _fit(build, loss, y, False)
     assert h_fused == h_op
     for a, b in zip(w_fused, w_op):
         np.testing.assert_array_equal(a, b)
@@ -97,9 +75,8 @@ def test_fused_equals_per_op(name):
 def test_sample_weights_fused_equals_per_op(name):
     build, loss, y = CASES[name]
     sw = np.random.default_rng(1).uniform(0.1, 2.0, size=len(X))
-    reason, h_fused, w_fused = _fit(build, loss, y, "auto", sample_weight=sw)
+    reason, [(h_fused, w_fused), (h_op, w_op)] = fit_twice(build, loss, X, y, sample_weight=sw)
     assert reason is None
-    _, h_op, w_op = _fit(build, loss, y, False, sample_weight=sw)
     # the weights bit for bit; the reported weighted epoch loss is summed in another order
     # by the two paths (as for a model ending with its Dense), so to float32 rounding
     for key in h_op:
@@ -112,8 +89,8 @@ def test_sample_weights_fused_equals_per_op(name):
 @pytest.mark.parametrize("name", ["softmax-xent", "sigmoid-mse", "bn-leaky"])
 def test_cpu_matches_numpy_backend(name):
     build, loss, y = CASES[name]
-    _, h_cpu, w_cpu = _fit(build, loss, y, "auto")
-    _, h_np, w_np = _fit(build, loss, y, "auto", backend="numpy")
+    _, [(h_cpu, w_cpu), _] = fit_twice(build, loss, X, y)
+    _, [(h_np, w_np), _] = fit_twice(build, loss, X, y, backend="numpy")
     np.testing.assert_allclose(h_cpu["loss"], h_np["loss"], rtol=2e-4)
     for a, b in zip(w_cpu, w_np):
         np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-5)
@@ -123,7 +100,7 @@ def test_cpu_matches_numpy_backend(name):
 def test_trailing_softmax_predicts_probabilities():
     """The folded softmax is left out of training only: predict still applies it."""
     build, loss, y = CASES["softmax-xent"]
-    with _on("cpu"):
+    with on_backend("cpu"):
         keras.utils.set_random_seed(0)
         model = build()
         model.compile("adam", loss)
