@@ -470,6 +470,10 @@ std::vector<DenseBuffers> to_layers(const py::list& layers, const OptimizerConfi
     l.W_l2 = factor("W_l2");
     l.b_l1 = bias ? factor("b_l1") : 0.f;
     l.b_l2 = bias ? factor("b_l2") : 0.f;
+    l.A_l1 = factor("A_l1");
+    l.A_l2 = factor("A_l2");
+    if (!(l.W_l1 >= 0.f && l.W_l2 >= 0.f && l.b_l1 >= 0.f && l.b_l2 >= 0.f && l.A_l1 >= 0.f && l.A_l2 >= 0.f))
+      throw py::value_error(where + "regularizer factors must be >= 0");
     for (const char* key : {"W_constraint", "b_constraint"}) {
       if (!d.contains(key) || d[key].is_none()) continue;
       if (!allow_constraints)

@@ -68,8 +68,9 @@ struct DenseBuffers {
   int merge = 0;
   float* X = nullptr;
   float* dX = nullptr;
-  // Keras L1/L2 regularizer factors of the kernel and the bias (0: none)
-  float W_l1 = 0.f, W_l2 = 0.f, b_l1 = 0.f, b_l2 = 0.f;
+  // Keras L1/L2 regularizer factors of the kernel and the bias (0: none), and of the
+  // block's Dense output A (activity_regularizer: Keras 3 adds reg(A) / rows to the loss)
+  float W_l1 = 0.f, W_l2 = 0.f, b_l1 = 0.f, b_l2 = 0.f, A_l1 = 0.f, A_l2 = 0.f;
   // Keras kernel_constraint/bias_constraint, projected after the update (constraint.h)
   Constraint W_con, b_con;
   // the steps after the dense GEMM (batch-norm, activation, dropout): layer_steps.h
@@ -351,6 +352,8 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
       DenseBuffers& l = layers[i];
       const std::int64_t size = std::int64_t(B) * l.out;
       if (!l.post.empty()) post_backward(dev, l.post, l.A, l.G, B);
+      if (l.A_l1 != 0.f || l.A_l2 != 0.f)  // the activity penalty, as the per-op Dense.backward adds it
+        dev.regularize(l.G, l.A, size, float(double(l.A_l1) / B), float(double(l.A_l2) / B), data.step_losses + s);
       if (l.act != Act::linear) dev.act_backward(l.G, l.G, l.Z ? l.Z : l.A, size, l.act);
       const float* a_in = graph ? block_in[std::size_t(i)]
                                 : i > 0 ? post_output(layers[i - 1].post, layers[i - 1].A) : data.x_batch;

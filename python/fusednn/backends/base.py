@@ -356,6 +356,8 @@ class Backend:
     #: whether the fused trainer takes a batch of several model inputs side by side (a
     #: graph block reads its input's column slice)
     trainer_multi_input = False
+    #: whether the fused trainer adds Dense activity_regularizer penalties (on the block's output)
+    trainer_activity_regularizer = False
     #: whether the fused trainer runs several outputs as heads (fusednn/heads.h)
     trainer_heads = False
 

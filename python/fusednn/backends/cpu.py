@@ -213,6 +213,8 @@ class CpuBackend(Backend):
     trainer_merges = True
     #: and functional models with several inputs (the batch's column slices)
     trainer_multi_input = True
+    #: and Dense activity regularizers (the regularize kernel on the block's output)
+    trainer_activity_regularizer = True
     trainer_heads = True
     #: the fused trainer runs a frozen BatchNormalization (inference mode) as a step
     trainer_frozen_batchnorm = True

@@ -49,7 +49,8 @@ class Dense(Layer):
                  bias_regularizer: str | dict | regularizers.Regularizer | None = None,
                  input_shape: Any = None, input_dim: int | None = None, name: str | None = None,
                  kernel_constraint: str | dict | constraints.Constraint | None = None,
-                 bias_constraint: str | dict | constraints.Constraint | None = None) -> None:
+                 bias_constraint: str | dict | constraints.Constraint | None = None,
+                 activity_regularizer: str | dict | regularizers.Regularizer | None = None) -> None:
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
             raise ValueError(f"Dense units must be a positive integer, got {units!r}")
         self.units = int(units)
@@ -59,7 +60,11 @@ class Dense(Layer):
         self.bias_initializer = initializers.get(bias_initializer)
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
-        for reg, what in ((self.kernel_regularizer, "kernel_regularizer"), (self.bias_regularizer, "bias_regularizer")):
+        # Keras 3: reg(output) / batch size joins the loss in training (on the layer's output,
+        # after its activation)
+        self.activity_regularizer = regularizers.get(activity_regularizer)
+        for reg, what in ((self.kernel_regularizer, "kernel_regularizer"), (self.bias_regularizer, "bias_regularizer"),
+                          (self.activity_regularizer, "activity_regularizer")):
             if reg is not None:
                 regularizers.check_fusable(reg, f"Dense {what}")
         # projections after every optimizer update (Keras' kernel_constraint/bias_constraint)
@@ -100,8 +105,35 @@ class Dense(Layer):
         self._x, self._y, self._z, self._logits = x, buf.y, buf.z, logits
         return buf.y
 
+    #: the one-element float32 loss buffer ``backward`` adds the activity penalty to (set by
+    #: the trainer for each training step; None: the penalty's gradient only)
+    activity_loss: Any = None
+
+    def activity_penalty(self) -> float:
+        """The activity penalty of the latest forward pass's output (``reg(y) / rows``, the
+        loss term Keras 3 adds in training and evaluation); 0 without a regularizer."""
+        if self.activity_regularizer is None:
+            return 0.0
+        y = self.backend.to_numpy(self._y)
+        return self.activity_regularizer(y) / y.shape[0]
+
+    def activity_factors(self, rows: int) -> tuple[float, float] | None:
+        """The L1/L2 factors of the activity penalty for a batch of ``rows`` (Keras divides
+        the regularizer's value by the batch size), as the fused trainer computes them:
+        float32 factor over rows, in double; None without an activity regularizer."""
+        reg = self.activity_regularizer
+        if reg is None:
+            return None
+        return float(np.float32(reg.l1)) / rows, float(np.float32(reg.l2)) / rows
+
     def backward(self, dy: Any, buf: Buffers, need_dx: bool) -> Any:
         be = self.backend
+        factors = self.activity_factors(dy.shape[0])
+        if factors is not None:  # the penalty's gradient joins the output's (loss: add_activity_penalty)
+            if self._logits:
+                raise ValueError(f"Dense {self.name!r}: an activity_regularizer on an output whose activation the "
+                                 "loss takes into itself (a cross-entropy on logits) is not supported")
+            be.regularize(self._y, dy, factors[0], factors[1], self.activity_loss)
         if self.activation == "linear" or self._logits:
             dz = dy
         else:
@@ -166,6 +198,8 @@ class Dense(Layer):
         # written only when set, so files saved before regularizers existed stay identical
         if self.kernel_regularizer is not None:
             config["kernel_regularizer"] = regularizers.serialize(self.kernel_regularizer)
+        if self.activity_regularizer is not None:
+            config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
         if self.bias_regularizer is not None:
             config["bias_regularizer"] = regularizers.serialize(self.bias_regularizer)
         if self.kernel_constraint is not None:

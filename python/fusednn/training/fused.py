@@ -419,6 +419,14 @@ def unsupported_reason(model: Any) -> str | None:
         why = _penalty_order_reason(model, plan)
         if why is not None:
             return why
+    for layer in prog[k:]:
+        if getattr(layer, "activity_regularizer", None) is None:
+            continue
+        if not getattr(be, "trainer_activity_regularizer", False):
+            return f"the {be.name} fused trainer does not apply activity regularizers yet (layer {layer.name!r})"
+        if layer.activation in ("softmax", "log_softmax"):
+            return (f"an activity_regularizer on a {layer.activation} Dense ({layer.name!r}) is not fused (the "
+                    "row step comes after the penalised output)")
     dense_softmax = any(getattr(layer, "activation", None) == "softmax" and type(layer) is Dense
                         for layer in prog[k:-1]) or (last == "softmax" and not fold)
     if dense_softmax and not getattr(be, "trainer_steps_more", False):  # it runs as a row-softmax step
@@ -523,6 +531,8 @@ class FusedTrainer:
                         "dW": layer.grads[0], "db": layer.grads[1] if layer.use_bias else None}
                 if act in NEEDS_INPUT:
                     spec["Z"] = be.empty((batch, layer.units))
+                if layer.activity_regularizer is not None:
+                    spec["A_l1"], spec["A_l2"] = layer.activity_regularizer.l1, layer.activity_regularizer.l2
                 if plan is not None:
                     _graph_input(spec, plan, len(specs), layer, be, batch)
                 elif specs and "src" in specs[0]:  # a chain after an identity block: graph blocks, one source each
@@ -547,6 +557,8 @@ class FusedTrainer:
             for w, _, reg in layer.regularized():
                 key = "W" if w is layer.kernel else "b"
                 spec[f"{key}_l1"], spec[f"{key}_l2"] = reg.l1, reg.l2
+            if layer.activity_regularizer is not None:
+                spec["A_l1"], spec["A_l2"] = layer.activity_regularizer.l1, layer.activity_regularizer.l2
             for w, con in layer.constrained():  # projected after each update (constraint.h)
                 spec["W_constraint" if w is layer.kernel else "b_constraint"] = con.kernel_spec(w.ndim, layer.name)
             p += 2 if layer.use_bias else 1

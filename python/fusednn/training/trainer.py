@@ -354,6 +354,9 @@ class Trainer:
         dy = self.loss.gradient(be, pred, y, ws.dpred, logits=on_logits)
         if weights is not None:  # every loss is a mean of row terms: row i's gradient scales by w_i
             dy *= weights.reshape(-1, 1)
+        for layer in self.layers:  # activity penalties join the loss in backward (last layer first)
+            if getattr(layer, "activity_regularizer", None) is not None:
+                layer.activity_loss = loss_out
         self._backward(dy, ws)
         for layer in self.trained_layers():  # weight penalties (of trained weights, as Keras), fused order
             layer.add_penalties(loss_out)
@@ -454,6 +457,10 @@ class Trainer:
             else:
                 sample_weights.weighted_rows_loss(self.loss, be, pred, yb, wb, step_losses[s:s + 1], on_logits,
                                                   self._loss_buffer("rows", hi - lo))
+            activity = sum(layer.activity_penalty() for layer in self.layers
+                           if getattr(layer, "activity_regularizer", None) is not None)
+            if activity:  # Keras 3's test step counts the activity penalties too
+                step_losses[s:s + 1] += np.float32(activity)
             if tracker is not None:
                 tracker.update(pred, yb, wb)
             if cbs is not None:
