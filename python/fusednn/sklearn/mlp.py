@@ -51,6 +51,9 @@ from fusednn.training import fused
 from .lbfgs import fit_lbfgs
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
+# bounds on one native run of several epochs (memory of the epochs' orders; Ctrl-C latency)
+_MAX_EPOCHS_PER_RUN = 64
+_MAX_ROWS_PER_RUN = 1 << 22
 _ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
 _OUTPUT = {"softmax": ("softmax", "categorical_crossentropy"), "logistic": ("sigmoid", "binary_crossentropy"),
            "identity": (None, "mse")}
@@ -90,14 +93,14 @@ class _StepParamBlocks:
         self._start = 0
         self._lr: Any = None
 
-    def rows(self, opt: Any) -> np.ndarray:
-        """The rows of the next epoch's steps (``steps`` rows from ``opt.iterations``)."""
-        it, lr = int(opt.iterations), opt.learning_rate
+    def rows(self, opt: Any, epochs: int = 1) -> np.ndarray:
+        """The rows of the next ``epochs`` epochs' steps (from ``opt.iterations``)."""
+        it, lr, need = int(opt.iterations), opt.learning_rate, self.steps * epochs
         rows = self._rows
-        if rows is None or lr != self._lr or it < self._start or it + self.steps > self._start + len(rows):
-            rows = self._rows = opt.step_params(it, self.steps * self.epochs)
+        if rows is None or lr != self._lr or it < self._start or it + need > self._start + len(rows):
+            rows = self._rows = opt.step_params(it, max(need, self.steps * self.epochs))
             self._start, self._lr = it, lr
-        return rows[it - self._start:it - self._start + self.steps]
+        return rows[it - self._start:it - self._start + need]
 
 
 class _BaseMLP(BaseEstimator):
@@ -382,46 +385,81 @@ class _BaseMLP(BaseEstimator):
             const_weights = {"row_scale": None, "penalty_scale": (batch / sizes).astype(np.float32)}
         self._lr = float(getattr(self, "_lr", self.learning_rate_init)) if incremental else \
             float(self.learning_rate_init)
+        # Several epochs per native run where nothing between them can change the training:
+        # the no-improvement count rises by at most one an epoch, so the first
+        # n_iter_no_change + 1 - count epochs cannot stop or change the learning rate, and the
+        # shuffles of those epochs are drawn from the random state in the same order as one by one.
+        multi = (trainer is not None and be.name == "cpu" and not early_stopping and sw_train is None
+                 and not incremental and not (self.solver == "sgd" and self.learning_rate == "invscaling")
+                 and replicas == 1)  # (two replicas split each step of one epoch's run: opt-in)
+
+        def after_epoch(epoch_loss: float) -> bool:
+            """scikit-learn's bookkeeping after an epoch; True: stop."""
+            self.n_iter_ += 1
+            self.loss_ = epoch_loss / self._loss_ratio()
+            self.t_ += n
+            self.loss_curve_.append(self.loss_)
+            if self.verbose:
+                print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
+            self._update_no_improvement_count(early_stopping, net, X_val, y_val, sw_val)
+            if self.solver == "sgd" and self.learning_rate == "invscaling":
+                self._lr = float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
+                net.optimizer.learning_rate = self._lr / c
+            if self._no_improvement_count > self.n_iter_no_change:
+                if early_stopping:
+                    msg = ("Validation score did not improve more than tol=%f for %d consecutive epochs."
+                           % (self.tol, self.n_iter_no_change))
+                else:
+                    msg = ("Training loss did not improve more than tol=%f for %d consecutive epochs."
+                           % (self.tol, self.n_iter_no_change))
+                if self._trigger_stopping(msg, net, c):
+                    return True
+                self._no_improvement_count = 0
+            if incremental:
+                return True
+            if self.n_iter_ == self.max_iter:
+                warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the optimization "
+                              "hasn't converged yet." % self.max_iter, ConvergenceWarning)
+            return False
+
         try:
             self.n_iter_ = 0  # counts this call's epochs, as in scikit-learn
-            for _ in range(self.max_iter):
-                if self.shuffle:
-                    sample_idx = self._random_state.permutation(sample_idx)
-                if trainer is not None:
-                    weights = const_weights if sw_train is None else \
-                        self._step_weights(sw_train[sample_idx], batch, sizes, be)
-                    trainer.epoch(net, xd, yd, sample_idx, step_losses, steps, None, False, weights=weights,
-                                  params=param_blocks.rows(net.optimizer), replicas=replicas)
-                    epoch_loss = float(np.dot(be.to_numpy(step_losses).astype(np.float64), sizes) / n)
-                else:  # a backend without a fused trainer: the per-op path, batches in this order
-                    hist = net.fit(xd[sample_idx], yd[sample_idx], batch_size=batch, epochs=1, shuffle=False,
-                                   verbose=0)
-                    epoch_loss = float(hist.history["loss"][0])
-                self.n_iter_ += 1
-                self.loss_ = epoch_loss / self._loss_ratio()
-                self.t_ += n
-                self.loss_curve_.append(self.loss_)
-                if self.verbose:
-                    print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
-                self._update_no_improvement_count(early_stopping, net, X_val, y_val, sw_val)
-                if self.solver == "sgd" and self.learning_rate == "invscaling":
-                    self._lr = float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
-                    net.optimizer.learning_rate = self._lr / c
-                if self._no_improvement_count > self.n_iter_no_change:
-                    if early_stopping:
-                        msg = ("Validation score did not improve more than tol=%f for %d consecutive epochs."
-                               % (self.tol, self.n_iter_no_change))
-                    else:
-                        msg = ("Training loss did not improve more than tol=%f for %d consecutive epochs."
-                               % (self.tol, self.n_iter_no_change))
-                    if self._trigger_stopping(msg, net, c):
+            stop = False
+            while not stop and self.n_iter_ < self.max_iter:
+                k = 1
+                if multi:
+                    safe = self.n_iter_no_change + 1 - self._no_improvement_count
+                    k = int(max(1, min(self.max_iter - self.n_iter_, safe, _MAX_EPOCHS_PER_RUN,
+                                       _MAX_ROWS_PER_RUN // n)))
+                if k > 1:
+                    orders = np.empty((k, n), dtype=np.int64)
+                    for e in range(k):
+                        if self.shuffle:
+                            sample_idx = self._random_state.permutation(sample_idx)
+                        orders[e] = sample_idx
+                    run_losses = np.zeros(k * steps, dtype=np.float32)
+                    weights = None if const_weights is None else \
+                        {"row_scale": None, "penalty_scale": np.tile(const_weights["penalty_scale"], k)}
+                    trainer.run_epochs(net, xd, yd, orders, run_losses, weights=weights,
+                                       params=param_blocks.rows(net.optimizer, k))
+                    epoch_losses = (run_losses.astype(np.float64).reshape(k, steps) @ sizes / n).tolist()
+                else:
+                    if self.shuffle:
+                        sample_idx = self._random_state.permutation(sample_idx)
+                    if trainer is not None:
+                        weights = const_weights if sw_train is None else \
+                            self._step_weights(sw_train[sample_idx], batch, sizes, be)
+                        trainer.epoch(net, xd, yd, sample_idx, step_losses, steps, None, False, weights=weights,
+                                      params=param_blocks.rows(net.optimizer), replicas=replicas)
+                        epoch_losses = [float(np.dot(be.to_numpy(step_losses).astype(np.float64), sizes) / n)]
+                    else:  # a backend without a fused trainer: the per-op path, batches in this order
+                        hist = net.fit(xd[sample_idx], yd[sample_idx], batch_size=batch, epochs=1, shuffle=False,
+                                       verbose=0)
+                        epoch_losses = [float(hist.history["loss"][0])]
+                for epoch_loss in epoch_losses:
+                    stop = after_epoch(epoch_loss)
+                    if stop:  # (only at the last epoch of a run: see `multi`)
                         break
-                    self._no_improvement_count = 0
-                if incremental:
-                    break
-                if self.n_iter_ == self.max_iter:
-                    warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the optimization "
-                                  "hasn't converged yet." % self.max_iter, ConvergenceWarning)
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.")
         self._read_weights(net, X_train.dtype)
