@@ -93,3 +93,27 @@ def fit_twice(build, loss, x, y, backend: str = "cpu", **fit_kw):
                 reason = model.fused_reason
             out.append((hist.history, model.get_weights()))
     return reason, out
+
+
+def keras3_on_torch():
+    """Real Keras 3 on its torch backend for the oracle tests, or skip saying what is missing."""
+    import os
+
+    import pytest
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    pytest.importorskip("torch", reason="PyTorch is not installed (pip install torch==2.13.0)")
+    keras3 = pytest.importorskip("keras", reason="Keras 3 is not installed (pip install keras)")
+    if keras3.backend.backend() != "torch":  # pragma: no cover - another backend was configured first
+        pytest.skip(f"Keras runs on {keras3.backend.backend()!r}, this test needs the torch backend")
+    return keras3
+
+
+def assert_close_to_numpy_backend(build, loss, x, y):
+    """The cpu backend's fused fit of ``build()`` and the numpy backend's fit agree to
+    float32 rounding (loss history and weights)."""
+    _, [(h_cpu, w_cpu), _] = fit_twice(build, loss, x, y)
+    _, [(h_np, w_np), _] = fit_twice(build, loss, x, y, backend="numpy")
+    np.testing.assert_allclose(h_cpu["loss"], h_np["loss"], rtol=2e-4)
+    for a, b in zip(w_cpu, w_np):
+        np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-5)

@@ -14,7 +14,7 @@ import pytest
 import fusednn
 from fusednn import keras
 
-from helpers import fit_twice, on_backend
+from helpers import fit_twice, keras3_on_torch, on_backend
 
 L, R = keras.layers, keras.regularizers
 needs_cpu = pytest.mark.skipif("cpu" not in fusednn.backends.available(), reason="cpu backend not built")
@@ -106,11 +106,7 @@ def test_unfused_cases_say_why(monkeypatch):
 def test_matches_keras():
     """Real Keras 3 (torch backend) from the same weights, full-batch SGD, unshuffled: the
     reported losses (penalty included) and the weights agree to float32 rounding."""
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    pytest.importorskip("torch", reason="PyTorch is not installed (pip install torch==2.13.0)")
-    keras3 = pytest.importorskip("keras", reason="Keras 3 is not installed (pip install keras)")
-    if keras3.backend.backend() != "torch":  # pragma: no cover
-        pytest.skip(f"Keras runs on {keras3.backend.backend()!r}, this test needs the torch backend")
+    keras3 = keras3_on_torch()
 
     def layers(lib):
         return [lib.layers.Dense(6, activation="relu", activity_regularizer=lib.regularizers.L1L2(0.01, 0.05)),

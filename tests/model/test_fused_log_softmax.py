@@ -13,7 +13,7 @@ import pytest
 import fusednn
 from fusednn import keras, ops
 
-from helpers import numeric_grad
+from helpers import keras3_on_torch, numeric_grad
 
 L = keras.layers
 HAS_CPU = "cpu" in fusednn.backends.available()
@@ -212,13 +212,7 @@ def test_log_softmax_output_matches_keras(loss):
     """A log_softmax output layer trained with MSE, a cross-entropy on logits (fused) and a
     cross-entropy on "probabilities" (per-op: Keras clips the negative log-probabilities,
     and so do we) reports Keras 3's losses (torch backend) to float32 rounding."""
-    import os
-
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    pytest.importorskip("torch", reason="PyTorch is not installed (pip install torch==2.13.0)")
-    keras3 = pytest.importorskip("keras", reason="Keras 3 is not installed (pip install keras)")
-    if keras3.backend.backend() != "torch":  # pragma: no cover
-        pytest.skip(f"Keras runs on {keras3.backend.backend()!r}, this test needs the torch backend")
+    keras3 = keras3_on_torch()
     if not HAS_CPU:
         pytest.skip("cpu backend not built")
     rng = np.random.default_rng(0)

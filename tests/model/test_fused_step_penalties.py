@@ -8,13 +8,13 @@ per-op path bit for bit; the numpy backend agrees to float32 rounding; Keras 3 i
 reports the same loss for a regularized BatchNormalization model."""
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
 import fusednn
 from fusednn import constraints, keras, regularizers
+
+from helpers import keras3_on_torch
 
 L = keras.layers
 HAS_CPU = "cpu" in fusednn.backends.available()
@@ -235,11 +235,7 @@ def test_regularized_batchnorm_loss_matches_keras():
     """The reported loss (penalties included, as Keras reports it) and the weights after a
     few full-batch SGD epochs of Dense -> BatchNormalization(gamma L2, beta L1) -> Dense
     equal Keras 3's (torch backend) to float32 rounding."""
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    pytest.importorskip("torch", reason="PyTorch is not installed (pip install torch==2.13.0)")
-    keras3 = pytest.importorskip("keras", reason="Keras 3 is not installed (pip install keras)")
-    if keras3.backend.backend() != "torch":  # pragma: no cover
-        pytest.skip(f"Keras runs on {keras3.backend.backend()!r}, this test needs the torch backend")
+    keras3 = keras3_on_torch()
     if not HAS_CPU:
         pytest.skip("cpu backend not built")
     rng = np.random.default_rng(6)

@@ -12,7 +12,7 @@ import pytest
 import fusednn
 from fusednn import keras
 
-from helpers import fit_twice, on_backend
+from helpers import assert_close_to_numpy_backend, fit_twice, on_backend
 
 L = keras.layers
 needs_cpu = pytest.mark.skipif("cpu" not in fusednn.backends.available(), reason="cpu backend not built")
@@ -89,11 +89,7 @@ def test_sample_weights_fused_equals_per_op(name):
 @pytest.mark.parametrize("name", ["softmax-xent", "sigmoid-mse", "bn-leaky"])
 def test_cpu_matches_numpy_backend(name):
     build, loss, y = CASES[name]
-    _, [(h_cpu, w_cpu), _] = fit_twice(build, loss, X, y)
-    _, [(h_np, w_np), _] = fit_twice(build, loss, X, y, backend="numpy")
-    np.testing.assert_allclose(h_cpu["loss"], h_np["loss"], rtol=2e-4)
-    for a, b in zip(w_cpu, w_np):
-        np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-5)
+    assert_close_to_numpy_backend(build, loss, X, y)
 
 
 @needs_cpu
