@@ -40,6 +40,16 @@ void gemm_n1(float* c, const float* A, const float* b, int M, int K, bool ta);
 // (in double). The softmax cross-entropy's exponentials (loss.cpp).
 double exp_shifted_sum(float* e, const float* z, std::size_t cols, float shift);
 
+// The softmax cross-entropy of rows r0..r0+7 of z (rows × cols, 2 <= cols <=
+// kXentLaneCols), the eight rows in the vector lanes: each row's loss into loss[8]
+// and, with g, its gradient (g may not be z). Labels t: rows × cols targets, or with
+// sparse one valid class index per row (the caller checks). Every value has the
+// bits of loss.cpp's row-at-a-time loop (same exponentials, same double sums in the
+// same order), which it replaces where 10 classes made it per-row overhead.
+constexpr std::size_t kXentLaneCols = 32;
+void xent_softmax_rows8(float* g, const float* z, const float* t, std::size_t cols, bool sparse, float scale,
+                        double* loss);
+
 // false (nothing written) for an activation without an AVX2 version: the
 // caller runs the portable loop.
 bool act_forward(float* y, const float* x, std::size_t n, Act act);

@@ -78,7 +78,26 @@ double xent(float* g, const float* z, const float* t, std::size_t rows, std::siz
     }
     return n ? total / double(n) : 0.0;
   }
+  const bool sparse = kind == XentKind::softmax_sparse;
   for (std::size_t r = 0; r < rows; ++r) {
+#ifdef FUSEDNN_HAVE_AVX2_TU
+    // a few classes: eight rows at a time in the vector lanes, the same values
+    if (r + 8 <= rows && cols >= 2 && cols <= avx2::kXentLaneCols && g != z && use_avx2()) {
+      bool ok = true;
+      for (std::size_t i = 0; sparse && i < 8; ++i) {
+        const float label = t[r + i];
+        ok = ok && label >= 0.f && label < float(cols) && label == std::floor(label);
+      }
+      if (ok) {
+        double loss[8];
+        avx2::xent_softmax_rows8(g ? g + r * cols : nullptr, z + r * cols, sparse ? t + r : t + r * cols, cols,
+                                 sparse, scale, loss);
+        for (double l : loss) total += l;
+        r += 7;
+        continue;
+      }
+    }
+#endif
     const float* zr = z + r * cols;
     float mx = zr[0];
     for (std::size_t c = 1; c < cols; ++c) mx = zr[c] > mx ? zr[c] : mx;
@@ -115,7 +134,7 @@ double xent(float* g, const float* z, const float* t, std::size_t rows, std::siz
     }
     const double lse = double(mx) + std::log(sum);
     const double inv_sum = 1.0 / sum;
-    if (kind == XentKind::softmax_sparse) {
+    if (sparse) {
       const float label = t[r];
       // range first: converting NaN or a label beyond long's range is undefined behaviour
       const bool ok = label >= 0.f && label < float(cols) && label == std::floor(label);

@@ -3,6 +3,8 @@
 // small-batch training (10 classes × 200 rows per step).
 #include <immintrin.h>
 
+#include <cmath>
+
 #include "avx2.h"
 #include "simd_math_avx2.h"
 
@@ -50,6 +52,90 @@ double exp_shifted_sum(float* e, const float* z, std::size_t cols, float shift) 
   alignas(32) double lanes[4];
   _mm256_store_pd(lanes, _mm256_add_pd(lo, hi));
   return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+}
+
+void xent_softmax_rows8(float* g, const float* z, const float* t, std::size_t cols, bool sparse, float scale,
+                        double* loss) {
+  const int C = int(cols);
+  const __m256i rows = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(C));
+  alignas(32) float E[kXentLaneCols][8];  // exp(z - max), column c of the eight rows
+  __m256 mx = _mm256_i32gather_ps(z, rows, 4);
+  for (int c = 1; c < C; ++c) mx = _mm256_max_ps(_mm256_i32gather_ps(z + c, rows, 4), mx);  // zc > mx ? zc : mx
+  const __m256 ns = _mm256_sub_ps(_mm256_setzero_ps(), mx);
+  // loss.cpp sums a row's exponentials in double lanes j = c % 8 (lo: j < 4, hi: the
+  // rest) over 8-wide chunks, then (lo + hi)_j, then (j0 + j1) + (j2 + j3): the same
+  // sums here, each over the eight rows (two halves of four doubles).
+  __m256d acc[8][2];
+  for (int c = 0; c < C; ++c) {
+    const __m256 e = exp_diff(_mm256_i32gather_ps(z + c, rows, 4), ns);
+    _mm256_store_ps(E[c], e);
+    const __m256d e0 = _mm256_cvtps_pd(_mm256_castps256_ps128(e)), e1 = _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1));
+    if (c < 8) {
+      acc[c][0] = e0;
+      acc[c][1] = e1;
+    } else {
+      acc[c % 8][0] = _mm256_add_pd(acc[c % 8][0], e0);
+      acc[c % 8][1] = _mm256_add_pd(acc[c % 8][1], e1);
+    }
+  }
+  const __m256d zero = _mm256_setzero_pd();
+  for (int j = C; j < 8; ++j) acc[j][0] = acc[j][1] = zero;
+  __m256d sum[2];
+  for (int h = 0; h < 2; ++h) {
+    __m256d lane[4];
+    for (int j = 0; j < 4; ++j) lane[j] = _mm256_add_pd(acc[j][h], acc[j + 4][h]);
+    sum[h] = _mm256_add_pd(_mm256_add_pd(lane[0], lane[1]), _mm256_add_pd(lane[2], lane[3]));
+  }
+  alignas(32) double s8[8], lse8[8];
+  alignas(32) float mx8[8];
+  _mm256_store_pd(s8, sum[0]);
+  _mm256_store_pd(s8 + 4, sum[1]);
+  _mm256_store_ps(mx8, mx);
+  for (int r = 0; r < 8; ++r) lse8[r] = double(mx8[r]) + std::log(s8[r]);
+  const __m256d one = _mm256_set1_pd(1.0);
+  const __m256d inv[2] = {_mm256_div_pd(one, sum[0]), _mm256_div_pd(one, sum[1])};
+  const __m256d lse[2] = {_mm256_load_pd(lse8), _mm256_load_pd(lse8 + 4)};
+  const __m256 sc = _mm256_set1_ps(scale);
+  alignas(32) float G[kXentLaneCols][8];
+  alignas(32) float label8[8];
+  __m256 label = _mm256_setzero_ps();
+  if (sparse) {
+    label = _mm256_i32gather_ps(t, _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), 4);
+    _mm256_store_ps(label8, label);
+  }
+  __m256d row[2] = {zero, zero};
+  for (int c = 0; c < C; ++c) {
+    const __m256 e = _mm256_load_ps(E[c]);
+    __m256 tc;
+    if (sparse) {
+      tc = _mm256_and_ps(_mm256_cmp_ps(label, _mm256_set1_ps(float(c)), _CMP_EQ_OQ), _mm256_set1_ps(1.f));
+    } else {
+      tc = _mm256_i32gather_ps(t + c, rows, 4);
+      const __m256 zc = _mm256_i32gather_ps(z + c, rows, 4);
+      for (int h = 0; h < 2; ++h) {  // row += t_c * (lse - z_c), in double
+        const __m128 th = h ? _mm256_extractf128_ps(tc, 1) : _mm256_castps256_ps128(tc);
+        const __m128 zh = h ? _mm256_extractf128_ps(zc, 1) : _mm256_castps256_ps128(zc);
+        __m256d term = _mm256_mul_pd(_mm256_cvtps_pd(th), _mm256_sub_pd(lse[h], _mm256_cvtps_pd(zh)));
+        asm("" : "+x"(term));  // rounded before the sum, as the row loop does (GCC would contract to an FMA)
+        row[h] = _mm256_add_pd(row[h], term);
+      }
+    }
+    if (g) {  // scale * (float(e * (1 / sum)) - t_c)
+      const __m128 p0 = _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(e)), inv[0]));
+      const __m128 p1 = _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)), inv[1]));
+      const __m256 p = _mm256_insertf128_ps(_mm256_castps128_ps256(p0), p1, 1);
+      _mm256_store_ps(G[c], _mm256_mul_ps(sc, _mm256_sub_ps(p, tc)));
+    }
+  }
+  if (sparse) {
+    for (int r = 0; r < 8; ++r) loss[r] = lse8[r] - double(z[std::size_t(r) * cols + std::size_t(label8[r])]);
+  } else {
+    _mm256_storeu_pd(loss, row[0]);
+    _mm256_storeu_pd(loss + 4, row[1]);
+  }
+  if (g)
+    for (int r = 0; r < 8; ++r)
+      for (int c = 0; c < C; ++c) g[std::size_t(r) * cols + std::size_t(c)] = G[c][r];
 }
 
 }  // namespace avx2

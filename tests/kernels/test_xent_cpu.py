@@ -45,3 +45,54 @@ def test_softmax_xent_value_and_gradient(kind, rows, cols, spread):
     bound = 8 * U32 * scale * (np.abs(ref_d + onehot) + np.abs(onehot)) + 1e-37
     assert np.all(np.abs(g - scale * ref_d) <= bound)
     assert k.xent(z, t, XENT_KINDS[kind], scale, None, None) == pytest.approx(value, rel=1e-12, abs=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["categorical", "sparse"])
+@pytest.mark.parametrize("cols", [2, 3, 7, 8, 9, 10, 16, 17, 31, 32, 33])
+def test_rows_in_vector_lanes_match_one_row_at_a_time(kind, cols):
+    """Blocks of eight rows run with the rows in the vector lanes (up to 32 classes); a
+    single row runs the row loop. Both must give the same bits: each row's gradient,
+    and the loss, here with logits that overflow, underflow, a NaN and soft targets."""
+    k = backends.native("cpu")
+    rows = 21  # two lane blocks and a tail of five rows
+    rng = np.random.default_rng(cols)
+    z = (rng.standard_normal((rows, cols)) * rng.choice([0.1, 5.0, 90.0], (rows, 1))).astype(np.float32)
+    z[3, cols // 2] = 120.0
+    z[4, :] = -200.0
+    z[5, 0] = np.nan
+    if kind == "sparse":
+        t = rng.integers(0, cols, (rows, 1)).astype(np.float32)
+    else:
+        t = rng.dirichlet(np.ones(cols), rows).astype(np.float32)
+    scale = 1.0 / rows
+    g = poisoned((rows, cols))
+    k.xent(z, t, XENT_KINDS[kind], scale, g, None)
+    for r in range(rows):
+        gr = poisoned((1, cols))
+        k.xent(z[r:r + 1], t[r:r + 1], XENT_KINDS[kind], scale, gr, None)
+        np.testing.assert_array_equal(g[r], gr[0], err_msg=f"row {r}")
+    # the loss without the NaN row: the same per-row values summed in row order
+    ok = np.ones(rows, bool)
+    ok[5] = False
+    zz, tt = z[ok], t[ok]
+    total = 0.0
+    for r in range(zz.shape[0]):
+        total += k.xent(zz[r:r + 1], tt[r:r + 1], XENT_KINDS[kind], 1.0, None, None)
+    assert k.xent(zz, tt, XENT_KINDS[kind], scale, None, None) == total / zz.shape[0]
+    assert np.isnan(k.xent(z, t, XENT_KINDS[kind], scale, None, None))
+
+
+def test_bad_sparse_label_in_a_lane_block():
+    """A bad label in a block of eight rows: that row (only) has a zero gradient and the loss is NaN."""
+    k = backends.native("cpu")
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((16, 10)).astype(np.float32)
+    t = rng.integers(0, 10, (16, 1)).astype(np.float32)
+    t[2, 0] = 10.0
+    g = poisoned((16, 10))
+    assert np.isnan(k.xent(z, t, XENT_KINDS["sparse"], 1 / 16, g, None))
+    assert np.all(g[2] == 0)
+    for r in (0, 1, 3, 8, 15):
+        gr = poisoned((1, 10))
+        k.xent(z[r:r + 1], t[r:r + 1], XENT_KINDS["sparse"], 1 / 16, gr, None)
+        np.testing.assert_array_equal(g[r], gr[0])
