@@ -5,12 +5,13 @@
 // is the ordinary fused loop (trainer.h) run for one step over its rows, as an MPI rank
 // runs it: its own `order`, `row_scale` and `step_starts`, its own batch, activation and
 // gradient buffers (replica 0: the trainer's own; replica 1: C++-owned), the parameters
-// shared, and an empty update phase (train_steps_no_update). Once both replicas of the
-// step are done, the update runs as two halves of every parameter (the optimizer rules
-// are elementwise): on its half, a half sums the replicas' gradients, g = c0 g0 + c1 g1
-// with c_r = B_r / B (the mean over the whole batch; each replica added the whole weight
-// penalty, and c0 + c1 = 1 counts it once), and updates it with the trainer's own
-// optimizer kernel; half 0 also sums the step's loss the same way.
+// shared, no weight penalties, and an empty update phase (train_steps_no_update). Once
+// both replicas of the step are done, the update runs as two halves of every parameter
+// (the optimizer rules and penalties are elementwise): on its half, a half sums the
+// replicas' gradients, g = c0 g0 + c1 g1 with c_r = B_r / B (the mean over the whole
+// batch), adds the weight penalty's gradient (and sums the penalty), and updates it with
+// the trainer's own optimizer kernel. The step's loss is the replicas' losses weighted
+// the same way plus both halves' penalties.
 //
 // Scheduling: two participants (the caller and a pool worker, parallel_run) claim the
 // tasks of the current stage (the step's two replicas, then its two update halves) from
@@ -26,12 +27,11 @@
 // replica's only by float32 rounding (another summation order of the batch's rows).
 //
 // Whether to ask for a helper at all: on a machine with more runnable threads than
-// cores a helper is often descheduled in the middle of a replica, or just before it
-// sees that the run is over, and each such wait costs a time slice (milliseconds), far
-// more than the halved step saves. So each trainer times its runs per step both ways
-// and asks for the helper only while that is faster (ReplicaTiming, which also keeps
-// a mode for a few runs, since a first run with the helper pays for waking it). This
-// changes only the speed, never the numbers.
+// cores a helper is often descheduled in the middle of a replica, and each such wait
+// costs a time slice (milliseconds), far more than the halved step saves. So the
+// calling thread times its waits for the other participant and, after runs that were
+// mostly waiting or slower per step than its runs alone, runs alone for a while
+// (ReplicaTiming). This changes only the speed, never the numbers.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -80,6 +80,10 @@ struct Run {
   std::atomic<std::uint64_t> word{0};
   std::atomic<std::int64_t> end{0};   // the step after the last one run
   std::atomic<bool> failed{false};
+  const std::vector<DenseBuffers>* layers;  // the trainer's (the replicas' copies have no penalties)
+  float penalty[kReplicas] = {};      // each update half's weight penalty of the step
+  std::thread::id caller;             // the thread that started the run
+  double caller_wait = 0.0;           // seconds it spent waiting for the other participant
   std::exception_ptr error;           // written by the participant that set `failed`
 };
 
@@ -92,8 +96,11 @@ inline void half(int h, std::int64_t n, std::int64_t* a, std::int64_t* e) {
 }
 
 // Half h of step s's update, after both replicas: the batch's gradient on that half of
-// every parameter, then its update with the trainer's own optimizer kernel (the rules
-// are elementwise, so the halves are independent); half 0 also the step's loss.
+// every parameter, its weight penalty (the replicas leave the penalties out, so they are
+// computed once), then its update with the trainer's own optimizer kernel (the rules are
+// elementwise, so the halves are independent). The sum goes to the gradient buffer of
+// replica h, which the same thread ran (so it is in this core's cache: writing the other
+// core's lines made half 1 of digits' update 4x slower than a local one).
 void reduce_and_update(Run& R, std::int64_t s, int h) {
   Replica &r0 = R.rep[0], &r1 = R.rep[1];
   const std::int64_t B0 = r0.starts[std::size_t(s) + 1] - r0.starts[std::size_t(s)];
@@ -104,25 +111,44 @@ void reduce_and_update(Run& R, std::int64_t s, int h) {
   const float c0 = float(double(B0) / total), c1 = float(double(B1) / total);
   const OptimizerConfig& opt = *R.opt;
   const float* P = opt.step_params + (s - R.step0) * kOptParams;
+  const float ps = r0.data.penalty_scale ? r0.data.penalty_scale[s] : 1.f;
   const int no_wd = opt.flags & ~optf::weight_decay;
-  const auto update = [&](int flags, float* w, float* g0, const float* g1, float* s1, float* s2, float* s3,
-                          float* ema, std::int64_t n) {
+  float penalty = 0.f;
+  const auto update = [&](int flags, float* w, float* g0, float* g1, float* s1, float* s2, float* s3, float* ema,
+                          std::int64_t n, float l1, float l2) {
     std::int64_t a, e;
     half(h, n, &a, &e);
     if (e <= a) return;
+    float* g = two && h == 1 ? g1 : g0;
     if (two)
-      for (std::int64_t i = a; i < e; ++i) g0[i] = c0 * g0[i] + c1 * g1[i];
+      for (std::int64_t i = a; i < e; ++i) g[i] = c0 * g0[i] + c1 * g1[i];
+    if (l1 != 0.f || l2 != 0.f) regularize(g + a, w + a, std::size_t(e - a), ps * l1, ps * l2, &penalty);
     const auto at = [a](float* p) { return p ? p + a : nullptr; };
-    optimizer_update(opt.kind, flags, P, w + a, g0 + a, at(s1), at(s2), at(s3), at(ema), std::size_t(e - a), 0.0);
+    optimizer_update(opt.kind, flags, P, w + a, g + a, at(s1), at(s2), at(s3), at(ema), std::size_t(e - a), 0.0);
   };
   for (std::size_t li = 0; li < r0.layers.size(); ++li) {
-    DenseBuffers &l = r0.layers[li], &m = r1.layers[li];
+    const DenseBuffers &l = (*R.layers)[li], &m = r1.layers[li];
     update(l.W_decay ? opt.flags : no_wd, l.W, l.dW, m.dW, l.W_s1, l.W_s2, l.W_s3, l.W_ema,
-           std::int64_t(l.in) * l.out);
-    if (l.b) update(l.b_decay ? opt.flags : no_wd, l.b, l.db, m.db, l.b_s1, l.b_s2, l.b_s3, l.b_ema, l.out);
+           std::int64_t(l.in) * l.out, l.W_l1, l.W_l2);
+    if (l.b)
+      update(l.b_decay ? opt.flags : no_wd, l.b, l.db, m.db, l.b_s1, l.b_s2, l.b_s3, l.b_ema, l.out, l.b_l1, l.b_l2);
   }
-  float* L0 = r0.data.step_losses + s;  // each replica's loss includes the whole penalty
-  if (h == 0 && two) *L0 = float(double(c0) * double(*L0) + double(c1) * double(r1.data.step_losses[s]));
+  R.penalty[h] = penalty;
+}
+
+// The step's loss, once both halves are done: the replicas' data losses weighted by
+// their rows, then the two halves' penalties.
+void step_loss(Run& R, std::int64_t s) {
+  const Replica &r0 = R.rep[0], &r1 = R.rep[1];
+  const std::int64_t B0 = r0.starts[std::size_t(s) + 1] - r0.starts[std::size_t(s)];
+  const std::int64_t B1 = r1.starts[std::size_t(s) + 1] - r1.starts[std::size_t(s)];
+  float* L0 = r0.data.step_losses + s;
+  double loss = *L0;
+  if (B1 > 0) {
+    const double total = double(B0 + B1);
+    loss = double(float(double(B0) / total)) * loss + double(float(double(B1) / total)) * double(r1.data.step_losses[s]);
+  }
+  *L0 = float(loss + double(R.penalty[0]) + double(R.penalty[1]));
 }
 
 // Wait (spin, then yield the core) until the schedule word leaves this step and stage.
@@ -147,7 +173,13 @@ void participant(void* ctx, int me) {
     if (s >= R.step1) return;
     const std::uint64_t claimed = w & kClaimMask;
     if (claimed == kClaimMask) {  // both tasks of this stage are taken: wait for the next
-      wait_past(R, w);
+      if (std::this_thread::get_id() == R.caller) {
+        const auto t0 = std::chrono::steady_clock::now();
+        wait_past(R, w);
+        R.caller_wait += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      } else {
+        wait_past(R, w);
+      }
       continue;
     }
     const int c = !(claimed & (1u << me)) ? me : 1 - me;  // its own task first (cache locality)
@@ -171,6 +203,7 @@ void participant(void* ctx, int me) {
     if ((v & kFinishMask) != 2 * kFinishOne) continue;
     bool go = !R.failed.load(std::memory_order_acquire);
     if (go && update) {
+      step_loss(R, s);
       R.end.store(s + 1, std::memory_order_relaxed);
       go = !(R.stop_on_nonfinite && !std::isfinite(R.rep[0].data.step_losses[s]));
     }
@@ -189,19 +222,22 @@ float* aligned_take(std::vector<float>& storage, std::size_t& at, std::size_t n)
 }  // namespace
 
 bool ReplicaTiming::next_helper() {
-  const int other = 1 - mode;
-  if (runs_in_mode >= kSettle && (avg[other] == 0.0 || avg[mode] > avg[other] || runs_in_mode >= kProbeEvery)) {
-    mode = other;  // untried, faster last time, or due for another look
-    runs_in_mode = 0;
-  }
-  ++runs_in_mode;
-  return mode == 1;
+  if (alone_left == 0) return true;
+  --alone_left;
+  return false;
 }
 
-void ReplicaTiming::record(double seconds_per_step) {
-  if (runs_in_mode <= 1) return;  // the first run after a switch (or of the trainer) pays for waking the pool
-  double& a = avg[mode];
-  a = a > 0.0 ? 0.5 * a + 0.5 * seconds_per_step : seconds_per_step;
+void ReplicaTiming::record(bool helper, double seconds_per_step, double wait_share) {
+  if (!helper) {
+    alone = alone > 0.0 ? 0.5 * alone + 0.5 * seconds_per_step : seconds_per_step;
+    return;
+  }
+  if (wait_share <= kMaxWaitShare && (alone == 0.0 || seconds_per_step < alone)) {
+    alone_next = 1;
+    return;
+  }
+  alone_left = alone_next;
+  alone_next = std::min(2 * alone_next, kMaxAlone);
 }
 
 const char* replicas_ineligible(const std::vector<DenseBuffers>& layers, const OptimizerConfig& opt, LossKind loss,
@@ -218,7 +254,7 @@ const char* replicas_ineligible(const std::vector<DenseBuffers>& layers, const O
     return "a loss other than mse or a cross-entropy";
   if (opt.flags & (optf::clip_norm | optf::clip_global)) return "gradient norm clipping";
   if (data.counts || data.err_sums || data.n_metric_specs) return "metric accumulators";
-  if (data.step_starts || data.between) return "the caller's data parallelism";
+  if (data.between) return "the caller's data parallelism";
   return nullptr;
 }
 
@@ -234,11 +270,14 @@ std::int64_t train_steps_replicated(std::vector<DenseBuffers>& layers, const Opt
   for (const DenseBuffers& l : layers)
     need += std::size_t(h) * l.out * 3 + std::size_t(l.in) * l.out + std::size_t(l.out) + 10 * kAlignFloats;
   if (scratch.storage.size() < need) scratch.storage.assign(need, 0.f);
-  const std::int64_t n = data.n, steps = (n + batch - 1) / batch;
+  // the steps' rows: the caller's step_starts (several epochs in one run, each with its
+  // own short last batch), else whole batches of the order
+  const std::int64_t n = data.n, steps = data.step_starts ? step1 : (n + batch - 1) / batch;
   scratch.losses.assign(std::size_t(std::max<std::int64_t>(steps, 1)), 0.f);
 
   Run R;
   R.opt = &opt;
+  R.layers = &layers;
   R.loss = loss;
   R.batch = batch;
   R.step0 = step0;
@@ -250,7 +289,8 @@ std::int64_t train_steps_replicated(std::vector<DenseBuffers>& layers, const Opt
     rep.starts.assign(std::size_t(steps) + 1, 0);
     if (data.row_scale) rep.row_scale.reserve(rep.order.capacity());
     for (std::int64_t s = 0; s < steps; ++s) {
-      const std::int64_t lo = s * batch, hi = std::min<std::int64_t>(n, lo + batch);
+      const std::int64_t lo = data.step_starts ? data.step_starts[s] : s * batch;
+      const std::int64_t hi = data.step_starts ? data.step_starts[s + 1] : std::min<std::int64_t>(n, lo + batch);
       const std::int64_t mid = lo + (hi - lo + 1) / 2;
       const std::int64_t a = r == 0 ? lo : mid, e = r == 0 ? mid : hi;
       rep.order.insert(rep.order.end(), data.order + a, data.order + e);
@@ -262,6 +302,7 @@ std::int64_t train_steps_replicated(std::vector<DenseBuffers>& layers, const Opt
     rep.data.step_starts = rep.starts.data();
     rep.data.row_scale = data.row_scale ? rep.row_scale.data() : nullptr;
     rep.layers = layers;  // W, b and the optimizer state are shared; replica 1 gets its own buffers below
+    for (DenseBuffers& l : rep.layers) l.W_l1 = l.W_l2 = l.b_l1 = l.b_l2 = 0.f;  // added once, by the update halves
   }
   Replica& r1 = R.rep[1];
   std::size_t at = 0;
@@ -279,6 +320,7 @@ std::int64_t train_steps_replicated(std::vector<DenseBuffers>& layers, const Opt
   }
   R.word.store(word_of(step0));
   R.end.store(step0);
+  R.caller = std::this_thread::get_id();
 
   // with a helper, or on this thread alone (ReplicaTiming)
   const bool helper = num_threads() >= kReplicas && scratch.timing.next_helper();
@@ -290,9 +332,10 @@ std::int64_t train_steps_replicated(std::vector<DenseBuffers>& layers, const Opt
     participant(&R, 0);
   if (R.error) std::rethrow_exception(R.error);
   *steps_done = R.end.load() - step0;
-  if (*steps_done > 0)
-    scratch.timing.record(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() /
-                          double(*steps_done));
+  if (*steps_done > 0) {
+    const double run = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    scratch.timing.record(helper, run / double(*steps_done), R.caller_wait / run);
+  }
   return iterations + *steps_done;
 }
 

@@ -147,3 +147,16 @@ def test_portable_and_avx2_paths_agree():
             k.force_portable(False)
     # each path is within 2e-7 of the exact value (test_simd_math), so within 4e-7 of the other
     np.testing.assert_allclose(outs[0], outs[1], rtol=4e-7, atol=1e-30)
+
+
+@pytest.mark.skipif("cpu" not in backends.available(), reason="cpu backend not built")
+@pytest.mark.parametrize("shape", [(1,), (7,), (3, 5), (200, 100), (0,), (2, 0, 3), 13])
+def test_cpu_backend_arrays_are_cache_line_aligned(shape):
+    """The cpu backend allocates whole cache lines (vector loads never straddle two, and
+    the replicated fused update's halves never share one), zeroed where asked."""
+    be = backends.backend("cpu")
+    for arr in (be.empty(shape), be.zeros(shape)):
+        want = (shape,) if isinstance(shape, int) else shape
+        assert arr.shape == want and arr.dtype == np.float32 and arr.flags.c_contiguous
+        assert arr.ctypes.data % 64 == 0 or arr.size == 0
+    assert not be.zeros(shape).any()

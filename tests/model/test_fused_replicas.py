@@ -209,6 +209,7 @@ def test_sklearn_estimators_use_replicas_deterministically(monkeypatch):
     from fusednn.sklearn import MLPClassifier
     x, y = load_digits(return_X_y=True)
     x = x[:600] / 16.0
+    monkeypatch.setattr(fused, "REPLICAS_ENABLED", False)
     assert MLPClassifier(random_state=0, max_iter=1).fit(x, y[:600])._trainer.trainer.last_replicas == 1  # (off)
     monkeypatch.setattr(fused, "REPLICAS_ENABLED", True)
     fits = [MLPClassifier(random_state=0, max_iter=3).fit(x, y[:600]) for _ in range(2)]

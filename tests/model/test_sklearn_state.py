@@ -83,21 +83,30 @@ def test_partial_fit_only_estimator_round_trips():
     np.testing.assert_array_equal(a.predict_proba(x), b.predict_proba(x))
 
 
-@pytest.mark.parametrize("cls, solver, alpha", [("MLPClassifier", "adam", 1e-4), ("MLPRegressor", "sgd", 1e-3),
-                                                 ("MLPClassifier", "sgd", 0.0)])
-def test_several_epochs_per_native_run_equal_one_by_one(monkeypatch, cls, solver, alpha):
+@pytest.mark.parametrize("cls, solver, alpha, replicas", [("MLPClassifier", "adam", 1e-4, False),
+                                                           ("MLPRegressor", "sgd", 1e-3, False),
+                                                           ("MLPClassifier", "sgd", 0.0, False),
+                                                           ("MLPClassifier", "adam", 1e-4, True),
+                                                           ("MLPRegressor", "sgd", 1e-3, True)])
+def test_several_epochs_per_native_run_equal_one_by_one(monkeypatch, cls, solver, alpha, replicas):
     """The estimators run up to n_iter_no_change + 1 - count epochs in one native call; the
     fit (coefficients, loss curve, epoch count, where it stopped) is bit for bit the one of
-    one epoch per call."""
+    one epoch per call, with each step's rows in one replica or split in two."""
     from fusednn.sklearn import mlp
+    from fusednn.training import fused
 
     if fusednn.get_backend().name != "cpu":
         pytest.skip("the several-epoch runs are the cpu backend's")
+    monkeypatch.setattr(fused, "REPLICAS_ENABLED", replicas)
+    threads = fusednn.get_num_threads()
+    fusednn.set_num_threads(2)
     rng = np.random.default_rng(2)
-    x = rng.normal(size=(203, 6))  # 203 rows at batch 50: a short last batch every epoch
+    # a short last batch every epoch: 203 rows at batch 50; 403 at batch 100 (3 rows, split 2 + 1)
+    n, batch = (403, 100) if replicas else (203, 50)
+    x = rng.normal(size=(n, 6))
     y = (x[:, 0] + x[:, 1] > 0).astype(int) if cls == "MLPClassifier" else x[:, 0] - 2 * x[:, 2]
     est = getattr(mlp, cls)
-    params = dict(hidden_layer_sizes=(7,), solver=solver, alpha=alpha, batch_size=50, max_iter=60,
+    params = dict(hidden_layer_sizes=(7,), solver=solver, alpha=alpha, batch_size=batch, max_iter=60,
                   n_iter_no_change=4, tol=1e-2, random_state=0,
                   **({"learning_rate": "adaptive"} if solver == "sgd" else {}))
     from fusednn.training.fused import FusedTrainer
@@ -105,10 +114,14 @@ def test_several_epochs_per_native_run_equal_one_by_one(monkeypatch, cls, solver
     runs = []
     real = FusedTrainer.run_epochs
     monkeypatch.setattr(FusedTrainer, "run_epochs", lambda self, *a, **k: runs.append(a[3].shape[0]) or real(self, *a, **k))
-    many = est(**params).fit(x, y)
-    assert runs and max(runs) == 5  # runs of up to n_iter_no_change + 1 epochs were taken
-    monkeypatch.setattr(mlp, "_MAX_EPOCHS_PER_RUN", 1)
-    one = est(**params).fit(x, y)
+    try:
+        many = est(**params).fit(x, y)
+        assert runs and max(runs) == 5  # runs of up to n_iter_no_change + 1 epochs were taken
+        assert many._trainer.trainer.last_replicas == (2 if replicas else 1)
+        monkeypatch.setattr(mlp, "_MAX_EPOCHS_PER_RUN", 1)
+        one = est(**params).fit(x, y)
+    finally:
+        fusednn.set_num_threads(threads)
     assert many.n_iter_ == one.n_iter_
     # the runs end where scikit-learn's checks act: adam stops early, sgd's adaptive rate drops
     assert many.n_iter_ < 60 if solver == "adam" else many._lr < 1e-3

@@ -21,20 +21,26 @@ std::int64_t train_steps_no_update(std::vector<DenseBuffers>& layers, const Opti
 // Why the run cannot use replicas (nullptr: it can): only Dense chains with their
 // activations (no post steps, graph blocks, frozen layers or constraints), mse or a
 // cross-entropy, an elementwise update (no clipnorm/global_clipnorm), no metric
-// accumulators and no caller's data parallelism (step_starts, between).
+// accumulators and no caller's `between` hook (an MPI rank's data parallelism).
 const char* replicas_ineligible(const std::vector<DenseBuffers>& layers, const OptimizerConfig& opt, LossKind loss,
                                 const TrainData& data);
 
-// Whether a replicated run asks a pool worker to help (mode 1) or runs on the caller
-// alone (mode 0): the faster per step so far, each mode kept for at least kSettle runs
-// (whose first is not timed: it pays for waking the pool), the slower one tried again
-// after kProbeEvery runs. Timing only: the numbers are the same either way.
+// Whether a replicated run asks a pool worker to help. On a machine with more runnable
+// threads than cores (another process, or OpenBLAS's workers, which spin for about
+// 0.1 s after each product) the helper is descheduled in the middle of a replica and
+// the caller waits out its time slice, or both threads run slower than one alone. So a
+// run with the helper counts as slow when the calling thread spent more than
+// kMaxWaitShare of it waiting, or when its time per step exceeded the latest runs'
+// alone; after a slow run the next runs go to the caller alone (1, 2, 4, ... up to
+// kMaxAlone runs, each timed), then the helper is tried again; a fast run resets that.
+// Timing only: the numbers are the same either way.
 struct ReplicaTiming {
-  static constexpr int kSettle = 3, kProbeEvery = 32;
-  double avg[2] = {0.0, 0.0};  // moving average of the seconds per step, per mode
-  int mode = 1, runs_in_mode = 0;
+  static constexpr double kMaxWaitShare = 0.25;
+  static constexpr int kMaxAlone = 64;
+  double alone = 0.0;  // moving average of the seconds per step alone (0: not timed yet)
+  int alone_left = 0, alone_next = 1;
   bool next_helper();
-  void record(double seconds_per_step);
+  void record(bool helper, double seconds_per_step, double wait_share);
 };
 
 // The second replica's buffers and the helper timing, kept by the trainer between runs.

@@ -74,6 +74,22 @@ def set_num_threads(n: int) -> None:
     _threads = n  # only once the pool took it
 
 
+#: the alignment of the arrays the backend allocates: one cache line, so that vector
+#: loads never straddle two lines and the two update halves of a replicated fused step
+#: (csrc/cpu/train_replicas.cpp) never share one. NumPy's allocator gives 16 bytes; with
+#: that, digits' replicated update took 5x its aligned time in some processes.
+ALIGN_BYTES = 64
+
+
+def _aligned_empty(shape: tuple[int, ...] | int) -> np.ndarray:
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    n = int(np.prod(shape, dtype=np.int64))
+    pad = ALIGN_BYTES // 4
+    buf = np.empty(n + pad, dtype=np.float32)
+    at = (-buf.ctypes.data % ALIGN_BYTES) // 4
+    return buf[at:at + n].reshape(shape)
+
+
 class CpuBackend(Backend):
     """C++ kernels (AVX2+FMA where the CPU has it, portable otherwise) on fusednn's thread pool."""
 
@@ -85,6 +101,14 @@ class CpuBackend(Backend):
             raise RuntimeError(IMPORT_ERROR)
         self._k = _cpu
         get_num_threads()  # applies FUSEDNN_NUM_THREADS / the CPU affinity to the pool
+
+    def empty(self, shape):
+        return _aligned_empty(shape)
+
+    def zeros(self, shape):
+        out = _aligned_empty(shape)
+        out.fill(0.0)
+        return out
 
     def matmul(self, a, b, out, transpose_a=False, transpose_b=False, bias=None, activation="linear"):
         return self._k.matmul(a, b, transpose_a, transpose_b, bias, activation_code(activation), out)

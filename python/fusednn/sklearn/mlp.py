@@ -390,8 +390,7 @@ class _BaseMLP(BaseEstimator):
         # n_iter_no_change + 1 - count epochs cannot stop or change the learning rate, and the
         # shuffles of those epochs are drawn from the random state in the same order as one by one.
         multi = (trainer is not None and be.name == "cpu" and not early_stopping and sw_train is None
-                 and not incremental and not (self.solver == "sgd" and self.learning_rate == "invscaling")
-                 and replicas == 1)  # (two replicas split each step of one epoch's run: opt-in)
+                 and not incremental and not (self.solver == "sgd" and self.learning_rate == "invscaling"))
 
         def after_epoch(epoch_loss: float) -> bool:
             """scikit-learn's bookkeeping after an epoch; True: stop."""
@@ -441,7 +440,7 @@ class _BaseMLP(BaseEstimator):
                     weights = None if const_weights is None else \
                         {"row_scale": None, "penalty_scale": np.tile(const_weights["penalty_scale"], k)}
                     trainer.run_epochs(net, xd, yd, orders, run_losses, weights=weights,
-                                       params=param_blocks.rows(net.optimizer, k))
+                                       params=param_blocks.rows(net.optimizer, k), replicas=replicas)
                     epoch_losses = (run_losses.astype(np.float64).reshape(k, steps) @ sizes / n).tolist()
                 else:
                     if self.shuffle:

@@ -30,12 +30,14 @@ from ..metrics.keras_objects import metric_needs
 from .epoch_metrics import EpochMetrics
 
 
-#: whether ``replicas_for`` (scikit-learn's estimators) may choose two replicas: off by
-#: default, because on the shared 2-core dev machine they were not faster: 1.13x per step
-#: at best (digits, real-time priority), 0.7-0.9x per fit at the usual load average of
-#: 6-12 (benchmarks/bench_sklearn.py --compare-replicas), while one replica's numbers
-#: are the ones the rest of the library is tested against
-REPLICAS_ENABLED = False
+#: whether ``replicas_for`` (scikit-learn's estimators) may choose two replicas. On by
+#: default since they run several epochs per native run and the update halves work in
+#: their own core's cache: on the 2-core dev machine digits' step took 57 us with two
+#: replicas against 100 us with one (benchmarks/bench_sklearn.py --compare-replicas
+#: --threads 2 gives the fit times). Where the second thread is not free, the trainer
+#: itself falls back to one thread (ReplicaTiming, csrc/include/fusednn/cpu_replicas.h).
+#: Fits then differ from one replica's by float32 rounding (another summation order).
+REPLICAS_ENABLED = True
 
 #: the fewest rows per replica of a full batch for which ``replicas_for`` splits each step
 #: between two threads: below it the per-step hand-offs and the gradient exchange cost
@@ -746,12 +748,13 @@ class FusedTrainer:
         return s
 
     def run_epochs(self, model: Any, x: Any, y: Any, orders: np.ndarray, step_losses: Any,
-                   weights: dict | None = None, params: np.ndarray | None = None) -> None:
+                   weights: dict | None = None, params: np.ndarray | None = None, replicas: int = 1) -> None:
         """Several whole epochs in one native run (cpu backend): ``orders`` (epochs, n) holds
         each epoch's sample order, split into that epoch's ceil(n / batch) steps (its own
         short last batch) through the trainer's ``step_starts``; ``step_losses`` gets every
         step's loss, epoch after epoch; ``weights``/``params`` as :meth:`epoch` takes them,
-        for all the steps. For scikit-learn's small epochs, where the Python between epochs
+        for all the steps, and ``replicas`` as :meth:`epoch` takes it. For scikit-learn's
+        small epochs, where the Python between epochs
         cost as much as the epochs themselves. Not for models with several outputs, metric
         accumulators or layer normalisations applied up front."""
         if model.backend.name != "cpu" or self.heads is not None or self.metrics is not None or self.norms:
@@ -767,7 +770,8 @@ class FusedTrainer:
         with concurrency.uninterrupted():  # the step count is recorded with the steps
             opt.iterations, _ = self.trainer.run(x, y, np.ascontiguousarray(orders, dtype=np.int64).ravel(),
                                                  self.x_batch, self.y_batch, step_losses, 0, epochs * per,
-                                                 opt.iterations, False, None, weights, params, step_starts=starts)
+                                                 opt.iterations, False, None, weights, params, step_starts=starts,
+                                                 **({"replicas": replicas} if replicas != 1 else {}))
 
     def _normalize_once(self, x: Any) -> Any:
         """The leading Normalization layers applied to the whole training set, kept for
