@@ -50,6 +50,11 @@ constexpr std::size_t kXentLaneCols = 32;
 void xent_softmax_rows8(float* g, const float* z, const float* t, std::size_t cols, bool sparse, float scale,
                         double* loss);
 
+// sum_rows (reduce.cpp) and regularize (regularize.cpp, which returns the penalty)
+// with the portable loops' arithmetic: the same bits.
+void sum_rows(float* out, const float* x, std::size_t rows, std::size_t cols);
+double regularize(float* g, const float* w, std::size_t n, float l1, float l2);
+
 // false (nothing written) for an activation without an AVX2 version: the
 // caller runs the portable loop.
 bool act_forward(float* y, const float* x, std::size_t n, Act act);

@@ -58,16 +58,22 @@ void xent_softmax_rows8(float* g, const float* z, const float* t, std::size_t co
                         double* loss) {
   const int C = int(cols);
   const __m256i rows = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(C));
-  alignas(32) float E[kXentLaneCols][8];  // exp(z - max), column c of the eight rows
+  alignas(32) float Z[kXentLaneCols][8];  // column c of the eight rows (gathered once)
+  alignas(32) float E[kXentLaneCols][8];  // exp(z - max)
   __m256 mx = _mm256_i32gather_ps(z, rows, 4);
-  for (int c = 1; c < C; ++c) mx = _mm256_max_ps(_mm256_i32gather_ps(z + c, rows, 4), mx);  // zc > mx ? zc : mx
+  _mm256_store_ps(Z[0], mx);
+  for (int c = 1; c < C; ++c) {
+    const __m256 zc = _mm256_i32gather_ps(z + c, rows, 4);
+    _mm256_store_ps(Z[c], zc);
+    mx = _mm256_max_ps(zc, mx);  // zc > mx ? zc : mx
+  }
   const __m256 ns = _mm256_sub_ps(_mm256_setzero_ps(), mx);
   // loss.cpp sums a row's exponentials in double lanes j = c % 8 (lo: j < 4, hi: the
   // rest) over 8-wide chunks, then (lo + hi)_j, then (j0 + j1) + (j2 + j3): the same
   // sums here, each over the eight rows (two halves of four doubles).
   __m256d acc[8][2];
   for (int c = 0; c < C; ++c) {
-    const __m256 e = exp_diff(_mm256_i32gather_ps(z + c, rows, 4), ns);
+    const __m256 e = exp_diff(_mm256_load_ps(Z[c]), ns);
     _mm256_store_ps(E[c], e);
     const __m256d e0 = _mm256_cvtps_pd(_mm256_castps256_ps128(e)), e1 = _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1));
     if (c < 8) {
@@ -111,7 +117,7 @@ void xent_softmax_rows8(float* g, const float* z, const float* t, std::size_t co
       tc = _mm256_and_ps(_mm256_cmp_ps(label, _mm256_set1_ps(float(c)), _CMP_EQ_OQ), _mm256_set1_ps(1.f));
     } else {
       tc = _mm256_i32gather_ps(t + c, rows, 4);
-      const __m256 zc = _mm256_i32gather_ps(z + c, rows, 4);
+      const __m256 zc = _mm256_load_ps(Z[c]);
       for (int h = 0; h < 2; ++h) {  // row += t_c * (lse - z_c), in double
         const __m128 th = h ? _mm256_extractf128_ps(tc, 1) : _mm256_castps256_ps128(tc);
         const __m128 zh = h ? _mm256_extractf128_ps(zc, 1) : _mm256_castps256_ps128(zc);

@@ -1,11 +1,18 @@
 #include <algorithm>
 
+#include "avx2.h"
 #include "fusednn/cpu.h"
 
 namespace fusednn {
 namespace cpu {
 
 void sum_rows(float* out, const float* x, std::size_t rows, std::size_t cols) {
+#ifdef FUSEDNN_HAVE_AVX2_TU
+  if (use_avx2()) {
+    avx2::sum_rows(out, x, rows, cols);
+    return;
+  }
+#endif
   // Accumulate in double, a strip of columns at a time so the accumulators
   // stay on the stack (no allocation) and in L1.
   constexpr std::size_t kStrip = 512;

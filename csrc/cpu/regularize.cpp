@@ -3,12 +3,20 @@
 // to the step's loss.
 #include <cmath>
 
+#include "avx2.h"
 #include "fusednn/cpu.h"
 
 namespace fusednn {
 namespace cpu {
 
 void regularize(float* g, const float* w, std::size_t n, float l1, float l2, float* loss) {
+#ifdef FUSEDNN_HAVE_AVX2_TU
+  if (use_avx2()) {
+    const double pen = avx2::regularize(g, w, n, l1, l2);
+    if (loss) *loss = float(double(*loss) + pen);
+    return;
+  }
+#endif
   const float two_l2 = 2.0f * l2;
   // The gradient update is elementwise (the compiler vectorizes it); the
   // penalty is summed in a second pass with eight independent double

@@ -1,0 +1,81 @@
+"""The AVX2 kernels that promise the portable loops' exact arithmetic (sum_rows,
+regularize, the softmax cross-entropy's lanes): the same bits with and without
+``force_portable``, on sizes around their vector widths and on awkward values."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fusednn import backends
+from fusednn.backends import XENT_KINDS
+
+pytestmark = pytest.mark.skipif("cpu" not in backends.available(), reason="cpu backend not built")
+
+
+@pytest.fixture
+def k():
+    k = backends.native("cpu")
+    if not k.cpu_features()["avx2"]:
+        pytest.skip("this CPU has no AVX2: only the portable kernels run")
+    yield k
+    k.force_portable(False)
+
+
+def _both(k, fn):
+    k.force_portable(True)
+    portable = fn()
+    k.force_portable(False)
+    return portable, fn()
+
+
+def _values(rng, shape):
+    x = (rng.standard_normal(shape) * rng.choice([1e-3, 1.0, 1e3], shape)).astype(np.float32)
+    flat = x.reshape(-1)
+    for i, v in enumerate([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-40]):
+        if flat.size > 6 * i + 3:
+            flat[6 * i + 3] = v
+    return x
+
+
+@pytest.mark.parametrize("rows,cols", [(1, 1), (1, 17), (3, 4), (5, 15), (7, 16), (200, 100), (9, 33), (64, 10),
+                                       (2, 1030)])
+def test_sum_rows_same_bits(k, rows, cols):
+    x = _values(np.random.default_rng(rows * 7 + cols), (rows, cols))
+    portable, fast = _both(k, lambda: k.sum_rows(x, None))
+    np.testing.assert_array_equal(portable, fast)
+
+
+@pytest.mark.parametrize("n", [1, 3, 7, 8, 9, 16, 31, 6400, 6413])
+@pytest.mark.parametrize("l1,l2", [(0.0, 1e-4), (0.01, 0.0), (0.003, 0.25), (0.0, 0.0)])
+def test_regularize_same_bits(k, n, l1, l2):
+    rng = np.random.default_rng(n)
+    w = _values(rng, (n,))
+    g0 = rng.standard_normal(n).astype(np.float32)
+
+    def run():
+        g, loss = g0.copy(), np.array([0.5], np.float32)
+        k.regularize(w, g, l1, l2, loss)
+        return g, loss
+
+    (gp, lp), (gf, lf) = _both(k, run)
+    np.testing.assert_array_equal(gp, gf)
+    np.testing.assert_array_equal(lp, lf)
+
+
+@pytest.mark.parametrize("kind", ["categorical", "sparse"])
+@pytest.mark.parametrize("cols", [2, 5, 10, 16, 32])
+def test_softmax_xent_lanes_same_bits_as_portable(k, kind, cols):
+    rng = np.random.default_rng(cols)
+    rows = 29
+    z = (rng.standard_normal((rows, cols)) * 8).astype(np.float32)
+    t = (rng.integers(0, cols, (rows, 1)).astype(np.float32) if kind == "sparse"
+         else rng.dirichlet(np.ones(cols), rows).astype(np.float32))
+
+    def run():
+        g = np.empty_like(z)
+        return k.xent(z, t, XENT_KINDS[kind], 1 / rows, g, None), g
+
+    (vp, gp), (vf, gf) = _both(k, run)
+    # the portable build takes exp in double, the AVX2 one in float: close, not equal
+    np.testing.assert_allclose(gf, gp, rtol=1e-5, atol=1e-7)
+    assert vf == pytest.approx(vp, rel=1e-6)
