@@ -15,10 +15,10 @@ deterministic). Wall time is the headline; the process CPU time (which does not
 count time the shared machine spent running other jobs) is reported beside it,
 with the load average before and after. BLAS threads (scikit-learn) and
 fusednn's threads are both limited to --threads, since thread oversubscription
-on a shared machine otherwise dominates the numbers. With --compare-replicas (and
---threads 2), fusednn's column uses two replicas per step where replicas_for allows
-(fusednn.training.fused.REPLICAS_ENABLED, off by default), and the fits are also timed
-with one replica per step in the same loop; the ratio is printed.
+on a shared machine otherwise dominates the numbers. fusednn's column uses two
+replicas per step where replicas_for allows (fusednn.training.fused.REPLICAS_ENABLED, on
+by default; with --threads 2); with --compare-replicas the fits are also timed with one
+replica per step in the same rounds, and the ratio is printed.
 """
 from __future__ import annotations
 
@@ -101,10 +101,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a smaller regression task and fewer epochs")
     ap.add_argument("--block", type=int, default=3, help="timed fits per class and round (see run)")
     ap.add_argument("--compare-replicas", action="store_true",
-                    help="also time fusednn with one replica per step (same loop)")
+                    help="also time fusednn with one replica per step (same rounds)")
     args = ap.parse_args()
-    if args.compare_replicas:  # the default column: replicas where replicas_for allows them
-        fused.REPLICAS_ENABLED = True
     warnings.simplefilter("ignore", ConvergenceWarning)
     fusednn.set_num_threads(args.threads)
     print(f"# fusednn {fusednn.__version__} backend={fusednn.get_backend().name} threads={args.threads} "
