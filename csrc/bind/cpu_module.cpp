@@ -67,6 +67,7 @@ void register_optim(py::module_& m);    // cpu_optim.cpp
 void register_metric_kernels(py::module_& m);  // cpu_metrics.cpp
 void register_steps_more_kernels(py::module_& m);  // cpu_steps_more.cpp
 void register_merge_kernels(py::module_& m);  // cpu_merge.cpp
+void register_shuffle(py::module_& m);  // cpu_shuffle.cpp
 
 PYBIND11_MODULE(_cpu, m) {
   m.doc() = "fusednn CPU kernels (float32, C-contiguous NumPy arrays)";
@@ -513,6 +514,7 @@ PYBIND11_MODULE(_cpu, m) {
   register_optim(m);
   register_metric_kernels(m);
   register_steps_more_kernels(m);
+  register_shuffle(m);
   register_merge_kernels(m);
 
   m.def("num_threads", &cpu::num_threads);

@@ -129,3 +129,47 @@ def test_several_epochs_per_native_run_equal_one_by_one(monkeypatch, cls, solver
     assert many.loss_curve_ == one.loss_curve_
     for a, b in zip(many.coefs_ + many.intercepts_, one.coefs_ + one.intercepts_):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 7, 331, 1347])
+@pytest.mark.parametrize("epochs", [1, 3, 11])
+def test_native_epoch_shuffles_are_numpys(monkeypatch, n, epochs):
+    """The estimators draw each epoch's order natively from the RandomState's own
+    generator: the same orders as chained ``permutation`` calls, and the same state after."""
+    from fusednn.backends.compiled import native
+    from fusednn.sklearn import mlp
+
+    if native("cpu") is None:
+        pytest.skip("cpu backend not built")
+    calls = []
+    real = native("cpu").legacy_permutations
+    monkeypatch.setattr(native("cpu"), "legacy_permutations", lambda *a: calls.append(a[2]) or real(*a))
+    for seed in (0, 12345):
+        ours, ref = np.random.RandomState(seed), np.random.RandomState(seed)
+        start = np.arange(n, dtype=np.int64) * 5 + 2
+        got = mlp._permutations(ours, start, epochs)
+        order = start
+        for e in range(epochs):
+            order = ref.permutation(order)
+            np.testing.assert_array_equal(got[e], order)
+        assert ours.randint(1 << 30) == ref.randint(1 << 30) and ours.random_sample() == ref.random_sample()
+    assert calls == [epochs, epochs]  # the native path ran
+
+
+def test_native_shuffle_rejects_bad_arguments():
+    from fusednn.backends.compiled import native
+
+    cpu = native("cpu")
+    if cpu is None:
+        pytest.skip("cpu backend not built")
+    bitgen = np.random.RandomState(0)._bit_generator
+    with pytest.raises(ValueError, match="1-D"):
+        cpu.legacy_permutations(bitgen.capsule, np.zeros((2, 2), np.int64), 1)
+    with pytest.raises(ValueError, match="epochs"):
+        cpu.legacy_permutations(bitgen.capsule, np.arange(3, dtype=np.int64), -1)
+    import ctypes
+    new_capsule = ctypes.pythonapi.PyCapsule_New
+    new_capsule.restype, new_capsule.argtypes = ctypes.py_object, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+    name = ctypes.create_string_buffer(b"other")
+    with pytest.raises(TypeError, match="BitGenerator capsule"):
+        cpu.legacy_permutations(new_capsule(ctypes.addressof(name), name, None), np.arange(3), 1)
