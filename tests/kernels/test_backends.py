@@ -160,3 +160,5 @@ def test_cpu_backend_arrays_are_cache_line_aligned(shape):
         assert arr.shape == want and arr.dtype == np.float32 and arr.flags.c_contiguous
         assert arr.ctypes.data % 64 == 0 or arr.size == 0
     assert not be.zeros(shape).any()
+    with pytest.raises(ValueError, match="negative dimensions"):
+        be.empty((3, -1))

@@ -82,7 +82,9 @@ ALIGN_BYTES = 64
 
 
 def _aligned_empty(shape: tuple[int, ...] | int) -> np.ndarray:
-    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(d) for d in shape)
+    if any(d < 0 for d in shape):
+        raise ValueError(f"negative dimensions are not allowed, got shape {shape}")
     n = int(np.prod(shape, dtype=np.int64))
     pad = ALIGN_BYTES // 4
     buf = np.empty(n + pad, dtype=np.float32)
