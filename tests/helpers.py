@@ -109,6 +109,16 @@ def keras3_on_torch():
     return keras3
 
 
+def assert_fits_like_keras(ours, theirs, x, y, epochs: int, batch_size: int = 32):
+    """Fit fusednn's model ``ours`` and real Keras' ``theirs`` (same weights, compiled) on
+    (x, y) in order, and compare loss histories and weights at the Keras-oracle tolerance."""
+    ht = theirs.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=False, verbose=0).history["loss"]
+    ho = ours.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=False, verbose=0).history["loss"]
+    np.testing.assert_allclose(ho, ht, rtol=2e-5)
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+
+
 def assert_close_to_numpy_backend(build, loss, x, y):
     """The cpu backend's fused fit of ``build()`` and the numpy backend's fit agree to
     float32 rounding (loss history and weights)."""

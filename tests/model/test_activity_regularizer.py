@@ -14,7 +14,7 @@ import pytest
 import fusednn
 from fusednn import keras
 
-from helpers import fit_twice, keras3_on_torch, on_backend
+from helpers import assert_fits_like_keras, fit_twice, keras3_on_torch, on_backend
 
 L, R = keras.layers, keras.regularizers
 needs_cpu = pytest.mark.skipif("cpu" not in fusednn.backends.available(), reason="cpu backend not built")
@@ -117,11 +117,7 @@ def test_matches_keras():
     o.set_weights(t.get_weights())
     t.compile(keras3.optimizers.SGD(0.05), "mse")
     o.compile(keras.optimizers.SGD(0.05), "mse")
-    ht = t.fit(X, Y, epochs=4, batch_size=25, shuffle=False, verbose=0).history["loss"]
-    ho = o.fit(X, Y, epochs=4, batch_size=25, shuffle=False, verbose=0).history["loss"]
-    np.testing.assert_allclose(ho, ht, rtol=2e-5)
-    for a, b in zip(o.get_weights(), t.get_weights()):
-        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+    assert_fits_like_keras(o, t, X, Y, epochs=4, batch_size=25)
     assert o.evaluate(X, Y, verbose=0) == pytest.approx(t.evaluate(X, Y, verbose=0), rel=2e-5)
 
 

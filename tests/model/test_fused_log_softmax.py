@@ -13,7 +13,7 @@ import pytest
 import fusednn
 from fusednn import keras, ops
 
-from helpers import keras3_on_torch, numeric_grad
+from helpers import assert_fits_like_keras, keras3_on_torch, numeric_grad, on_backend
 
 L = keras.layers
 HAS_CPU = "cpu" in fusednn.backends.available()
@@ -226,16 +226,8 @@ def test_log_softmax_output_matches_keras(loss):
         model.compile(lib.optimizers.SGD(0.1), fn)
         return model
 
-    prev = fusednn.get_backend().name
-    fusednn.set_backend("cpu")
-    try:
+    with on_backend("cpu"):
         t, o = make(keras3), make(keras)
         o.set_weights(t.get_weights())
         assert (o.fused_reason is None) == (loss != "cce-probabilities")
-        ht = t.fit(x, y, epochs=3, batch_size=32, shuffle=False, verbose=0).history["loss"]
-        ho = o.fit(x, y, epochs=3, batch_size=32, shuffle=False, verbose=0).history["loss"]
-    finally:
-        fusednn.set_backend(prev)
-    np.testing.assert_allclose(ho, ht, rtol=2e-5)
-    for a, b in zip(o.get_weights(), t.get_weights()):
-        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+        assert_fits_like_keras(o, t, x, y, epochs=3)

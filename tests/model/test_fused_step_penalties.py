@@ -14,7 +14,7 @@ import pytest
 import fusednn
 from fusednn import constraints, keras, regularizers
 
-from helpers import keras3_on_torch
+from helpers import assert_fits_like_keras, keras3_on_torch, on_backend
 
 L = keras.layers
 HAS_CPU = "cpu" in fusednn.backends.available()
@@ -249,9 +249,7 @@ def test_regularized_batchnorm_loss_matches_keras():
                 lib.layers.Dense(2)]
 
     t = keras3.Sequential([keras3.Input(shape=(4,)), *layers(keras3)])
-    prev = fusednn.get_backend().name
-    fusednn.set_backend("cpu")
-    try:
+    with on_backend("cpu"):
         o = keras.Sequential([keras.Input(shape=(4,)), *layers(keras)])
         w = t.get_weights()
         w[2] = rng.uniform(0.5, 1.5, 5).astype(np.float32)  # gamma and beta away from 1 and 0
@@ -261,10 +259,4 @@ def test_regularized_batchnorm_loss_matches_keras():
         t.compile(keras3.optimizers.SGD(0.1), "mse")
         o.compile(keras.optimizers.SGD(0.1), "mse")
         assert o.fused_reason is None
-        ht = t.fit(x, y, epochs=4, batch_size=32, shuffle=False, verbose=0).history["loss"]
-        ho = o.fit(x, y, epochs=4, batch_size=32, shuffle=False, verbose=0).history["loss"]
-    finally:
-        fusednn.set_backend(prev)
-    np.testing.assert_allclose(ho, ht, rtol=2e-5)
-    for a, b in zip(o.get_weights(), t.get_weights()):
-        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+        assert_fits_like_keras(o, t, x, y, epochs=4)
