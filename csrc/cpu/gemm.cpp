@@ -342,6 +342,24 @@ void matmul(float* C, const float* A, const float* B, int M, int N, int K, bool 
 #endif
   int nt = num_threads();
   if (double(M) * N * K < kParallelMinFlops) nt = 1;
+#ifdef FUSEDNN_HAVE_AVX2_TU
+  // A narrow output (an output layer of a few classes) on kernels that fill every lane:
+  // rows of C in the lanes when op(A) is stored transposed; else, past 8 columns, the
+  // first 8 on the 12×8 kernel and the rest as dot products (K long enough for their
+  // 8-wide chunks to be mostly full).
+  if (nt == 1 && N <= 12 && use_avx2()) {
+    if (ta) {
+      avx2::gemm_narrow_lanes(C, A, M, B, b.rs, b.cs, M, N, K, bias, act);
+      return;
+    }
+    if (N > 8 && K >= 16) {
+      gemm_serial(C, N, a, b, M, 8, K, bias, act);
+      avx2::gemm_narrow_dots(C + 8, N, A, tb ? B + 8L * K : B + 8, tb ? K : N, tb, M, N - 8, K,
+                             bias ? bias + 8 : nullptr, act);
+      return;
+    }
+  }
+#endif
   // Split the larger of M and N into one contiguous range per thread; each
   // range runs the whole blocked algorithm with its own packed panels, so no
   // barrier is needed inside the product.

@@ -129,3 +129,23 @@ def test_threads_and_paths_agree(M, N, K):
         fusednn.set_backend(prev)
     _, scale = matmul_ref(a, b, True, False)
     assert np.max(np.abs(c1 - c2) / scale) <= 1e-5
+
+
+@pytest.mark.parametrize("N", range(1, 13))
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
+def test_narrow_outputs_every_width(kernels, N, ta, tb):
+    """Outputs of 1..12 columns (the narrow-output kernels: rows in the lanes for a
+    transposed A, else the 12x8 kernel plus dot products): row counts around the
+    8- and 16-row blocks, K around the 8-wide chunks (and below the dot products'
+    minimum), with the bias and every epilogue activation, against float64."""
+    rng = np.random.default_rng(N * 4 + 2 * ta + tb)
+    for M in (1, 7, 8, 9, 15, 16, 17, 33, 100):
+        for K in (1, 5, 15, 16, 17, 100, 257):
+            a = rng.standard_normal((K, M) if ta else (M, K)).astype(np.float32)
+            b = (rng.standard_normal((N, K) if tb else (K, N)) / np.sqrt(K)).astype(np.float32)
+            bias = rng.standard_normal(N).astype(np.float32)
+            for act in ("linear", "relu", "sigmoid", "tanh"):
+                out = poisoned((M, N))
+                kernels.matmul(a, b, ta, tb, bias, activation_code(act), out)
+                ref, scale = matmul_ref(a, b, ta, tb, bias, act)
+                assert np.all(np.abs(out - ref) <= 1e-5 * (1 + scale)), (M, K, act)

@@ -1,0 +1,198 @@
+// AVX2+FMA kernels for products with a narrow output, N <= 12 columns (an output
+// layer of a few classes: its forward product and its weight gradient). The 6×16
+// tile fills at most 12 of its 16 lanes there, and computing the transpose instead
+// pads 10 rows to 12 and adds a transposing pass; these put every lane to use.
+// See gemm.cpp for when they are chosen.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "avx2.h"
+#include "simd_math_avx2.h"
+
+namespace fusednn {
+namespace cpu {
+namespace avx2 {
+
+namespace {
+
+// Lanes j of an 8-wide vector with j < n.
+inline __m256i first_lanes(int n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// Transpose the 8×8 block held in r[0..8) (rows) into columns, in place.
+__attribute__((always_inline)) inline void transpose8(__m256 r[8]) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+  r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+  r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+  r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+  r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+  r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+  r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+  r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+// The first `rows` rows of an 8-row block of C whose NJ columns are in acc (rows in
+// the lanes): transposed, then the bias/activation epilogue, one masked store a row.
+// (A function of its own so that acc's indices are constants and it stays in registers.)
+template <int NJ>
+__attribute__((always_inline)) inline void store_rows(float* C, long ldc, const __m256 (&acc)[NJ], int rows, __m256i cols, const __m256* bias,
+                       Act act) {
+  __m256 r[8];
+#pragma GCC unroll 8
+  for (int j = 0; j < 8; ++j) r[j] = j < NJ ? acc[j] : _mm256_setzero_ps();
+  transpose8(r);
+  for (int l = 0; l < rows; ++l) {
+    const __m256 x = bias ? _mm256_add_ps(r[l], *bias) : r[l];
+    _mm256_maskstore_ps(C + l * ldc, cols, act_ps(x, act));
+  }
+}
+
+// Rows m0..m0+mr (mr <= 16) × columns j0..j0+NJ of C from op(A) with unit stride
+// along M: two vectors of rows in the lanes, one accumulator per (vector, column), so
+// each k step is two loads of A, NJ broadcasts of B and 2·NJ multiply-adds. The
+// accumulators hold columns of C; an 8×8 transpose turns them into rows for the store.
+template <int NJ>
+void lanes_block(float* C, long ldc, const float* A, long lda, const float* B, long rsb, long csb, int mr,
+                 int K, const float* bias, Act act) {
+  __m256 lo[NJ], hi[NJ];  // rows 0-7 and 8-15 (two arrays: GCC kept a 2-D one in memory)
+#pragma GCC unroll 8
+  for (int j = 0; j < NJ; ++j) lo[j] = hi[j] = _mm256_setzero_ps();
+  const bool full = mr == 16;
+  const __m256i m0 = first_lanes(mr), m1 = first_lanes(mr - 8);
+  for (int k = 0; k < K; ++k) {
+    const __m256 a0 = full ? _mm256_loadu_ps(A) : _mm256_maskload_ps(A, m0);
+    const __m256 a1 = full ? _mm256_loadu_ps(A + 8) : _mm256_maskload_ps(A + 8, m1);
+#pragma GCC unroll 8
+    for (int j = 0; j < NJ; ++j) {
+      const __m256 b = _mm256_broadcast_ss(B + j * csb);
+      lo[j] = _mm256_fmadd_ps(a0, b, lo[j]);
+      hi[j] = _mm256_fmadd_ps(a1, b, hi[j]);
+    }
+    A += lda;
+    B += rsb;
+  }
+  const __m256i cols = first_lanes(NJ);
+  const __m256 bv = bias ? _mm256_maskload_ps(bias, cols) : _mm256_setzero_ps();
+  store_rows<NJ>(C, ldc, lo, std::min(8, mr), cols, bias ? &bv : nullptr, act);
+  if (mr > 8) store_rows<NJ>(C + 8 * ldc, ldc, hi, mr - 8, cols, bias ? &bv : nullptr, act);
+}
+
+using LanesBlock = void (*)(float*, long, const float*, long, const float*, long, long, int, int, const float*, Act);
+constexpr LanesBlock kLanesBlocks[] = {lanes_block<1>, lanes_block<2>, lanes_block<3>,
+                                       lanes_block<4>, lanes_block<5>, lanes_block<6>};
+
+// The column blocks of at most 6 an N-wide output is split into, as even as possible
+// (10 -> 5 + 5), so that every block keeps enough accumulators for both FMA pipes.
+template <typename F>
+void column_blocks(int N, int widest, F&& f) {
+  const int blocks = (N + widest - 1) / widest;
+  for (int b = 0, j0 = 0; b < blocks; ++b) {
+    const int nj = (N - j0) / (blocks - b);
+    f(j0, nj);
+    j0 += nj;
+  }
+}
+
+// The sum of each of v[0..8) in one vector: lane t holds the sum of v[t]'s lanes.
+inline __m256 sum8(const __m256 v[8]) {
+  const __m256 t0 = _mm256_hadd_ps(v[0], v[1]), t1 = _mm256_hadd_ps(v[2], v[3]);
+  const __m256 t2 = _mm256_hadd_ps(v[4], v[5]), t3 = _mm256_hadd_ps(v[6], v[7]);
+  const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+  return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+// An R×J block of C (R·J = 8: 2×4, 4×2 or 8×1) as dot products of R rows of A with
+// J rows of Bᵀ, each accumulator over k in 8 lanes (a masked last chunk past K's
+// multiple of 8), then one horizontal sum of all eight. Rows past `rows` read row
+// 0 again and are not stored.
+template <int R, int J>
+void dots_block(float* C, long ldc, const float* A, long lda, const float* Bt, long ldb, int rows, int K,
+                const float* bias, Act act) {
+  __m256 acc[8];
+  for (int t = 0; t < 8; ++t) acc[t] = _mm256_setzero_ps();
+  const float* a[R];
+  for (int r = 0; r < R; ++r) a[r] = A + (r < rows ? r : 0) * lda;
+  const int k8 = K & ~7;
+  for (int k = 0; k < k8; k += 8) {
+    __m256 av[R];
+    for (int r = 0; r < R; ++r) av[r] = _mm256_loadu_ps(a[r] + k);
+    for (int j = 0; j < J; ++j) {
+      const __m256 b = _mm256_loadu_ps(Bt + j * ldb + k);
+      for (int r = 0; r < R; ++r) acc[r * J + j] = _mm256_fmadd_ps(av[r], b, acc[r * J + j]);
+    }
+  }
+  if (k8 < K) {
+    const __m256i m = first_lanes(K - k8);
+    __m256 av[R];
+    for (int r = 0; r < R; ++r) av[r] = _mm256_maskload_ps(a[r] + k8, m);
+    for (int j = 0; j < J; ++j) {
+      const __m256 b = _mm256_maskload_ps(Bt + j * ldb + k8, m);
+      for (int r = 0; r < R; ++r) acc[r * J + j] = _mm256_fmadd_ps(av[r], b, acc[r * J + j]);
+    }
+  }
+  __m256 s = sum8(acc);
+  if (bias) {
+    alignas(32) float bb[8];
+    for (int t = 0; t < 8; ++t) bb[t] = bias[t % J];
+    s = _mm256_add_ps(s, _mm256_load_ps(bb));
+  }
+  alignas(32) float out[8];
+  _mm256_store_ps(out, act_ps(s, act));
+  for (int r = 0; r < std::min(R, rows); ++r)
+    for (int j = 0; j < J; ++j) C[r * ldc + j] = out[r * J + j];
+}
+
+template <int R, int J>
+void dots_columns(float* C, long ldc, const float* A, long lda, const float* Bt, long ldb, int M, int K,
+                  const float* bias, Act act) {
+  for (int i = 0; i < M; i += R)
+    dots_block<R, J>(C + long(i) * ldc, ldc, A + long(i) * lda, lda, Bt, ldb, std::min(R, M - i), K, bias, act);
+}
+
+}  // namespace
+
+void gemm_narrow_lanes(float* C, const float* A, long lda, const float* B, long rsb, long csb, int M, int N,
+                       int K, const float* bias, Act act) {
+  column_blocks(N, 6, [&](int j0, int nj) {
+    const float* bj = bias ? bias + j0 : nullptr;
+    for (int i = 0; i < M; i += 16)
+      kLanesBlocks[nj - 1](C + long(i) * N + j0, N, A + i, lda, B + long(j0) * csb, rsb, csb, std::min(16, M - i),
+                           K, bj, act);
+  });
+}
+
+void gemm_narrow_dots(float* C, long ldc, const float* A, const float* B, long ldb, bool tb, int M, int N, int K,
+                      const float* bias, Act act) {
+  const float* Bt = B;  // Bᵀ, N rows of K (row stride ldb)
+  if (!tb) {            // B's K×N columns: their transpose, once per call (N·K floats)
+    static thread_local std::vector<float> scratch;
+    scratch.resize(std::size_t(N) * K);
+    for (int k = 0; k < K; ++k)
+      for (int j = 0; j < N; ++j) scratch[std::size_t(j) * K + k] = B[long(k) * ldb + j];
+    Bt = scratch.data();
+    ldb = K;
+  }
+  const auto bias_at = [bias](int j) { return bias ? bias + j : nullptr; };
+  int j = 0;
+  for (; j + 4 <= N; j += 4) dots_columns<2, 4>(C + j, ldc, A, K, Bt + j * ldb, ldb, M, K, bias_at(j), act);
+  if (j + 2 <= N) {
+    dots_columns<4, 2>(C + j, ldc, A, K, Bt + j * ldb, ldb, M, K, bias_at(j), act);
+    j += 2;
+  }
+  if (j < N) dots_columns<8, 1>(C + j, ldc, A, K, Bt + j * ldb, ldb, M, K, bias_at(j), act);
+}
+
+}  // namespace avx2
+}  // namespace cpu
+}  // namespace fusednn
