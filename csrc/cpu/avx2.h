@@ -32,13 +32,15 @@ void pack_b_transposed_16(float* dst, const float* src, long ld, int kc);
 // C[i][j] = act(a[i*sa] * b[j] + bias[j]), C row-major M×N, b and bias contiguous.
 void gemm_k1(float* C, const float* a, long sa, const float* b, int M, int N, const float* bias, Act act);
 
-// Narrow outputs, N <= 12 (gemm_narrow_avx2.cpp), with the bias/activation epilogue.
-// lanes: C row-major M×N; op(A)(i, k) = A[k*lda + i] (A stored K×M, so rows of C sit
-// in the vector lanes) and op(B)(k, j) = B[k*rsb + j*csb]. dots: N columns of C (row
-// stride ldc) as dot products of A's rows (A row-major M×K) with op(B)'s columns:
-// op(B)(k, j) = B[j*ldb + k] when tb, else B[k*ldb + j] (transposed into scratch first).
-void gemm_narrow_lanes(float* C, const float* A, long lda, const float* B, long rsb, long csb, int M, int N,
-                       int K, const float* bias, Act act);
+// Narrow outputs and the last columns of wider ones (gemm_narrow_avx2.cpp), N <= 12,
+// with the bias/activation epilogue.
+// Both write N columns of C (row stride ldc). lanes: op(A)(i, k) = A[k*lda + i] (A
+// stored transposed, so rows of C sit in the vector lanes) and op(B)(k, j) =
+// B[k*rsb + j*csb]. dots: dot products of A's rows (A row-major M×K) with op(B)'s
+// columns: op(B)(k, j) = B[j*ldb + k] when tb, else B[k*ldb + j] (transposed into
+// scratch first).
+void gemm_narrow_lanes(float* C, long ldc, const float* A, long lda, const float* B, long rsb, long csb, int M,
+                       int N, int K, const float* bias, Act act);
 void gemm_narrow_dots(float* C, long ldc, const float* A, const float* B, long ldb, bool tb, int M, int N, int K,
                       const float* bias, Act act);
 

@@ -343,19 +343,22 @@ void matmul(float* C, const float* A, const float* B, int M, int N, int K, bool 
   int nt = num_threads();
   if (double(M) * N * K < kParallelMinFlops) nt = 1;
 #ifdef FUSEDNN_HAVE_AVX2_TU
-  // A narrow output (an output layer of a few classes) on kernels that fill every lane:
-  // rows of C in the lanes when op(A) is stored transposed; else, past 8 columns, the
-  // first 8 on the 12×8 kernel and the rest as dot products (K long enough for their
-  // 8-wide chunks to be mostly full).
-  if (nt == 1 && N <= 12 && use_avx2()) {
-    if (ta) {
-      avx2::gemm_narrow_lanes(C, A, M, B, b.rs, b.cs, M, N, K, bias, act);
-      return;
-    }
-    if (N > 8 && K >= 16) {
-      gemm_serial(C, N, a, b, M, 8, K, bias, act);
-      avx2::gemm_narrow_dots(C + 8, N, A, tb ? B + 8L * K : B + 8, tb ? K : N, tb, M, N - 8, K,
-                             bias ? bias + 8 : nullptr, act);
+  // A narrow output (an output layer of a few classes), or the last 1..8 columns of a
+  // wider one (100 = 96 + 4), on kernels that fill every lane: rows of C in the lanes
+  // when op(A) is stored transposed, else dot products (K long enough for their
+  // 8-wide chunks to be mostly full) after the first 8 columns of a narrow output on
+  // the 12×8 kernel. The 6×16 and 12×8 tiles would spend half their lanes or more on
+  // those columns. (By size, not by thread count, so that the bits do not depend on
+  // the thread count.)
+  if (double(M) * N * K < kParallelMinFlops && use_avx2() && (ta || K >= 16)) {
+    const int head = N <= 12 ? (ta ? 0 : std::min(N, 8)) : N % NR <= 8 ? N - N % NR : N;
+    if (head < N) {
+      if (head > 0) gemm_serial(C, N, a, b, M, head, K, bias, act);
+      const float* bias_t = bias ? bias + head : nullptr;
+      if (ta)
+        avx2::gemm_narrow_lanes(C + head, N, A, M, b.at(0, head), b.rs, b.cs, M, N - head, K, bias_t, act);
+      else
+        avx2::gemm_narrow_dots(C + head, N, A, b.at(0, head), tb ? K : N, tb, M, N - head, K, bias_t, act);
       return;
     }
   }

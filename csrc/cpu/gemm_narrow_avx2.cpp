@@ -43,18 +43,18 @@ __attribute__((always_inline)) inline void transpose8(__m256 r[8]) {
 }
 
 // The first `rows` rows of an 8-row block of C whose NJ columns are in acc (rows in
-// the lanes): transposed, then the bias/activation epilogue, one masked store a row.
+// the lanes): transposed, then the bias/activation epilogue, one partial store a row.
 // (A function of its own so that acc's indices are constants and it stays in registers.)
 template <int NJ>
-__attribute__((always_inline)) inline void store_rows(float* C, long ldc, const __m256 (&acc)[NJ], int rows, __m256i cols, const __m256* bias,
-                       Act act) {
+__attribute__((always_inline)) inline void store_rows(float* C, long ldc, const __m256 (&acc)[NJ], int rows,
+                                                      const __m256* bias, Act act) {
   __m256 r[8];
 #pragma GCC unroll 8
   for (int j = 0; j < 8; ++j) r[j] = j < NJ ? acc[j] : _mm256_setzero_ps();
   transpose8(r);
   for (int l = 0; l < rows; ++l) {
     const __m256 x = bias ? _mm256_add_ps(r[l], *bias) : r[l];
-    _mm256_maskstore_ps(C + l * ldc, cols, act_ps(x, act));
+    store_first(C + l * ldc, act_ps(x, act), NJ);
   }
 }
 
@@ -82,10 +82,9 @@ void lanes_block(float* C, long ldc, const float* A, long lda, const float* B, l
     A += lda;
     B += rsb;
   }
-  const __m256i cols = first_lanes(NJ);
-  const __m256 bv = bias ? _mm256_maskload_ps(bias, cols) : _mm256_setzero_ps();
-  store_rows<NJ>(C, ldc, lo, std::min(8, mr), cols, bias ? &bv : nullptr, act);
-  if (mr > 8) store_rows<NJ>(C + 8 * ldc, ldc, hi, mr - 8, cols, bias ? &bv : nullptr, act);
+  const __m256 bv = bias ? _mm256_maskload_ps(bias, first_lanes(NJ)) : _mm256_setzero_ps();
+  store_rows<NJ>(C, ldc, lo, std::min(8, mr), bias ? &bv : nullptr, act);
+  if (mr > 8) store_rows<NJ>(C + 8 * ldc, ldc, hi, mr - 8, bias ? &bv : nullptr, act);
 }
 
 using LanesBlock = void (*)(float*, long, const float*, long, const float*, long, long, int, int, const float*, Act);
@@ -162,13 +161,13 @@ void dots_columns(float* C, long ldc, const float* A, long lda, const float* Bt,
 
 }  // namespace
 
-void gemm_narrow_lanes(float* C, const float* A, long lda, const float* B, long rsb, long csb, int M, int N,
-                       int K, const float* bias, Act act) {
+void gemm_narrow_lanes(float* C, long ldc, const float* A, long lda, const float* B, long rsb, long csb, int M,
+                       int N, int K, const float* bias, Act act) {
   column_blocks(N, 6, [&](int j0, int nj) {
     const float* bj = bias ? bias + j0 : nullptr;
     for (int i = 0; i < M; i += 16)
-      kLanesBlocks[nj - 1](C + long(i) * N + j0, N, A + i, lda, B + long(j0) * csb, rsb, csb, std::min(16, M - i),
-                           K, bj, act);
+      kLanesBlocks[nj - 1](C + long(i) * ldc + j0, ldc, A + i, lda, B + long(j0) * csb, rsb, csb,
+                           std::min(16, M - i), K, bj, act);
   });
 }
 

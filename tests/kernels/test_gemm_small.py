@@ -131,13 +131,14 @@ def test_threads_and_paths_agree(M, N, K):
     assert np.max(np.abs(c1 - c2) / scale) <= 1e-5
 
 
-@pytest.mark.parametrize("N", range(1, 13))
+@pytest.mark.parametrize("N", [*range(1, 13), 17, 20, 24, 36, 100, 104, 108])
 @pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
-def test_narrow_outputs_every_width(kernels, N, ta, tb):
-    """Outputs of 1..12 columns (the narrow-output kernels: rows in the lanes for a
-    transposed A, else the 12x8 kernel plus dot products): row counts around the
-    8- and 16-row blocks, K around the 8-wide chunks (and below the dot products'
-    minimum), with the bias and every epilogue activation, against float64."""
+def test_narrow_outputs_and_column_tails(kernels, N, ta, tb):
+    """Outputs of 1..12 columns and the last 1..8 columns of wider ones (the
+    narrow-output kernels: rows in the lanes for a transposed A, else dot products
+    after the 6x16/12x8 tiles): row counts around the 8- and 16-row blocks, K around
+    the 8-wide chunks (and below the dot products' minimum), with the bias and every
+    epilogue activation, against float64."""
     rng = np.random.default_rng(N * 4 + 2 * ta + tb)
     for M in (1, 7, 8, 9, 15, 16, 17, 33, 100):
         for K in (1, 5, 15, 16, 17, 100, 257):
