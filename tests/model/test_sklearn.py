@@ -287,3 +287,21 @@ def test_max_iter_warns_convergence(digits):
         warnings.simplefilter("always")
         MLPClassifier(hidden_layer_sizes=(4,), max_iter=2).fit(x, y)
     assert any(issubclass(i.category, ConvergenceWarning) for i in w)
+
+
+@pytest.mark.parametrize("y", [np.arange(500) % 10, np.arange(50) % 2, np.array(["b", "a", "c", "a"]),
+                               np.array(["x", "y", "y"]), np.array([-3.0, 2.0, 0.0, 2.0]), np.array([True, False, True]),
+                               np.array([5, 5, 7]), np.array([3, 1, 2]), np.array([4, 4, 4])])
+def test_label_indicator_is_label_binarizers(y):
+    """The classifier's targets: the fast path of _indicator gives LabelBinarizer's
+    matrix (as bool) for binary, multi-class, string, float and one-class labels."""
+    from sklearn.preprocessing import LabelBinarizer
+
+    from fusednn.sklearn.mlp import _indicator
+
+    lb = LabelBinarizer().fit(y)
+    want = lb.transform(y).astype(bool)
+    got = _indicator(lb, y)
+    assert got.dtype == want.dtype and got.shape == want.shape and np.array_equal(got, want)
+    subset = y[: max(1, len(y) // 2)]  # partial_fit: a batch with some of the classes
+    assert np.array_equal(_indicator(lb, subset), lb.transform(subset).astype(bool))

@@ -8,6 +8,7 @@ calling thread, so they never compete with NumPy's BLAS threads for cores.
 """
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -85,7 +86,7 @@ def _aligned_empty(shape: tuple[int, ...] | int) -> np.ndarray:
     shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(d) for d in shape)
     if any(d < 0 for d in shape):
         raise ValueError(f"negative dimensions are not allowed, got shape {shape}")
-    n = int(np.prod(shape, dtype=np.int64))
+    n = math.prod(shape)  # (np.prod cost half of this function's time)
     pad = ALIGN_BYTES // 4
     buf = np.empty(n + pad, dtype=np.float32)
     at = (-buf.ctypes.data % ALIGN_BYTES) // 4

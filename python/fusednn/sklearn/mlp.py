@@ -98,6 +98,22 @@ def _permutations(rs: np.random.RandomState, order: np.ndarray, epochs: int) -> 
     return out
 
 
+def _indicator(lb: LabelBinarizer, y: np.ndarray) -> np.ndarray:
+    """``lb.transform(y).astype(bool)`` for labels that are all among ``lb.classes_`` (the
+    caller checked): for a 1-D binary or multi-class ``y`` one search of the sorted
+    classes instead of label_binarize's target checks and sparse detour (half of a
+    small fit's fixed cost); anything else goes through ``lb`` itself."""
+    classes = lb.classes_
+    if y.ndim != 1 or lb.y_type_ not in ("binary", "multiclass") or len(classes) < 2 or lb.sparse_input_:
+        return lb.transform(y).astype(bool)
+    idx = np.searchsorted(classes, y)
+    if len(classes) == 2:
+        return (idx == 1).reshape(-1, 1)
+    out = np.zeros((len(y), len(classes)), dtype=bool)
+    out[np.arange(len(y)), idx] = True
+    return out
+
+
 class _StepParamBlocks:
     """The optimizer's step parameter rows for the fused trainer, computed for
     ``epochs`` epochs at a time: scikit-learn's epochs are a few steps each, and one
@@ -585,7 +601,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
                 raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has {self.classes_}. "
                                  f"'y' has {classes}.")
-        return X, self._label_binarizer.transform(y).astype(bool)
+        return X, _indicator(self._label_binarizer, y)
 
     @available_if(lambda est: est._check_solver())
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None, classes: Any = None) -> "MLPClassifier":
