@@ -1,8 +1,9 @@
 // AVX2+FMA kernels for products with a narrow output, N <= 12 columns (an output
-// layer of a few classes: its forward product and its weight gradient). The 6×16
-// tile fills at most 12 of its 16 lanes there, and computing the transpose instead
-// pads 10 rows to 12 and adds a transposing pass; these put every lane to use.
-// See gemm.cpp for when they are chosen.
+// layer of a few classes: its forward product and its weight gradient), and for the
+// last 1..8 columns of a wider small product (100 = 96 + 4). The 6×16 tile fills at
+// most 12 of its 16 lanes there (the 12×8 one half of them for 4 columns), and
+// computing the transpose instead pads 10 rows to 12 and adds a transposing pass;
+// these put every lane to use. See gemm.cpp for when they are chosen.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -16,31 +17,6 @@ namespace cpu {
 namespace avx2 {
 
 namespace {
-
-// Lanes j of an 8-wide vector with j < n.
-inline __m256i first_lanes(int n) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
-// Transpose the 8×8 block held in r[0..8) (rows) into columns, in place.
-__attribute__((always_inline)) inline void transpose8(__m256 r[8]) {
-  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-  const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-  const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-  r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
-  r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
-  r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
-  r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
-  r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
-  r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
-  r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
-  r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
-}
 
 // The first `rows` rows of an 8-row block of C whose NJ columns are in acc (rows in
 // the lanes): transposed, then the bias/activation epilogue, one partial store a row.
@@ -69,7 +45,7 @@ void lanes_block(float* C, long ldc, const float* A, long lda, const float* B, l
 #pragma GCC unroll 8
   for (int j = 0; j < NJ; ++j) lo[j] = hi[j] = _mm256_setzero_ps();
   const bool full = mr == 16;
-  const __m256i m0 = first_lanes(mr), m1 = first_lanes(mr - 8);
+  const __m256i m0 = lane_mask(mr), m1 = lane_mask(mr - 8);
   for (int k = 0; k < K; ++k) {
     const __m256 a0 = full ? _mm256_loadu_ps(A) : _mm256_maskload_ps(A, m0);
     const __m256 a1 = full ? _mm256_loadu_ps(A + 8) : _mm256_maskload_ps(A + 8, m1);
@@ -82,7 +58,7 @@ void lanes_block(float* C, long ldc, const float* A, long lda, const float* B, l
     A += lda;
     B += rsb;
   }
-  const __m256 bv = bias ? _mm256_maskload_ps(bias, first_lanes(NJ)) : _mm256_setzero_ps();
+  const __m256 bv = bias ? _mm256_maskload_ps(bias, lane_mask(NJ)) : _mm256_setzero_ps();
   store_rows<NJ>(C, ldc, lo, std::min(8, mr), bias ? &bv : nullptr, act);
   if (mr > 8) store_rows<NJ>(C + 8 * ldc, ldc, hi, mr - 8, bias ? &bv : nullptr, act);
 }
@@ -132,7 +108,7 @@ void dots_block(float* C, long ldc, const float* A, long lda, const float* Bt, l
     }
   }
   if (k8 < K) {
-    const __m256i m = first_lanes(K - k8);
+    const __m256i m = lane_mask(K - k8);
     __m256 av[R];
     for (int r = 0; r < R; ++r) av[r] = _mm256_maskload_ps(a[r] + k8, m);
     for (int j = 0; j < J; ++j) {
