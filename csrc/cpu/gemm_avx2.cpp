@@ -47,6 +47,52 @@ inline void store_tile(float* C, long ldc, const __m256 (&acc)[MR][2], int mr, i
   }
 }
 
+// The common epilogue of a whole tile (every row and column owned, one K block: no
+// accumulation, bias and act applied), straight-line with the activation fixed at
+// compile time: store_tile's loops over a run-time row count keep the accumulators in
+// memory and test the options per vector, which cost as much as 10 k steps of the
+// tile (~75 cycles; most of the time of the K = 8..30 products of small-input layers).
+template <Act A, bool Bias>
+__attribute__((always_inline)) inline void put(float* c, __m256 x, __m256 b) {
+  if (Bias) x = _mm256_add_ps(x, b);
+  _mm256_storeu_ps(c, act_ps(x, A));
+}
+
+// Rows of one (NV = 1) or two (NV = 2) vectors: r[2i + v] is row i's vector v.
+template <int NV, int Rows, Act A, bool Bias>
+__attribute__((always_inline)) inline void put_rows(float* C, long ldc, const __m256* r, __m256 b0, __m256 b1) {
+#pragma GCC unroll 12
+  for (int i = 0; i < Rows; ++i) {
+    put<A, Bias>(C + i * ldc, r[NV * i], b0);
+    if (NV == 2) put<A, Bias>(C + i * ldc + 8, r[NV * i + 1], b1);
+  }
+}
+
+template <int NV, int Rows, bool Bias>
+__attribute__((always_inline)) inline void put_rows_act(float* C, long ldc, const __m256* r, __m256 b0, __m256 b1,
+                                                        Act act) {
+  switch (act) {  // the epilogue's activations (act_in_gemm_epilogue)
+    case Act::relu: put_rows<NV, Rows, Act::relu, Bias>(C, ldc, r, b0, b1); break;
+    case Act::sigmoid: put_rows<NV, Rows, Act::sigmoid, Bias>(C, ldc, r, b0, b1); break;
+    case Act::tanh: put_rows<NV, Rows, Act::tanh, Bias>(C, ldc, r, b0, b1); break;
+    default: put_rows<NV, Rows, Act::linear, Bias>(C, ldc, r, b0, b1); break;
+  }
+}
+
+inline __m256 b0_unused() { return _mm256_setzero_ps(); }
+
+// C = act(r + bias) for a whole tile of Rows rows × 8·NV columns.
+template <int NV, int Rows>
+__attribute__((always_inline)) inline void store_whole(float* C, long ldc, const __m256* r, const float* bias,
+                                                       Act act) {
+  if (bias) {
+    const __m256 b0 = _mm256_loadu_ps(bias), b1 = NV == 2 ? _mm256_loadu_ps(bias + 8) : b0;
+    put_rows_act<NV, Rows, true>(C, ldc, r, b0, b1, act);
+  } else {
+    put_rows_act<NV, Rows, false>(C, ldc, r, b0_unused(), b0_unused(), act);
+  }
+}
+
 // nr <= 8: half the tile, half the multiply-adds (an output layer of a few
 // classes, or the last columns of a width that is not a multiple of 16).
 void ukernel_6x8(int kc, const float* A, long rsa, long csa, const float* B, long rsb, float* C, long ldc,
@@ -68,6 +114,11 @@ void ukernel_6x8(int kc, const float* A, long rsa, long csa, const float* B, lon
     a0 += csa;
     a3 += csa;
     B += rsb;
+  }
+  if (mr == MR && nr == 8 && final && !accumulate) {
+    const __m256 r[MR] = {c0, c1, c2, c3, c4, c5};
+    store_whole<1, MR>(C, ldc, r, bias, act);
+    return;
   }
   const __m256 z = _mm256_setzero_ps();
   const __m256 acc[MR][2] = {{c0, z}, {c1, z}, {c2, z}, {c3, z}, {c4, z}, {c5, z}};
@@ -109,6 +160,11 @@ void gemm_ukernel_12x8(int kc, const float* A0, const float* A1, long rsa, long 
     a6 += csa;
     a9 += csa;
     B += rsb;
+  }
+  if (nr == 8 && final && !accumulate) {
+    const __m256 r[2 * MR] = {c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11};
+    store_whole<1, 2 * MR>(C, ldc, r, bias, act);
+    return;
   }
   const __m256 z = _mm256_setzero_ps();
   const __m256 top[MR][2] = {{c0, z}, {c1, z}, {c2, z}, {c3, z}, {c4, z}, {c5, z}};
@@ -161,6 +217,11 @@ void gemm_ukernel_6x16(int kc, const float* A, long rsa, long csa, const float* 
     a0 += csa;
     a3 += csa;
     B += rsb;
+  }
+  if (mr == MR && nr == NR && final && !accumulate) {
+    const __m256 r[2 * MR] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
+    store_whole<2, MR>(C, ldc, r, bias, act);
+    return;
   }
   const __m256 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
   store_tile<2>(C, ldc, acc, mr, nr, accumulate, final, bias, act);
