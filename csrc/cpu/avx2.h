@@ -52,6 +52,13 @@ void gemm_n1(float* c, const float* A, const float* b, int M, int K, bool ta);
 // (in double). The softmax cross-entropy's exponentials (loss.cpp).
 double exp_shifted_sum(float* e, const float* z, std::size_t cols, float shift);
 
+// The binary cross-entropy on logits of n elements (loss.cpp's sigmoid_binary): the sum
+// of the per-element losses (not the mean), and with g, scale * (sigmoid(z) - t). The
+// linear part in double as the portable loop, log(1 + e^-|z|) and the sigmoid in float
+// (exp_ps, log1p_unit_ps, sigmoid_ps: a few ulp from the portable loop's double
+// logarithms, which were a tenth of a breast-cancer step), summed in double.
+double xent_sigmoid(float* g, const float* z, const float* t, std::size_t n, float scale);
+
 // The softmax cross-entropy of rows r0..r0+7 of z (rows × cols, 2 <= cols <=
 // kXentLaneCols), the eight rows in the vector lanes: each row's loss into loss[8]
 // and, with g, its gradient (g may not be z). Labels t: rows × cols targets, or with

@@ -72,6 +72,9 @@ double xent(float* g, const float* z, const float* t, std::size_t rows, std::siz
   double total = 0.0;
   if (kind == XentKind::sigmoid_binary) {
     const std::size_t n = rows * cols;
+#ifdef FUSEDNN_HAVE_AVX2_TU
+    if (use_avx2()) return n ? avx2::xent_sigmoid(g, z, t, n, scale) / double(n) : 0.0;
+#endif
     for (std::size_t i = 0; i < n; ++i) {
       total += bce_logit(z[i], t[i]);
       if (g) g[i] = scale * (sigmoid(z[i]) - t[i]);

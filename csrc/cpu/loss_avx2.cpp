@@ -67,6 +67,42 @@ double exp_shifted_sum(float* e, const float* z, std::size_t cols, float shift) 
   return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
 }
 
+double xent_sigmoid(float* g, const float* z, const float* t, std::size_t n, float scale) {
+  // per element max(z, 0) - z t in double (as the portable loop: no overflow or
+  // cancellation for any float z and t) plus log(1 + e^-|z|) in float (log1p_unit_ps:
+  // e^-|z| is in [0, 1], the term in [0, ln 2]), summed in double lanes; NaN propagates
+  // (max_pd returns its second operand)
+  const __m256 sc = _mm256_set1_ps(scale), sign = _mm256_set1_ps(-0.f);
+  const __m256d zero = _mm256_setzero_pd();
+  const auto linear = [zero](__m128 zh, __m128 th) {
+    const __m256d zd = _mm256_cvtps_pd(zh);
+    return _mm256_sub_pd(_mm256_max_pd(zero, zd), _mm256_mul_pd(zd, _mm256_cvtps_pd(th)));
+  };
+  __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 zi = _mm256_loadu_ps(z + i), ti = _mm256_loadu_ps(t + i);
+    const __m256 soft = log1p_unit_ps(exp_ps(_mm256_or_ps(zi, sign)));  // log(1 + e^-|z|)
+    lo = _mm256_add_pd(lo, _mm256_add_pd(linear(_mm256_castps256_ps128(zi), _mm256_castps256_ps128(ti)),
+                                          _mm256_cvtps_pd(_mm256_castps256_ps128(soft))));
+    hi = _mm256_add_pd(hi, _mm256_add_pd(linear(_mm256_extractf128_ps(zi, 1), _mm256_extractf128_ps(ti, 1)),
+                                          _mm256_cvtps_pd(_mm256_extractf128_ps(soft, 1))));
+    if (g) _mm256_storeu_ps(g + i, _mm256_mul_ps(sc, _mm256_sub_ps(sigmoid_ps(zi), ti)));
+  }
+  alignas(32) double lanes[4];
+  _mm256_store_pd(lanes, _mm256_add_pd(lo, hi));
+  double total = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+  for (; i < n; ++i) {  // the last n % 8 as the portable loop computes them
+    const double zd = z[i];
+    total += (zd > 0 ? zd : 0.0) - zd * t[i] + std::log1p(std::exp(-std::fabs(zd)));
+    if (g) {
+      const float e = std::exp(-std::fabs(z[i]));
+      g[i] = scale * ((z[i] < 0.f ? e / (1.f + e) : 1.f / (1.f + e)) - t[i]);
+    }
+  }
+  return total;
+}
+
 void xent_softmax_rows8(float* g, const float* z, const float* t, std::size_t cols, bool sparse, float scale,
                         double* loss) {
   const int C = int(cols);

@@ -96,3 +96,39 @@ def test_bad_sparse_label_in_a_lane_block():
         gr = poisoned((1, 10))
         k.xent(z[r:r + 1], t[r:r + 1], XENT_KINDS["sparse"], 1 / 16, gr, None)
         np.testing.assert_array_equal(g[r], gr[0])
+
+
+@pytest.mark.parametrize("rows,cols", [(1, 1), (7, 1), (8, 1), (9, 1), (200, 1), (3, 5), (331, 3)])
+@pytest.mark.parametrize("soft", [False, True])
+def test_sigmoid_binary_value_and_gradient(rows, cols, soft):
+    """The binary cross-entropy on logits (an output layer of one sigmoid unit, or
+    multi-label): vector lanes of 8 and a scalar tail, logits up to ±100 (saturated
+    sigmoids, e^-|z| underflowing), hard and soft labels; the mean loss and
+    scale * (sigmoid(z) - t) against float64 to a few float32 ulp; NaN propagates."""
+    k = backends.native("cpu")
+    rng = np.random.default_rng(rows * 7 + cols + soft)
+    z = (rng.standard_normal((rows, cols)) * rng.choice([0.1, 3.0, 30.0], (rows, 1))).astype(np.float32)
+    z.flat[:: max(1, z.size // 3)] = 100.0
+    z.flat[1:: max(1, z.size // 3)] = -100.0
+    t = (rng.random((rows, cols)) if soft else rng.integers(0, 2, (rows, cols))).astype(np.float32)
+    scale = 1.0 / z.size
+    g = poisoned(z.shape)
+    value = k.xent(z, t, XENT_KINDS["binary"], scale, g, None)
+    zd, td = z.astype(np.float64), t.astype(np.float64)
+    ref = float(np.mean(np.maximum(zd, 0) - zd * td + np.log1p(np.exp(-np.abs(zd)))))
+    assert value == pytest.approx(ref, rel=4 * U32, abs=1e-9)
+    want = scale * (1.0 / (1.0 + np.exp(-zd)) - td)
+    assert np.all(np.abs(g - want) <= 4 * U32 * scale + 4 * U32 * np.abs(want))
+    z[0, 0] = np.nan
+    assert np.isnan(k.xent(z, t, XENT_KINDS["binary"], scale, g, None)) and np.isnan(g[0, 0])
+
+
+def test_sigmoid_binary_huge_targets_stay_finite():
+    """z·t past float32's range (hostile targets) is formed in double, as the portable
+    loop does: the mean stays the finite float64 value instead of overflowing to -inf."""
+    k = backends.native("cpu")
+    z = np.full((16, 1), 0.25, np.float32)
+    t = np.full((16, 1), 3e38, np.float32)
+    zd, td = z.astype(np.float64), t.astype(np.float64)
+    ref = float(np.mean(np.maximum(zd, 0) - zd * td + np.log1p(np.exp(-np.abs(zd)))))
+    assert k.xent(z, t, XENT_KINDS["binary"], 1 / 16, None, None) == pytest.approx(ref, rel=4 * U32)
