@@ -66,15 +66,25 @@ def _kind(x: Any) -> tuple[str, str] | None:
 
 
 def _to_native(x: Any, device: str) -> Any:
-    """A NumPy (CPU) or CuPy (CUDA) array sharing ``x``'s memory."""
+    """A NumPy (CPU) or CuPy (CUDA) array sharing ``x``'s memory. An array its producer
+    will not export (a torch tensor that requires grad, has the conjugate bit set or is
+    sparse) or whose dtype the consumer cannot hold (bfloat16) raises TypeError naming
+    the producer's reason: the caller's input is wrong, not the library."""
     if device == "cpu":
-        return np.from_dlpack(x)
+        from_dlpack = np.from_dlpack
+    else:
+        try:
+            import cupy
+        except ImportError:
+            raise TypeError(f"a CUDA {type(x).__name__} needs CuPy for fusednn's cuda backend "
+                            "(pip install cupy-cuda12x or cupy-cuda13x)") from None
+        from_dlpack = cupy.from_dlpack
     try:
-        import cupy
-    except ImportError:
-        raise TypeError(f"a CUDA {type(x).__name__} needs CuPy for fusednn's cuda backend "
-                        "(pip install cupy-cuda12x or cupy-cuda13x)") from None
-    return cupy.from_dlpack(x)
+        return from_dlpack(x)
+    except (BufferError, RuntimeError, ValueError, TypeError) as e:
+        dtype = getattr(x, "dtype", None)
+        raise TypeError(f"cannot read a {type(x).__name__}"
+                        f"{f' of dtype {dtype}' if dtype is not None else ''} through DLPack: {e}") from None
 
 
 def _from_dlpack_of(x: Any) -> Callable[[Any], Any]:
@@ -119,7 +129,11 @@ def accepts_dlpack(fn: Callable[..., Any]) -> Callable[..., Any]:
                 return native[id(a)][1]
             return a
 
-        result = fn(*map(conv, args), **{k: conv(v) for k, v in kwargs.items()})
+        try:
+            args, kwargs = tuple(map(conv, args)), {k: conv(v) for k, v in kwargs.items()}
+        except TypeError as e:
+            raise TypeError(f"{fn.__name__}: {e}") from None
+        result = fn(*args, **kwargs)
         for original, view in native.values():
             if result is view:  # an out= (or in-place) argument: give back the caller's own object
                 return original

@@ -59,6 +59,26 @@ def test_mixed_kinds_raise_type_error():
         ops.sgd_update(torch.ones(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64))
 
 
+
+@pytest.mark.parametrize("make, reason", [
+    (lambda: torch.ones(3, 2, requires_grad=True), "require gradient"),
+    (lambda: torch.ones(3, 2, dtype=torch.bfloat16), "bfloat16"),
+    (lambda: torch.ones(3, 2, dtype=torch.complex64).conj(), "conjugate"),
+    (lambda: torch.eye(3).to_sparse(), "layout"),
+])
+def test_tensors_dlpack_cannot_export_raise_type_error(make, reason):
+    """A tensor its producer will not export, or a dtype NumPy cannot hold, is the
+    caller's bad input: TypeError naming the op and the producer's reason, and an out=
+    tensor is left as it was."""
+    with pytest.raises(TypeError, match=reason):
+        ops.relu(make())
+    with pytest.raises(TypeError, match=f"^matmul: .*{reason}"):
+        ops.matmul(torch.ones(3, 3), make().reshape(2, 3) if make().layout == torch.strided else make())
+    out = torch.full((3, 2), 7.0)
+    with pytest.raises(TypeError, match=reason):
+        ops.relu(make(), out=out)
+    assert bool((out == 7.0).all())
+
 @pytest.mark.gpu
 def test_cuda_tensors_run_on_the_cuda_backend():
     if not torch.cuda.is_available():
