@@ -509,6 +509,40 @@ PYBIND11_MODULE(_cpu, m) {
       "Keras' L1/L2 penalty in place: grad += l1*sign(param) + 2*l2*param; loss[0] += "
       "sum(l1*|param| + l2*param**2) (float64 sum) when loss is given.");
 
+  m.def(
+      "weighted_sum_regularize",
+      [](const py::object& w_, const py::object& g_, const py::object& g0_, const py::object& g1_, float c0, float c1,
+         float l1, float l2, const py::object& loss_) {
+        py::array w = as_f32(w_, "param"), g = as_f32(g_, "grad", true);
+        py::array g0 = as_f32(g0_, "grad0"), g1 = as_f32(g1_, "grad1");
+        check_same_shape(w, "param", g, "grad");
+        check_same_shape(w, "param", g0, "grad0");
+        check_same_shape(w, "param", g1, "grad1");
+        check_no_overlap(g, w, "param");
+        float* lo = nullptr;
+        py::array loss;
+        if (!loss_.is_none()) {
+          loss = as_f32(loss_, "loss", true);
+          if (loss.size() != 1)
+            throw py::value_error("weighted_sum_regularize: loss must hold exactly one element, got shape " +
+                                  shape_of(loss));
+          lo = fptr(loss);
+        }
+        float* pg = fptr(g);
+        const float *pw = cfptr(w), *p0 = cfptr(g0), *p1 = cfptr(g1);
+        // element i reads g0[i] and g1[i] before writing g[i]: g may be either one, not a shifted view
+        for (const float* p : {p0, p1})
+          if (p != pg && p < pg + w.size() && pg < p + w.size())
+            throw py::value_error("weighted_sum_regularize: grad overlaps grad0 or grad1 without being it");
+        const std::size_t n = std::size_t(w.size());
+        py::gil_scoped_release nogil;
+        cpu::weighted_sum_regularize(pg, p0, p1, c0, c1, pw, n, l1, l2, lo);
+      },
+      py::arg("param"), py::arg("grad"), py::arg("grad0"), py::arg("grad1"), py::arg("c0"), py::arg("c1"),
+      py::arg("l1"), py::arg("l2"), py::arg("loss") = py::none(),
+      "The replicas' update (fusednn/cpu_replicas.h): grad = c0*grad0 + c1*grad1 (float32 products), then "
+      "regularize's penalty on it (grad may be grad0 or grad1).");
+
   register_trainer(m);
   register_layer_kernels(m);
   register_optim(m);

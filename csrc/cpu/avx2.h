@@ -73,6 +73,10 @@ void xent_softmax_rows8(float* g, const float* z, const float* t, std::size_t co
 // with the portable loops' arithmetic: the same bits.
 void sum_rows(float* out, const float* x, std::size_t rows, std::size_t cols);
 double regularize(float* g, const float* w, std::size_t n, float l1, float l2);
+// g = c0 g0 + c1 g1 (two replicas' gradients, each product rounded) and then regularize's
+// penalty gradient, in one pass: the bits of the weighted sum followed by regularize.
+double weighted_sum_regularize(float* g, const float* g0, const float* g1, float c0, float c1, const float* w,
+                               std::size_t n, float l1, float l2);
 
 // false (nothing written) for an activation without an AVX2 version: the
 // caller runs the portable loop.

@@ -47,5 +47,18 @@ void regularize(float* g, const float* w, std::size_t n, float l1, float l2, flo
   if (loss) *loss = float(double(*loss) + pen);
 }
 
+void weighted_sum_regularize(float* g, const float* g0, const float* g1, float c0, float c1, const float* w,
+                             std::size_t n, float l1, float l2, float* loss) {
+#ifdef FUSEDNN_HAVE_AVX2_TU
+  if (use_avx2()) {
+    const double pen = avx2::weighted_sum_regularize(g, g0, g1, c0, c1, w, n, l1, l2);
+    if (loss) *loss = float(double(*loss) + pen);
+    return;
+  }
+#endif
+  for (std::size_t i = 0; i < n; ++i) g[i] = c0 * g0[i] + c1 * g1[i];
+  regularize(g, w, n, l1, l2, loss);
+}
+
 }  // namespace cpu
 }  // namespace fusednn

@@ -120,9 +120,15 @@ void reduce_and_update(Run& R, std::int64_t s, int h) {
     half(h, n, &a, &e);
     if (e <= a) return;
     float* g = two && h == 1 ? g1 : g0;
-    if (two)
+    const std::size_t m = std::size_t(e - a);
+    if (l1 != 0.f || l2 != 0.f) {  // the sum and the penalty in one pass
+      if (two)
+        weighted_sum_regularize(g + a, g0 + a, g1 + a, c0, c1, w + a, m, ps * l1, ps * l2, &penalty);
+      else
+        regularize(g + a, w + a, m, ps * l1, ps * l2, &penalty);
+    } else if (two) {
       for (std::int64_t i = a; i < e; ++i) g[i] = c0 * g0[i] + c1 * g1[i];
-    if (l1 != 0.f || l2 != 0.f) regularize(g + a, w + a, std::size_t(e - a), ps * l1, ps * l2, &penalty);
+    }
     const auto at = [a](float* p) { return p ? p + a : nullptr; };
     optimizer_update(opt.kind, flags, P, w + a, g + a, at(s1), at(s2), at(s3), at(ema), std::size_t(e - a), 0.0);
   };

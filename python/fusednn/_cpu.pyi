@@ -131,6 +131,9 @@ def prelu_forward(x: object, alpha: object, y: object) -> None:
 def regularize(param: object, grad: object, l1: typing.SupportsFloat | typing.SupportsIndex, l2: typing.SupportsFloat | typing.SupportsIndex, loss: object = None) -> None:
     """Keras' L1/L2 penalty in place: grad += l1*sign(param) + 2*l2*param; loss[0] += sum(l1*|param| + l2*param**2) (float64 sum) when loss is given."""
 
+def weighted_sum_regularize(param: object, grad: object, grad0: object, grad1: object, c0: typing.SupportsFloat | typing.SupportsIndex, c1: typing.SupportsFloat | typing.SupportsIndex, l1: typing.SupportsFloat | typing.SupportsIndex, l2: typing.SupportsFloat | typing.SupportsIndex, loss: object = None) -> None:
+    """The replicas' update (fusednn/cpu_replicas.h): grad = c0*grad0 + c1*grad1 (float32 products), then regularize's penalty on it (grad may be grad0 or grad1)."""
+
 def set_num_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None: ...
 
 def sgd_update(param: object, grad: object, velocity: object, learning_rate: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex, nesterov: bool) -> None: ...

@@ -62,6 +62,35 @@ def test_regularize_same_bits(k, n, l1, l2):
     np.testing.assert_array_equal(lp, lf)
 
 
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 31, 3755, 6413])
+@pytest.mark.parametrize("l1,l2", [(0.0, 1e-4), (0.01, 0.0), (0.003, 0.25)])
+@pytest.mark.parametrize("into", ["grad0", "grad1", "new"])
+def test_weighted_sum_regularize_is_the_sum_then_regularize(k, n, l1, l2, into):
+    """The replicas' one-pass update: the bits of c0*g0 + c1*g1 in float32 followed by
+    regularize, on both paths, whichever buffer receives the sum."""
+    rng = np.random.default_rng(n + 3)
+    w, g0, g1 = _values(rng, (n,)), _values(rng, (n,)), _values(rng, (n,))
+    c0, c1 = np.float32(100 / 197), np.float32(97 / 197)
+    ref = (c0 * g0 + c1 * g1).astype(np.float32)
+    ref_loss = np.array([0.5], np.float32)
+    k.regularize(w, ref, l1, l2, ref_loss)
+
+    def run():
+        a, b = g0.copy(), g1.copy()
+        g = a if into == "grad0" else b if into == "grad1" else np.full(n, np.nan, np.float32)
+        loss = np.array([0.5], np.float32)
+        k.weighted_sum_regularize(w, g, a, b, c0, c1, l1, l2, loss)
+        return g, loss
+
+    for g, loss in _both(k, run):
+        np.testing.assert_array_equal(g, ref)
+        np.testing.assert_array_equal(loss, ref_loss)
+    if n > 1:  # a shifted view would read values the pass already wrote
+        a = np.ones(n + 1, np.float32)
+        with pytest.raises(ValueError, match="overlaps"):
+            k.weighted_sum_regularize(w, a[1:], a[:-1], g1.copy(), c0, c1, l1, l2)
+
+
 @pytest.mark.parametrize("kind", ["categorical", "sparse"])
 @pytest.mark.parametrize("cols", [2, 5, 10, 16, 32])
 def test_softmax_xent_lanes_same_bits_as_portable(k, kind, cols):

@@ -101,6 +101,11 @@ void sum_rows(float* out, const float* x, std::size_t rows, std::size_t cols);
 // Keras' L1/L2 weight penalty: g += l1*sign(w) + 2*l2*w, and (when loss is not
 // null) *loss += sum(l1*|w| + l2*w^2), accumulated in double.
 void regularize(float* g, const float* w, std::size_t n, float l1, float l2, float* loss);
+// The same after summing two replicas' gradients, g = c0*g0 + c1*g1 (each product
+// rounded; g may be g0 or g1), in one pass where AVX2 runs: the bits of that sum
+// followed by regularize.
+void weighted_sum_regularize(float* g, const float* g0, const float* g1, float c0, float c1, const float* w,
+                             std::size_t n, float l1, float l2, float* loss);
 
 // ---- constrain.cpp
 // Project a rows x cols weight in place onto a Keras weight constraint
