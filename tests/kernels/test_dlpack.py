@@ -1,6 +1,6 @@
-"""fusednn.ops on DLPack arrays: torch CPU tensors go in without a copy (the op runs
-on the tensor's own memory), results come back as torch tensors, mixed kinds raise
-TypeError; torch CUDA tensors run on the cuda backend (GPU tests)."""
+"""fusednn.ops on DLPack arrays: torch CPU tensors and JAX arrays go in without a copy
+(the op runs on the array's own memory), results come back as the caller's kind, mixed
+kinds raise TypeError; torch CUDA tensors run on the cuda backend (GPU tests)."""
 from __future__ import annotations
 
 import numpy as np
@@ -78,6 +78,27 @@ def test_tensors_dlpack_cannot_export_raise_type_error(make, reason):
     with pytest.raises(TypeError, match=reason):
         ops.relu(make(), out=out)
     assert bool((out == 7.0).all())
+
+
+def test_jax_arrays_go_in_zero_copy_and_come_back_as_jax_arrays():
+    jax = pytest.importorskip("jax")  # imported here: its thread pools stay out of the other tests
+    jnp = jax.numpy
+    a = jnp.asarray(np.random.default_rng(0).standard_normal((5, 7)), dtype=jnp.float32)
+    b = jnp.asarray(np.random.default_rng(1).standard_normal((7, 3)), dtype=jnp.float32)
+    r = ops.linear(a, b, activation="tanh")
+    assert isinstance(r, jax.Array) and r.dtype == jnp.float32 and r.shape == (5, 3)
+    np.testing.assert_allclose(np.asarray(r), np.tanh(np.asarray(a, np.float64) @ np.asarray(b)), rtol=1e-5,
+                               atol=1e-6)
+    assert isinstance(ops.crossentropy(a, jax.nn.one_hot(jnp.arange(5) % 7, 7)), float)
+    view = dlpack._to_native(a, "cpu")  # zero-copy in
+    assert view.ctypes.data == a.unsafe_buffer_pointer()
+    # JAX arrays are immutable: an out= or in-place argument is refused, not silently copied
+    out = jnp.zeros((5, 7), jnp.float32)
+    with pytest.raises(ValueError, match="read-only"):
+        ops.relu(a, out=out)
+    assert not bool(out.any())
+    with pytest.raises(TypeError, match="cannot mix array kinds"):
+        ops.matmul(a, torch.ones(7, 3))
 
 @pytest.mark.gpu
 def test_cuda_tensors_run_on_the_cuda_backend():
