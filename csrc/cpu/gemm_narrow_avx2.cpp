@@ -87,15 +87,24 @@ inline __m256 sum8(const __m256 v[8]) {
   return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
 }
 
-// An R×J block of C (R·J = 8: 2×4, 4×2 or 8×1) as dot products of R rows of A with
-// J rows of Bᵀ, each accumulator over k in 8 lanes (a masked last chunk past K's
-// multiple of 8), then one horizontal sum of all eight. Rows past `rows` read row
-// 0 again and are not stored.
+// lanes 0..3 hold the sums of v[0..4)'s lanes, in sum8's order for each of them
+inline __m128 sum4(const __m256 v[4]) {
+  const __m256 u = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+  return _mm_add_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps(u, 1));
+}
+
+// An R×J block of C (R·J = 8 or 12: 3×4, 2×4, 4×2 or 8×1) as dot products of R rows of
+// A with J rows of Bᵀ, each accumulator over k in 8 lanes (a masked last chunk past
+// K's multiple of 8), then horizontal sums (the same order for every accumulator, so
+// a value does not depend on the block shape). Rows past `rows` read row 0 again and
+// are not stored.
 template <int R, int J>
-void dots_block(float* C, long ldc, const float* A, long lda, const float* Bt, long ldb, int rows, int K,
-                const float* bias, Act act) {
-  __m256 acc[8];
-  for (int t = 0; t < 8; ++t) acc[t] = _mm256_setzero_ps();
+__attribute__((always_inline)) inline void dots_block(float* C, long ldc, const float* A, long lda, const float* Bt,
+                                                      long ldb, int rows, int K, const float* bias, Act act) {
+  constexpr int NA = R * J;
+  static_assert(NA == 8 || NA == 12, "8 or 12 accumulators");
+  __m256 acc[NA];
+  for (int t = 0; t < NA; ++t) acc[t] = _mm256_setzero_ps();
   const float* a[R];
   for (int r = 0; r < R; ++r) a[r] = A + (r < rows ? r : 0) * lda;
   const int k8 = K & ~7;
@@ -116,14 +125,19 @@ void dots_block(float* C, long ldc, const float* A, long lda, const float* Bt, l
       for (int r = 0; r < R; ++r) acc[r * J + j] = _mm256_fmadd_ps(av[r], b, acc[r * J + j]);
     }
   }
+  alignas(32) float out[16];
   __m256 s = sum8(acc);
   if (bias) {
     alignas(32) float bb[8];
     for (int t = 0; t < 8; ++t) bb[t] = bias[t % J];
     s = _mm256_add_ps(s, _mm256_load_ps(bb));
   }
-  alignas(32) float out[8];
   _mm256_store_ps(out, act_ps(s, act));
+  if constexpr (NA == 12) {  // the last four accumulators: columns 0..3 of row 2
+    __m128 s4 = sum4(acc + 8);
+    if (bias) s4 = _mm_add_ps(s4, _mm_loadu_ps(bias));
+    _mm_store_ps(out + 8, _mm256_castps256_ps128(act_ps(_mm256_insertf128_ps(_mm256_setzero_ps(), s4, 0), act)));
+  }
   for (int r = 0; r < std::min(R, rows); ++r)
     for (int j = 0; j < J; ++j) C[r * ldc + j] = out[r * J + j];
 }
@@ -160,7 +174,7 @@ void gemm_narrow_dots(float* C, long ldc, const float* A, const float* B, long l
   }
   const auto bias_at = [bias](int j) { return bias ? bias + j : nullptr; };
   int j = 0;
-  for (; j + 4 <= N; j += 4) dots_columns<2, 4>(C + j, ldc, A, K, Bt + j * ldb, ldb, M, K, bias_at(j), act);
+  for (; j + 4 <= N; j += 4) dots_columns<3, 4>(C + j, ldc, A, K, Bt + j * ldb, ldb, M, K, bias_at(j), act);
   if (j + 2 <= N) {
     dots_columns<4, 2>(C + j, ldc, A, K, Bt + j * ldb, ldb, M, K, bias_at(j), act);
     j += 2;
