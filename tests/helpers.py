@@ -33,6 +33,19 @@ def poisoned(shape, dtype=np.float32) -> np.ndarray:
     return np.full(shape, np.nan, dtype=dtype)
 
 
+GUARD = 16  # floats after a guarded buffer: more than any kernel's vector spill
+
+
+def guarded(shape, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """A poisoned C-contiguous output buffer followed, in the same allocation, by GUARD
+    sentinel elements: (buffer, guard). A kernel that writes past the buffer's end
+    changes the guard instead of silently corrupting the heap."""
+    n = int(np.prod(shape))
+    mem = np.full(n + GUARD, np.nan, dtype=dtype)
+    mem[n:] = 12345.0
+    return mem[:n].reshape(shape), mem[n:]
+
+
 def numeric_grad(f, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
     """Central differences of the scalar function f at x (float64, x changed in place
     and restored)."""

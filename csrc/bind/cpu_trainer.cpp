@@ -224,6 +224,10 @@ class MlpTrainer {
   }
 
   int last_replicas() const { return last_replicas_; }
+  // how the latest replicated run split its steps: "rows" or "columns" (None before one)
+  py::object last_split() const {
+    return scratch_.last_split ? py::object(py::str(scratch_.last_split)) : py::object(py::none());
+  }
   // whether the latest replicated run asked a pool worker to help (-1: none yet)
   int last_helper() const { return scratch_.last_helper; }
 
@@ -314,11 +318,15 @@ void register_trainer(py::module_& m) {
            py::arg("weights") = py::none(), py::arg("step_params") = py::none(), py::arg("step_starts") = py::none(),
            py::arg("between") = py::none(), py::arg("replicas") = 1, py::arg("head_losses") = py::none(),
            py::arg("head_metrics") = py::none(),
-           "Run steps [step0, step1). replicas=2 splits each step's rows in two replicas, run on two "
-           "pool threads when one is free (fusednn/cpu_replicas.h), where the model and run allow it; "
-           "last_replicas says what the run used.")
+           "Run steps [step0, step1). replicas=2 splits each step in two replicas (its rows, or a "
+           "one-hidden-layer model's hidden units), run on two pool threads when one is free "
+           "(fusednn/cpu_replicas.h), where the model and run allow it; last_replicas and last_split say "
+           "what the run used.")
       .def_property_readonly("last_replicas", &MlpTrainer::last_replicas,
                              "Replicas the latest run used (1 or 2; 0 before the first run).")
+      .def_property_readonly("last_split", &MlpTrainer::last_split,
+                             "How the latest run with replicas split its steps: 'rows' (data parallel) or "
+                             "'columns' (the hidden units, one-hidden-layer models); None before one.")
       .def_property_readonly("last_helper", &MlpTrainer::last_helper,
                              "Whether the latest run with replicas asked a pool worker to help (1) or "
                              "ran both on the calling thread (0), as timing chose; -1 before one.")

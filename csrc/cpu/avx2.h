@@ -44,6 +44,15 @@ void gemm_narrow_lanes(float* C, long ldc, const float* A, long lda, const float
 void gemm_narrow_dots(float* C, long ldc, const float* A, const float* B, long ldb, bool tb, int M, int N, int K,
                       const float* bias, Act act);
 
+// C[M,N] = act(A·op(B) + bias) for K <= 16 and N <= 16, A row-major (row stride lda),
+// op(B)(k, j) = B[k*rsb + j*csb], C's rows contiguous (row stride N): four rows of C at
+// a time, each in two vectors. A product
+// this thin is per-tile set-up and epilogue on the tiled kernels (100×10 with K = 4:
+// 1.0 us there). Each output sums its products in k order from zero, as the tiled
+// kernels do, so the bits are theirs.
+void gemm_small_k(float* C, const float* A, long lda, const float* B, long rsb, long csb, int M, int N, int K,
+                  const float* bias, Act act);
+
 // c[M] = op(A)·b for a single output column (N == 1): dot products of A's rows
 // with b, or (ta: A stored K×M) a sum of A's rows scaled by b.
 void gemm_n1(float* c, const float* A, const float* b, int M, int K, bool ta);

@@ -33,6 +33,9 @@ constexpr int NC = 3072;
 // cores' private caches, which costs more than the halved arithmetic saves.
 constexpr double kParallelMinFlops = 1 << 21;
 
+// avx2::gemm_small_k's limit on K and N
+constexpr int kSmallK = 16;
+
 // A strided view of a matrix: element (i, j) is p[i*rs + j*cs].
 struct View {
   const float* p;
@@ -339,6 +342,13 @@ void matmul(float* C, const float* A, const float* B, int M, int N, int K, bool 
     avx2::gemm_k1(C, A, a.rs, B, M, N, bias, act);  // op(B)'s one row is contiguous either way
     return;
   }
+  // K under 16 and N under 16 but not 8 (the products of a few tail units or classes:
+  // 100×10 with K = 4 took 1.06 us on half-empty tiles, 0.34 here): four rows at a time,
+  // no tiles. Whole 8-wide tiles, and the dot products from K = 16, stay faster.
+  if (K < kSmallK && N < kSmallK && N % 8 != 0 && !ta && double(M) * N * K < kParallelMinFlops && use_avx2()) {
+    avx2::gemm_small_k(C, A, K, B, b.rs, b.cs, M, N, K, bias, act);
+    return;
+  }
 #endif
   int nt = num_threads();
   if (double(M) * N * K < kParallelMinFlops) nt = 1;
@@ -346,12 +356,13 @@ void matmul(float* C, const float* A, const float* B, int M, int N, int K, bool 
   // A narrow output (an output layer of a few classes), or the last 1..8 columns of a
   // wider one (100 = 96 + 4), on kernels that fill every lane: rows of C in the lanes
   // when op(A) is stored transposed, else dot products (K long enough for their
-  // 8-wide chunks to be mostly full) after the first 8 columns of a narrow output on
-  // the 12×8 kernel. The 6×16 and 12×8 tiles would spend half their lanes or more on
-  // those columns. (By size, not by thread count, so that the bits do not depend on
-  // the thread count.)
+  // 8-wide chunks to be mostly full): all of 2..7 columns (2-4x faster than the 12×8
+  // kernel's half-empty tiles at 100-200 rows), the columns after the first 8 of 9..12
+  // (those on the 12×8 kernel, which beats the dots at 8 columns and K < 200). The 6×16
+  // and 12×8 tiles would spend half their lanes or more on those columns. (By size, not
+  // by thread count, so that the bits do not depend on the thread count.)
   if (double(M) * N * K < kParallelMinFlops && use_avx2() && (ta || K >= 16)) {
-    const int head = N <= 12 ? (ta ? 0 : std::min(N, 8)) : N % NR <= 8 ? N - N % NR : N;
+    const int head = N <= 12 ? (ta || N < 8 ? 0 : 8) : N % NR <= 8 ? N - N % NR : N;
     if (head < N) {
       if (head > 0) gemm_serial(C, N, a, b, M, head, K, bias, act);
       const float* bias_t = bias ? bias + head : nullptr;

@@ -161,6 +161,57 @@ void gemm_narrow_lanes(float* C, long ldc, const float* A, long lda, const float
   });
 }
 
+void gemm_small_k(float* C, const float* A, long lda, const float* B, long rsb, long csb, int M, int N, int K,
+                  const float* bias, Act act) {
+  // op(B) as K rows of 16 floats, zero past N (at most 16×16)
+  alignas(32) float Bp[16][16];
+  for (int k = 0; k < K; ++k)
+    for (int j = 0; j < 16; ++j) Bp[k][j] = j < N ? B[long(k) * rsb + long(j) * csb] : 0.f;
+  const __m256i m0 = lane_mask(N), m1 = lane_mask(N, 8);
+  const __m256 bias0 = bias ? _mm256_maskload_ps(bias, m0) : _mm256_setzero_ps();
+  const __m256 bias1 = bias && N > 8 ? _mm256_maskload_ps(bias + 8, m1) : _mm256_setzero_ps();
+  const bool wide = N > 8;
+  for (int i = 0; i < M; i += 4) {
+    const int rows = std::min(4, M - i);
+    const float* a0 = A + long(i) * lda;
+    const float* a1 = A + long(i + std::min(1, rows - 1)) * lda;
+    const float* a2 = A + long(i + std::min(2, rows - 1)) * lda;
+    const float* a3 = A + long(i + std::min(3, rows - 1)) * lda;
+    __m256 l0 = _mm256_setzero_ps(), l1 = l0, l2 = l0, l3 = l0, h0 = l0, h1 = l0, h2 = l0, h3 = l0;
+    for (int k = 0; k < K; ++k) {  // each output's products added in k order from zero, as the tiled kernels
+      const __m256 b0 = _mm256_load_ps(Bp[k]), b1 = _mm256_load_ps(Bp[k] + 8);
+      __m256 x = _mm256_broadcast_ss(a0 + k);
+      l0 = _mm256_fmadd_ps(x, b0, l0);
+      h0 = _mm256_fmadd_ps(x, b1, h0);
+      x = _mm256_broadcast_ss(a1 + k);
+      l1 = _mm256_fmadd_ps(x, b0, l1);
+      h1 = _mm256_fmadd_ps(x, b1, h1);
+      x = _mm256_broadcast_ss(a2 + k);
+      l2 = _mm256_fmadd_ps(x, b0, l2);
+      h2 = _mm256_fmadd_ps(x, b1, h2);
+      x = _mm256_broadcast_ss(a3 + k);
+      l3 = _mm256_fmadd_ps(x, b0, l3);
+      h3 = _mm256_fmadd_ps(x, b1, h3);
+    }
+    const __m256 lo[4] = {l0, l1, l2, l3}, hi[4] = {h0, h1, h2, h3};
+    for (int r = 0; r < rows; ++r) {
+      // C's rows are contiguous (ldc = N): whole vectors, in row order, the spill past a
+      // row's N floats overwritten by the next rows' stores; masked where a whole
+      // vector would reach past C's end (the last rows)
+      float* c = C + long(i + r) * N;
+      const __m256 v0 = act_ps(bias ? _mm256_add_ps(lo[r], bias0) : lo[r], act);
+      const __m256 v1 = act_ps(bias ? _mm256_add_ps(hi[r], bias1) : hi[r], act);
+      if (long(i + r) * N + (wide ? 16 : 8) <= long(M) * N) {
+        _mm256_storeu_ps(c, v0);
+        if (wide) _mm256_storeu_ps(c + 8, v1);
+      } else {
+        _mm256_maskstore_ps(c, m0, v0);
+        if (wide) _mm256_maskstore_ps(c + 8, m1, v1);
+      }
+    }
+  }
+}
+
 void gemm_narrow_dots(float* C, long ldc, const float* A, const float* B, long ldb, bool tb, int M, int N, int K,
                       const float* bias, Act act) {
   const float* Bt = B;  // Bᵀ, N rows of K (row stride ldb)

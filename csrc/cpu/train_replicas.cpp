@@ -13,18 +13,13 @@
 // the trainer's own optimizer kernel. The step's loss is the replicas' losses weighted
 // the same way plus both halves' penalties.
 //
-// Scheduling: two participants (the caller and a pool worker, parallel_run) claim the
-// tasks of the current stage (the step's two replicas, then its two update halves) from
-// one atomic word, each its own task first (so a replica's buffers and a half's
-// optimizer state stay in one core's cache: when whichever thread finished last did the
-// whole update, that moved the Adam state between the cores, and the update took 23 us
-// of digits' step); whoever finishes a
-// stage's second task opens the next. A participant waits only for work another
-// one has claimed and is running, never for a thread to show up: when the pool is busy
-// (another Python thread's kernels) or its worker is descheduled, the caller runs both
-// replicas itself. Which thread runs a replica changes nothing in the arithmetic, so
-// the results depend on neither timing nor thread availability; they differ from one
-// replica's only by float32 rounding (another summation order of the batch's rows).
+// Scheduling (replica_schedule.h): each step is two stages, the replicas, then the two
+// halves of the update, each task on its own core where two threads run (so a replica's
+// buffers and a half's optimizer state stay in one core's cache: when whichever thread
+// finished last did the whole update, that moved the Adam state between the cores, and
+// the update took 23 us of digits' step). Which thread runs a replica changes nothing in
+// the arithmetic; the results differ from one replica's only by float32 rounding
+// (another summation order of the batch's rows).
 //
 // Whether to ask for a helper at all: on a machine with more runnable threads than
 // cores a helper is often descheduled in the middle of a replica, and each such wait
@@ -33,21 +28,13 @@
 // mostly waiting or slower per step than its runs alone, runs alone for a while
 // (ReplicaTiming). This changes only the speed, never the numbers.
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cmath>
-#include <exception>
-#include <thread>
 
 #include "fusednn/cpu.h"
 #include "fusednn/cpu_replicas.h"
+#include "replica_schedule.h"
 #include "threads.h"
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define FUSEDNN_REPLICA_PAUSE() _mm_pause()
-#else
-#define FUSEDNN_REPLICA_PAUSE() ((void)0)
-#endif
 
 namespace fusednn {
 namespace cpu {
@@ -55,13 +42,6 @@ namespace cpu {
 namespace {
 
 constexpr int kReplicas = 2;
-constexpr std::size_t kAlignFloats = 16;  // 64 bytes: one cache line
-
-// The schedule word: (step << 5) | (stage << 4) | (finished tasks << 2) | claimed task
-// bits. Stage 0's two tasks are the replicas, stage 1's the two halves of the update.
-constexpr std::uint64_t kClaimMask = 3, kFinishOne = 4, kFinishMask = 12, kStage = 16;
-inline std::int64_t step_of(std::uint64_t w) { return std::int64_t(w >> 5); }
-inline std::uint64_t word_of(std::int64_t s, int stage = 0) { return (std::uint64_t(s) << 5) | (stage ? kStage : 0); }
 
 struct Replica {
   std::vector<DenseBuffers> layers;
@@ -74,17 +54,11 @@ struct Run {
   const OptimizerConfig* opt;
   LossKind loss;
   int batch;
-  std::int64_t step0, step1;
+  std::int64_t step0;
   bool stop_on_nonfinite;
   Replica rep[kReplicas];
-  std::atomic<std::uint64_t> word{0};
-  std::atomic<std::int64_t> end{0};   // the step after the last one run
-  std::atomic<bool> failed{false};
   const std::vector<DenseBuffers>* layers;  // the trainer's (the replicas' copies have no penalties)
   float penalty[kReplicas] = {};      // each update half's weight penalty of the step
-  std::thread::id caller;             // the thread that started the run
-  double caller_wait = 0.0;           // seconds it spent waiting for the other participant
-  std::exception_ptr error;           // written by the participant that set `failed`
 };
 
 // Half h's share [a, e) of a parameter of n floats: the first half (rounded up to whole
@@ -157,72 +131,22 @@ void step_loss(Run& R, std::int64_t s) {
   *L0 = float(loss + double(R.penalty[0]) + double(R.penalty[1]));
 }
 
-// Wait (spin, then yield the core) until the schedule word leaves this step and stage.
-void wait_past(const Run& R, std::uint64_t w) {
-  for (int spins = 0; (R.word.load(std::memory_order_acquire) >> 4) == (w >> 4); ++spins) {
-    if (spins < 2048)
-      FUSEDNN_REPLICA_PAUSE();
-    else
-      std::this_thread::yield();
-  }
-}
-
-void fail(Run& R) {
-  if (!R.failed.exchange(true)) R.error = std::current_exception();
-}
-
-void participant(void* ctx, int me) {
+// Stage 0: replica c's forward and backward (an empty replica contributes nothing);
+// stage 1: half c of the update.
+void task(void* ctx, std::int64_t s, int stage, int c) {
   Run& R = *static_cast<Run*>(ctx);
-  for (;;) {
-    std::uint64_t w = R.word.load(std::memory_order_acquire);
-    const std::int64_t s = step_of(w);
-    if (s >= R.step1) return;
-    const std::uint64_t claimed = w & kClaimMask;
-    if (claimed == kClaimMask) {  // both tasks of this stage are taken: wait for the next
-      if (std::this_thread::get_id() == R.caller) {
-        const auto t0 = std::chrono::steady_clock::now();
-        wait_past(R, w);
-        R.caller_wait += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      } else {
-        wait_past(R, w);
-      }
-      continue;
-    }
-    const int c = !(claimed & (1u << me)) ? me : 1 - me;  // its own task first (cache locality)
-    if (!R.word.compare_exchange_weak(w, w | (1u << c), std::memory_order_acq_rel)) continue;
-    const bool update = w & kStage;
-    if (!R.failed.load(std::memory_order_acquire)) {
-      try {
-        if (update) {
-          reduce_and_update(R, s, c);
-        } else if (R.rep[c].starts[std::size_t(s) + 1] > R.rep[c].starts[std::size_t(s)]) {
-          // replica c's forward and backward (an empty replica contributes nothing)
-          std::int64_t done = 0;
-          train_steps_no_update(R.rep[c].layers, *R.opt, R.loss, R.rep[c].data, R.batch, s, s + 1, 0, false, &done);
-        }
-      } catch (...) {
-        fail(R);
-      }
-    }
-    // finished: the stage's second task to finish opens the next stage (or step)
-    const std::uint64_t v = R.word.fetch_add(kFinishOne, std::memory_order_acq_rel) + kFinishOne;
-    if ((v & kFinishMask) != 2 * kFinishOne) continue;
-    bool go = !R.failed.load(std::memory_order_acquire);
-    if (go && update) {
-      step_loss(R, s);
-      R.end.store(s + 1, std::memory_order_relaxed);
-      go = !(R.stop_on_nonfinite && !std::isfinite(R.rep[0].data.step_losses[s]));
-    }
-    R.word.store(!go ? word_of(R.step1) : update ? word_of(s + 1) : word_of(s, 1), std::memory_order_release);
+  if (stage == 1) {
+    reduce_and_update(R, s, c);
+  } else if (R.rep[c].starts[std::size_t(s) + 1] > R.rep[c].starts[std::size_t(s)]) {
+    std::int64_t done = 0;
+    train_steps_no_update(R.rep[c].layers, *R.opt, R.loss, R.rep[c].data, R.batch, s, s + 1, 0, false, &done);
   }
 }
 
-float* aligned_take(std::vector<float>& storage, std::size_t& at, std::size_t n) {
-  const std::uintptr_t addr = reinterpret_cast<std::uintptr_t>(storage.data() + at);
-  at += (kAlignFloats - (addr / sizeof(float)) % kAlignFloats) % kAlignFloats;
-  float* p = storage.data() + at;
-  at += (n + kAlignFloats - 1) / kAlignFloats * kAlignFloats;
-  return p;
+bool step_done(void* ctx, std::int64_t s) {
+  Run& R = *static_cast<Run*>(ctx);
+  step_loss(R, s);
+  return !(R.stop_on_nonfinite && !std::isfinite(R.rep[0].data.step_losses[s]));
 }
 
 }  // namespace
@@ -268,6 +192,9 @@ std::int64_t train_steps_replicated(std::vector<DenseBuffers>& layers, const Opt
                                     const TrainData& data, int batch, std::int64_t step0, std::int64_t step1,
                                     std::int64_t iterations, bool stop_on_nonfinite, std::int64_t* steps_done,
                                     ReplicaScratch& scratch) {
+  if (!columns_ineligible(layers, loss, data))
+    return train_steps_columns(layers, opt, loss, data, batch, step0, step1, iterations, stop_on_nonfinite,
+                               steps_done, scratch);
   const int h = (batch + 1) / 2;  // replica 0's rows of a full batch (replica 1 has at most as many)
   const int d_in = data.x_cols > 0 ? data.x_cols : layers.front().in;
   // replica 1's buffers: batch rows, activations and gradients for h rows, dW and db
@@ -287,7 +214,6 @@ std::int64_t train_steps_replicated(std::vector<DenseBuffers>& layers, const Opt
   R.loss = loss;
   R.batch = batch;
   R.step0 = step0;
-  R.step1 = step1;
   R.stop_on_nonfinite = stop_on_nonfinite;
   for (int r = 0; r < kReplicas; ++r) {
     Replica& rep = R.rep[r];
@@ -324,24 +250,15 @@ std::int64_t train_steps_replicated(std::vector<DenseBuffers>& layers, const Opt
     float* db = aligned_take(scratch.storage, at, std::size_t(l.out));
     l.db = l.b ? db : nullptr;
   }
-  R.word.store(word_of(step0));
-  R.end.store(step0);
-  R.caller = std::this_thread::get_id();
-
-  // with a helper, or on this thread alone (ReplicaTiming)
-  const bool helper = num_threads() >= kReplicas && scratch.timing.next_helper();
-  scratch.last_helper = helper;
-  const auto t0 = std::chrono::steady_clock::now();
-  if (helper)
-    parallel_run(kReplicas, &participant, &R);  // (on this thread alone when the pool is busy)
-  else
-    participant(&R, 0);
-  if (R.error) std::rethrow_exception(R.error);
-  *steps_done = R.end.load() - step0;
-  if (*steps_done > 0) {
-    const double run = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    scratch.timing.record(helper, run / double(*steps_done), R.caller_wait / run);
-  }
+  scratch.last_split = "rows";
+  ReplicaSchedule S;
+  S.stages = 2;
+  S.step0 = step0;
+  S.step1 = step1;
+  S.ctx = &R;
+  S.task = &task;
+  S.step_done = &step_done;
+  *steps_done = run_timed(S, scratch);
   return iterations + *steps_done;
 }
 

@@ -16,10 +16,11 @@ class MlpTrainer:
     def __init__(self: MlpTrainer, layers: list, optimizer: dict, loss: str, batch: typing.SupportsInt | typing.SupportsIndex, loss_param: object = 0.0, heads: object = None) -> None: ...
     last_helper: Any
     last_replicas: Any
+    last_split: Any
     def replicas_ineligible(self: MlpTrainer) -> object:
         """Why this trainer's model cannot run replicas (None: it can)."""
     def run(self: MlpTrainer, x: object, y: object, order: object, x_batch: object, y_batch: object, step_losses: object, step0: typing.SupportsInt | typing.SupportsIndex, step1: typing.SupportsInt | typing.SupportsIndex, iterations: typing.SupportsInt | typing.SupportsIndex, stop_on_nonfinite: bool = True, metrics: object = None, weights: object = None, step_params: object = None, step_starts: object = None, between: object = None, replicas: typing.SupportsInt | typing.SupportsIndex = 1, head_losses: object = None, head_metrics: object = None) -> tuple:
-        """Run steps [step0, step1). replicas=2 splits each step's rows in two replicas, run on two pool threads when one is free (fusednn/cpu_replicas.h), where the model and run allow it; last_replicas says what the run used."""
+        """Run steps [step0, step1). replicas=2 splits each step in two replicas (its rows, or a one-hidden-layer model's hidden units), run on two pool threads when one is free (fusednn/cpu_replicas.h), where the model and run allow it; last_replicas and last_split say what the run used."""
 
 OPTIMIZER_FLAGS: int
 

@@ -12,7 +12,7 @@ import fusednn
 from fusednn import backends, ops
 from fusednn.backends import activation_code
 
-from helpers import matmul_ref, poisoned
+from helpers import guarded, matmul_ref, poisoned
 
 pytestmark = pytest.mark.skipif("cpu" not in backends.available(), reason="cpu backend not built")
 
@@ -146,7 +146,8 @@ def test_narrow_outputs_and_column_tails(kernels, N, ta, tb):
             b = (rng.standard_normal((N, K) if tb else (K, N)) / np.sqrt(K)).astype(np.float32)
             bias = rng.standard_normal(N).astype(np.float32)
             for act in ("linear", "relu", "sigmoid", "tanh"):
-                out = poisoned((M, N))
+                out, guard = guarded((M, N))
                 kernels.matmul(a, b, ta, tb, bias, activation_code(act), out)
                 ref, scale = matmul_ref(a, b, ta, tb, bias, act)
                 assert np.all(np.abs(out - ref) <= 1e-5 * (1 + scale)), (M, K, act)
+                assert np.all(guard == 12345.0), ("wrote past C", M, K, act)

@@ -49,7 +49,21 @@ struct ReplicaScratch {
   std::vector<float> losses;   // its step losses
   ReplicaTiming timing;
   int last_helper = -1;  // whether the latest run asked for a helper (-1: no run yet)
+  const char* last_split = nullptr;  // "rows" or "columns": how the latest run split its steps
 };
+
+// Why the run cannot split its steps by hidden units (train_columns.cpp; nullptr: it
+// can): only two Dense layers, the hidden one at least 32 units wide with an activation
+// whose derivative comes from its output, the output layer linear, mse or a
+// cross-entropy, no sample weights.
+const char* columns_ineligible(const std::vector<DenseBuffers>& layers, LossKind loss, const TrainData& data);
+
+// train_steps_replicated for a model columns_ineligible accepts: each step's hidden units
+// split between the two tasks (train_columns.cpp).
+std::int64_t train_steps_columns(std::vector<DenseBuffers>& layers, const OptimizerConfig& opt, LossKind loss,
+                                 const TrainData& data, int batch, std::int64_t step0, std::int64_t step1,
+                                 std::int64_t iterations, bool stop_on_nonfinite, std::int64_t* steps_done,
+                                 ReplicaScratch& scratch);
 
 // Run steps [step0, step1) as train_steps does (same arguments and results: the
 // iteration count after the run, *steps_done), each step's rows split between two
