@@ -82,8 +82,8 @@ def layernorm_backward(dy: object, xhat: object, invstd: object, gamma: object, 
 def layernorm_forward(x: object, gamma: object, beta: object, epsilon: typing.SupportsFloat | typing.SupportsIndex, y: object, xhat: object, invstd: object) -> None:
     """Layer normalisation of (rows, cols) x, each row over its columns (biased variance, statistics in double): y = gamma*xhat + beta (gamma/beta None: 1/0), xhat and invstd (rows,) kept for the backward pass. y may alias x."""
 
-def legacy_permutations(bitgen: typing_extensions.CapsuleType, order: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], epochs: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.int64]:
-    """Row e: the order after e + 1 calls of RandomState.permutation, each on the previous result, drawn from the generator behind `bitgen` (a BitGenerator's capsule; hold its lock)."""
+def legacy_permutations(bitgen: typing_extensions.CapsuleType, order: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], epochs: typing.SupportsInt | typing.SupportsIndex, *, mt19937: bool = False) -> numpy.typing.NDArray[numpy.int64]:
+    """Row e: the order after e + 1 calls of RandomState.permutation, each on the previous result, drawn from the generator behind `bitgen` (a BitGenerator's capsule; hold its lock). mt19937=True: the capsule is numpy.random.MT19937's (its generator is then inlined)."""
 
 def log_softmax(x: object, out: object = None) -> numpy.ndarray:
     """Row-wise log-softmax of a 2-D array."""

@@ -143,7 +143,7 @@ def test_native_epoch_shuffles_are_numpys(monkeypatch, n, epochs):
         pytest.skip("cpu backend not built")
     calls = []
     real = native("cpu").legacy_permutations
-    monkeypatch.setattr(native("cpu"), "legacy_permutations", lambda *a: calls.append(a[2]) or real(*a))
+    monkeypatch.setattr(native("cpu"), "legacy_permutations", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
     for seed in (0, 12345):
         ours, ref = np.random.RandomState(seed), np.random.RandomState(seed)
         start = np.arange(n, dtype=np.int64) * 5 + 2
@@ -154,6 +154,31 @@ def test_native_epoch_shuffles_are_numpys(monkeypatch, n, epochs):
             np.testing.assert_array_equal(got[e], order)
         assert ours.randint(1 << 30) == ref.randint(1 << 30) and ours.random_sample() == ref.random_sample()
     assert calls == [epochs, epochs]  # the native path ran
+
+
+@pytest.mark.parametrize("n", [2, 5, 1347])
+def test_native_shuffle_through_the_generators_calls_is_numpys(n):
+    """Without mt19937=True (any other BitGenerator) the draws go through the generator's
+    own next_uint32: PCG64 behind a RandomState gives that RandomState's permutations, and
+    MT19937 the same orders and state as its inlined path."""
+    from fusednn.backends.compiled import native
+
+    cpu = native("cpu")
+    if cpu is None:
+        pytest.skip("cpu backend not built")
+    start = np.arange(n, dtype=np.int64)
+    for make in (lambda: np.random.RandomState(np.random.PCG64(7)), lambda: np.random.RandomState(7)):
+        ours, ref = make(), make()
+        got = cpu.legacy_permutations(ours._bit_generator.capsule, start, 4)
+        order = start
+        for e in range(4):
+            order = ref.permutation(order)
+            np.testing.assert_array_equal(got[e], order)
+        assert ours.randint(1 << 30) == ref.randint(1 << 30)
+    inl, called = np.random.RandomState(3), np.random.RandomState(3)
+    np.testing.assert_array_equal(cpu.legacy_permutations(inl._bit_generator.capsule, start, 3, mt19937=True),
+                                  cpu.legacy_permutations(called._bit_generator.capsule, start, 3))
+    assert inl.random_sample() == called.random_sample()
 
 
 def test_native_shuffle_rejects_bad_arguments():

@@ -91,7 +91,8 @@ def _permutations(rs: np.random.RandomState, order: np.ndarray, epochs: int) -> 
     bitgen = getattr(rs, "_bit_generator", None)  # RandomState's MT19937 (numpy >= 1.17)
     if cpu is not None and isinstance(bitgen, np.random.MT19937):
         with bitgen.lock:
-            return cpu.legacy_permutations(bitgen.capsule, np.ascontiguousarray(order, dtype=np.int64), epochs)
+            return cpu.legacy_permutations(bitgen.capsule, np.ascontiguousarray(order, dtype=np.int64), epochs,
+                                           mt19937=True)
     out = np.empty((epochs, len(order)), dtype=np.int64)
     for e in range(epochs):
         order = out[e] = rs.permutation(order)
