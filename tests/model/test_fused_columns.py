@@ -17,7 +17,7 @@ from fusednn.training import fused
 
 pytestmark = pytest.mark.skipif("cpu" not in fusednn.backends.available(), reason="cpu backend not built")
 
-D, K = 9, 3
+D, K = 17, 3
 LOSSES = {"mse": ("mse", "linear"), "binary": ("binary_crossentropy", "sigmoid"),
           "categorical": ("categorical_crossentropy", "softmax"),
           "sparse": ("sparse_categorical_crossentropy", "softmax")}
@@ -46,10 +46,10 @@ def _data(kind: str, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _model(kind: str, opt: str, hidden: int, act: str = "relu", l1: float = 0.0, l2: float = 0.0,
-           bias: bool = True, layers: int = 1):
+           bias: bool = True, layers: int = 1, inputs: int = D):
     loss, out = LOSSES[kind]
     reg = regularizers.L1L2(l1, l2) if (l1 or l2) else None
-    stack = [keras.Input(shape=(D,))]
+    stack = [keras.Input(shape=(inputs,))]
     for _ in range(layers):
         stack.append(keras.layers.Dense(hidden, activation=act, kernel_regularizer=reg, bias_regularizer=reg,
                                         use_bias=bias))
@@ -138,13 +138,16 @@ def test_a_nonfinite_loss_stops_at_its_step_as_one_replica_does():
     assert done < 10 and not finite[-1]  # stopped early, where one replica stops
 
 
-@pytest.mark.parametrize("why", ["two hidden layers", "narrow", "gelu", "sample weights"])
+@pytest.mark.parametrize("why", ["two hidden layers", "narrow", "gelu", "sample weights", "few inputs"])
 def test_models_columns_cannot_split_run_on_rows(why):
     x, y = _data("categorical", 120)
+    if why == "few inputs":
+        x = np.ascontiguousarray(x[:, :15])
     model = {"two hidden layers": lambda: _model("categorical", "adam", 64, layers=2),
              "narrow": lambda: _model("categorical", "adam", 31),
              "gelu": lambda: _model("categorical", "adam", 64, act="gelu"),
-             "sample weights": lambda: _model("categorical", "adam", 64)}[why]()
+             "sample weights": lambda: _model("categorical", "adam", 64),
+             "few inputs": lambda: _model("categorical", "adam", 64, inputs=15)}[why]()
     sw = np.linspace(0.5, 1.5, 120) if why == "sample weights" else None
     _, _, _, tr = _train(model, x, y, 40, 2, epochs=1, sample_weight=sw)
     assert (tr.last_replicas, tr.last_split) == (2, "rows")

@@ -53,9 +53,9 @@ struct ReplicaScratch {
 };
 
 // Why the run cannot split its steps by hidden units (train_columns.cpp; nullptr: it
-// can): only two Dense layers, the hidden one at least 32 units wide with an activation
-// whose derivative comes from its output, the output layer linear, mse or a
-// cross-entropy, no sample weights.
+// can): only two Dense layers, at least 16 inputs, the hidden layer at least 32 units
+// wide with an activation whose derivative comes from its output, the output layer
+// linear, mse or a cross-entropy, no sample weights.
 const char* columns_ineligible(const std::vector<DenseBuffers>& layers, LossKind loss, const TrainData& data);
 
 // train_steps_replicated for a model columns_ineligible accepts: each step's hidden units
