@@ -31,12 +31,13 @@ from .epoch_metrics import EpochMetrics
 
 
 #: whether ``replicas_for`` (scikit-learn's estimators) may choose two replicas. On by
-#: default since they run several epochs per native run and the update halves work in
-#: their own core's cache: on the 2-core dev machine digits' step took 57 us with two
-#: replicas against 100 us with one (benchmarks/bench_sklearn.py --compare-replicas
-#: --threads 2 gives the fit times). Where the second thread is not free, the trainer
-#: itself falls back to one thread (ReplicaTiming, csrc/include/fusednn/cpu_replicas.h).
-#: Fits then differ from one replica's by float32 rounding (another summation order).
+#: default since they run several epochs per native run and each replica's parameters
+#: (split by hidden units, or the update halves of the rows split) stay in its own core's
+#: cache: on the 2-core dev machine digits' step takes 44 us with two replicas against
+#: 81 us with one (benchmarks/bench_sklearn.py --compare-replicas --threads 2 gives the
+#: fit times). Where the second thread is not free, the trainer itself falls back to one
+#: thread (ReplicaTiming, csrc/include/fusednn/cpu_replicas.h). Fits then differ from one
+#: replica's by float32 rounding (another summation order).
 REPLICAS_ENABLED = True
 
 #: the fewest rows per replica of a full batch for which ``replicas_for`` splits each step
@@ -670,9 +671,10 @@ class FusedTrainer:
         regularizer factors by penalty_scale[s]. ``params``: the epoch's step parameter
         rows (``optimizer.step_params(optimizer.iterations, steps)``) when the caller
         computed them ahead (scikit-learn's small epochs: once per block of epochs).
-        ``replicas=2`` (cpu backend, see :func:`replicas_for`) splits each step's rows
-        between two threads where the model and the thread pool allow it; the results
-        then differ from one thread's by float32 rounding (another summation order)."""
+        ``replicas=2`` (cpu backend, see :func:`replicas_for`) splits each step between
+        two threads (its rows, or a one-hidden-layer model's hidden units) where the model
+        and the thread pool allow it; the results then differ from one thread's by float32
+        rounding (another summation order)."""
         if weights is not None and augment is not None:
             raise ValueError("sample weights cannot be combined with augment")
         if weights is not None and not weights_fused(model, self.tracker):
