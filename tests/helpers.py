@@ -140,3 +140,39 @@ def assert_close_to_numpy_backend(build, loss, x, y):
     np.testing.assert_allclose(h_cpu["loss"], h_np["loss"], rtol=2e-4)
     for a, b in zip(w_cpu, w_np):
         np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-5)
+
+
+# Keras losses of the fused trainer's replicated runs, with the output activation each takes
+REPLICA_LOSSES = {"mse": ("mse", "linear"), "binary": ("binary_crossentropy", "sigmoid"),
+                  "categorical": ("categorical_crossentropy", "softmax"),
+                  "sparse": ("sparse_categorical_crossentropy", "softmax")}
+
+
+def replica_data(kind: str, n: int, d: int, k: int,
+                 seed: int | np.random.Generator = 0) -> tuple[np.ndarray, np.ndarray]:
+    """n rows of d float32 inputs and targets for REPLICA_LOSSES[kind] with k outputs
+    (drawn from `seed`, or from a Generator, whose stream then continues)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    if kind in ("mse", "binary"):
+        y = rng.random((n, k)).astype(np.float32)
+    elif kind == "categorical":
+        y = np.eye(k, dtype=np.float32)[rng.integers(0, k, n)]
+    else:
+        y = rng.integers(0, k, (n, 1)).astype(np.float32)
+    return x, y
+
+
+@contextlib.contextmanager
+def cpu_backend_threads(n: int):
+    """The cpu backend with an n-thread pool, restored afterwards."""
+    import fusednn
+
+    prev, threads = fusednn.get_backend().name, fusednn.get_num_threads()
+    fusednn.set_backend("cpu")
+    fusednn.set_num_threads(n)
+    try:
+        yield
+    finally:
+        fusednn.set_num_threads(threads)
+        fusednn.set_backend(prev)

@@ -59,6 +59,16 @@ py::array matmul_checked(MatmulFn fn, const py::object& a_, const py::object& b_
   return out;
 }
 
+// A penalty kernel's optional one-element float32 `loss` (kept alive in `keep`): its
+// pointer, or null for None.
+float* penalty_slot(const py::object& loss_, py::array& keep, const char* op) {
+  if (loss_.is_none()) return nullptr;
+  keep = as_f32(loss_, "loss", true);
+  if (keep.size() != 1)
+    throw py::value_error(std::string(op) + ": loss must hold exactly one element, got shape " + shape_of(keep));
+  return fptr(keep);
+}
+
 }  // namespace
 
 void register_trainer(py::module_& m);  // cpu_trainer.cpp
@@ -491,14 +501,8 @@ PYBIND11_MODULE(_cpu, m) {
         py::array w = as_f32(w_, "param"), g = as_f32(g_, "grad", true);
         check_same_shape(w, "param", g, "grad");
         check_no_overlap(g, w, "param");
-        float* lo = nullptr;
         py::array loss;
-        if (!loss_.is_none()) {
-          loss = as_f32(loss_, "loss", true);
-          if (loss.size() != 1)
-            throw py::value_error("regularize: loss must hold exactly one element, got shape " + shape_of(loss));
-          lo = fptr(loss);
-        }
+        float* lo = penalty_slot(loss_, loss, "regularize");
         float* pg = fptr(g);
         const float* pw = cfptr(w);
         const std::size_t n = std::size_t(w.size());
@@ -519,15 +523,8 @@ PYBIND11_MODULE(_cpu, m) {
         check_same_shape(w, "param", g0, "grad0");
         check_same_shape(w, "param", g1, "grad1");
         check_no_overlap(g, w, "param");
-        float* lo = nullptr;
         py::array loss;
-        if (!loss_.is_none()) {
-          loss = as_f32(loss_, "loss", true);
-          if (loss.size() != 1)
-            throw py::value_error("weighted_sum_regularize: loss must hold exactly one element, got shape " +
-                                  shape_of(loss));
-          lo = fptr(loss);
-        }
+        float* lo = penalty_slot(loss_, loss, "weighted_sum_regularize");
         float* pg = fptr(g);
         const float *pw = cfptr(w), *p0 = cfptr(g0), *p1 = cfptr(g1);
         // element i reads g0[i] and g1[i] before writing g[i]: g may be either one, not a shifted view

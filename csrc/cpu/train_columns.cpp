@@ -261,9 +261,7 @@ const char* columns_ineligible(const std::vector<DenseBuffers>& layers, LossKind
   if (l1.act != Act::linear || l1.Z) return "an output activation";
   for (const DenseBuffers& l : layers)
     if (l.A_l1 != 0.f || l.A_l2 != 0.f || !l.post.empty() || l.frozen || !l.W) return "layer steps or penalties";
-  if (!(loss == LossKind::mse || loss == LossKind::xent_binary || loss == LossKind::xent_categorical ||
-        loss == LossKind::xent_sparse))
-    return "a loss other than mse or a cross-entropy";
+  if (!replica_loss(loss)) return "a loss other than mse or a cross-entropy";
   if (data.row_scale) return "sample weights";
   return nullptr;
 }
@@ -345,22 +343,15 @@ std::int64_t train_steps_columns(std::vector<DenseBuffers>& layers, const Optimi
   // packed for the run and written back after it (also when it fails)
   const State W1s{l0.W_s1, l0.W_s2, l0.W_s3, l0.W_ema};
   const auto pack = [&](bool back) {
-    for (int c = 0; c < 2; ++c) {
-      const Task& T = R.task[c];
-      const int j0 = c * R.hc;
-      columns(l0.W, R.H, T.W1, R.D, j0, R.hc, back);
-      columns(W1s.s1, R.H, T.W1s.s1, R.D, j0, R.hc, back);
-      columns(W1s.s2, R.H, T.W1s.s2, R.D, j0, R.hc, back);
-      columns(W1s.s3, R.H, T.W1s.s3, R.D, j0, R.hc, back);
-      columns(W1s.ema, R.H, T.W1s.ema, R.D, j0, R.hc, back);
-    }
-    if (R.t > 0) {
-      columns(l0.W, R.H, R.W1t, R.D, 2 * R.hc, R.t, back);
-      columns(W1s.s1, R.H, R.W1ts.s1, R.D, 2 * R.hc, R.t, back);
-      columns(W1s.s2, R.H, R.W1ts.s2, R.D, 2 * R.hc, R.t, back);
-      columns(W1s.s3, R.H, R.W1ts.s3, R.D, 2 * R.hc, R.t, back);
-      columns(W1s.ema, R.H, R.W1ts.ema, R.D, 2 * R.hc, R.t, back);
-    }
+    const auto part = [&](float* W, const State& st, int j0, int w) {
+      columns(l0.W, R.H, W, R.D, j0, w, back);
+      columns(W1s.s1, R.H, st.s1, R.D, j0, w, back);
+      columns(W1s.s2, R.H, st.s2, R.D, j0, w, back);
+      columns(W1s.s3, R.H, st.s3, R.D, j0, w, back);
+      columns(W1s.ema, R.H, st.ema, R.D, j0, w, back);
+    };
+    for (int c = 0; c < 2; ++c) part(R.task[c].W1, R.task[c].W1s, c * R.hc, R.hc);
+    if (R.t > 0) part(R.W1t, R.W1ts, 2 * R.hc, R.t);
   };
   pack(false);
   scratch.last_split = "columns";

@@ -179,9 +179,7 @@ const char* replicas_ineligible(const std::vector<DenseBuffers>& layers, const O
     if (!l.post.empty()) return "a layer step after a Dense";
     if (l.W_con.kind != ConstraintKind::none || l.b_con.kind != ConstraintKind::none) return "a weight constraint";
   }
-  if (!(loss == LossKind::mse || loss == LossKind::xent_binary || loss == LossKind::xent_categorical ||
-        loss == LossKind::xent_sparse))
-    return "a loss other than mse or a cross-entropy";
+  if (!replica_loss(loss)) return "a loss other than mse or a cross-entropy";
   if (opt.flags & (optf::clip_norm | optf::clip_global)) return "gradient norm clipping";
   if (data.counts || data.err_sums || data.n_metric_specs) return "metric accumulators";
   if (data.between) return "the caller's data parallelism";

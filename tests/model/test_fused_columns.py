@@ -14,35 +14,22 @@ import pytest
 import fusednn
 from fusednn import keras, regularizers
 from fusednn.training import fused
+from helpers import REPLICA_LOSSES, cpu_backend_threads, replica_data
 
 pytestmark = pytest.mark.skipif("cpu" not in fusednn.backends.available(), reason="cpu backend not built")
 
 D, K = 17, 3
-LOSSES = {"mse": ("mse", "linear"), "binary": ("binary_crossentropy", "sigmoid"),
-          "categorical": ("categorical_crossentropy", "softmax"),
-          "sparse": ("sparse_categorical_crossentropy", "softmax")}
+LOSSES = REPLICA_LOSSES
 
 
 @pytest.fixture(autouse=True)
 def _cpu_two_threads():
-    prev, threads = fusednn.get_backend().name, fusednn.get_num_threads()
-    fusednn.set_backend("cpu")
-    fusednn.set_num_threads(2)
-    yield
-    fusednn.set_num_threads(threads)
-    fusednn.set_backend(prev)
+    with cpu_backend_threads(2):
+        yield
 
 
 def _data(kind: str, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, D)).astype(np.float32)
-    if kind in ("mse", "binary"):
-        y = rng.random((n, K)).astype(np.float32)
-    elif kind == "categorical":
-        y = np.eye(K, dtype=np.float32)[rng.integers(0, K, n)]
-    else:
-        y = rng.integers(0, K, (n, 1)).astype(np.float32)
-    return x, y
+    return replica_data(kind, n, D, K, seed)
 
 
 def _model(kind: str, opt: str, hidden: int, act: str = "relu", l1: float = 0.0, l2: float = 0.0,

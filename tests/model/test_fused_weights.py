@@ -10,7 +10,7 @@ import fusednn
 from fusednn import keras, regularizers
 from fusednn.training import fused
 
-from helpers import numeric_grad
+from helpers import numeric_grad, replica_data
 
 pytestmark = pytest.mark.skipif("cpu" not in fusednn.backends.available(), reason="cpu backend not built")
 
@@ -37,13 +37,7 @@ def test_weighted_step_loss_and_gradient(kind):
     try:
         rng = np.random.default_rng(0)
         n, d, k = 13, 5, 3
-        x = rng.standard_normal((n, d)).astype(np.float32)
-        if kind in ("mse", "binary"):
-            t = rng.random((n, k)).astype(np.float32)
-        elif kind == "categorical":
-            t = np.eye(k, dtype=np.float32)[rng.integers(0, k, n)]
-        else:
-            t = rng.integers(0, k, (n, 1)).astype(np.float32)
+        x, t = replica_data(kind, n, d, k, rng)  # (rng's stream continues below)
         loss, act = LOSSES[kind]
         l2 = 0.3
         model = keras.Sequential([keras.Input(shape=(d,)),

@@ -13,6 +13,12 @@
 namespace fusednn {
 namespace cpu {
 
+// The losses replicated runs take: mse and the cross-entropies.
+inline bool replica_loss(LossKind loss) {
+  return loss == LossKind::mse || loss == LossKind::xent_binary || loss == LossKind::xent_categorical ||
+         loss == LossKind::xent_sparse;
+}
+
 // The fused loop with an empty update phase (train.cpp): the replicas' hook updates.
 std::int64_t train_steps_no_update(std::vector<DenseBuffers>& layers, const OptimizerConfig& opt, LossKind loss,
                                    const TrainData& data, int batch, std::int64_t step0, std::int64_t step1,
