@@ -114,8 +114,6 @@ void forward(Run& R, std::int64_t s, int c) {
   }
 }
 
-inline const float* b2_of(const Run& R) { return R.l1->b; }
-
 void loss(Run& R, std::int64_t s, int c) {
   Task& T = R.task[c];
   const int B = R.rows(s), O = R.O;
@@ -123,7 +121,7 @@ void loss(Run& R, std::int64_t s, int c) {
   R.share(s, c, &off, &n);
   T.loss = 0.0;
   if (n == 0) {
-    if (b2_of(R)) std::fill_n(T.db2, O, 0.f);
+    if (R.l1->b) std::fill_n(T.db2, O, 0.f);
     return;
   }
   const float* P0 = R.task[0].P + std::size_t(off) * O;
