@@ -1,5 +1,6 @@
 // Elementwise activations: dispatch to the AVX2 versions when the CPU has
 // them, else portable loops that use the C library's exp/tanh.
+#include <algorithm>
 #include <cmath>
 
 #include "fusednn/act_ext.h"
@@ -80,6 +81,18 @@ void act_backward(float* dx, const float* dy, const float* y, std::size_t n, Act
 #endif
     backward_portable(dx + b, dy + b, y + b, e - b, act);
   });
+}
+
+void outer_act_backward(float* dx, float* db, const float* dz, const float* w, const float* y, std::size_t rows,
+                        std::size_t cols, Act act) {
+  if (rows == 0 && db) std::fill_n(db, cols, 0.f);  // (sum_rows of no rows)
+  if (rows == 0 || cols == 0) return;
+#ifdef FUSEDNN_HAVE_AVX2_TU
+  if (use_avx2() && avx2::outer_act_backward(dx, db, dz, w, y, rows, cols, act)) return;
+#endif
+  matmul(dx, dz, w, int(rows), int(cols), 1, false, true, nullptr, Act::linear);
+  act_backward(dx, dx, y, rows * cols, act);
+  if (db) sum_rows(db, dx, rows, cols);
 }
 
 void bias_act(float* y, const float* x, const float* b, std::size_t rows, std::size_t cols,

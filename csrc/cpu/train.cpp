@@ -54,6 +54,10 @@ struct Kernels {
   void sum_rows(float* out, const float* x, int rows, int cols) const {
     cpu::sum_rows(out, x, std::size_t(rows), std::size_t(cols));
   }
+  void outer_act_backward(float* dx, float* db, const float* dz, const float* w, const float* y, int rows, int cols,
+                          Act act) const {
+    cpu::outer_act_backward(dx, db, dz, w, y, std::size_t(rows), std::size_t(cols), act);
+  }
   // the clipping norm: a sum of squares in double, reset and added to per
   // gradient (clipnorm) or over all of a step's gradients (global_clipnorm)
   void norm_reset() const { *norm = 0.0; }

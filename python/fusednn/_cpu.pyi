@@ -123,6 +123,9 @@ def num_threads() -> int: ...
 def optimizer_update(kind: typing.SupportsInt | typing.SupportsIndex, flags: typing.SupportsInt | typing.SupportsIndex, step_params: object, param: object, grad: object, s1: object = None, s2: object = None, s3: object = None, ema: object = None, sumsq: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
     """In-place update of param and its state by Keras' rule for `kind` (fusednn/optim_update.h)."""
 
+def outer_act_backward(dz: object, w: object, y: object, activation: typing.SupportsInt | typing.SupportsIndex, db: object = None, out: object = None) -> numpy.ndarray:
+    """act_backward(outer(dz, w), y) (a layer's gradient from one unit above it), and into db its column sums; one pass for relu, sigmoid, tanh and linear, with the bits of matmul, act_backward and sum_rows."""
+
 def prelu_backward(dy: object, x: object, alpha: object, dx: object, dalpha: object) -> None:
     """PReLU's gradients: dx = dy * (1 | alpha | 0 at x > 0 | < 0 | == 0), dalpha = sum dy * min(x, 0) (double)."""
 
@@ -131,9 +134,6 @@ def prelu_forward(x: object, alpha: object, y: object) -> None:
 
 def regularize(param: object, grad: object, l1: typing.SupportsFloat | typing.SupportsIndex, l2: typing.SupportsFloat | typing.SupportsIndex, loss: object = None) -> None:
     """Keras' L1/L2 penalty in place: grad += l1*sign(param) + 2*l2*param; loss[0] += sum(l1*|param| + l2*param**2) (float64 sum) when loss is given."""
-
-def weighted_sum_regularize(param: object, grad: object, grad0: object, grad1: object, c0: typing.SupportsFloat | typing.SupportsIndex, c1: typing.SupportsFloat | typing.SupportsIndex, l1: typing.SupportsFloat | typing.SupportsIndex, l2: typing.SupportsFloat | typing.SupportsIndex, loss: object = None) -> None:
-    """The replicas' update (fusednn/cpu_replicas.h): grad = c0*grad0 + c1*grad1 (float32 products), then regularize's penalty on it (grad may be grad0 or grad1)."""
 
 def set_num_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None: ...
 
@@ -155,6 +155,9 @@ def sum_squares(x: object) -> float:
 
 def weighted_loss_fn(pred: object, target: object, weights: object, fn: typing.SupportsInt | typing.SupportsIndex, param: object = 0.0) -> float:
     """sum_r w[r] * loss(row r) / rows for a LossFn loss (Keras' weighted sum_over_batch_size); param as for loss_grad."""
+
+def weighted_sum_regularize(param: object, grad: object, grad0: object, grad1: object, c0: typing.SupportsFloat | typing.SupportsIndex, c1: typing.SupportsFloat | typing.SupportsIndex, l1: typing.SupportsFloat | typing.SupportsIndex, l2: typing.SupportsFloat | typing.SupportsIndex, loss: object = None) -> None:
+    """The replicas' update (fusednn/cpu_replicas.h): grad = c0*grad0 + c1*grad1 (float32 products), then regularize's penalty on it (grad may be grad0 or grad1)."""
 
 def xent(logits: object, target: object, kind: typing.SupportsInt | typing.SupportsIndex, scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, grad: object = None, out: object = None) -> float:
     """Cross-entropy on logits (mean); writes scale * (act(logits) - target) to grad when given."""

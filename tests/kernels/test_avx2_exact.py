@@ -108,3 +108,54 @@ def test_softmax_xent_lanes_same_bits_as_portable(k, kind, cols):
     # the portable build takes exp in double, the AVX2 one in float: close, not equal
     np.testing.assert_allclose(gf, gp, rtol=1e-5, atol=1e-7)
     assert vf == pytest.approx(vp, rel=1e-6)
+
+
+@pytest.mark.parametrize("rows,cols", [(1, 1), (3, 4), (200, 100), (7, 7), (5, 8), (9, 9), (2, 16), (4, 17),
+                                       (31, 48), (6, 130), (0, 5)])
+@pytest.mark.parametrize("act", ["relu", "sigmoid", "tanh", "linear", "elu"])
+@pytest.mark.parametrize("with_db", [True, False])
+def test_outer_act_backward_is_the_three_kernels(k, rows, cols, act, with_db):
+    """The input gradient from one unit above (a binary classifier's or a regressor's
+    hidden layer): the bits of matmul (K = 1), act_backward and sum_rows, on both paths
+    (elu has no one-pass version: the three kernels themselves), and the float64 result."""
+    from fusednn.backends.base import ACTIVATIONS
+    code = ACTIVATIONS[act]
+    rng = np.random.default_rng(rows * 131 + cols)
+    dz, w = _values(rng, (rows,)), _values(rng, (cols,))
+    y = rng.standard_normal((rows, cols)).astype(np.float32)
+    y = {"relu": np.maximum(y, 0), "sigmoid": 1 / (1 + np.exp(-y)), "tanh": np.tanh(y)}.get(act, y).astype(np.float32)
+    if y.size > 2:
+        y.reshape(-1)[1] = np.nan
+
+    def fused():
+        db = np.full(cols, np.nan, np.float32) if with_db else None
+        return k.outer_act_backward(dz, w, y, code, db), db
+
+    def unfused():
+        g = k.act_backward(k.matmul(dz.reshape(-1, 1), w.reshape(-1, 1), False, True), y, code)
+        return g, k.sum_rows(g, None)
+
+    for (g, db), (g_ref, db_ref) in zip(_both(k, fused), _both(k, unfused)):
+        np.testing.assert_array_equal(g, g_ref)
+        if with_db:
+            np.testing.assert_array_equal(db, db_ref)
+    if act in ("relu", "linear"):  # and the float64 arithmetic, where the values are finite
+        want = np.outer(dz.astype(np.float64), w) * (y > 0 if act == "relu" else 1)
+        ok = np.isfinite(want)  # (float32 products below its smallest normal underflow)
+        np.testing.assert_allclose(g[ok], want[ok], rtol=1e-6, atol=np.finfo(np.float32).tiny)
+
+
+def test_outer_act_backward_rejects_bad_shapes_and_overlap(k):
+    y = np.ones((4, 3), np.float32)
+    with pytest.raises(ValueError, match="dz has shape"):
+        k.outer_act_backward(np.ones(5, np.float32), np.ones(3, np.float32), y, 1)
+    with pytest.raises(ValueError, match="w has shape"):
+        k.outer_act_backward(np.ones(4, np.float32), np.ones((3, 2), np.float32), y, 1)
+    with pytest.raises(ValueError, match="must not share memory with y"):
+        k.outer_act_backward(np.ones(4, np.float32), np.ones(3, np.float32), y, 1, None, y)
+    with pytest.raises(TypeError, match="dz must have dtype float32"):
+        k.outer_act_backward(np.ones(4), np.ones(3, np.float32), y, 1)
+    with pytest.raises(ValueError, match="dz must be C-contiguous"):
+        k.outer_act_backward(np.arange(8, dtype=np.float32)[::2], np.ones(3, np.float32), y, 1)
+    got = k.outer_act_backward(np.arange(4, dtype=np.float32).reshape(4, 1), np.ones((3, 1), np.float32), y, 0)
+    np.testing.assert_array_equal(got, np.outer(np.arange(4), np.ones(3)).astype(np.float32))

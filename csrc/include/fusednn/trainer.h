@@ -146,6 +146,13 @@ struct has_merge_ops : std::false_type {};
 template <class D>
 struct has_merge_ops<D, std::void_t<decltype(&D::merge_binary), decltype(&D::merge_scale)>> : std::true_type {};
 
+// Devices with outer_act_backward (the CPU's): a layer's input gradient from one unit above,
+// through its activation, with its bias gradient.
+template <class D, class = void>
+struct has_outer_act_backward : std::false_type {};
+template <class D>
+struct has_outer_act_backward<D, std::void_t<decltype(&D::outer_act_backward)>> : std::true_type {};
+
 // Source n of graph block l: its values, their row stride (a model input is a column
 // slice of the batch x, whose rows are x_cols wide) and their width.
 struct BlockSource {
@@ -348,23 +355,37 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
     // backward, last layer first; each W is used for dX before it is updated
     if (graph) std::fill(grads_seen.begin(), grads_seen.end(), 0);
     if (data.heads) heads_seed(*data.heads, grads_seen);
+    bool act_done = false;  // layer i's activation derivative and bias gradient came with its G (outer_act_backward)
     for (int i = L - 1; i >= 0; --i) {
       DenseBuffers& l = layers[i];
       const std::int64_t size = std::int64_t(B) * l.out;
-      if (!l.post.empty()) post_backward(dev, l.post, l.A, l.G, B);
-      if (l.A_l1 != 0.f || l.A_l2 != 0.f)  // the activity penalty, as the per-op Dense.backward adds it
-        dev.regularize(l.G, l.A, size, float(double(l.A_l1) / B), float(double(l.A_l2) / B), data.step_losses + s);
-      if (l.act != Act::linear) dev.act_backward(l.G, l.G, l.Z ? l.Z : l.A, size, l.act);
+      if (!act_done) {
+        if (!l.post.empty()) post_backward(dev, l.post, l.A, l.G, B);
+        if (l.A_l1 != 0.f || l.A_l2 != 0.f)  // the activity penalty, as the per-op Dense.backward adds it
+          dev.regularize(l.G, l.A, size, float(double(l.A_l1) / B), float(double(l.A_l2) / B), data.step_losses + s);
+        if (l.act != Act::linear) dev.act_backward(l.G, l.G, l.Z ? l.Z : l.A, size, l.act);
+      }
       const float* a_in = graph ? block_in[std::size_t(i)]
                                 : i > 0 ? post_output(layers[i - 1].post, layers[i - 1].A) : data.x_batch;
       if (!l.frozen) {
         dev.matmul(l.dW, a_in, l.G, l.in, l.out, B, true, false, nullptr, Act::linear);
-        if (l.b) dev.sum_rows(l.db, l.G, B, l.out);
+        if (l.b && !act_done) dev.sum_rows(l.db, l.G, B, l.out);
       }
-      if (graph)
+      act_done = false;
+      if (graph) {
         block_input_backward(dev, layers, std::size_t(i), data.x_batch, B, d_in, grads_seen);
-      else if (i > 0)
-        dev.matmul(post_grad(layers[i - 1].post, layers[i - 1].G), l.G, l.W, B, l.in, l.out, false, true, nullptr, Act::linear);
+      } else if (i > 0) {
+        DenseBuffers& p = layers[i - 1];
+        if constexpr (has_outer_act_backward<D>::value) {
+          // one unit above a plain layer (a binary classifier's or a regressor's hidden layer):
+          // its G, activation derivative and bias gradient in one pass, the same bits
+          act_done = l.out == 1 && p.post.empty() && p.A_l1 == 0.f && p.A_l2 == 0.f;
+          if (act_done)
+            dev.outer_act_backward(p.G, p.b && !p.frozen ? p.db : nullptr, l.G, l.W, p.Z ? p.Z : p.A, B, p.out, p.act);
+        }
+        if (!act_done)
+          dev.matmul(post_grad(p.post, p.G), l.G, l.W, B, l.in, l.out, false, true, nullptr, Act::linear);
+      }
     }
     }  // B > 0
     // weight penalties (kernel/bias regularizers), in layer order as the per-op path:
