@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <optional>
 
 namespace py = pybind11;
 
@@ -40,8 +41,9 @@ std::uint64_t random_interval(BitGen* g, std::uint64_t max) {
 }
 
 // numpy's MT19937 (numpy/random/src/mt19937): its state struct, and the generator
-// inlined, the 624-word twist in two loops of independent words (vectorised) instead
-// of a call through next_uint32 per draw.
+// inlined: the 624-word twist in two loops of independent words (vectorised), and the
+// tempering of a whole block after it (vectorised too) instead of once per draw. The
+// state (key, pos) stays numpy's: `out` only caches the tempered key.
 struct MtState {
   std::uint32_t key[624];
   int pos;
@@ -49,6 +51,18 @@ struct MtState {
 
 struct Mt {
   MtState st;
+  std::uint32_t out[624];  // out[i]: the draw at position i of the current key
+  explicit Mt(const MtState& s) : st(s) { temper(); }
+  void temper() {
+    for (int i = 0; i < 624; ++i) {
+      std::uint32_t y = st.key[i];
+      y ^= y >> 11;
+      y ^= (y << 7) & 0x9d2c5680U;
+      y ^= (y << 15) & 0xefc60000U;
+      y ^= y >> 18;
+      out[i] = y;
+    }
+  }
   void twist() {
     constexpr int N = 624, M = 397;
     constexpr std::uint32_t A = 0x9908b0dfU, UP = 0x80000000U, LO = 0x7fffffffU;
@@ -65,15 +79,11 @@ struct Mt {
     const std::uint32_t y = (k[N - 1] & UP) | (k[0] & LO);
     k[N - 1] = k[M - 1] ^ (y >> 1) ^ (-(y & 1U) & A);
     st.pos = 0;
+    temper();
   }
   std::uint32_t next() {
     if (st.pos == 624) twist();
-    std::uint32_t y = st.key[st.pos++];
-    y ^= y >> 11;
-    y ^= (y << 7) & 0x9d2c5680U;
-    y ^= (y << 15) & 0xefc60000U;
-    y ^= y >> 18;
-    return y;
+    return out[st.pos++];
   }
 };
 
@@ -82,7 +92,7 @@ struct Mt {
 bool is_numpy_mt19937(BitGen* g) {
   auto* st = static_cast<MtState*>(g->state);
   if (st->pos < 0 || st->pos > 624) return false;
-  Mt ours{*st};
+  Mt ours(*st);
   const MtState saved = *st;
   const std::uint32_t theirs = g->next_uint32(g->state);
   const bool same = ours.next() == theirs && st->pos == ours.st.pos;
@@ -94,9 +104,10 @@ bool is_numpy_mt19937(BitGen* g) {
 // each swapping element i with the drawn j
 template <class Draw>
 void shuffle(std::int64_t* o, std::int64_t n, Draw&& draw32) {
+  std::uint32_t mask = 1;  // the smallest 2^k - 1 >= i, halved as i falls
+  while (mask < std::uint32_t(n - 1)) mask = mask * 2 + 1;
   for (std::int64_t i = n - 1; i >= 1; --i) {
-    std::uint32_t mask = std::uint32_t(i);
-    for (int s = 1; s <= 16; s *= 2) mask |= mask >> s;
+    if ((mask >> 1) >= std::uint32_t(i)) mask >>= 1;
     std::uint32_t j;
     while ((j = draw32() & mask) > std::uint32_t(i)) {
     }
@@ -127,12 +138,12 @@ void register_shuffle(py::module_& m) {
         // MT19937 is inlined where the caller says the generator is one and its first
         // draw confirms it (the same draws, and the same state after them).
         const bool mt = mt19937 && n > 1 && n <= 0xffffffffLL && epochs > 0 && is_numpy_mt19937(g);
-        Mt local;
-        if (mt) local.st = *static_cast<MtState*>(g->state);
+        std::optional<Mt> local;
+        if (mt) local.emplace(*static_cast<MtState*>(g->state));
         for (int e = 0; e < epochs; ++e, prev = o, o += n) {
           std::memcpy(o, prev, sizeof(std::int64_t) * std::size_t(n));
           if (mt) {
-            shuffle(o, n, [&local] { return local.next(); });
+            shuffle(o, n, [&local] { return local->next(); });
             continue;
           }
           for (py::ssize_t i = n - 1; i >= 1; --i) {
@@ -142,7 +153,7 @@ void register_shuffle(py::module_& m) {
             o[i] = t;
           }
         }
-        if (mt) *static_cast<MtState*>(g->state) = local.st;
+        if (mt) *static_cast<MtState*>(g->state) = local->st;
         return out;
       },
       py::arg("bitgen"), py::arg("order"), py::arg("epochs"), py::kw_only(), py::arg("mt19937") = false,

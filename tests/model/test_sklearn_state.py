@@ -144,8 +144,9 @@ def test_native_epoch_shuffles_are_numpys(monkeypatch, n, epochs):
     calls = []
     real = native("cpu").legacy_permutations
     monkeypatch.setattr(native("cpu"), "legacy_permutations", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
-    for seed in (0, 12345):
+    for seed, drawn in ((0, 0), (12345, 317)):  # (a state in the middle of its 624-word block)
         ours, ref = np.random.RandomState(seed), np.random.RandomState(seed)
+        ours.random_sample(drawn), ref.random_sample(drawn)
         start = np.arange(n, dtype=np.int64) * 5 + 2
         got = mlp._permutations(ours, start, epochs)
         order = start
