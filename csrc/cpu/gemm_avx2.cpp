@@ -260,28 +260,30 @@ void gemm_k1(float* C, const float* a, long sa, const float* b, int M, int N, co
   }
 }
 
+namespace {
+// c[0, 8V) = (columns [0, 8V) of the K×M matrix A)ᵀ b, one accumulator per vector of outputs
+template <int V>
+void n1_pass(float* c, const float* A, const float* b, int M, int K) {
+  __m256 acc[V];
+  for (int v = 0; v < V; ++v) acc[v] = _mm256_setzero_ps();
+  const float* row = A;
+  for (int k = 0; k < K; ++k, row += M) {
+    const __m256 bk = _mm256_broadcast_ss(b + k);
+    for (int v = 0; v < V; ++v) acc[v] = _mm256_fmadd_ps(bk, _mm256_loadu_ps(row + 8 * v), acc[v]);
+  }
+  for (int v = 0; v < V; ++v) _mm256_storeu_ps(c + 8 * v, acc[v]);
+}
+}  // namespace
+
 void gemm_n1(float* c, const float* A, const float* b, int M, int K, bool ta) {
   if (ta) {  // c = A^T b, A stored K×M: accumulate b[k] * (row k of A)
-    // 32 outputs per pass (four independent multiply-add chains, so the loop
-    // is not bound by the FMA latency), then 8 at a time with the k range
-    // split over two chains; the last partial 8 use masked loads and stores.
+    // 96, then 32 outputs per pass (12 or 4 independent multiply-add chains: 96 keep both
+    // FMA pipes busy, 32 are bound by the FMA latency), each output's sum in k order; then
+    // 8 at a time with the k range split over two chains; the last partial 8 use masked
+    // loads and stores.
     int i = 0;
-    for (; i + 32 <= M; i += 32) {
-      __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-      __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
-      const float* row = A + i;
-      for (int k = 0; k < K; ++k, row += M) {
-        const __m256 bk = _mm256_broadcast_ss(b + k);
-        a0 = _mm256_fmadd_ps(bk, _mm256_loadu_ps(row), a0);
-        a1 = _mm256_fmadd_ps(bk, _mm256_loadu_ps(row + 8), a1);
-        a2 = _mm256_fmadd_ps(bk, _mm256_loadu_ps(row + 16), a2);
-        a3 = _mm256_fmadd_ps(bk, _mm256_loadu_ps(row + 24), a3);
-      }
-      _mm256_storeu_ps(c + i, a0);
-      _mm256_storeu_ps(c + i + 8, a1);
-      _mm256_storeu_ps(c + i + 16, a2);
-      _mm256_storeu_ps(c + i + 24, a3);
-    }
+    for (; i + 96 <= M; i += 96) n1_pass<12>(c + i, A + i, b, M, K);
+    for (; i + 32 <= M; i += 32) n1_pass<4>(c + i, A + i, b, M, K);
     for (; i < M; i += 8) {
       const bool full = i + 8 <= M;
       const __m256i m = lane_mask(M - i, 0);
@@ -303,22 +305,70 @@ void gemm_n1(float* c, const float* A, const float* b, int M, int K, bool ta) {
     }
     return;
   }
-  for (int i = 0; i < M; ++i) {  // c[i] = dot(row i of A, b)
-    const float* a = A + long(i) * K;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  // c[i] = dot(row i of A, b): four rows at a time (eight independent multiply-add chains,
+  // b's chunk loaded once for the four), each row's 8-wide chunks alternating between two
+  // accumulators, the last K % 8 through a masked load; every row summed in the same order
+  // (the same tree below), whichever group it falls in.
+  const __m256i tail = lane_mask(K % 8, 0);
+  const int k16 = K / 16 * 16, k8 = K / 8 * 8;
+  int i = 0;
+  for (; i + 4 <= M; i += 4) {
+    const float *a0 = A + long(i) * K, *a1 = a0 + K, *a2 = a1 + K, *a3 = a2 + K;
+    __m256 e0 = _mm256_setzero_ps(), e1 = e0, e2 = e0, e3 = e0, o0 = e0, o1 = e0, o2 = e0, o3 = e0;
     int k = 0;
-    for (; k + 16 <= K; k += 16) {
-      acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), acc0);
-      acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 8), _mm256_loadu_ps(b + k + 8), acc1);
+    for (; k < k16; k += 16) {
+      const __m256 be = _mm256_loadu_ps(b + k), bo = _mm256_loadu_ps(b + k + 8);
+      e0 = _mm256_fmadd_ps(_mm256_loadu_ps(a0 + k), be, e0);
+      e1 = _mm256_fmadd_ps(_mm256_loadu_ps(a1 + k), be, e1);
+      e2 = _mm256_fmadd_ps(_mm256_loadu_ps(a2 + k), be, e2);
+      e3 = _mm256_fmadd_ps(_mm256_loadu_ps(a3 + k), be, e3);
+      o0 = _mm256_fmadd_ps(_mm256_loadu_ps(a0 + k + 8), bo, o0);
+      o1 = _mm256_fmadd_ps(_mm256_loadu_ps(a1 + k + 8), bo, o1);
+      o2 = _mm256_fmadd_ps(_mm256_loadu_ps(a2 + k + 8), bo, o2);
+      o3 = _mm256_fmadd_ps(_mm256_loadu_ps(a3 + k + 8), bo, o3);
     }
-    for (; k + 8 <= K; k += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), acc0);
-    acc0 = _mm256_add_ps(acc0, acc1);
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc0), _mm256_extractf128_ps(acc0, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_movehdup_ps(h));
-    float s = _mm_cvtss_f32(h);
-    for (; k < K; ++k) s = __builtin_fmaf(a[k], b[k], s);
-    c[i] = s;
+    if (k < k8) {  // an even chunk left
+      const __m256 be = _mm256_loadu_ps(b + k);
+      e0 = _mm256_fmadd_ps(_mm256_loadu_ps(a0 + k), be, e0);
+      e1 = _mm256_fmadd_ps(_mm256_loadu_ps(a1 + k), be, e1);
+      e2 = _mm256_fmadd_ps(_mm256_loadu_ps(a2 + k), be, e2);
+      e3 = _mm256_fmadd_ps(_mm256_loadu_ps(a3 + k), be, e3);
+      k += 8;
+    }
+    if (k < K) {  // the masked last chunk: into o after an even chunk, else into e
+      const __m256 bt = _mm256_maskload_ps(b + k, tail);
+      const bool odd = (k / 8) % 2;
+      __m256 &t0 = odd ? o0 : e0, &t1 = odd ? o1 : e1, &t2 = odd ? o2 : e2, &t3 = odd ? o3 : e3;
+      t0 = _mm256_fmadd_ps(_mm256_maskload_ps(a0 + k, tail), bt, t0);
+      t1 = _mm256_fmadd_ps(_mm256_maskload_ps(a1 + k, tail), bt, t1);
+      t2 = _mm256_fmadd_ps(_mm256_maskload_ps(a2 + k, tail), bt, t2);
+      t3 = _mm256_fmadd_ps(_mm256_maskload_ps(a3 + k, tail), bt, t3);
+    }
+    // ((x0+x1)+(x2+x3)) + ((x4+x5)+(x6+x7)) of each row's x = e + o, four rows at once
+    const __m256 h01 = _mm256_hadd_ps(_mm256_add_ps(e0, o0), _mm256_add_ps(e1, o1));
+    const __m256 h23 = _mm256_hadd_ps(_mm256_add_ps(e2, o2), _mm256_add_ps(e3, o3));
+    const __m256 h = _mm256_hadd_ps(h01, h23);
+    _mm_storeu_ps(c + i, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+  }
+  for (; i < M; ++i) {
+    const float* a = A + long(i) * K;
+    __m256 e = _mm256_setzero_ps(), o = e;
+    int k = 0;
+    for (; k < k16; k += 16) {
+      e = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), e);
+      o = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 8), _mm256_loadu_ps(b + k + 8), o);
+    }
+    if (k < k8) {
+      e = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), e);
+      k += 8;
+    }
+    if (k < K) {
+      __m256& t = (k / 8) % 2 ? o : e;
+      t = _mm256_fmadd_ps(_mm256_maskload_ps(a + k, tail), _mm256_maskload_ps(b + k, tail), t);
+    }
+    const __m256 x = _mm256_add_ps(e, o);
+    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(x, x), x);  // lane 0: (x0+x1)+(x2+x3), lane 4: (x4+x5)+(x6+x7)
+    c[i] = _mm_cvtss_f32(_mm_add_ss(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
   }
 }
 

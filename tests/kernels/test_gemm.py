@@ -53,7 +53,10 @@ def test_linear_fused_epilogue(device, M, N, K, act, bias, tw, seed):
     assert np.all(np.abs(device.get(got) - ref) <= tol)
 
 
-@pytest.mark.parametrize("M,K", [(1, 1), (7, 3), (32, 64), (33, 1000), (64, 32)])
+# (rows in groups of four and left over, K with and without an even chunk and a masked last
+# chunk; 96-, 32- and 8-output passes of the transposed product)
+@pytest.mark.parametrize("M,K", [(1, 1), (7, 3), (32, 64), (33, 1000), (64, 32), (200, 100), (203, 24), (130, 17),
+                                 (97, 8), (2, 9)])
 @pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
 @pytest.mark.parametrize("act", ACTS)
 def test_single_output_column(device, M, K, ta, tb, act):

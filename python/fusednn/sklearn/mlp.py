@@ -427,10 +427,12 @@ class _BaseMLP(BaseEstimator):
         multi = (trainer is not None and be.name == "cpu" and not early_stopping and sw_train is None
                  and not incremental and not (self.solver == "sgd" and self.learning_rate == "invscaling"))
 
+        ratio = self._loss_ratio()
+
         def after_epoch(epoch_loss: float) -> bool:
             """scikit-learn's bookkeeping after an epoch; True: stop."""
             self.n_iter_ += 1
-            self.loss_ = epoch_loss / self._loss_ratio()
+            self.loss_ = epoch_loss / ratio
             self.t_ += n
             self.loss_curve_.append(self.loss_)
             if self.verbose:
