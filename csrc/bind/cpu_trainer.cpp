@@ -23,6 +23,66 @@ using namespace fusednn::bind;
 
 namespace {
 
+// scikit-learn's no-improvement rule, applied natively so that a run may span many of its
+// small epochs (fusednn.sklearn): after each epoch of `steps` steps, its loss (the steps'
+// losses times their row counts `sizes`, summed in step order, over `rows`; into `losses`)
+// divided by `ratio` counts as no improvement when it is above best - tol, and the run stops
+// after the epoch where that count exceeds `patience` (the caller then stops or lowers its
+// learning rate, as it would after one epoch at a time). The products are exact (float32
+// losses times integer counts), so the caller's own sum in step order gives the same bits.
+class PlateauStop {
+ public:
+  PlateauStop(const py::object& spec, const float* step_losses, std::int64_t step0, std::int64_t step1)
+      : step_losses_(step_losses), step0_(step0) {
+    if (spec.is_none()) return;
+    const py::dict d = spec.cast<py::dict>();
+    for (const char* key : {"steps", "sizes", "rows", "ratio", "tol", "patience", "best", "count", "losses"})
+      if (!d.contains(key)) throw py::value_error(std::string("epoch_stop needs '") + key + "'");
+    steps_ = d["steps"].cast<std::int64_t>();
+    if (steps_ < 1 || (step1 - step0) % steps_ != 0)
+      throw py::value_error("epoch_stop: the run's steps must be whole epochs of epoch_stop['steps'] steps");
+    sizes_ = as_f64_in(d["sizes"], "epoch_stop['sizes']");
+    losses_ = as_f64_out(d["losses"], "epoch_stop['losses']");
+    if (sizes_.size() != steps_ || losses_.size() < (step1 - step0) / steps_)
+      throw py::value_error("epoch_stop: sizes must hold one row count a step, losses one entry an epoch");
+    rows_ = d["rows"].cast<double>();
+    ratio_ = d["ratio"].cast<double>();
+    tol_ = d["tol"].cast<double>();
+    patience_ = d["patience"].cast<double>();
+    best_ = d["best"].cast<double>();
+    count_ = d["count"].cast<std::int64_t>();
+    on_ = true;
+  }
+  void attach(TrainData& data) {
+    if (!on_) return;
+    data.after = &PlateauStop::call;
+    data.after_ctx = this;
+  }
+
+ private:
+  static bool call(void* ctx, std::int64_t s) {
+    auto* self = static_cast<PlateauStop*>(ctx);
+    const std::int64_t k = s - self->step0_ + 1;  // steps done in this run
+    if (k % self->steps_ != 0) return true;
+    const double* sizes = static_cast<const double*>(self->sizes_.data());
+    const float* l = self->step_losses_ + (s + 1 - self->steps_);
+    double sum = 0.0;
+    for (std::int64_t j = 0; j < self->steps_; ++j) sum += double(l[j]) * sizes[j];
+    const double loss = sum / self->rows_;
+    static_cast<double*>(self->losses_.mutable_data())[k / self->steps_ - 1] = loss;
+    const double v = loss / self->ratio_;
+    self->count_ = v > self->best_ - self->tol_ ? self->count_ + 1 : 0;
+    if (v < self->best_) self->best_ = v;
+    return !(double(self->count_) > self->patience_);
+  }
+  const float* step_losses_;
+  std::int64_t step0_;
+  bool on_ = false;
+  std::int64_t steps_ = 1, count_ = 0;
+  py::array sizes_, losses_;
+  double rows_ = 1.0, ratio_ = 1.0, tol_ = 0.0, patience_ = 0.0, best_ = 0.0;
+};
+
 class MlpTrainer {
  public:
   MlpTrainer(const py::list& layers, const py::dict& optimizer, const std::string& loss, int batch,
@@ -52,7 +112,7 @@ class MlpTrainer {
                 std::int64_t iterations, bool stop_on_nonfinite, const py::object& metrics,
                 const py::object& weights, const py::object& step_params_, const py::object& step_starts_,
                 const py::object& between_, int replicas, const py::object& head_losses_,
-                const py::object& head_metrics) {
+                const py::object& head_metrics, const py::object& epoch_stop) {
     if (replicas != 1 && replicas != 2) throw py::value_error("replicas must be 1 or 2, got " + std::to_string(replicas));
     py::array x = as_f32(x_, "x"), y = as_f32(y_, "y");
     check_ndim(x, "x", 2);
@@ -206,6 +266,8 @@ class MlpTrainer {
     data.step_starts = shard.starts;
     StepHook hook(between_);
     hook.attach(data);
+    PlateauStop plateau(epoch_stop, data.step_losses, step0, step1);
+    plateau.attach(data);
     std::int64_t done = 0, it = 0;
     // two replicas where the run allows them (fusednn/cpu_replicas.h), else one
     const bool two = replicas == 2 && !cpu::replicas_ineligible(layers_, opt, loss_, data);
@@ -317,11 +379,13 @@ void register_trainer(py::module_& m) {
            py::arg("iterations"), py::arg("stop_on_nonfinite") = true, py::arg("metrics") = py::none(),
            py::arg("weights") = py::none(), py::arg("step_params") = py::none(), py::arg("step_starts") = py::none(),
            py::arg("between") = py::none(), py::arg("replicas") = 1, py::arg("head_losses") = py::none(),
-           py::arg("head_metrics") = py::none(),
+           py::arg("head_metrics") = py::none(), py::arg("epoch_stop") = py::none(),
            "Run steps [step0, step1). replicas=2 splits each step in two replicas (its rows, or a "
            "one-hidden-layer model's hidden units), run on two pool threads when one is free "
            "(fusednn/cpu_replicas.h), where the model and run allow it; last_replicas and last_split say "
-           "what the run used.")
+           "what the run used. epoch_stop: {'steps', 'sizes', 'rows', 'ratio', 'tol', 'patience', 'best', "
+           "'count', 'losses'}: scikit-learn's no-improvement rule after each epoch of 'steps' steps (the run "
+           "ends after the epoch where the count exceeds 'patience'; each epoch's loss into 'losses').")
       .def_property_readonly("last_replicas", &MlpTrainer::last_replicas,
                              "Replicas the latest run used (1 or 2; 0 before the first run).")
       .def_property_readonly("last_split", &MlpTrainer::last_split,

@@ -238,7 +238,8 @@ bool step_done(void* ctx, std::int64_t s) {
   const double data_loss = B > 0 ? (T0.loss + T1.loss) / double(B) : 0.0;
   float* out = R.data->step_losses + s;
   *out = float(data_loss + double(T0.penalty) + double(T1.penalty) + double(penalty));
-  return !(R.stop_on_nonfinite && !std::isfinite(*out));
+  if (R.stop_on_nonfinite && !std::isfinite(*out)) return false;
+  return !R.data->after || R.data->after(R.data->after_ctx, s);
 }
 
 // Columns [j0, j0 + w) of the D×H matrix W into dst (D×w), or back (to_w).

@@ -56,6 +56,8 @@ struct Run {
   int batch;
   std::int64_t step0;
   bool stop_on_nonfinite;
+  bool (*after)(void*, std::int64_t) = nullptr;  // the caller's TrainData::after
+  void* after_ctx = nullptr;
   Replica rep[kReplicas];
   const std::vector<DenseBuffers>* layers;  // the trainer's (the replicas' copies have no penalties)
   float penalty[kReplicas] = {};      // each update half's weight penalty of the step
@@ -146,7 +148,8 @@ void task(void* ctx, std::int64_t s, int stage, int c) {
 bool step_done(void* ctx, std::int64_t s) {
   Run& R = *static_cast<Run*>(ctx);
   step_loss(R, s);
-  return !(R.stop_on_nonfinite && !std::isfinite(R.rep[0].data.step_losses[s]));
+  if (R.stop_on_nonfinite && !std::isfinite(R.rep[0].data.step_losses[s])) return false;
+  return !R.after || R.after(R.after_ctx, s);
 }
 
 }  // namespace
@@ -213,6 +216,8 @@ std::int64_t train_steps_replicated(std::vector<DenseBuffers>& layers, const Opt
   R.batch = batch;
   R.step0 = step0;
   R.stop_on_nonfinite = stop_on_nonfinite;
+  R.after = data.after;
+  R.after_ctx = data.after_ctx;
   for (int r = 0; r < kReplicas; ++r) {
     Replica& rep = R.rep[r];
     rep.order.reserve(std::size_t(n / 2 + steps));
@@ -228,6 +233,7 @@ std::int64_t train_steps_replicated(std::vector<DenseBuffers>& layers, const Opt
       rep.starts[std::size_t(s) + 1] = std::int64_t(rep.order.size());
     }
     rep.data = data;
+    rep.data.after = nullptr;  // (called once a step, by step_done)
     rep.data.order = rep.order.data();
     rep.data.step_starts = rep.starts.data();
     rep.data.row_scale = data.row_scale ? rep.row_scale.data() : nullptr;

@@ -112,12 +112,22 @@ def test_several_epochs_per_native_run_equal_one_by_one(monkeypatch, cls, solver
                   **({"learning_rate": "adaptive"} if solver == "sgd" else {}))
     from fusednn.training.fused import FusedTrainer
 
-    runs = []
+    runs = []  # (epochs asked, epochs run) of each native run
     real = FusedTrainer.run_epochs
-    monkeypatch.setattr(FusedTrainer, "run_epochs", lambda self, *a, **k: runs.append(a[3].shape[0]) or real(self, *a, **k))
+
+    def spy(self, *a, **k):
+        ran = real(self, *a, **k)
+        runs.append((a[3].shape[0], ran))
+        return ran
+
+    monkeypatch.setattr(FusedTrainer, "run_epochs", spy)
     try:
         many = est(**params).fit(x, y)
-        assert runs and max(runs) == 5  # runs of up to n_iter_no_change + 1 epochs were taken
+        # the first run asked for every epoch; the trainer's own no-improvement rule ended
+        # runs early, where scikit-learn's check stops (adam) or lowers the rate (sgd)
+        assert runs[0][0] == 60 and any(ran < asked for asked, ran in runs)
+        if solver == "sgd":  # training went on after a run ended early (its shuffles' state put back)
+            assert len(runs) > 1 and runs[0][1] < runs[0][0]
         assert many._trainer.trainer.last_replicas == (2 if replicas else 1)
         monkeypatch.setattr(mlp, "_MAX_EPOCHS_PER_RUN", 1)
         one = est(**params).fit(x, y)
@@ -199,3 +209,43 @@ def test_native_shuffle_rejects_bad_arguments():
     name = ctypes.create_string_buffer(b"other")
     with pytest.raises(TypeError, match="BitGenerator capsule"):
         cpu.legacy_permutations(new_capsule(ctypes.addressof(name), name, None), np.arange(3), 1)
+
+
+def test_epoch_stop_rule_runs_and_checks_its_spec():
+    """The trainer's native no-improvement rule: it ends the run after the epoch where the
+    count exceeds the patience, its epoch losses are the Python loop's (same bits), and a
+    malformed rule is refused before the run."""
+    from fusednn.sklearn import mlp
+
+    if fusednn.get_backend().name != "cpu":
+        pytest.skip("run_epochs is the cpu backend's")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(130, 5))
+    y = (x[:, 0] > 0).astype(int)
+    est = mlp.MLPClassifier(hidden_layer_sizes=(6,), batch_size=50, max_iter=2, random_state=0).fit(x, y)
+    net, trainer = est._net, est._trainer
+    xd = np.ascontiguousarray(x, dtype=np.float32)
+    yd = np.ascontiguousarray(est._label_binarizer.transform(y), dtype=np.float32)
+    orders = np.stack([rng.permutation(130) for _ in range(6)])
+    sizes = np.array([50.0, 50.0, 30.0])
+
+    def rule(**over):
+        r = {"steps": 3, "sizes": sizes, "rows": 130.0, "ratio": 1.0, "tol": 0.0, "patience": 1.0, "best": 0.0,
+             "count": 0, "losses": np.zeros(6)}
+        r.update(over)
+        return r
+
+    losses = np.zeros(18, np.float32)
+    r = rule()  # best 0: no epoch improves, so the count passes 1 at the second epoch
+    assert trainer.run_epochs(net, xd, yd, orders, losses, epoch_stop=r) == 2
+    for e in range(2):
+        assert r["losses"][e] == mlp._epoch_loss(losses[3 * e:3 * e + 3], sizes, 130)
+    assert not losses[6:].any()
+    assert trainer.run_epochs(net, xd, yd, orders, losses, epoch_stop=rule(best=np.inf, patience=np.inf)) == 6
+    for bad, match in [(rule(steps=4), "whole epochs"), (rule(sizes=np.ones(2)), "one row count a step"),
+                       (rule(losses=np.zeros(5)), "one entry an epoch")]:
+        with pytest.raises(ValueError, match=match):
+            trainer.run_epochs(net, xd, yd, orders, losses, epoch_stop=bad)
+    del r["tol"]
+    with pytest.raises(ValueError, match="needs 'tol'"):
+        trainer.run_epochs(net, xd, yd, orders, losses, epoch_stop=r)

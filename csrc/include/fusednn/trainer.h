@@ -127,6 +127,10 @@ struct TrainData {
   // a model with several outputs (graph models, fusednn/heads.h; null: one output, the
   // last block's, with `loss`): each head's loss and weight; y_cols is then the packed width
   const Heads* heads = nullptr;
+  // after(ctx, step) runs once each step is complete (updated, its loss final; null: never):
+  // false ends the run after that step (an epoch-level stopping rule on the host's losses)
+  bool (*after)(void* ctx, std::int64_t step) = nullptr;
+  void* after_ctx = nullptr;
 };
 
 // Run steps [step0, step1) of an epoch of ceil(n / batch) steps. `iterations`
@@ -446,7 +450,7 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
       if (!l.post.empty()) post_constrain(dev, l.post);
     }
     iterations = t;
-    if (stop_on_nonfinite && !dev.is_finite(data.step_losses + s)) {
+    if ((stop_on_nonfinite && !dev.is_finite(data.step_losses + s)) || (data.after && !data.after(data.after_ctx, s))) {
       ++s;
       break;
     }

@@ -27,6 +27,7 @@ the step's loss scikit-learn's weighted average.
 from __future__ import annotations
 
 import contextlib
+import functools
 import warnings
 from numbers import Integral, Real
 from typing import Any, Iterator
@@ -97,6 +98,15 @@ def _permutations(rs: np.random.RandomState, order: np.ndarray, epochs: int) -> 
     for e in range(epochs):
         order = out[e] = rs.permutation(order)
     return out
+
+
+def _epoch_loss(step_losses: np.ndarray, sizes: np.ndarray, n: int) -> float:
+    """The epoch's mean loss: each step's loss times its row count, summed in step order,
+    over the rows; the bits of the trainer's epoch_stop rule (the products are exact)."""
+    total = 0.0
+    for loss, size in zip(step_losses.tolist(), sizes.tolist()):
+        total += loss * size
+    return total / n
 
 
 def _indicator(lb: LabelBinarizer, y: np.ndarray) -> np.ndarray:
@@ -197,6 +207,13 @@ class _BaseMLP(BaseEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.max_fun = max_fun
         self.backend = backend
+
+    @classmethod
+    @functools.cache
+    def _get_param_names(cls) -> list[str]:
+        # scikit-learn reads __init__'s signature on every get_params (fit, clone, repr):
+        # a third of a small fit's parameter check; the signature never changes
+        return super()._get_param_names()
 
     def _check_params(self) -> None:
         """scikit-learn's parameter validation (InvalidParameterError naming the bad one)."""
@@ -420,10 +437,11 @@ class _BaseMLP(BaseEstimator):
             const_weights = {"row_scale": None, "penalty_scale": (batch / sizes).astype(np.float32)}
         self._lr = float(getattr(self, "_lr", self.learning_rate_init)) if incremental else \
             float(self.learning_rate_init)
-        # Several epochs per native run where nothing between them can change the training:
-        # the no-improvement count rises by at most one an epoch, so the first
-        # n_iter_no_change + 1 - count epochs cannot stop or change the learning rate, and the
-        # shuffles of those epochs are drawn from the random state in the same order as one by one.
+        # Several epochs per native run where nothing between them but the no-improvement
+        # rule can change the training: the run applies that rule itself (epoch_stop) and
+        # ends after the epoch where it fires, where the loop below stops or lowers the
+        # learning rate; the shuffles are drawn from the random state as one by one (and
+        # the state is put back to after the epochs run when the run ends early).
         multi = (trainer is not None and be.name == "cpu" and not early_stopping and sw_train is None
                  and not incremental and not (self.solver == "sgd" and self.learning_rate == "invscaling"))
 
@@ -464,21 +482,28 @@ class _BaseMLP(BaseEstimator):
             while not stop and self.n_iter_ < self.max_iter:
                 k = 1
                 if multi:
-                    safe = self.n_iter_no_change + 1 - self._no_improvement_count
-                    k = int(max(1, min(self.max_iter - self.n_iter_, safe, _MAX_EPOCHS_PER_RUN,
-                                       _MAX_ROWS_PER_RUN // n)))
+                    k = int(max(1, min(self.max_iter - self.n_iter_, _MAX_EPOCHS_PER_RUN, _MAX_ROWS_PER_RUN // n)))
                 if k > 1:
+                    rng_state = None
                     if self.shuffle:
+                        rng_state = self._random_state.get_state()
                         orders = _permutations(self._random_state, sample_idx, k)
-                        sample_idx = orders[-1]
                     else:
                         orders = np.broadcast_to(sample_idx, (k, n))
                     run_losses = np.zeros(k * steps, dtype=np.float32)
                     weights = None if const_weights is None else \
                         {"row_scale": None, "penalty_scale": np.tile(const_weights["penalty_scale"], k)}
-                    trainer.run_epochs(net, xd, yd, orders, run_losses, weights=weights,
-                                       params=param_blocks.rows(net.optimizer, k), replicas=replicas)
-                    epoch_losses = (run_losses.astype(np.float64).reshape(k, steps) @ sizes / n).tolist()
+                    rule = {"steps": steps, "sizes": sizes, "rows": float(n), "ratio": ratio, "tol": float(self.tol),
+                            "patience": float(self.n_iter_no_change), "best": float(self.best_loss_),
+                            "count": int(self._no_improvement_count), "losses": np.zeros(k)}
+                    ran = trainer.run_epochs(net, xd, yd, orders, run_losses, weights=weights,
+                                             params=param_blocks.rows(net.optimizer, k), replicas=replicas,
+                                             epoch_stop=rule)
+                    if ran < k and rng_state is not None:  # the state after `ran` epochs' shuffles
+                        self._random_state.set_state(rng_state)
+                        _permutations(self._random_state, sample_idx, ran)
+                    sample_idx = orders[ran - 1]
+                    epoch_losses = rule["losses"][:ran].tolist()
                 else:
                     if self.shuffle:
                         sample_idx = _permutations(self._random_state, sample_idx, 1)[0]
@@ -487,14 +512,14 @@ class _BaseMLP(BaseEstimator):
                             self._step_weights(sw_train[sample_idx], batch, sizes, be)
                         trainer.epoch(net, xd, yd, sample_idx, step_losses, steps, None, False, weights=weights,
                                       params=param_blocks.rows(net.optimizer), replicas=replicas)
-                        epoch_losses = [float(np.dot(be.to_numpy(step_losses).astype(np.float64), sizes) / n)]
+                        epoch_losses = [_epoch_loss(be.to_numpy(step_losses), sizes, n)]
                     else:  # a backend without a fused trainer: the per-op path, batches in this order
                         hist = net.fit(xd[sample_idx], yd[sample_idx], batch_size=batch, epochs=1, shuffle=False,
                                        verbose=0)
                         epoch_losses = [float(hist.history["loss"][0])]
                 for epoch_loss in epoch_losses:
                     stop = after_epoch(epoch_loss)
-                    if stop:  # (only at the last epoch of a run: see `multi`)
+                    if stop:  # (only at the last epoch of a run: the run applied the same rule)
                         break
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.")

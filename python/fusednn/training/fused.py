@@ -750,15 +750,17 @@ class FusedTrainer:
         return s
 
     def run_epochs(self, model: Any, x: Any, y: Any, orders: np.ndarray, step_losses: Any,
-                   weights: dict | None = None, params: np.ndarray | None = None, replicas: int = 1) -> None:
+                   weights: dict | None = None, params: np.ndarray | None = None, replicas: int = 1,
+                   epoch_stop: dict | None = None) -> int:
         """Several whole epochs in one native run (cpu backend): ``orders`` (epochs, n) holds
         each epoch's sample order, split into that epoch's ceil(n / batch) steps (its own
         short last batch) through the trainer's ``step_starts``; ``step_losses`` gets every
         step's loss, epoch after epoch; ``weights``/``params`` as :meth:`epoch` takes them,
-        for all the steps, and ``replicas`` as :meth:`epoch` takes it. For scikit-learn's
-        small epochs, where the Python between epochs
-        cost as much as the epochs themselves. Not for models with several outputs, metric
-        accumulators or layer normalisations applied up front."""
+        for all the steps, and ``replicas`` as :meth:`epoch` takes it. ``epoch_stop``: the
+        trainer's scikit-learn no-improvement rule (``MlpTrainer.run``), which may end the
+        run after an earlier epoch. Returns the epochs run. For scikit-learn's small epochs,
+        where the Python between epochs cost as much as the epochs themselves. Not for models
+        with several outputs, metric accumulators or layer normalisations applied up front."""
         if model.backend.name != "cpu" or self.heads is not None or self.metrics is not None or self.norms:
             raise ValueError("run_epochs runs plain models on the cpu backend's fused trainer only")
         epochs, n = orders.shape
@@ -770,10 +772,12 @@ class FusedTrainer:
         if params is None:
             params = opt.step_params(opt.iterations, epochs * per)
         with concurrency.uninterrupted():  # the step count is recorded with the steps
-            opt.iterations, _ = self.trainer.run(x, y, np.ascontiguousarray(orders, dtype=np.int64).ravel(),
-                                                 self.x_batch, self.y_batch, step_losses, 0, epochs * per,
-                                                 opt.iterations, False, None, weights, params, step_starts=starts,
-                                                 **({"replicas": replicas} if replicas != 1 else {}))
+            opt.iterations, done = self.trainer.run(x, y, np.ascontiguousarray(orders, dtype=np.int64).ravel(),
+                                                    self.x_batch, self.y_batch, step_losses, 0, epochs * per,
+                                                    opt.iterations, False, None, weights, params,
+                                                    step_starts=starts, epoch_stop=epoch_stop,
+                                                    **({"replicas": replicas} if replicas != 1 else {}))
+        return done // per
 
     def _normalize_once(self, x: Any) -> Any:
         """The leading Normalization layers applied to the whole training set, kept for
