@@ -54,6 +54,11 @@ from .lbfgs import fit_lbfgs
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
 # bounds on one native run of several epochs (memory of the epochs' orders; Ctrl-C latency)
 _MAX_EPOCHS_PER_RUN = 64
+# A native run of several epochs lasts about this long (from the trainer's latest time per
+# step): long enough that its fixed cost (~30 us) is small, short enough that the replicas'
+# helper timing (fusednn/cpu_replicas.h: ReplicaTiming), which decides once a run, can
+# recover within a fit from a run the machine slowed down.
+_RUN_SECONDS = 0.005
 _MAX_ROWS_PER_RUN = 1 << 22
 _ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
 _OUTPUT = {"softmax": ("softmax", "categorical_crossentropy"), "logistic": ("sigmoid", "binary_crossentropy"),
@@ -481,8 +486,10 @@ class _BaseMLP(BaseEstimator):
             stop = False
             while not stop and self.n_iter_ < self.max_iter:
                 k = 1
-                if multi:
-                    k = int(max(1, min(self.max_iter - self.n_iter_, _MAX_EPOCHS_PER_RUN, _MAX_ROWS_PER_RUN // n)))
+                if multi:  # (the first epoch alone, timed)
+                    timed = max(1, int(_RUN_SECONDS / (trainer.step_seconds * steps))) if trainer.step_seconds else 1
+                    k = int(max(1, min(self.max_iter - self.n_iter_, _MAX_EPOCHS_PER_RUN, _MAX_ROWS_PER_RUN // n,
+                                       timed)))
                 if k > 1:
                     rng_state = None
                     if self.shuffle:

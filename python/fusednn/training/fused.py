@@ -771,12 +771,15 @@ class FusedTrainer:
         opt = model.optimizer
         if params is None:
             params = opt.step_params(opt.iterations, epochs * per)
+        t0 = time.perf_counter()
         with concurrency.uninterrupted():  # the step count is recorded with the steps
             opt.iterations, done = self.trainer.run(x, y, np.ascontiguousarray(orders, dtype=np.int64).ravel(),
                                                     self.x_batch, self.y_batch, step_losses, 0, epochs * per,
                                                     opt.iterations, False, None, weights, params,
                                                     step_starts=starts, epoch_stop=epoch_stop,
                                                     **({"replicas": replicas} if replicas != 1 else {}))
+        if done:
+            self.step_seconds = (time.perf_counter() - t0) / done
         return done // per
 
     def _normalize_once(self, x: Any) -> Any:
