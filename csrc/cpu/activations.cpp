@@ -2,6 +2,7 @@
 // them, else portable loops that use the C library's exp/tanh.
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "fusednn/act_ext.h"
 #include "avx2.h"
@@ -83,14 +84,27 @@ void act_backward(float* dx, const float* dy, const float* y, std::size_t n, Act
   });
 }
 
-void outer_act_backward(float* dx, float* db, const float* dz, const float* w, const float* y, std::size_t rows,
-                        std::size_t cols, Act act) {
+void hidden_grad(float* dx, float* db, const float* dz, const float* w, const float* y, std::size_t rows,
+                 std::size_t cols, std::size_t k, Act act) {
   if (rows == 0 && db) std::fill_n(db, cols, 0.f);  // (sum_rows of no rows)
   if (rows == 0 || cols == 0) return;
 #ifdef FUSEDNN_HAVE_AVX2_TU
-  if (use_avx2() && avx2::outer_act_backward(dx, db, dz, w, y, rows, cols, act)) return;
+  // One pass where matmul's own sum is each output's k-ordered sum from zero (its K = 1
+  // product, and its tiles for K under 16 and whole 8-wide column vectors; its narrow
+  // kernels for the other shapes sum in another order).
+  if (use_avx2() && k >= 1 && (k == 1 || (k < 16 && cols % 8 == 0))) {
+    const float* wt = w;
+    thread_local std::vector<float> transposed;
+    if (k > 1) {
+      transposed.resize(k * cols);
+      for (std::size_t j = 0; j < cols; ++j)
+        for (std::size_t i = 0; i < k; ++i) transposed[i * cols + j] = w[j * k + i];
+      wt = transposed.data();
+    }
+    if (avx2::hidden_grad(dx, db, dz, wt, int(k), y, rows, cols, act)) return;
+  }
 #endif
-  matmul(dx, dz, w, int(rows), int(cols), 1, false, true, nullptr, Act::linear);
+  matmul(dx, dz, w, int(rows), int(cols), int(k), false, true, nullptr, Act::linear);
   act_backward(dx, dx, y, rows * cols, act);
   if (db) sum_rows(db, dx, rows, cols);
 }

@@ -42,16 +42,25 @@ inline void map2(float* z, const float* x, const float* y, std::size_t n, F f) {
 }
 
 // g * act'(x) from the output v = act(x), for scikit-learn's hidden activations; shared by
-// act_backward and outer_act_backward so that both round alike
-inline __m256 d_relu(__m256 g, __m256 v) { return _mm256_and_ps(g, _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GT_OQ)); }
-inline __m256 d_sigmoid(__m256 g, __m256 v) {
-  return _mm256_mul_ps(g, _mm256_mul_ps(v, _mm256_sub_ps(_mm256_set1_ps(1.f), v)));
-}
-inline __m256 d_tanh(__m256 g, __m256 v) {
-  const __m256 one = _mm256_set1_ps(1.f);
-  return _mm256_mul_ps(g, _mm256_mul_ps(_mm256_sub_ps(one, v), _mm256_add_ps(one, v)));
-}
-inline __m256 d_linear(__m256 g, __m256) { return g; }
+// act_backward and hidden_grad so that both round alike
+// (function objects, so that each template instance inlines its own derivative)
+struct DRelu {
+  __m256 operator()(__m256 g, __m256 v) const { return _mm256_and_ps(g, _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GT_OQ)); }
+};
+struct DSigmoid {
+  __m256 operator()(__m256 g, __m256 v) const {
+    return _mm256_mul_ps(g, _mm256_mul_ps(v, _mm256_sub_ps(_mm256_set1_ps(1.f), v)));
+  }
+};
+struct DTanh {
+  __m256 operator()(__m256 g, __m256 v) const {
+    const __m256 one = _mm256_set1_ps(1.f);
+    return _mm256_mul_ps(g, _mm256_mul_ps(_mm256_sub_ps(one, v), _mm256_add_ps(one, v)));
+  }
+};
+struct DLinear {
+  __m256 operator()(__m256 g, __m256) const { return g; }
+};
 
 // the double lanes of x added to a (lo: lanes 0..3) and b (4..7): sum_rows's accumulation
 inline void add_pd2(__m256d& a, __m256d& b, __m256 x) {
@@ -62,47 +71,78 @@ inline void store_pd2(float* out, __m256d a, __m256d b) {
   _mm256_storeu_ps(out, _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(a)), _mm256_cvtpd_ps(b), 1));
 }
 
-// outer_act_backward for one derivative: a strip of 16 or 8 columns at a time, all rows
-// (so that the strip's column sums stay in registers), then the last cols % 8 through a
-// masked load and a scalar copy (a masked store costs ~10 cycles on Zen 3, once a row).
+// hidden_grad for one derivative. wt: the K×cols transpose of w. Strips of 16 (then 8)
+// columns over all rows, two rows at a time (wt's strip loaded once for both), so that the
+// strip's double column sums stay in registers; each output is dz[r, :]·wt[:, j] summed in
+// k order from zero (the tiled GEMM's order, hence its bits), then the derivative. With
+// K = 1 the last cols % 8 columns go through a masked load and a scalar copy (a masked
+// store costs ~10 cycles on Zen 3, once a row).
+template <int R, int W, class F>
+inline void hidden_rows(float* dx, const float* dz, const float* wt, int K, const float* y, std::size_t rows,
+                        std::size_t cols, std::size_t c, F d, __m256d* a) {
+  std::size_t r = 0;
+  for (; r + R <= rows; r += R) {  // R rows at a time (wt's strip loaded once for them)
+    __m256 p[R][W];
+    for (int i = 0; i < R; ++i)
+      for (int v = 0; v < W; ++v) p[i][v] = _mm256_setzero_ps();
+    const float* z = dz + r * K;
+    for (int k = 0; k < K; ++k) {
+      __m256 wv[W];
+      for (int v = 0; v < W; ++v) wv[v] = _mm256_loadu_ps(wt + std::size_t(k) * cols + c + 8 * v);
+      for (int i = 0; i < R; ++i) {
+        const __m256 g = _mm256_broadcast_ss(z + i * K + k);
+        for (int v = 0; v < W; ++v) p[i][v] = _mm256_fmadd_ps(g, wv[v], p[i][v]);
+      }
+    }
+    for (int i = 0; i < R; ++i)
+      for (int v = 0; v < W; ++v) {
+        const std::size_t at = (r + i) * cols + c + 8 * v;
+        const __m256 x = d(p[i][v], _mm256_loadu_ps(y + at));
+        _mm256_storeu_ps(dx + at, x);
+        add_pd2(a[2 * v], a[2 * v + 1], x);
+      }
+  }
+  for (; r < rows; ++r) {
+    __m256 p[W];
+    for (int v = 0; v < W; ++v) p[v] = _mm256_setzero_ps();
+    for (int k = 0; k < K; ++k) {
+      const __m256 g = _mm256_broadcast_ss(dz + r * K + k);
+      for (int v = 0; v < W; ++v) p[v] = _mm256_fmadd_ps(g, _mm256_loadu_ps(wt + std::size_t(k) * cols + c + 8 * v), p[v]);
+    }
+    for (int v = 0; v < W; ++v) {
+      const std::size_t at = r * cols + c + 8 * v;
+      const __m256 x = d(p[v], _mm256_loadu_ps(y + at));
+      _mm256_storeu_ps(dx + at, x);
+      add_pd2(a[2 * v], a[2 * v + 1], x);
+    }
+  }
+}
+
 template <class F>
-void outer_backward(float* dx, float* db, const float* dz, const float* w, const float* y, std::size_t rows,
-                    std::size_t cols, F d) {
+void hidden_backward(float* dx, float* db, const float* dz, const float* wt, int K, const float* y, std::size_t rows,
+                     std::size_t cols, F d) {
   std::size_t c = 0;
   for (; c + 16 <= cols; c += 16) {
-    const __m256 w0 = _mm256_loadu_ps(w + c), w1 = _mm256_loadu_ps(w + c + 8);
-    __m256d a0 = _mm256_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
-    for (std::size_t r = 0; r < rows; ++r) {
-      const __m256 g = _mm256_broadcast_ss(dz + r);
-      const std::size_t at = r * cols + c;
-      const __m256 x0 = d(_mm256_mul_ps(g, w0), _mm256_loadu_ps(y + at));
-      const __m256 x1 = d(_mm256_mul_ps(g, w1), _mm256_loadu_ps(y + at + 8));
-      _mm256_storeu_ps(dx + at, x0);
-      _mm256_storeu_ps(dx + at + 8, x1);
-      add_pd2(a0, a1, x0);
-      add_pd2(a2, a3, x1);
-    }
+    __m256d a[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd()};
+    if (K == 1)
+      hidden_rows<2, 2>(dx, dz, wt, K, y, rows, cols, c, d, a);
+    else
+      hidden_rows<4, 2>(dx, dz, wt, K, y, rows, cols, c, d, a);
     if (db) {
-      store_pd2(db + c, a0, a1);
-      store_pd2(db + c + 8, a2, a3);
+      store_pd2(db + c, a[0], a[1]);
+      store_pd2(db + c + 8, a[2], a[3]);
     }
   }
   if (c + 8 <= cols) {
-    const __m256 w0 = _mm256_loadu_ps(w + c);
-    __m256d a0 = _mm256_setzero_pd(), a1 = a0;
-    for (std::size_t r = 0; r < rows; ++r) {
-      const std::size_t at = r * cols + c;
-      const __m256 x0 = d(_mm256_mul_ps(_mm256_broadcast_ss(dz + r), w0), _mm256_loadu_ps(y + at));
-      _mm256_storeu_ps(dx + at, x0);
-      add_pd2(a0, a1, x0);
-    }
-    if (db) store_pd2(db + c, a0, a1);
+    __m256d a[2] = {_mm256_setzero_pd(), _mm256_setzero_pd()};
+    hidden_rows<4, 1>(dx, dz, wt, K, y, rows, cols, c, d, a);
+    if (db) store_pd2(db + c, a[0], a[1]);
     c += 8;
   }
-  if (c < cols) {
+  if (c < cols) {  // (K = 1 only: see hidden_grad)
     const std::size_t t = cols - c;
     const __m256i m = tail_mask(t);
-    const __m256 w0 = _mm256_maskload_ps(w + c, m);
+    const __m256 w0 = _mm256_maskload_ps(wt + c, m);
     __m256d a0 = _mm256_setzero_pd(), a1 = a0;
     alignas(32) float tmp[8];
     for (std::size_t r = 0; r < rows; ++r) {
@@ -212,13 +252,13 @@ bool act_backward(float* dx, const float* dy, const float* y, std::size_t n, Act
   const __m256 one = _mm256_set1_ps(1.f), zero = _mm256_setzero_ps();
   switch (act) {
     case Act::relu:
-      map2(dx, dy, y, n, d_relu);
+      map2(dx, dy, y, n, DRelu{});
       return true;
     case Act::sigmoid:
-      map2(dx, dy, y, n, d_sigmoid);
+      map2(dx, dy, y, n, DSigmoid{});
       return true;
     case Act::tanh:
-      map2(dx, dy, y, n, d_tanh);
+      map2(dx, dy, y, n, DTanh{});
       return true;
     case Act::linear:
       if (dx != dy) map1(dx, dy, n, [](__m256 v) { return v; });
@@ -316,13 +356,13 @@ bool act_backward(float* dx, const float* dy, const float* y, std::size_t n, Act
   }
 }
 
-bool outer_act_backward(float* dx, float* db, const float* dz, const float* w, const float* y, std::size_t rows,
-                        std::size_t cols, Act act) {
+bool hidden_grad(float* dx, float* db, const float* dz, const float* wt, int k, const float* y, std::size_t rows,
+                 std::size_t cols, Act act) {
   switch (act) {
-    case Act::relu: outer_backward(dx, db, dz, w, y, rows, cols, d_relu); return true;
-    case Act::sigmoid: outer_backward(dx, db, dz, w, y, rows, cols, d_sigmoid); return true;
-    case Act::tanh: outer_backward(dx, db, dz, w, y, rows, cols, d_tanh); return true;
-    case Act::linear: outer_backward(dx, db, dz, w, y, rows, cols, d_linear); return true;
+    case Act::relu: hidden_backward(dx, db, dz, wt, k, y, rows, cols, DRelu{}); return true;
+    case Act::sigmoid: hidden_backward(dx, db, dz, wt, k, y, rows, cols, DSigmoid{}); return true;
+    case Act::tanh: hidden_backward(dx, db, dz, wt, k, y, rows, cols, DTanh{}); return true;
+    case Act::linear: hidden_backward(dx, db, dz, wt, k, y, rows, cols, DLinear{}); return true;
     default: return false;
   }
 }

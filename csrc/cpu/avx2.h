@@ -91,8 +91,10 @@ double weighted_sum_regularize(float* g, const float* g0, const float* g1, float
 // caller runs the portable loop.
 bool act_forward(float* y, const float* x, std::size_t n, Act act);
 bool act_backward(float* dx, const float* dy, const float* y, std::size_t n, Act act);
-bool outer_act_backward(float* dx, float* db, const float* dz, const float* w, const float* y, std::size_t rows,
-                        std::size_t cols, Act act);
+// wt: the k×cols transpose of hidden_grad's w (k = 1: w itself); false for an activation
+// without a one-pass version
+bool hidden_grad(float* dx, float* db, const float* dz, const float* wt, int k, const float* y, std::size_t rows,
+                 std::size_t cols, Act act);
 void bias_act_row(float* y, const float* x, const float* b, std::size_t cols, Act act);
 void softmax_row(float* y, const float* x, std::size_t cols);
 

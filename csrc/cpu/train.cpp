@@ -54,9 +54,9 @@ struct Kernels {
   void sum_rows(float* out, const float* x, int rows, int cols) const {
     cpu::sum_rows(out, x, std::size_t(rows), std::size_t(cols));
   }
-  void outer_act_backward(float* dx, float* db, const float* dz, const float* w, const float* y, int rows, int cols,
-                          Act act) const {
-    cpu::outer_act_backward(dx, db, dz, w, y, std::size_t(rows), std::size_t(cols), act);
+  void hidden_grad(float* dx, float* db, const float* dz, const float* w, const float* y, int rows, int cols, int k,
+                   Act act) const {
+    cpu::hidden_grad(dx, db, dz, w, y, std::size_t(rows), std::size_t(cols), std::size_t(k), act);
   }
   // the clipping norm: a sum of squares in double, reset and added to per
   // gradient (clipnorm) or over all of a step's gradients (global_clipnorm)

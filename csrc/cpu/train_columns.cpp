@@ -97,20 +97,6 @@ void update(const Run& R, std::int64_t s, bool decay, float* w, float* g, const 
   optimizer_update(R.opt->kind, R.flags(decay), R.P(s), w, g, st.s1, st.s2, st.s3, st.ema, n, 0.0);
 }
 
-// G = act'(H) (dZ W2ᵀ) for rows×units hidden outputs H and O logits, and db = its column
-// sums (where db is not null): one pass for one output (outer_act_backward), else the product
-// and two passes.
-void hidden_grad(float* G, float* db, const float* dZ, const float* W2, const float* H, int rows, int units, int O,
-                 Act act) {
-  if (O == 1) {
-    outer_act_backward(G, db, dZ, W2, H, std::size_t(rows), std::size_t(units), act);
-    return;
-  }
-  matmul(G, dZ, W2, rows, units, O, false, true, nullptr, Act::linear);
-  if (act != Act::linear) act_backward(G, G, H, std::size_t(rows) * units, act);
-  if (db) sum_rows(db, G, std::size_t(rows), std::size_t(units));
-}
-
 void forward(Run& R, std::int64_t s, int c) {
   Task& T = R.task[c];
   const DenseBuffers &l0 = *R.l0, &l1 = *R.l1;
@@ -178,13 +164,14 @@ void backward(Run& R, std::int64_t s, int c) {
   }
   float* W2 = l1.W + std::size_t(c) * hc * O;
   matmul(T.dW2, T.H, R.dZ, hc, O, B, true, false, nullptr, Act::linear);
-  hidden_grad(T.G, l0.b ? T.db1 : nullptr, R.dZ, W2, T.H, B, hc, O, l0.act);
+  hidden_grad(T.G, l0.b ? T.db1 : nullptr, R.dZ, W2, T.H, std::size_t(B), std::size_t(hc), std::size_t(O), l0.act);
   matmul(T.dW1, T.xb, T.G, D, hc, B, true, false, nullptr, Act::linear);
   if (t > 0) {  // the tail units' partial gradients over its rows (summed after the step)
     if (n > 0) {
       const float* dz = R.dZ + std::size_t(off) * O;
       matmul(T.dW2t, T.Ht, dz, t, O, n, true, false, nullptr, Act::linear);
-      hidden_grad(T.Gt, l0.b ? T.db1t : nullptr, dz, l1.W + std::size_t(2 * hc) * O, T.Ht, n, t, O, l0.act);
+      hidden_grad(T.Gt, l0.b ? T.db1t : nullptr, dz, l1.W + std::size_t(2 * hc) * O, T.Ht, std::size_t(n), std::size_t(t),
+                  std::size_t(O), l0.act);
       matmul(T.dW1t, T.xb + std::size_t(off) * D, T.Gt, D, t, n, true, false, nullptr, Act::linear);
     } else {
       std::fill_n(T.dW2t, std::size_t(t) * O, 0.f);

@@ -76,6 +76,9 @@ def force_portable(on: bool) -> None:
 def gaussian_factor(m: object, seed: typing.SupportsInt | typing.SupportsIndex, step: typing.SupportsInt | typing.SupportsIndex, scale: typing.SupportsFloat | typing.SupportsIndex, add_one: bool) -> None:
     """m = scale * z (+ 1 with add_one), z the Philox Box-Muller normals of layers/philox.py's normal()."""
 
+def hidden_grad(dz: object, w: object, y: object, activation: typing.SupportsInt | typing.SupportsIndex, db: object = None, out: object = None) -> numpy.ndarray:
+    """act_backward(dz @ w.T, y) (a hidden layer's gradient from the layer above), and into db its column sums; one pass for relu, sigmoid, tanh and linear under 1 unit, or under 16 with a multiple of 8 columns, with the bits of matmul, act_backward and sum_rows."""
+
 def layernorm_backward(dy: object, xhat: object, invstd: object, gamma: object, dx: object, dgamma: object, dbeta: object) -> None:
     """Gradients of layernorm_forward: dx (None: skipped), and dgamma/dbeta when given."""
 
@@ -122,9 +125,6 @@ def num_threads() -> int: ...
 
 def optimizer_update(kind: typing.SupportsInt | typing.SupportsIndex, flags: typing.SupportsInt | typing.SupportsIndex, step_params: object, param: object, grad: object, s1: object = None, s2: object = None, s3: object = None, ema: object = None, sumsq: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
     """In-place update of param and its state by Keras' rule for `kind` (fusednn/optim_update.h)."""
-
-def outer_act_backward(dz: object, w: object, y: object, activation: typing.SupportsInt | typing.SupportsIndex, db: object = None, out: object = None) -> numpy.ndarray:
-    """act_backward(outer(dz, w), y) (a layer's gradient from one unit above it), and into db its column sums; one pass for relu, sigmoid, tanh and linear, with the bits of matmul, act_backward and sum_rows."""
 
 def prelu_backward(dy: object, x: object, alpha: object, dx: object, dalpha: object) -> None:
     """PReLU's gradients: dx = dy * (1 | alpha | 0 at x > 0 | < 0 | == 0), dalpha = sum dy * min(x, 0) (double)."""

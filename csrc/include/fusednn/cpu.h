@@ -28,12 +28,13 @@ void act_forward(float* y, const float* x, std::size_t n, Act act);
 // act_backward_needs_input(act) (gelu, swish, mish, ...), of the forward input x
 // passed in its place.
 void act_backward(float* dx, const float* dy, const float* y, std::size_t n, Act act);
-// The gradient into a layer whose outputs y (rows×cols) feed one unit (weights w, cols):
-// dx = act_backward(dz wᵀ) (dz: rows values) and, where db is not null, db = sum_rows(dx):
-// the bits of matmul (K = 1), act_backward and sum_rows, in one pass over dx for
-// relu, sigmoid, tanh and linear (a binary classifier's or a regressor's hidden layer).
-void outer_act_backward(float* dx, float* db, const float* dz, const float* w, const float* y, std::size_t rows,
-                        std::size_t cols, Act act);
+// The gradient into a hidden layer whose outputs y (rows×cols) feed k units (weights w,
+// cols×k): dx = act_backward(dz wᵀ, y) (dz: rows×k) and, where db is not null, db =
+// sum_rows(dx): the bits of matmul, act_backward and sum_rows, in one pass over dx for
+// relu, sigmoid, tanh and linear where k is 1, or under 16 with cols a multiple of 8 (a
+// binary classifier's or regressor's hidden layer, or one under a few classes).
+void hidden_grad(float* dx, float* db, const float* dz, const float* w, const float* y, std::size_t rows,
+                 std::size_t cols, std::size_t k, Act act);
 // y[r, c] = act(x[r, c] + b[c]); x may alias y.
 void bias_act(float* y, const float* x, const float* b, std::size_t rows, std::size_t cols, Act act);
 // Row-wise softmax of x (rows×cols), shifted by each row's max so it cannot

@@ -150,12 +150,12 @@ struct has_merge_ops : std::false_type {};
 template <class D>
 struct has_merge_ops<D, std::void_t<decltype(&D::merge_binary), decltype(&D::merge_scale)>> : std::true_type {};
 
-// Devices with outer_act_backward (the CPU's): a layer's input gradient from one unit above,
-// through its activation, with its bias gradient.
+// Devices with hidden_grad (the CPU's): a layer's input gradient from the layer above,
+// through its activation, with its bias gradient (one pass where that pays).
 template <class D, class = void>
-struct has_outer_act_backward : std::false_type {};
+struct has_hidden_grad : std::false_type {};
 template <class D>
-struct has_outer_act_backward<D, std::void_t<decltype(&D::outer_act_backward)>> : std::true_type {};
+struct has_hidden_grad<D, std::void_t<decltype(&D::hidden_grad)>> : std::true_type {};
 
 // Source n of graph block l: its values, their row stride (a model input is a column
 // slice of the batch x, whose rows are x_cols wide) and their width.
@@ -359,7 +359,7 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
     // backward, last layer first; each W is used for dX before it is updated
     if (graph) std::fill(grads_seen.begin(), grads_seen.end(), 0);
     if (data.heads) heads_seed(*data.heads, grads_seen);
-    bool act_done = false;  // layer i's activation derivative and bias gradient came with its G (outer_act_backward)
+    bool act_done = false;  // layer i's activation derivative and bias gradient came with its G (hidden_grad)
     for (int i = L - 1; i >= 0; --i) {
       DenseBuffers& l = layers[i];
       const std::int64_t size = std::int64_t(B) * l.out;
@@ -380,12 +380,12 @@ std::int64_t train_steps(const D& dev, std::vector<DenseBuffers>& layers, const 
         block_input_backward(dev, layers, std::size_t(i), data.x_batch, B, d_in, grads_seen);
       } else if (i > 0) {
         DenseBuffers& p = layers[i - 1];
-        if constexpr (has_outer_act_backward<D>::value) {
-          // one unit above a plain layer (a binary classifier's or a regressor's hidden layer):
-          // its G, activation derivative and bias gradient in one pass, the same bits
-          act_done = l.out == 1 && p.post.empty() && p.A_l1 == 0.f && p.A_l2 == 0.f;
+        if constexpr (has_hidden_grad<D>::value) {
+          // a plain layer below: its G, activation derivative and bias gradient at once (one
+          // pass under a few units, as a binary classifier's or regressor's), the same bits
+          act_done = p.post.empty() && p.A_l1 == 0.f && p.A_l2 == 0.f;
           if (act_done)
-            dev.outer_act_backward(p.G, p.b && !p.frozen ? p.db : nullptr, l.G, l.W, p.Z ? p.Z : p.A, B, p.out, p.act);
+            dev.hidden_grad(p.G, p.b && !p.frozen ? p.db : nullptr, l.G, l.W, p.Z ? p.Z : p.A, B, p.out, l.out, p.act);
         }
         if (!act_done)
           dev.matmul(post_grad(p.post, p.G), l.G, l.W, B, l.in, l.out, false, true, nullptr, Act::linear);
