@@ -85,6 +85,11 @@ struct Run {
   int flags(bool decay) const { return decay ? opt->flags : opt->flags & ~optf::weight_decay; }
 };
 
+// p += q over n floats (separate buffers: vectorised)
+void add_to(float* __restrict p, const float* __restrict q, std::size_t n) {
+  for (std::size_t k = 0; k < n; ++k) p[k] += q[k];
+}
+
 void gather(float* dst, const float* src, const std::int64_t* idx, int rows, int cols) {
   for (int r = 0; r < rows; ++r)
     std::memcpy(dst + std::size_t(r) * cols, src + std::size_t(idx[r]) * cols, sizeof(float) * std::size_t(cols));
@@ -109,8 +114,7 @@ void forward(Run& R, std::int64_t s, int c) {
   if (t > 0 && n > 0) {  // the tail units on its rows, their share added to those rows' logits
     matmul(T.Ht, T.xb + std::size_t(off) * D, R.W1t, n, t, D, false, false, l0.b ? l0.b + 2 * hc : nullptr, l0.act);
     matmul(T.Pt, T.Ht, l1.W + std::size_t(2 * hc) * O, n, O, t, false, false, nullptr, Act::linear);
-    float* p = T.P + std::size_t(off) * O;
-    for (std::size_t k = 0; k < std::size_t(n) * O; ++k) p[k] += T.Pt[k];
+    add_to(T.P + std::size_t(off) * O, T.Pt, std::size_t(n) * O);
   }
 }
 
@@ -124,16 +128,15 @@ void loss(Run& R, std::int64_t s, int c) {
     if (R.l1->b) std::fill_n(T.db2, O, 0.f);
     return;
   }
-  const float* P0 = R.task[0].P + std::size_t(off) * O;
-  const float* P1 = R.task[1].P + std::size_t(off) * O;
-  const float* b2 = R.l1->b;
-  float* z = R.Z + std::size_t(off) * O;
+  const float* __restrict P0 = R.task[0].P + std::size_t(off) * O;
+  const float* __restrict P1 = R.task[1].P + std::size_t(off) * O;
+  const float* __restrict b2 = R.l1->b;
+  float* __restrict z = R.Z + std::size_t(off) * O;
   float* g = R.dZ + std::size_t(off) * O;
-  for (int r = 0; r < n; ++r)
-    for (int j = 0; j < O; ++j) {
-      const std::size_t k = std::size_t(r) * O + j;
-      z[k] = b2 ? (P0[k] + P1[k]) + b2[j] : P0[k] + P1[k];
-    }
+  for (std::size_t k = 0; k < std::size_t(n) * O; ++k) z[k] = P0[k] + P1[k];
+  if (b2)
+    for (int r = 0; r < n; ++r)
+      for (int j = 0; j < O; ++j) z[std::size_t(r) * O + j] += b2[j];
   gather(T.yb, R.data->y, R.data->order + R.lo(s) + off, n, R.ycols);
   const std::size_t count = std::size_t(n) * O;
   double mean;
@@ -206,7 +209,7 @@ bool step_done(void* ctx, std::int64_t s) {
   const Task &T0 = R.task[0], &T1 = R.task[1];
   float penalty = 0.f;
   if (t > 0) {
-    const auto add = [](float* g, const float* a, const float* b, std::size_t n) {
+    const auto add = [](float* __restrict g, const float* __restrict a, const float* __restrict b, std::size_t n) {
       for (std::size_t k = 0; k < n; ++k) g[k] = a[k] + b[k];
     };
     add(R.gW1t, T0.dW1t, T1.dW1t, std::size_t(D) * t);
