@@ -12,7 +12,7 @@ from fusednn.backends import XENT_KINDS
 from helpers import poisoned
 
 pytestmark = pytest.mark.skipif("cpu" not in backends.available(), reason="cpu backend not built")
-U32 = np.finfo(np.float32).eps
+U32 = float(np.finfo(np.float32).eps)  # (pytest.approx takes Python numbers only from pytest 9.2)
 
 
 def _reference(z: np.ndarray, t: np.ndarray, kind: str) -> tuple[float, np.ndarray]:
